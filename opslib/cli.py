@@ -1,0 +1,166 @@
+"""Command line: argument parsing only; every command calls one verb of the library.
+
+Exit codes: 0 success, 1 the operation failed (message says what and where), 2 bad usage/parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import OpsError
+from .secrets import redact
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="opslib",
+        description="Renew SSL server certificates on Microsoft IIS over WinRM, with evidence.",
+    )
+    p.add_argument("--version", action="version", version=f"opslib {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a renewal from a parameters file")
+    run.add_argument("params", help="parameters file (YAML)")
+    run.add_argument("--evidence-root", default=None, help="where run folders go (default: ./evidence)")
+    run.add_argument("--dry-run", action="store_true", help="read-only checks; record the plan, change nothing")
+    run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
+    run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+
+    res = sub.add_parser("resume", help="continue a failed run from its failed step, in the same folder")
+    res.add_argument("run_dir")
+    res.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
+
+    ins = sub.add_parser("inspect", help="inspect certificates: files, mails, PFX, CSR, or host:port")
+    ins.add_argument("sources", nargs="+", metavar="SOURCE")
+    ins.add_argument("--json", action="store_true", help="machine-readable output (schema in the README)")
+    ins.add_argument("--password-env", metavar="VAR", help="environment variable holding the PFX password")
+    ins.add_argument("--servername", metavar="NAME", help="SNI name to send to host:port sources")
+    ins.add_argument("--hostname", metavar="NAME", action="append", help="host name the leaf must cover")
+    ins.add_argument("--warn-days", type=int, default=30, metavar="N", help="expires_soon threshold (30)")
+    ins.add_argument("--forbidden-root", action="append", metavar="SHA1", help="extra forbidden root thumbprint")
+
+    ev = sub.add_parser("evidence", help="list, show and verify renewal evidence")
+    evsub = ev.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    evl = evsub.add_parser("list", help="one line per run")
+    evl.add_argument("--root", default="evidence")
+    evl.add_argument("--host")
+    evl.add_argument("--site")
+    evl.add_argument("--since", help="YYYY-MM-DD (UTC)")
+    evl.add_argument("--status")
+    evl.add_argument("--json", action="store_true")
+    evs = evsub.add_parser("show", help="one run: summary, steps, facts, renders")
+    evs.add_argument("run_dir")
+    evs.add_argument("--json", action="store_true")
+    evv = evsub.add_parser("verify", help="recompute hashes and the chain across runs")
+    evv.add_argument("run_dir", nargs="?")
+    evv.add_argument("--root")
+    evv.add_argument("--hmac-key", metavar="REF", help="secret reference of the HMAC key (env:NAME …)")
+    evv.add_argument("--json", action="store_true")
+
+    reh = sub.add_parser("rehearse", help="the rehearsal host: an emulated Windows/IIS server")
+    rehsub = reh.add_subparsers(dest="rehearse_command", required=True, metavar="ACTION")
+    srv = rehsub.add_parser("serve", help="serve an emulated host over WS-Management until interrupted")
+    srv.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
+    srv.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
+    srv.add_argument("--https", action="store_true", help="HTTPS with a generated certificate")
+    srv.add_argument("--user", default="Administrator")
+    srv.add_argument("--password-env", default="OPSLIB_REHEARSAL_PASSWORD", metavar="VAR")
+    srv.add_argument("--locale", choices=["en", "ja"], default=None)
+    srv.add_argument("--codepage", type=int, choices=[437, 932, 65001], default=None)
+    srv.add_argument("--scenario", default="default")
+    srv.add_argument("--fault", action="append", default=[], metavar="SPEC")
+    srv.add_argument("--state-file", metavar="F")
+    srv.add_argument("--params-out", metavar="F")
+    srv.add_argument("--workdir", metavar="DIR", help="where the CA file and mailed certificate are written")
+    demo = rehsub.add_parser("demo", help="a full renewal against a fresh rehearsal host")
+    demo.add_argument("--evidence-root", default="evidence")
+    demo.add_argument("--backup-dir", default=None)
+    return p
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from . import runbook
+
+    return runbook.run(a.params, evidence_root=a.evidence_root, dry_run=a.dry_run, yes=a.yes, steps=a.steps)
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from . import runbook
+
+    return runbook.resume(a.run_dir, yes=a.yes)
+
+
+def _cmd_inspect(a: argparse.Namespace) -> int:
+    from . import inspect as inspect_
+
+    report = inspect_.inspect_sources(
+        a.sources,
+        password_env=a.password_env,
+        servername=a.servername,
+        hostnames=a.hostname or [],
+        warn_days=a.warn_days,
+        forbidden_roots=a.forbidden_root or [],
+    )
+    print(inspect_.render_json(report) if a.json else inspect_.render_text(report))
+    return 0
+
+
+def _cmd_evidence(a: argparse.Namespace) -> int:
+    from . import evidence
+
+    if a.evidence_command == "list":
+        return evidence.cli_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
+    if a.evidence_command == "show":
+        return evidence.cli_show(a.run_dir, as_json=a.json)
+    return evidence.cli_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
+
+
+def _cmd_rehearse(a: argparse.Namespace) -> int:
+    from . import rehearsal
+
+    if a.rehearse_command == "serve":
+        return rehearsal.serve_forever(
+            listen=a.host,
+            port=a.port,
+            https=a.https,
+            user=a.user,
+            password_env=a.password_env,
+            locale=a.locale,
+            codepage=a.codepage,
+            scenario=a.scenario,
+            faults=a.fault,
+            state_file=a.state_file,
+            params_out=a.params_out,
+            workdir=a.workdir,
+        )
+    from .rehearsal import demo
+
+    return demo.run_demo(evidence_root=a.evidence_root, backup_dir=a.backup_dir)
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "resume": _cmd_resume,
+    "inspect": _cmd_inspect,
+    "evidence": _cmd_evidence,
+    "rehearse": _cmd_rehearse,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except OpsError as exc:
+        print(f"opslib: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("opslib: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The kit's one error tree.
+
+Every error the kit raises on purpose derives from :class:`OpsError`. Subclasses carry data and
+build their message in ``__str__``: what failed, where, and what to do next. Third-party errors
+are wrapped only at the edges (transport, loaders): ``raise ConnectionFailed(...) from exc``.
+
+Exit codes for the command line: :class:`UsageError` (and its subclasses) → 2, every other
+:class:`OpsError` → 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+class OpsError(Exception):
+    """Base of every error the kit raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str = "", *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text} — {self.hint}" if text else self.hint
+        return text
+
+
+class UsageError(OpsError):
+    """Bad command-line usage or bad parameters (exit code 2)."""
+
+    exit_code = 2
+
+
+class ParameterError(UsageError):
+    """A parameters file or value is wrong; ``key`` names the key path (e.g. ``winrm.url``)."""
+
+    def __init__(self, key: str, problem: str, *, source: str = "", hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.key = key
+        self.problem = problem
+        self.source = source
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        text = f"{where}{self.key}: {self.problem}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class UnsafeArgument(UsageError):
+    """A value cmd.exe cannot carry safely; refused before anything is sent."""
+
+    def __init__(self, value_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.value_name = value_name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"{self.value_name}: {self.reason}; cmd.exe cannot carry it safely, so nothing was sent "
+            "— choose a value without it"
+        )
+
+
+class SecretUnavailable(UsageError):
+    """A secret reference (``env:NAME``, ``keyring:service/user``, ``prompt``) could not be resolved."""
+
+    def __init__(self, reference: str, problem: str) -> None:
+        super().__init__(problem)
+        self.reference = reference
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"secret {self.reference}: {self.problem}"
+
+
+class CertificateError(OpsError):
+    """A certificate source could not be read or fails a check. ``source`` names the file/endpoint."""
+
+    def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.source = source
+        self.problem = problem
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.problem}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class EndpointError(CertificateError):
+    """A TLS endpoint could not be reached or did not complete a handshake."""
+
+
+# --- transport -----------------------------------------------------------------------------------
+
+
+class TransportError(OpsError):
+    """Base of the WinRM transport errors. ``host`` is the endpoint URL (never with credentials)."""
+
+    def __init__(self, host: str, problem: str = "", *, hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.host = host
+        self.problem = problem
+
+    def __str__(self) -> str:
+        text = f"{self.host}: {self.problem}" if self.problem else self.host
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class ConnectionFailed(TransportError):
+    """The endpoint could not be reached, or the connection dropped mid-conversation."""
+
+
+class AuthenticationFailed(TransportError):
+    """The server refused the credentials (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class WSManFaultInfo:
+    code: int | None
+    reason: str
+    subcode: str = ""
+
+
+class WSManFault(TransportError):
+    """The server answered with a WS-Management SOAP fault. ``code`` is the WSManFault Code number."""
+
+    def __init__(self, host: str, code: int | None, reason: str, *, hint: str = "") -> None:
+        super().__init__(host, reason, hint=hint)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        code = f" {self.code} (0x{self.code:08X})" if self.code is not None else ""
+        text = f"{self.host}: WS-Management fault{code}: {self.reason}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class CommandTimedOut(TransportError):
+    """A remote command did not finish before its deadline; it was terminated."""
+
+    def __init__(self, host: str, command: str, timeout_s: float) -> None:
+        super().__init__(host, f"command timed out after {timeout_s:g} s: {command}")
+        self.command = command
+        self.timeout_s = timeout_s
+        self.hint = "the command was terminated; check the server, then run again (or resume)"
+
+
+@dataclass
+class RemoteCommandFailed(OpsError):
+    """A remote command exited non-zero. ``command`` is the redacted command line."""
+
+    host: str
+    command: str
+    exit_code: int  # type: ignore[assignment]
+    stderr: str = ""
+    stdout: str = ""
+    what: str = ""
+    hint: str = ""  # type: ignore[assignment]
+    argv: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.command)
+        self.message = self.what
+
+    def __str__(self) -> str:
+        what = f"{self.what}: " if self.what else ""
+        detail = (self.stderr or self.stdout).strip().splitlines()
+        tail = f"; the server said: {detail[-1][:300]}" if detail else ""
+        text = f"{self.host}: {what}`{self.command}` exited with {self.exit_code} (0x{self.exit_code & 0xFFFFFFFF:08X}){tail}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+# --- server state / operations -------------------------------------------------------------------
+
+
+class CapabilityMissing(OpsError):
+    """The target lacks something a verb needs (a certutil verb, cscript, admin rights …)."""
+
+    def __init__(self, host: str, capability: str, *, hint: str = "") -> None:
+        super().__init__(f"the server lacks {capability}", hint=hint)
+        self.host = host
+        self.capability = capability
+
+    def __str__(self) -> str:
+        text = f"{self.host}: the server lacks {self.capability}; nothing was changed"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class PreconditionFailed(OpsError):
+    """The server is not in a state the step can start from. Nothing was changed."""
+
+    def __init__(self, host: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.host = host
+        self.problem = problem
+
+    def __str__(self) -> str:
+        text = f"{self.host}: {self.problem}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class SiteNotFound(PreconditionFailed):
+    """A site name matched no site, or several."""
+
+
+class VerificationFailed(OpsError):
+    """A read-back after a change did not show the expected state."""
+
+    def __init__(self, host: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.host = host
+        self.problem = problem
+
+    def __str__(self) -> str:
+        text = f"{self.host}: check failed: {self.problem}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+# --- runbook / evidence --------------------------------------------------------------------------
+
+
+class StepFailed(OpsError):
+    """A runbook step's notebook raised. Names the step, the failing cell and the notebook path."""
+
+    def __init__(self, step: str, notebook: str, cause: str, *, cell: int | None = None, hint: str = "") -> None:
+        super().__init__(cause, hint=hint)
+        self.step = step
+        self.notebook = notebook
+        self.cause = cause
+        self.cell = cell
+
+    def __str__(self) -> str:
+        cell = f", cell {self.cell}" if self.cell is not None else ""
+        text = f"step {self.step} failed{cell}: {self.cause} (notebook: {self.notebook})"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class EvidenceError(OpsError):
+    """An evidence folder is missing, unreadable, or fails its integrity check."""
+
+    def __init__(self, path: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(problem, hint=hint)
+        self.path = path
+        self.problem = problem
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.problem}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class RunLocked(OpsError):
+    """Another run holds the lock for the same host and site."""
+
+    def __init__(self, lock_path: str, holder: str) -> None:
+        super().__init__(f"another run holds {lock_path} ({holder})")
+        self.lock_path = lock_path
+        self.holder = holder
+        self.hint = "wait for it to finish, or remove the lock file if that run is dead"

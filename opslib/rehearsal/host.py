@@ -1,0 +1,232 @@
+"""The emulated Windows/IIS host behind the rehearsal WS-Management endpoint.
+
+This module holds the *model*: registry, file system, IIS 6 metabase sites, private keys, and the
+table of programs the cmd.exe-like interpreter (:mod:`opslib.rehearsal.cmd`) can start. Programs
+(certutil, certreq, reg, cscript, …) live in :mod:`opslib.rehearsal.programs` and act on this
+model only. The model is serialised to the ``--state-file`` after every command so that a test can
+see what the "server" now holds.
+
+Faithfulness rule: every behaviour follows what Windows does as documented in
+``shared/reference/windows-commands.md`` / ``winrm.md``; where Windows behaviour is unknown, the
+implementing code says so in a comment. The emulation never bends to make the kit's checks pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# ServerState values of IIS 6 (https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524905(v=vs.90))
+STARTING, STARTED, STOPPING, STOPPED, PAUSING, PAUSED, CONTINUING = 1, 2, 3, 4, 5, 6, 7
+
+HKLM_CERTS = r"HKLM\SOFTWARE\Microsoft\SystemCertificates"
+
+
+@dataclass
+class Site:
+    """One IIS 6 metabase web site, ``/LM/W3SVC/<id>``."""
+
+    id: int
+    comment: str  # ServerComment (the description shown in IIS Manager)
+    state: int = STOPPED  # ServerState
+    server_bindings: list[str] = field(default_factory=list)  # "IP:port:host"
+    secure_bindings: list[str] = field(default_factory=list)  # "IP:port:" (IIS 6 has no SNI)
+    ssl_cert_hash: str = ""  # SSLCertHash as 40 upper-case hex digits, "" when unset
+    ssl_store_name: str = ""  # SSLStoreName, normally "MY"
+    fail_start: bool = False  # scenario/fault: Start() leaves the site stopped
+
+
+@dataclass
+class KeyPair:
+    """A private key held by a CSP key container (the real key, made with `cryptography`)."""
+
+    container: str
+    pkcs8_pem: str  # unencrypted PKCS#8 PEM; never leaves the model except through PFX export
+    exportable: bool = True
+    provider: str = "Microsoft RSA SChannel Cryptographic Provider"
+
+
+@dataclass
+class CommandResult:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+
+
+@dataclass
+class Invocation:
+    """What a program sees when the interpreter starts it.
+
+    ``argv`` is the argument vector as CommandLineToArgvW would produce it (argv[0] the program
+    name as typed). Programs write *text*; the interpreter encodes it in the shell's code page
+    (characters the code page cannot hold become ``?`` as on Windows).
+    """
+
+    host: Host
+    argv: list[str]
+    stdin: bytes = b""
+    out: list[str] = field(default_factory=list)
+    err: list[str] = field(default_factory=list)
+
+    def write(self, text: str) -> None:
+        self.out.append(text)
+
+    def write_err(self, text: str) -> None:
+        self.err.append(text)
+
+    def say(self, en: str, ja: str, *, err: bool = False) -> None:
+        """Write a localized message line (CRLF-terminated as Windows tools do)."""
+        (self.err if err else self.out).append(self.host.text(en, ja) + "\r\n")
+
+
+Program = Callable[[Invocation], int]
+
+
+class Host:
+    """One emulated Windows Server host. Thread-safe: every public mutation holds ``self.lock``."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str = "WEB01",
+        locale: str = "en",
+        codepage: int = 437,
+        windows_version: str = "5.2.3790",  # Windows Server 2003 SP2
+        iis_major: int = 6,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.locale = locale  # "en" or "ja": the language of tool messages
+        self.default_codepage = codepage  # the console's OEM code page (437 en-US, 932 ja-JP)
+        self.windows_version = windows_version
+        self.iis_major = iis_major
+        self.state_file = Path(state_file) if state_file else None
+        self.lock = threading.RLock()
+        # Registry: upper-cased key path -> {upper-cased value name: (name, type, data)}.
+        # data: str for REG_SZ/REG_EXPAND_SZ, int for REG_DWORD, bytes for REG_BINARY.
+        self.registry: dict[str, dict[str, tuple[str, str, Any]]] = {}
+        self.registry_case: dict[str, str] = {}  # upper-cased key path -> path as created
+        # File system: lower-cased absolute Windows path -> bytes; directories as a set.
+        self.files: dict[str, bytes] = {}
+        self.file_case: dict[str, str] = {}
+        self.dirs: set[str] = set()
+        self.sites: dict[int, Site] = {}
+        self.keys: dict[str, KeyPair] = {}
+        self.programs: dict[str, Program] = {}
+        self.env: dict[str, str] = {}
+        self.is_admin = True
+        self.history: list[dict[str, Any]] = []  # every command line run, with its exit code
+        self.extra: dict[str, Any] = {}  # scenario facts (e.g. TLS endpoint ports)
+        self.on_change: list[Callable[[Host], None]] = []  # e.g. the TLS endpoint server
+
+    # --- localisation -------------------------------------------------------------------------
+    def text(self, en: str, ja: str) -> str:
+        return ja if self.locale == "ja" else en
+
+    # --- registry -------------------------------------------------------------------------------
+    def reg_keys(self) -> list[str]:
+        return [self.registry_case[k] for k in sorted(self.registry)]
+
+    def reg_set(self, key: str, name: str, type_: str, data: Any) -> None:
+        with self.lock:
+            k = key.rstrip("\\").upper()
+            self.registry.setdefault(k, {})
+            self.registry_case.setdefault(k, key.rstrip("\\"))
+            self.registry[k][name.upper()] = (name, type_, data)
+
+    def reg_get(self, key: str, name: str) -> tuple[str, str, Any] | None:
+        return self.registry.get(key.rstrip("\\").upper(), {}).get(name.upper())
+
+    def reg_has_key(self, key: str) -> bool:
+        return key.rstrip("\\").upper() in self.registry
+
+    def reg_delete_key(self, key: str) -> bool:
+        """Delete a key and its subkeys; False when it did not exist."""
+        with self.lock:
+            k = key.rstrip("\\").upper()
+            doomed = [x for x in self.registry if x == k or x.startswith(k + "\\")]
+            for x in doomed:
+                del self.registry[x]
+                self.registry_case.pop(x, None)
+            return bool(doomed)
+
+    def reg_subkeys(self, key: str) -> list[str]:
+        """Immediate subkey names (as created) of ``key``."""
+        k = key.rstrip("\\").upper() + "\\"
+        names = {
+            self.registry_case[x][len(k) :].split("\\")[0] for x in self.registry if x.startswith(k)
+        }
+        return sorted(names)
+
+    # --- file system ----------------------------------------------------------------------------
+    @staticmethod
+    def norm(path: str) -> str:
+        return path.replace("/", "\\").rstrip("\\").lower()
+
+    def write_file(self, path: str, data: bytes, *, append: bool = False) -> None:
+        with self.lock:
+            k = self.norm(path)
+            self.files[k] = (self.files.get(k, b"") + data) if append else data
+            self.file_case.setdefault(k, path)
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.files.get(self.norm(path))
+
+    def delete_file(self, path: str) -> bool:
+        with self.lock:
+            k = self.norm(path)
+            self.file_case.pop(k, None)
+            return self.files.pop(k, None) is not None
+
+    def exists(self, path: str) -> bool:
+        k = self.norm(path)
+        return k in self.files or k in self.dirs
+
+    def is_dir(self, path: str) -> bool:
+        return self.norm(path) in self.dirs
+
+    def parent_exists(self, path: str) -> bool:
+        parent = self.norm(path).rsplit("\\", 1)[0]
+        return len(parent) <= 2 or parent in self.dirs  # "c:" is the drive root
+
+    # --- state file -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """A JSON-ready picture of what the host holds, for tests and operators."""
+        with self.lock:
+            return {
+                "hostname": self.hostname,
+                "locale": self.locale,
+                "windows_version": self.windows_version,
+                "iis_major": self.iis_major,
+                "registry": {
+                    self.registry_case[k]: {
+                        n: {"type": t, "data": (d.hex().upper() if isinstance(d, bytes) else d)}
+                        for n, t, d in sorted(v.values())
+                    }
+                    for k, v in sorted(self.registry.items())
+                },
+                "files": {self.file_case[k]: len(v) for k, v in sorted(self.files.items())},
+                "dirs": sorted(self.dirs),
+                "sites": {str(i): asdict(s) for i, s in sorted(self.sites.items())},
+                "keys": {c: {"exportable": k.exportable, "provider": k.provider} for c, k in sorted(self.keys.items())},
+                "extra": self.extra,
+            }
+
+    def save_state(self) -> None:
+        """Rewrite the state file atomically (after every command)."""
+        for hook in list(self.on_change):
+            hook(self)
+        if not self.state_file:
+            return
+        data = json.dumps(self.state(), indent=2, sort_keys=True, ensure_ascii=False)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".state-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        os.replace(tmp, self.state_file)

@@ -1,0 +1,1 @@
+"""Programs the rehearsal host's interpreter can start (certutil, certreq, reg, cscript, …)."""

@@ -1,0 +1,124 @@
+"""Secret references and redaction.
+
+Parameter files and notebook parameters hold only *references* to secrets:
+
+* ``env:NAME`` — the value of environment variable NAME;
+* ``keyring:service/user`` — the value stored in the system keyring;
+* ``prompt`` (or ``prompt:Label``) — asked on the terminal without echo.
+
+:func:`resolve` turns a reference into its value and registers the value with the process-wide
+redactor, so that every transcript line, log line, evidence file and error message that passes
+through :func:`redact` has it replaced by ``[REDACTED]`` — in plain, base64, UTF-16LE and
+URL-encoded form.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import os
+import re
+import urllib.parse
+
+from .errors import SecretUnavailable
+
+MASK = "[REDACTED]"
+_REFERENCE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|keyring:[^/\s]+/[^\s]+|prompt(:.*)?)$")
+
+_secrets: set[str] = set()
+
+
+def is_reference(value: object) -> bool:
+    """True when ``value`` is a secret reference rather than a literal."""
+    return isinstance(value, str) and bool(_REFERENCE.match(value))
+
+
+def resolve(reference: str, *, purpose: str = "") -> str:
+    """Return the secret that ``reference`` points to, and register it for redaction.
+
+    A literal (anything that is not a reference) is refused: secrets are never written into
+    parameter files or notebooks.
+    """
+    if not is_reference(reference):
+        raise SecretUnavailable(
+            "(literal)" if reference else "(empty)",
+            f"{purpose + ': ' if purpose else ''}expected a reference such as env:NAME, "
+            "keyring:service/user or prompt, not a literal value",
+        )
+    kind, _, rest = reference.partition(":")
+    if kind == "env":
+        value = os.environ.get(rest)
+        if not value:
+            raise SecretUnavailable(reference, f"environment variable {rest} is not set or empty")
+    elif kind == "keyring":
+        service, _, user = rest.partition("/")
+        try:
+            import keyring  # imported lazily: only needed for this kind of reference
+
+            value = keyring.get_password(service, user)
+        except Exception as exc:  # keyring backends raise many kinds of errors
+            raise SecretUnavailable(reference, f"keyring lookup failed ({type(exc).__name__})") from None
+        if not value:
+            raise SecretUnavailable(reference, f"no keyring entry for service {service!r}, user {user!r}")
+    else:  # prompt
+        label = rest or purpose or "secret"
+        try:
+            value = getpass.getpass(f"{label}: ")
+        except (EOFError, OSError):
+            raise SecretUnavailable(reference, "no terminal to prompt on; use env:NAME instead") from None
+        if not value:
+            raise SecretUnavailable(reference, "empty answer")
+    register(value)
+    return value
+
+
+def register(value: str) -> None:
+    """Add a secret value to the redactor (values shorter than 4 characters are too common to mask)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def forms(value: str) -> list[str]:
+    """The encodings of a secret that redaction and the secret scan look for."""
+    raw = value.encode("utf-8")
+    out = {
+        value,
+        base64.b64encode(raw).decode("ascii"),
+        base64.b64encode(value.encode("utf-16-le")).decode("ascii"),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        value.encode("utf-16-le").decode("latin-1"),
+    }
+    return sorted((f for f in out if f), key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret (in each of its :func:`forms`) in ``text`` with ``[REDACTED]``."""
+    if not _secrets or not text:
+        return text
+    for secret in sorted(_secrets, key=len, reverse=True):
+        for form in forms(secret):
+            if form in text:
+                text = text.replace(form, MASK)
+    return text
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """Byte-level redaction for raw transcripts: UTF-8, UTF-16LE and base64 forms."""
+    if not _secrets or not data:
+        return data
+    for secret in sorted(_secrets, key=len, reverse=True):
+        for form in forms(secret):
+            for enc in ("utf-8", "utf-16-le"):
+                try:
+                    needle = form.encode(enc)
+                except UnicodeEncodeError:
+                    continue
+                if needle and needle in data:
+                    data = data.replace(needle, MASK.encode(enc))
+    return data
+
+
+def registered() -> frozenset[str]:
+    """The values currently registered (for tests and the evidence secret scan)."""
+    return frozenset(_secrets)
