@@ -1,1 +1,20 @@
-"""Programs the rehearsal host's interpreter can start (certutil, certreq, reg, cscript, …)."""
+"""Programs the rehearsal host's interpreter can start (certutil, certreq, reg, cscript, …).
+
+Each module exposes ``register(host)``, which adds its programs to ``host.programs``.
+``register_all`` installs every program a Windows Server 2003 / IIS 6 host has for the kit.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..host import Host
+
+# Order matters: certutil (full) wraps filecodec's -encode/-decode.
+_MODULES = ("filecodec", "certutil", "certreq", "reg", "cscript")
+
+
+def register_all(host: Host) -> None:
+    for name in _MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(host)

@@ -1,0 +1,418 @@
+"""The parameters file: load, validate, and turn into notebook parameters.
+
+One YAML file describes one renewal (schema in ``CONTRIBUTING.md``; every key is documented in
+``docs/parameters.md``). :func:`load` reads it and returns :class:`Parameters`; every problem
+raises :class:`opslib.errors.ParameterError` naming the key path (``winrm.url``), what is wrong
+and the file, so the command line exits with code 2 before anything is contacted.
+
+Secrets are never in the file: ``winrm.password`` and ``backup.pfx_password`` must be references
+(``env:NAME``, ``keyring:service/user``, ``prompt``); a literal is refused without echoing it.
+
+``mode: rollback`` marks a parameter set written by the runner into a run folder
+(``rollback.yaml``): it carries a ``rollback`` section (the old thumbprint and bindings recorded by
+step 2) and makes the runner run only the rollback path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import secrets
+from .errors import ParameterError
+
+RENEW, ROLLBACK = "renew", "rollback"
+TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
+CODEPAGES = ("auto", 437, 932, 65001)
+_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_MISSING = object()
+
+Check = Callable[[Any], str]  # returns "" when the value is fine, else the problem
+
+
+def _str(value: Any) -> str:
+    return "" if isinstance(value, str) else f"expected a string, got {_kind(value)}"
+
+
+def _nonempty_str(value: Any) -> str:
+    if not isinstance(value, str):
+        return f"expected a string, got {_kind(value)}"
+    return "" if value.strip() else "must not be empty"
+
+
+def _int_range(lo: int, hi: int) -> Check:
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {_kind(value)}"
+        return "" if lo <= value <= hi else f"must be between {lo} and {hi}, got {value}"
+
+    return check
+
+
+def _bool(value: Any) -> str:
+    return "" if isinstance(value, bool) else f"expected true or false, got {_kind(value)}"
+
+
+def _choice(*options: Any) -> Check:
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or value not in options:
+            return f"must be one of {', '.join(str(o) for o in options)}; got {value!r}"
+        return ""
+
+    return check
+
+
+def _str_list(value: Any) -> str:
+    if not isinstance(value, list):
+        return f"expected a list of strings, got {_kind(value)}"
+    bad = [v for v in value if not isinstance(v, str) or not v.strip()]
+    return f"every item must be a non-empty string; got {bad[0]!r}" if bad else ""
+
+
+def _nonempty_str_list(value: Any) -> str:
+    problem = _str_list(value)
+    return problem or ("" if value else "must list at least one name")
+
+
+def _thumbprint(value: Any) -> str:
+    if not isinstance(value, str) or not _THUMBPRINT.match(value.replace(" ", "").replace(":", "")):
+        return f"expected a SHA-1 thumbprint (40 hex digits), got {value!r}"
+    return ""
+
+
+def _thumbprint_list(value: Any) -> str:
+    if not isinstance(value, list):
+        return f"expected a list of SHA-1 thumbprints, got {_kind(value)}"
+    for item in value:
+        problem = _thumbprint(item)
+        if problem:
+            return problem
+    return ""
+
+
+def _reference(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        return "expected a secret reference such as env:NAME, keyring:service/user or prompt"
+    if not secrets.is_reference(value):
+        # Never echo the value: it may be the password itself.
+        return (
+            "is a literal value; secrets are never written into parameter files — "
+            "use a reference such as env:NAME, keyring:service/user or prompt"
+        )
+    return ""
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str):
+        return f"expected a URL string, got {_kind(value)}"
+    if not re.match(r"^https?://[^/\s:]+(:\d+)?/\S*$", value):
+        return f"expected http(s)://HOST[:PORT]/wsman, got {value!r}"
+    return ""
+
+
+def _endpoint(value: Any) -> str:
+    if not isinstance(value, str):
+        return f"expected HOST:PORT, got {_kind(value)}"
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected HOST:PORT (e.g. www1.example.jp:443), got {value!r}"
+    return ""
+
+
+def _host_label(value: Any) -> str:
+    if not isinstance(value, str):
+        return f"expected a string, got {_kind(value)}"
+    if not _HOST_LABEL.match(value):
+        return f"expected a host name of letters, digits, '.', '-', '_' (it names the evidence folder); got {value!r}"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    """What a value is, for messages (scalars shown, containers only named)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the parameters file."""
+
+    path: str  # dotted key path, e.g. "winrm.url"
+    check: Check
+    default: Any = _MISSING  # _MISSING: required
+    modes: tuple[str, ...] = (RENEW, ROLLBACK)  # where the key is allowed
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+
+# Sections (mappings) of the file; a key "a.b" lives in section "a".
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "winrm": (RENEW, ROLLBACK),
+    "backup": (RENEW,),
+    "verify": (RENEW, ROLLBACK),
+    "rollback": (ROLLBACK,),
+}
+
+SCHEMA: tuple[Key, ...] = (
+    Key("mode", _choice(RENEW, ROLLBACK), RENEW, help="renew (default) or rollback (written by the runner)"),
+    Key("host", _host_label, help="name used in the evidence folder and run.json"),
+    Key("winrm.url", _url, help="WinRM endpoint URL"),
+    Key("winrm.transport", _choice(*TRANSPORTS), "ntlm", help="authentication"),
+    Key("winrm.username", _nonempty_str, help="account on the server"),
+    Key("winrm.password", _reference, "", help="secret reference of the password"),
+    Key("winrm.ca_trust_path", _str, "", help="CA bundle for the WinRM HTTPS certificate"),
+    Key("winrm.server_cert_validation", _choice("validate", "ignore"), "validate", help="TLS validation"),
+    Key("winrm.codepage", _choice(*CODEPAGES), "auto", help="shell code page"),
+    Key("winrm.allow_unencrypted_basic", _bool, False, help="allow Basic over plain HTTP"),
+    Key("winrm.operation_timeout_s", _int_range(1, 3600), 20, help="WS-Management OperationTimeout"),
+    Key("winrm.read_timeout_s", _int_range(2, 3600), 30, help="HTTP read timeout"),
+    Key("production_site", _nonempty_str, help="the production site (ServerComment or W3SVC/n)"),
+    Key("work_site", _nonempty_str, help="the site holding the pending request"),
+    Key("ssl_port", _int_range(1, 65535), 443, help="SSL port of the work site binding"),
+    Key("certificate_file", _nonempty_str, modes=(RENEW,), help="the CA's mail, PEM, DER or PKCS#7"),
+    Key(
+        "expected_hostnames", _nonempty_str_list, modes=(RENEW,), help="names the new certificate must cover"
+    ),
+    Key("forbidden_roots", _thumbprint_list, [], help="extra forbidden root thumbprints"),
+    Key("warn_days", _int_range(0, 3650), 30, help="warn when a certificate expires within N days"),
+    Key("backup.directory", _nonempty_str, modes=(RENEW,), help="folder for the PFX backup (0700)"),
+    Key("backup.pfx_password", _reference, modes=(RENEW,), help="secret reference of the PFX password"),
+    Key("verify.endpoint", _endpoint, help="HOST:PORT checked from outside in step 4"),
+    Key("verify.servername", _str, "", help="SNI name"),
+    Key("verify.ca_file", _str, "", help="extra trust anchors for the check"),
+    Key("rollback.run_id", _nonempty_str, modes=(ROLLBACK,), help="the run being rolled back"),
+    Key("rollback.old_thumbprint", _thumbprint, modes=(ROLLBACK,), help="the certificate to put back"),
+    Key("rollback.old_not_after_utc", _str, "", modes=(ROLLBACK,), help="its expiry (for the reader)"),
+    Key("rollback.old_secure_bindings", _str_list, [], modes=(ROLLBACK,), help="bindings to restore"),
+    Key("rollback.replaced_thumbprint", _str, "", modes=(ROLLBACK,), help="the certificate taken off"),
+)
+
+# Keys whose value is a path relative to the parameters file's folder.
+PATH_KEYS = ("certificate_file", "winrm.ca_trust_path", "verify.ca_file", "backup.directory")
+SECRET_KEYS = ("winrm.password", "backup.pfx_password")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """A validated parameter set. ``data`` keeps secrets as references only."""
+
+    data: dict[str, Any]
+    source: str  # the file (or "run.json" of a resumed run), for messages
+    base_dir: Path  # relative paths in ``data`` are relative to this folder
+
+    @property
+    def mode(self) -> str:
+        return str(self.data["mode"])
+
+    @property
+    def host(self) -> str:
+        return str(self.data["host"])
+
+    @property
+    def site(self) -> str:
+        return str(self.data["production_site"])
+
+    def get(self, path: str) -> Any:
+        """The value at a dotted key path (``backup.directory``)."""
+        node: Any = self.data
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    def path(self, key: str) -> Path:
+        """A path-valued key, with ``~`` expanded and made absolute against :attr:`base_dir`."""
+        return (self.base_dir / Path(os.path.expanduser(str(self.get(key))))).resolve()
+
+    def secret_references(self) -> dict[str, str]:
+        """``{key path: reference}`` of every secret the run needs."""
+        out: dict[str, str] = {}
+        for key in SECRET_KEYS:
+            try:
+                ref = self.get(key)
+            except KeyError:
+                continue
+            if ref:
+                out[key] = str(ref)
+        return out
+
+    def notebook_values(self) -> dict[str, Any]:
+        """The values the runner may pass to notebooks, by notebook parameter name.
+
+        Top-level keys keep their name; ``winrm`` stays one mapping (``opslib.connect`` takes it);
+        ``backup.x`` and ``verify.x`` become ``backup_x`` / ``verify_x``; the ``rollback``
+        section's keys keep their own names (they are the facts step 2 recorded).
+        """
+        out: dict[str, Any] = {}
+        for name, value in self.data.items():
+            if name == "winrm":
+                out[name] = dict(value)
+            elif name == "rollback":
+                out.update(value)
+            elif name in ("backup", "verify"):
+                out.update({f"{name}_{k}": v for k, v in value.items()})
+            else:
+                out[name] = value
+        return out
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a parameters file; ``ParameterError`` when it is missing or is not a YAML mapping."""
+    p = Path(path)
+    source = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParameterError("(file)", "parameters file not found", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(
+            "(file)", f"cannot read the file ({type(exc).__name__})", source=source
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParameterError("(file)", f"not valid YAML{where}", source=source) from None
+    if not isinstance(data, dict):
+        raise ParameterError("(file)", f"expected a mapping of keys, got {_kind(data)}", source=source)
+    return data
+
+
+def load(path: str | os.PathLike[str]) -> Parameters:
+    """Read and validate a parameters file (relative paths are relative to its folder)."""
+    data = read_yaml(path)
+    return validate(data, source=str(path), base_dir=Path(path).resolve().parent)
+
+
+def validate(data: Mapping[str, Any], *, source: str, base_dir: Path, check_files: bool = True) -> Parameters:
+    """Check every key against :data:`SCHEMA`, fill defaults, and return :class:`Parameters`.
+
+    Raises :class:`ParameterError` for the first problem: an unknown key, a wrong type, a missing
+    required key, a literal secret, a file that does not exist (``check_files``).
+    """
+
+    def fail(key: str, problem: str, hint: str = "") -> ParameterError:
+        return ParameterError(key, problem, source=source, hint=hint)
+
+    mode = data.get("mode", RENEW)
+    problem = _choice(RENEW, ROLLBACK)(mode)
+    if problem:
+        raise fail("mode", problem)
+    known = {k.path for k in SCHEMA}
+    # Unknown keys and misplaced sections first: a typo is the likeliest mistake.
+    for name, value in data.items():
+        if not isinstance(name, str):
+            raise fail(str(name), "keys must be strings")
+        if name in SECTIONS:
+            if mode not in SECTIONS[name]:
+                raise fail(name, f"not used when mode is {mode}; remove it")
+            if not isinstance(value, dict):
+                raise fail(name, f"expected a mapping, got {_kind(value)}")
+            for sub in value:
+                if f"{name}.{sub}" not in known:
+                    raise fail(f"{name}.{sub}", "unknown key", _suggest(f"{name}.{sub}", known))
+        elif name not in known:
+            raise fail(name, "unknown key", _suggest(name, known))
+    out: dict[str, Any] = {}
+    for key in SCHEMA:
+        section, _, leaf = key.path.rpartition(".")
+        if mode not in key.modes:
+            if section == "" and key.path in data:
+                raise fail(key.path, f"not used when mode is {mode}; remove it")
+            continue
+        container: Mapping[str, Any] = data.get(section, {}) if section else data
+        if section and section not in data and any(k.required and mode in k.modes for k in _section(section)):
+            raise fail(section, "missing (a required section)", f"add the {section}: mapping")
+        if leaf in container:
+            value = container[leaf]
+            problem = key.check(value)
+            if problem:
+                raise fail(key.path, problem)
+        elif key.required:
+            raise fail(key.path, "missing (a required key)")
+        else:
+            value = _copy(key.default)
+        if key.path in ("rollback.old_thumbprint", "forbidden_roots"):
+            value = _normal_thumbprints(value)
+        target = out.setdefault(section, {}) if section else out
+        target[leaf] = value
+    _cross_checks(out, mode=mode, fail=fail)
+    params = Parameters(data=out, source=source, base_dir=base_dir)
+    if check_files:
+        for path_key in PATH_KEYS:
+            try:
+                value = params.get(path_key)
+            except KeyError:
+                continue
+            if not value or path_key == "backup.directory":
+                continue
+            if not params.path(path_key).is_file():
+                raise fail(
+                    path_key, f"file not found: {value}", "paths are relative to the parameters file's folder"
+                )
+    return params
+
+
+def _section(name: str) -> list[Key]:
+    return [k for k in SCHEMA if k.path.startswith(name + ".")]
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _normal_thumbprints(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(" ", "").replace(":", "").upper()
+    return [_normal_thumbprints(v) for v in value]
+
+
+def _cross_checks(out: dict[str, Any], *, mode: str, fail: Callable[..., ParameterError]) -> None:
+    if out["production_site"].strip().lower() == out["work_site"].strip().lower():
+        raise fail(
+            "work_site",
+            "must name a different site than production_site (the seed's 更新申請作業用仮想サイト)",
+        )
+    winrm = out["winrm"]
+    if winrm["transport"] in ("ntlm", "basic", "credssp") and not winrm["password"]:
+        raise fail("winrm.password", f"missing (transport {winrm['transport']} needs a password reference)")
+    if (
+        winrm["transport"] == "basic"
+        and winrm["url"].startswith("http://")
+        and not winrm["allow_unencrypted_basic"]
+    ):
+        raise fail(
+            "winrm.transport",
+            "Basic authentication over plain HTTP sends the password in clear",
+            "use https://, or set winrm.allow_unencrypted_basic: true for a lab",
+        )
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return f"did you mean {close[0]}?" if close else "see docs/parameters.md for the keys"
+
+
+def dump(data: Mapping[str, Any], *, header: str = "") -> str:
+    """YAML text of a parameter mapping (key order kept), with an optional comment header."""
+    body = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return lines + body

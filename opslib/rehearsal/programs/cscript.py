@@ -1,0 +1,306 @@
+"""``cscript`` on the rehearsal host: runs the kit's own IIS 6 helper, nothing else.
+
+``cscript //nologo //E:jscript <path>\\iis6.js VERB ARGS`` is accepted when ``<path>`` exists in the
+host's file system *and* is byte-identical to the packaged ``opslib/scripts/iis6.js``. The verbs are
+then performed against ``host.sites`` (the IIS 6 metabase model) with the same JSON and exit codes
+the real script produces — ``tests/test_iis.py`` runs the real script under Node with ADSI stubs and
+compares both outputs byte for byte.
+
+Windows Script Host behaviour emulated (WSH 5.6 ships with Windows Server 2003):
+* without ``//nologo`` the banner is printed first [I: WSH 5.6 banner text];
+* a script file that does not exist: ``Input Error: Can not find script file "<path>".`` and exit
+  code 1 [I: message text seen quoted in public scripts that test for it; exit code and stream U];
+* host options are ``//`` switches before the script name; an unknown one is an input error [I].
+
+IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comments below):
+* ``Start()`` on a site whose SecureBindings IP:port (or a ServerBindings entry) equals that of
+  another *started* site returns, but the site stays stopped (ServerState 4). Real IIS 6 logs W3SVC
+  event 1007 "Cannot register the URL prefix … The necessary network binding may already be in use.
+  The site has been deactivated." with data ``b7 00 07 80`` (0x800700B7, ERROR_ALREADY_EXISTS)
+  (captured event quoted at http://w3-4u.blogspot.com/2006/11/howto-change-id-of-iis-website.html).
+  [U] whether ADSI ``Start()`` itself also returns that HRESULT synchronously; the helper handles
+  both (it catches, then polls ServerState). [U] whether a wildcard IP and a specific IP on the same
+  port conflict; only identical IP:port pairs conflict here.
+* ``Site.fail_start``: ``Start()`` throws 0x80070020 (ERROR_SHARING_VIOLATION, "The process cannot
+  access the file because it is being used by another process."), what IIS reports when another
+  process holds the port (https://blog.andornot.com/blog/iis-and-skype-web-site-won't-start/) [I].
+* SSLCertHash is a plain BINARY property: ADSI does not check that the certificate exists or has a
+  private key [I]. A site bound to a certificate without a private key in MY still starts but cannot
+  complete a TLS handshake (Schannel needs the key; see ``opslib/rehearsal/tlsserve.py``) [U].
+* COM error descriptions come from the system message table in the UI language (Japanese on a
+  Japanese server) [I]; the kit reads only the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Any
+
+from ..cmd import resolve_path
+from ..host import STARTED, STOPPED, Host, Invocation, Site
+
+EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE = 0, 1, 2, 3
+E_INVALIDARG = 0x80070057
+E_FAIL = 0x80004005
+E_PATH_NOT_FOUND = 0x80070003
+E_SHARING_VIOLATION = 0x80070020
+
+_BANNER = (
+    "Microsoft (R) Windows Script Host Version 5.6\r\n"
+    "Copyright (C) Microsoft Corporation 1996-2001. All rights reserved.\r\n\r\n"
+)
+_HOST_OPTIONS = re.compile(r"^//(nologo|logo|b|i|d|x|u|s|t:\d+|e:\w+|h:\w+|job:\w+)$", re.IGNORECASE)
+
+
+def helper_bytes() -> bytes:
+    """The packaged helper, exactly as the kit uploads it."""
+    return (resources.files("opslib") / "scripts" / "iis6.js").read_bytes()
+
+
+# --- the helper's JSON writer, mirrored (quote()/toJson() in iis6.js) -------------------------------
+
+
+def _quote(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif code < 32 or code > 126:
+            # JScript strings are UTF-16: a character outside the BMP is two code units.
+            for unit in ch.encode("utf-16-be").hex(" ", 2).split():
+                out.append("\\u" + unit)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def to_json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(to_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(_quote(k) + ":" + to_json(v) for k, v in value.items()) + "}"
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class _Failure(Exception):
+    def __init__(self, code: int, number: int, description: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.number = number
+        self.description = description
+        self.extra = extra or {}
+
+
+def describe(site: Site) -> dict[str, Any]:
+    """What ``describe(site)`` in iis6.js returns for this site (same field order)."""
+    return {
+        "id": site.id,
+        "name": site.comment,
+        "state": site.state,
+        "bindings": list(site.server_bindings),
+        "secure_bindings": list(site.secure_bindings),
+        "cert_hash": site.ssl_cert_hash.upper(),
+        "store_name": site.ssl_store_name,
+    }
+
+
+def _endpoints(site: Site) -> set[str]:
+    secure = {"s|" + ":".join(b.split(":")[:2]) for b in site.secure_bindings}
+    return secure | {"h|" + b for b in site.server_bindings}
+
+
+def conflicting_site(host: Host, site: Site) -> Site | None:
+    """Another started site that already holds one of ``site``'s bindings (see the module doc)."""
+    mine = _endpoints(site)
+    for other in host.sites.values():
+        if other.id != site.id and other.state == STARTED and mine & _endpoints(other):
+            return other
+    return None
+
+
+class _Helper:
+    def __init__(self, inv: Invocation) -> None:
+        self.host = inv.host
+
+    def _site_id(self, arg: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,10}", arg):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, f"SITEID must be the number n of W3SVC/n, got: {arg}")
+        return int(arg)
+
+    def _open(self, site_id: int) -> Site:
+        site = self.host.sites.get(site_id)
+        if site is None:
+            # GetObject("IIS://localhost/W3SVC/n") for a missing node: ERROR_PATH_NOT_FOUND [I].
+            raise _Failure(
+                EXIT_ADSI,
+                E_PATH_NOT_FOUND,
+                self.host.text(
+                    "The system cannot find the path specified.", "指定されたパスが見つかりません。"
+                ),
+            )
+        return site
+
+    def list_sites(self, args: list[str]) -> dict[str, Any]:
+        if args:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: list")
+        return {"verb": "list", "sites": [describe(s) for _, s in sorted(self.host.sites.items())]}
+
+    def set_cert(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 4:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: set-cert SITEID HASH STORE SECUREBINDING")
+        site_id = self._site_id(args[0])
+        thumb = args[1].upper()
+        if not re.fullmatch(r"[0-9A-F]{40}", thumb):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "HASH must be 40 hexadecimal digits (SHA-1 thumbprint)")
+        if not re.fullmatch(r"[A-Za-z]{1,32}", args[2]):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "STORE must be a store name such as MY")
+        if not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", args[3]):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "SECUREBINDING must look like IP:PORT: (e.g. :443:)")
+        site = self._open(site_id)
+        before = describe(site)
+        with self.host.lock:
+            site.ssl_cert_hash = thumb
+            site.ssl_store_name = args[2]
+            site.secure_bindings = [args[3]]
+        return {"verb": "set-cert", "before": before, "site": describe(site)}
+
+    def clear_cert(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 1:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: clear-cert SITEID")
+        site = self._open(self._site_id(args[0]))
+        before = describe(site)
+        with self.host.lock:
+            site.ssl_cert_hash = ""
+            site.ssl_store_name = ""
+        return {"verb": "clear-cert", "before": before, "site": describe(site)}
+
+    def control(self, verb: str, args: list[str]) -> dict[str, Any]:
+        if len(args) != 1:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, f"usage: {verb} SITEID")
+        site = self._open(self._site_id(args[0]))
+        wanted = STARTED if verb == "start" else STOPPED
+        before = site.state
+        changed = False
+        call_error: tuple[int, str] | None = None
+        if before != wanted:
+            changed = True
+            with self.host.lock:
+                if verb == "stop":
+                    site.state = STOPPED
+                elif site.fail_start:
+                    call_error = (
+                        E_SHARING_VIOLATION,
+                        self.host.text(
+                            "The process cannot access the file because it is being used by another process.",
+                            "プロセスはファイルにアクセスできません。別のプロセスが使用中です。",
+                        ),
+                    )
+                elif conflicting_site(self.host, site) is None:
+                    site.state = STARTED
+                # else: W3SVC event 1007, the site is deactivated and stays stopped (module doc).
+        state = site.state
+        now = describe(site)
+        if state != wanted:
+            prefix = f"{call_error[1]}; " if call_error else ""
+            raise _Failure(
+                EXIT_ADSI if call_error else EXIT_STATE,
+                call_error[0] if call_error else E_FAIL,
+                f"{prefix}W3SVC/{site.id} ServerState is {state}, not {wanted} after {verb} "
+                "(see the System event log, source W3SVC)",
+                {"state": state, "site": now},
+            )
+        return {"verb": verb, "changed": changed, "before_state": before, "site": now}
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        verb = argv[0] if argv else ""
+        args = argv[1:]
+        try:
+            if verb == "list":
+                result = self.list_sites(args)
+            elif verb == "set-cert":
+                result = self.set_cert(args)
+            elif verb == "clear-cert":
+                result = self.clear_cert(args)
+            elif verb in ("start", "stop"):
+                result = self.control(verb, args)
+            else:
+                raise _Failure(
+                    EXIT_USAGE,
+                    E_INVALIDARG,
+                    f"unknown verb '{verb}'; use list, set-cert, clear-cert, start or stop",
+                )
+        except _Failure as exc:
+            body: dict[str, Any] = {
+                "verb": verb,
+                "number": f"0x{exc.number & 0xFFFFFFFF:08X}",
+                "description": exc.description,
+            }
+            body.update(exc.extra)
+            return exc.code, to_json({"error": body})
+        return EXIT_OK, to_json(result)
+
+
+def cscript(inv: Invocation) -> int:
+    host = inv.host
+    args = inv.argv[1:]
+    logo = True
+    engine = ""
+    while args and args[0].startswith("//"):
+        option = args.pop(0)
+        if not _HOST_OPTIONS.match(option):
+            inv.say(
+                f'Input Error: Unknown option "{option}" specified.',
+                f'入力エラー: 不明なオプション "{option}" が指定されました。',
+                err=True,
+            )
+            return 1
+        low = option.lower()
+        if low == "//nologo":
+            logo = False
+        elif low == "//logo":
+            logo = True
+        elif low.startswith("//e:"):
+            engine = low[4:]
+    if logo:
+        inv.write(_BANNER)
+    if not args:
+        inv.say(
+            "Usage: CScript scriptname.extension [option...] [arguments...]",
+            "使用法: CScript scriptname.extension [option...] [arguments...]",
+        )
+        return 1
+    script, script_args = resolve_path(host, args[0]), args[1:]
+    data = host.read_file(script)
+    if data is None or host.is_dir(script):
+        inv.say(
+            f'Input Error: Can not find script file "{script}".',
+            f'入力エラー: スクリプト ファイル "{script}" が見つかりません。',
+            err=True,
+        )
+        return 1
+    if data != helper_bytes() or engine not in ("", "jscript"):
+        inv.write_err(
+            f"opslib rehearsal: {script} is not the kit's iis6.js helper (or not run as JScript); "
+            "the rehearsal host only runs the kit's own helper\r\n"
+        )
+        return 1
+    code, line = _Helper(inv).run(script_args)
+    inv.write(line + "\r\n")
+    return code
+
+
+def register(host: Host) -> None:
+    host.programs["cscript"] = cscript

@@ -1,0 +1,665 @@
+"""The renewal runbook: run the step notebooks in order with papermill and keep the evidence.
+
+``run(params_path)`` validates the parameters file, checks that every secret reference resolves,
+takes a lock for the host and site, creates the run folder (:func:`opslib.evidence.new_run`) and
+runs the steps, one kernel each:
+
+=====================================  =====================================================
+``00_precheck_root_store``             read-only checks, disable a forbidden root (backed up)
+``01_install_certificate``             complete the pending request, bind to the work site
+``02_swap_certificate``                production site: old → new (asks first unless ``yes``)
+``03_backup_keypair``                  PFX to ``backup.directory`` (0600 in a 0700 folder)
+``04_verify_endpoint``                 what the site serves, with and without SNI
+=====================================  =====================================================
+
+Each notebook gets only the parameters its ``parameters`` cell declares (papermill's
+``inspect_notebook``) — secrets only as references — plus the facts earlier steps recorded
+(:func:`opslib.evidence.read_facts`). After each step the runner updates ``run.json``, renders
+``html/<step>.html``, and after step 2 writes ``rollback.yaml``: ``opslib run rollback.yaml``
+(``mode: rollback``) runs only ``05_rollback_certificate`` and ``04_verify_endpoint``.
+
+The first failure stops the run (:class:`opslib.errors.StepFailed`: the step, the failing cell,
+the notebook); the evidence is finalized in every case. ``resume(run_dir)`` continues from the
+failed step in the same folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import evidence, secrets
+from . import params as params_
+from .errors import OpsError, ParameterError, RunLocked, StepFailed, UsageError
+
+KERNEL = "python3"
+CELL_TIMEOUT_S = 900  # one cell; the transport has its own, shorter, per-command deadlines
+_NOTEBOOKS_ENV = "OPSLIB_NOTEBOOKS"  # override the notebook folder (an installed kit, a test)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the runbook: a notebook, and whether it changes the server."""
+
+    name: str  # notebook file name without ".ipynb"; the step's name in run.json
+    title: str
+    mutates: bool
+    confirm: bool = False  # ask the operator first (the production swap)
+
+    @property
+    def notebook(self) -> str:
+        return f"{self.name}.ipynb"
+
+
+RENEW_STEPS: tuple[Step, ...] = (
+    Step("00_precheck_root_store", "事前確認 / Pre-check the trusted root store", mutates=True),
+    Step("01_install_certificate", "サーバIDのインストール / Install the new certificate", mutates=True),
+    Step(
+        "02_swap_certificate",
+        "サーバIDの入替え / Swap the production certificate",
+        mutates=True,
+        confirm=True,
+    ),
+    Step("03_backup_keypair", "キーペアのバックアップ / Back up the key pair", mutates=True),
+    Step("04_verify_endpoint", "公開状態の確認 / Verify what the site serves", mutates=False),
+)
+ROLLBACK_STEPS: tuple[Step, ...] = (
+    Step(
+        "05_rollback_certificate",
+        "ロールバック / Put the previous certificate back",
+        mutates=True,
+        confirm=True,
+    ),
+    Step("04_verify_endpoint", "公開状態の確認 / Verify what the site serves", mutates=False),
+)
+ROLLBACK_FILE = "rollback.yaml"
+
+
+def notebooks_dir() -> Path:
+    """Where the step notebooks live (``$OPSLIB_NOTEBOOKS``, else the kit's ``notebooks/``)."""
+    override = os.environ.get(_NOTEBOOKS_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def steps_for(mode: str) -> tuple[Step, ...]:
+    return ROLLBACK_STEPS if mode == params_.ROLLBACK else RENEW_STEPS
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The parameters a notebook's ``parameters`` cell declares (papermill's inspection)."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook)))
+
+
+def notebook_parameters(
+    declared: Sequence[str], available: dict[str, Any], facts: dict[str, Any]
+) -> dict[str, Any]:
+    """What one notebook receives: only its declared names, from the file's values and earlier facts."""
+    merged = {**available, **facts}
+    return {name: merged[name] for name in declared if name in merged}
+
+
+# --- the public verbs ------------------------------------------------------------------------
+
+
+def run(
+    params_path: str | os.PathLike[str],
+    *,
+    evidence_root: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    steps: str | Sequence[str] | None = None,
+) -> int:
+    """Run a renewal (or, for ``mode: rollback``, a rollback) from a parameters file.
+
+    Returns 0 on success. Raises :class:`UsageError`/:class:`ParameterError` (exit 2) before
+    anything is contacted, :class:`RunLocked` when another run holds the host and site, and
+    :class:`StepFailed` (exit 1) after the evidence of a failed run has been finalized.
+    """
+    params = params_.load(params_path)
+    selected = _select(steps_for(params.mode), steps)
+    root = _evidence_root(evidence_root, params)
+    _refuse_unconfirmable(selected, dry_run=dry_run, yes=yes)
+    env = _resolve_secrets(params)
+    _check_backup_directory(params, root, selected)
+    notebooks = _check_notebooks(selected)
+    with _locked(root, params.host, params.site):
+        run_dir = evidence.new_run(
+            root,
+            host=params.host,
+            site=params.site,
+            parameters=params.data,
+            operator=_operator(),
+            dry_run=dry_run,
+            now_utc=_now(),
+        )
+        print(f"opslib: run folder {run_dir}", file=sys.stderr)
+        evidence.update_run(
+            run_dir,
+            parameters_file=str(Path(params_path).resolve()),
+            mode=params.mode,
+            tls_validation=params.get("winrm.server_cert_validation"),
+        )
+        ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env)
+        return ctx.execute(list(selected))
+
+
+def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
+    """Continue a failed run from its failed step, in the same run folder."""
+    folder = Path(run_dir)
+    manifest = _read_manifest(folder)
+    if manifest.get("status") == "succeeded":
+        raise UsageError(f"{folder}: this run succeeded; there is nothing to resume")
+    params_file = manifest.get("parameters_file") or str(folder / "run.json")
+    params = params_.validate(
+        manifest.get("parameters") or {},
+        source=str(folder / "run.json"),
+        base_dir=Path(params_file).parent,
+    )
+    dry_run = bool(manifest.get("dry_run"))
+    done = {s["name"] for s in manifest.get("steps", []) if s.get("status") == "succeeded"}
+    remaining = [s for s in steps_for(params.mode) if s.name not in done]
+    wanted = manifest.get("selected_steps")
+    if wanted:
+        remaining = [s for s in remaining if s.name in wanted]
+    if not remaining:
+        raise UsageError(f"{folder}: every step already succeeded; there is nothing to resume")
+    _refuse_unconfirmable(remaining, dry_run=dry_run, yes=yes)
+    env = _resolve_secrets(params)
+    root = folder.resolve().parent
+    _check_backup_directory(params, root, remaining)
+    notebooks = _check_notebooks(remaining)
+    with _locked(root, params.host, params.site):
+        _archive_failed_attempts(folder, manifest)
+        print(f"opslib: resuming {folder} at {remaining[0].name}", file=sys.stderr)
+        evidence.update_run(folder, status="running", failed_step=None, error=None, finished_utc=None)
+        ctx = _Context(folder, params, notebooks, dry_run=dry_run, yes=yes, env=env)
+        ctx.facts = dict(manifest.get("facts") or {})
+        ctx.records = list(_read_manifest(folder).get("steps", []))
+        return ctx.execute(remaining)
+
+
+def summarize(run_dir: str | os.PathLike[str]) -> str:
+    """A short text summary of a run: steps with status and duration, the key facts."""
+    m = _read_manifest(Path(run_dir))
+    facts = m.get("facts") or {}
+    lines = [
+        f"run {m.get('run_id', Path(run_dir).name)}: {m.get('status')}{' (dry run)' if m.get('dry_run') else ''}"
+    ]
+    for s in m.get("steps", []):
+        duration = s.get("duration_s")
+        took = f"{duration:6.1f} s" if isinstance(duration, int | float) else "      -"
+        lines.append(f"  {s.get('name', '?'):<26} {s.get('status', '?'):<10} {took}")
+    if facts.get("old_thumbprint") or facts.get("new_thumbprint"):
+        lines.append(
+            f"  certificate: {facts.get('old_thumbprint', '?')} (until {facts.get('old_not_after_utc', '?')})"
+            f"\n            → {facts.get('new_thumbprint', '?')} (until {facts.get('new_not_after_utc', '?')})"
+        )
+    if facts.get("backup_file"):
+        lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
+    if m.get("error"):
+        lines.append(f"  error: {m['error']}")
+    lines.append(f"  evidence: {Path(run_dir).resolve()}")
+    return "\n".join(lines)
+
+
+# --- one run, step by step -------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    run_dir: Path
+    params: params_.Parameters
+    notebooks: dict[str, tuple[Path, dict[str, dict[str, Any]]]]
+    dry_run: bool
+    yes: bool
+    env: dict[str, str]
+    facts: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    ask: Callable[[str], str] = input
+
+    def execute(self, steps: list[Step]) -> int:
+        evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
+        failure: OpsError | None = None
+        try:
+            with _environment(self.env):
+                for step in steps:
+                    if step.confirm and not self.dry_run and not self.yes:
+                        self._confirm(step)
+                    self._run_step(step)
+                    if step.name == "02_swap_certificate" and not self.dry_run:
+                        self._write_rollback()
+        except OpsError as exc:
+            failure = exc
+        except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
+            self._close(status="failed", error=f"{type(exc).__name__}: {secrets.redact(str(exc))}")
+            raise
+        if failure is not None:
+            self._close(status="failed", error=secrets.redact(str(failure)))
+            raise failure
+        self._close(status="succeeded", error=None)
+        print(summarize(self.run_dir), file=sys.stderr)
+        return 0
+
+    def _confirm(self, step: Step) -> None:
+        site = self.params.site
+        new = self.facts.get("new_thumbprint") or self.params.notebook_values().get("old_thumbprint", "?")
+        question = (
+            f"Step {step.name}: {step.title}\n"
+            f"  site {site} on {self.params.host} will serve certificate {new}.\n"
+            "Type yes to go on: "
+        )
+        answer = self.ask(question).strip().lower()
+        if answer not in ("yes", "y", "はい"):
+            raise StepFailed(
+                step.name,
+                str(self.run_dir / step.notebook),
+                "not started: the operator did not confirm",
+                hint=f"nothing was changed by this step; continue with: opslib resume {self.run_dir}",
+            )
+
+    def _run_step(self, step: Step) -> None:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        source, declared = self.notebooks[step.name]
+        output = self.run_dir / step.notebook
+        values = {
+            **self.params.notebook_values(),
+            "run_dir": str(self.run_dir.resolve()),
+            "dry_run": self.dry_run,
+        }
+        values.update({k: v for k, v in self.env_references().items()})
+        passed = notebook_parameters(list(declared), values, self.facts)
+        started = _now()
+        record: dict[str, Any] = {
+            "name": step.name,
+            "notebook": step.notebook,
+            "status": "running",
+            "started_utc": _iso(started),
+            "finished_utc": None,
+            "duration_s": None,
+            "facts": {},
+            "error": None,
+        }
+        self.records.append(record)
+        evidence.update_run(self.run_dir, steps=self.records)
+        print(
+            f"opslib: step {step.name} — {step.title}{' (dry run)' if self.dry_run else ''}", file=sys.stderr
+        )
+        t0 = time.monotonic()
+        error: StepFailed | None = None
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=passed,
+                kernel_name=KERNEL,
+                progress_bar=True,
+                cwd=str(self.params.base_dir),
+                execution_timeout=CELL_TIMEOUT_S,
+            )
+        except PapermillExecutionError as exc:
+            cause = secrets.redact(f"{exc.ename}: {exc.evalue}")
+            error = StepFailed(
+                step.name,
+                str(output),
+                cause,
+                cell=exc.exec_count,
+                hint=f"read the notebook or html/{step.name}.html; fix the cause, then: opslib resume {self.run_dir}",
+            )
+        except OpsError:
+            raise
+        except Exception as exc:  # the kernel could not start, died, or papermill itself failed
+            cause = secrets.redact(f"{type(exc).__name__}: {exc}")
+            error = StepFailed(
+                step.name, str(output), cause, hint=f"fix the cause, then: opslib resume {self.run_dir}"
+            )
+        finished = _now()
+        record["redacted"] = _redact_notebook(output)
+        self._render(step, output)
+        record.update(finished_utc=_iso(finished), duration_s=round(time.monotonic() - t0, 3))
+        if error is not None:
+            record.update(status="failed", error=str(error))
+            evidence.update_run(self.run_dir, steps=self.records, failed_step=step.name)
+            raise error
+        facts = evidence.read_facts(output) if output.exists() else {}
+        record.update(status="succeeded", facts=facts)
+        self.facts.update(facts)
+        evidence.update_run(self.run_dir, steps=self.records, facts=self.facts)
+
+    def env_references(self) -> dict[str, Any]:
+        """Notebook values that replace ``prompt`` references (asked once, passed via the environment)."""
+        out: dict[str, Any] = {}
+        for key, var in self.env.items():
+            if key == "winrm.password":
+                out["winrm"] = {**self.params.data["winrm"], "password": f"env:{var}"}
+            elif key == "backup.pfx_password":
+                out["backup_pfx_password"] = f"env:{var}"
+        return out
+
+    def _render(self, step: Step, notebook: Path) -> None:
+        if not notebook.exists():
+            return
+        html_dir = self.run_dir / "html"
+        html_dir.mkdir(exist_ok=True)
+        try:
+            body = _exporter().from_filename(str(notebook))[0]
+        except Exception as exc:  # a render failure must not hide the step's own result
+            body = f"<p>nbconvert could not render {notebook.name}: {type(exc).__name__}</p>"
+        (html_dir / f"{step.name}.html").write_text(secrets.redact(body), encoding="utf-8")
+
+    def _write_rollback(self) -> None:
+        if not self.facts.get("old_thumbprint"):
+            return
+        path = self.run_dir / ROLLBACK_FILE
+        path.write_text(rollback_text(self.params, self.facts, run_id=self.run_dir.name), encoding="utf-8")
+        print(f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)", file=sys.stderr)
+
+    def _close(self, *, status: str, error: str | None) -> None:
+        for record in self.records:
+            if record.get("status") == "running":
+                record.update(status="failed", error=error)
+        failed = next((r["name"] for r in reversed(self.records) if r.get("status") == "failed"), None)
+        evidence.update_run(
+            self.run_dir,
+            status=status,
+            error=error,
+            failed_step=failed if status == "failed" else None,
+            finished_utc=_iso(_now()),
+            steps=self.records,
+            facts=self.facts,
+        )
+        evidence.finalize_run(self.run_dir)
+
+
+# --- rollback parameter set --------------------------------------------------------------------
+
+
+def rollback_text(params: params_.Parameters, facts: dict[str, Any], *, run_id: str) -> str:
+    """``rollback.yaml``: the run's parameters (references only) in ``mode: rollback``."""
+    data: dict[str, Any] = {"mode": params_.ROLLBACK}
+    for key, value in params.data.items():
+        if key in ("mode", "certificate_file", "expected_hostnames", "backup"):
+            continue
+        data[key] = json.loads(json.dumps(value))
+    for key in ("winrm.ca_trust_path", "verify.ca_file"):
+        section, _, leaf = key.partition(".")
+        if data[section].get(leaf):
+            data[section][leaf] = str(params.path(key))  # the rollback file lives in the run folder
+    data["rollback"] = {
+        "run_id": run_id,
+        "old_thumbprint": facts["old_thumbprint"],
+        "old_not_after_utc": str(facts.get("old_not_after_utc", "")),
+        "old_secure_bindings": list(facts.get("old_secure_bindings") or []),
+        "replaced_thumbprint": str(facts.get("new_thumbprint", "")),
+    }
+    header = (
+        f"Rollback parameters written by opslib for run {run_id}.\n"
+        f"`opslib run {ROLLBACK_FILE}` puts certificate {facts['old_thumbprint']} back on site\n"
+        f"{params.site} (host {params.host}) with its old secure bindings, then verifies the endpoint.\n"
+        f"実行 `opslib run {ROLLBACK_FILE}` で、サイト {params.site} の証明書を更新前のもの\n"
+        "に戻し、公開状態を確認します。Secrets are references only (秘密情報は参照のみ)."
+    )
+    return params_.dump(data, header=header)
+
+
+# --- checks before anything is contacted --------------------------------------------------------
+
+
+def _select(all_steps: tuple[Step, ...], wanted: str | Sequence[str] | None) -> tuple[Step, ...]:
+    if not wanted:
+        return all_steps
+    items = [w.strip() for w in (wanted.split(",") if isinstance(wanted, str) else wanted) if w.strip()]
+    chosen: list[Step] = []
+    for item in items:
+        match = [
+            s for s in all_steps if s.name == item or s.name.split("_")[0].lstrip("0") == item.lstrip("0")
+        ]
+        if not match:
+            names = ", ".join(s.name for s in all_steps)
+            raise UsageError(f"--steps: no step {item!r}; the steps are {names}")
+        chosen.extend(m for m in match if m not in chosen)
+    return tuple(s for s in all_steps if s in chosen)
+
+
+def _refuse_unconfirmable(steps: Sequence[Step], *, dry_run: bool, yes: bool) -> None:
+    if dry_run or yes or not any(s.confirm for s in steps):
+        return
+    if not sys.stdin or not sys.stdin.isatty():
+        step = next(s for s in steps if s.confirm)
+        raise UsageError(
+            f"step {step.name} changes the production site and needs a confirmation, "
+            "but standard input is not a terminal",
+            hint="pass --yes to confirm in advance (or --dry-run to change nothing)",
+        )
+
+
+def _resolve_secrets(params: params_.Parameters) -> dict[str, str]:
+    """Resolve every secret reference once (never printed); ``prompt`` answers go to the environment.
+
+    Returns ``{key path: environment variable}`` for prompted secrets: the kernels inherit the
+    environment and receive ``env:VAR`` instead of ``prompt`` (a kernel has no terminal).
+    """
+    env: dict[str, str] = {}
+    for key, ref in params.secret_references().items():
+        try:
+            value = secrets.resolve(ref, purpose=key)
+        except OpsError as exc:
+            raise ParameterError(key, str(exc), source=params.source) from None
+        if ref.startswith("prompt"):
+            var = f"OPSLIB_PROMPTED_{key.replace('.', '_').upper()}"
+            os.environ[var] = value
+            env[key] = var
+    return env
+
+
+def _check_backup_directory(params: params_.Parameters, root: Path, steps: Sequence[Step]) -> None:
+    if params.mode != params_.RENEW or not any(s.name == "03_backup_keypair" for s in steps):
+        return
+    folder = params.path("backup.directory")
+    root_abs = root.resolve()
+    if folder == root_abs or root_abs in folder.parents:
+        raise ParameterError(
+            "backup.directory",
+            f"{folder} is inside the evidence root {root_abs}",
+            source=params.source,
+            hint="keep the key pair out of the evidence: choose a folder outside it",
+        )
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ParameterError(
+            "backup.directory",
+            f"{probe} is not a writable folder",
+            source=params.source,
+            hint="choose a folder this account can write to",
+        )
+
+
+def _check_notebooks(steps: Sequence[Step]) -> dict[str, tuple[Path, dict[str, dict[str, Any]]]]:
+    folder = notebooks_dir()
+    out: dict[str, tuple[Path, dict[str, dict[str, Any]]]] = {}
+    for step in steps:
+        path = folder / step.notebook
+        if not path.is_file():
+            raise UsageError(
+                f"notebook {path} is missing", hint=f"set {_NOTEBOOKS_ENV} to the kit's notebooks/"
+            )
+        out[step.name] = (path, declared_parameters(path))
+    return out
+
+
+def _evidence_root(given: str | os.PathLike[str] | None, params: params_.Parameters) -> Path:
+    if given is not None:
+        return Path(given)
+    if params.mode == params_.ROLLBACK and (params.base_dir / "run.json").is_file():
+        return params.base_dir.parent  # rollback.yaml in a run folder: keep the evidence together
+    return Path("evidence")
+
+
+# --- lock --------------------------------------------------------------------------------------
+
+
+def lock_path(root: str | os.PathLike[str], host: str, site: str) -> Path:
+    """The lock file that keeps two runs against the same host and site from overlapping."""
+    return Path(root) / ".locks" / f"{_safe(host)}_{_safe(site)}.lock"
+
+
+@contextlib.contextmanager
+def _locked(root: Path, host: str, site: str) -> Iterator[Path]:
+    path = lock_path(root, host, site)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_utc": _iso(_now())}
+    for attempt in (1, 2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            other = _read_lock(path)
+            if attempt == 1 and _stale(other):
+                print(f"opslib: removing a stale lock {path} ({_describe(other)})", file=sys.stderr)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            raise RunLocked(str(path), _describe(other)) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(holder, fh)
+        break
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _stale(holder: dict[str, Any]) -> bool:
+    """True only when the holder is a process on this machine that no longer exists."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "holder unknown"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_utc')}"
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Keep prompted secrets in the environment for the kernels, and drop them afterwards."""
+    try:
+        yield
+    finally:
+        for var in env.values():
+            os.environ.pop(var, None)
+
+
+def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
+    """Keep a failed step's notebook and render: move them to ``attempts/`` before re-running it."""
+    steps = manifest.get("steps", [])
+    changed = False
+    for n, record in enumerate(steps):
+        if record.get("status") == "succeeded" or record.get("notebook", "").startswith("attempts/"):
+            continue
+        name = record.get("name", f"step{n}")
+        attempts = folder / "attempts"
+        attempts.mkdir(exist_ok=True)
+        for src, suffix in (
+            (folder / f"{name}.ipynb", ".ipynb"),
+            (folder / "html" / f"{name}.html", ".html"),
+        ):
+            if src.exists():
+                shutil.move(str(src), str(attempts / f"{name}.attempt{n + 1}{suffix}"))
+        record["notebook"] = f"attempts/{name}.attempt{n + 1}.ipynb"
+        changed = True
+    if changed:
+        evidence.update_run(folder, steps=steps)
+
+
+def _redact_notebook(path: Path) -> int:
+    """Mask any registered secret in an executed notebook (defence in depth); returns how many cells changed."""
+    if not path.exists() or not secrets.registered():
+        return 0
+    text = path.read_text(encoding="utf-8")
+    clean = secrets.redact(text)
+    if clean == text:
+        return 0
+    path.write_text(clean, encoding="utf-8")
+    return max(1, clean.count(secrets.MASK) - text.count(secrets.MASK))
+
+
+_EXPORTER: Any = None
+
+
+def _exporter() -> Any:
+    global _EXPORTER
+    if _EXPORTER is None:
+        from nbconvert import HTMLExporter
+
+        _EXPORTER = HTMLExporter()
+    return _EXPORTER
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{folder}: no run.json here; give the run folder of an earlier run") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a run manifest")
+    return data
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "_"
