@@ -13,7 +13,7 @@ in a notebook's last cell :func:`record`, read back with :func:`read_facts`.
 Reading: :func:`load_runs` (one row per run, from ``run.json`` files only), :func:`load_run`.
 Integrity: :func:`verify_run`, :func:`verify_root`. The command line's ``opslib evidence
 list|show|verify`` are :func:`cli_list`, :func:`cli_show`, :func:`cli_verify`; the review notebook's
-helpers are :func:`select_runs`, :func:`style_runs`, :func:`pick_run`, :func:`pick_comparison`,
+helpers are :func:`select_runs`, :func:`style_runs`, :func:`problems_table`, :func:`pick_run`, :func:`pick_comparison`,
 :func:`summary_table`, :func:`expiry_table`, :func:`plot_expiry`, :func:`compare_runs`.
 
 pandas and matplotlib are imported inside the functions that need them: the runbook and every step
@@ -70,7 +70,13 @@ RUN_COLUMNS = (
     "path",
 )
 _DATETIME_COLUMNS = ("started_utc", "finished_utc", "old_not_after_utc", "new_not_after_utc")
-_FACT_COLUMNS = ("old_thumbprint", "old_not_after_utc", "new_thumbprint", "new_not_after_utc", "backup_sha256")
+_FACT_COLUMNS = (
+    "old_thumbprint",
+    "old_not_after_utc",
+    "new_thumbprint",
+    "new_not_after_utc",
+    "backup_sha256",
+)
 _PROTECTED = frozenset({"schema", "run_id", "files", "previous_run", "hmac"})  # set by new_run/finalize_run
 _SECRET_KEY = re.compile(r"password|passphrase|secret", re.IGNORECASE)
 _TMP_PREFIX = ".run.json."
@@ -112,14 +118,18 @@ def _plain(value: Any, where: str = "value") -> Any:
     """``value`` as plain JSON data: datetimes become ISO ``Z`` strings, NaN/NaT become null."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
+    if type(value).__name__ in ("NaTType", "NAType"):  # pandas' missing values
+        return None
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise EvidenceError(
-                where, f"naive datetime {value.isoformat()} cannot be recorded", hint="use a tz-aware UTC datetime"
+                where,
+                f"naive datetime {value.isoformat()} cannot be recorded",
+                hint="use a tz-aware UTC datetime",
             )
-        return None if value != value else iso_utc(value)  # pandas NaT compares unequal to itself
+        return iso_utc(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, os.PathLike):
@@ -134,8 +144,6 @@ def _plain(value: Any, where: str = "value") -> Any:
         return _plain(value.row(), where)
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
         return _plain(value.item(), where)
-    if type(value).__name__ == "NaTType":
-        return None
     raise EvidenceError(
         where,
         f"{type(value).__name__} is not JSON-serializable",
@@ -197,9 +205,14 @@ def _hmac(doc: Mapping[str, Any], key: bytes) -> str:
     return hmac_.new(key, _canonical(doc), hashlib.sha256).hexdigest()
 
 
+def _redacted(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with every registered secret replaced by ``[REDACTED]`` (:func:`opslib.secrets.redact`)."""
+    return json.loads(redact(json.dumps(doc, ensure_ascii=False)))
+
+
 def _write_run_json(run_dir: Path, doc: dict[str, Any]) -> None:
     """Atomic rewrite: a temporary file in the same folder, fsync, rename over run.json."""
-    text = redact(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n"
+    text = json.dumps(_redacted(doc), indent=2, ensure_ascii=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".tmp", dir=run_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
@@ -225,7 +238,9 @@ def _read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             str(path), f"unreadable ({type(exc).__name__}: {exc})", hint="restore it from your backup copy"
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
-        raise EvidenceError(str(path), "not a run manifest (no run_id)", hint="restore it from your backup copy")
+        raise EvidenceError(
+            str(path), "not a run manifest (no run_id)", hint="restore it from your backup copy"
+        )
     return doc
 
 
@@ -346,6 +361,7 @@ def finalize_run(
     doc["files"] = _hash_files(path)
     doc["previous_run"] = _previous_run(path, doc)
     doc.pop("hmac", None)
+    doc = _redacted(doc)  # sign exactly what is written
     if hmac_key:
         doc["hmac"] = _hmac(doc, hmac_key)
     _write_run_json(path, doc)
@@ -383,8 +399,10 @@ def record(facts: Mapping[str, Any]) -> None:
 
     plain = _plain(facts, "facts")
     if not isinstance(plain, dict):
-        raise EvidenceError("facts", f"expected a mapping of fact names to values, got {type(facts).__name__}")
-    plain = json.loads(redact(json.dumps(plain, ensure_ascii=False)))
+        raise EvidenceError(
+            "facts", f"expected a mapping of fact names to values, got {type(facts).__name__}"
+        )
+    plain = _redacted(plain)
     table = pd.DataFrame(
         {"fact": list(plain), "value": [_cell_text(v) for v in plain.values()]},
         columns=["fact", "value"],
@@ -444,7 +462,9 @@ def _scan(root: str | os.PathLike[str]) -> list[_Entry]:
         it = os.scandir(root)
     except FileNotFoundError:
         raise EvidenceError(
-            str(root), "no such evidence root", hint="pass --root DIR (runs are written to ./evidence by default)"
+            str(root),
+            "no such evidence root",
+            hint="pass --root DIR (runs are written to ./evidence by default)",
         ) from None
     except NotADirectoryError:
         raise EvidenceError(str(root), "not a folder", hint="pass the evidence root folder") from None
@@ -463,7 +483,9 @@ def _scan(root: str | os.PathLike[str]) -> list[_Entry]:
             try:
                 doc = json.loads(raw)
             except ValueError as exc:
-                entries.append(_Entry(item.name, item.path, raw, problem=f"run.json is not valid JSON ({exc})"))
+                entries.append(
+                    _Entry(item.name, item.path, raw, problem=f"run.json is not valid JSON ({exc})")
+                )
                 continue
             if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
                 entries.append(_Entry(item.name, item.path, raw, problem="run.json is not a run manifest"))
@@ -479,7 +501,8 @@ def _row(entry: _Entry) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS)
         row.update(run_id=entry.name, status=UNREADABLE, path=entry.path)
         return row
-    facts = doc.get("facts") or {}
+    raw_facts = doc.get("facts")
+    facts: dict[str, Any] = raw_facts if isinstance(raw_facts, dict) else {}
     return {
         "run_id": doc.get("run_id"),
         "host": doc.get("host"),
@@ -506,7 +529,9 @@ def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
     for column in _DATETIME_COLUMNS:
         df[column] = pd.to_datetime(df[column], utc=True, format="ISO8601", errors="coerce")
     df["dry_run"] = df["dry_run"].fillna(False).astype(bool)
-    return df.sort_values(["started_utc", "run_id"], na_position="first", kind="stable").reset_index(drop=True)
+    return df.sort_values(["started_utc", "run_id"], na_position="first", kind="stable").reset_index(
+        drop=True
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -525,7 +550,8 @@ class RunRecord:
 
     @property
     def facts(self) -> dict[str, Any]:
-        return dict(self.run.get("facts") or {})
+        facts = self.run.get("facts")
+        return dict(facts) if isinstance(facts, dict) else {}
 
     @property
     def renders(self) -> list[Path]:
@@ -535,11 +561,10 @@ class RunRecord:
     def transcript_summary(self) -> dict[str, Any]:
         """Commands run, how many exited non-zero, and the total time they took."""
         t = self.transcript
-        exit_codes = t["exit_code"].dropna() if len(t) else t.get("exit_code", [])
         return {
             "commands": len(t),
-            "nonzero_exits": int((exit_codes != 0).sum()) if len(t) else 0,
-            "total_duration_s": round(float(t["duration_s"].fillna(0).sum()), 3) if len(t) else 0.0,
+            "nonzero_exits": int((t["exit_code"].dropna() != 0).sum()),
+            "total_duration_s": round(float(t["duration_s"].fillna(0).sum()), 3),
             "unreadable_lines": len(self.transcript_problems),
         }
 
@@ -656,7 +681,11 @@ def _check_entry(entry: _Entry, *, hmac_key: bytes | None) -> tuple[list[Problem
     problems: list[Problem] = []
     if doc.get("run_id") != entry.name:
         problems.append(
-            Problem("renamed", entry.path, f"run.json belongs to run {doc.get('run_id')}, the folder is {entry.name}")
+            Problem(
+                "renamed",
+                entry.path,
+                f"run.json belongs to run {doc.get('run_id')}, the folder is {entry.name}",
+            )
         )
     if not _is_finalized(doc):
         problems.append(
@@ -668,7 +697,8 @@ def _check_entry(entry: _Entry, *, hmac_key: bytes | None) -> tuple[list[Problem
             )
         )
         return problems, 0, False
-    recorded = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+    files = doc.get("files")
+    recorded: dict[str, Any] = files if isinstance(files, dict) else {}
     actual = _hash_files(Path(entry.path))
     for rel in sorted(recorded.keys() | actual.keys()):
         where = os.path.join(entry.path, *rel.split("/"))
@@ -689,10 +719,16 @@ def _check_entry(entry: _Entry, *, hmac_key: bytes | None) -> tuple[list[Problem
         hmac_checked = True
         signed = doc.get("hmac")
         if not signed:
-            problems.append(Problem("hmac", run_json, "no hmac in run.json (the run was finalized without a key)"))
+            problems.append(
+                Problem("hmac", run_json, "no hmac in run.json (the run was finalized without a key)")
+            )
         elif not hmac_.compare_digest(str(signed), _hmac(doc, hmac_key)):
             problems.append(
-                Problem("hmac", run_json, "HMAC mismatch: run.json changed after it was signed, or the key is wrong")
+                Problem(
+                    "hmac",
+                    run_json,
+                    "HMAC mismatch: run.json changed after it was signed, or the key is wrong",
+                )
             )
     return problems, len(actual), hmac_checked
 
@@ -741,7 +777,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
         raise EvidenceError(str(run_dir), "the run folder disappeared while it was being verified")
     entry = _Entry(entry.name, os.fspath(run_dir), entry.raw, entry.doc, entry.problem)
     problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
-    by_id = {e.run_id: e for e in entries if e.doc is not None}
+    by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
     root = os.fspath(path.parent)
     problems += _check_link(entry, by_id, root)
     for later in entries:
@@ -757,14 +793,13 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     chain although an earlier run had been finalized before it."""
     root_s = os.fspath(root)
     entries = _scan(root)
-    by_id = {e.run_id: e for e in entries if e.doc is not None}
-    finalized = [
-        (started, finished, e)
-        for e in entries
-        if e.doc is not None and _is_finalized(e.doc)
-        for started, finished in [(_parse_utc(e.doc.get("started_utc")), _parse_utc(e.doc.get("finished_utc")))]
-        if started is not None and finished is not None
-    ]
+    by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
+    finalized: list[tuple[dt.datetime, dt.datetime, _Entry]] = []
+    for e in entries:
+        if e.doc is not None and _is_finalized(e.doc):
+            started, finished = _parse_utc(e.doc.get("started_utc")), _parse_utc(e.doc.get("finished_utc"))
+            if started is not None and finished is not None:
+                finalized.append((started, finished, e))
     reports: list[VerifyReport] = []
     for entry in entries:
         problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
@@ -775,7 +810,11 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
             earlier = [
                 e.run_id
                 for s, f, e in finalized
-                if e is not entry and started is not None and finished is not None and s < started and f <= finished
+                if e is not entry
+                and started is not None
+                and finished is not None
+                and s < started
+                and f <= finished
             ]
             if earlier:
                 problems.append(
@@ -794,7 +833,12 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
 
 
 def select_runs(
-    df: pd.DataFrame, *, host: str | None = "", site: str | None = "", since: str | None = "", status: str | None = ""
+    df: pd.DataFrame,
+    *,
+    host: str | None = "",
+    site: str | None = "",
+    since: str | None = "",
+    status: str | None = "",
 ) -> pd.DataFrame:
     """Rows of :func:`load_runs` matching every given filter (host and site case-insensitive, ``since``
     a UTC date ``YYYY-MM-DD`` or ISO datetime, ``status`` one of running/succeeded/failed/unreadable)."""
@@ -829,6 +873,10 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return f"{value:{fmt}}"
 
 
+def _text_or_blank(value: Any) -> str:
+    return "" if value is None or value != value else str(value)  # None and NaN read as blank
+
+
 def _thumb(value: Any) -> str:
     return str(value)[:8] if isinstance(value, str) and value else "–"
 
@@ -841,7 +889,7 @@ def _status_text(row: Mapping[str, Any]) -> str:
 
 
 def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (_plain(v) if k in _DATETIME_COLUMNS or not isinstance(v, float) else _plain(v)) for k, v in row.items()}
+    return {k: _plain(v) for k, v in row.items()}
 
 
 def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
@@ -868,14 +916,16 @@ def cli_list(
         print(json.dumps([_json_row(r) for r in records], indent=2, ensure_ascii=False))
         return 0
     if not records:
-        filters = ", ".join(f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v)
+        filters = ", ".join(
+            f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v
+        )
         print(f"no runs in {root}" + (f" matching {filters}" if filters else ""))
         return 0
     rows = [
         [
             str(r["run_id"]),
-            str(r["host"] or ""),
-            str(r["site"] or ""),
+            _text_or_blank(r["host"]),
+            _text_or_blank(r["site"]),
             _status_text(r),
             _fmt_time(r["started_utc"]),
             f"{_thumb(r['old_thumbprint'])} → {_thumb(r['new_thumbprint'])}",
@@ -883,7 +933,11 @@ def cli_list(
         ]
         for r in records
     ]
-    print(_table(["RUN", "HOST", "SITE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"], rows))
+    print(
+        _table(
+            ["RUN", "HOST", "SITE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"], rows
+        )
+    )
     return 0
 
 
@@ -892,7 +946,8 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
     run = record.run
     facts = record.facts
     started, finished = _parse_utc(run.get("started_utc")), _parse_utc(run.get("finished_utc"))
-    link = run.get("previous_run") if isinstance(run.get("previous_run"), dict) else {}
+    previous = run.get("previous_run")
+    link: dict[str, Any] = previous if isinstance(previous, dict) else {}
     return {
         "run_id": record.run_id,
         "path": os.fspath(record.path),
@@ -958,7 +1013,8 @@ def cli_show(run_dir: str, *, as_json: bool) -> int:
     t = summary["transcript"]
     lines.append(
         f"commands  {t['commands']} remote commands, {t['nonzero_exits']} non-zero exits, "
-        f"{t['total_duration_s']:g} s" + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
+        f"{t['total_duration_s']:g} s"
+        + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
     )
     print("\n".join(lines))
     print("\nsteps")
@@ -1001,7 +1057,11 @@ def cli_verify(run_dir: str | None, *, root: str | None, hmac_key: str | None, a
     reports = [verify_run(run_dir, hmac_key=key)] if run_dir else verify_root(str(root), hmac_key=key)
     problems = [p for r in reports for p in r.problems]
     if as_json:
-        print(json.dumps({"ok": not problems, "runs": [r.as_dict() for r in reports]}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"ok": not problems, "runs": [r.as_dict() for r in reports]}, indent=2, ensure_ascii=False
+            )
+        )
         return 1 if problems else 0
     checks = "file hashes, chain" + (", HMAC" if key else "")
     if not problems:
@@ -1036,7 +1096,27 @@ def integrity_by_run(reports: Iterable[VerifyReport]) -> dict[str, str]:
     return out
 
 
-def style_runs(df: pd.DataFrame, reports: Iterable[VerifyReport] | None = None, *, limit: int = 200) -> Styler:
+def problems_table(reports: Iterable[VerifyReport]) -> pd.DataFrame:
+    """Every integrity problem of ``reports``, one row each (empty when the evidence is intact); ``file``
+    is relative to the evidence root."""
+    import pandas as pd
+
+    rows = [
+        {
+            "run_id": r.run_id,
+            "file": Path(os.path.relpath(p.path, os.path.dirname(r.run_dir))).as_posix(),
+            "kind": p.kind,
+            "detail": p.detail,
+        }
+        for r in reports
+        for p in r.problems
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "file", "kind", "detail"])
+
+
+def style_runs(
+    df: pd.DataFrame, reports: Iterable[VerifyReport] | None = None, *, limit: int = 200
+) -> Styler:
     """The runs table for reviewers (newest ``limit`` runs first), status and integrity coloured."""
     integrity = integrity_by_run(reports or [])
     shown = df.iloc[::-1].head(limit).copy()
@@ -1073,7 +1153,9 @@ def style_runs(df: pd.DataFrame, reports: Iterable[VerifyReport] | None = None, 
     return (
         table.style.map(status_colour, subset=["status"])
         .map(integrity_colour, subset=["integrity"])
-        .format({"started_utc": _fmt_time, "new_not_after_utc": lambda v: _fmt_time(v, "%Y-%m-%d")}, na_rep="")
+        .format(
+            {"started_utc": _fmt_time, "new_not_after_utc": lambda v: _fmt_time(v, "%Y-%m-%d")}, na_rep=""
+        )
         .set_caption(caption)
         .hide(axis="index")
     )
@@ -1089,7 +1171,9 @@ def pick_run(df: pd.DataFrame, run_id: str = "") -> Path:
     if match.empty:
         near = [r for r in df["run_id"] if run_id in r][:5]
         raise EvidenceError(
-            run_id, "no such run", hint=f"did you mean {', '.join(near)}" if near else "see `opslib evidence list`"
+            run_id,
+            "no such run",
+            hint=f"did you mean {', '.join(near)}" if near else "see `opslib evidence list`",
         )
     return Path(match.iloc[0]["path"])
 
@@ -1098,7 +1182,11 @@ def pick_comparison(df: pd.DataFrame, run: RunRecord, compare_with: str = "") ->
     """The run to compare ``run`` with: ``compare_with``, or the previous run of the same host and site."""
     if compare_with:
         return load_run(pick_run(df, compare_with))
-    same = df[(df["host"] == run.run.get("host")) & (df["site"] == run.run.get("site")) & (df["run_id"] != run.run_id)]
+    same = df[
+        (df["host"] == run.run.get("host"))
+        & (df["site"] == run.run.get("site"))
+        & (df["run_id"] != run.run_id)
+    ]
     started = _parse_utc(run.run.get("started_utc"))
     if started is not None:
         import pandas as pd
@@ -1129,12 +1217,32 @@ def expiry_table(df: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 30)
     rows = []
     for (host, site), group in known.groupby(["host", "site"], sort=True):
         last = group.sort_values("started_utc").iloc[-1]
-        renewed = last["status"] == "succeeded" and not last["dry_run"] and pd.notna(last["new_not_after_utc"])
+        renewed = (
+            last["status"] == "succeeded" and not last["dry_run"] and pd.notna(last["new_not_after_utc"])
+        )
         thumbprint = last["new_thumbprint"] if renewed else last["old_thumbprint"]
         not_after = last["new_not_after_utc"] if renewed else last["old_not_after_utc"]
         days = None if pd.isna(not_after) else (not_after - now).total_seconds() / 86400
-        state = "unknown" if days is None else "expired" if days < 0 else "renew now" if days <= warn_days else "ok"
-        rows.append([host, site, thumbprint, not_after, None if days is None else int(days // 1), state, last["run_id"]])
+        state = (
+            "unknown"
+            if days is None
+            else "expired"
+            if days < 0
+            else "renew now"
+            if days <= warn_days
+            else "ok"
+        )
+        rows.append(
+            [
+                host,
+                site,
+                thumbprint,
+                not_after,
+                None if days is None else int(days // 1),
+                state,
+                last["run_id"],
+            ]
+        )
     table = pd.DataFrame(rows, columns=columns)
     table["not_after_utc"] = pd.to_datetime(table["not_after_utc"], utc=True)
     table["days_left"] = table["days_left"].astype("Int64")
@@ -1146,6 +1254,7 @@ def plot_expiry(table: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 3
     warning window marked, soonest at the top."""
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.patches import Patch
 
     now = pd.Timestamp(_require_utc(now_utc, "now_utc")).tz_localize(None)
     data = table.dropna(subset=["not_after_utc"]).iloc[::-1]
@@ -1160,12 +1269,15 @@ def plot_expiry(table: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 3
         color=[colours.get(s, "#888888") for s in data["state"]],
     )
     ax.axvline(now, color="black", linewidth=1)
-    ax.axvspan(now, now + pd.Timedelta(days=warn_days), color="#e67e22", alpha=0.12, label=f"next {warn_days} days")
+    ax.axvspan(now, now + pd.Timedelta(days=warn_days), color="#e67e22", alpha=0.12)
     for label, end in zip(labels, ends, strict=True):
         ax.annotate(f" {end:%Y-%m-%d}", (end, label), va="center", fontsize=8)
+    ax.margins(x=0.12)
     ax.set_title("Certificate in service per host / site — expiry (UTC)")
-    ax.set_xlabel("date")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("date (black line: today)")
+    handles = [Patch(color=c, label=s) for s, c in colours.items()]
+    handles.append(Patch(color="#e67e22", alpha=0.12, label=f"next {warn_days} days"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
@@ -1196,13 +1308,19 @@ def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
             "run_id": record.run_id,
             "started_utc": run.get("started_utc"),
             "status": _status_text(
-                {"status": run.get("status"), "failed_step": run.get("failed_step"), "dry_run": run.get("dry_run")}
+                {
+                    "status": run.get("status"),
+                    "failed_step": run.get("failed_step"),
+                    "dry_run": run.get("dry_run"),
+                }
             ),
             "operator": run.get("operator"),
             "kit_version": run.get("kit_version"),
         }
         facts = record.facts
-        for key in [k for k in _COMPARE_FIRST if k in facts] + sorted(k for k in facts if k not in _COMPARE_FIRST):
+        for key in [k for k in _COMPARE_FIRST if k in facts] + sorted(
+            k for k in facts if k not in _COMPARE_FIRST
+        ):
             out[f"fact: {key}"] = facts[key]
         for step in run.get("steps") or []:
             out[f"step {step.get('name')}: status"] = step.get("status")
@@ -1214,9 +1332,10 @@ def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
 
     left, right = side(a), side(b)
     keys = list(left) + [k for k in right if k not in left]
+    if b is None:
+        right["run_id"] = "(no earlier run of this site)"
     rows = []
     for key in keys:
         va, vb = _cell_text(left.get(key)), _cell_text(right.get(key))
-        rows.append([key, va, vb, key not in ("run_id", "started_utc") and b is not None and va != vb])
-    title_b = b.run_id if b is not None else "(no earlier run of this site)"
-    return pd.DataFrame(rows, columns=["field", a.run_id, title_b, "changed"])
+        rows.append([key, va, vb, b is not None and key not in ("run_id", "started_utc") and va != vb])
+    return pd.DataFrame(rows, columns=["field", "this run", "other run", "changed"])

@@ -36,7 +36,7 @@ from .errors import (
     SiteNotFound,
     VerificationFailed,
 )
-from .windows import Change
+from .windows import Change, probe
 
 if TYPE_CHECKING:
     from ._transport import CommandResult, Connection
@@ -182,10 +182,7 @@ def _iis_major(conn: Connection) -> int:
     cached = _iis_versions.get(conn)
     if cached is not None:
         return cached
-    from . import windows
-
-    caps = windows.probe(conn)
-    major = int(getattr(caps, "iis_major", 0) or 0)
+    major = probe(conn).iis_major
     if major <= 0:
         raise CapabilityMissing(
             _host(conn),
@@ -360,7 +357,9 @@ def _safe_helper(conn: Connection, verb: str, *args: str, what: str) -> dict[str
     try:
         return _run_helper(conn, verb, *args, what=what)
     except _HelperError as exc:
-        raise _command_failed(conn, exc, what, "nothing was changed by the kit; check IIS on the server") from None
+        raise _command_failed(
+            conn, exc, what, "nothing was changed by the kit; check IIS on the server"
+        ) from None
 
 
 def _resolve(conn: Connection, site: Site | str) -> tuple[list[Site], Site]:
@@ -471,76 +470,87 @@ def stop_site(conn: Connection, site: Site | str) -> Site:
 
 
 def _sharing(found: Sequence[Site], production: Site, bindings: Sequence[str]) -> list[Site]:
+    """The other started sites whose secure bindings meet ``bindings`` (the work site, typically)."""
     return [
-        s for s in found if s.id != production.id and s.started and _shares_endpoint(s.secure_bindings, bindings)
+        s
+        for s in found
+        if s.id != production.id and s.started and _shares_endpoint(s.secure_bindings, bindings)
     ]
 
 
-def _production_binding(production: Site, port: int) -> str:
+def _production_binding(host: str, production: Site, port: int) -> str:
     if len(production.secure_bindings) > 1:
         raise PreconditionFailed(
-            "",
+            host,
             f"{production.label} has {len(production.secure_bindings)} secure bindings "
-            f"({' '.join(production.secure_bindings)}); the kit swaps sites with one",
+            f"({' '.join(production.secure_bindings)}); the kit swaps sites with exactly one",
             hint="swap this site's certificate in IIS Manager; nothing was changed",
         )
     return production.secure_bindings[0] if production.secure_bindings else _secure_binding(port)
 
 
-def plan_swap(conn: Connection, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
-    """What :func:`swap` would change, from → to (read-only; an empty list means already done)."""
-    new = _thumbprint(new_thumbprint, key="new_thumbprint")
-    found = sites(conn)
-    production = find_site(found, production_site, host=_host(conn))
-    binding = _production_binding(production, port)
-    changes = [Change(s.label, "ServerState", s.state_name, "stopped") for s in _sharing(found, production, [binding])]
+def _swap_plan(found: Sequence[Site], production: Site, new: str, binding: str) -> list[Change]:
+    changes = [
+        Change(s.label, "ServerState", s.state_name, "stopped")
+        for s in _sharing(found, production, [binding])
+    ]
     changes += _bind_changes(production, new, binding)
     if not production.started:
         changes.append(Change(production.label, "ServerState", production.state_name, "started"))
+    elif production.cert_thumbprint != new:
+        changes.append(Change(production.label, "ServerState", "started", "restarted"))
     return changes
+
+
+def plan_swap(
+    conn: Connection, *, production_site: str, new_thumbprint: str, port: int = 443
+) -> list[Change]:
+    """What :func:`swap` would change, from → to (read-only; an empty list means already done)."""
+    host = _host(conn)
+    new = _thumbprint(new_thumbprint, key="new_thumbprint")
+    found = sites(conn)
+    production = find_site(found, production_site, host=host)
+    return _swap_plan(found, production, new, _production_binding(host, production, port))
 
 
 def swap(conn: Connection, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
     """Seed step 2: put ``new_thumbprint`` on the production site and make it the one started site.
 
     Order (windows-commands.md §4): record the old certificate and secure bindings; stop every other
-    started site sharing the production secure binding; set the certificate; start the production
-    site; read back. If the production site does not come back (ServerState ≠ 2) the previous
-    certificate is put back and the site started again, then :class:`VerificationFailed` says so.
+    started site sharing the production secure binding; set the certificate; (re)start the
+    production site; read back. A started production site is stopped and started again so that the
+    new certificate is what Schannel serves (IIS 6 may also pick up a metabase change on a running
+    site [U]; the restart makes it certain, and is the moment the seed's step 2.8 checks).
+    If the production site does not come back (ServerState ≠ 2) the previous certificate is put
+    back and the site started again, then :class:`VerificationFailed` says so.
+    Idempotent: nothing to do → ``SwapResult.already_done``.
     """
     host = _host(conn)
     new = _thumbprint(new_thumbprint, key="new_thumbprint")
     found = sites(conn)
     production = find_site(found, production_site, host=host)
-    old_thumb, old_store, old_bindings = production.cert_thumbprint, production.store_name, production.secure_bindings
-    try:
-        binding = _production_binding(production, port)
-    except PreconditionFailed as exc:
-        raise PreconditionFailed(host, exc.problem, hint=exc.hint) from None
-    planned = plan_changes = [
-        Change(s.label, "ServerState", s.state_name, "stopped") for s in _sharing(found, production, [binding])
-    ]
-    plan_changes = planned + _bind_changes(production, new, binding)
-    if not production.started:
-        plan_changes.append(Change(production.label, "ServerState", production.state_name, "started"))
-    if not plan_changes:
+    # Rollback data first: the previous certificate, store and secure bindings.
+    old_thumb, old_store, old_bindings = (
+        production.cert_thumbprint,
+        production.store_name,
+        production.secure_bindings,
+    )
+    binding = _production_binding(host, production, port)
+    planned = _swap_plan(found, production, new, binding)
+    if not planned:
         return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
 
     stopped = tuple(_control(conn, s, "stop") for s in _sharing(found, production, [binding]))
     try:
         if _bind_changes(production, new, binding):
-            after_set = _set_cert(conn, production, new, binding, what=f"set {new} on {production.label}")
-            if after_set.cert_thumbprint != new:
+            set_back = _set_cert(conn, production, new, binding, what=f"set {new} on {production.label}")
+            if set_back.cert_thumbprint != new:
                 raise VerificationFailed(
-                    host, f"{production.label} reads back SSLCertHash {after_set.cert_thumbprint}, not {new}"
+                    host, f"{production.label} reads back SSLCertHash {set_back.cert_thumbprint}, not {new}"
                 )
-        if not production.started:
-            _control(conn, production, "start")
-        elif _changed_cert_on_started(production, new):
-            # IIS 6 applies a metabase SSLCertHash change to a running site through its change
-            # notification [U]; a stop/start makes sure Schannel uses the new certificate.
+        if production.started and production.cert_thumbprint != new:
             _control(conn, production, "stop")
-            _control(conn, production, "start")
+        _control(conn, production, "start")
         after = find_site(sites(conn), production.path, host=host)
         if not after.started or after.cert_thumbprint != new:
             raise VerificationFailed(
@@ -549,13 +559,14 @@ def swap(conn: Connection, *, production_site: str, new_thumbprint: str, port: i
                 f"{after.cert_thumbprint or '(none)'} (expected started, {new})",
             )
     except OpsError as exc:
-        _self_rollback(conn, production, old_thumb, old_bindings, binding, new, exc)
-        raise  # unreachable: _self_rollback always raises
-    still = [s for s in _sharing(sites(conn), after, after.secure_bindings)]
+        _self_rollback(conn, production, old_thumb, old_bindings or (binding,), new, exc)
+        raise  # not reached: _self_rollback always raises
+    still = _sharing(sites(conn), after, after.secure_bindings)
     if still:
         raise VerificationFailed(
             host,
-            "other sites still started on the production secure binding: " + ", ".join(s.label for s in still),
+            "other sites are still started on the production secure binding: "
+            + ", ".join(s.label for s in still),
             hint="stop them in IIS Manager; the production site is started with the new certificate",
         )
     return SwapResult(
@@ -566,95 +577,115 @@ def swap(conn: Connection, *, production_site: str, new_thumbprint: str, port: i
         new_thumbprint=new,
         stopped_sites=stopped,
         already_done=False,
-        changes=tuple(plan_changes),
+        changes=tuple(planned),
     )
 
 
-def _changed_cert_on_started(production: Site, new: str) -> bool:
-    return production.started and production.cert_thumbprint != new
+def _reason(exc: OpsError) -> str:
+    return str(getattr(exc, "problem", "") or exc)
 
 
 def _self_rollback(
-    conn: Connection,
-    production: Site,
-    old_thumb: str,
-    old_bindings: tuple[str, ...],
-    binding: str,
-    new: str,
-    cause: OpsError,
+    conn: Connection, production: Site, old_thumb: str, bindings: Sequence[str], new: str, cause: OpsError
 ) -> None:
+    """Put the previous certificate back and start the site again; always raises VerificationFailed."""
     host = _host(conn)
+    failed = f"{production.label} did not come back with the new certificate {new} ({_reason(cause)})"
+    old_label = old_thumb or "(no certificate)"
     try:
-        restored = _restore(conn, production, old_thumb, old_bindings or (binding,))
+        _restore_certificate(conn, production, old_thumb, bindings)
     except OpsError as again:
         raise VerificationFailed(
             host,
-            f"{production.label} did not come back with the new certificate {new} ({_reason(cause)}), "
-            f"and rolling back to {old_thumb or '(no certificate)'} failed too ({_reason(again)})",
-            hint=f"put {old_thumb or 'the previous certificate'} back on {production.label} in IIS Manager "
-            "and start it NOW; the site may be down",
+            f"{failed}; putting the previous certificate {old_label} back failed too ({_reason(again)})",
+            hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
+        ) from cause
+    try:
+        restored = _restart(conn, production, bindings)
+    except OpsError as again:
+        raise VerificationFailed(
+            host,
+            f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
+            f"again ({_reason(again)}) — the site is DOWN",
+            hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
         ) from cause
     raise VerificationFailed(
         host,
-        f"{production.label} did not come back with the new certificate {new} ({_reason(cause)}); "
-        f"rolled back to the previous certificate {old_thumb or '(none)'} and the site is "
+        f"{failed}; rolled back to the previous certificate {old_label} and the site is "
         f"{restored.state_name} again",
-        hint="look at the System event log (source W3SVC) for why the site would not start, fix it, "
-        "then run this step again",
+        hint="look at the System event log (source W3SVC) for why the site would not start with the new "
+        "certificate, fix it, then run this step again",
     ) from cause
 
 
-def _reason(exc: OpsError) -> str:
-    return getattr(exc, "problem", "") or str(exc)
-
-
-def _restore(conn: Connection, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
-    binding = bindings[0]
+def _restore_certificate(conn: Connection, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
     current = find_site(sites(conn), production.path, host=_host(conn))
     if old_thumb:
         if current.cert_thumbprint != old_thumb or current.secure_bindings != tuple(bindings[:1]):
-            _set_cert(conn, current, old_thumb, binding, what=f"roll back {current.label} to {old_thumb}")
+            current = _set_cert(
+                conn, current, old_thumb, bindings[0], what=f"roll back {current.label} to {old_thumb}"
+            )
     elif current.cert_thumbprint:
-        _clear_cert(conn, current, what=f"roll back {current.label} to no certificate")
+        current = _clear_cert(conn, current, what=f"roll back {current.label} to no certificate")
+    if current.cert_thumbprint != old_thumb:
+        raise VerificationFailed(
+            _host(conn), f"{current.label} reads back SSLCertHash {current.cert_thumbprint or '(none)'}"
+        )
+    return current
+
+
+def _restart(conn: Connection, production: Site, bindings: Sequence[str]) -> Site:
     found = sites(conn)
     current = find_site(found, production.path, host=_host(conn))
     for other in _sharing(found, current, bindings):
         _control(conn, other, "stop")
     if not current.started:
-        _control(conn, current, "start")
-    after = find_site(sites(conn), production.path, host=_host(conn))
-    if not after.started or after.cert_thumbprint != old_thumb:
-        raise VerificationFailed(
-            _host(conn),
-            f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
-            f"{after.cert_thumbprint or '(none)'} after the rollback",
-        )
-    return after
+        current = _control(conn, current, "start")
+    return current
 
 
 def rollback(
     conn: Connection, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
 ) -> SwapResult:
-    """Put the previous certificate back on the production site and start it (the undo of :func:`swap`)."""
+    """Put the previous certificate back on the production site and start it (the undo of :func:`swap`).
+
+    Other started sites sharing the secure binding are stopped first; a started production site is
+    restarted when its certificate changes. Idempotent.
+    """
     host = _host(conn)
     old = _thumbprint(old_thumbprint, key="old_thumbprint")
     bindings = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
-    if not bindings:
-        raise ParameterError("secure_bindings", "at least one secure binding (e.g. :443:) is needed")
+    if not bindings or not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", bindings[0]):
+        raise ParameterError(
+            "secure_bindings", f"{secure_bindings!r}: expected a secure binding such as :443:"
+        )
     found = sites(conn)
     production = find_site(found, production_site, host=host)
-    if production.started and production.cert_thumbprint == old and not _sharing(found, production, bindings):
+    sharing = _sharing(found, production, bindings)
+    if production.started and production.cert_thumbprint == old and not sharing:
         return SwapResult(
             production, old, production.store_name, production.secure_bindings, old, (), already_done=True
         )
-    stopped = tuple(_sharing(found, production, bindings))
-    after = _restore(conn, production, old, bindings)
+    planned = [Change(s.label, "ServerState", s.state_name, "stopped") for s in sharing]
+    planned += _bind_changes(production, old, bindings[0])
+    stopped = tuple(_control(conn, s, "stop") for s in sharing)
+    if production.started and production.cert_thumbprint != old:
+        _control(conn, production, "stop")
+    _restore_certificate(conn, production, old, bindings)
+    after = _restart(conn, production, bindings)
+    if not after.started or after.cert_thumbprint != old:
+        raise VerificationFailed(
+            host,
+            f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
+            f"{after.cert_thumbprint or '(none)'} after the rollback (expected started, {old})",
+        )
     return SwapResult(
         production=after,
         old_thumbprint=production.cert_thumbprint,
         old_store_name=production.store_name,
         old_secure_bindings=production.secure_bindings,
         new_thumbprint=old,
-        stopped_sites=tuple(find_site(sites(conn), s.path, host=host) for s in stopped),
+        stopped_sites=stopped,
         already_done=False,
+        changes=tuple(planned),
     )

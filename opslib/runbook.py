@@ -145,14 +145,10 @@ def run(
             operator=_operator(),
             dry_run=dry_run,
             now_utc=_now(),
+            tls_validation=str(params.get("winrm.server_cert_validation")),
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
-        evidence.update_run(
-            run_dir,
-            parameters_file=str(Path(params_path).resolve()),
-            mode=params.mode,
-            tls_validation=params.get("winrm.server_cert_validation"),
-        )
+        evidence.update_run(run_dir, parameters_file=str(Path(params_path).resolve()), mode=params.mode)
         ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env)
         return ctx.execute(list(selected))
 
@@ -285,7 +281,7 @@ class _Context:
         values.update({k: v for k, v in self.env_references().items()})
         passed = notebook_parameters(list(declared), values, self.facts)
         started = _now()
-        record: dict[str, Any] = {
+        fresh: dict[str, Any] = {
             "name": step.name,
             "notebook": step.notebook,
             "status": "running",
@@ -295,7 +291,13 @@ class _Context:
             "facts": {},
             "error": None,
         }
-        self.records.append(record)
+        record = next((r for r in self.records if r.get("name") == step.name), None)
+        if record is None:
+            record = fresh
+            self.records.append(record)
+        else:  # a resumed step: keep what the failed attempt left, then start afresh
+            earlier = {k: record.get(k) for k in ("notebook", "status", "started_utc", "duration_s", "error")}
+            record.update(fresh, attempts=[*record.get("attempts", []), earlier])
         evidence.update_run(self.run_dir, steps=self.records)
         print(
             f"opslib: step {step.name} — {step.title}{' (dry run)' if self.dry_run else ''}", file=sys.stderr
@@ -383,7 +385,7 @@ class _Context:
             steps=self.records,
             facts=self.facts,
         )
-        evidence.finalize_run(self.run_dir)
+        evidence.finalize_run(self.run_dir, now_utc=_now())
 
 
 # --- rollback parameter set --------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +32,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 OLD_ROOT_CN = "Class 3 Public Primary Certification Authority (Rehearsal)"
-G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5 (Rehearsal)"
+# The real root's CN (60 characters, within RFC 5280's bound of 64); the O and OU mark it as a rehearsal copy.
+G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5"
 INTERMEDIATE_CN = "Rehearsal Secure Server CA - G4"
 
 _DAY = timedelta(days=1)
@@ -52,11 +52,7 @@ def _serial(label: str, now_utc: datetime) -> int:
 
 
 def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
-    # _validate=False: the rehearsal G5 CN ("... - G5 (Rehearsal)", 72 characters) exceeds RFC 5280's
-    # ub-common-name of 64; parsers (cryptography, Windows, OpenSSL) accept longer names.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return x509.Name([x509.NameAttribute(oid, value, _validate=False) for oid, value in pairs])
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in pairs])
 
 
 def _der_length(n: int) -> bytes:

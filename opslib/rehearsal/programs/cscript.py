@@ -21,7 +21,8 @@ IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comme
   [U] whether ADSI ``Start()`` itself also returns that HRESULT synchronously; the helper handles
   both (it catches, then polls ServerState). [U] whether a wildcard IP and a specific IP on the same
   port conflict; only identical IP:port pairs conflict here.
-* ``Site.fail_start``: ``Start()`` throws 0x80070020 (ERROR_SHARING_VIOLATION, "The process cannot
+* ``Site.fail_start`` (or the site's SSLCertHash listed in ``host.extra["fail_start_thumbprints"]``):
+  ``Start()`` throws 0x80070020 (ERROR_SHARING_VIOLATION, "The process cannot
   access the file because it is being used by another process."), what IIS reports when another
   process holds the port (https://blog.andornot.com/blog/iis-and-skype-web-site-won't-start/) [I].
 * SSLCertHash is a plain BINARY property: ADSI does not check that the certificate exists or has a
@@ -131,6 +132,12 @@ def conflicting_site(host: Host, site: Site) -> Site | None:
     return None
 
 
+def _fail_thumbprints(host: Host) -> set[str]:
+    """Scenario fault ``host.extra["fail_start_thumbprints"]``: Start() fails while the site is bound
+    to one of these certificates (a site that will not start with the *new* certificate only)."""
+    return {str(t).upper() for t in host.extra.get("fail_start_thumbprints", ())}
+
+
 class _Helper:
     def __init__(self, inv: Invocation) -> None:
         self.host = inv.host
@@ -200,7 +207,7 @@ class _Helper:
             with self.host.lock:
                 if verb == "stop":
                     site.state = STOPPED
-                elif site.fail_start:
+                elif site.fail_start or site.ssl_cert_hash.upper() in _fail_thumbprints(self.host):
                     call_error = (
                         E_SHARING_VIOLATION,
                         self.host.text(

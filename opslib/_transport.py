@@ -1,0 +1,965 @@
+"""The WinRM transport: the only module that imports pywinrm.
+
+One WinRS shell per connection; one command costs Command + Receive(×k) + Signal
+(``shared/reference/winrm.md`` §0, §1.2). What this module adds to pywinrm:
+
+* :func:`cmdline` — the one quoting function. Every remote command line is built from a list of
+  arguments; values cmd.exe cannot carry safely are refused (:class:`~opslib.errors.UnsafeArgument`).
+* our own Receive loop with a deadline (pywinrm's ``get_command_output`` retries the TimedOut fault
+  forever, winrm.md §1.4); on the deadline the command is terminated (Signal) and
+  :class:`~opslib.errors.CommandTimedOut` is raised. Only Receive is retried, never Command or Send.
+* the shell is reopened once when the server says it is gone (2150858843, 2150859174, 2147943418 —
+  as the Ruby WinRM gem does, winrm.md §1.3); a Command refused that way never ran, so it is re-sent
+  on the new shell once.
+* the code page: ``auto`` opens the shell without ``WINRS_CODEPAGE`` (the host's console default,
+  as pypsrp does, winrm.md §1.5) and reads the digits of ``chcp``; output stays bytes and is decoded
+  with that code page.
+* file upload/download with certutil (winrm.md §3.1, windows-commands.md §0) with a size check and,
+  where the server's certutil can, a SHA-256 check.
+* errors mapped to :mod:`opslib.errors`; a JSON-lines transcript with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import requests
+import winrm
+import xmltodict
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+
+from . import secrets as _secrets
+from .errors import (
+    AuthenticationFailed,
+    CommandTimedOut,
+    ConnectionFailed,
+    OpsError,
+    ParameterError,
+    RemoteCommandFailed,
+    UnsafeArgument,
+    VerificationFailed,
+    WSManFault,
+)
+
+# --- WS-Management facts ---------------------------------------------------------------------------
+
+ERROR_WSMAN_OPERATION_TIMEDOUT = 2150858793  # w:TimedOut (winrm.md §1.4, §2.1)
+ERROR_WSMAN_SHELL_NOT_FOUND = 2150858843  # shell gone (winrm.md §1.3, §2.1)
+ERROR_WSMAN_QUOTA_MAX_COMMANDS = 2150859174  # too many commands per shell (winrm.md §1.3)
+ERROR_WINRS_SHELL_GONE_WIN32 = 2147943418  # 0x800703FA, reset by the Ruby gem (winrm.md §1.3)
+SHELL_GONE_CODES = frozenset(
+    {ERROR_WSMAN_SHELL_NOT_FOUND, ERROR_WSMAN_QUOTA_MAX_COMMANDS, ERROR_WINRS_SHELL_GONE_WIN32}
+)
+RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
+
+CMD_LINE_MAX = 8191  # cmd.exe's limit (KB830473, winrm.md §3.1)
+ECHO_CHUNK_MAX = 7900  # base64 characters per prefix-redirect echo (winrm.md §3.3)
+RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
+TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
+CODEPAGE_CODECS = {437: "cp437", 932: "cp932", 65001: "utf-8"}
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+PEM_END = "-----END CERTIFICATE-----"
+
+
+def codec(codepage: int) -> str:
+    return CODEPAGE_CODECS.get(codepage, f"cp{codepage}")
+
+
+# --- quoting ---------------------------------------------------------------------------------------
+
+
+class Raw(str):
+    """Kit-owned cmd syntax passed verbatim by :func:`cmdline` (``%I``, ``%~zI``, ``%TEMP%``).
+
+    Never wrap a parameter value in ``Raw``: values go through the checks and quoting.
+    """
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # also what XML 1.0 cannot carry
+_NEEDS_QUOTES = re.compile(r"[\s&|<>()^,;=@]")
+_ECHO_UNSAFE = re.compile(r"[&|<>()^\"%!\x00-\x1f\x7f]")
+
+
+def _check(value: str, name: str) -> None:
+    if not isinstance(value, str):
+        raise UnsafeArgument(name, f"expected text, got {type(value).__name__}")
+    if _CONTROL.search(value):
+        raise UnsafeArgument(name, "it contains a control character, a line break or an invalid character")
+    for ch, why in (
+        ('"', 'a double quote (")'),
+        ("%", "a percent sign (cmd expands %NAME% even inside quotes)"),
+        ("!", "an exclamation mark (delayed expansion)"),
+    ):
+        if ch in value:
+            raise UnsafeArgument(name, f"it contains {why}")
+
+
+def _quote(value: str, name: str) -> str:
+    """Quote one argument for cmd.exe and CommandLineToArgvW.
+
+    Inside double quotes cmd treats ``& | < > ( ) ^`` as text; backslashes are literal except
+    before a quote, so trailing backslashes are doubled before the closing quote
+    (https://learn.microsoft.com/en-us/windows/win32/api/shellapi/nf-shellapi-commandlinetoargvw).
+    """
+    _check(value, name)
+    if value and not _NEEDS_QUOTES.search(value):
+        return value
+    trailing = len(value) - len(value.rstrip("\\"))
+    return '"' + value + "\\" * trailing + '"'
+
+
+def cmdline(
+    argv: Sequence[str],
+    *,
+    names: Sequence[str] | None = None,
+    redirect: tuple[str, str] | None = None,
+) -> str:
+    """Build one cmd.exe command line from an argument list; refuse what cmd cannot carry.
+
+    * Arguments with spaces or cmd metacharacters are double-quoted; ``%``, ``!``, ``"``, control
+      characters and line breaks are refused (:class:`UnsafeArgument` names the value by
+      ``names[i]`` or its position). Base64 and Windows paths never need them.
+    * ``echo`` prints its text verbatim (quotes included), so its arguments are never quoted:
+      they must be free of cmd metacharacters.
+    * ``redirect=("append"|"write", path)`` prefixes ``>>"path"`` / ``>"path"`` — the prefix form
+      avoids echo's trailing space and the ``1>>`` handle pitfall (winrm.md §3.1).
+    * :class:`Raw` items are kit-owned syntax and pass unchanged.
+    """
+    if not argv:
+        raise UnsafeArgument("command", "no program given")
+
+    def label(i: int) -> str:
+        if names is not None and i < len(names) and names[i]:
+            return names[i]
+        return "program" if i == 0 else f"argument {i}"
+
+    parts: list[str] = []
+    if redirect is not None:
+        mode, path = redirect
+        if mode not in ("append", "write"):
+            raise ValueError(f"redirect mode must be 'append' or 'write', not {mode!r}")
+        _check(path, "redirect target")
+        parts.append(
+            (">>" if mode == "append" else ">")
+            + '"'
+            + path
+            + "\\" * (len(path) - len(path.rstrip("\\")))
+            + '"'
+        )
+    is_echo = not isinstance(argv[0], Raw) and argv[0].lower() in ("echo", "@echo")
+    for i, arg in enumerate(argv):
+        if isinstance(arg, Raw):
+            parts.append(str(arg))
+        elif is_echo and i > 0:
+            if _ECHO_UNSAFE.search(arg) or not arg:
+                raise UnsafeArgument(label(i), "echo text must not be empty or contain cmd metacharacters")
+            parts.append(arg)
+        else:
+            parts.append(_quote(arg, label(i)))
+    if is_echo:
+        text = " ".join(str(a) for a in argv[1:]).strip().lower()
+        if text in ("", "on", "off") or text.startswith("/?"):
+            raise UnsafeArgument(label(1), "echo would not print this text (ECHO ON/OFF or help)")
+    line = " ".join(parts)
+    if len(line) > CMD_LINE_MAX:
+        longest = max(range(len(argv)), key=lambda i: len(argv[i]))
+        raise UnsafeArgument(
+            label(longest),
+            f"the command line would be {len(line)} characters; cmd.exe takes at most {CMD_LINE_MAX}",
+        )
+    return line
+
+
+def join_commands(lines: Sequence[str], *, op: str = "&&") -> str:
+    """Join command lines built by :func:`cmdline` with ``&&`` (run the next only on success) or ``&``."""
+    if op not in ("&&", "&"):
+        raise ValueError(f"operator must be '&&' or '&', not {op!r}")
+    line = op.join(lines)
+    if len(line) > CMD_LINE_MAX:
+        raise UnsafeArgument(
+            "command", f"the joined command line would be {len(line)} characters (max {CMD_LINE_MAX})"
+        )
+    return line
+
+
+def _size_command(path: str) -> str:
+    """Print a file's size in bytes, or nothing useful if it is missing.
+
+    ``for %I in ("file") do @echo %~zI`` — ``%~zI`` expands to the file size (``for /?``,
+    https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/for); for a
+    missing file it is empty and echo prints its localized ``ECHO is on.``, which is not digits.
+    """
+    return cmdline(
+        [
+            Raw("for"),
+            Raw("%I"),
+            Raw("in"),
+            Raw("(" + _quote(path, "remote path") + ")"),
+            Raw("do"),
+            Raw("@echo"),
+            Raw("%~zI"),
+        ]
+    )
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command returned. ``command_line`` is redacted (safe to show and record)."""
+
+    command_line: str
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+    codepage: int
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode(codec(self.codepage), "replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode(codec(self.codepage), "replace")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A finished upload or download: the remote file, its size and SHA-256, and how it was checked."""
+
+    remote_path: str
+    size: int
+    sha256: str
+    verified_by: str  # "size+sha256" or "size" (when the server's certutil has no SHA-256)
+    commands: int
+
+
+# --- transcript ------------------------------------------------------------------------------------
+
+
+class Transcript:
+    """A JSON-lines sink (``<run_dir>/transcript.jsonl``). Every line passes through redaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = _secrets.redact(json.dumps(entry, ensure_ascii=True, sort_keys=False))
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(_secrets.redact_bytes(data)).decode("ascii")
+
+
+def _digest(data: bytes) -> dict[str, Any]:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+# --- the connection --------------------------------------------------------------------------------
+
+
+class Connection:
+    """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transport: str,
+        username: str,
+        password: str,
+        host_label: str,
+        codepage: str | int = "auto",
+        ca_trust_path: str | None = None,
+        server_cert_validation: str = "validate",
+        allow_unencrypted_basic: bool = False,
+        operation_timeout_s: int = 20,
+        read_timeout_s: int = 30,
+        transcript: Transcript | str | Path | None = None,
+    ) -> None:
+        self.url = url
+        self.host = host_label
+        self._transcript = (
+            transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
+        )
+        self._operation_timeout_s = int(operation_timeout_s)
+        self._temp_dir: str | None = None
+        self._stage = 0
+        self._hashfile_ok: bool | None = None  # probed on first use: certutil -hashfile SHA256
+        self._shell_id: str | None = None
+        self._closed = False
+        _secrets.register(password)
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ParameterError(
+                "winrm.url", f"not an http(s) WS-Management URL: {url!r}", hint="e.g. https://web01:443/wsman"
+            )
+        if parsed.username or parsed.password:
+            raise ParameterError(
+                "winrm.url", "the URL must not hold credentials", hint="use username/password"
+            )
+        if transport not in TRANSPORTS:
+            raise ParameterError(
+                "winrm.transport", f"unknown transport {transport!r}", hint="one of " + ", ".join(TRANSPORTS)
+            )
+        basic = transport in ("basic", "plaintext")
+        if basic and parsed.scheme == "http" and not allow_unencrypted_basic:
+            raise ParameterError(
+                "winrm.allow_unencrypted_basic",
+                "Basic authentication over plain HTTP would send the password readable on the network",
+                hint="use an https:// URL, or set allow_unencrypted_basic: true for a lab/rehearsal host",
+            )
+        if server_cert_validation not in ("validate", "ignore"):
+            raise ParameterError(
+                "winrm.server_cert_validation", f"must be validate or ignore, not {server_cert_validation!r}"
+            )
+        if codepage == "auto":
+            self._requested_cp: int | None = None
+        else:
+            try:
+                self._requested_cp = int(codepage)
+                "".encode(codec(self._requested_cp))
+            except (TypeError, ValueError, LookupError):
+                raise ParameterError(
+                    "winrm.codepage", f"unknown code page {codepage!r}", hint="auto, 437, 932 or 65001"
+                ) from None
+        self.codepage: int = self._requested_cp or 437
+        try:
+            # ca_trust_path None = the system CAs (pywinrm's "legacy_requests" default would read
+            # REQUESTS_CA_BUNDLE instead; winrm.md §1.7).
+            options: dict[str, Any] = {
+                "transport": transport,
+                "server_cert_validation": server_cert_validation,
+                "ca_trust_path": ca_trust_path or None,
+            }
+            self._protocol = winrm.protocol.Protocol(
+                url,
+                username=username,
+                password=password,
+                operation_timeout_sec=self._operation_timeout_s,
+                read_timeout_sec=int(read_timeout_s),
+                **options,
+            )
+        except WinRMError as exc:
+            raise ParameterError("winrm", _secrets.redact(str(exc))) from None
+        with self._mapped("open a shell"):
+            self._shell_id = self._open_shell()
+        if self._requested_cp is None:
+            self.codepage = self._detect_codepage()
+
+    # --- shell ---
+    def _open_shell(self) -> str:
+        if self._requested_cp is not None:
+            return str(self._protocol.open_shell(codepage=self._requested_cp))
+        # No WINRS_CODEPAGE: the shell keeps the host's console code page (pypsrp does the same,
+        # winrm.md §1.5). Built with pywinrm's public build_wsman_header.
+        req = {
+            "env:Envelope": self._protocol.build_wsman_header(
+                resource_uri=RESOURCE_URI_CMD, action=ACTION_CREATE
+            )
+        }
+        req["env:Envelope"]["env:Header"]["w:OptionSet"] = {
+            "w:Option": [{"@Name": "WINRS_NOPROFILE", "#text": "FALSE"}]
+        }
+        shell = req["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Shell", {})
+        shell["rsp:InputStreams"] = "stdin"
+        shell["rsp:OutputStreams"] = "stdout stderr"
+        root = ET.fromstring(self._protocol.send_message(xmltodict.unparse(req)))
+        return next(str(node.text) for node in root.iter() if node.get("Name") == "ShellId")
+
+    def _detect_codepage(self) -> int:
+        # `chcp` with no argument prints the active code page ("Active code page: 437",
+        # ja "現在のコード ページ: 932"); only the ASCII digits are read — in cp932 the second byte of
+        # a double-byte character is never 0x30–0x39 (https://ss64.com/nt/chcp.html).
+        result = self.run(["chcp"], what="detect the console code page", timeout_s=30)
+        m = re.search(rb"(\d+)\D*$", result.stdout)
+        if not m:
+            raise VerificationFailed(
+                self.host, "chcp printed no code page number", hint="set winrm.codepage explicitly"
+            )
+        return int(m.group(1))
+
+    @contextmanager
+    def _mapped(self, doing: str) -> Iterator[None]:
+        """Turn pywinrm/requests errors into the kit's errors (messages redacted)."""
+        try:
+            yield
+        except OpsError:
+            raise
+        except InvalidCredentialsError:
+            raise AuthenticationFailed(
+                self.url,
+                "the server refused the credentials (HTTP 401)",
+                hint="check winrm.username and the password reference",
+            ) from None
+        except WinRMOperationTimeoutError:
+            raise WSManFault(
+                self.url, ERROR_WSMAN_OPERATION_TIMEDOUT, f"the server timed out while trying to {doing}"
+            ) from None
+        except WSManFaultError as exc:
+            raise WSManFault(
+                self.url,
+                exc.wsman_fault_code,
+                _secrets.redact(str(exc.reason)),
+                hint=f"while trying to {doing}",
+            ) from None
+        except WinRMTransportError as exc:
+            raise ConnectionFailed(
+                self.url,
+                f"HTTP {exc.code} while trying to {doing}",
+                hint="check the URL and the WinRM listener",
+            ) from None
+        except requests.exceptions.SSLError:
+            raise ConnectionFailed(
+                self.url,
+                "the server's TLS certificate could not be validated",
+                hint="set winrm.ca_trust_path to the CA bundle that signs the WinRM certificate",
+            ) from None
+        except requests.exceptions.Timeout:
+            raise ConnectionFailed(
+                self.url, f"no answer in time while trying to {doing}", hint="check the host and the network"
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            reason = type(exc.__context__ or exc).__name__
+            raise ConnectionFailed(
+                self.url,
+                f"the connection failed or dropped while trying to {doing} ({reason})",
+                hint="check that the host is up and WinRM listens on that port; a change may or may not have been made",
+            ) from None
+        except WinRMError as exc:
+            raise ConnectionFailed(self.url, f"{_secrets.redact(str(exc))} while trying to {doing}") from None
+
+    # --- commands ---
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float = 60,
+        check: bool = True,
+        stdin: bytes | None = None,
+        what: str = "",
+        redirect: tuple[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        names: Sequence[str] | None = None,
+    ) -> CommandResult:
+        """Run one command (built by :func:`cmdline`) and wait for it, at most ``timeout_s`` seconds.
+
+        ``check=True`` raises :class:`RemoteCommandFailed` on a non-zero exit code. ``secrets`` are
+        registered for redaction (transcript, result, messages).
+        """
+        for value in secrets:
+            _secrets.register(value)
+        line = cmdline(argv, names=names, redirect=redirect)
+        shown_argv = [_secrets.redact(str(a)) for a in argv]
+        return self._execute(line, argv=shown_argv, timeout_s=timeout_s, check=check, stdin=stdin, what=what)
+
+    def run_line(
+        self, line: str, *, timeout_s: float = 60, check: bool = True, what: str = "", log_data: bool = True
+    ) -> CommandResult:
+        """Run a line already built by :func:`cmdline`/:func:`join_commands` (kit-internal)."""
+        return self._execute(
+            line, argv=None, timeout_s=timeout_s, check=check, stdin=None, what=what, log_data=log_data
+        )
+
+    def _execute(
+        self,
+        line: str,
+        *,
+        argv: list[str] | None,
+        timeout_s: float,
+        check: bool,
+        stdin: bytes | None,
+        what: str,
+        log_data: bool = True,
+        log_line: str | None = None,
+    ) -> CommandResult:
+        if self._closed:
+            raise ConnectionFailed(self.url, "the connection is closed")
+        shown = _secrets.redact(log_line or line)
+        started_utc = datetime.now(UTC)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        entry: dict[str, Any] = {
+            "time_utc": started_utc.isoformat(),
+            "host": self.host,
+            "url": self.url,
+            "what": what,
+        }
+        if argv is not None:
+            entry["argv"] = argv
+        entry["command_line"] = shown
+        try:
+            stdout, stderr, code = self._roundtrip(line, stdin, deadline, shown, timeout_s)
+        except OpsError as exc:
+            entry.update(duration_s=round(time.monotonic() - t0, 3), error=_secrets.redact(str(exc)))
+            self._record(entry)
+            raise
+        result = CommandResult(shown, code, stdout, stderr, round(time.monotonic() - t0, 3), self.codepage)
+        entry.update(
+            exit_code=code,
+            duration_s=result.duration_s,
+            bytes_out=len(line.encode("utf-8")) + (len(stdin) if stdin else 0),
+            bytes_in=len(stdout) + len(stderr),
+        )
+        if stdin:
+            entry["stdin"] = _digest(stdin)
+        if log_data:
+            entry.update(stdout_b64=_b64(stdout), stderr_b64=_b64(stderr))
+        else:
+            entry.update(stdout=_digest(stdout), stderr_b64=_b64(stderr))
+        self._record(entry)
+        if check and code != 0:
+            raise RemoteCommandFailed(
+                host=self.host,
+                command=shown,
+                exit_code=code,
+                stderr=_secrets.redact(result.stderr_text),
+                stdout=_secrets.redact(result.stdout_text) if log_data else "",
+                what=what,
+                argv=tuple(argv or ()),
+            )
+        return result
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self._transcript is not None:
+            self._transcript.write(entry)
+
+    def _roundtrip(
+        self, line: str, stdin: bytes | None, deadline: float, shown: str, timeout_s: float
+    ) -> tuple[bytes, bytes, int]:
+        p = self._protocol
+        command_id = self._start_command(line)
+        assert self._shell_id is not None
+        shell_id = self._shell_id
+        if stdin is not None:
+            with self._mapped("send input"):
+                p.send_command_input(shell_id, command_id, stdin, end=True)  # bytes: no cp437 re-encoding
+        out: list[bytes] = []
+        err: list[bytes] = []
+        network_retries = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._terminate(shell_id, command_id)
+                raise CommandTimedOut(self.url, shown, timeout_s)
+            # Ask the server to wait no longer than our deadline (whole seconds, at least 1).
+            p.operation_timeout_sec = max(1, min(self._operation_timeout_s, int(remaining + 0.999)))
+            try:
+                o, e, code, done = p.get_command_output_raw(shell_id, command_id)
+            except WinRMOperationTimeoutError:
+                continue  # the server's OperationTimeout: no output yet, ask again until our deadline
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+                # A Receive lost on the network is asked again (Receive only; output of the lost
+                # response may be missing, so the result is then not trusted: see below).
+                network_retries += 1
+                if network_retries > RECEIVE_NETWORK_RETRIES:
+                    with self._mapped("receive the output of the command"):
+                        raise
+                continue
+            except WSManFaultError as exc:
+                if exc.wsman_fault_code in SHELL_GONE_CODES:
+                    self._reopen()
+                with self._mapped("receive the output of the command"):
+                    raise
+            except Exception:
+                with self._mapped("receive the output of the command"):
+                    raise
+                raise
+            finally:
+                p.operation_timeout_sec = self._operation_timeout_s
+            out.append(o)
+            err.append(e)
+            if done:
+                break
+        # Signal terminate after Done, as MS-WSMV asks (winrm.md §2); failures here do not change the result.
+        try:
+            p.cleanup_command(shell_id, command_id)
+        except Exception:
+            pass
+        return b"".join(out), b"".join(err), code
+
+    def _start_command(self, line: str) -> str:
+        for attempt in (1, 2):
+            if self._shell_id is None:
+                with self._mapped("reopen the shell"):
+                    self._shell_id = self._open_shell()
+            try:
+                # pywinrm sends the line as rsp:Command (arguments joined unquoted: we pass none).
+                return str(self._protocol.run_command(self._shell_id, line))
+            except WSManFaultError as exc:
+                if exc.wsman_fault_code in SHELL_GONE_CODES and attempt == 1:
+                    self._shell_id = None  # the server refused the Command: it never ran; resend once
+                    continue
+                with self._mapped("start the command"):
+                    raise
+            except Exception:
+                with self._mapped("start the command"):
+                    raise
+                raise
+        raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        self._shell_id = None
+        try:
+            with self._mapped("reopen the shell"):
+                self._shell_id = self._open_shell()
+        except OpsError:
+            self._shell_id = None
+
+    def _terminate(self, shell_id: str, command_id: str) -> None:
+        """Signal terminate (…/signal/terminate, winrm.md §2); best effort."""
+        p = self._protocol
+        p.operation_timeout_sec = max(1, min(self._operation_timeout_s, 5))
+        try:
+            p.cleanup_command(shell_id, command_id)
+        except Exception:
+            pass
+        finally:
+            p.operation_timeout_sec = self._operation_timeout_s
+
+    # --- temp folder ---
+    @property
+    def temp_dir(self) -> str:
+        """A folder of this connection under the remote %TEMP%, created on first use, removed at close."""
+        if self._temp_dir is None:
+            # `echo %TEMP%` prints the logon's temp folder (the kit's own command; winrm.md §3.1).
+            result = self.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
+            base = result.stdout_text.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
+            if not re.match(r"^[A-Za-z]:\\", base) or "%" in base:
+                raise VerificationFailed(self.host, f"the remote %TEMP% is not a usable folder ({base!r})")
+            folder = f"{base}\\opslib-{uuid.uuid4().hex[:12]}"
+            # mkdir: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/mkdir
+            self.run(
+                ["mkdir", folder],
+                what="create the connection's temp folder",
+                timeout_s=30,
+                names=["mkdir", "temp folder"],
+            )
+            self._temp_dir = folder
+        return self._temp_dir
+
+    def _stage_name(self, suffix: str) -> str:
+        self._stage += 1
+        return f"{self.temp_dir}\\t{self._stage:04d}.{suffix}"
+
+    # --- file transfer ---
+    def _remote_size(self, path: str, output: bytes) -> int | None:
+        lines = [x.strip() for x in output.decode("ascii", "replace").splitlines() if x.strip()]
+        if lines and lines[-1].isdigit():
+            return int(lines[-1])
+        return None
+
+    def _remote_sha256(self, path: str, *, what: str) -> str | None:
+        """SHA-256 by ``certutil -hashfile FILE SHA256`` where the server can (probed once).
+
+        https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-hashfile
+        Output: a line of 64 hex digits (Windows 7/2008 R2 space-separated pairs). Unverified on
+        Server 2003 → when it fails, this connection falls back to the size check only.
+        """
+        if self._hashfile_ok is False:
+            return None
+        result = self.run(
+            ["certutil", "-hashfile", path, "SHA256"],
+            check=False,
+            what=what,
+            names=["certutil", "", "remote path", ""],
+        )
+        if result.exit_code != 0:
+            self._hashfile_ok = False
+            return None
+        for raw in result.stdout.decode("ascii", "replace").splitlines():
+            compact = raw.replace(" ", "").strip().lower()
+            if re.fullmatch(r"[0-9a-f]{64}", compact):
+                self._hashfile_ok = True
+                return compact
+        self._hashfile_ok = False
+        return None
+
+    def upload(self, data: bytes, remote_path: str, *, what: str = "", timeout_s: float = 60) -> Transfer:
+        """Write ``data`` to ``remote_path`` (overwriting it) and check size (and SHA-256 where possible).
+
+        base64 with BEGIN/END lines, ``>>"f.b64" echo <chunk>`` of ≤7,900 characters, then
+        ``certutil -f -decode`` (winrm.md §3.1/§3.3; windows-commands.md §0; certutil:
+        https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-decode).
+        A faster stdin path (one Command + Send) is not used: that a cmd program copies WinRS stdin
+        to a file on Server 2003 is unverified (winrm.md §3.1 "[inferred; test on 2003]").
+        """
+        what = what or f"upload {remote_path}"
+        _check(remote_path, "remote path")
+        stage = self._stage_name("b64")
+        text = base64.b64encode(data).decode("ascii")
+        size_cmd = _size_command(remote_path)
+        decode = cmdline(
+            ["certutil", "-f", "-decode", stage, remote_path],
+            names=["certutil", "", "", "staging file", "remote path"],
+        )
+        begin = cmdline(["echo", PEM_BEGIN], redirect=("write", stage))
+        end = cmdline(["echo", PEM_END], redirect=("append", stage))
+        overhead = len(cmdline(["echo", "x"], redirect=("append", stage))) - 1
+        first_room = CMD_LINE_MAX - len(begin) - 2 - overhead
+        chunk = min(ECHO_CHUNK_MAX, CMD_LINE_MAX - overhead) // 4 * 4
+        pieces: list[str] = []
+        pos = 0
+        while pos < len(text):
+            size = min(chunk, first_room // 4 * 4) if not pieces else chunk
+            pieces.append(text[pos : pos + size])
+            pos += size
+        lines: list[str] = []
+        for i, piece in enumerate(pieces):
+            parts = [begin] if i == 0 else []
+            parts.append(cmdline(["echo", piece], redirect=("append", stage)))
+            lines.append(join_commands(parts))
+        tail = [end, decode, size_cmd]
+        if not lines:
+            lines.append(begin)
+        if len(lines[-1]) + sum(len(t) + 2 for t in tail) <= CMD_LINE_MAX:
+            lines[-1] = join_commands([lines[-1], *tail])
+        else:
+            lines.append(join_commands(tail))
+        commands = 0
+        result: CommandResult | None = None
+        for n, line in enumerate(lines, 1):
+            is_last = n == len(lines)
+            summary = f"[upload chunk {n}/{len(lines)} of {remote_path}: {len(line)} characters]"
+            result = self._execute(
+                line,
+                argv=None,
+                timeout_s=timeout_s,
+                check=True,
+                stdin=None,
+                what=what,
+                log_line=(summary + (" … " + " && ".join(tail) if is_last else "")),
+            )
+            commands += 1
+        assert result is not None
+        remote_size = self._remote_size(remote_path, result.stdout)
+        if remote_size != len(data):
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path} holds {remote_size if remote_size is not None else 'no file'} bytes after the upload, expected {len(data)}",
+                hint="run again; if it repeats, check free space and permissions on the server",
+            )
+        local_sha = hashlib.sha256(data).hexdigest()
+        remote_sha = self._remote_sha256(remote_path, what=what)
+        commands += 1 if self._hashfile_ok is not None else 0
+        if remote_sha is not None and remote_sha != local_sha:
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: SHA-256 after upload differs from the local file",
+                hint="run again",
+            )
+        transfer = Transfer(
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", commands
+        )
+        self._record(
+            {
+                "time_utc": datetime.now(UTC).isoformat(),
+                "host": self.host,
+                "what": what,
+                "upload": transfer.__dict__,
+            }
+        )
+        return transfer
+
+    def download(self, remote_path: str, *, what: str = "", timeout_s: float = 120) -> bytes:
+        """Read ``remote_path`` as bytes: ``certutil -f -encode`` to a staging file, ``type`` it, decode locally.
+
+        The staging file's BEGIN/END lines are stripped (windows-commands.md §0). The size (and SHA-256
+        where the server can) is compared with the remote file. The data is not written to the
+        transcript (only its size and SHA-256): downloads may be key backups.
+        """
+        what = what or f"download {remote_path}"
+        _check(remote_path, "remote path")
+        stage = self._stage_name("b64")
+        encode = cmdline(
+            ["certutil", "-f", "-encode", remote_path, stage],
+            names=["certutil", "", "", "remote path", "staging file"],
+        )
+        first = self.run_line(
+            join_commands([encode, _size_command(remote_path)]), timeout_s=timeout_s, what=what
+        )
+        remote_size = self._remote_size(remote_path, first.stdout)
+        # type: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/type
+        typed = self.run_line(
+            cmdline(["type", stage], names=["type", "staging file"]),
+            timeout_s=timeout_s,
+            what=what,
+            log_data=False,
+        )
+        body = b"".join(
+            line.strip()
+            for line in typed.stdout.splitlines()
+            if line.strip() and not line.strip().startswith(b"-----")
+        )
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise VerificationFailed(
+                self.host, f"{remote_path}: the server's base64 could not be decoded", hint="run again"
+            ) from None
+        if remote_size is None or remote_size != len(data):
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: downloaded {len(data)} bytes, the server reports {remote_size}",
+                hint="run again",
+            )
+        remote_sha = self._remote_sha256(remote_path, what=what)
+        local_sha = hashlib.sha256(data).hexdigest()
+        if remote_sha is not None and remote_sha != local_sha:
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: SHA-256 of the download differs from the server's",
+                hint="run again",
+            )
+        transfer = Transfer(
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 3 if remote_sha else 2
+        )
+        self._record(
+            {
+                "time_utc": datetime.now(UTC).isoformat(),
+                "host": self.host,
+                "what": what,
+                "download": transfer.__dict__,
+            }
+        )
+        return data
+
+    # --- closing ---
+    def close(self) -> None:
+        """Remove the temp folder (``rmdir /s /q``), delete the shell, close the HTTP session. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._temp_dir is not None and self._shell_id is not None:
+                # rmdir /s /q: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/rmdir
+                try:
+                    self.run(
+                        ["rmdir", "/s", "/q", self._temp_dir],
+                        check=False,
+                        timeout_s=30,
+                        what="remove the temp folder",
+                    )
+                except OpsError:
+                    pass
+            if self._shell_id is not None:
+                try:
+                    self._protocol.close_shell(self._shell_id)
+                except Exception:
+                    pass
+        finally:
+            self._closed = True
+            self._shell_id = None
+            try:
+                self._protocol.transport.close_session()
+            except Exception:
+                pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Connection({self.host!r}, {self.url!r}, codepage={self.codepage})"
+
+
+def connect(
+    url: str,
+    *,
+    transport: str = "ntlm",
+    username: str,
+    password: str,
+    host_label: str,
+    codepage: str | int = "auto",
+    ca_trust_path: str | None = None,
+    server_cert_validation: str = "validate",
+    allow_unencrypted_basic: bool = False,
+    operation_timeout_s: int = 20,
+    read_timeout_s: int = 30,
+    transcript: Transcript | str | Path | None = None,
+) -> Connection:
+    """Open one WinRS shell on ``url`` (a context manager). ``password`` is the value, not a reference."""
+    return Connection(
+        url,
+        transport=transport,
+        username=username,
+        password=password,
+        host_label=host_label,
+        codepage=codepage,
+        ca_trust_path=ca_trust_path,
+        server_cert_validation=server_cert_validation,
+        allow_unencrypted_basic=allow_unencrypted_basic,
+        operation_timeout_s=operation_timeout_s,
+        read_timeout_s=read_timeout_s,
+        transcript=transcript,
+    )
+
+
+def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Connection:
+    """Open a connection from the parameters file's ``winrm`` mapping (the password is a reference)."""
+    if not isinstance(winrm, dict) or not winrm.get("url"):
+        raise ParameterError(
+            "winrm.url", "missing", hint="give the WS-Management URL, e.g. https://web01:443/wsman"
+        )
+    reference = str(winrm.get("password") or "")
+    password = _secrets.resolve(reference, purpose="WinRM password")
+    transcript = Transcript(Path(run_dir) / "transcript.jsonl") if run_dir else None
+    return connect(
+        str(winrm["url"]),
+        transport=str(winrm.get("transport") or "ntlm"),
+        username=str(winrm.get("username") or ""),
+        password=password,
+        host_label=host,
+        codepage=winrm.get("codepage") or "auto",
+        ca_trust_path=str(winrm.get("ca_trust_path") or "") or None,
+        server_cert_validation=str(winrm.get("server_cert_validation") or "validate"),
+        allow_unencrypted_basic=bool(winrm.get("allow_unencrypted_basic", False)),
+        operation_timeout_s=int(winrm.get("operation_timeout_s", 20)),
+        read_timeout_s=int(winrm.get("read_timeout_s", 30)),
+        transcript=transcript,
+    )
+
+
+__all__ = [
+    "CommandResult",
+    "Connection",
+    "Raw",
+    "Transcript",
+    "Transfer",
+    "cmdline",
+    "connect",
+    "connect_params",
+    "join_commands",
+]

@@ -1,0 +1,298 @@
+"""The rehearsal host: an emulated Windows/IIS server behind a real WS-Management endpoint.
+
+``start()`` runs the endpoint in a background thread (a context manager); ``serve_forever()`` is
+the blocking form behind ``opslib rehearse serve``. The endpoint listens on loopback only.
+
+    with rehearsal.start(host, password=pw) as r:
+        conn = opslib._transport.connect(r.url, transport="basic", username=r.user, password=pw,
+                                         host_label="web01", allow_unencrypted_basic=True)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets as _random
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..errors import UsageError
+from ..secrets import register as _register_secret
+from .host import Host
+from .server import FaultSpec, WSManServer, make_tls_files, server_ssl_context
+
+__all__ = ["Rehearsal", "start", "serve_forever", "FaultSpec", "Host"]
+
+
+class Rehearsal:
+    """A running rehearsal endpoint. ``url`` is ``http(s)://127.0.0.1:PORT/wsman``."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        server: WSManServer,
+        user: str,
+        password: str,
+        ca_file: Path | None,
+        workdir: Path,
+        cleanup: list[Any],
+    ) -> None:
+        self.host = host
+        self.user = user
+        self.password = password  # in-process only (tests, demo); never printed or written
+        self.ca_file = ca_file
+        self.workdir = workdir
+        self._server = server
+        self._cleanup = cleanup
+        address, port = str(server.server_address[0]), int(server.server_address[1])
+        scheme = "https" if server.ssl_context else "http"
+        where = f"[{address}]" if ":" in address else address
+        self.url = f"{scheme}://{where}:{port}/wsman"
+        self._thread = threading.Thread(target=server.serve_forever, name="rehearsal-wsman", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def https(self) -> bool:
+        return self._server.ssl_context is not None
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests served so far (the benchmark counts round trips with it)."""
+        return self._server.request_count
+
+    @property
+    def faults(self) -> list[FaultSpec]:
+        return list(self._server.faults)
+
+    def set_faults(self, specs: Sequence[str]) -> None:
+        """Replace the active fault specs (``[]`` clears them, e.g. before a ``resume``)."""
+        self._server.set_faults(list(specs))
+
+    def params(
+        self,
+        *,
+        password_env: str = "OPSLIB_REHEARSAL_PASSWORD",
+        pfx_password_env: str = "OPSLIB_PFX_PASSWORD",
+        backup_dir: str = "~/ssl-backups",
+        certificate_file: str | None = None,
+    ) -> dict[str, Any]:
+        """The parameters-file mapping (CONTRIBUTING.md) for a renewal against this host.
+
+        Secrets appear only as references (``env:NAME``). Site names, the certificate file and the
+        verify endpoint come from ``host.extra`` as the scenario set them.
+        """
+        extra = self.host.extra
+        winrm: dict[str, Any] = {
+            "url": self.url,
+            "transport": "basic",
+            "username": self.user,
+            "password": f"env:{password_env}",
+            "ca_trust_path": str(self.ca_file) if self.ca_file else "",
+            "server_cert_validation": "validate",
+            "codepage": "auto",
+            "allow_unencrypted_basic": not self.https,
+        }
+        verify_endpoint = str(extra.get("verify_endpoint", ""))
+        hostnames = list(extra.get("expected_hostnames", [])) or (
+            [str(extra["production_site"])] if "production_site" in extra else []
+        )
+        return {
+            "host": str(extra.get("host_label", self.host.hostname.lower())),
+            "winrm": winrm,
+            "production_site": extra.get("production_site", ""),
+            "work_site": extra.get("work_site", ""),
+            "ssl_port": int(extra.get("ssl_port", 443)),
+            "certificate_file": certificate_file
+            if certificate_file is not None
+            else extra.get("certificate_file", ""),
+            "expected_hostnames": hostnames,
+            "forbidden_roots": list(extra.get("forbidden_roots", [])),
+            "warn_days": int(extra.get("warn_days", 30)),
+            "backup": {"directory": backup_dir, "pfx_password": f"env:{pfx_password_env}"},
+            "verify": {
+                "endpoint": verify_endpoint,
+                "servername": str(extra.get("verify_servername", hostnames[0] if hostnames else "")),
+                "ca_file": str(extra.get("verify_ca_file", "")),
+            },
+        }
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        for item in reversed(self._cleanup):
+            stop = getattr(item, "stop", None) or getattr(item, "cleanup", None)
+            if stop:
+                stop()
+
+    def __enter__(self) -> Rehearsal:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start(
+    host: Host | None = None,
+    *,
+    scenario: str = "default",
+    https: bool = False,
+    user: str = "Administrator",
+    password: str | None = None,
+    locale: str | None = None,
+    codepage: int | None = None,
+    faults: Sequence[str] = (),
+    state_file: str | os.PathLike[str] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    listen: str = "127.0.0.1",
+    port: int = 0,
+) -> Rehearsal:
+    """Start the endpoint in a background thread; use as a context manager or call ``.stop()``.
+
+    With ``host=None`` the scenario's host is built by ``opslib.rehearsal.scenarios.build_host``.
+    ``password=None`` generates a random one (available as ``Rehearsal.password`` in-process).
+    """
+    cleanup: list[Any] = []
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="opslib-rehearsal-")
+        cleanup.append(tmp)
+        folder = Path(tmp.name)
+    else:
+        folder = Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+    if host is None:
+        scenarios = importlib.import_module(".scenarios", __name__)  # written by server operations
+        host = scenarios.build_host(
+            scenario, locale=locale, codepage=codepage, state_file=state_file, workdir=str(folder)
+        )
+    else:
+        if locale:
+            host.locale = locale
+        if codepage:
+            host.default_codepage = codepage
+        if state_file:
+            host.state_file = Path(state_file)
+    assert host is not None
+    host.env.setdefault("USERNAME", user)
+    secret = password or _random.token_urlsafe(18)
+    _register_secret(secret)
+    ctx = None
+    ca_file: Path | None = None
+    if https:
+        ca_file, cert_file, key_file = make_tls_files(folder)
+        ctx = server_ssl_context(cert_file, key_file)
+    server = WSManServer(
+        host, user=user, password=secret, listen=listen, port=port, ssl_context=ctx, faults=list(faults)
+    )
+    try:
+        tls_sites = importlib.import_module(".tlsserve", __name__)  # TLS endpoints of the started sites
+    except ModuleNotFoundError:
+        tls_sites = None
+    if tls_sites is not None and hasattr(tls_sites, "start"):
+        cleanup.append(tls_sites.start(host))
+    host.save_state()
+    return Rehearsal(
+        host, server=server, user=user, password=secret, ca_file=ca_file, workdir=folder, cleanup=cleanup
+    )
+
+
+@contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[None]:
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def serve_forever(
+    *,
+    listen: str = "127.0.0.1",
+    port: int = 0,
+    https: bool = False,
+    user: str = "Administrator",
+    password_env: str = "OPSLIB_REHEARSAL_PASSWORD",
+    locale: str | None = None,
+    codepage: int | None = None,
+    scenario: str = "default",
+    faults: Sequence[str] = (),
+    state_file: str | None = None,
+    params_out: str | None = None,
+    workdir: str | None = None,
+) -> int:
+    """``opslib rehearse serve``: serve until SIGINT/SIGTERM. Prints where things are, never a password."""
+    import yaml
+
+    for spec in faults:
+        FaultSpec.parse(spec)  # a bad spec is a usage error before anything starts
+    password = os.environ.get(password_env, "")
+    generated = not password
+    if generated:
+        password = _random.token_urlsafe(18)
+    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="opslib-rehearsal-"))
+    state = state_file or str(folder / "state.json")
+    try:
+        r = start(
+            None,
+            scenario=scenario,
+            https=https,
+            user=user,
+            password=password,
+            locale=locale,
+            codepage=codepage,
+            faults=faults,
+            state_file=state,
+            workdir=folder,
+            listen=listen,
+            port=port,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {listen}:{port}: {exc.strerror or exc}") from None
+    with r:
+        params_path = Path(params_out) if params_out else folder / "rehearsal.yaml"
+        params_path.write_text(
+            yaml.safe_dump(r.params(password_env=password_env), sort_keys=False), encoding="utf-8"
+        )
+        print(f"rehearsal host {r.host.hostname} ({scenario}) listening on {r.url}")
+        print(f"  user:        {user}")
+        if generated:
+            secret_file = folder / "password"
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(password + "\n", encoding="utf-8")
+            print(
+                f"  password:    {password_env} was not set; a random password is in {secret_file} (mode 0600)."
+            )
+            print(f'               Set it before connecting: export {password_env}="$(cat {secret_file})"')
+        else:
+            print(f"  password:    from the environment variable {password_env}")
+        if r.ca_file:
+            print(f"  CA file:     {r.ca_file}")
+        print(f"  state file:  {state}")
+        print(f"  params file: {params_path}")
+        if faults:
+            print(f"  faults:      {', '.join(faults)}")
+        print("Press Ctrl+C to stop.")
+        sys.stdout.flush()
+        stop = threading.Event()
+        with _signals_stop(stop):
+            while not stop.wait(0.5):
+                pass
+    print("rehearsal host stopped")
+    return 0

@@ -1,0 +1,718 @@
+"""A real WS-Management (WinRS) endpoint in front of the emulated host.
+
+Unmodified pywinrm talks to it over HTTP/1.1 keep-alive (optionally TLS). What a faithful server
+must do is listed in ``shared/reference/winrm.md`` §2 and §2.2; this module does that:
+
+* Basic authentication on every POST (401, ``WWW-Authenticate: Basic realm="WSMAN"``, empty body);
+* dispatch on ``a:Action``: Create, Command, Send, Receive, Signal, Delete; every response carries
+  ``a:RelatesTo`` = the request's ``a:MessageID``;
+* ``w:Selector Name="ShellId"``, per-shell ``WINRS_CODEPAGE``, ``WINRS_SKIP_CMD_SHELL``;
+* ``w:OperationTimeout``: a Receive with no output yet waits up to it, then answers the
+  ``w:TimedOut`` fault (2150858793);
+* Receive returns base64 streams in chunks so that each response stays below the request's
+  ``w:MaxEnvelopeSize``, then ``CommandState …/Done`` with ``rsp:ExitCode``;
+* SOAP faults as HTTP 500 with ``f:WSManFault Code`` (named constants below).
+
+A Windows Server 2003 host (WinRM 1.1) answers Create in the v1 form (anonymous ``a:Address``,
+``uuid:`` ShellId, no ``rsp:Shell``; https://github.com/WinRb/WinRM tests/spec/stubs/responses/open_shell_v1.xml);
+newer hosts add ``rsp:Shell`` as WinRM 2.0 does.
+
+Fault injection (``FaultSpec``): ``before:PROGRAM[#N]:ACTION`` / ``after:PROGRAM[#N]:ACTION``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape
+
+from ..errors import UsageError
+from . import cmd
+from .host import CommandResult, Host
+
+log = logging.getLogger(__name__)
+
+# --- names and codes ------------------------------------------------------------------------------
+
+NS = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "x": "http://schemas.xmlsoap.org/ws/2004/09/transfer",
+    "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "p": "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+    "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
+}
+RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
+ACTION_DELETE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
+ACTION_COMMAND = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command"
+ACTION_SEND = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send"
+ACTION_RECEIVE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
+ACTION_SIGNAL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal"
+ACTION_FAULT = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
+STATE_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
+STATE_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
+
+# WSManFault codes (winerror/wsmerror.h; values as published in windows-docs-rs RemoteManagement).
+ERROR_WSMAN_OPERATION_TIMEDOUT = 2150858793  # 0x80338029, subcode w:TimedOut
+ERROR_WSMAN_UNEXPECTED_SELECTORS = 2150858843  # 0x8033805B: the shell is gone ("shell was not found")
+ERROR_WSMAN_INVALID_SELECTOR_VALUE = 2150858845  # 0x8033805D: unknown CommandId [U: Windows' exact code]
+ERROR_WSMAN_SCHEMA_VALIDATION = 2150858817  # 0x80338041, subcode w:SchemaValidationError
+ERROR_WSMAN_ACTION_NOT_SUPPORTED = 2150858771  # 0x80338013, subcode a:ActionNotSupported
+ERROR_WSMAN_OPTIONS_NOT_SUPPORTED = 2150858833  # 0x80338051: e.g. a code page the host lacks
+ERROR_WSMAN_HTTP_STATUS_SERVER_ERROR = 2150859120  # 0x80338170: used for injected "fault500"
+ERROR_FILE_NOT_FOUND_HRESULT = 2147942402  # 0x80070002: skip_cmd_shell and no such program
+
+MAX_ENVELOPE_DEFAULT = 153600  # pywinrm's w:MaxEnvelopeSize; WinRM 1.1's MaxEnvelopeSizekb 150
+ENVELOPE_OVERHEAD = 4096  # room for the SOAP header and stream tags in a ReceiveResponse
+OPERATION_TIMEOUT_DEFAULT_S = 60.0  # MaxTimeoutms 60000 (winrm.md §4)
+OPERATION_TIMEOUT_MAX_S = 60.0  # the server clamps larger values silently (MS-WSMV 3.1.4.1.6)
+
+# --- fault injection ------------------------------------------------------------------------------
+
+FAULT_ACTIONS = ("drop", "timeout", "fault500", "fail")
+_FAULT = re.compile(
+    r"^(?P<when>before|after):(?P<program>[^:#]+)(?:#(?P<nth>\d+))?:(?P<action>[a-z0-9]+)$", re.I
+)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """``before|after:PROGRAM[#N]:ACTION`` — PROGRAM is a lower-case command name or ``*``."""
+
+    when: str
+    program: str
+    nth: int | None
+    action: str
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultSpec:
+        m = _FAULT.match(spec.strip())
+        if not m or m.group("action").lower() not in FAULT_ACTIONS:
+            raise UsageError(
+                f"bad fault spec {spec!r}",
+                hint="use before:PROGRAM[#N]:ACTION or after:PROGRAM[#N]:ACTION with ACTION one of "
+                + ", ".join(FAULT_ACTIONS)
+                + " (e.g. after:certutil#2:drop)",
+            )
+        nth = int(m.group("nth")) if m.group("nth") else None
+        if nth is not None and nth < 1:
+            raise UsageError(f"bad fault spec {spec!r}", hint="#N counts from 1")
+        return cls(m.group("when").lower(), m.group("program").lower(), nth, m.group("action").lower())
+
+    def __str__(self) -> str:
+        nth = f"#{self.nth}" if self.nth else ""
+        return f"{self.when}:{self.program}{nth}:{self.action}"
+
+
+# --- shells and commands --------------------------------------------------------------------------
+
+
+@dataclass
+class _Command:
+    id: str
+    command_line: str
+    program: str
+    skip_cmd_shell: bool
+    fault: FaultSpec | None = None
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_closed: bool = False
+    started: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    result: CommandResult | None = None
+    out_pos: int = 0
+    err_pos: int = 0
+
+
+@dataclass
+class _Shell:
+    id: str
+    codepage: int
+    commands: dict[str, _Command] = field(default_factory=dict)
+
+
+class SoapFault(Exception):
+    """Answered as HTTP 500 with a SOAP/WS-Management fault."""
+
+    def __init__(self, code: int, subcode: str, reason: str, *, sender: bool = False) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.subcode = subcode
+        self.reason = reason
+        self.sender = sender
+
+
+class _Drop(Exception):
+    """Close the TCP connection without answering (fault injection ``drop``)."""
+
+
+def _shell_gone(shell_id: str) -> SoapFault:
+    return SoapFault(
+        ERROR_WSMAN_UNEXPECTED_SELECTORS,
+        "w:InvalidSelectors",
+        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell was not "
+        "found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer "
+        "exists on the server. Provide the correct ShellId or create a new shell and retry the operation.",
+        sender=True,
+    )
+
+
+def _timed_out() -> SoapFault:
+    return SoapFault(
+        ERROR_WSMAN_OPERATION_TIMEDOUT,
+        "w:TimedOut",
+        "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.",
+    )
+
+
+def _duration_s(text: str | None) -> float | None:
+    """xs:duration such as ``PT20S``, ``PT20.000S``, ``PT1M30S`` → seconds (None if unparsable)."""
+    if not text:
+        return None
+    m = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d*)?)S)?)?", text.strip())
+    if not m or text.strip() in ("P", "PT"):
+        return None
+    d, h, mi, s = m.groups()
+    return int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+class WSManServer(ThreadingHTTPServer):
+    """The WS-Management endpoint. One instance serves one emulated host."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        user: str,
+        password: str,
+        listen: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        faults: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        if listen.lower() == "localhost":
+            listen = "127.0.0.1"
+        try:
+            loopback = ipaddress.ip_address(listen).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UsageError(
+                f"refusing to listen on {listen}",
+                hint="the rehearsal host listens on loopback only (127.0.0.1 or ::1)",
+            )
+        self.address_family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+        super().__init__((listen, port), _Handler)
+        self.host = host
+        self.user = user
+        self._password = password
+        self.ssl_context = ssl_context
+        self.shells: dict[str, _Shell] = {}
+        self.lock = threading.Lock()
+        self.request_count = 0
+        self.faults: list[FaultSpec] = []
+        self._fault_counts: dict[FaultSpec, int] = {}
+        self.set_faults(faults)
+        cmd.prepare_host(host)
+
+    # --- TLS: wrap each accepted socket (the handshake runs in the handler thread) ---
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def set_faults(
+        self, specs: tuple[str, ...] | list[str] | tuple[FaultSpec, ...] | list[FaultSpec]
+    ) -> None:
+        parsed = [s if isinstance(s, FaultSpec) else FaultSpec.parse(s) for s in specs]
+        with self.lock:
+            self.faults = parsed
+            self._fault_counts = {}
+
+    def check_auth(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        # Windows compares the user name case-insensitively; the password exactly.
+        return hmac.compare_digest(user.lower().encode(), self.user.lower().encode()) & hmac.compare_digest(
+            password.encode(), self._password.encode()
+        )
+
+    def match_fault(self, program: str) -> FaultSpec | None:
+        """The first fault spec that fires for this command (counts every matching command)."""
+        hit: FaultSpec | None = None
+        with self.lock:
+            for spec in self.faults:
+                if spec.program not in ("*", program):
+                    continue
+                count = self._fault_counts.get(spec, 0) + 1
+                self._fault_counts[spec] = count
+                if hit is None and (spec.nth is None or spec.nth == count):
+                    hit = spec
+        return hit
+
+
+def _text(el: ET.Element | None) -> str:
+    return (el.text or "").strip() if el is not None else ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: WSManServer
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    def setup(self) -> None:
+        super().setup()
+        # One write per response is not guaranteed (headers, then body): avoid Nagle + delayed ACK stalls.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.close_connection = True
+                raise
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+
+    def do_GET(self) -> None:
+        self._plain(405, b"")
+
+    def _plain(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        srv = self.server
+        with srv.lock:
+            srv.request_count += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.split("?")[0].lower() != "/wsman":
+            self._plain(404, b"")
+            return
+        if not srv.check_auth(self.headers.get("Authorization")):
+            self._plain(401, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+            return
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            self._plain(400, b"")
+            return
+        header = root.find("s:Header", NS)
+        message_id = _text(header.find("a:MessageID", NS)) if header is not None else ""
+        try:
+            reply_action, reply_body = self._dispatch(root)
+        except _Drop:
+            self.close_connection = True  # no response at all: the client sees the connection close
+            return
+        except SoapFault as fault:
+            self._soap(500, ACTION_FAULT, message_id, self._fault_body(fault))
+            return
+        self._soap(200, reply_action, message_id, reply_body)
+
+    def _soap(self, status: int, action: str, relates_to: str, body: str) -> None:
+        ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NS.items())
+        xml = (
+            f'<s:Envelope xml:lang="en-US" {ns}><s:Header><a:Action>{action}</a:Action>'
+            f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID><a:To>{ANONYMOUS}</a:To>"
+            f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>"
+        ).encode()
+        self._plain(status, xml, {"Content-Type": "application/soap+xml;charset=UTF-8"})
+
+    def _fault_body(self, fault: SoapFault) -> str:
+        code = "s:Sender" if fault.sender else "s:Receiver"
+        reason = escape(fault.reason)
+        return (
+            f"<s:Fault><s:Code><s:Value>{code}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value>"
+            f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>'
+            f'<s:Detail><f:WSManFault Code="{fault.code}" Machine="{escape(self.server.host.hostname)}">'
+            f"<f:Message>{reason}</f:Message></f:WSManFault></s:Detail></s:Fault>"
+        )
+
+    # --- operations ---
+    def _dispatch(self, root: ET.Element) -> tuple[str, str]:
+        header = root.find("s:Header", NS)
+        body = root.find("s:Body", NS)
+        if header is None or body is None:
+            raise SoapFault(
+                ERROR_WSMAN_SCHEMA_VALIDATION,
+                "w:SchemaValidationError",
+                "Missing SOAP header or body.",
+                sender=True,
+            )
+        action = _text(header.find("a:Action", NS))
+        timeout = _duration_s(_text(header.find("w:OperationTimeout", NS)))
+        op_timeout = min(
+            timeout if timeout is not None else OPERATION_TIMEOUT_DEFAULT_S, OPERATION_TIMEOUT_MAX_S
+        )
+        max_env = int(_text(header.find("w:MaxEnvelopeSize", NS)) or MAX_ENVELOPE_DEFAULT)
+        options = {o.get("Name", "").upper(): _text(o) for o in header.findall("w:OptionSet/w:Option", NS)}
+        shell_id = ""
+        for sel in header.findall("w:SelectorSet/w:Selector", NS):
+            if sel.get("Name") == "ShellId":
+                shell_id = _text(sel)
+        if action == ACTION_CREATE:
+            return self._create(body, options)
+        with self.server.lock:
+            shell = self.server.shells.get(shell_id)
+        if shell is None:
+            raise _shell_gone(shell_id)
+        if action == ACTION_COMMAND:
+            return self._command(shell, body, options)
+        if action == ACTION_SEND:
+            return self._send(shell, body)
+        if action == ACTION_RECEIVE:
+            return self._receive(shell, body, op_timeout, max_env)
+        if action == ACTION_SIGNAL:
+            return self._signal(shell, body)
+        if action == ACTION_DELETE:
+            with self.server.lock:
+                self.server.shells.pop(shell.id, None)
+            return ACTION_DELETE + "Response", ""
+        raise SoapFault(
+            ERROR_WSMAN_ACTION_NOT_SUPPORTED,
+            "a:ActionNotSupported",
+            f"The action is not supported by the service: {action}",
+            sender=True,
+        )
+
+    def _create(self, body: ET.Element, options: dict[str, str]) -> tuple[str, str]:
+        host = self.server.host
+        idle = body.find("rsp:Shell/rsp:IdleTimeOut", NS)
+        if idle is not None and _duration_s(_text(idle)) is None:
+            # pywinrm passes idle_timeout verbatim: an int is a schema error (winrm.md §1.3).
+            raise SoapFault(
+                ERROR_WSMAN_SCHEMA_VALIDATION,
+                "w:SchemaValidationError",
+                "The SOAP XML in the message does not match the corresponding XML schema definition.",
+                sender=True,
+            )
+        cp_text = options.get("WINRS_CODEPAGE", "")
+        codepage = int(cp_text) if cp_text.isdigit() else host.default_codepage
+        try:
+            "".encode(cmd.codec(codepage))
+        except LookupError:
+            raise SoapFault(
+                ERROR_WSMAN_OPTIONS_NOT_SUPPORTED,
+                "w:InvalidOptions",
+                f"The code page {codepage} is not valid.",
+            ) from None
+        legacy = host.windows_version.startswith("5.")  # WinRM 1.1 on Server 2003
+        guid = str(uuid.uuid4()).upper()
+        shell_id = f"uuid:{guid}" if legacy else guid
+        with self.server.lock:
+            self.server.shells[shell_id] = _Shell(shell_id, codepage)
+        port = self.server.server_address[1]
+        scheme = "https" if self.server.ssl_context else "http"
+        address = ANONYMOUS if legacy else f"{scheme}://{escape(host.hostname)}:{port}/wsman"
+        xml = (
+            f"<x:ResourceCreated><a:Address>{address}</a:Address><a:ReferenceParameters>"
+            f"<w:ResourceURI>{RESOURCE_URI_CMD}</w:ResourceURI><w:SelectorSet>"
+            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
+            "</x:ResourceCreated>"
+        )
+        if not legacy:
+            user = escape(self.server.user)
+            xml += (
+                f"<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId><rsp:ResourceUri>{RESOURCE_URI_CMD}</rsp:ResourceUri>"
+                f"<rsp:Owner>{escape(host.hostname)}\\{user}</rsp:Owner><rsp:ClientIP>{self.client_address[0]}</rsp:ClientIP>"
+                "<rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut><rsp:InputStreams>stdin</rsp:InputStreams>"
+                "<rsp:OutputStreams>stdout stderr</rsp:OutputStreams></rsp:Shell>"
+            )
+        return ACTION_CREATE + "Response", xml
+
+    def _command(self, shell: _Shell, body: ET.Element, options: dict[str, str]) -> tuple[str, str]:
+        line_el = body.find("rsp:CommandLine", NS)
+        command = _text(line_el.find("rsp:Command", NS)) if line_el is not None else ""
+        arguments = (
+            [(a.text or "") for a in line_el.findall("rsp:Arguments", NS)] if line_el is not None else []
+        )
+        command_line = " ".join([command, *arguments]) if arguments else command
+        skip = options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE"
+        if skip:
+            argv = cmd.split_argv(command_line)
+            program = cmd._program_key(argv[0]) if argv else ""
+        else:
+            program = cmd.program_name(command_line)
+        fault = self.server.match_fault(program)
+        if fault and fault.when == "before" and fault.action == "drop":
+            log.info("fault %s: dropping the connection at Command %r", fault, command_line)
+            raise _Drop()
+        if fault and fault.when == "before" and fault.action == "fault500":
+            raise SoapFault(
+                ERROR_WSMAN_HTTP_STATUS_SERVER_ERROR,
+                "w:InternalError",
+                f"The WS-Management service cannot process the request (injected fault {fault}).",
+            )
+        host = self.server.host
+        if skip and program not in host.programs and program not in cmd._FALLBACK_PROGRAMS:
+            raise SoapFault(
+                ERROR_FILE_NOT_FOUND_HRESULT, "w:InternalError", "The system cannot find the file specified."
+            )
+        command_id = str(uuid.uuid4()).upper()
+        with self.server.lock:
+            shell.commands[command_id] = _Command(command_id, command_line, program, skip, fault)
+        return (
+            ACTION_COMMAND + "Response",
+            f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>",
+        )
+
+    def _find_command(self, shell: _Shell, command_id: str) -> _Command:
+        with self.server.lock:
+            command = shell.commands.get(command_id)
+        if command is None:
+            raise SoapFault(
+                ERROR_WSMAN_INVALID_SELECTOR_VALUE,
+                "w:InvalidParameter",
+                f"The command with CommandId {command_id} was not found in shell {shell.id}.",
+                sender=True,
+            )
+        return command
+
+    def _send(self, shell: _Shell, body: ET.Element) -> tuple[str, str]:
+        for stream in body.findall("rsp:Send/rsp:Stream", NS):
+            command = self._find_command(shell, stream.get("CommandId", ""))
+            data = base64.b64decode(_text(stream)) if _text(stream) else b""
+            with self.server.lock:
+                # Data after the command has started is lost, as on a closed pipe [U: Windows may fault].
+                if not command.started:
+                    command.stdin.extend(data)
+                if (stream.get("End") or "").lower() == "true":
+                    command.stdin_closed = True
+            if command.stdin_closed:
+                self._start(shell, command)
+        return ACTION_SEND + "Response", "<rsp:SendResponse/>"
+
+    def _start(self, shell: _Shell, command: _Command) -> None:
+        """Run the command once, in a worker thread (a Receive waits up to OperationTimeout for it)."""
+        with self.server.lock:
+            if command.started:
+                return
+            command.started = True
+        if command.fault and command.fault.when == "before" and command.fault.action == "timeout":
+            return  # never finishes: every Receive times out
+
+        def work() -> None:
+            host = self.server.host
+            fault = command.fault
+            try:
+                if fault and fault.when == "before" and fault.action == "fail":
+                    result = _access_denied(host, shell.codepage)
+                    with host.lock:
+                        host.history.append(
+                            {
+                                "command": command.command_line,
+                                "exit_code": result.exit_code,
+                                "fault": str(fault),
+                            }
+                        )
+                    host.save_state()
+                else:
+                    result = cmd.execute(
+                        host,
+                        command.command_line,
+                        codepage=shell.codepage,
+                        stdin=bytes(command.stdin),
+                        skip_cmd_shell=command.skip_cmd_shell,
+                    )
+                    if fault and fault.when == "after" and fault.action == "fail":
+                        result = _access_denied(host, shell.codepage)
+            except Exception:  # an emulation bug: report it as a failed command, keep serving
+                log.exception("rehearsal command failed: %s", command.command_line)
+                result = CommandResult(b"", b"[rehearsal host] internal error; see the server log\r\n", 1)
+            command.result = result
+            command.done.set()
+
+        threading.Thread(target=work, name=f"winrs-{command.id[:8]}", daemon=True).start()
+
+    def _receive(self, shell: _Shell, body: ET.Element, op_timeout: float, max_env: int) -> tuple[str, str]:
+        desired = body.find("rsp:Receive/rsp:DesiredStream", NS)
+        command = self._find_command(shell, desired.get("CommandId", "") if desired is not None else "")
+        self._start(shell, command)
+        fault = command.fault
+        if fault and fault.action == "timeout":
+            # before: the command never starts; after: it runs, but the client is never told.
+            deadline = time.monotonic() + op_timeout
+            command.done.wait(op_timeout)
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            raise _timed_out()
+        if not command.done.wait(op_timeout):
+            raise _timed_out()
+        if fault and fault.when == "after" and fault.action == "drop":
+            log.info("fault %s: dropping the connection at Receive after %r ran", fault, command.command_line)
+            raise _Drop()
+        if fault and fault.when == "after" and fault.action == "fault500":
+            raise SoapFault(
+                ERROR_WSMAN_HTTP_STATUS_SERVER_ERROR,
+                "w:InternalError",
+                f"The WS-Management service cannot process the request (injected fault {fault}).",
+            )
+        result = command.result
+        assert result is not None
+        budget = max(1024, (max_env - ENVELOPE_OVERHEAD) * 3 // 4)
+        out = result.stdout[command.out_pos : command.out_pos + budget]
+        budget -= len(out)
+        err = result.stderr[command.err_pos : command.err_pos + budget] if budget > 0 else b""
+        command.out_pos += len(out)
+        command.err_pos += len(err)
+        finished = command.out_pos >= len(result.stdout) and command.err_pos >= len(result.stderr)
+        cid = command.id
+        parts = ["<rsp:ReceiveResponse>"]
+        if out:
+            parts.append(
+                f'<rsp:Stream Name="stdout" CommandId="{cid}">{base64.b64encode(out).decode()}</rsp:Stream>'
+            )
+        if err:
+            parts.append(
+                f'<rsp:Stream Name="stderr" CommandId="{cid}">{base64.b64encode(err).decode()}</rsp:Stream>'
+            )
+        if finished:
+            parts.append(f'<rsp:Stream Name="stdout" CommandId="{cid}" End="true"/>')
+            parts.append(f'<rsp:Stream Name="stderr" CommandId="{cid}" End="true"/>')
+            parts.append(
+                f'<rsp:CommandState CommandId="{cid}" State="{STATE_DONE}"><rsp:ExitCode>{result.exit_code}'
+                "</rsp:ExitCode></rsp:CommandState>"
+            )
+        else:
+            parts.append(f'<rsp:CommandState CommandId="{cid}" State="{STATE_RUNNING}"/>')
+        parts.append("</rsp:ReceiveResponse>")
+        return ACTION_RECEIVE + "Response", "".join(parts)
+
+    def _signal(self, shell: _Shell, body: ET.Element) -> tuple[str, str]:
+        signal = body.find("rsp:Signal", NS)
+        command_id = signal.get("CommandId", "") if signal is not None else ""
+        self._find_command(shell, command_id)
+        with self.server.lock:
+            # terminate / ctrl_c: the command is gone. A worker thread still running finishes in the
+            # background (the model cannot kill it); its result is never read.
+            shell.commands.pop(command_id, None)
+        return ACTION_SIGNAL + "Response", "<rsp:SignalResponse/>"
+
+
+def _access_denied(host: Host, codepage: int) -> CommandResult:
+    text = host.text(*cmd.MSG_ACCESS_DENIED) + "\r\n"
+    return CommandResult(b"", cmd.encode_text(text, codepage), cmd.ACCESS_DENIED_EXIT)
+
+
+# --- TLS material ---------------------------------------------------------------------------------
+
+
+def make_tls_files(
+    directory: str | Path, *, names: tuple[str, ...] = ("localhost",), now_utc: datetime | None = None
+) -> tuple[Path, Path, Path]:
+    """Write a rehearsal CA (``winrm-ca.pem``) and a server certificate + key for 127.0.0.1/localhost.
+
+    Part of the rehearsal's PKI factory (it must *make* certificates, so it uses ``cryptography``
+    directly). Returns (ca_file, cert_file, key_file); the key file is written 0600.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = now_utc or datetime.now(UTC)
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opslib rehearsal WinRM CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    alt += [x509.DNSName(n) for n in names]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "localhost")])
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = folder / "winrm-ca.pem"
+    cert_file = folder / "winrm-server.pem"
+    key_file = folder / "winrm-server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
+    )
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ca_file, cert_file, key_file
+
+
+def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx

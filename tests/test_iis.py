@@ -1,0 +1,507 @@
+"""opslib.iis, the IIS 6 helper (opslib/scripts/iis6.js) and its rehearsal emulation (cscript).
+
+Three layers, each able to fail on its own:
+* the real helper file runs under Node with ADSI stubs (tests/js/run_iis6.js) — its JSON, exit
+  codes and the ADSI calls it makes;
+* the rehearsal's cscript emulation must answer byte for byte as the helper does under those stubs;
+* opslib.iis over real pywinrm + the rehearsal WS-Management endpoint, in en/437 and ja/932, checked
+  against what the emulated server holds afterwards (its state file).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opslib.rehearsal import cmd
+from opslib.rehearsal.host import STARTED, STOPPED, Host, Site
+from opslib.rehearsal.programs import cscript
+
+ROOT = Path(__file__).resolve().parent.parent
+HELPER = ROOT / "opslib" / "scripts" / "iis6.js"
+HARNESS = ROOT / "tests" / "js" / "run_iis6.js"
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(
+    NODE is None, reason="node (Node.js) is not installed; the JScript helper cannot be run"
+)
+
+HASH_A = "D023F988BB2A96D628E975A52F96AEA83FDC829F"
+HASH_B = "00112233445566778899AABBCCDDEEFF00112233"
+
+
+def _sites() -> list[Site]:
+    return [
+        Site(1, "www1.example.jp", STARTED, [":80:www1.example.jp"], [":443:"], HASH_A, "MY"),
+        Site(2, "renew.www1.example.jp", STOPPED, [":80:renew.www1.example.jp"], [], "", ""),
+        Site(3, "intranet ポータル", STOPPED, [":8080:"], [], "", ""),
+    ]
+
+
+def run_node(sites: list[Site], argv: list[str], tmp_path: Path) -> dict[str, Any]:
+    assert NODE is not None
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps({"sites": [asdict(s) for s in sites], "argv": argv}), encoding="utf-8")
+    proc = subprocess.run(
+        [NODE, str(HARNESS), str(HELPER), str(case)], capture_output=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    out: dict[str, Any] = json.loads(proc.stdout)
+    assert out["exit_code"] != 99, "the helper threw outside its own error handling"
+    return out
+
+
+def emulated_host(sites: list[Site], *, locale: str = "en", codepage: int = 437) -> Host:
+    host = Host(locale=locale, codepage=codepage)
+    cmd.prepare_host(host)
+    cscript.register(host)
+    for s in sites:
+        host.sites[s.id] = Site(**asdict(s))
+    cmd.make_dirs(host, r"C:\kit")
+    host.write_file(r"C:\kit\iis6.js", HELPER.read_bytes())
+    return host
+
+
+def run_emulated(host: Host, argv: list[str]) -> tuple[int, bytes, bytes]:
+    line = r"cscript //nologo //E:jscript C:\kit\iis6.js " + " ".join(f'"{a}"' for a in argv)
+    result = cmd.execute(host, line, codepage=host.default_codepage)
+    return result.exit_code, result.stdout, result.stderr
+
+
+# --- the helper file itself ---------------------------------------------------------------------------
+
+
+def test_helper_is_plain_es3_and_ascii() -> None:
+    text = HELPER.read_bytes().decode("ascii")  # raises if a non-ASCII byte crept in
+    code = re.sub(r"//[^\n]*", "", text)  # comments may mention anything
+    forbidden = {
+        r"\bJSON\.": "JSON object (ES5)",
+        r"\.forEach\(|\.map\(|\.filter\(|\.indexOf\(": "ES5 array methods",
+        r"Object\.(keys|create|defineProperty)": "ES5 Object functions",
+        r"Array\.isArray": "Array.isArray (ES5)",
+        r"\.trim\(": "String.prototype.trim (ES5)",
+        r"\b(let|const|class)\s": "ES2015 declarations",
+        r"=>": "arrow functions",
+        r"`": "template literals",
+        r",\s*[}\]]": "trailing commas (JScript 5.x rejects them in object literals)",
+    }
+    for pattern, what in forbidden.items():
+        assert not re.search(pattern, code), f"iis6.js uses {what}"
+
+
+@needs_node
+def test_helper_lists_sites_with_ascii_json(tmp_path: Path) -> None:
+    out = run_node(_sites(), ["list"], tmp_path)
+    assert out["exit_code"] == 0
+    line = out["stdout"]
+    assert line.endswith("\r\n") and line.isascii()
+    assert "\\u30dd\\u30fc\\u30bf\\u30eb" in line  # ポータル escaped
+    data = json.loads(line)
+    assert [s["id"] for s in data["sites"]] == [1, 2, 3]
+    assert data["sites"][0] == {
+        "id": 1,
+        "name": "www1.example.jp",
+        "state": 2,
+        "bindings": [":80:www1.example.jp"],
+        "secure_bindings": [":443:"],
+        "cert_hash": HASH_A,
+        "store_name": "MY",
+    }
+    assert data["sites"][2]["name"] == "intranet ポータル"
+    assert "GetObject IIS://localhost/W3SVC" in out["calls"]
+
+
+@needs_node
+def test_helper_set_cert_packs_hash_like_the_sdk_example(tmp_path: Path) -> None:
+    out = run_node(_sites(), ["set-cert", "2", HASH_B.lower(), "MY", ":443:"], tmp_path)
+    assert out["exit_code"] == 0, out["stdout"]
+    row = out["sites"][1]
+    # The stub decodes the 10 UTF-16 code units little-endian, as ms524780 packs d0 23 -> 0x23d0.
+    assert (row["ssl_cert_hash"], row["ssl_store_name"], row["secure_bindings"]) == (HASH_B, "MY", [":443:"])
+    assert "SetInfo 2" in out["calls"]
+    assert json.loads(out["stdout"])["site"]["cert_hash"] == HASH_B
+
+
+@needs_node
+@pytest.mark.parametrize(
+    ("argv", "code", "number", "text"),
+    [
+        (["set-cert", "2", "XYZ", "MY", ":443:"], 2, "0x80070057", "HASH must be 40 hexadecimal"),
+        (["set-cert", "2", HASH_B, "MY", "443"], 2, "0x80070057", "SECUREBINDING must look like"),
+        (["start", "W3SVC/2"], 2, "0x80070057", "SITEID must be the number"),
+        (["start", "9"], 1, "0x80070003", "cannot find the path"),
+        (["frobnicate"], 2, "0x80070057", "unknown verb 'frobnicate'"),
+        ([], 2, "0x80070057", "unknown verb ''"),
+    ],
+)
+def test_helper_reports_bad_input_as_json(
+    tmp_path: Path, argv: list[str], code: int, number: str, text: str
+) -> None:
+    out = run_node(_sites(), argv, tmp_path)
+    assert out["exit_code"] == code
+    error = json.loads(out["stdout"])["error"]
+    assert error["number"] == number
+    assert text in error["description"]
+
+
+@needs_node
+def test_helper_start_polls_until_started(tmp_path: Path) -> None:
+    sites = _sites()
+    sites[0].state = STOPPED
+    out = run_node(sites, ["start", "1"], tmp_path)
+    assert out["exit_code"] == 0
+    assert json.loads(out["stdout"])["site"]["state"] == STARTED
+    assert out["calls"].count("GetInfo 1") >= 1  # ServerState re-read from the metabase, not the cache
+
+
+@needs_node
+def test_helper_reports_a_site_that_stays_stopped(tmp_path: Path) -> None:
+    sites = _sites()
+    sites[1].secure_bindings = [":443:"]  # the work site clashes with the started production site
+    out = run_node(sites, ["start", "2"], tmp_path)
+    assert out["exit_code"] == 3
+    error = json.loads(out["stdout"])["error"]
+    assert (error["verb"], error["number"], error["state"]) == ("start", "0x80004005", STOPPED)
+    assert "ServerState is 4, not 2" in error["description"]
+
+
+@needs_node
+def test_helper_reports_start_failure_hresult(tmp_path: Path) -> None:
+    sites = _sites()
+    sites[0].state, sites[0].fail_start = STOPPED, True
+    out = run_node(sites, ["start", "1"], tmp_path)
+    assert out["exit_code"] == 1
+    error = json.loads(out["stdout"])["error"]
+    assert error["number"] == "0x80070020"
+    assert error["site"]["state"] == STOPPED
+
+
+PARITY_CASES = [
+    ["list"],
+    ["set-cert", "2", HASH_B, "MY", ":443:"],
+    ["set-cert", "1", HASH_B.lower(), "MY", "10.0.0.5:8443:"],
+    ["clear-cert", "1"],
+    ["stop", "1"],
+    ["start", "1"],
+    ["start", "3"],
+    ["stop", "2"],
+    ["start", "x"],
+    ["start", "42"],
+    ["set-cert", "2"],
+    ["dance"],
+]
+
+
+@needs_node
+@pytest.mark.parametrize("argv", PARITY_CASES, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("variant", ["plain", "conflict", "fail_start"])
+def test_emulation_answers_as_the_real_helper(tmp_path: Path, argv: list[str], variant: str) -> None:
+    sites = _sites()
+    if variant == "conflict":
+        sites[1].secure_bindings = [":443:"]
+        argv = ["start", "2"] if argv == ["start", "1"] else argv
+    if variant == "fail_start":
+        sites[0].state, sites[0].fail_start = STOPPED, True
+    node = run_node(sites, argv, tmp_path)
+    host = emulated_host(sites)
+    code, stdout, _ = run_emulated(host, argv)
+    assert (code, stdout.decode("ascii")) == (node["exit_code"], node["stdout"])
+    assert [asdict(s) for _, s in sorted(host.sites.items())] == node["sites"]
+
+
+# --- cscript as the rehearsal host runs it ------------------------------------------------------------
+
+
+def test_cscript_refuses_a_missing_or_foreign_script() -> None:
+    host = emulated_host(_sites())
+    result = cmd.execute(host, r"cscript //nologo C:\kit\nothere.js list", codepage=437)
+    assert result.exit_code == 1
+    assert b'Input Error: Can not find script file "C:\\kit\\nothere.js".' in result.stderr
+    host.write_file(r"C:\kit\iis6.js", HELPER.read_bytes() + b"\r\n// tampered\r\n")
+    result = cmd.execute(host, r"cscript //nologo //E:jscript C:\kit\iis6.js list", codepage=437)
+    assert result.exit_code == 1
+    assert b"only runs the kit's own helper" in result.stderr
+    assert result.stdout == b""
+
+
+def test_cscript_prints_its_banner_without_nologo() -> None:
+    host = emulated_host(_sites())
+    result = cmd.execute(host, r"cscript C:\kit\iis6.js list", codepage=437)
+    assert result.exit_code == 0
+    assert result.stdout.startswith(b"Microsoft (R) Windows Script Host Version 5.6\r\n")
+    assert json.loads(result.stdout.splitlines()[-1])["verb"] == "list"
+
+
+def test_cscript_ja_error_text_is_escaped_ascii() -> None:
+    host = emulated_host(_sites(), locale="ja", codepage=932)
+    code, stdout, _ = run_emulated(host, ["start", "42"])
+    assert code == 1 and stdout.isascii()
+    assert json.loads(stdout)["error"]["description"] == "指定されたパスが見つかりません。"
+    result = cmd.execute(host, r"cscript //nologo C:\kit\gone.js", codepage=932)
+    assert "スクリプト ファイル" in result.stderr.decode("cp932")
+
+
+# --- opslib.iis over real pywinrm and the rehearsal WS-Management endpoint ------------------------------
+
+LOCALES = [pytest.param(("en", 437), id="en-437"), pytest.param(("ja", 932), id="ja-932")]
+
+
+@pytest.fixture(params=LOCALES)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    from opslib import rehearsal
+
+    locale, codepage = request.param
+    with rehearsal.start(
+        scenario="iis6-ja" if locale == "ja" else "default",
+        locale=locale,
+        codepage=codepage,
+        state_file=tmp_path / "state.json",
+        workdir=tmp_path / "work",
+    ) as r:
+        yield r
+
+
+@pytest.fixture
+def conn(server: Any) -> Iterator[Any]:
+    from opslib import _transport
+
+    with _transport.connect(
+        server.url,
+        transport="basic",
+        username=server.user,
+        password=server.password,
+        host_label="web01",
+        allow_unencrypted_basic=True,
+    ) as c:
+        yield c
+
+
+def state(server: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(server.host.state_file).read_text(encoding="utf-8"))
+    return data
+
+
+def site_state(server: Any, site_id: int) -> dict[str, Any]:
+    row: dict[str, Any] = state(server)["sites"][str(site_id)]
+    return row
+
+
+def new_thumbprint(server: Any) -> str:
+    return str(server.host.extra["new_thumbprint"])
+
+
+def install_new_certificate(server: Any) -> str:
+    """Put the new certificate (with its key) into MY, as seed step 1 / opslib.windows would."""
+    from datetime import datetime
+
+    from opslib.rehearsal.pki import make_pki
+    from opslib.rehearsal.programs import stores
+
+    pki = make_pki(
+        now_utc=datetime.fromisoformat(server.host.extra["now_utc"]), hostnames=("www1.example.jp",)
+    )
+    return stores.add_certificate(server.host, "MY", pki.new_leaf, key=pki.new_key)
+
+
+def test_sites_lists_the_metabase(server: Any, conn: Any) -> None:
+    from opslib import iis
+
+    found = iis.sites(conn)
+    assert [(s.path, s.name, s.state_name) for s in found] == [
+        ("W3SVC/1", "www1.example.jp", "started"),
+        ("W3SVC/2", "renew.www1.example.jp", "stopped"),
+    ]
+    assert found[0].cert_thumbprint == server.host.extra["current_thumbprint"]
+    assert found[0].secure_bindings == (":443:",) and found[0].store_name == "MY"
+    row = found[0].row()
+    assert row["site"] == "W3SVC/1" and row["expires_utc"] == ""
+    # The helper is uploaded once per connection, into its temp folder, and run from there.
+    iis.sites(conn)
+    commands = [str(h["command"]) for h in server.host.history]
+    runs = [c for c in commands if c.startswith("cscript") and "iis6.js" in c]
+    assert len(runs) == 2
+    assert all(f'"{conn.temp_dir}\\iis6.js" list' in c for c in runs)
+    assert len([c for c in commands if "-decode" in c and "iis6.js" in c]) == 1
+
+
+def test_find_site_by_name_or_path_and_errors(server: Any, conn: Any) -> None:
+    from opslib import iis
+    from opslib.errors import SiteNotFound
+
+    server.host.sites[2].comment = "更新作業用 renew.www1.example.jp"  # non-ASCII travels as \\uXXXX
+    found = iis.sites(conn)
+    assert iis.find_site(found, "更新作業用 renew.www1.example.jp").id == 2
+    assert iis.find_site(found, "w3svc/1").name == "www1.example.jp"
+    assert iis.find_site(found, "WWW1.EXAMPLE.JP").id == 1
+    with pytest.raises(
+        SiteNotFound, match=r'web01: no IIS site is named \'www9\'; the sites are: W3SVC/1 "www1'
+    ):
+        iis.find_site(found, "www9", host="web01")
+    with pytest.raises(SiteNotFound, match=r"no IIS site is named 'W3SVC/5'"):
+        iis.find_site(found, "W3SVC/5")
+    twins = [found[0], iis.Site(7, "www1.example.jp", 4, "stopped", (), (), "", "")]
+    with pytest.raises(
+        SiteNotFound,
+        match=r"2 IIS sites are named 'www1.example.jp': .*W3SVC/7.* by its path instead \(W3SVC/n\)",
+    ):
+        iis.find_site(twins, "www1.example.jp")
+
+
+def test_bind_certificate_on_the_work_site(server: Any, conn: Any) -> None:
+    from opslib import iis
+
+    thumb = install_new_certificate(server)
+    plan = iis.plan_bind(conn, "renew.www1.example.jp", thumb)
+    assert [(c.field, c.after) for c in plan] == [
+        ("SSLCertHash", thumb),
+        ("SSLStoreName", "MY"),
+        ("SecureBindings", ":443:"),
+    ]
+    site = iis.bind_certificate(conn, "renew.www1.example.jp", thumb.lower())
+    assert (site.cert_thumbprint, site.store_name, site.secure_bindings, site.state_name) == (
+        thumb,
+        "MY",
+        (":443:",),
+        "stopped",
+    )
+    work = site_state(server, 2)
+    assert (work["ssl_cert_hash"], work["ssl_store_name"], work["secure_bindings"]) == (
+        thumb,
+        "MY",
+        [":443:"],
+    )
+    assert iis.plan_bind(conn, "W3SVC/2", thumb) == []
+
+
+def test_bad_thumbprint_is_a_usage_error(conn: Any) -> None:
+    from opslib import iis
+    from opslib.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="not a SHA-1 thumbprint"):
+        iis.bind_certificate(conn, "W3SVC/2", "12345")
+
+
+def test_plans_leave_the_server_unchanged(server: Any, conn: Any) -> None:
+    from opslib import iis
+
+    thumb = install_new_certificate(server)
+    iis.sites(conn)  # upload the helper first (an upload changes the temp folder, not IIS)
+    before = Path(server.host.state_file).read_bytes()
+    bind_plan = iis.plan_bind(conn, "W3SVC/2", thumb)
+    swap_plan = iis.plan_swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    assert Path(server.host.state_file).read_bytes() == before
+    assert bind_plan and ("SSLCertHash", server.host.extra["current_thumbprint"], thumb) in [
+        (c.field, c.before, c.after) for c in swap_plan
+    ]
+
+
+def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any) -> None:
+    from opslib import iis
+
+    thumb = install_new_certificate(server)
+    iis.bind_certificate(conn, "renew.www1.example.jp", thumb)
+    server.host.sites[2].state = 2  # someone started the work site; it holds :443: now
+    server.host.sites[1].state = 4
+    server.host.save_state()
+    result = iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    assert not result.already_done
+    assert result.old_thumbprint == server.host.extra["current_thumbprint"]
+    assert result.old_secure_bindings == (":443:",)
+    assert [s.path for s in result.stopped_sites] == ["W3SVC/2"]
+    assert result.production.started and result.production.cert_thumbprint == thumb
+    prod, work = site_state(server, 1), site_state(server, 2)
+    assert (prod["state"], prod["ssl_cert_hash"], prod["ssl_store_name"]) == (2, thumb, "MY")
+    assert work["state"] == 4
+    again = iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    assert again.already_done and again.changes == ()
+    assert iis.plan_swap(conn, production_site="W3SVC/1", new_thumbprint=thumb) == []
+
+
+def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn: Any) -> None:
+    from opslib import iis
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    server.host.extra["fail_start_thumbprints"] = [thumb]  # the site starts only with the old certificate
+    with pytest.raises(
+        VerificationFailed,
+        match=rf"did not come back with the new certificate {thumb}.*rolled back to the previous certificate {old} and the site is started again",
+    ):
+        iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    prod = site_state(server, 1)
+    assert (prod["state"], prod["ssl_cert_hash"]) == (2, old)
+
+
+def test_swap_says_when_the_site_stays_down(server: Any, conn: Any) -> None:
+    from opslib import iis
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    server.host.sites[1].fail_start = True
+    server.host.save_state()
+    with pytest.raises(
+        VerificationFailed,
+        match="rolled back to the previous certificate .* but the site did not start again .*DOWN",
+    ):
+        iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    prod = site_state(server, 1)
+    assert (prod["state"], prod["ssl_cert_hash"]) == (4, server.host.extra["current_thumbprint"])
+
+
+def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any) -> None:
+    from opslib import iis
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    assert site_state(server, 1)["ssl_cert_hash"] == thumb
+    result = iis.rollback(
+        conn, production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
+    )
+    assert result.production.started and result.production.cert_thumbprint == old
+    assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
+    assert iis.rollback(
+        conn, production_site="www1.example.jp", old_thumbprint=old, secure_bindings=":443:"
+    ).already_done
+
+
+def test_start_and_stop_site(server: Any, conn: Any) -> None:
+    from opslib import iis
+    from opslib.errors import VerificationFailed
+
+    assert iis.stop_site(conn, "www1.example.jp").state_name == "stopped"
+    assert site_state(server, 1)["state"] == 4
+    assert iis.start_site(conn, "W3SVC/1").started
+    iis.bind_certificate(conn, "W3SVC/2", server.host.extra["current_thumbprint"])
+    with pytest.raises(
+        VerificationFailed,
+        match=r'W3SVC/2 "renew.www1.example.jp" did not start: ServerState is stopped.*event 1007',
+    ):
+        iis.start_site(conn, "renew.www1.example.jp")
+
+
+def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any) -> None:
+    from opslib import iis, tls
+    from opslib.rehearsal.programs import stores
+
+    endpoint = server.host.extra["verify_endpoint"]
+    hostname, port = tls.parse_endpoint(endpoint)
+    before = tls.fetch_chain(hostname, port, servername="www1.example.jp")
+    assert before.thumbprints[0] == server.host.extra["current_thumbprint"]
+    thumb = install_new_certificate(server)
+    iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    after = tls.fetch_chain(hostname, port, servername=None)
+    assert after.thumbprints[0] == thumb and len(after.thumbprints) == 2
+    g5 = server.host.extra["forbidden_roots"][0]
+    stores.set_eku(server.host, "ROOT", g5, [])
+    iis.sites(conn)  # any command: the host applies its changes after each one
+    crossed = tls.fetch_chain(hostname, port, servername="www1.example.jp")
+    assert len(crossed.thumbprints) == 3 and crossed.thumbprints != after.thumbprints

@@ -1,0 +1,118 @@
+"""The review notebook, run by papermill in a real kernel over synthetic evidence, read as a reviewer
+reads it: the runs table with integrity, one run in detail, the expiry chart, the comparison."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+from test_evidence import STEPS, T0, make_run
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "review_evidence.ipynb"
+
+
+def _outputs(nb: nbformat.NotebookNode, source_start: str) -> list[dict]:
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start))
+    return list(cell.outputs)
+
+
+def _text(outputs: list[dict]) -> str:
+    parts = []
+    for o in outputs:
+        parts.append(o.get("text", ""))
+        data = o.get("data", {})
+        parts.append(data.get("text/html", "") or data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_committed_clean_and_thin() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert nb.cells[0].cell_type == "markdown"
+    assert "更新作業の証跡確認 / Review renewal evidence" in nb.cells[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        "commit the notebook without outputs"
+    )
+    assert not any(
+        line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines()
+    )
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    params = pm.inspect_notebook(str(NOTEBOOK))
+    assert list(params) == ["evidence_root", "host", "since", "run_id", "compare_with"]
+    assert params["run_id"]["help"] == "one run in detail (default: the newest)"
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path) -> list[Path]:
+    root = tmp_path / "evidence"
+    return [
+        make_run(root, started_utc=T0, old="11" * 20, new="22" * 20, new_not_after="2027-06-30T00:00:00Z"),
+        make_run(root, started_utc=T0 + dt.timedelta(days=1), old="22" * 20, new="33" * 20),
+    ]
+
+
+def _execute(tmp_path: Path, root: Path, **parameters: str) -> nbformat.NotebookNode:
+    out = tmp_path / "review.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        parameters={"evidence_root": str(root), **parameters},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    return nbformat.read(out, as_version=4)
+
+
+def test_review_two_runs(two_runs: list[Path], tmp_path: Path) -> None:
+    first, second = two_runs
+    nb = _execute(tmp_path, first.parent)
+
+    assert "2 of 2 runs selected; 0 of 2 runs have integrity problems" in _text(
+        _outputs(nb, "import datetime as dt")
+    )
+    runs_html = _text(_outputs(nb, "opslib.evidence.style_runs"))
+    assert first.name in runs_html and second.name in runs_html
+    assert runs_html.index(second.name) < runs_html.index(first.name), "newest first"
+    assert "background-color: #d8f0d8" in runs_html and ">ok<" in runs_html
+
+    detail = _text(_outputs(nb, "run = opslib.evidence.load_run"))
+    assert second.name in detail and "33" * 20 in detail, "the newest run by default"
+    steps = _text(_outputs(nb, "run.steps"))
+    assert all(step in steps for step in STEPS)
+
+    expiry = _text(_outputs(nb, "expiry = "))
+    assert "3333333333" in expiry and "2027-12-31" in expiry
+    chart = _outputs(nb, "fig = opslib.evidence.plot_expiry")
+    assert any("image/png" in o.get("data", {}) for o in chart)
+
+    comparison = _text(_outputs(nb, "other = opslib.evidence.pick_comparison"))
+    assert first.name in comparison and second.name in comparison
+    assert "fact: new_thumbprint" in comparison and "22" * 20 in comparison and "33" * 20 in comparison
+    assert f"step {STEPS[2]}: duration_s" in comparison
+
+    # the executed notebook keeps the parameters it was run with (papermill's evidence practice)
+    assert nb.metadata.papermill.parameters["evidence_root"] == str(first.parent)
+
+
+def test_review_shows_tampering_and_a_chosen_run(two_runs: list[Path], tmp_path: Path) -> None:
+    first, second = two_runs
+    nb_file = second / f"{STEPS[1]}.ipynb"
+    nb_file.write_text(nb_file.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    doc = json.loads((first / "run.json").read_text(encoding="utf-8"))
+    nb = _execute(tmp_path, first.parent, run_id=first.name)
+
+    assert "1 of 2 runs have integrity problems" in _text(_outputs(nb, "import datetime as dt"))
+    runs_html = _text(_outputs(nb, "opslib.evidence.style_runs"))
+    assert "1 edited" in runs_html
+    problems = _text(_outputs(nb, "opslib.evidence.problems_table"))
+    assert f"{STEPS[1]}.ipynb" in problems and "edited" in problems
+    detail = _text(_outputs(nb, "run = opslib.evidence.load_run"))
+    assert first.name in detail and doc["facts"]["new_thumbprint"] in detail
+    comparison = _text(_outputs(nb, "other = opslib.evidence.pick_comparison"))
+    assert "no earlier run of this site" in comparison

@@ -1,0 +1,205 @@
+"""The runner's behaviour before and around the notebooks: refusals (exit 2), the lock, the rollback set.
+
+These tests start no kernel and contact no server: every refusal here happens before anything is
+contacted. The end-to-end runs against the rehearsal host are in ``tests/test_notebooks.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from opslib import cli, params, runbook
+from opslib.errors import RunLocked, UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+WINRM_SECRET = "Winrm-Test-Secret-7731"
+PFX_SECRET = "Pfx-Test-Secret-9182"
+
+
+@pytest.fixture
+def params_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A valid parameters file (nothing listens at its URL: these tests must stop before connecting)."""
+    monkeypatch.setenv("OPSLIB_TEST_WINRM", WINRM_SECRET)
+    monkeypatch.setenv("OPSLIB_TEST_PFX", PFX_SECRET)
+    (tmp_path / "mail.txt").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    data = yaml.safe_load((ROOT / "parameters" / "example.yaml").read_text(encoding="utf-8"))
+    data["winrm"].update(url="http://127.0.0.1:9/wsman", password="env:OPSLIB_TEST_WINRM", ca_trust_path="")
+    data["certificate_file"] = "mail.txt"
+    data["backup"] = {"directory": str(tmp_path / "backups"), "pfx_password": "env:OPSLIB_TEST_PFX"}
+    path = tmp_path / "web01.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _edit(path: Path, **changes: Any) -> Path:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_a_bad_key_exits_2_naming_it_and_creates_nothing(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(params_file, ssl_port="443")
+    code, err = _cli(capsys, "run", str(params_file), "--evidence-root", str(tmp_path / "ev"), "--yes")
+    assert code == 2
+    assert "web01.yaml: ssl_port: expected an integer, got a string ('443')" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_missing_parameters_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli(capsys, "run", str(tmp_path / "nope.yaml"), "--yes")
+    assert code == 2
+    assert "nope.yaml: (file): parameters file not found" in err
+
+
+def test_missing_site_name_exits_2(params_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    del data["work_site"]
+    params_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    code, err = _cli(capsys, "run", str(params_file), "--yes")
+    assert (code, "work_site: missing (a required key)" in err) == (2, True)
+
+
+def test_an_unresolvable_secret_exits_2_without_printing_anything_secret(
+    params_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPSLIB_TEST_PFX")
+    code, err = _cli(capsys, "run", str(params_file), "--yes")
+    assert code == 2
+    assert "backup.pfx_password: secret env:OPSLIB_TEST_PFX: environment variable OPSLIB_TEST_PFX is not set" in err
+    assert WINRM_SECRET not in err
+
+
+def test_no_terminal_and_no_yes_is_refused_before_anything_starts(
+    params_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, err = _cli(capsys, "run", str(params_file), "--evidence-root", str(tmp_path / "ev"))
+    assert code == 2
+    assert "step 02_swap_certificate changes the production site and needs a confirmation" in err
+    assert "pass --yes" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_the_backup_folder_must_be_outside_the_evidence_root(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(params_file, backup__directory=str(tmp_path / "ev" / "keys"))
+    code, err = _cli(capsys, "run", str(params_file), "--evidence-root", str(tmp_path / "ev"), "--yes")
+    assert code == 2
+    assert "backup.directory:" in err and "is inside the evidence root" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_the_backup_folder_must_be_writable(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    _edit(params_file, backup__directory=str(locked / "keys"))
+    code, err = _cli(capsys, "run", str(params_file), "--evidence-root", str(tmp_path / "ev"), "--yes")
+    assert code == 2 and "is not a writable folder" in err
+
+
+def test_a_held_lock_refuses_a_second_run(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "ev"
+    lock = runbook.lock_path(root, "web01.example.jp", "www1.example.jp")
+    lock.parent.mkdir(parents=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_utc": "2026-11-26T19:45:00Z"}
+    lock.write_text(json.dumps(holder), encoding="utf-8")
+    code, err = _cli(capsys, "run", str(params_file), "--evidence-root", str(root), "--yes")
+    assert code == 1
+    assert f"another run holds {lock} (pid {os.getpid()} on {socket.gethostname()}" in err
+    assert "remove the lock file if that run is dead" in err
+    assert lock.exists(), "someone else's lock must not be removed"
+    assert [p.name for p in root.iterdir()] == [".locks"], "no run folder for a refused run"
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = runbook.lock_path(tmp_path, "web01", "www1")
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}), encoding="utf-8")
+    with runbook._locked(tmp_path, "web01", "www1") as held:
+        assert json.loads(held.read_text(encoding="utf-8"))["pid"] == os.getpid()
+        with pytest.raises(RunLocked, match=r"another run holds .*web01_www1\.lock \(pid \d+ on "):
+            with runbook._locked(tmp_path, "web01", "www1"):
+                pass
+    assert not lock.exists(), "the lock is released when the run ends"
+
+
+def test_step_selection(params_file: Path) -> None:
+    steps = runbook._select(runbook.RENEW_STEPS, "0,4")
+    assert [s.name for s in steps] == ["00_precheck_root_store", "04_verify_endpoint"]
+    assert [s.name for s in runbook._select(runbook.RENEW_STEPS, ["02_swap_certificate"])] == [
+        "02_swap_certificate"
+    ]
+    with pytest.raises(UsageError, match=r"--steps: no step '9'; the steps are 00_precheck_root_store, "):
+        runbook._select(runbook.RENEW_STEPS, "9")
+
+
+def test_a_notebook_gets_only_what_it_declares() -> None:
+    declared = ["host", "new_thumbprint", "dry_run"]
+    available = {"host": "web01", "winrm": {"password": "env:X"}, "dry_run": True, "new_thumbprint": "A"}
+    facts = {"new_thumbprint": "B", "backup_sha256": "C"}
+    assert runbook.notebook_parameters(declared, available, facts) == {
+        "host": "web01",
+        "new_thumbprint": "B",
+        "dry_run": True,
+    }
+
+
+def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_path: Path) -> None:
+    p = params.load(params_file)
+    facts = {
+        "old_thumbprint": "AB" * 20,
+        "old_not_after_utc": "2026-12-01T00:00:00Z",
+        "old_secure_bindings": [":443:"],
+        "new_thumbprint": "CD" * 20,
+    }
+    run_dir = tmp_path / "20261126T194500Z_web01.example.jp_www1.example.jp"
+    run_dir.mkdir()
+    text = runbook.rollback_text(p, facts, run_id=run_dir.name)
+    assert text.startswith("# Rollback parameters written by opslib for run 20261126T194500Z_")
+    assert WINRM_SECRET not in text and PFX_SECRET not in text
+    (run_dir / "rollback.yaml").write_text(text, encoding="utf-8")
+    (run_dir / "run.json").write_text("{}", encoding="utf-8")
+    rb = params.load(run_dir / "rollback.yaml")
+    assert rb.mode == "rollback"
+    assert rb.get("rollback.old_thumbprint") == "AB" * 20
+    assert rb.get("rollback.replaced_thumbprint") == "CD" * 20
+    assert rb.get("winrm.password") == "env:OPSLIB_TEST_WINRM"
+    assert "backup" not in rb.data and "certificate_file" not in rb.data
+    assert [s.name for s in runbook.steps_for(rb.mode)] == ["05_rollback_certificate", "04_verify_endpoint"]
+    # The rollback's evidence goes next to the run it rolls back.
+    assert runbook._evidence_root(None, rb) == tmp_path
+
+
+def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli(capsys, "resume", str(tmp_path))
+    assert code == 2
+    assert "no run.json here; give the run folder of an earlier run" in err
