@@ -11,7 +11,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"certs", "tls", "windows", "iis", "evidence", "runbook", "secrets", "errors", "inspect", "params"}
+_SUBMODULES = {
+    "certs",
+    "tls",
+    "windows",
+    "iis",
+    "evidence",
+    "runbook",
+    "secrets",
+    "errors",
+    "inspect",
+    "params",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a renewal from a parameters file")
     run.add_argument("params", help="parameters file (YAML)")
     run.add_argument("--evidence-root", default=None, help="where run folders go (default: ./evidence)")
-    run.add_argument("--dry-run", action="store_true", help="read-only checks; record the plan, change nothing")
+    run.add_argument(
+        "--dry-run", action="store_true", help="read-only checks; record the plan, change nothing"
+    )
     run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
     run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
 
@@ -40,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--servername", metavar="NAME", help="SNI name to send to host:port sources")
     ins.add_argument("--hostname", metavar="NAME", action="append", help="host name the leaf must cover")
     ins.add_argument("--warn-days", type=int, default=30, metavar="N", help="expires_soon threshold (30)")
-    ins.add_argument("--forbidden-root", action="append", metavar="SHA1", help="extra forbidden root thumbprint")
+    ins.add_argument(
+        "--forbidden-root", action="append", metavar="SHA1", help="extra forbidden root thumbprint"
+    )
 
     ev = sub.add_parser("evidence", help="list, show and verify renewal evidence")
     evsub = ev.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
@@ -112,7 +116,9 @@ def _cmd_evidence(a: argparse.Namespace) -> int:
     from . import evidence
 
     if a.evidence_command == "list":
-        return evidence.cli_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
+        return evidence.cli_list(
+            a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json
+        )
     if a.evidence_command == "show":
         return evidence.cli_show(a.run_dir, as_json=a.json)
     return evidence.cli_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)

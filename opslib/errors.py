@@ -228,7 +228,9 @@ class VerificationFailed(OpsError):
 class StepFailed(OpsError):
     """A runbook step's notebook raised. Names the step, the failing cell and the notebook path."""
 
-    def __init__(self, step: str, notebook: str, cause: str, *, cell: int | None = None, hint: str = "") -> None:
+    def __init__(
+        self, step: str, notebook: str, cause: str, *, cell: int | None = None, hint: str = ""
+    ) -> None:
         super().__init__(cause, hint=hint)
         self.step = step
         self.notebook = notebook

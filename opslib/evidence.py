@@ -22,9 +22,11 @@ kernel import this module, and writing evidence must stay cheap. Field reference
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import hmac as hmac_
+import itertools
 import json
 import math
 import os
@@ -369,21 +371,18 @@ def finalize_run(
 
 
 def _previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
+    """The chain link: the newest other finalized run of the same root that started before ``doc``."""
     started = _parse_utc(doc.get("started_utc"))
-    if started is None:
-        return None
-    best: _Entry | None = None
-    best_started: dt.datetime | None = None
+    candidates: list[tuple[dt.datetime, str, _Entry]] = []
     for entry in _scan(run_dir.parent):
         if entry.doc is None or entry.run_id == doc["run_id"] or not _is_finalized(entry.doc):
             continue
         other = _parse_utc(entry.doc.get("started_utc"))
-        if other is None or other >= started:
-            continue
-        if best_started is None or (other, entry.run_id) > (best_started, best.run_id if best else ""):
-            best, best_started = entry, other
-    if best is None:
+        if started is not None and other is not None and other < started:
+            candidates.append((other, entry.run_id, entry))
+    if not candidates:
         return None
+    best = max(candidates, key=lambda c: (c[0], c[1]))[2]
     return {"run_id": best.run_id, "run_json_sha256": hashlib.sha256(best.raw).hexdigest()}
 
 
@@ -423,7 +422,9 @@ def read_facts(notebook_path: str | os.PathLike[str]) -> dict[str, Any]:
         raise EvidenceError(str(notebook_path), f"unreadable notebook ({type(exc).__name__})") from None
     facts: dict[str, Any] = {}
     for cell in nb.cells:
-        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+        if cell.get("cell_type") != "code":
+            continue
+        for output in cell.get("outputs", []):
             data = output.get("data") or {}
             if FACTS_MIME in data:
                 value = data[FACTS_MIME]
@@ -745,7 +746,7 @@ def _check_link(entry: _Entry, by_id: Mapping[str, _Entry], root: str) -> list[P
             Problem(
                 "chain",
                 os.path.join(root, prev_id),
-                f"run {entry.run_id} points back at this run, which no longer exists in {root} "
+                f"run {entry.run_id} points back at this run, which no longer exists in {root or '.'} "
                 "(a run was removed from the chain)",
             )
         ]
@@ -771,14 +772,18 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
         raise EvidenceError(str(run_dir), "no such run folder", hint="give a folder made by `opslib run`")
     if not (path / RUN_JSON).exists():
         raise EvidenceError(str(path / RUN_JSON), "missing: this is not a run folder (no run.json)")
-    entries = _scan(path.parent)
-    entry = next((e for e in entries if e.name == path.name), None)
-    if entry is None:  # pragma: no cover - the folder vanished between the checks above and the scan
+    real = path.resolve()
+    given = os.path.normpath(os.fspath(run_dir))
+    # Name files as the user named the folder; "." (inside a run folder) falls back to absolute paths.
+    root = os.path.dirname(given) if os.path.basename(given) == real.name else os.fspath(real.parent)
+    entries = [
+        _Entry(e.name, os.path.join(root, e.name), e.raw, e.doc, e.problem) for e in _scan(real.parent)
+    ]
+    entry = next((e for e in entries if e.name == real.name), None)
+    if entry is None:  # the folder vanished between the checks above and the scan
         raise EvidenceError(str(run_dir), "the run folder disappeared while it was being verified")
-    entry = _Entry(entry.name, os.fspath(run_dir), entry.raw, entry.doc, entry.problem)
     problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
-    root = os.fspath(path.parent)
     problems += _check_link(entry, by_id, root)
     for later in entries:
         link = later.doc.get("previous_run") if later.doc else None
@@ -794,12 +799,20 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     root_s = os.fspath(root)
     entries = _scan(root)
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
-    finalized: list[tuple[dt.datetime, dt.datetime, _Entry]] = []
-    for e in entries:
-        if e.doc is not None and _is_finalized(e.doc):
-            started, finished = _parse_utc(e.doc.get("started_utc")), _parse_utc(e.doc.get("finished_utc"))
-            if started is not None and finished is not None:
-                finalized.append((started, finished, e))
+    # For the cut-chain check: finalized runs by start time, with the earliest finish among those so far.
+    finalized = sorted(
+        (started, finished, e.run_id)
+        for e in entries
+        if e.doc is not None and _is_finalized(e.doc)
+        for started, finished in [
+            (_parse_utc(e.doc.get("started_utc")), _parse_utc(e.doc.get("finished_utc")))
+        ]
+        if started is not None and finished is not None
+    )
+    starts = [f[0] for f in finalized]
+    first_finished: list[tuple[dt.datetime, str]] = list(
+        itertools.accumulate(((f[1], f[2]) for f in finalized), min)
+    )
     reports: list[VerifyReport] = []
     for entry in entries:
         problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
@@ -807,22 +820,14 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
         doc = entry.doc
         if doc is not None and _is_finalized(doc) and doc.get("previous_run") is None:
             started, finished = _parse_utc(doc.get("started_utc")), _parse_utc(doc.get("finished_utc"))
-            earlier = [
-                e.run_id
-                for s, f, e in finalized
-                if e is not entry
-                and started is not None
-                and finished is not None
-                and s < started
-                and f <= finished
-            ]
-            if earlier:
+            before = bisect.bisect_left(starts, started) if started is not None else 0
+            if before and finished is not None and first_finished[before - 1][0] <= finished:
                 problems.append(
                     Problem(
                         "chain",
                         os.path.join(entry.path, RUN_JSON),
-                        f"previous_run is empty although run {earlier[-1]} was finalized before it "
-                        "(the chain was cut here)",
+                        f"previous_run is empty although run {first_finished[before - 1][1]} started and was "
+                        "finalized before it (the chain was cut here)",
                     )
                 )
         reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))

@@ -593,19 +593,17 @@ def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
     """Keep a failed step's notebook and render: move them to ``attempts/`` before re-running it."""
     steps = manifest.get("steps", [])
     changed = False
-    for n, record in enumerate(steps):
-        if record.get("status") == "succeeded" or record.get("notebook", "").startswith("attempts/"):
+    for record in steps:
+        if record.get("status") == "succeeded" or str(record.get("notebook", "")).startswith("attempts/"):
             continue
-        name = record.get("name", f"step{n}")
+        name = str(record.get("name"))
+        attempt = len(record.get("attempts", [])) + 1
         attempts = folder / "attempts"
         attempts.mkdir(exist_ok=True)
-        for src, suffix in (
-            (folder / f"{name}.ipynb", ".ipynb"),
-            (folder / "html" / f"{name}.html", ".html"),
-        ):
+        for src, suffix in ((folder / f"{name}.ipynb", ".ipynb"), (folder / "html" / f"{name}.html", ".html")):
             if src.exists():
-                shutil.move(str(src), str(attempts / f"{name}.attempt{n + 1}{suffix}"))
-        record["notebook"] = f"attempts/{name}.attempt{n + 1}.ipynb"
+                shutil.move(str(src), str(attempts / f"{name}.attempt{attempt}{suffix}"))
+        record["notebook"] = f"attempts/{name}.attempt{attempt}.ipynb"
         changed = True
     if changed:
         evidence.update_run(folder, steps=steps)

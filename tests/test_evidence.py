@@ -389,9 +389,19 @@ def test_show_json_and_missing_folder(
 # --- verify -------------------------------------------------------------------------------------
 
 
-def test_verify_clean_run_and_root(chain: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_clean_run_and_root(
+    chain: list[Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = cli(capsys, "evidence", "verify", str(chain[1]))
     assert code == 0 and out.startswith(f"ok: {chain[1]}")
+    monkeypatch.chdir(chain[1])
+    (chain[1] / "rollback.yaml").write_text("changed\n", encoding="utf-8")
+    code, out, _ = cli(capsys, "evidence", "verify", ".")
+    assert code == 1 and f"{chain[1] / 'rollback.yaml'}: edited" in out
+    (chain[1] / "rollback.yaml").write_text(f"old_thumbprint: {'22' * 20}\n", encoding="utf-8")
+    monkeypatch.chdir(chain[0].parent)
+    code, out, _ = cli(capsys, "evidence", "verify", chain[1].name)
+    assert code == 0 and out.startswith(f"ok: {chain[1].name} ")
     code, out, _ = cli(capsys, "evidence", "verify", "--root", str(chain[0].parent))
     assert code == 0 and out.strip() == f"ok: 3 runs in {chain[0].parent} (file hashes, chain)"
 
@@ -451,7 +461,7 @@ def test_verify_root_names_a_cut_chain(chain: list[Path], capsys: pytest.Capture
     path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     code, out, _ = cli(capsys, "evidence", "verify", "--root", str(chain[0].parent))
     assert code == 1
-    assert f"{path}: chain: previous_run is empty although run {chain[1].name} was finalized before it" in out
+    assert f"{path}: chain: previous_run is empty although run {chain[0].name} started and was finalized before it" in out
 
 
 def test_verify_reports_an_unfinalized_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

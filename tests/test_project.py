@@ -32,9 +32,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     conda = {
-        _name(d)
-        for d in env["dependencies"]
-        if isinstance(d, str) and _name(d) not in {"python", "pip"}
+        _name(d) for d in env["dependencies"] if isinstance(d, str) and _name(d) not in {"python", "pip"}
     }
     assert conda == {_name(d) for d in project["dependencies"]}
     assert "conda-forge" in env["channels"]
@@ -81,7 +79,9 @@ def test_notebook_is_thin_and_bilingual(path: Path) -> None:
         if cell["cell_type"] != "code":
             continue
         tree = ast.parse("".join(cell["source"]))
-        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)]
+        defs = [
+            n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+        ]
         assert not defs, f"{path.name}: logic belongs in opslib, not in a notebook (def/class found)"
 
 

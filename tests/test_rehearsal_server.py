@@ -21,9 +21,7 @@ from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import filecodec
 from opslib.rehearsal.server import ERROR_WSMAN_UNEXPECTED_SELECTORS, FaultSpec
 
-JA_NOT_RECOGNIZED = (
-    "'nosuch' は、内部コマンドまたは外部コマンド、\r\n操作可能なプログラムまたはバッチ ファイルとして認識されていません。\r\n"
-)
+JA_NOT_RECOGNIZED = "'nosuch' は、内部コマンドまたは外部コマンド、\r\n操作可能なプログラムまたはバッチ ファイルとして認識されていません。\r\n"
 
 
 def _protocol(r: rehearsal.Rehearsal, **kw: object) -> Protocol:
@@ -55,9 +53,13 @@ def test_session_run_cmd_over_http_costs_five_requests(endpoint: rehearsal.Rehea
 def test_session_over_https_validates_with_the_generated_ca(bare_host: Host) -> None:
     with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD, https=True) as r:
         assert r.url.startswith("https://127.0.0.1:") and r.ca_file is not None
-        ok = winrm.Session(r.url, auth=(r.user, REHEARSAL_PASSWORD), transport="basic", ca_trust_path=str(r.ca_file))
+        ok = winrm.Session(
+            r.url, auth=(r.user, REHEARSAL_PASSWORD), transport="basic", ca_trust_path=str(r.ca_file)
+        )
         assert ok.run_cmd("hostname").std_out == b"WEB01\r\n"
-        untrusted = winrm.Session(r.url, auth=(r.user, REHEARSAL_PASSWORD), transport="basic", ca_trust_path=None)
+        untrusted = winrm.Session(
+            r.url, auth=(r.user, REHEARSAL_PASSWORD), transport="basic", ca_trust_path=None
+        )
         with pytest.raises(requests.exceptions.SSLError):
             untrusted.run_cmd("hostname")
 
@@ -236,7 +238,9 @@ def test_params_follow_the_parameters_contract(bare_host: Host) -> None:
         forbidden_roots=["AB" * 20],
     )
     with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD) as r:
-        params = r.params(password_env="PW", pfx_password_env="PFX", backup_dir="/tmp/b", certificate_file=None)
+        params = r.params(
+            password_env="PW", pfx_password_env="PFX", backup_dir="/tmp/b", certificate_file=None
+        )
         assert params["winrm"] == {
             "url": r.url,
             "transport": "basic",
@@ -247,15 +251,23 @@ def test_params_follow_the_parameters_contract(bare_host: Host) -> None:
             "codepage": "auto",
             "allow_unencrypted_basic": True,
         }
-        assert params["production_site"] == "www1.example.jp" and params["work_site"] == "renew.www1.example.jp"
+        assert (
+            params["production_site"] == "www1.example.jp" and params["work_site"] == "renew.www1.example.jp"
+        )
         assert params["certificate_file"] == "/tmp/mail.txt"
         assert params["forbidden_roots"] == ["AB" * 20]
         assert params["backup"] == {"directory": "/tmp/b", "pfx_password": "env:PFX"}
-        assert params["verify"]["endpoint"] == "127.0.0.1:8443" and params["verify"]["ca_file"] == "/tmp/roots.pem"
+        assert (
+            params["verify"]["endpoint"] == "127.0.0.1:8443"
+            and params["verify"]["ca_file"] == "/tmp/roots.pem"
+        )
         assert REHEARSAL_PASSWORD not in json.dumps(params)
     with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD, https=True) as r:
         winrm_params = r.params()["winrm"]
-        assert winrm_params["ca_trust_path"] == str(r.ca_file) and winrm_params["allow_unencrypted_basic"] is False
+        assert (
+            winrm_params["ca_trust_path"] == str(r.ca_file)
+            and winrm_params["allow_unencrypted_basic"] is False
+        )
 
 
 # --- the interpreter (no network) -------------------------------------------------------------------
@@ -299,8 +311,12 @@ def test_echo_redirection_keeps_cmd_spacing(bare_host: Host) -> None:
     assert _x(bare_host, 'for %I in ("C:\\t x\\f.b64") do @echo %~zI') == (b"19\r\n", b"", 0)
     assert _x(bare_host, 'for %I in ("C:\\t x\\none") do @echo %~zI') == (b"ECHO is on.\r\n", b"", 0)
     assert _x(bare_host, 'if exist "C:\\t x\\f.b64" echo yes & echo also') == (b"yes \r\nalso\r\n", b"", 0)
-    assert _x(bare_host, '>"C:\\no such dir\\f" echo x') == (b"", b"The system cannot find the path specified.\r\n", 1)
-    assert _x(bare_host, 'mkdir "C:\\t x"')[1] == b'A subdirectory or file C:\\t x already exists.\r\n'
+    assert _x(bare_host, '>"C:\\no such dir\\f" echo x') == (
+        b"",
+        b"The system cannot find the path specified.\r\n",
+        1,
+    )
+    assert _x(bare_host, 'mkdir "C:\\t x"')[1] == b"A subdirectory or file C:\\t x already exists.\r\n"
     assert _x(bare_host, 'rmdir "C:\\t x"') == (b"", b"The directory is not empty.\r\n", 145)
     assert _x(bare_host, 'rmdir /s /q "C:\\t x" && echo gone') == (b"gone\r\n", b"", 0)
     assert not bare_host.exists("C:\\t x\\f.b64") and not bare_host.is_dir("C:\\t x")
@@ -321,7 +337,11 @@ def test_output_is_encoded_in_the_shell_code_page(bare_host: Host) -> None:
 
 def test_certutil_decode_encode_and_overwrite_rule(bare_host: Host) -> None:
     data = bytes(range(256)) * 3
-    pem = "-----BEGIN CERTIFICATE-----\r\n" + base64.b64encode(data).decode() + "\r\n-----END CERTIFICATE-----\r\n"
+    pem = (
+        "-----BEGIN CERTIFICATE-----\r\n"
+        + base64.b64encode(data).decode()
+        + "\r\n-----END CERTIFICATE-----\r\n"
+    )
     bare_host.write_file("C:\\in.b64", pem.encode())
     assert _x(bare_host, "certutil -f -decode C:\\in.b64 C:\\out.bin")[2] == 0
     assert bare_host.read_file("C:\\out.bin") == data
@@ -337,7 +357,8 @@ def test_certutil_decode_encode_and_overwrite_rule(bare_host: Host) -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "spaced", "ok"), [("5.2.3790", False, False), ("6.1.7601", True, True), ("10.0.17763", False, True)]
+    ("version", "spaced", "ok"),
+    [("5.2.3790", False, False), ("6.1.7601", True, True), ("10.0.17763", False, True)],
 )
 def test_certutil_hashfile_forms(version: str, spaced: bool, ok: bool) -> None:
     host = make_bare_host(windows_version=version)
@@ -349,3 +370,52 @@ def test_certutil_hashfile_forms(version: str, spaced: bool, ok: bool) -> None:
     digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     shown = " ".join(digest[i : i + 2] for i in range(0, 64, 2)) if spaced else digest
     assert code == 0 and out.split(b"\r\n")[1] == shown.encode()
+
+
+def test_cli_serve_prints_where_things_are_never_the_password(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from opslib import _transport
+
+    env = {k: v for k, v in os.environ.items() if k != "OPSLIB_TEST_SERVE_PW"}
+    env["OPSLIB_TEST_SERVE_PW"] = REHEARSAL_PASSWORD
+    args = [sys.executable, "-m", "opslib", "rehearse", "serve", "--password-env", "OPSLIB_TEST_SERVE_PW"]
+    args += [
+        "--workdir",
+        str(tmp_path),
+        "--params-out",
+        str(tmp_path / "p.yaml"),
+        "--fault",
+        "before:nosuch:fail",
+    ]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl+C"):
+                break
+        printed = "".join(lines)
+        assert "listening on http://127.0.0.1:" in printed and str(tmp_path / "p.yaml") in printed
+        assert "state file:" in printed and REHEARSAL_PASSWORD not in printed
+        params = yaml.safe_load((tmp_path / "p.yaml").read_text(encoding="utf-8"))
+        assert params["winrm"]["password"] == "env:OPSLIB_TEST_SERVE_PW"
+        os.environ["OPSLIB_TEST_SERVE_PW"] = REHEARSAL_PASSWORD
+        try:
+            with _transport.connect_params(params["winrm"], host=params["host"]) as conn:
+                assert conn.run(["hostname"]).stdout == b"WEB01\r\n"
+                assert conn.run(["nosuch"], check=False).exit_code == 5  # the --fault spec is active
+        finally:
+            del os.environ["OPSLIB_TEST_SERVE_PW"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -56,7 +56,10 @@ def ja_endpoint() -> Iterator[rehearsal.Rehearsal]:
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
-        (["certutil", "-f", "-decode", "C:\\t\\a.b64", "C:\\t\\a.cer"], "certutil -f -decode C:\\t\\a.b64 C:\\t\\a.cer"),
+        (
+            ["certutil", "-f", "-decode", "C:\\t\\a.b64", "C:\\t\\a.cer"],
+            "certutil -f -decode C:\\t\\a.b64 C:\\t\\a.cer",
+        ),
         (["reg", "query", "HKLM\\A B\\C"], 'reg query "HKLM\\A B\\C"'),
         (["x", "C:\\dir with space\\"], 'x "C:\\dir with space\\\\"'),
         (["x", ""], 'x ""'),
@@ -103,7 +106,11 @@ _ARG = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(args=st.lists(_ARG | st.sampled_from(["", "\\", 'a\\"', "C:\\x y\\", "^&", "%TEMP%", "a b\\\\"]), max_size=5))
+@given(
+    args=st.lists(
+        _ARG | st.sampled_from(["", "\\", 'a\\"', "C:\\x y\\", "^&", "%TEMP%", "a b\\\\"]), max_size=5
+    )
+)
 def test_cmdline_either_refuses_or_round_trips_through_the_interpreter(args: list[str]) -> None:
     host = _PROPERTY_HOST
     try:
@@ -129,7 +136,9 @@ def test_run_on_english_host_auto_code_page(endpoint: rehearsal.Rehearsal) -> No
         assert endpoint.request_count - before == 3  # Command, Receive, Signal on the reused shell
         assert json.loads(result.stdout_text) == ["a b", "C:\\x y\\", "&|<>"]
         assert result.exit_code == 0 and result.command_line.startswith("echoargs ")
-        with pytest.raises(RemoteCommandFailed, match=r"web01: `nosuch` exited with 9009 .*operable program or batch file"):
+        with pytest.raises(
+            RemoteCommandFailed, match=r"web01: `nosuch` exited with 9009 .*operable program or batch file"
+        ):
             conn.run(["nosuch"])
         assert conn.run(["nosuch"], check=False).exit_code == 9009
 
@@ -145,7 +154,7 @@ def test_japanese_host_round_trips_exactly(ja_endpoint: rehearsal.Rehearsal) -> 
         )
     with _connect(ja_endpoint, codepage=437) as conn:
         assert conn.codepage == 437
-        assert conn.run(["chcp"]).stdout_text == "???????? ???: 437\r\n".replace("???????? ???", "?????? ???")
+        assert conn.run(["chcp"]).stdout_text == "?????? ???: 437\r\n"  # Japanese text in cp437: '?'
 
 
 def test_https_validates_with_ca_trust_path(bare_host: Host) -> None:

@@ -176,9 +176,12 @@ def start(
         folder.mkdir(parents=True, exist_ok=True)
     if host is None:
         scenarios = importlib.import_module(".scenarios", __name__)  # written by server operations
-        host = scenarios.build_host(
-            scenario, locale=locale, codepage=codepage, state_file=state_file, workdir=str(folder)
-        )
+        try:
+            host = scenarios.build_host(
+                scenario, locale=locale, codepage=codepage, state_file=state_file, workdir=str(folder)
+            )
+        except ValueError as exc:  # an unknown scenario name
+            raise UsageError(str(exc), hint="see opslib.rehearsal.scenarios.SCENARIOS") from None
     else:
         if locale:
             host.locale = locale

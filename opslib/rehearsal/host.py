@@ -159,9 +159,7 @@ class Host:
     def reg_subkeys(self, key: str) -> list[str]:
         """Immediate subkey names (as created) of ``key``."""
         k = key.rstrip("\\").upper() + "\\"
-        names = {
-            self.registry_case[x][len(k) :].split("\\")[0] for x in self.registry if x.startswith(k)
-        }
+        names = {self.registry_case[x][len(k) :].split("\\")[0] for x in self.registry if x.startswith(k)}
         return sorted(names)
 
     # --- file system ----------------------------------------------------------------------------
@@ -214,7 +212,10 @@ class Host:
                 "files": {self.file_case[k]: len(v) for k, v in sorted(self.files.items())},
                 "dirs": sorted(self.dirs),
                 "sites": {str(i): asdict(s) for i, s in sorted(self.sites.items())},
-                "keys": {c: {"exportable": k.exportable, "provider": k.provider} for c, k in sorted(self.keys.items())},
+                "keys": {
+                    c: {"exportable": k.exportable, "provider": k.provider}
+                    for c, k in sorted(self.keys.items())
+                },
                 "extra": self.extra,
             }
 
