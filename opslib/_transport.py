@@ -605,6 +605,15 @@ class Connection:
             p.cleanup_command(shell_id, command_id)
         except Exception:
             pass
+        if network_retries:
+            # A lost ReceiveResponse may have carried output (WinRM 1.1 has no Receive SequenceId to
+            # ask for it again), so the output is not trusted: fail safe, but say how it ended.
+            raise ConnectionFailed(
+                self.url,
+                f"the connection dropped while receiving output; the command finished with exit code {code} "
+                "but its output may be incomplete",
+                hint="check the server's state before running it again",
+            )
         return b"".join(out), b"".join(err), code
 
     def _start_command(self, line: str) -> str:

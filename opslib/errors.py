@@ -170,8 +170,8 @@ class RemoteCommandFailed(OpsError):
 
     def __str__(self) -> str:
         what = f"{self.what}: " if self.what else ""
-        detail = (self.stderr or self.stdout).strip().splitlines()
-        tail = f"; the server said: {detail[-1][:300]}" if detail else ""
+        detail = " ".join(line.strip() for line in (self.stderr or self.stdout).strip().splitlines())
+        tail = f"; the server said: {detail[:400]}" if detail else ""
         text = f"{self.host}: {what}`{self.command}` exited with {self.exit_code} (0x{self.exit_code & 0xFFFFFFFF:08X}){tail}"
         return f"{text} — {self.hint}" if self.hint else text
 

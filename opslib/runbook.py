@@ -34,6 +34,7 @@ import shutil
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -247,7 +248,6 @@ class _Context:
             self._close(status="failed", error=secrets.redact(str(failure)))
             raise failure
         self._close(status="succeeded", error=None)
-        print(summarize(self.run_dir), file=sys.stderr)
         return 0
 
     def _confirm(self, step: Step) -> None:
@@ -359,7 +359,11 @@ class _Context:
         html_dir = self.run_dir / "html"
         html_dir.mkdir(exist_ok=True)
         try:
-            body = _exporter().from_filename(str(notebook))[0]
+            with warnings.catch_warnings():  # the facts MIME type has no HTML form; the table beside it does
+                warnings.filterwarnings(
+                    "ignore", message=".*is not able to be represented", category=UserWarning
+                )
+                body = _exporter().from_filename(str(notebook))[0]
         except Exception as exc:  # a render failure must not hide the step's own result
             body = f"<p>nbconvert could not render {notebook.name}: {type(exc).__name__}</p>"
         (html_dir / f"{step.name}.html").write_text(secrets.redact(body), encoding="utf-8")
@@ -386,6 +390,7 @@ class _Context:
             facts=self.facts,
         )
         evidence.finalize_run(self.run_dir, now_utc=_now())
+        print(summarize(self.run_dir), flush=True)
 
 
 # --- rollback parameter set --------------------------------------------------------------------
@@ -600,7 +605,10 @@ def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
         attempt = len(record.get("attempts", [])) + 1
         attempts = folder / "attempts"
         attempts.mkdir(exist_ok=True)
-        for src, suffix in ((folder / f"{name}.ipynb", ".ipynb"), (folder / "html" / f"{name}.html", ".html")):
+        for src, suffix in (
+            (folder / f"{name}.ipynb", ".ipynb"),
+            (folder / "html" / f"{name}.html", ".html"),
+        ):
             if src.exists():
                 shutil.move(str(src), str(attempts / f"{name}.attempt{attempt}{suffix}"))
         record["notebook"] = f"attempts/{name}.attempt{attempt}.ipynb"

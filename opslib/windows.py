@@ -61,6 +61,7 @@ __all__ = [
     "plan_export",
     "plan_install",
     "probe",
+    "read_store",
     "restore_roots",
     "store_entries",
     "trusted_roots",
@@ -555,9 +556,14 @@ def _export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
         _delete_remote(conn, path)
 
 
-def _read_store(conn: Connection, store: str) -> list[StoreEntry]:
+def read_store(conn: Connection, store: str) -> list[StoreEntry]:
+    """The certificates of one physical store (a key of :data:`STORE_KEYS`: MY, CA, REQUEST, ROOT,
+    AuthRoot, GroupPolicy, Enterprise) from one ``reg export``; an absent key is an empty store."""
     key = STORE_KEYS[store]
     return store_entries(store, key, _export_key(conn, key, what=f"read the {store} certificate store"))
+
+
+_read_store = read_store  # kept for callers written before read_store was public
 
 
 def _read_entry(conn: Connection, store: str, thumbprint: str) -> tuple[StoreEntry | None, bytes | None]:

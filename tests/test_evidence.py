@@ -461,7 +461,10 @@ def test_verify_root_names_a_cut_chain(chain: list[Path], capsys: pytest.Capture
     path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     code, out, _ = cli(capsys, "evidence", "verify", "--root", str(chain[0].parent))
     assert code == 1
-    assert f"{path}: chain: previous_run is empty although run {chain[0].name} started and was finalized before it" in out
+    assert (
+        f"{path}: chain: previous_run is empty although run {chain[0].name} started and was finalized before it"
+        in out
+    )
 
 
 def test_verify_reports_an_unfinalized_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

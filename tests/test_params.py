@@ -51,9 +51,18 @@ def test_defaults_are_filled_for_optional_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.__setitem__("ssl_prot", 443), r"p\.yaml: ssl_prot: unknown key — did you mean ssl_port\?"),
-        (lambda d: d["winrm"].__setitem__("usrname", "x"), r"winrm\.usrname: unknown key — did you mean winrm\.username"),
-        (lambda d: d.__setitem__("ssl_port", "443"), r"ssl_port: expected an integer, got a string \('443'\)"),
+        (
+            lambda d: d.__setitem__("ssl_prot", 443),
+            r"p\.yaml: ssl_prot: unknown key — did you mean ssl_port\?",
+        ),
+        (
+            lambda d: d["winrm"].__setitem__("usrname", "x"),
+            r"winrm\.usrname: unknown key — did you mean winrm\.username",
+        ),
+        (
+            lambda d: d.__setitem__("ssl_port", "443"),
+            r"ssl_port: expected an integer, got a string \('443'\)",
+        ),
         (lambda d: d.__setitem__("ssl_port", 70000), r"ssl_port: must be between 1 and 65535, got 70000"),
         (lambda d: d.__setitem__("warn_days", True), r"warn_days: expected an integer, got a boolean"),
         (lambda d: d.pop("work_site"), r"work_site: missing \(a required key\)"),
@@ -61,13 +70,28 @@ def test_defaults_are_filled_for_optional_keys(tmp_path: Path) -> None:
         (lambda d: d.__setitem__("work_site", "WWW1.example.jp"), r"work_site: must name a different site"),
         (lambda d: d.pop("backup"), r"backup: missing \(a required section\)"),
         (lambda d: d.__setitem__("verify", "www1:443"), r"verify: expected a mapping, got a string"),
-        (lambda d: d["verify"].__setitem__("endpoint", "www1.example.jp"), r"verify\.endpoint: expected HOST:PORT"),
+        (
+            lambda d: d["verify"].__setitem__("endpoint", "www1.example.jp"),
+            r"verify\.endpoint: expected HOST:PORT",
+        ),
         (lambda d: d["winrm"].__setitem__("transport", "digest"), r"winrm\.transport: must be one of ntlm"),
-        (lambda d: d["winrm"].__setitem__("codepage", "932"), r"winrm\.codepage: must be one of auto, 437, 932"),
+        (
+            lambda d: d["winrm"].__setitem__("codepage", "932"),
+            r"winrm\.codepage: must be one of auto, 437, 932",
+        ),
         (lambda d: d["winrm"].__setitem__("url", "web01:5985"), r"winrm\.url: expected http\(s\)://HOST"),
-        (lambda d: d.__setitem__("expected_hostnames", []), r"expected_hostnames: must list at least one name"),
-        (lambda d: d.__setitem__("expected_hostnames", "www1"), r"expected_hostnames: expected a list of strings"),
-        (lambda d: d.__setitem__("forbidden_roots", ["ABCD"]), r"forbidden_roots: expected a SHA-1 thumbprint"),
+        (
+            lambda d: d.__setitem__("expected_hostnames", []),
+            r"expected_hostnames: must list at least one name",
+        ),
+        (
+            lambda d: d.__setitem__("expected_hostnames", "www1"),
+            r"expected_hostnames: expected a list of strings",
+        ),
+        (
+            lambda d: d.__setitem__("forbidden_roots", ["ABCD"]),
+            r"forbidden_roots: expected a SHA-1 thumbprint",
+        ),
         (lambda d: d.__setitem__("host", "web01/../x"), r"host: expected a host name"),
         (lambda d: d.__setitem__("mode", "swap"), r"mode: must be one of renew, rollback"),
         (lambda d: d.__setitem__("rollback", {}), r"rollback: not used when mode is renew"),

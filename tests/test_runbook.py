@@ -88,7 +88,10 @@ def test_an_unresolvable_secret_exits_2_without_printing_anything_secret(
     monkeypatch.delenv("OPSLIB_TEST_PFX")
     code, err = _cli(capsys, "run", str(params_file), "--yes")
     assert code == 2
-    assert "backup.pfx_password: secret env:OPSLIB_TEST_PFX: environment variable OPSLIB_TEST_PFX is not set" in err
+    assert (
+        "backup.pfx_password: secret env:OPSLIB_TEST_PFX: environment variable OPSLIB_TEST_PFX is not set"
+        in err
+    )
     assert WINRM_SECRET not in err
 
 
@@ -140,7 +143,9 @@ def test_a_held_lock_refuses_a_second_run(
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     lock = runbook.lock_path(tmp_path, "web01", "www1")
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}), encoding="utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from opslib import certs, tls
-from opslib.errors import EndpointError
+from opslib.errors import EndpointError, UsageError
 from opslib.rehearsal import cmd, scenarios, tlsserve
 from opslib.rehearsal.host import STARTED, STOPPED, Host
 from opslib.rehearsal.pki import make_pki
@@ -52,7 +52,7 @@ def test_scenarios_are_listed_with_descriptions() -> None:
 
 
 def test_unknown_scenario_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown scenario 'nope'; known: default"):
+    with pytest.raises(UsageError, match="unknown scenario 'nope'; known: default"):
         build("nope", tmp_path)
 
 

@@ -299,6 +299,25 @@ def test_disable_roots_backs_up_disables_reads_back_and_restores(
         assert not [f for f in srv.host.files if f.endswith((".reg", ".inf", ".b64"))]
 
 
+def test_disable_roots_in_enterprise_and_group_policy_stores(tmp_path: Path, locale: tuple[str, int]) -> None:
+    with serve(tmp_path, locale, scenario="no-g5") as srv:
+        g5 = srv.pki.g5_root
+        stores.add_certificate(srv.host, "ROOT", g5, physical="Enterprise")
+        stores.add_certificate(srv.host, "ROOT", g5, physical="GroupPolicy")
+        bad = _forbidden(srv)
+        assert sorted(e.store for e in bad) == ["Enterprise", "GroupPolicy"]
+        changes = windows.disable_roots(srv.conn, bad, backup_dir=tmp_path / "ev")
+        lines = [json.loads(x) for x in srv.transcript.read_text(encoding="utf-8").splitlines()]
+        for physical in ("Enterprise", "GroupPolicy"):
+            held = stores.find_certificate(srv.host, "ROOT", certs.thumbprint(g5), physical=physical)
+            assert held is not None and held.disabled
+        assert srv.thumbs("ROOT", physical="ROOT") == {certs.thumbprint(srv.pki.old_root)}  # untouched
+    commands = [str(x.get("command_line", "")) for x in lines]
+    assert any(c.startswith("certutil -enterprise -repairstore Root") for c in commands)
+    assert any(c.startswith("certutil -grouppolicy -repairstore Root") for c in commands)
+    assert any("Group Policy refresh" in str(c.after) for c in changes)
+
+
 def test_disable_roots_without_repairstore(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale, certutil_missing_verbs=["repairstore"]) as srv:
         bad = _forbidden(srv)

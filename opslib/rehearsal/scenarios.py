@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import certs
+from ..errors import UsageError
 from . import cmd
 from .host import STARTED, STOPPED, Host, Site
 from .pki import Pki, make_pki
@@ -161,13 +162,16 @@ def build_host(
     """
     scenario = _BY_NAME.get(name)
     if scenario is None:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     pki = make_pki(now_utc=clock, hostnames=HOSTNAMES)
+    chosen_locale = locale or scenario.locale
+    # A Japanese Windows console's OEM code page is 932 (winrm.md section 1.5); an explicit one wins.
+    default_codepage = 932 if chosen_locale == "ja" else scenario.codepage
     host = Host(
         hostname="WEB01",
-        locale=locale or scenario.locale,
-        codepage=codepage or scenario.codepage,
+        locale=chosen_locale,
+        codepage=codepage or default_codepage,
         state_file=state_file,
     )
     cmd.prepare_host(host)

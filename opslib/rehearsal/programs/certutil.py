@@ -369,7 +369,7 @@ def _denied(inv: Invocation, verb: str) -> int | None:
 
 def _store(inv: Invocation, switches: set[str], values: dict[str, str], ops: list[str]) -> int:
     host = inv.host
-    name = ops[0] if ops else "MY"  # [U] the real default is "CA"; the kit always names the store
+    name = ops[0] if ops else "CA"  # the documented default store ("My", "CA" (default), "Root")
     ref = store_ref(name, switches)
     if ref is None or len(ops) > 3:
         return fail(inv, "store", ERROR_FILE_NOT_FOUND if ref is None else E_INVALIDARG)

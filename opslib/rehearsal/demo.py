@@ -1,0 +1,94 @@
+"""``opslib rehearse demo`` / ``make demo``: a whole renewal against a fresh rehearsal host.
+
+Starts a Japanese Windows Server 2003 / IIS 6 rehearsal host (scenario ``iis6-ja``: the G5 root
+enabled, a pending request on the work site, the CA's mail with the new certificate), writes a
+parameters file next to the CA's mail, runs the five step notebooks with ``yes=True`` and prints a
+summary: each step with its status and duration, old → new thumbprint and expiry, the backup file,
+the evidence folder.
+
+Passwords come from ``OPSLIB_DEMO_WINRM_PASSWORD`` / ``OPSLIB_DEMO_PFX_PASSWORD`` when set;
+otherwise random ones are put into this process's environment (the kernels inherit it). They are
+never printed, and the parameters file holds only ``env:`` references to them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .. import params, runbook
+from ..errors import OpsError
+from ..secrets import redact, register
+
+SCENARIO = "iis6-ja"
+WINRM_ENV = "OPSLIB_DEMO_WINRM_PASSWORD"
+PFX_ENV = "OPSLIB_DEMO_PFX_PASSWORD"
+
+
+def _password(variable: str) -> str:
+    """The password in ``variable``, or a new random one put there (never printed)."""
+    value = os.environ.get(variable, "")
+    if not value:
+        # A letter first: certutil would read a leading "-" or "/" as an option (see windows.export_pfx).
+        value = "D" + random.token_urlsafe(18)
+        os.environ[variable] = value
+    register(value)
+    return value
+
+
+def run_demo(
+    *, evidence_root: str | os.PathLike[str], backup_dir: str | os.PathLike[str] | None = None
+) -> int:
+    """Run the demo; returns the runbook's exit code (0 when the renewal succeeded)."""
+    from . import start
+
+    winrm_password = _password(WINRM_ENV)
+    _password(PFX_ENV)
+    work = Path(tempfile.mkdtemp(prefix="opslib-demo-"))
+    backups = Path(backup_dir) if backup_dir else work / "ssl-backups"
+    root = Path(evidence_root)
+    before = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    t0 = time.monotonic()
+    with start(
+        scenario=SCENARIO, password=winrm_password, workdir=work / "mail", state_file=work / "state.json"
+    ) as reh:
+        data = reh.params(password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(backups))
+        params_file = work / "demo.yaml"
+        params_file.write_text(
+            params.dump(
+                data,
+                header=(
+                    f"Demo parameters for a rehearsal host ({SCENARIO}) at {reh.url}.\n"
+                    "Passwords are references to environment variables set by `opslib rehearse demo`.\n"
+                    "リハーサル用の模擬サーバに対するデモ用パラメータです。"
+                ),
+            ),
+            encoding="utf-8",
+        )
+        print(
+            f"opslib demo: rehearsal host {reh.host.hostname} ({SCENARIO}, IIS 6, code page 932) at {reh.url}"
+        )
+        print(f"  the CA's mail (サーバID発行通知メール): {data['certificate_file']}")
+        print(f"  parameters:  {params_file}")
+        print(f"  evidence:    {root.resolve()}")
+        print(f"  backups:     {backups.resolve()}")
+        sys.stdout.flush()
+        try:
+            code = runbook.run(params_file, evidence_root=root, yes=True)
+        except OpsError as exc:
+            print(f"opslib demo: {redact(str(exc))}", file=sys.stderr)
+            code = exc.exit_code
+        production = reh.host.sites.get(1)
+        served = production.ssl_cert_hash if production else "?"
+    runs = sorted(p for p in root.iterdir() if p.name not in before and (p / "run.json").is_file())
+    if not runs:  # refused before a run folder existed; the runbook printed no summary
+        print("opslib demo: no run folder was created")
+    print(f"  the rehearsal host's production site now serves {served}")
+    if runs:
+        print(f"  review it: opslib evidence show {runs[-1]}")
+    print(f"opslib demo: {'done' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.1f} s")
+    return code

@@ -1,0 +1,339 @@
+"""The step notebooks, run by the runbook under papermill against the rehearsal host.
+
+One full renewal is shared by several tests (module-scoped fixture: five kernels); the dry run, the
+failure + resume and the rollback each get their own rehearsal host. Every evidence folder goes
+through the secret scan (``tests/secretscan.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets as random
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from opslib import certs, cli, evidence, params, rehearsal, runbook, windows
+from opslib.rehearsal.host import STARTED, STOPPED
+
+from secretscan import assert_no_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+STEP_NOTEBOOKS = sorted(NOTEBOOKS.glob("0*_*.ipynb"))
+SEED_TITLES = {
+    "00": "事前確認として有効なG5ルートがないことを確認する",
+    "01": "更新申請作業用仮想サイトにサーバIDをインストールする",
+    "02": "更新対象のサーバIDと、更新取得したサーバIDを入替える",
+    "03": "キーペア(秘密鍵と証明書)ファイルのバックアップ",
+}
+
+
+# --- the notebooks as committed ----------------------------------------------------------------
+
+
+def _parameters_cell(nb: Any) -> Any:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged parameters"
+    return cells[0]
+
+
+@pytest.mark.parametrize("path", STEP_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_clean_and_thin(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: committed with outputs"
+            assert not re.search(r"^\s*(def|class|async def) ", cell.source, flags=re.M), (
+                "logic belongs in opslib"
+            )
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    heading = first.source.splitlines()[0]
+    assert re.match(r"^# Step [0-9R] — \S.* / \S", heading), heading
+    number = path.name[:2]
+    if number in SEED_TITLES:
+        assert SEED_TITLES[number] in heading
+    for word in ("**Purpose.**", "**Preconditions.**", "**What it changes.**", "**How to undo it.**"):
+        assert word in first.source
+    # papermill inspects every line (a line with a second "=" would be skipped silently).
+    cell = _parameters_cell(nb)
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+    declared = papermill.inspect_notebook(str(path))
+    assert len(declared) == len(lines)
+    assert all(p["help"] and p["inferred_type_name"] != "None" for p in declared.values())
+    assert {"host", "run_dir", "dry_run"} <= set(declared)
+    # Secrets are never parameters: only references may appear as defaults.
+    for name, p in declared.items():
+        if "password" in name:
+            assert p["default"].strip("\"'").startswith(("env:", "keyring:", "prompt")), name
+    # The last cell records the facts.
+    assert "opslib.evidence.record(" in nb.cells[-1].source
+
+
+def test_every_key_of_the_parameter_files_reaches_a_notebook(tmp_path: Path) -> None:
+    declared = {p.stem: set(papermill.inspect_notebook(str(p))) for p in STEP_NOTEBOOKS}
+    for path in sorted((ROOT / "parameters").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        p = params.validate(data, source=str(path), base_dir=path.parent, check_files=False)
+        values = p.notebook_values()
+        names = set().union(*(declared[s.name] for s in runbook.steps_for(p.mode)))
+        unused = set(values) - names - {"mode"}
+        assert not unused, f"{path.name}: keys no notebook declares: {sorted(unused)}"
+        for step in runbook.steps_for(p.mode):
+            passed = runbook.notebook_parameters(sorted(declared[step.name]), values, {})
+            assert set(passed) <= declared[step.name]
+
+
+# --- the rehearsal -----------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    reh: rehearsal.Rehearsal
+    params_file: Path
+    evidence_root: Path
+    backup_dir: Path
+    secrets: list[str]
+    state_file: Path
+
+    def run_dirs(self) -> list[Path]:
+        return sorted(p for p in self.evidence_root.iterdir() if (p / "run.json").is_file())
+
+    def manifest(self, run_dir: Path) -> dict[str, Any]:
+        return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def _env() -> Iterator[list[str]]:
+    # Each module gets its own passwords (random, never literals in files), put in the environment
+    # as an operator would. ``_check_password`` refuses a leading "-", so start with a letter.
+    saved = {k: os.environ.get(k) for k in ("OPSLIB_NB_WINRM", "OPSLIB_NB_PFX")}
+    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
+    os.environ["OPSLIB_NB_WINRM"], os.environ["OPSLIB_NB_PFX"] = values
+    yield values
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _start(base: Path, secrets_: list[str], *, scenario: str = "iis6-ja") -> Setup:
+    base.mkdir(parents=True, exist_ok=True)
+    state = base / "state.json"
+    reh = rehearsal.start(scenario=scenario, password=secrets_[0], workdir=base / "host", state_file=state)
+    data = reh.params(
+        password_env="OPSLIB_NB_WINRM", pfx_password_env="OPSLIB_NB_PFX", backup_dir=str(base / "backups")
+    )
+    path = base / "params" / "web01.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return Setup(reh, path, base / "evidence", base / "backups", secrets_, state)
+
+
+def _run(setup: Setup, *extra: str) -> int:
+    return cli.main(["run", str(setup.params_file), "--evidence-root", str(setup.evidence_root), *extra])
+
+
+@pytest.fixture(scope="module")
+def renewal(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[tuple[Setup, Path, dict]]:
+    """One full renewal (steps 0–4, --yes) on a Japanese IIS 6 rehearsal host."""
+    setup = _start(tmp_path_factory.mktemp("renewal"), _env)
+    try:
+        code = _run(setup, "--yes")
+        assert code == 0
+        (run_dir,) = setup.run_dirs()
+        yield setup, run_dir, setup.reh.host.state()
+    finally:
+        setup.reh.stop()
+
+
+def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, Path, dict]) -> None:
+    setup, run_dir, state = renewal
+    extra = state["extra"]
+    m = setup.manifest(run_dir)
+    assert (m["status"], m["failed_step"], m["error"], m["dry_run"]) == ("succeeded", None, None, False)
+    assert [s["name"] for s in m["steps"]] == [s.name for s in runbook.RENEW_STEPS]
+    assert all(s["status"] == "succeeded" and s["duration_s"] > 0 for s in m["steps"])
+    facts = m["facts"]
+    assert facts["old_thumbprint"] == extra["current_thumbprint"]
+    assert facts["new_thumbprint"] == extra["new_thumbprint"]
+    assert facts["new_not_after_utc"] > facts["old_not_after_utc"]
+    assert facts["old_secure_bindings"] == [":443:"]
+    # What the server now holds: production started with the new certificate, the work site stopped.
+    production, work = state["sites"]["1"], state["sites"]["2"]
+    assert (production["ssl_cert_hash"], production["state"]) == (extra["new_thumbprint"], STARTED)
+    assert (work["ssl_cert_hash"], work["state"]) == (extra["new_thumbprint"], STOPPED)
+    # Step 0 disabled both G5 roots (the rehearsal's, listed in forbidden_roots, and the real one).
+    for store, thumb in (("ROOT", extra["forbidden_roots"][0]), ("AuthRoot", certs.G5_THUMBPRINT)):
+        key = rf"{windows.STORE_KEYS[store]}\Certificates\{thumb}"
+        props, _ = windows.parse_blob(setup.reh.host.reg_get(key, "Blob")[2])
+        assert props[windows.ENHKEY_USAGE] == windows.EMPTY_EKU
+        assert (run_dir / f"root-backup_{store}_{thumb}.reg").is_file()
+    # Step 4 saw the new certificate with the intermediate and the cross certificate, with and without SNI.
+    assert facts["served_leaf_sni"] == facts["served_leaf_no_sni"] == extra["new_thumbprint"]
+    assert facts["chain_ok"] is True and facts["verify_problems"] == []
+
+
+def test_the_backup_is_owner_only_outside_the_evidence_and_opens(renewal: tuple[Setup, Path, dict]) -> None:
+    setup, run_dir, state = renewal
+    facts = setup.manifest(run_dir)["facts"]
+    backup = Path(facts["backup_file"])
+    assert backup.parent == setup.backup_dir.resolve()
+    name = f"web01_www1.example.jp_{state['extra']['new_thumbprint'][:8]}_"
+    assert backup.name.startswith(name) and backup.suffix == ".pfx"
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.parent.stat().st_mode) == 0o700
+    data = backup.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == facts["backup_sha256"]
+    bundle = certs.load_pkcs12(data, setup.secrets[1], source=backup.name)
+    assert bundle.leaf is not None and certs.thumbprint(bundle.leaf) == facts["backup_thumbprint"]
+    assert certs.key_matches(bundle.leaf, bundle.private_key)
+    assert facts["pfx_has_intermediate"] and facts["pfx_has_cross"]
+    assert not list(setup.evidence_root.rglob("*.pfx"))
+
+
+def test_the_evidence_folder_is_complete_and_verifies(
+    renewal: tuple[Setup, Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup, run_dir, _ = renewal
+    m = setup.manifest(run_dir)
+    names = [s.name for s in runbook.RENEW_STEPS]
+    for name in names:
+        assert (run_dir / f"{name}.ipynb").is_file()
+        html = (run_dir / "html" / f"{name}.html").read_text(encoding="utf-8")
+        assert "<html" in html and name.split("_", 1)[1].split("_")[0] in html.lower()
+    assert (run_dir / "transcript.jsonl").stat().st_size > 0
+    assert set(m["files"]) == {
+        p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()
+    } - {"run.json"}
+    assert cli.main(["evidence", "verify", str(run_dir)]) == 0
+    assert "ok:" in capsys.readouterr().out
+    # The parameters keep references only; the lock is gone.
+    assert m["parameters"]["winrm"]["password"] == "env:OPSLIB_NB_WINRM"
+    assert m["parameters"]["backup"]["pfx_password"] == "env:OPSLIB_NB_PFX"
+    assert not list((setup.evidence_root / ".locks").iterdir())
+
+
+def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dict]) -> None:
+    setup, run_dir, _ = renewal
+    for step in runbook.RENEW_STEPS:
+        executed = nbformat.read(run_dir / step.notebook, as_version=4)
+        passed = executed.metadata["papermill"]["parameters"]
+        declared = set(papermill.inspect_notebook(str(NOTEBOOKS / step.notebook)))
+        assert set(passed) <= declared, step.name
+        assert {"host", "run_dir", "dry_run"} <= set(passed)
+        assert evidence.read_facts(run_dir / step.notebook), f"{step.name} recorded no facts"
+    swap = nbformat.read(run_dir / "02_swap_certificate.ipynb", as_version=4).metadata["papermill"][
+        "parameters"
+    ]
+    assert swap["new_thumbprint"] == setup.manifest(run_dir)["facts"]["new_thumbprint"]
+
+
+def test_no_secret_in_the_renewal_evidence(renewal: tuple[Setup, Path, dict]) -> None:
+    setup, run_dir, _ = renewal
+    assert_no_secrets(run_dir, setup.secrets)
+    assert all(s["redacted"] == 0 for s in setup.manifest(run_dir)["steps"]), "a notebook printed a secret"
+
+
+def test_rollback_yaml_puts_the_old_certificate_back(
+    renewal: tuple[Setup, Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup, run_dir, state = renewal
+    rollback = run_dir / "rollback.yaml"
+    text = rollback.read_text(encoding="utf-8")
+    assert "mode: rollback" in text and state["extra"]["current_thumbprint"] in text
+    setup.reh.host.sites[2].state = STARTED  # someone started the work site meanwhile
+    assert cli.main(["run", str(rollback), "--yes"]) == 0
+    production = setup.reh.host.sites[1]
+    assert (production.ssl_cert_hash, production.state) == (state["extra"]["current_thumbprint"], STARTED)
+    assert setup.reh.host.sites[2].state == STOPPED
+    # The rollback's evidence sits next to the renewal's, chained to it.
+    later = [d for d in setup.run_dirs() if d != run_dir]
+    assert len(later) == 1
+    m = setup.manifest(later[0])
+    assert m["status"] == "succeeded" and m["parameters"]["mode"] == "rollback"
+    assert [s["name"] for s in m["steps"]] == ["05_rollback_certificate", "04_verify_endpoint"]
+    assert m["facts"]["served_leaf_no_sni"] == state["extra"]["current_thumbprint"]
+    assert m["previous_run"]["run_id"] == run_dir.name
+    assert_no_secrets(later[0], setup.secrets)
+
+
+# --- dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_changes_nothing_and_records_the_plan(tmp_path: Path, _env: list[str]) -> None:
+    setup = _start(tmp_path, _env)
+    try:
+        before = setup.state_file.read_bytes()
+        assert _run(setup, "--dry-run") == 0  # no --yes needed: nothing changes
+        assert setup.state_file.read_bytes() == before
+    finally:
+        setup.reh.stop()
+    (run_dir,) = setup.run_dirs()
+    m = setup.manifest(run_dir)
+    assert (m["status"], m["dry_run"]) == ("succeeded", True)
+    facts = m["facts"]
+    assert len(facts["forbidden_roots_planned"]) == 2
+    assert facts["forbidden_roots_disabled"] == []
+    assert facts["new_thumbprint"] == setup.reh.host.extra["new_thumbprint"]
+    assert {c["field"] for c in facts["swap_plan"]} >= {"SSLCertHash"}
+    assert facts["backup_file"] == "" and not setup.backup_dir.exists()
+    assert not (run_dir / "rollback.yaml").exists()
+    # The G5 short-circuit is still there: reported, not raised, in a dry run.
+    assert any("cross certificate is not sent" in p for p in facts["verify_problems"])
+    assert_no_secrets(run_dir, setup.secrets)
+
+
+# --- failure and resume ------------------------------------------------------------------------
+
+
+def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
+    tmp_path: Path, _env: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = _start(tmp_path, _env)
+    try:
+        # The 12th cscript command of a run is step 2's "set-cert" on the production site (IIS 6 helper).
+        setup.reh.set_faults(["before:cscript#12:fail"])
+        assert _run(setup, "--yes") == 1
+        err = capsys.readouterr().err
+        (run_dir,) = setup.run_dirs()
+        assert re.search(r"step 02_swap_certificate failed, cell \d+: VerificationFailed: ", err)
+        assert f"(notebook: {run_dir / '02_swap_certificate.ipynb'})" in err
+        assert f"opslib resume {run_dir}" in err
+        m = setup.manifest(run_dir)
+        assert (m["status"], m["failed_step"]) == ("failed", "02_swap_certificate")
+        assert [s["status"] for s in m["steps"]] == ["succeeded", "succeeded", "failed"]
+        assert m["files"], "a failed run is finalized too"
+        assert not (run_dir / "rollback.yaml").exists()
+        # The swap put the old certificate back itself.
+        assert setup.reh.host.sites[1].ssl_cert_hash == setup.reh.host.extra["current_thumbprint"]
+
+        setup.reh.set_faults([])
+        assert cli.main(["resume", str(run_dir), "--yes"]) == 0
+    finally:
+        setup.reh.stop()
+    assert setup.run_dirs() == [run_dir]
+    m = setup.manifest(run_dir)
+    assert (m["status"], m["failed_step"], m["error"]) == ("succeeded", None, None)
+    assert [s["status"] for s in m["steps"]] == ["succeeded"] * 5
+    swap = m["steps"][2]
+    assert swap["attempts"][0]["status"] == "failed"
+    assert (run_dir / swap["attempts"][0]["notebook"]).is_file(), "the failed attempt is kept"
+    assert setup.reh.host.sites[1].ssl_cert_hash == setup.reh.host.extra["new_thumbprint"]
+    assert (run_dir / "rollback.yaml").is_file()
+    assert cli.main(["evidence", "verify", str(run_dir)]) == 0
+    assert_no_secrets(run_dir, setup.secrets)
