@@ -40,9 +40,13 @@ TARGET = 1.3
 
 def _fresh(base: Path) -> tuple[rehearsal.Rehearsal, Path]:
     base.mkdir(parents=True)
-    reh = rehearsal.start(scenario="iis6-ja", password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host")
+    reh = rehearsal.start(
+        scenario="iis6-ja", password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host"
+    )
     data = reh.params(
-        password_env="OPSLIB_BENCH_WINRM", pfx_password_env="OPSLIB_BENCH_PFX", backup_dir=str(base / "backups")
+        password_env="OPSLIB_BENCH_WINRM",
+        pfx_password_env="OPSLIB_BENCH_PFX",
+        backup_dir=str(base / "backups"),
     )
     path = base / "bench.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -106,7 +110,11 @@ def time_empty_notebooks(base: Path) -> float:
         t0 = time.perf_counter()
         for n in range(5):
             papermill.execute_notebook(
-                str(empty), str(base / f"out{n}.ipynb"), parameters={"x": n}, kernel_name="python3", progress_bar=False
+                str(empty),
+                str(base / f"out{n}.ipynb"),
+                parameters={"x": n},
+                kernel_name="python3",
+                progress_bar=False,
             )
         return time.perf_counter() - t0
 

@@ -747,7 +747,10 @@ class Connection:
             parts = [begin] if i == 0 else []
             parts.append(cmdline(["echo", piece], redirect=("append", stage)))
             lines.append(join_commands(parts))
-        tail = [end, decode, size_cmd]
+        # The staging copy goes as soon as it is decoded: it may hold key material (del reference:
+        # https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/del).
+        remove_stage = cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"])
+        tail = [end, decode, remove_stage, size_cmd]
         if not lines:
             lines.append(begin)
         if len(lines[-1]) + sum(len(t) + 2 for t in tail) <= CMD_LINE_MAX:
@@ -818,12 +821,21 @@ class Connection:
         )
         remote_size = self._remote_size(remote_path, first.stdout)
         # type: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/type
-        typed = self.run_line(
-            cmdline(["type", stage], names=["type", "staging file"]),
-            timeout_s=timeout_s,
-            what=what,
-            log_data=False,
-        )
+        try:
+            typed = self.run_line(
+                cmdline(["type", stage], names=["type", "staging file"]),
+                timeout_s=timeout_s,
+                what=what,
+                log_data=False,
+            )
+        finally:
+            # A downloaded PFX must not linger as base64 on the server (del reference as in upload).
+            self.run_line(
+                cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"]),
+                timeout_s=timeout_s,
+                check=False,
+                what="remove the download's staging file",
+            )
         body = b"".join(
             line.strip()
             for line in typed.stdout.splitlines()
@@ -850,7 +862,7 @@ class Connection:
                 hint="run again",
             )
         transfer = Transfer(
-            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 3 if remote_sha else 2
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 4 if remote_sha else 3
         )
         self._record(
             {

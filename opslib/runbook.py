@@ -36,6 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,6 +227,7 @@ class _Context:
     env: dict[str, str]
     facts: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    renders: list[Future[None]] = field(default_factory=list)
     ask: Callable[[str], str] = input
 
     def execute(self, steps: list[Step]) -> int:
@@ -332,7 +334,8 @@ class _Context:
             )
         finished = _now()
         record["redacted"] = _redact_notebook(output)
-        self._render(step, output)
+        # Rendered in the background while the next kernel starts (waited for before finalizing).
+        self.renders.append(_render_pool().submit(self._render, step, output))
         record.update(finished_utc=_iso(finished), duration_s=round(time.monotonic() - t0, 3))
         if error is not None:
             record.update(status="failed", error=str(error))
@@ -376,6 +379,8 @@ class _Context:
         print(f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)", file=sys.stderr)
 
     def _close(self, *, status: str, error: str | None) -> None:
+        for future in self.renders:
+            future.result()
         for record in self.records:
             if record.get("status") == "running":
                 record.update(status="failed", error=error)
@@ -630,6 +635,15 @@ def _redact_notebook(path: Path) -> int:
 
 
 _EXPORTER: Any = None
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _render_pool() -> ThreadPoolExecutor:
+    """One worker: renders run one at a time, in step order, beside the kernels."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opslib-render")
+    return _POOL
 
 
 def _exporter() -> Any:

@@ -510,14 +510,8 @@ def _delete_remote(conn: Connection, path: str) -> bool:
 
 
 def _download(conn: Connection, path: str, *, what: str) -> bytes:
-    """``conn.download`` and then remove the transport's base64 staging copies (``*.b64`` in the
-    connection's temp folder): a staged PFX is key material, and a read-only step must leave the server
-    as it found it. cmd DEL accepts wildcards (del reference above)."""
-    try:
-        return conn.download(path, what=what)
-    finally:
-        staging = str(conn.temp_dir).rstrip("\\") + "\\*.b64"
-        conn.run(["del", "/f", "/q", staging], check=False, what="remove the transfer's staging files")
+    """``conn.download``; the transport removes its base64 staging copy itself."""
+    return conn.download(path, what=what)
 
 
 def _failed(conn: Connection, result: CommandResult, what: str, hint: str = "") -> RemoteCommandFailed:

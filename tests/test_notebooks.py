@@ -22,11 +22,10 @@ import nbformat
 import papermill
 import pytest
 import yaml
+from secretscan import assert_no_secrets
 
 from opslib import certs, cli, evidence, params, rehearsal, runbook, windows
 from opslib.rehearsal.host import STARTED, STOPPED
-
-from secretscan import assert_no_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -337,3 +336,29 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
     assert (run_dir / "rollback.yaml").is_file()
     assert cli.main(["evidence", "verify", str(run_dir)]) == 0
     assert_no_secrets(run_dir, setup.secrets)
+
+
+# --- the demo ----------------------------------------------------------------------------------
+
+
+def test_the_demo_renews_and_prints_a_summary_without_passwords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opslib.rehearsal import demo
+
+    monkeypatch.delenv(demo.WINRM_ENV, raising=False)
+    monkeypatch.setenv(demo.PFX_ENV, f"P{random.token_urlsafe(15)}")
+    code = demo.run_demo(evidence_root=tmp_path / "evidence", backup_dir=tmp_path / "backups")
+    out, err = capsys.readouterr()
+    assert code == 0
+    generated = os.environ[demo.WINRM_ENV]  # a random one was put into the environment
+    for secret in (generated, os.environ[demo.PFX_ENV]):
+        assert secret not in out and secret not in err
+    assert re.search(r"run \S+_web01_www1\.example\.jp: succeeded", out)
+    for step in runbook.RENEW_STEPS:
+        assert re.search(rf"{step.name}\s+succeeded\s+\d+\.\d s", out)
+    assert re.search(r"certificate: [0-9A-F]{40} \(until 20\d\d-.*\n\s+→ [0-9A-F]{40} \(until ", out)
+    assert f"backup: {(tmp_path / 'backups').resolve()}" in out
+    (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if p.name != ".locks"]
+    assert f"evidence: {run_dir.resolve()}" in out
+    assert_no_secrets(run_dir, [generated, os.environ[demo.PFX_ENV]])

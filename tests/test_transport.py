@@ -207,6 +207,8 @@ def test_upload_download_byte_identical(endpoint: rehearsal.Rehearsal, bare_host
         assert (transfer.size, transfer.verified_by) == (size, "size")  # Server 2003: no SHA-256 in certutil
         assert conn.download(remote) == data
         temp = conn.temp_dir
+        staged = [f for f in bare_host.files if f.startswith(temp.lower()) and f.endswith(".b64")]
+        assert staged == []  # no base64 copy (possibly of key material) outlives its transfer
     assert not bare_host.exists(temp) and not bare_host.exists(remote)  # removed at close
 
 
