@@ -25,6 +25,7 @@ failed step in the same folder.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import getpass
 import json
@@ -247,7 +248,8 @@ class _Context:
             self._close(status="failed", error=f"{type(exc).__name__}: {secrets.redact(str(exc))}")
             raise
         if failure is not None:
-            self._close(status="failed", error=secrets.redact(str(failure)))
+            failed_step = failure.step if isinstance(failure, StepFailed) else None
+            self._close(status="failed", error=secrets.redact(str(failure)), failed_step=failed_step)
             raise failure
         self._close(status="succeeded", error=None)
         return 0
@@ -315,6 +317,7 @@ class _Context:
                 progress_bar=True,
                 cwd=str(self.params.base_dir),
                 execution_timeout=CELL_TIMEOUT_S,
+                **_kernel_manager(),
             )
         except PapermillExecutionError as exc:
             cause = secrets.redact(f"{exc.ename}: {exc.evalue}")
@@ -378,13 +381,15 @@ class _Context:
         path.write_text(rollback_text(self.params, self.facts, run_id=self.run_dir.name), encoding="utf-8")
         print(f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)", file=sys.stderr)
 
-    def _close(self, *, status: str, error: str | None) -> None:
+    def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> None:
         for future in self.renders:
             future.result()
         for record in self.records:
             if record.get("status") == "running":
                 record.update(status="failed", error=error)
-        failed = next((r["name"] for r in reversed(self.records) if r.get("status") == "failed"), None)
+        failed = failed_step or next(
+            (r["name"] for r in reversed(self.records) if r.get("status") == "failed"), None
+        )
         evidence.update_run(
             self.run_dir,
             status=status,
@@ -635,6 +640,36 @@ def _redact_notebook(path: Path) -> int:
 
 
 _EXPORTER: Any = None
+_KERNEL_MANAGER: dict[str, Any] | None = None
+
+
+def _kernel_manager() -> dict[str, Any]:
+    """Kernels talk over Unix sockets in a private folder (POSIX), not loopback TCP ports.
+
+    jupyter_client picks free TCP ports and the kernel binds them a moment later; with other
+    processes picking ports meanwhile, a kernel sometimes dies with "Address already in use". IPC
+    sockets in a folder of our own cannot collide (and are not reachable by other local users).
+    Windows has no IPC transport: there the default (TCP) stays.
+    """
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        _KERNEL_MANAGER = {}
+        if os.name == "posix":
+            import tempfile
+
+            from jupyter_client.manager import AsyncKernelManager
+
+            folder = tempfile.mkdtemp(prefix="opslib-k-")  # 0700
+            atexit.register(shutil.rmtree, folder, True)
+
+            class _IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+                def __init__(self, **kwargs: Any) -> None:
+                    super().__init__(transport="ipc", ip=os.path.join(folder, "k"), **kwargs)
+
+            _KERNEL_MANAGER = {"kernel_manager_class": _IPCKernelManager}
+    return _KERNEL_MANAGER
+
+
 _POOL: ThreadPoolExecutor | None = None
 
 

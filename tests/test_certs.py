@@ -256,8 +256,7 @@ def test_chain_incomplete_names_missing_issuer(pki: Pki) -> None:
     (chain,) = certs.build_chains(pki.new_leaf, [pki.intermediate])
     assert not chain.complete and chain.anchor is None
     assert (
-        "issuer not found: CN=VeriSign Class 3 Public Primary Certification Authority - G5"
-        in chain.missing
+        "issuer not found: CN=VeriSign Class 3 Public Primary Certification Authority - G5" in chain.missing
     )
     assert chain.to_json()["path"] == [certs.thumbprint(pki.new_leaf), certs.thumbprint(pki.intermediate)]
 

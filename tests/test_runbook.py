@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from opslib import cli, params, runbook
-from opslib.errors import RunLocked, UsageError
+from opslib.errors import RunLocked, StepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 WINRM_SECRET = "Winrm-Test-Secret-7731"
@@ -208,3 +208,39 @@ def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys: pytest.Ca
     code, err = _cli(capsys, "resume", str(tmp_path))
     assert code == 2
     assert "no run.json here; give the run folder of an earlier run" in err
+
+
+def test_on_a_terminal_the_swap_waits_for_a_yes(params_file: Path, tmp_path: Path) -> None:
+    asked: list[str] = []
+    ctx = runbook._Context(
+        tmp_path,
+        params.load(params_file),
+        {},
+        dry_run=False,
+        yes=False,
+        env={},
+        ask=lambda q: asked.append(q) or "no",
+    )
+    ctx.facts["new_thumbprint"] = "CD" * 20
+    swap = runbook.RENEW_STEPS[2]
+    with pytest.raises(
+        StepFailed, match=r"step 02_swap_certificate failed: not started: the operator did not confirm"
+    ):
+        ctx._confirm(swap)
+    assert "site www1.example.jp on web01.example.jp will serve certificate " + "CD" * 20 in asked[0]
+    ctx.ask = lambda q: "yes"
+    ctx._confirm(swap)  # goes on
+
+
+def test_a_prompted_secret_reaches_the_kernels_as_an_environment_reference(
+    params_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _edit(params_file, winrm__password="prompt")
+    monkeypatch.setattr("getpass.getpass", lambda prompt: "Typed-Secret-4410")
+    p = params.load(params_file)
+    env = runbook._resolve_secrets(p)
+    assert env == {"winrm.password": "OPSLIB_PROMPTED_WINRM_PASSWORD"}
+    assert os.environ.pop("OPSLIB_PROMPTED_WINRM_PASSWORD") == "Typed-Secret-4410"
+    ctx = runbook._Context(Path("."), p, {}, dry_run=False, yes=True, env=env)
+    assert ctx.env_references()["winrm"]["password"] == "env:OPSLIB_PROMPTED_WINRM_PASSWORD"
+    assert p.data["winrm"]["password"] == "prompt", "run.json keeps the reference as written"
