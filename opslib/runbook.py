@@ -20,7 +20,11 @@ Each notebook gets only the parameters its ``parameters`` cell declares (papermi
 
 The first failure stops the run (:class:`opslib.errors.StepFailed`: the step, the failing cell,
 the notebook); the evidence is finalized in every case. ``resume(run_dir)`` continues from the
-failed step in the same folder.
+failed step in the same folder (a failed attempt's notebook and render move to ``attempts/``).
+
+Speed: every step still gets a fresh kernel, but the next one is started (and imports the kit)
+while the current step runs; kernels are reached over Unix sockets in a private folder (POSIX).
+Renders happen in a background thread. ``benchmarks/run_overhead.py`` measures the result.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import itertools
 import json
 import os
 import re
@@ -235,11 +240,17 @@ class _Context:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         try:
-            with _environment(self.env):
-                for step in steps:
+            with _environment(self.env), _Kernels(self.params.base_dir) as kernels:
+                for n, step in enumerate(steps):
                     if step.confirm and not self.dry_run and not self.yes:
                         self._confirm(step)
-                    self._run_step(step)
+                    kernel = kernels.take()
+                    if n + 1 < len(steps):
+                        kernels.prestart()  # boots while this step runs
+                    try:
+                        self._run_step(step, kernel)
+                    finally:
+                        kernels.stop(kernel)
                     if step.name == "02_swap_certificate" and not self.dry_run:
                         self._write_rollback()
         except OpsError as exc:
@@ -271,7 +282,7 @@ class _Context:
                 hint=f"nothing was changed by this step; continue with: opslib resume {self.run_dir}",
             )
 
-    def _run_step(self, step: Step) -> None:
+    def _run_step(self, step: Step, kernel: Any) -> None:
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
@@ -317,7 +328,11 @@ class _Context:
                 progress_bar=True,
                 cwd=str(self.params.base_dir),
                 execution_timeout=CELL_TIMEOUT_S,
-                **_kernel_manager(),
+                # The notebook is written at the start, at the end and on a failure; not after every
+                # cell (that write + validation cost ~0.1 s a cell). A cell running longer than 30 s
+                # is still saved meanwhile (papermill's autosave_cell_every).
+                request_save_on_cell_execute=False,
+                km=kernel,
             )
         except PapermillExecutionError as exc:
             cause = secrets.redact(f"{exc.ename}: {exc.evalue}")
@@ -640,34 +655,79 @@ def _redact_notebook(path: Path) -> int:
 
 
 _EXPORTER: Any = None
-_KERNEL_MANAGER: dict[str, Any] | None = None
+_IPC_FOLDER: str | None = None
+# What every step imports, loaded while the kernel boots (before the previous step has finished).
+# The notebooks still import what they use themselves; this only makes those imports instant.
+_PRELOAD = "import pandas, opslib, opslib._transport, opslib.certs, opslib.evidence, opslib.iis, opslib.tls, opslib.windows"
 
 
-def _kernel_manager() -> dict[str, Any]:
-    """Kernels talk over Unix sockets in a private folder (POSIX), not loopback TCP ports.
+_KERNEL_NUMBER = itertools.count(1)
+
+
+def kernel_manager_options() -> dict[str, Any]:
+    """How kernels are reached: Unix sockets in a private folder (POSIX), not loopback TCP ports.
 
     jupyter_client picks free TCP ports and the kernel binds them a moment later; with other
     processes picking ports meanwhile, a kernel sometimes dies with "Address already in use". IPC
     sockets in a folder of our own cannot collide (and are not reachable by other local users).
     Windows has no IPC transport: there the default (TCP) stays.
     """
-    global _KERNEL_MANAGER
-    if _KERNEL_MANAGER is None:
-        _KERNEL_MANAGER = {}
-        if os.name == "posix":
-            import tempfile
+    global _IPC_FOLDER
+    if os.name != "posix":
+        return {}
+    if _IPC_FOLDER is None:
+        import tempfile
 
-            from jupyter_client.manager import AsyncKernelManager
+        _IPC_FOLDER = tempfile.mkdtemp(prefix="opslib-k-")  # 0700
+        atexit.register(shutil.rmtree, _IPC_FOLDER, True)
+    # One prefix per kernel: jupyter_client picks IPC "ports" by looking for existing socket files,
+    # and a kernel started a moment ago may not have created its files yet.
+    return {"transport": "ipc", "ip": os.path.join(_IPC_FOLDER, f"k{next(_KERNEL_NUMBER)}")}
 
-            folder = tempfile.mkdtemp(prefix="opslib-k-")  # 0700
-            atexit.register(shutil.rmtree, folder, True)
 
-            class _IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
-                def __init__(self, **kwargs: Any) -> None:
-                    super().__init__(transport="ipc", ip=os.path.join(folder, "k"), **kwargs)
+class _Kernels:
+    """One fresh kernel per step; the next one is started while the current step runs.
 
-            _KERNEL_MANAGER = {"kernel_manager_class": _IPCKernelManager}
-    return _KERNEL_MANAGER
+    Starting a kernel returns at once; the kernel process boots (and imports :data:`_PRELOAD`) in
+    parallel with the step running in the previous kernel, so the steps do not wait for it.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.ready: Any = None
+
+    def __enter__(self) -> _Kernels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ready is not None:
+            self.stop(self.ready)
+            self.ready = None
+
+    def start(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=KERNEL, **kernel_manager_options())
+        run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=[f"--IPKernelApp.exec_lines={_PRELOAD}"])
+        return km
+
+    def prestart(self) -> None:
+        self.ready = self.start()
+
+    def take(self) -> Any:
+        km, self.ready = self.ready, None
+        return km if km is not None else self.start()
+
+    @staticmethod
+    def stop(km: Any) -> None:
+        from jupyter_core.utils import run_sync
+
+        with contextlib.suppress(Exception):  # already dead, or never started
+            if run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=True)
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
 
 
 _POOL: ThreadPoolExecutor | None = None
