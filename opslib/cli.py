@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--workdir", metavar="DIR", help="where the CA file and mailed certificate are written")
     demo = rehsub.add_parser("demo", help="a full renewal against a fresh rehearsal host")
     demo.add_argument("--evidence-root", default="evidence")
-    demo.add_argument("--backup-dir", default=None)
+    demo.add_argument("--backup-dir", default="backups", help="where the PFX backup goes (0700)")
     return p
 
 

@@ -176,12 +176,9 @@ def start(
         folder.mkdir(parents=True, exist_ok=True)
     if host is None:
         scenarios = importlib.import_module(".scenarios", __name__)  # written by server operations
-        try:
-            host = scenarios.build_host(
-                scenario, locale=locale, codepage=codepage, state_file=state_file, workdir=str(folder)
-            )
-        except ValueError as exc:  # an unknown scenario name
-            raise UsageError(str(exc), hint="see opslib.rehearsal.scenarios.SCENARIOS") from None
+        host = scenarios.build_host(  # an unknown scenario name raises UsageError
+            scenario, locale=locale, codepage=codepage, state_file=state_file, workdir=str(folder)
+        )
     else:
         if locale:
             host.locale = locale

@@ -49,7 +49,9 @@ def run_demo(
     winrm_password = _password(WINRM_ENV)
     _password(PFX_ENV)
     work = Path(tempfile.mkdtemp(prefix="opslib-demo-"))
-    backups = Path(backup_dir) if backup_dir else work / "ssl-backups"
+    # The backup must outlive the demo (a PFX in a deleted temp folder would be a lost key pair):
+    # by default it goes to ./backups, beside ./evidence, both ignored by git.
+    backups = Path(backup_dir) if backup_dir else Path("backups")
     root = Path(evidence_root)
     before = {p.name for p in root.iterdir()} if root.is_dir() else set()
     t0 = time.monotonic()
