@@ -70,14 +70,33 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
     srv.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
     srv.add_argument("--https", action="store_true", help="HTTPS with a generated certificate")
-    srv.add_argument("--user", default="Administrator")
-    srv.add_argument("--password-env", default="OPSLIB_REHEARSAL_PASSWORD", metavar="VAR")
-    srv.add_argument("--locale", choices=["en", "ja"], default=None)
-    srv.add_argument("--codepage", type=int, choices=[437, 932, 65001], default=None)
-    srv.add_argument("--scenario", default="default")
-    srv.add_argument("--fault", action="append", default=[], metavar="SPEC")
-    srv.add_argument("--state-file", metavar="F")
-    srv.add_argument("--params-out", metavar="F")
+    srv.add_argument("--user", default="Administrator", help="Basic-auth user name (Administrator)")
+    srv.add_argument(
+        "--password-env",
+        default="OPSLIB_REHEARSAL_PASSWORD",
+        metavar="VAR",
+        help="environment variable holding the password (unset: a random one, written to a 0600 file)",
+    )
+    srv.add_argument("--locale", choices=["en", "ja"], default=None, help="language of tool messages")
+    srv.add_argument(
+        "--codepage", type=int, choices=[437, 932, 65001], default=None, help="console code page (ja: 932)"
+    )
+    srv.add_argument(
+        "--scenario",
+        default="default",
+        help="default | no-g5 | no-pending-request | key-not-exportable | iis6-ja",
+    )
+    srv.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="before|after:PROGRAM[#N]:drop|timeout|fault500|fail (PROGRAM: certutil, certreq, reg, cscript, * …)",
+    )
+    srv.add_argument(
+        "--state-file", metavar="F", help="JSON picture of the host, rewritten after every command"
+    )
+    srv.add_argument("--params-out", metavar="F", help="write a parameters file for this host")
     srv.add_argument("--workdir", metavar="DIR", help="where the CA file and mailed certificate are written")
     demo = rehsub.add_parser("demo", help="a full renewal against a fresh rehearsal host")
     demo.add_argument("--evidence-root", default="evidence")
