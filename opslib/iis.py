@@ -36,7 +36,7 @@ from .errors import (
     SiteNotFound,
     VerificationFailed,
 )
-from .windows import Change, probe
+from .windows import Capabilities, Change, probe
 
 if TYPE_CHECKING:
     from ._transport import CommandResult, Connection
@@ -170,37 +170,45 @@ class _HelperError(Exception):
 
 
 _helper_paths: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-_iis_versions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _host(conn: Connection) -> str:
     return str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
 
 
-def _iis_major(conn: Connection) -> int:
-    """The IIS major version from :func:`opslib.windows.probe` (cached per connection)."""
-    cached = _iis_versions.get(conn)
-    if cached is not None:
-        return cached
-    major = probe(conn).iis_major
+def _require_iis6(conn: Connection) -> None:
+    require_backend(probe(conn))  # cached per connection
+
+
+def require_backend(capabilities: Capabilities) -> None:
+    """Refuse a server this module has no backend for (anything but IIS 6), before anything changes.
+
+    On IIS 7+ the certificate lives in the HTTP.sys binding, not in the site (windows-commands.md §4,
+    [V]); the IIS 6 helper might still reach such a server through the IIS 6 Metabase Compatibility
+    feature [U] and "succeed" without changing what is served, so the kit stops instead. Called by
+    every helper verb and by step 0 right after :func:`opslib.windows.probe`.
+    """
+    major, minor = capabilities.iis_major, capabilities.iis_minor
+    if major == 6:
+        return
     if major <= 0:
         raise CapabilityMissing(
-            _host(conn),
+            capabilities.host,
             "IIS (HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion not found)",
             hint="check that IIS is installed on this server",
         )
-    _iis_versions[conn] = major
-    return major
-
-
-def _require_iis6(conn: Connection) -> None:
-    major = _iis_major(conn)
-    if major != 6:
+    if major >= 7:
         raise CapabilityMissing(
-            _host(conn),
-            f"an IIS {major} backend in this kit (only IIS 6 is implemented so far)",
-            hint="run the IIS 7+ procedure by hand; nothing was changed",
+            capabilities.host,
+            f"IIS 6 (it runs IIS {major}.{minor}; IIS 7+ backend not implemented yet)",
+            hint="renew this server's certificate by hand (IIS Manager → Server Certificates → Complete "
+            "Certificate Request, then the site's https binding); the kit drives IIS 6 only",
         )
+    raise CapabilityMissing(
+        capabilities.host,
+        f"IIS 6 (it runs IIS {major}.{minor}, which this kit does not support)",
+        hint="renew this server's certificate by hand in IIS Manager",
+    )
 
 
 def _helper_path(conn: Connection) -> str:
@@ -689,3 +697,76 @@ def rollback(
         already_done=False,
         changes=tuple(planned),
     )
+
+
+# --- checking: the read-back after a swap or a rollback --------------------------------------------
+
+
+def check_swap(
+    sites_after: Sequence[Site],
+    *,
+    production_site: str,
+    work_site: str = "",
+    new_thumbprint: str,
+    host: str,
+    run_dir: str = "",
+    dry_run: bool = False,
+    hint: str = "",
+) -> list[dict[str, Any]]:
+    """Seed step 2.8, read back: the production site is started with ``new_thumbprint``, the work site
+    (when given) is stopped, and no other started site shares the production secure binding.
+
+    Returns one row per check (``check``, ``site``, ``expected``, ``actual``, ``ok``) for a table.
+    A failed check raises :class:`VerificationFailed` naming every failure and the undo
+    (``opslib run <run_dir>/rollback.yaml``) — unless ``dry_run`` (nothing was changed, so the rows
+    only report). ``hint`` replaces the default advice (the rollback step has its own).
+    """
+    new = _thumbprint(new_thumbprint, key="new_thumbprint")
+    production = find_site(sites_after, production_site, host=host)
+    sharing = _sharing(sites_after, production, production.secure_bindings)
+    rows = [
+        _check_row("production site started", production, "started", production.state_name),
+        _check_row("production certificate", production, new, production.cert_thumbprint or "(none)"),
+    ]
+    if work_site:
+        work = find_site(sites_after, work_site, host=host)
+        rows.append(_check_row("work site stopped", work, "stopped", work.state_name))
+    rows.append(
+        {
+            "check": "no other started site on the secure binding",
+            "site": " ".join(production.secure_bindings) or "(none)",
+            "expected": "(none)",
+            "actual": ", ".join(s.label for s in sharing) or "(none)",
+            "ok": not sharing,
+        }
+    )
+    says = {
+        "production certificate": "{site} serves {actual}, not {expected}",
+        "no other started site on the secure binding": "other started sites share the secure binding "
+        "{site}: {actual}",
+    }
+    problems = [
+        says.get(row["check"], "{site} is {actual}, not {expected}").format(**row)
+        for row in rows
+        if not row["ok"]
+    ]
+    if problems and not dry_run:
+        undo = (
+            f"opslib run {run_dir.rstrip('/')}/rollback.yaml"
+            if run_dir
+            else "opslib run <run folder>/rollback.yaml"
+        )
+        raise VerificationFailed(
+            host, "; ".join(problems), hint=hint or f"look at the sites in IIS Manager; to undo: {undo}"
+        )
+    return rows
+
+
+def _check_row(check: str, site: Site, expected: str, actual: str) -> dict[str, Any]:
+    return {
+        "check": check,
+        "site": site.label,
+        "expected": expected,
+        "actual": actual,
+        "ok": actual == expected,
+    }

@@ -49,6 +49,7 @@ __all__ = [
     "ExportResult",
     "InstallResult",
     "StoreEntry",
+    "check_roots_disabled",
     "disable_roots",
     "export_pfx",
     "forbidden_entries",
@@ -557,9 +558,6 @@ def read_store(conn: Connection, store: str) -> list[StoreEntry]:
     return store_entries(store, key, _export_key(conn, key, what=f"read the {store} certificate store"))
 
 
-_read_store = read_store  # kept for callers written before read_store was public
-
-
 def _read_entry(conn: Connection, store: str, thumbprint: str) -> tuple[StoreEntry | None, bytes | None]:
     """One certificate key of a store: (entry, the raw .reg export of that key)."""
     key = STORE_KEYS[store] + "\\Certificates\\" + thumbprint
@@ -673,7 +671,7 @@ def trusted_roots(conn: Connection) -> list[StoreEntry]:
     """Every certificate of every physical LocalMachine Trusted Root store (one export per store)."""
     out: list[StoreEntry] = []
     for store, _key in ROOT_STORES:
-        out.extend(_read_store(conn, store))
+        out.extend(read_store(conn, store))
     return out
 
 
@@ -686,6 +684,25 @@ def forbidden_entries(entries: Iterable[StoreEntry], forbidden: Iterable[str] = 
         if (e.certificate is not None and certs.is_forbidden_root(e.certificate, extra))
         or _thumb_in(e, extra)
     ]
+
+
+def check_roots_disabled(
+    entries: Iterable[StoreEntry], *, forbidden: Iterable[str] = (), host: str, dry_run: bool = False
+) -> list[StoreEntry]:
+    """Step 0's read-back: the forbidden entries of ``entries`` (for a table), none of them enabled.
+
+    An enabled one raises :class:`VerificationFailed` naming its store and thumbprint — unless
+    ``dry_run`` (nothing was disabled, so the entries are only reported).
+    """
+    found = forbidden_entries(entries, forbidden)
+    left = [e for e in found if e.enabled]
+    if left and not dry_run:
+        raise VerificationFailed(
+            host,
+            "forbidden roots are still enabled: " + ", ".join(f"{e.store} {e.thumbprint}" for e in left),
+            hint="disable them by hand (MMC certificates snap-in → Properties → Disable all purposes), then resume",
+        )
+    return found
 
 
 def _thumb_in(entry: StoreEntry, thumbprints: Sequence[str]) -> bool:
@@ -898,7 +915,7 @@ def restore_roots(conn: Connection, backups: Iterable[Path | str]) -> list[Chang
 
 def pending_requests(conn: Connection) -> list[StoreEntry]:
     """The placeholders of pending requests (LocalMachine REQUEST store; windows-commands.md §3)."""
-    return _read_store(conn, "REQUEST")
+    return read_store(conn, "REQUEST")
 
 
 def _match_request(host: str, requests: Sequence[StoreEntry], leaf: certs.Certificate) -> StoreEntry:
@@ -951,9 +968,9 @@ class _InstallState:
 def _install_state(conn: Connection, bundle: certs.Bundle) -> _InstallState:
     leaf, cas, roots = _split_bundle(bundle)
     thumb = certs.thumbprint(leaf)
-    my = _read_store(conn, "MY")
-    requests = _read_store(conn, "REQUEST")
-    ca_held = {e.thumbprint for e in _read_store(conn, "CA")}
+    my = read_store(conn, "MY")
+    requests = read_store(conn, "REQUEST")
+    ca_held = {e.thumbprint for e in read_store(conn, "CA")}
     installed = any(e.thumbprint == thumb and e.has_key_link for e in my)
     request = None if installed else _match_request(_host(conn), requests, leaf)
     if installed:
@@ -1073,7 +1090,7 @@ def install_certificate(
         if result.exit_code != 0:
             raise _failed(conn, result, f"add the CA certificate {certs.thumbprint(c)} to the CA store")
     # Read back.
-    my = {e.thumbprint: e for e in _read_store(conn, "MY")}
+    my = {e.thumbprint: e for e in read_store(conn, "MY")}
     entry = my.get(state.thumbprint)
     if entry is None or not entry.has_key_link:
         raise VerificationFailed(
@@ -1082,12 +1099,12 @@ def install_certificate(
             hint=f"repair the link with `certutil -repairstore MY {state.thumbprint}` and check in the Certificates MMC",
         )
     if state.request is not None and state.installed is None:
-        left = {e.thumbprint for e in _read_store(conn, "REQUEST")}
+        left = {e.thumbprint for e in read_store(conn, "REQUEST")}
         if state.request.thumbprint in left:
             raise VerificationFailed(
                 caps.host, f"the pending request {state.request.thumbprint} is still in the REQUEST store"
             )
-    ca_now = {e.thumbprint for e in _read_store(conn, "CA")}
+    ca_now = {e.thumbprint for e in read_store(conn, "CA")}
     missing = [certs.thumbprint(c) for c in state.cas if certs.thumbprint(c) not in ca_now]
     if missing:
         raise VerificationFailed(caps.host, f"the CA store lacks {', '.join(missing)} after -addstore")

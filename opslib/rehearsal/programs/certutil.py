@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
 from ..host import Host, Invocation
-from . import stores
+from . import filecodec, stores
 
 # --- HRESULTs (signed, as a process exit code) ------------------------------------------------------
 CRYPT_E_NOT_FOUND = -2146885628  # 0x80092004
@@ -163,24 +163,11 @@ _FLAG_OPTIONS = {
 
 
 def fail(inv: Invocation, verb: str, hresult: int, *, tool: str = "CertUtil") -> int:
-    code, en, ja = MESSAGES[hresult]
-    inv.say(f"{tool}: -{verb} command FAILED: {code}", f"{tool}: -{verb} コマンドは失敗しました: {code}")
-    inv.say(f"{tool}: {en}", f"{tool}: {ja}")
-    return hresult
+    return filecodec.fail(inv, verb, hresult, tool=tool, messages=MESSAGES)
 
 
-def done(inv: Invocation, verb: str) -> int:
-    inv.say(
-        f"CertUtil: -{verb} command completed successfully.",
-        f"CertUtil: -{verb} コマンドは正常に完了しました。",
-    )
-    return 0
-
-
-def resolve(inv: Invocation, name: str) -> str:
-    from ..cmd import resolve_path  # lazy: cmd imports the programs package
-
-    return resolve_path(inv.host, name)
+done = filecodec.done
+resolve = filecodec.resolve
 
 
 def simple_name(cert: x509.Certificate) -> str:
@@ -706,8 +693,6 @@ def certutil(inv: Invocation) -> int:
                 inv.write(f"  {text}\r\n")
         return 0 if want_help else E_INVALIDARG  # [I] certutil with no verb dumps the CA config: absent here
     if verb in ("decode", "encode", "hashfile"):
-        from . import filecodec  # lazy: the file verbs are the transport helper's module
-
         return int(getattr(filecodec, verb)(inv))
     return _HANDLERS[verb](inv, switches, values, ops)
 

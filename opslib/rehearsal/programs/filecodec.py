@@ -85,19 +85,23 @@ def _options(argv: list[str]) -> tuple[set[str], list[str]]:
     return switches, operands
 
 
-def _fail(inv: Invocation, verb: str, hresult: int) -> int:
-    code, en, ja = _HEX[hresult]
-    inv.write(
-        inv.host.text(
-            f"CertUtil: -{verb} command FAILED: {code}\r\n",
-            f"CertUtil: -{verb} コマンドは失敗しました: {code}\r\n",
-        )
-    )
-    inv.write(f"CertUtil: {inv.host.text(en, ja)}\r\n")
+def fail(
+    inv: Invocation,
+    verb: str,
+    hresult: int,
+    *,
+    tool: str = "CertUtil",
+    messages: dict[int, tuple[str, str, str]] | None = None,
+) -> int:
+    """Print certutil's two failure lines (verb FAILED: code, then the system message); return the HRESULT."""
+    code, en, ja = (messages or _HEX)[hresult]
+    inv.say(f"{tool}: -{verb} command FAILED: {code}", f"{tool}: -{verb} コマンドは失敗しました: {code}")
+    inv.say(f"{tool}: {en}", f"{tool}: {ja}")
     return hresult
 
 
-def _done(inv: Invocation, verb: str) -> int:
+def done(inv: Invocation, verb: str) -> int:
+    """certutil's success line (captured output, windows-commands.md section 0)."""
     inv.say(
         f"CertUtil: -{verb} command completed successfully.",
         f"CertUtil: -{verb} コマンドは正常に完了しました。",
@@ -105,7 +109,7 @@ def _done(inv: Invocation, verb: str) -> int:
     return 0
 
 
-def _path(inv: Invocation, name: str) -> str:
+def resolve(inv: Invocation, name: str) -> str:
     from ..cmd import resolve_path
 
     return resolve_path(inv.host, name)
@@ -115,15 +119,15 @@ def _transform(inv: Invocation, verb: str) -> tuple[bytes, str] | int:
     """Common part of -decode/-encode: read InFile, check OutFile; returns (data, out path) or an exit code."""
     switches, operands = _options(inv.argv)
     if len(operands) != 2:
-        return _fail(inv, verb, HRESULT_INVALID_ARG)
-    src, dst = (_path(inv, p) for p in operands)
+        return fail(inv, verb, HRESULT_INVALID_ARG)
+    src, dst = (resolve(inv, p) for p in operands)
     data = inv.host.read_file(src)
     if data is None:
-        return _fail(inv, verb, HRESULT_FILE_NOT_FOUND)
+        return fail(inv, verb, HRESULT_FILE_NOT_FOUND)
     if inv.host.exists(dst) and "f" not in switches:
-        return _fail(inv, verb, HRESULT_FILE_EXISTS)
+        return fail(inv, verb, HRESULT_FILE_EXISTS)
     if not inv.host.parent_exists(dst) or inv.host.is_dir(dst):
-        return _fail(inv, verb, HRESULT_PATH_NOT_FOUND)
+        return fail(inv, verb, HRESULT_PATH_NOT_FOUND)
     return data, dst
 
 
@@ -139,11 +143,11 @@ def decode(inv: Invocation) -> int:
     try:
         raw = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
-        return _fail(inv, "decode", HRESULT_BAD_DATA)
+        return fail(inv, "decode", HRESULT_BAD_DATA)
     inv.host.write_file(dst, raw)
     inv.say(f"Input Length = {len(data)}", f"入力長 = {len(data)}")
     inv.say(f"Output Length = {len(raw)}", f"出力長 = {len(raw)}")
-    return _done(inv, "decode")
+    return done(inv, "decode")
 
 
 def encode(inv: Invocation) -> int:
@@ -163,29 +167,29 @@ def encode(inv: Invocation) -> int:
     inv.host.write_file(dst, encoded)
     inv.say(f"Input Length = {len(data)}", f"入力長 = {len(data)}")
     inv.say(f"Output Length = {len(encoded)}", f"出力長 = {len(encoded)}")
-    return _done(inv, "encode")
+    return done(inv, "encode")
 
 
 def hashfile(inv: Invocation) -> int:
     """``certutil -hashfile InFile [HashAlgorithm]`` (default SHA1)."""
     _, operands = _options(inv.argv)
     if not operands:
-        return _fail(inv, "hashfile", HRESULT_INVALID_ARG)
+        return fail(inv, "hashfile", HRESULT_INVALID_ARG)
     alg = operands[1].upper() if len(operands) > 1 else "SHA1"
     if alg not in _HASHES:
-        return _fail(inv, "hashfile", HRESULT_BAD_ALGID)
+        return fail(inv, "hashfile", HRESULT_BAD_ALGID)
     if alg != "SHA1" and inv.host.windows_version.startswith("5."):
-        return _fail(inv, "hashfile", HRESULT_BAD_ALGID)  # [U] see the module docstring
-    path = _path(inv, operands[0])
+        return fail(inv, "hashfile", HRESULT_BAD_ALGID)  # [U] see the module docstring
+    path = resolve(inv, operands[0])
     data = inv.host.read_file(path)
     if data is None:
-        return _fail(inv, "hashfile", HRESULT_FILE_NOT_FOUND)
+        return fail(inv, "hashfile", HRESULT_FILE_NOT_FOUND)
     digest = hashlib.new(_HASHES[alg], data).hexdigest()
     spaced = inv.host.windows_version.split(".")[:2] in (["5", "2"], ["6", "0"], ["6", "1"])
     shown = " ".join(digest[i : i + 2] for i in range(0, len(digest), 2)) if spaced else digest
     inv.say(f"{alg} hash of file {operands[0]}:", f"{alg} ハッシュ (対象 {operands[0]}):")  # ja label [U]
     inv.write(shown + "\r\n")
-    return _done(inv, "hashfile")
+    return done(inv, "hashfile")
 
 
 VERBS = {"decode": decode, "encode": encode, "hashfile": hashfile}
@@ -199,7 +203,7 @@ def certutil_file_verbs(inv: Invocation) -> int:
             return fn(inv)
     verb = next(iter(sorted(switches - {"f"})), "")
     inv.write(f"CertUtil: Unknown arg: -{verb}\r\n")
-    return _fail(inv, verb or "?", HRESULT_INVALID_ARG)
+    return fail(inv, verb or "?", HRESULT_INVALID_ARG)
 
 
 def register(host: Host) -> None:
