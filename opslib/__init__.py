@@ -22,6 +22,7 @@ _SUBMODULES = {
     "errors",
     "inspect",
     "params",
+    "preflight",
 }
 
 

@@ -21,6 +21,7 @@ One WinRS shell per connection; one command costs Command + Receive(×k) + Signa
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import hashlib
@@ -286,6 +287,36 @@ def _digest(data: bytes) -> dict[str, Any]:
 
 # --- the connection --------------------------------------------------------------------------------
 
+CREATE_TEMP = "create the connection's temp folder"
+REMOVE_TEMP = "remove the temp folder"
+REMOVE_STALE_TEMP = "remove a temp folder an earlier connection of this run left"
+
+
+def stale_temp_dirs(transcript: str | Path) -> list[str]:
+    """The kit temp folders a run's transcript shows created (or tried) and not yet removed.
+
+    Removed = an ``rmdir`` of that folder that ended with exit code 0, or 2 (nothing there [I]).
+    """
+    created: list[str] = []
+    removed: set[str] = set()
+    try:
+        lines = Path(transcript).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        argv = entry.get("argv") if isinstance(entry, dict) else None
+        if not isinstance(argv, list) or not argv or not isinstance(argv[-1], str):
+            continue
+        if entry.get("what") == CREATE_TEMP and argv[-1] not in created:
+            created.append(argv[-1])
+        elif entry.get("what") in (REMOVE_TEMP, REMOVE_STALE_TEMP) and entry.get("exit_code") in (0, 2):
+            removed.add(argv[-1])
+    return [folder for folder in created if folder not in removed]
+
 
 class Connection:
     """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
@@ -305,6 +336,7 @@ class Connection:
         operation_timeout_s: int = 20,
         read_timeout_s: int = 30,
         transcript: Transcript | str | Path | None = None,
+        command_timeout_s: float | None = None,
     ) -> None:
         self.url = url
         self.host = host_label
@@ -312,6 +344,8 @@ class Connection:
             transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
         )
         self._operation_timeout_s = int(operation_timeout_s)
+        # The longest any one command may take (caps each verb's own deadline); None = the verbs' own.
+        self._command_cap = float(command_timeout_s) if command_timeout_s else None
         self._temp_dir: str | None = None
         self._stage = 0
         self._hashfile_ok: bool | None = None  # probed on first use: certutil -hashfile SHA256
@@ -375,6 +409,10 @@ class Connection:
             self._shell_id = self._open_shell()
         if self._requested_cp is None:
             self.codepage = self._detect_codepage()
+        self._remove_stale_temp_dirs()
+        # A step whose cell fails never reaches its conn.close(); the runner then shuts the kernel down
+        # gracefully, and this removes the temp folder as the interpreter exits (unregistered on close).
+        atexit.register(self.close)
 
     # --- shell ---
     def _open_shell(self) -> str:
@@ -504,6 +542,8 @@ class Connection:
     ) -> CommandResult:
         if self._closed:
             raise ConnectionFailed(self.url, "the connection is closed")
+        if self._command_cap is not None:
+            timeout_s = min(timeout_s, self._command_cap)
         shown = _secrets.redact(log_line or line)
         started_utc = datetime.now(UTC)
         t0 = time.monotonic()
@@ -669,12 +709,36 @@ class Connection:
             # mkdir: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/mkdir
             self.run(
                 ["mkdir", folder],
-                what="create the connection's temp folder",
+                what=CREATE_TEMP,
                 timeout_s=30,
                 names=["mkdir", "temp folder"],
             )
             self._temp_dir = folder
         return self._temp_dir
+
+    def _remove_stale_temp_dirs(self) -> None:
+        """Remove the temp folders earlier connections of this run left on the server.
+
+        A step that fails keeps its connection open until its kernel is stopped, and a dropped
+        connection cannot run ``rmdir``: such a folder (it may hold a staging copy) is named in the
+        run's transcript (``mkdir`` without a later ``rmdir`` that ended with exit code 0 or 2, "not
+        found" [I]). Only folders this run's own transcript names are touched: runs on one host and
+        site are serialized by the runbook's lock, and the steps of a run are sequential, so no other
+        live connection uses them. Best effort; a folder that stays is named again next time.
+        """
+        if self._transcript is None:
+            return
+        for folder in stale_temp_dirs(self._transcript.path):
+            try:
+                self.run(
+                    ["rmdir", "/s", "/q", folder],
+                    check=False,
+                    timeout_s=30,
+                    what=REMOVE_STALE_TEMP,
+                    names=["rmdir", "", "", "temp folder"],
+                )
+            except OpsError:
+                return
 
     def _stage_name(self, suffix: str) -> str:
         self._stage += 1
@@ -882,15 +946,21 @@ class Connection:
         try:
             if self._temp_dir is not None and self._shell_id is not None:
                 # rmdir /s /q: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/rmdir
-                try:
-                    self.run(
-                        ["rmdir", "/s", "/q", self._temp_dir],
-                        check=False,
-                        timeout_s=30,
-                        what="remove the temp folder",
-                    )
-                except OpsError:
-                    pass
+                # Tried twice (it is idempotent: a second run finds nothing, exit 2 [I]); a folder that
+                # still stays is named in the transcript and removed by the run's next connection.
+                for _attempt in (1, 2):
+                    try:
+                        removed = self.run(
+                            ["rmdir", "/s", "/q", self._temp_dir],
+                            check=False,
+                            timeout_s=30,
+                            what=REMOVE_TEMP,
+                            names=["rmdir", "", "", "temp folder"],
+                        )
+                    except OpsError:
+                        continue
+                    if removed.exit_code in (0, 2):
+                        break
             if self._shell_id is not None:
                 try:
                     self._protocol.close_shell(self._shell_id)
@@ -899,6 +969,7 @@ class Connection:
         finally:
             self._closed = True
             self._shell_id = None
+            atexit.unregister(self.close)
             try:
                 self._protocol.transport.close_session()
             except Exception:
@@ -930,6 +1001,7 @@ def connect(
     operation_timeout_s: int = 20,
     read_timeout_s: int = 30,
     transcript: Transcript | str | Path | None = None,
+    command_timeout_s: float | None = None,
 ) -> Connection:
     """Open one WinRS shell on ``url`` (a context manager). ``password`` is the value, not a reference."""
     return Connection(
@@ -945,6 +1017,7 @@ def connect(
         operation_timeout_s=operation_timeout_s,
         read_timeout_s=read_timeout_s,
         transcript=transcript,
+        command_timeout_s=command_timeout_s,
     )
 
 
@@ -970,6 +1043,7 @@ def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Co
         operation_timeout_s=int(winrm.get("operation_timeout_s", 20)),
         read_timeout_s=int(winrm.get("read_timeout_s", 30)),
         transcript=transcript,
+        command_timeout_s=float(winrm.get("command_timeout_s") or 0) or None,
     )
 
 

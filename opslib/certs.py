@@ -273,6 +273,11 @@ def _normalize_thumbprint(value: str) -> str:
     return re.sub(r"[^0-9A-Fa-f]", "", value).upper()
 
 
+def normalize_thumbprint(value: str) -> str:
+    """A thumbprint as typed or copied (spaces, colons, lower case) → upper-case hex digits only."""
+    return _normalize_thumbprint(value)
+
+
 def is_forbidden_root(cert: Certificate, extra_thumbprints: Iterable[str] = ()) -> bool:
     """True for the VeriSign G5 root (by thumbprint, or by subject + public key as a re-issue would
     carry) and for any certificate whose SHA-1 is in ``extra_thumbprints``.
@@ -839,6 +844,52 @@ class Bundle:
         """Every certificate but the leaf (intermediates, cross certificates, roots)."""
         leaf = self.leaf
         return tuple(c for c in self.certificates if c is not leaf)
+
+    def rows(self, *, now_utc: datetime | None = None) -> list[dict[str, Any]]:
+        """One row per certificate for a table, ``role`` leaf or CA first."""
+        leaf = self.leaf
+        return [
+            {"role": "leaf" if c is leaf else "CA", **summarize(c, now_utc=now_utc).row()}
+            for c in self.certificates
+        ]
+
+    def require_leaf(self) -> Certificate:
+        """The leaf; :class:`CertificateError` when the source holds only CA certificates."""
+        if self.leaf is None:
+            raise CertificateError(
+                self.source,
+                "holds no server certificate (only CA certificates)",
+                hint="give the mail or file with the サーバID",
+            )
+        return self.leaf
+
+
+# Findings that stop step 1 before anything is sent to the server.
+# Findings that stop an install: the runner refuses them before anything starts (all but the chain,
+# which needs the server's roots), and step 1 again with the server's stores.
+INSTALL_BLOCKING = (
+    "expired",
+    "not_yet_valid",
+    "hostname_mismatch",
+    "self_signed_leaf",
+    "sha1_signature",
+    "weak_key",
+    "chain_incomplete",
+)
+
+
+def raise_for_blocking(
+    findings: Iterable[Finding], *, source: str, blocking: Iterable[str] = INSTALL_BLOCKING
+) -> None:
+    """:class:`CertificateError` naming every finding whose code is in ``blocking`` (nothing was changed)."""
+    codes = set(blocking)
+    stop = [f for f in findings if f.code in codes]
+    if stop:
+        raise CertificateError(
+            source,
+            "; ".join(f.message for f in stop),
+            hint="check that this is the certificate the CA issued for this renewal; nothing was changed",
+        )
 
 
 # A BEGIN marker counts only when base64 or a line end follows it: mails quote the markers in prose

@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--scenario",
         default="default",
-        help="default | no-g5 | no-pending-request | key-not-exportable | iis6-ja",
+        help="default | no-g5 | no-pending-request | key-not-exportable | iis6-ja | iis7",
     )
     srv.add_argument(
         "--fault",

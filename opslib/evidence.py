@@ -80,7 +80,7 @@ _FACT_COLUMNS = (
     "backup_sha256",
 )
 _PROTECTED = frozenset({"schema", "run_id", "files", "previous_run", "hmac"})  # set by new_run/finalize_run
-_SECRET_KEY = re.compile(r"password|passphrase|secret", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|passphrase|secret|hmac_key", re.IGNORECASE)
 _TMP_PREFIX = ".run.json."
 _STATUS_COLOURS = {
     "succeeded": "#d8f0d8",

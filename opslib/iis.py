@@ -36,7 +36,7 @@ from .errors import (
     SiteNotFound,
     VerificationFailed,
 )
-from .windows import Capabilities, Change, probe
+from .windows import Capabilities, Change, InstallResult, probe
 
 if TYPE_CHECKING:
     from ._transport import CommandResult, Connection
@@ -770,3 +770,38 @@ def _check_row(check: str, site: Site, expected: str, actual: str) -> dict[str, 
         "actual": actual,
         "ok": actual == expected,
     }
+
+
+def check_bound(
+    work_after: Site,
+    *,
+    thumbprint: str,
+    installed: InstallResult | None,
+    host: str,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """Step 1's read-back: ``thumbprint`` is in MY with its private key (``installed``) and bound to
+    the work site. Returns one row per check; a failure raises :class:`VerificationFailed` unless
+    ``dry_run`` (nothing was installed, so the rows only report)."""
+    thumb = _thumbprint(thumbprint)
+    with_key = bool(installed and installed.thumbprint == thumb and installed.key_container)
+    rows = [
+        {
+            "check": "in MY with its private key",
+            "site": "",
+            "expected": thumb,
+            "actual": f"{installed.thumbprint} (key {installed.key_container or 'none'})"
+            if installed
+            else "(none)",
+            "ok": with_key,
+        },
+        _check_row("bound to the work site", work_after, thumb, work_after.cert_thumbprint or "(none)"),
+    ]
+    if not all(row["ok"] for row in rows) and not dry_run:
+        raise VerificationFailed(
+            host,
+            f"after the install: in MY with its key {with_key}, {work_after.label} bound to "
+            f"{work_after.cert_thumbprint or '(none)'} (expected {thumb})",
+            hint="look at the MY store (certutil -store MY) and the work site in IIS Manager",
+        )
+    return rows

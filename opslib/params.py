@@ -37,14 +37,23 @@ _MISSING = object()
 Check = Callable[[Any], str]  # returns "" when the value is fine, else the problem
 
 
+MAX_TEXT = 1024  # longest string value (a site name, a path, a host name); more is a mistake or an attack
+
+
+def _too_long(value: str) -> str:
+    if len(value) > MAX_TEXT:
+        return f"is {len(value)} characters long; at most {MAX_TEXT} are accepted (starts {value[:40]!r}…)"
+    return ""
+
+
 def _str(value: Any) -> str:
-    return "" if isinstance(value, str) else f"expected a string, got {_kind(value)}"
+    return _too_long(value) if isinstance(value, str) else f"expected a string, got {_kind(value)}"
 
 
 def _nonempty_str(value: Any) -> str:
     if not isinstance(value, str):
         return f"expected a string, got {_kind(value)}"
-    return "" if value.strip() else "must not be empty"
+    return _too_long(value) or ("" if value.strip() else "must not be empty")
 
 
 def _int_range(lo: int, hi: int) -> Check:
@@ -73,7 +82,9 @@ def _str_list(value: Any) -> str:
     if not isinstance(value, list):
         return f"expected a list of strings, got {_kind(value)}"
     bad = [v for v in value if not isinstance(v, str) or not v.strip()]
-    return f"every item must be a non-empty string; got {bad[0]!r}" if bad else ""
+    if bad:
+        return f"every item must be a non-empty string; got {bad[0]!r}"
+    return next((f"an item {p}" for p in map(_too_long, value) if p), "")
 
 
 def _nonempty_str_list(value: Any) -> str:
@@ -109,9 +120,18 @@ def _reference(value: Any) -> str:
     return ""
 
 
+def _optional_reference(value: Any) -> str:
+    return "" if value == "" else _reference(value)
+
+
 def _url(value: Any) -> str:
     if not isinstance(value, str):
         return f"expected a URL string, got {_kind(value)}"
+    if "@" in value.split("/")[2 if value.count("/") >= 2 else 0]:
+        # Never echo it: the part before "@" may be a password.
+        return "must not hold a user name or password (user:password@host); use winrm.username and winrm.password"
+    if len(value) > MAX_TEXT:
+        return _too_long(value)
     if not re.match(r"^https?://[^/\s:]+(:\d+)?/\S*$", value):
         return f"expected http(s)://HOST[:PORT]/wsman, got {value!r}"
     return ""
@@ -167,6 +187,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "backup": (RENEW,),
     "verify": (RENEW, ROLLBACK),
     "rollback": (ROLLBACK,),
+    "evidence": (RENEW, ROLLBACK),
 }
 
 SCHEMA: tuple[Key, ...] = (
@@ -182,6 +203,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("winrm.allow_unencrypted_basic", _bool, False, help="allow Basic over plain HTTP"),
     Key("winrm.operation_timeout_s", _int_range(1, 3600), 20, help="WS-Management OperationTimeout"),
     Key("winrm.read_timeout_s", _int_range(2, 3600), 30, help="HTTP read timeout"),
+    Key(
+        "winrm.command_timeout_s",
+        _int_range(0, 3600),
+        0,
+        help="longest wait for any one remote command (0: each command's own limit)",
+    ),
     Key("production_site", _nonempty_str, help="the production site (ServerComment or W3SVC/n)"),
     Key("work_site", _nonempty_str, help="the site holding the pending request"),
     Key("ssl_port", _int_range(1, 65535), 443, help="SSL port of the work site binding"),
@@ -196,6 +223,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("verify.endpoint", _endpoint, help="HOST:PORT checked from outside in step 4"),
     Key("verify.servername", _str, "", help="SNI name"),
     Key("verify.ca_file", _str, "", help="extra trust anchors for the check"),
+    Key(
+        "evidence.hmac_key",
+        _optional_reference,
+        "",
+        help="secret reference of a key that signs run.json (HMAC-SHA256); empty: unsigned",
+    ),
     Key("rollback.run_id", _nonempty_str, modes=(ROLLBACK,), help="the run being rolled back"),
     Key("rollback.old_thumbprint", _thumbprint, modes=(ROLLBACK,), help="the certificate to put back"),
     Key("rollback.old_not_after_utc", _str, "", modes=(ROLLBACK,), help="its expiry (for the reader)"),
@@ -205,7 +238,7 @@ SCHEMA: tuple[Key, ...] = (
 
 # Keys whose value is a path relative to the parameters file's folder.
 PATH_KEYS = ("certificate_file", "winrm.ca_trust_path", "verify.ca_file", "backup.directory")
-SECRET_KEYS = ("winrm.password", "backup.pfx_password")
+SECRET_KEYS = ("winrm.password", "backup.pfx_password", "evidence.hmac_key")
 
 
 @dataclass(frozen=True)
@@ -256,7 +289,8 @@ class Parameters:
 
         Top-level keys keep their name; ``winrm`` stays one mapping (``opslib.connect`` takes it);
         ``backup.x`` and ``verify.x`` become ``backup_x`` / ``verify_x``; the ``rollback``
-        section's keys keep their own names (they are the facts step 2 recorded).
+        section's keys keep their own names (they are the facts step 2 recorded); the ``evidence``
+        section is the runner's own and reaches no notebook.
         """
         out: dict[str, Any] = {}
         for name, value in self.data.items():
@@ -264,6 +298,8 @@ class Parameters:
                 out[name] = dict(value)
             elif name == "rollback":
                 out.update(value)
+            elif name == "evidence":
+                continue  # the runner's own (the HMAC key reference): no notebook receives it
             elif name in ("backup", "verify"):
                 out.update({f"{name}_{k}": v for k, v in value.items()})
             else:

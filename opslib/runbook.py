@@ -15,7 +15,7 @@ runs the steps, one kernel each:
 Each notebook gets only the parameters its ``parameters`` cell declares (papermill's
 ``inspect_notebook``) — secrets only as references — plus the facts earlier steps recorded
 (:func:`opslib.evidence.read_facts`). After each step the runner updates ``run.json``, renders
-``html/<step>.html``, and after step 2 writes ``rollback.yaml``: ``opslib run rollback.yaml``
+``html/<step>.html``, and after step 2 (also a failed one) writes ``rollback.yaml``: ``opslib run rollback.yaml``
 (``mode: rollback``) runs only ``05_rollback_certificate`` and ``04_verify_endpoint``.
 
 The first failure stops the run (:class:`opslib.errors.StepFailed`: the step, the failing cell,
@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import evidence, secrets
+from . import evidence, preflight, secrets
 from . import params as params_
 from .errors import OpsError, ParameterError, RunLocked, StepFailed, UsageError
 
@@ -142,9 +142,11 @@ def run(
     root = _evidence_root(evidence_root, params)
     _refuse_unconfirmable(selected, dry_run=dry_run, yes=yes)
     env = _resolve_secrets(params)
+    hmac_key = _hmac_key(params, env)
     _check_backup_directory(params, root, selected)
     notebooks = _check_notebooks(selected)
     with _locked(root, params.host, params.site):
+        preflight.check_inputs(params, steps=[s.name for s in selected], prompted=env)
         run_dir = evidence.new_run(
             root,
             host=params.host,
@@ -157,7 +159,7 @@ def run(
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
         evidence.update_run(run_dir, parameters_file=str(Path(params_path).resolve()), mode=params.mode)
-        ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env)
+        ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
         return ctx.execute(list(selected))
 
 
@@ -183,14 +185,16 @@ def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
         raise UsageError(f"{folder}: every step already succeeded; there is nothing to resume")
     _refuse_unconfirmable(remaining, dry_run=dry_run, yes=yes)
     env = _resolve_secrets(params)
+    hmac_key = _hmac_key(params, env)
     root = folder.resolve().parent
     _check_backup_directory(params, root, remaining)
     notebooks = _check_notebooks(remaining)
     with _locked(root, params.host, params.site):
+        preflight.check_inputs(params, steps=[s.name for s in remaining], prompted=env)
         _archive_failed_attempts(folder, manifest)
         print(f"opslib: resuming {folder} at {remaining[0].name}", file=sys.stderr)
         evidence.update_run(folder, status="running", failed_step=None, error=None, finished_utc=None)
-        ctx = _Context(folder, params, notebooks, dry_run=dry_run, yes=yes, env=env)
+        ctx = _Context(folder, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
         ctx.facts = dict(manifest.get("facts") or {})
         ctx.records = list(_read_manifest(folder).get("steps", []))
         return ctx.execute(remaining)
@@ -235,6 +239,7 @@ class _Context:
     records: list[dict[str, Any]] = field(default_factory=list)
     renders: list[Future[None]] = field(default_factory=list)
     ask: Callable[[str], str] = input
+    hmac_key: bytes | None = field(default=None, repr=False)  # evidence.hmac_key, resolved
 
     def execute(self, steps: list[Step]) -> int:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
@@ -247,12 +252,17 @@ class _Context:
                     kernel = kernels.take()
                     if n + 1 < len(steps):
                         kernels.prestart()  # boots while this step runs
+                    ok = False
                     try:
                         self._run_step(step, kernel)
+                        ok = True
                     finally:
-                        kernels.stop(kernel)
-                    if step.name == "02_swap_certificate" and not self.dry_run:
-                        self._write_rollback()
+                        # After a failure the kernel exits gracefully: its open connection's atexit
+                        # close removes the remote temp folder (a successful step closed it already).
+                        kernels.stop(kernel, graceful=not ok)
+                        # Also after a failed swap: its check names this file as the undo.
+                        if step.name == "02_swap_certificate" and not self.dry_run:
+                            self._write_rollback()
         except OpsError as exc:
             failure = exc
         except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
@@ -390,10 +400,19 @@ class _Context:
         (html_dir / f"{step.name}.html").write_text(secrets.redact(body), encoding="utf-8")
 
     def _write_rollback(self) -> None:
-        if not self.facts.get("old_thumbprint"):
+        facts = self.facts
+        if not facts.get("old_thumbprint"):
+            # Step 2 failed before recording: what step 0 saw before anything changed is the undo.
+            facts = {
+                "old_thumbprint": facts.get("production_thumbprint_before", ""),
+                "old_not_after_utc": facts.get("production_not_after_utc_before", ""),
+                "old_secure_bindings": facts.get("production_secure_bindings_before") or [],
+                "new_thumbprint": facts.get("new_thumbprint", ""),
+            }
+        if not facts["old_thumbprint"]:
             return
         path = self.run_dir / ROLLBACK_FILE
-        path.write_text(rollback_text(self.params, self.facts, run_id=self.run_dir.name), encoding="utf-8")
+        path.write_text(rollback_text(self.params, facts, run_id=self.run_dir.name), encoding="utf-8")
         print(f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)", file=sys.stderr)
 
     def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> None:
@@ -414,7 +433,7 @@ class _Context:
             steps=self.records,
             facts=self.facts,
         )
-        evidence.finalize_run(self.run_dir, now_utc=_now())
+        evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)
         print(summarize(self.run_dir), flush=True)
 
 
@@ -497,6 +516,21 @@ def _resolve_secrets(params: params_.Parameters) -> dict[str, str]:
             os.environ[var] = value
             env[key] = var
     return env
+
+
+def _hmac_key(params: params_.Parameters, env: dict[str, str]) -> bytes | None:
+    """The evidence HMAC key (``evidence.hmac_key``) for :func:`opslib.evidence.finalize_run`.
+
+    Resolved once, held by the runner only: a prompted answer is taken back out of the environment
+    (``env``) so that no kernel inherits it; no notebook ever receives it.
+    """
+    key = "evidence.hmac_key"
+    reference = params.secret_references().get(key)
+    if not reference:
+        return None
+    var = env.pop(key, None)
+    value = os.environ.pop(var, "") if var else secrets.resolve(reference, purpose=key)
+    return value.encode("utf-8")
 
 
 def _check_backup_directory(params: params_.Parameters, root: Path, steps: Sequence[Step]) -> None:
@@ -720,12 +754,12 @@ class _Kernels:
         return km if km is not None else self.start()
 
     @staticmethod
-    def stop(km: Any) -> None:
+    def stop(km: Any, *, graceful: bool = False) -> None:
         from jupyter_core.utils import run_sync
 
         with contextlib.suppress(Exception):  # already dead, or never started
             if run_sync(km.is_alive)():
-                run_sync(km.shutdown_kernel)(now=True)
+                run_sync(km.shutdown_kernel)(now=not graceful)
         with contextlib.suppress(Exception):
             run_sync(km.cleanup_resources)()
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import select
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from OpenSSL import SSL
 
 from . import certs
-from .errors import EndpointError
+from .errors import EndpointError, VerificationFailed
 
 
 @dataclass(frozen=True)
@@ -157,3 +159,210 @@ def _ssl_reason(exc: SSL.Error) -> str:
             return str(last[2])
     text = str(exc).strip()
     return text or "the server closed the connection"
+
+
+def fetch_both(
+    endpoint: str, *, servername: str | None, timeout_s: float = 15
+) -> tuple[ServedChain | None, ServedChain]:
+    """Two handshakes with ``endpoint`` (``host:port``): with SNI ``servername`` (None when no name is
+    given) and without SNI — what a browser and an old client without SNI each get."""
+    try:
+        host, port = parse_endpoint(endpoint)
+    except ValueError as exc:
+        raise EndpointError(endpoint, str(exc), hint="give HOST:PORT, e.g. www1.example.jp:443") from None
+    with_sni = fetch_chain(host, port, servername=servername, timeout_s=timeout_s) if servername else None
+    return with_sni, fetch_chain(host, port, servername=None, timeout_s=timeout_s)
+
+
+# Findings of the served leaf that fail step 4 (the others — expires_soon, sha1_signature … — are shown).
+BLOCKING_FINDINGS = ("expired", "not_yet_valid", "hostname_mismatch", "forbidden_root_in_chain")
+
+
+@dataclass(frozen=True)
+class HandshakeCheck:
+    """What one handshake served, judged: the expected leaf, the chain sent, no forbidden root."""
+
+    label: str  # "SNI www1.example.jp" or "no SNI"
+    served: ServedChain
+    chains: tuple[certs.Chain, ...]  # built from what was sent (+ the anchors)
+    expected_thumbprint: str  # "" = any leaf
+    leaf_ok: bool
+    intermediate_sent: bool
+    cross_sent: bool
+    chain_complete: bool
+    forbidden_root_sent: bool
+    hostnames_ok: bool
+    findings: tuple[certs.Finding, ...]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        leaf = self.served.thumbprints[0]
+        failed = [
+            (f"serves {leaf}, expected {self.expected_thumbprint}", not self.leaf_ok),
+            ("the intermediate certificate is not sent", not self.intermediate_sent),
+            ("the cross certificate is not sent", not self.cross_sent),
+            ("the chain is incomplete", not self.chain_complete),
+            ("a forbidden root (G5) is sent", self.forbidden_root_sent),
+        ]
+        blocking = [f.message for f in self.findings if f.code in BLOCKING_FINDINGS]
+        return tuple(f"{self.label}: {text}" for text in [*(t for t, bad in failed if bad), *blocking])
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "handshake": self.label,
+            "leaf": self.served.thumbprints[0],
+            "expected_leaf": self.expected_thumbprint or "(any)",
+            "leaf_ok": self.leaf_ok,
+            "intermediate_sent": self.intermediate_sent,
+            "cross_sent": self.cross_sent,
+            "chain_complete": self.chain_complete,
+            "forbidden_root_sent": self.forbidden_root_sent,
+            "hostnames_ok": self.hostnames_ok,
+            "chain": self.chains[0].describe() if self.chains else "",
+        }
+
+
+@dataclass(frozen=True)
+class ServedCheck:
+    """Step 4's verdict on an endpoint: one :class:`HandshakeCheck` per handshake (SNI first)."""
+
+    endpoint: str
+    handshakes: tuple[HandshakeCheck, ...]
+    hint: str = field(
+        default="if the swap is at fault, put the previous certificate back: "
+        "opslib run <run folder>/rollback.yaml"
+    )
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(p for h in self.handshakes for p in h.problems)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per handshake: each check as a column."""
+        return [h.row() for h in self.handshakes]
+
+    def certificate_rows(self) -> list[dict[str, Any]]:
+        """Every certificate sent, in order, per handshake."""
+        return [
+            {"handshake": h.label, "position": n, **certs.summarize(cert).row()}
+            for h in self.handshakes
+            for n, cert in enumerate(h.served.certificates)
+        ]
+
+    def warning_rows(self) -> list[dict[str, Any]]:
+        """Every finding for the served leaf (``code``, ``message``, ``certificate``), per handshake."""
+        return [{"handshake": h.label, **f.to_json()} for h in self.handshakes for f in h.findings]
+
+    def problem_rows(self) -> list[dict[str, str]]:
+        return [{"problem": p} for p in self.problems] or [{"problem": "none"}]
+
+    def raise_for_problems(self) -> None:
+        """:class:`VerificationFailed` naming every problem (all handshakes) and the undo; else nothing."""
+        if self.problems:
+            raise VerificationFailed(self.endpoint, "; ".join(self.problems), hint=self.hint)
+
+    def facts(self) -> dict[str, Any]:
+        """Facts for the evidence (what each handshake served, the verdict)."""
+        by_label = {h.label: h for h in self.handshakes}
+        sni = next((h for h in self.handshakes if h.served.servername), None)
+        no_sni = by_label.get("no SNI")
+        return {
+            "verify_endpoint": self.endpoint,
+            "served": {h.label: list(h.served.thumbprints) for h in self.handshakes},
+            "served_leaf_sni": sni.served.thumbprints[0] if sni else "",
+            "served_leaf_no_sni": no_sni.served.thumbprints[0] if no_sni else "",
+            "served_protocol": no_sni.served.protocol if no_sni else "",
+            "chain_ok": self.ok,
+            "verify_problems": list(self.problems),
+            "verify_warnings": sorted({f.code for h in self.handshakes for f in h.findings}),
+        }
+
+
+def check_handshake(
+    label: str,
+    served: ServedChain,
+    *,
+    expected_thumbprint: str = "",
+    expected_hostnames: Sequence[str] = (),
+    forbidden_roots: Iterable[str] = (),
+    anchors: Sequence[certs.Certificate] = (),
+    warn_days: int = 30,
+    now_utc: datetime | None = None,
+) -> HandshakeCheck:
+    """Judge one handshake: the leaf is ``expected_thumbprint``; the leaf's issuer (the intermediate)
+    and a cross certificate are among the certificates *sent*; a complete chain can be built from
+    what was sent (+ ``anchors``); no forbidden root (G5 or ``forbidden_roots``) is sent; the leaf
+    covers ``expected_hostnames``; plus :func:`opslib.certs.check_warnings` for the leaf."""
+    expected = certs.normalize_thumbprint(expected_thumbprint)
+    forbidden = tuple(forbidden_roots)
+    sent = served.certificates
+    sent_thumbprints = served.thumbprints
+    chains = tuple(certs.build_chains(served.leaf, sent[1:], anchors=anchors))
+    findings = certs.check_warnings(
+        served.leaf,
+        now_utc=now_utc,
+        chains=chains,
+        hostnames=expected_hostnames,
+        warn_days=warn_days,
+        forbidden_roots=forbidden,
+        supplied=sent,
+    )
+    return HandshakeCheck(
+        label=label,
+        served=served,
+        chains=chains,
+        expected_thumbprint=expected,
+        leaf_ok=not expected or sent_thumbprints[0] == expected,
+        intermediate_sent=any(len(c.path) > 1 and c.thumbprints[1] in sent_thumbprints[1:] for c in chains),
+        cross_sent=any(certs.is_cross_certificate(c, [*sent, *anchors]) for c in sent[1:]),
+        chain_complete=any(c.complete for c in chains),
+        forbidden_root_sent=any(certs.is_forbidden_root(c, forbidden) for c in sent),
+        hostnames_ok=all(certs.hostname_matches(served.leaf, h) for h in expected_hostnames),
+        findings=tuple(findings),
+    )
+
+
+def check_served(
+    served_sni: ServedChain | None,
+    served_no_sni: ServedChain | None,
+    *,
+    expected_thumbprint: str = "",
+    expected_hostnames: Sequence[str] = (),
+    forbidden_roots: Iterable[str] = (),
+    anchors: Sequence[certs.Certificate] = (),
+    warn_days: int = 30,
+    now_utc: datetime | None = None,
+) -> ServedCheck:
+    """Step 4: judge what an endpoint served with SNI and without (either may be None: not fetched).
+
+    Every handshake must serve ``expected_thumbprint`` ("" = any) with the intermediate *and* the
+    cross certificate, a complete chain, no forbidden root, a leaf covering ``expected_hostnames``
+    and no blocking finding (:data:`BLOCKING_FINDINGS`). Nothing raises here: read
+    :attr:`ServedCheck.problems`, or call :meth:`ServedCheck.raise_for_problems`.
+    """
+    given = [
+        (f"SNI {served_sni.servername}" if served_sni else "", served_sni),
+        ("no SNI", served_no_sni),
+    ]
+    handshakes = [
+        check_handshake(
+            label,
+            served,
+            expected_thumbprint=expected_thumbprint,
+            expected_hostnames=expected_hostnames,
+            forbidden_roots=forbidden_roots,
+            anchors=anchors,
+            warn_days=warn_days,
+            now_utc=now_utc,
+        )
+        for label, served in given
+        if served is not None
+    ]
+    if not handshakes:
+        raise ValueError("check_served needs at least one served chain")
+    endpoint = handshakes[0].served.endpoint
+    return ServedCheck(endpoint=endpoint, handshakes=tuple(handshakes))

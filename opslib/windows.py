@@ -106,6 +106,7 @@ EMPTY_EKU = b"\x30\x00"  # SEQUENCE {}: no valid uses [I]; equal to GUI "Disable
 # HRESULTs the kit decides on (exit code = HRESULT is commonly observed, [U] per §0).
 CRYPT_E_NOT_FOUND = 0x80092004
 NTE_BAD_KEY_STATE = 0x8009000B
+ERROR_ACCESS_DENIED = 5  # cmd could not start a program (winerror.h ERROR_ACCESS_DENIED)
 NOT_RECOGNIZED = 9009  # cmd.exe: "'x' is not recognized as an internal or external command"
 
 _PROBED_CERTUTIL_VERBS = ("exportPFX", "repairstore", "hashfile")
@@ -582,7 +583,14 @@ def probe(conn: Connection, *, refresh: bool = False) -> Capabilities:
             return cached
 
     def runs(argv: list[str], what: str) -> int:
-        return conn.run(argv, check=False, what=what).exit_code
+        result = conn.run(argv, check=False, what=what)
+        if result.exit_code == ERROR_ACCESS_DENIED:
+            # cmd could not start the program at all ("Access is denied", exit 5): the probe has no
+            # answer, so it must not be read as "absent" (a wrong cause in the message) [I].
+            raise _failed(
+                conn, result, what, hint="the probe itself failed; nothing was changed — run it again"
+            )
+        return result.exit_code
 
     # ver: "Microsoft Windows [Version 5.2.3790]" — only the digits are read (the words are not localized
     # on en/ja, but nothing depends on them). cmd built-in:
@@ -932,9 +940,25 @@ def _match_request(host: str, requests: Sequence[StoreEntry], leaf: certs.Certif
     return found[0]
 
 
-def match_pending_request(conn: Connection, leaf: certs.Certificate) -> StoreEntry:
-    """The REQUEST-store placeholder whose public key is the key of ``leaf``."""
-    return _match_request(_host(conn), pending_requests(conn), leaf)
+def match_pending_request(
+    conn: Connection, leaf: certs.Certificate, *, installed_ok: bool = False
+) -> StoreEntry:
+    """The REQUEST-store placeholder whose public key is the key of ``leaf``.
+
+    ``installed_ok`` (step 1): when an earlier attempt already completed the request (``certreq
+    -accept`` ran, its reply was lost), the placeholder is gone and MY holds ``leaf`` with its key
+    link: that MY entry is returned, so that a resumed step recognises its own work instead of failing.
+    """
+    requests = pending_requests(conn)
+    if not installed_ok or any(
+        r.certificate is not None and certs.key_matches(r.certificate, leaf) for r in requests
+    ):
+        return _match_request(_host(conn), requests, leaf)
+    thumb = certs.thumbprint(leaf)
+    done, _ = _read_entry(conn, "MY", thumb)
+    if done is not None and done.has_key_link:
+        return done
+    return _match_request(_host(conn), requests, leaf)
 
 
 def _split_bundle(

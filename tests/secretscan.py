@@ -9,7 +9,9 @@ files too — and fails when it finds:
 * a PEM private-key header (``-----BEGIN … PRIVATE KEY-----``);
 * a PKCS#12 structure: the DER of the PKCS#12 bag-type or PBE object identifiers, raw, hex or
   base64 at any alignment (``certutil -encode`` wraps a PFX in ``BEGIN CERTIFICATE`` lines, so the
-  header alone proves nothing).
+  header alone proves nothing);
+* a bare private key: the DER opening of a PKCS#8 PrivateKeyInfo (RSA, EC, Ed25519), a PKCS#1
+  RSAPrivateKey, or the PBES2 OID of an encrypted key — raw, hex or base64 at any alignment.
 
 Failure messages name the file and the kind of finding, never the secret itself.
 """
@@ -30,6 +32,17 @@ from opslib.secrets import forms
 _PKCS12_OIDS = {
     "PKCS#12 bag type OID": bytes.fromhex("060B2A864886F70D010C0A01"),
     "PKCS#12 PBE OID": bytes.fromhex("060A2A864886F70D010C01"),
+}
+# Private keys outside a PFX (RFC 5208 / RFC 5958 PrivateKeyInfo, RFC 8017 RSAPrivateKey): the DER that
+# opens the structure — version 0 followed by the key's AlgorithmIdentifier (PKCS#8) or by the modulus
+# (PKCS#1) — and the PBES2 OID of an EncryptedPrivateKeyInfo. A certificate's SubjectPublicKeyInfo
+# carries the same algorithm OIDs but never after "INTEGER 0".
+_KEY_DER = {
+    "PKCS#8 RSA private key": bytes.fromhex("020100300D06092A864886F70D0101010500"),
+    "PKCS#8 EC private key": bytes.fromhex("020100301306072A8648CE3D0201"),
+    "PKCS#8 Ed25519 private key": bytes.fromhex("020100300506032B6570"),
+    "PKCS#1 RSA private key": bytes.fromhex("0201000282"),
+    "PKCS#5 PBES2 OID (encrypted key)": bytes.fromhex("06092A864886F70D01050D"),
 }
 _PEM_KEY_MARKERS = (b"PRIVATE KEY-----", "PRIVATE KEY-----".encode("utf-16-le"))
 
@@ -65,7 +78,7 @@ def scan(folder: str | os.PathLike[str], secrets: Iterable[str]) -> list[str]:
     needles: list[tuple[str, bytes]] = []
     for index, secret in enumerate(s for s in secrets if s):
         needles += [(f"secret #{index} {kind}", b) for kind, b in _needles(secret)]
-    for kind, oid in _PKCS12_OIDS.items():
+    for kind, oid in {**_PKCS12_OIDS, **_KEY_DER}.items():
         needles.append((kind, oid))
         needles.append((f"{kind} (hex)", oid.hex().encode()))
         needles.append((f"{kind} (HEX)", oid.hex().upper().encode()))
@@ -92,3 +105,18 @@ def assert_no_secrets(folder: str | os.PathLike[str], secrets: Iterable[str]) ->
     assert all(len(s) >= 4 for s in secrets), "scan for real secrets (4+ characters), not placeholders"
     findings = scan(folder, secrets)
     assert not findings, "secrets or key material in the evidence:\n  " + "\n  ".join(findings)
+
+
+def run_folders(base: str | os.PathLike[str]) -> list[Path]:
+    """Every evidence run folder (a folder holding ``run.json``) under ``base``."""
+    return sorted({p.parent for p in Path(base).rglob("run.json") if p.is_file()})
+
+
+def scan_runs(base: str | os.PathLike[str], secrets: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Scan every run folder under ``base``: (the folders, every finding as ``"<folder>/<file>: <kind>"``)."""
+    wanted = sorted({s for s in secrets if len(s) >= 6})
+    folders = run_folders(base)
+    findings: list[str] = []
+    for folder in folders:
+        findings += [f"{folder}/{item}" for item in scan(folder, wanted)]
+    return folders, findings

@@ -505,3 +505,189 @@ def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any) -
     iis.sites(conn)  # any command: the host applies its changes after each one
     crossed = tls.fetch_chain(hostname, port, servername="www1.example.jp")
     assert len(crossed.thumbprints) == 3 and crossed.thumbprints != after.thumbprints
+
+
+# --- read-back checks (notebooks 01, 02 and 05 call these) ----------------------------------------------
+
+NEW = HASH_B
+
+
+def _after_swap(**changes: dict[str, Any]) -> list[Any]:
+    """Sites as read back after a swap: production started with NEW, the work site stopped.
+    ``s1={...}`` changes fields of site 1."""
+    from dataclasses import replace
+
+    from opslib import iis
+
+    found = {
+        1: iis.Site(1, "www1.example.jp", 2, "started", (":80:www1",), (":443:",), NEW, "MY"),
+        2: iis.Site(2, "renew.www1.example.jp", 4, "stopped", (), (":443:",), NEW, "MY"),
+        3: iis.Site(3, "intranet", 2, "started", (":8080:",), (), "", ""),
+    }
+    for key, fields in changes.items():
+        found[int(key[1:])] = replace(found[int(key[1:])], **fields)
+    return list(found.values())
+
+
+def test_check_swap_passes_and_returns_one_row_per_check() -> None:
+    from opslib import iis
+
+    rows = iis.check_swap(
+        _after_swap(),
+        production_site="www1.example.jp",
+        work_site="W3SVC/2",
+        new_thumbprint=NEW.lower(),
+        host="web01",
+    )
+    assert [(r["check"], r["ok"]) for r in rows] == [
+        ("production site started", True),
+        ("production certificate", True),
+        ("work site stopped", True),
+        ("no other started site on the secure binding", True),
+    ]
+    assert rows[1]["actual"] == NEW
+
+
+def test_check_swap_names_every_failure_and_the_rollback_file() -> None:
+    from opslib import iis
+    from opslib.errors import VerificationFailed
+
+    sites_after = _after_swap(
+        s1={"state": 4, "state_name": "stopped", "cert_thumbprint": HASH_A},
+        s2={"state": 2, "state_name": "started"},
+    )
+    with pytest.raises(
+        VerificationFailed,
+        match=(
+            r'^web01: check failed: W3SVC/1 "www1.example.jp" is stopped, not started; '
+            rf'W3SVC/1 "www1.example.jp" serves {HASH_A}, not {NEW}; '
+            r'W3SVC/2 "renew.www1.example.jp" is started, not stopped; '
+            r'other started sites share the secure binding :443:: W3SVC/2 "renew.www1.example.jp" '
+            r"— look at the sites in IIS Manager; to undo: opslib run /ev/run1/rollback.yaml$"
+        ),
+    ):
+        iis.check_swap(
+            sites_after,
+            production_site="W3SVC/1",
+            work_site="W3SVC/2",
+            new_thumbprint=NEW,
+            host="web01",
+            run_dir="/ev/run1/",
+        )
+    # A dry run changed nothing: the same failures are only reported.
+    rows = iis.check_swap(
+        sites_after,
+        production_site="W3SVC/1",
+        work_site="W3SVC/2",
+        new_thumbprint=NEW,
+        host="web01",
+        dry_run=True,
+    )
+    assert [r["ok"] for r in rows] == [False, False, False, False]
+
+
+def test_check_swap_for_a_rollback_has_its_own_advice() -> None:
+    from opslib import iis
+    from opslib.errors import ParameterError, SiteNotFound, VerificationFailed
+
+    with pytest.raises(
+        VerificationFailed, match=rf"serves {NEW}, not {HASH_A} — put the old certificate back"
+    ):
+        iis.check_swap(
+            _after_swap(),
+            production_site="www1.example.jp",
+            new_thumbprint=HASH_A,
+            host="web01",
+            hint="put the old certificate back in IIS Manager",
+        )
+    with pytest.raises(ParameterError, match="new_thumbprint: '' is not a SHA-1 thumbprint"):
+        iis.check_swap(_after_swap(), production_site="W3SVC/1", new_thumbprint="", host="web01")
+    with pytest.raises(SiteNotFound, match="web01: no IIS site is named 'www9'"):
+        iis.check_swap(_after_swap(), production_site="www9", new_thumbprint=NEW, host="web01")
+
+
+def test_check_bound_reads_back_the_install_and_the_binding() -> None:
+    from opslib import iis, windows
+    from opslib.errors import VerificationFailed
+
+    installed = windows.InstallResult(NEW, HASH_A, "key-1", (), (), False, "W3SVC/2", ())
+    work = _after_swap()[1]
+    rows = iis.check_bound(work, thumbprint=NEW, installed=installed, host="web01")
+    assert [r["ok"] for r in rows] == [True, True]
+    unbound = iis.Site(2, "renew.www1.example.jp", 4, "stopped", (), (), "", "")
+    with pytest.raises(
+        VerificationFailed,
+        match=rf'after the install: in MY with its key True, W3SVC/2 "renew.www1.example.jp" bound to \(none\) '
+        rf"\(expected {NEW}\) — look at the MY store",
+    ):
+        iis.check_bound(unbound, thumbprint=NEW, installed=installed, host="web01")
+    rows = iis.check_bound(unbound, thumbprint=NEW, installed=None, host="web01", dry_run=True)
+    assert [(r["actual"], r["ok"]) for r in rows] == [("(none)", False), ("(none)", False)]
+
+
+# --- IIS 7+: refused before anything changes -------------------------------------------------------------
+
+
+def _capabilities(major: int, minor: int = 0) -> Any:
+    from opslib import windows
+
+    return windows.Capabilities(
+        "web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True
+    )
+
+
+def test_require_backend_accepts_iis6_only() -> None:
+    from opslib import iis
+    from opslib.errors import CapabilityMissing
+
+    iis.require_backend(_capabilities(6))
+    with pytest.raises(
+        CapabilityMissing,
+        match=r"^web01: the server lacks IIS 6 \(it runs IIS 7.5; IIS 7\+ backend not implemented yet\); "
+        r"nothing was changed — renew this server's certificate by hand",
+    ):
+        iis.require_backend(_capabilities(7, 5))
+    with pytest.raises(CapabilityMissing, match=r"IIS 10.0; IIS 7\+ backend not implemented yet"):
+        iis.require_backend(_capabilities(10))
+    with pytest.raises(
+        CapabilityMissing, match=r"lacks IIS \(HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion"
+    ):
+        iis.require_backend(_capabilities(0))
+    with pytest.raises(CapabilityMissing, match=r"it runs IIS 5.0, which this kit does not support"):
+        iis.require_backend(_capabilities(5))
+
+
+def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> None:
+    from opslib import _transport, iis, rehearsal, windows
+    from opslib.errors import CapabilityMissing
+
+    with rehearsal.start(scenario="iis7", state_file=tmp_path / "state.json", workdir=tmp_path / "work") as r:
+        before = r.host.state()
+        with _transport.connect(
+            r.url,
+            transport="basic",
+            username=r.user,
+            password=r.password,
+            host_label="web01",
+            allow_unencrypted_basic=True,
+        ) as conn:
+            caps = windows.probe(conn)
+            assert (caps.iis_major, caps.iis_minor, caps.windows_version) == (7, 5, "6.1.7601")
+            thumb = r.host.extra["new_thumbprint"]
+            for call in (
+                lambda: iis.sites(conn),
+                lambda: iis.plan_swap(conn, production_site="www1.example.jp", new_thumbprint=thumb),
+                lambda: iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb),
+                lambda: iis.bind_certificate(conn, "W3SVC/2", thumb),
+                lambda: iis.require_backend(caps),
+            ):
+                with pytest.raises(CapabilityMissing, match=r"^web01: .*IIS 7\+ backend not implemented yet"):
+                    call()
+        commands = [str(h["command"]) for h in r.host.history]
+        assert not [c for c in commands if "iis6.js" in c], "the IIS 6 helper was uploaded or run"
+        after = r.host.state()
+    assert (after["sites"], after["registry"], after["keys"]) == (
+        before["sites"],
+        before["registry"],
+        before["keys"],
+    )

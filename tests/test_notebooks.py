@@ -119,9 +119,10 @@ class Setup:
 def _env() -> Iterator[list[str]]:
     # Each module gets its own passwords (random, never literals in files), put in the environment
     # as an operator would. ``_check_password`` refuses a leading "-", so start with a letter.
-    saved = {k: os.environ.get(k) for k in ("OPSLIB_NB_WINRM", "OPSLIB_NB_PFX")}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ["OPSLIB_NB_WINRM"], os.environ["OPSLIB_NB_PFX"] = values
+    names = ("OPSLIB_NB_WINRM", "OPSLIB_NB_PFX", "OPSLIB_NB_HMAC")
+    saved = {k: os.environ.get(k) for k in names}
+    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}", f"H{random.token_urlsafe(15)}"]
+    os.environ.update(zip(names, values, strict=True))
     yield values
     for k, v in saved.items():
         if v is None:
@@ -130,13 +131,15 @@ def _env() -> Iterator[list[str]]:
             os.environ[k] = v
 
 
-def _start(base: Path, secrets_: list[str], *, scenario: str = "iis6-ja") -> Setup:
+def _start(base: Path, secrets_: list[str], *, scenario: str = "iis6-ja", hmac: bool = False) -> Setup:
     base.mkdir(parents=True, exist_ok=True)
     state = base / "state.json"
     reh = rehearsal.start(scenario=scenario, password=secrets_[0], workdir=base / "host", state_file=state)
     data = reh.params(
         password_env="OPSLIB_NB_WINRM", pfx_password_env="OPSLIB_NB_PFX", backup_dir=str(base / "backups")
     )
+    if hmac:
+        data["evidence"] = {"hmac_key": "env:OPSLIB_NB_HMAC"}  # the runner signs run.json with it
     path = base / "params" / "web01.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -149,8 +152,8 @@ def _run(setup: Setup, *extra: str) -> int:
 
 @pytest.fixture(scope="module")
 def renewal(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[tuple[Setup, Path, dict]]:
-    """One full renewal (steps 0–4, --yes) on a Japanese IIS 6 rehearsal host."""
-    setup = _start(tmp_path_factory.mktemp("renewal"), _env)
+    """One full renewal (steps 0–4, --yes) on a Japanese IIS 6 rehearsal host; evidence signed (HMAC)."""
+    setup = _start(tmp_path_factory.mktemp("renewal"), _env, hmac=True)
     try:
         code = _run(setup, "--yes")
         assert code == 0
@@ -227,6 +230,27 @@ def test_the_evidence_folder_is_complete_and_verifies(
     assert not list((setup.evidence_root / ".locks").iterdir())
 
 
+def test_the_evidence_is_signed_with_the_hmac_key(
+    renewal: tuple[Setup, Path, dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup, run_dir, _ = renewal
+    m = setup.manifest(run_dir)
+    assert re.fullmatch(r"[0-9a-f]{64}", m["hmac"])
+    assert m["parameters"]["evidence"]["hmac_key"] == "env:OPSLIB_NB_HMAC"  # the reference, never the key
+    capsys.readouterr()
+    assert cli.main(["evidence", "verify", str(run_dir), "--hmac-key", "env:OPSLIB_NB_HMAC"]) == 0
+    assert capsys.readouterr().out.strip() == f"ok: {run_dir} (file hashes, chain, HMAC)"
+    monkeypatch.setenv("OPSLIB_NB_WRONG_KEY", "not-the-evidence-key")
+    assert cli.main(["evidence", "verify", str(run_dir), "--hmac-key", "env:OPSLIB_NB_WRONG_KEY"]) == 1
+    out = capsys.readouterr().out
+    assert f"{run_dir / 'run.json'}: hmac: HMAC mismatch" in out
+    assert "not-the-evidence-key" not in out and setup.secrets[2] not in out
+    # No notebook was given the key, not even its reference.
+    for step in runbook.RENEW_STEPS:
+        passed = nbformat.read(run_dir / step.notebook, as_version=4).metadata["papermill"]["parameters"]
+        assert "evidence" not in passed and "hmac_key" not in json.dumps(passed)
+
+
 def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, _ = renewal
     for step in runbook.RENEW_STEPS:
@@ -268,6 +292,7 @@ def test_rollback_yaml_puts_the_old_certificate_back(
     assert [s["name"] for s in m["steps"]] == ["05_rollback_certificate", "04_verify_endpoint"]
     assert m["facts"]["served_leaf_no_sni"] == state["extra"]["current_thumbprint"]
     assert m["previous_run"]["run_id"] == run_dir.name
+    assert cli.main(["evidence", "verify", str(later[0]), "--hmac-key", "env:OPSLIB_NB_HMAC"]) == 0
     assert_no_secrets(later[0], setup.secrets)
 
 
@@ -317,7 +342,9 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
         assert (m["status"], m["failed_step"]) == ("failed", "02_swap_certificate")
         assert [s["status"] for s in m["steps"]] == ["succeeded", "succeeded", "failed"]
         assert m["files"], "a failed run is finalized too"
-        assert not (run_dir / "rollback.yaml").exists()
+        # The failed step's message names rollback.yaml as the undo, so it is there (from step 0's facts).
+        rollback = yaml.safe_load((run_dir / "rollback.yaml").read_text(encoding="utf-8"))
+        assert rollback["rollback"]["old_thumbprint"] == setup.reh.host.extra["current_thumbprint"]
         # The swap put the old certificate back itself.
         assert setup.reh.host.sites[1].ssl_cert_hash == setup.reh.host.extra["current_thumbprint"]
 
@@ -336,6 +363,38 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
     assert (run_dir / "rollback.yaml").is_file()
     assert cli.main(["evidence", "verify", str(run_dir)]) == 0
     assert_no_secrets(run_dir, setup.secrets)
+
+
+# --- a server the kit has no backend for -------------------------------------------------------
+
+
+def test_an_iis7_server_is_refused_in_step_0_before_anything_changes(
+    tmp_path: Path, _env: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = _start(tmp_path, _env, scenario="iis7")
+    try:
+        before = setup.reh.host.state()
+        assert _run(setup, "--yes") == 1
+        after = setup.reh.host.state()
+    finally:
+        setup.reh.stop()
+    err = capsys.readouterr().err
+    assert re.search(
+        r"step 00_precheck_root_store failed, cell \d+: CapabilityMissing: web01: the server lacks IIS 6 "
+        r"\(it runs IIS 7.5; IIS 7\+ backend not implemented yet\); nothing was changed",
+        err,
+    )
+    # The forbidden roots are still enabled, the sites and keys untouched.
+    assert (after["registry"], after["sites"], after["keys"]) == (
+        before["registry"],
+        before["sites"],
+        before["keys"],
+    )
+    (run_dir,) = setup.run_dirs()
+    m = setup.manifest(run_dir)
+    assert (m["status"], m["failed_step"]) == ("failed", "00_precheck_root_store")
+    assert [s["name"] for s in m["steps"]] == ["00_precheck_root_store"]
+    assert not (run_dir / "rollback.yaml").exists()
 
 
 # --- the demo ----------------------------------------------------------------------------------

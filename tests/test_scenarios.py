@@ -47,6 +47,7 @@ def test_scenarios_are_listed_with_descriptions() -> None:
         "no-pending-request",
         "key-not-exportable",
         "iis6-ja",
+        "iis7",
     }
     assert all(len(d) > 20 for d in scenarios.SCENARIOS.values())
 

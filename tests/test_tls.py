@@ -144,3 +144,97 @@ def test_parse_endpoint(text: str, expected: tuple[str, int]) -> None:
 def test_parse_endpoint_bad_port() -> None:
     with pytest.raises(ValueError, match="bad port"):
         tls.parse_endpoint("host:99999")
+
+
+# --- check_served: step 4's verdict -------------------------------------------------------------------
+
+
+def _chain(pki: Pki, *sent: object, servername: str | None = None) -> tls.ServedChain:
+    """What an endpoint sent, as fetch_chain returns it (for cases a live server here does not make)."""
+    return tls.ServedChain("127.0.0.1", 443, servername, tuple(sent), "TLSv1.2", "AES128-SHA")  # type: ignore[arg-type]
+
+
+def test_check_served_passes_the_sni_handshake_and_flags_the_other(server: Server, pki: Pki) -> None:
+    from opslib.errors import VerificationFailed
+
+    sni, no_sni = tls.fetch_both(f"127.0.0.1:{server.port}", servername="www1.example.jp", timeout_s=5)
+    assert sni is not None and no_sni.servername is None
+    new = certs.thumbprint(pki.new_leaf)
+    check = tls.check_served(
+        sni,
+        no_sni,
+        expected_thumbprint=new.lower(),
+        expected_hostnames=["www1.example.jp"],
+        forbidden_roots=pki.forbidden_thumbprints,
+        anchors=[pki.old_root, pki.g5_root],
+    )
+    first, second = check.rows()
+    assert first["handshake"] == "SNI www1.example.jp" and second["handshake"] == "no SNI"
+    assert {
+        k: first[k] for k in ("leaf_ok", "intermediate_sent", "cross_sent", "chain_complete")
+    } == dict.fromkeys(("leaf_ok", "intermediate_sent", "cross_sent", "chain_complete"), True)
+    assert (first["forbidden_root_sent"], first["hostnames_ok"]) == (False, True)
+    assert (second["leaf_ok"], second["intermediate_sent"], second["cross_sent"]) == (False, True, False)
+    current = certs.thumbprint(pki.current_leaf)
+    assert check.problems == (
+        f"no SNI: serves {current}, expected {new}",
+        "no SNI: the cross certificate is not sent",
+    )
+    assert [r["position"] for r in check.certificate_rows()] == [0, 1, 2, 0, 1]
+    facts = check.facts()
+    assert (facts["served_leaf_sni"], facts["served_leaf_no_sni"], facts["chain_ok"]) == (new, current, False)
+    with pytest.raises(
+        VerificationFailed,
+        match=rf"^127.0.0.1:{server.port}: check failed: no SNI: serves {current}, expected {new}; "
+        r"no SNI: the cross certificate is not sent — if the swap is at fault, put the previous certificate "
+        r"back: opslib run <run folder>/rollback.yaml$",
+    ):
+        check.raise_for_problems()
+
+
+def test_check_served_without_sni_only_and_any_leaf(server: Server, pki: Pki) -> None:
+    sni, no_sni = tls.fetch_both(f"127.0.0.1:{server.port}", servername=None, timeout_s=5)
+    assert sni is None
+    check = tls.check_served(sni, no_sni, anchors=[pki.old_root, pki.g5_root])
+    assert [r["handshake"] for r in check.rows()] == ["no SNI"]
+    assert check.rows()[0]["expected_leaf"] == "(any)"
+    assert check.problems == ("no SNI: the cross certificate is not sent",)
+
+
+def test_check_served_finds_a_served_forbidden_root_and_a_wrong_host(pki: Pki) -> None:
+    from opslib.errors import VerificationFailed
+
+    sent = _chain(pki, pki.new_leaf, pki.intermediate, pki.cross, pki.g5_root, servername="www2.example.jp")
+    check = tls.check_served(
+        sent,
+        None,
+        expected_hostnames=["www2.example.jp"],
+        forbidden_roots=pki.forbidden_thumbprints,
+        anchors=[pki.old_root],
+    )
+    row = check.rows()[0]
+    assert (row["forbidden_root_sent"], row["hostnames_ok"], row["cross_sent"]) == (True, False, True)
+    assert "SNI www2.example.jp: a forbidden root (G5) is sent" in check.problems
+    assert any("does not cover www2.example.jp" in p for p in check.problems)
+    assert {"hostname_mismatch", "forbidden_root_in_chain"} <= {w["code"] for w in check.warning_rows()}
+    with pytest.raises(VerificationFailed, match=r"a forbidden root \(G5\) is sent; .*does not cover www2"):
+        check.raise_for_problems()
+
+
+def test_check_served_flags_an_expired_leaf_and_a_missing_intermediate(pki: Pki) -> None:
+    check = tls.check_served(None, _chain(pki, pki.expired), anchors=[pki.old_root, pki.g5_root])
+    row = check.rows()[0]
+    assert (row["intermediate_sent"], row["chain_complete"]) == (False, False)
+    assert "no SNI: the intermediate certificate is not sent" in check.problems
+    assert "no SNI: the chain is incomplete" in check.problems
+    assert any(p.startswith("no SNI: ") and "expired on" in p for p in check.problems)
+
+
+def test_check_served_needs_a_handshake() -> None:
+    with pytest.raises(ValueError, match="needs at least one served chain"):
+        tls.check_served(None, None)
+
+
+def test_fetch_both_refuses_a_malformed_endpoint() -> None:
+    with pytest.raises(EndpointError, match=r"^host:99999: bad port in 'host:99999' — give HOST:PORT"):
+        tls.fetch_both("host:99999", servername=None)

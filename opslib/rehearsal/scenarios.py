@@ -42,6 +42,8 @@ class Scenario:
     g5_in_root: bool = True
     pending_request: bool = True
     key_exportable: bool = True
+    windows_version: str = "5.2.3790"  # Windows Server 2003 SP2
+    iis_major: int = 6  # InetStp MajorVersion: the kit must refuse anything but 6
 
 
 _ALL = (
@@ -64,7 +66,18 @@ _ALL = (
     Scenario(
         "iis6-ja", "Japanese 2003/IIS 6 (code page 932), otherwise like default", locale="ja", codepage=932
     ),
+    Scenario(
+        "iis7",
+        "Windows Server 2008 R2 / IIS 7.5 (InetStp MajorVersion 7), otherwise like default: the kit must "
+        "refuse before anything changes",
+        windows_version="6.1.7601",
+        iis_major=7,
+    ),
 )
+_PRODUCTS = {
+    "5.2": ("Microsoft Windows Server 2003", "Service Pack 2"),
+    "6.1": ("Windows Server 2008 R2", "Service Pack 1"),
+}
 
 SCENARIOS: dict[str, str] = {s.name: s.description for s in _ALL}
 _BY_NAME = {s.name: s for s in _ALL}
@@ -74,15 +87,18 @@ def _set_versions(host: Host) -> None:
     # IIS version: HKLM\SOFTWARE\Microsoft\InetStp MajorVersion/MinorVersion (REG_DWORD) [I: the key
     # IIS setup writes; read by the kit's probe instead of assuming a version].
     host.reg_set(r"HKLM\SOFTWARE\Microsoft\InetStp", "MajorVersion", "REG_DWORD", host.iis_major)
-    host.reg_set(r"HKLM\SOFTWARE\Microsoft\InetStp", "MinorVersion", "REG_DWORD", 0)
+    host.reg_set(
+        r"HKLM\SOFTWARE\Microsoft\InetStp", "MinorVersion", "REG_DWORD", 5 if host.iis_major == 7 else 0
+    )
     host.reg_set(r"HKLM\SOFTWARE\Microsoft\InetStp", "PathWWWRoot", "REG_SZ", r"C:\Inetpub\wwwroot")
     # Windows version: HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion (5.2 build 3790 = 2003).
     nt = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
     major_minor = ".".join(host.windows_version.split(".")[:2])
     host.reg_set(nt, "CurrentVersion", "REG_SZ", major_minor)
     host.reg_set(nt, "CurrentBuildNumber", "REG_SZ", host.windows_version.split(".")[-1])
-    host.reg_set(nt, "CSDVersion", "REG_SZ", "Service Pack 2")
-    host.reg_set(nt, "ProductName", "REG_SZ", "Microsoft Windows Server 2003")
+    product, service_pack = _PRODUCTS.get(major_minor, _PRODUCTS["5.2"])
+    host.reg_set(nt, "CSDVersion", "REG_SZ", service_pack)
+    host.reg_set(nt, "ProductName", "REG_SZ", product)
 
 
 def _real_g5() -> certs.Certificate:
@@ -172,6 +188,8 @@ def build_host(
         hostname="WEB01",
         locale=chosen_locale,
         codepage=codepage or default_codepage,
+        windows_version=scenario.windows_version,
+        iis_major=scenario.iis_major,
         state_file=state_file,
     )
     cmd.prepare_host(host)

@@ -1,0 +1,536 @@
+"""Fault matrix (issue 7 part 1): every remote command of steps 0–3 × the rehearsal host's faults.
+
+1. A clean renewal against a fresh host enumerates the remote commands (``host.history``): for each,
+   its step and its ``PROGRAM#N`` ordinal counted from the start of the step (faults are set there).
+2. Matrix: for each command and each fault of :data:`FAULTS`, the host is put back into the clean
+   run's state at the start of that step, the fault is set, and the step's notebook code runs
+   in-process (the code cells, with the parameters the runbook would pass — no kernel). Then: the
+   error is an ``OpsError`` naming the cause; the production site holds the old or the new certificate,
+   fully bound and with its key; the faults are cleared and the steps from the failed one run again
+   (what ``opslib resume`` does) and the renewal completes; no kit temp folder is left behind.
+   By default each *kind* of command runs (same step, same command line up to temp names, same
+   number of changes made before it in the step); ``OPSLIB_FAULTS_FULL=1`` runs every command.
+3. Runbook level (papermill, five kernels): one case per step and a production site that will not
+   start after the swap — exit 1, run.json, the failed notebook, the secret scan, ``resume``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import secrets as random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from secretscan import assert_no_secrets
+
+from opslib import certs, cli, evidence, params, rehearsal, runbook, windows
+from opslib._transport import Connection, stale_temp_dirs
+from opslib.errors import OpsError
+from opslib.rehearsal import cmd
+from opslib.rehearsal.host import STARTED, STOPPED, Host
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = [s for s in runbook.RENEW_STEPS if s.name != "04_verify_endpoint"]
+FAULTS = ("before:{}:drop", "after:{}:drop", "after:{}:timeout", "after:{}:fault500", "before:{}:fail")
+FULL = os.environ.get("OPSLIB_FAULTS_FULL") == "1"
+# Short deadlines: a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
+FAST = {"operation_timeout_s": 1, "read_timeout_s": 3, "command_timeout_s": 1}
+# What a fault's cause looks like in the error message.
+CAUSES = {
+    "drop": r"connection failed or dropped|connection dropped",
+    "timeout": r"did not finish within|timed out|TimedOut",
+    "fault500": r"injected fault|cannot process the request",
+    "fail": r"exited with 5 |exit code 5\b|ADSI|did not|reads back|no JSON|not a usable|does not|no longer",
+}
+COUNTS: dict[str, int] = dict.fromkeys(
+    ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"), 0
+)
+_MUTATING = re.compile(
+    r"^(certutil (-\S+ )*-(repairstore|addstore|exportPFX)|certutil -p |certreq -accept |cscript .* (set-cert|clear-cert|start|stop) )",
+    re.I,
+)
+
+
+# --- running the step notebooks in-process ------------------------------------------------------
+
+
+def _code_cells(step: runbook.Step) -> list[str]:
+    nb = nbformat.read(ROOT / "notebooks" / step.notebook, as_version=4)
+    return [
+        c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+    ]
+
+
+@dataclass
+class StepError(Exception):
+    step: str
+    cell: int
+    error: BaseException
+
+
+class Notebooks:
+    """The step notebooks' code, run cell by cell in one in-process IPython shell (one reset per step)."""
+
+    def __init__(self) -> None:
+        self.shell = InteractiveShell.instance()
+        self.shell.ast_node_interactivity = "none"  # no table reprs
+        self.cells = {s.name: _code_cells(s) for s in STEPS}
+        self.declared = {
+            s.name: list(runbook.declared_parameters(ROOT / "notebooks" / s.notebook)) for s in STEPS
+        }
+
+    def run_step(self, step: runbook.Step, values: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+        """Run one step as the runbook would (only declared parameters); return its recorded facts."""
+        self.shell.reset(new_session=False)
+        self.shell.user_ns.update(runbook.notebook_parameters(self.declared[step.name], values, facts))
+        recorded: dict[str, Any] = {}
+        for n, source in enumerate(self.cells[step.name], 1):
+            with capture_output(display=True) as captured:
+                result = self.shell.run_cell(source, store_history=False, silent=True)
+            for out in captured.outputs:
+                recorded.update(out.data.get(evidence.FACTS_MIME) or {})
+            if result.error_in_exec is not None:
+                self._kernel_dies()
+                raise StepError(step.name, n, result.error_in_exec.with_traceback(None))
+            if result.error_before_exec is not None:
+                raise result.error_before_exec
+        return recorded
+
+    def _kernel_dies(self) -> None:
+        """What stopping a failed step's kernel does: its sockets close, nothing more is sent."""
+        for value in list(self.shell.user_ns.values()):
+            if isinstance(value, Connection):
+                value._protocol.transport.close_session()
+        self.shell.reset(new_session=False)
+        sys.last_traceback = sys.last_value = sys.last_type = None  # frames hold the connection
+
+    def run(self, values: dict[str, Any], facts: dict[str, Any], start: int = 0) -> dict[str, Any]:
+        """Steps ``start``…3 in order; facts accumulate as the runbook passes them on."""
+        facts = dict(facts)
+        for step in STEPS[start:]:
+            facts.update(self.run_step(step, values, facts))
+        return facts
+
+
+# --- the host: snapshots at step boundaries -------------------------------------------------------
+
+_STATE = ("registry", "registry_case", "files", "file_case", "dirs", "sites", "extra", "env")
+
+
+def snapshot(host: Host) -> dict[str, Any]:
+    with host.lock:
+        snap = {name: copy.deepcopy(getattr(host, name)) for name in _STATE}
+        snap["keys"] = dict(host.keys)  # KeyPair values are never changed in place
+    return snap
+
+
+def restore(host: Host, snap: dict[str, Any]) -> None:
+    """Put the host back into a state the clean run had (as a fresh host after steps 0…k-1 would be)."""
+    with host.lock:
+        for name in _STATE:
+            setattr(host, name, copy.deepcopy(snap[name]))
+        host.keys = dict(snap["keys"])
+        host.history.clear()
+    host.save_state()
+
+
+def kit_temp_dirs(host: Host) -> list[str]:
+    return sorted(d for d in host.dirs if re.search(r"\\opslib-[0-9a-f]{12}$", d))
+
+
+# --- the clean run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One remote command of the clean run."""
+
+    step: int
+    program: str
+    nth: int  # ordinal of this program's commands within the step (faults are set at the step's start)
+    line: str
+    shape: str  # the line without temp names, base64 and the PFX password
+    changes_before: int  # mutating commands run earlier in the same step
+
+    @property
+    def target(self) -> str:
+        return f"{self.program}#{self.nth}"
+
+    def __str__(self) -> str:
+        return f"step {STEPS[self.step].name[:2]} {self.target}: {self.shape[:90]}"
+
+
+def _shape(line: str) -> str:
+    line = re.sub(r'"?[A-Za-z]:\\[^"&]*\\opslib-[0-9a-f]{12}[^"& ]*"?', "<tmp>", line)
+    line = re.sub(r"echo [A-Za-z0-9+/=]{16,}", "echo <base64>", line)
+    return re.sub(r"-p \S+", "-p <password>", line)
+
+
+@dataclass
+class Clean:
+    reh: rehearsal.Rehearsal
+    values: dict[str, Any]
+    snapshots: list[dict[str, Any]]  # host state at the start of each step (and after step 3)
+    facts: list[dict[str, Any]]  # facts known at the start of each step
+    commands: list[Remote]
+    secrets: list[str]
+    base: Path
+    cases: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    @property
+    def host(self) -> Host:
+        return self.reh.host
+
+    def new_values(self, name: str) -> dict[str, Any]:
+        """Notebook values for a fresh run folder (each case has its own transcript)."""
+        run_dir = self.base / "runs" / f"{next(self.cases):04d}_{name}"
+        run_dir.mkdir(parents=True)
+        return {
+            **self.values,
+            "run_dir": str(run_dir),
+            "backup_directory": str(run_dir.with_suffix(".backups")),
+        }
+
+
+@pytest.fixture(scope="module")
+def _env() -> Iterator[list[str]]:
+    saved = {k: os.environ.get(k) for k in ("OPSLIB_FX_WINRM", "OPSLIB_FX_PFX")}
+    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
+    os.environ["OPSLIB_FX_WINRM"], os.environ["OPSLIB_FX_PFX"] = values
+    yield values
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _params(reh: rehearsal.Rehearsal, base: Path, *, fast: bool) -> dict[str, Any]:
+    data = reh.params(
+        password_env="OPSLIB_FX_WINRM", pfx_password_env="OPSLIB_FX_PFX", backup_dir=str(base / "backups")
+    )
+    if fast:
+        data["winrm"].update(FAST)
+    return data
+
+
+@pytest.fixture(scope="module")
+def notebooks() -> Notebooks:
+    return Notebooks()
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory, _env: list[str], notebooks: Notebooks) -> Iterator[Clean]:
+    base = tmp_path_factory.mktemp("faults")
+    reh = rehearsal.start(scenario="iis6-ja", password=_env[0], workdir=base / "host")
+    try:
+        data = _params(reh, base, fast=True)
+        p = params.validate(data, source="faults", base_dir=base)
+        values = {**p.notebook_values(), "dry_run": False}
+        clean = Clean(reh, values, [], [], [], _env, base)
+        run_values = clean.new_values("clean")
+        facts: dict[str, Any] = {}
+        for k, step in enumerate(STEPS):
+            clean.snapshots.append(snapshot(reh.host))
+            clean.facts.append(dict(facts))
+            reh.host.history.clear()
+            facts.update(notebooks.run_step(step, run_values, facts))
+            counts: dict[str, int] = {}
+            changes = 0
+            for entry in reh.host.history:
+                line = str(entry["command"])
+                program = cmd.program_name(line)
+                counts[program] = counts.get(program, 0) + 1
+                shape = _shape(line)
+                clean.commands.append(Remote(k, program, counts[program], line, shape, changes))
+                changes += bool(_MUTATING.match(shape))
+        clean.snapshots.append(snapshot(reh.host))
+        clean.facts.append(facts)
+        assert_renewed(clean, facts, where="the clean run")
+        COUNTS["commands"] = len(clean.commands)
+        yield clean
+    finally:
+        reh.stop()
+
+
+# --- what must hold -------------------------------------------------------------------------------
+
+
+def production_problems(host: Host, *, old: str, new: str, message: str = "") -> list[str]:
+    """The invariant: production holds the old or the new certificate, fully bound, with its key."""
+    site = host.sites[1]
+    problems = []
+    thumb = site.ssl_cert_hash.upper()
+    if thumb not in (old, new):
+        problems.append(f"production bound to {thumb or '(none)'}")
+    if site.ssl_store_name.upper() != "MY" or not site.secure_bindings:
+        problems.append(
+            f"production half-bound: store {site.ssl_store_name!r}, bindings {site.secure_bindings}"
+        )
+    key = rf"{windows.STORE_KEYS['MY']}\Certificates\{thumb}"
+    blob = host.reg_get(key, "Blob") if thumb else None
+    if blob is None:
+        problems.append(f"{thumb} is not in MY")
+    else:
+        props, _ = windows.parse_blob(blob[2])
+        container = (
+            windows._key_prov_info(props[windows.KEY_PROV_INFO])[0] if windows.KEY_PROV_INFO in props else ""
+        )
+        if container not in host.keys:
+            problems.append(f"MY\\{thumb} has no private key on the host (container {container!r})")
+    if site.state != STARTED and not re.search(r"DOWN|not start|did not start", message):
+        problems.append(f"production is stopped (state {site.state}) and the message does not say so")
+    return problems
+
+
+def assert_renewed(clean: Clean, facts: dict[str, Any], *, where: str) -> None:
+    host = clean.host
+    new = host.extra["new_thumbprint"]
+    production, work = host.sites[1], host.sites[2]
+    assert (production.ssl_cert_hash.upper(), production.state) == (new, STARTED), where
+    assert work.state == STOPPED, where
+    assert not production_problems(host, old=new, new=new), where
+    backup = Path(facts["backup_file"])
+    bundle = certs.load_pkcs12(backup.read_bytes(), clean.secrets[1], source=backup.name)
+    assert bundle.leaf is not None and certs.thumbprint(bundle.leaf) == new, where
+    assert certs.key_matches(bundle.leaf, bundle.private_key), where
+
+
+# --- the matrix -----------------------------------------------------------------------------------
+
+
+def _selected(commands: list[Remote]) -> list[Remote]:
+    """Every command with ``OPSLIB_FAULTS_FULL=1``; by default the ones around each change: the run's
+    first command, the last command of each step, every mutating command and the command right after it (its reply
+    lost or its read-back failing is where a step must recognise its own work)."""
+    if FULL:
+        return commands
+    out = []
+    for n, c in enumerate(commands):
+        first = n == 0  # connecting is the same code in every step
+        last = n + 1 == len(commands) or commands[n + 1].step != c.step
+        after_change = (
+            n > 0 and commands[n - 1].step == c.step and commands[n - 1].changes_before < c.changes_before
+        )
+        if first or last or after_change or _MUTATING.match(c.shape):
+            out.append(c)
+    return out
+
+
+def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) -> list[str]:
+    """One injected fault; returns the broken promises (empty = all held)."""
+    spec = template.format(command.target)
+    action = spec.rsplit(":", 1)[1]
+    host, k = clean.host, command.step
+    old, new = host.extra["current_thumbprint"], host.extra["new_thumbprint"]
+    restore(host, clean.snapshots[k])
+    values = clean.new_values(f"{STEPS[k].name[:2]}_{command.target}_{action}".replace("#", "-"))
+    clean.reh.set_faults([spec])
+    COUNTS["cases"] += 1
+    broken: list[str] = []
+    failure: StepError | None = None
+    try:
+        notebooks.run_step(STEPS[k], values, clean.facts[k])
+    except StepError as exc:
+        failure = exc
+    finally:
+        fired = clean.reh._server._fault_counts.get(clean.reh.faults[0], 0) >= command.nth
+        clean.reh.set_faults([])
+    if not fired:
+        broken.append("the fault did not fire (the step ran other commands than in the clean run)")
+    if failure is None:
+        COUNTS["tolerated"] += 1  # the kit carried on (e.g. a best-effort cleanup that failed)
+    else:
+        COUNTS["failed"] += 1
+        error = failure.error
+        message = str(error)
+        if not isinstance(error, OpsError):
+            broken.append(f"not an OpsError: {type(error).__name__}: {message[:300]}")
+        elif not re.search(CAUSES[action], message):
+            broken.append(f"the message does not name the cause: {message[:400]}")
+        if any(s in message for s in clean.secrets):
+            broken.append("a secret in the message")
+        broken += production_problems(host, old=old, new=new, message=message)
+        left = kit_temp_dirs(host)
+        known = {d.lower() for d in stale_temp_dirs(Path(values["run_dir"]) / "transcript.jsonl")}
+        if any(d not in known for d in left):
+            broken.append(f"a temp folder the run's transcript does not name: {left}")
+    # Resume: the failed step and the rest, no faults.
+    start = k if failure is not None else k + 1
+    try:
+        facts = notebooks.run(values, {**clean.facts[k], **({} if failure else clean.facts[k + 1])}, start)
+    except StepError as exc:
+        return [
+            *broken,
+            f"resume failed in {exc.step} cell {exc.cell}: {type(exc.error).__name__}: {exc.error}",
+        ]
+    if start == len(STEPS):
+        facts = clean.facts[-1]
+    try:
+        if failure is not None or start < len(STEPS):
+            assert_renewed(clean, facts, where="after the resume")
+            COUNTS["resumed"] += 1
+        else:
+            assert_renewed(clean, clean.facts[-1], where="after the run")
+    except AssertionError as exc:
+        broken.append(f"not renewed after the resume: {exc}")
+    if kit_temp_dirs(host):
+        broken.append(f"temp folders left after the resume: {kit_temp_dirs(host)}")
+    return broken
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("template", FAULTS, ids=lambda t: t.format("X"))
+def test_every_command_survives_the_fault(clean: Clean, notebooks: Notebooks, template: str) -> None:
+    report = []
+    for command in _selected(clean.commands):
+        broken = _case(clean, notebooks, command, template)
+        if broken:
+            report.append(f"{template.format(command.target)} ({command}):\n    " + "\n    ".join(broken))
+    assert not report, f"{len(report)} cases broke a promise:\n" + "\n".join(report)
+
+
+def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
+    per_step = [sum(1 for c in clean.commands if c.step == k) for k in range(len(STEPS))]
+    assert all(per_step), per_step
+    mutating = {c.shape for c in clean.commands if _MUTATING.match(c.shape)}
+    assert any("repairstore" in m for m in mutating) and any("certreq -accept" in m for m in mutating)
+    assert any("set-cert" in m for m in mutating) and any("exportPFX" in m for m in mutating)
+
+
+class _Summary:
+    """Prints what the matrix ran in pytest's terminal summary (registered by :func:`_summary`)."""
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if COUNTS["cases"] or COUNTS["runbook_cases"]:
+            terminalreporter.write_line(
+                f"fault matrix: {COUNTS['commands']} remote commands enumerated, {COUNTS['cases']} faults "
+                f"injected in-process ({COUNTS['failed']} stopped the step, {COUNTS['tolerated']} tolerated), "
+                f"{COUNTS['resumed']} resumes completed; runbook level: {COUNTS['runbook_cases']} cases, "
+                f"{COUNTS['runbook_resumes']} resumes{' (full matrix)' if FULL else ''}"
+            )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request: pytest.FixtureRequest) -> None:
+    if not request.config.pluginmanager.has_plugin("opslib-fault-matrix"):
+        request.config.pluginmanager.register(_Summary(), "opslib-fault-matrix")
+
+
+# --- runbook level: papermill, five kernels ---------------------------------------------------------
+
+
+def test_a_production_site_that_will_not_start_is_rolled_back_and_resume_finishes(
+    tmp_path: Path, _env: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reh = rehearsal.start(scenario="iis6-ja", password=_env[0], workdir=tmp_path / "host")
+    try:
+        old, new = reh.host.extra["current_thumbprint"], reh.host.extra["new_thumbprint"]
+        reh.host.extra["fail_start_thumbprints"] = [new]  # IIS will not start the site with the new one
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(
+            yaml.safe_dump(_params(reh, tmp_path, fast=False), sort_keys=False), encoding="utf-8"
+        )
+        root = tmp_path / "evidence"
+        COUNTS["runbook_cases"] += 1
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (run_dir,) = [d for d in root.iterdir() if (d / "run.json").is_file()]
+        assert re.search(r"step 02_swap_certificate failed, cell \d+: VerificationFailed: ", err)
+        assert f"(notebook: {run_dir / '02_swap_certificate.ipynb'})" in err
+        assert re.search(rf"rolled back to the previous certificate {old}", err)
+        m = evidence_manifest(run_dir)
+        assert (m["status"], m["failed_step"]) == ("failed", "02_swap_certificate")
+        assert (run_dir / "02_swap_certificate.ipynb").is_file()
+        production = reh.host.sites[1]
+        assert (production.ssl_cert_hash, production.state) == (old, STARTED)
+        assert not production_problems(reh.host, old=old, new=new)
+        assert_no_secrets(run_dir, _env)
+
+        reh.host.extra["fail_start_thumbprints"] = []  # the cause is fixed
+        assert cli.main(["resume", str(run_dir), "--yes"]) == 0
+        COUNTS["runbook_resumes"] += 1
+        m = evidence_manifest(run_dir)
+        assert (m["status"], m["failed_step"]) == ("succeeded", None)
+        assert (production.ssl_cert_hash, production.state) == (new, STARTED)
+        assert reh.host.sites[2].state == STOPPED
+        assert not kit_temp_dirs(reh.host), "a kit temp folder is left on the server"
+        assert_no_secrets(run_dir, _env)
+    finally:
+        reh.stop()
+
+
+def evidence_manifest(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+
+
+RUNBOOK_CASES = [  # (step, the first command of the step whose shape matches, fault)
+    (0, "-repairstore", "after:{}:drop"),
+    (1, "certreq -accept -q", "after:{}:timeout"),
+    (2, " set-cert ", "after:{}:fault500"),
+    (3, "-exportPFX MY", "before:{}:fail"),
+]
+
+
+@pytest.mark.parametrize(
+    "case", RUNBOOK_CASES, ids=lambda c: f"{c[0]:02d}-{c[2].split(':')[0]}-{c[2].split(':')[2]}"
+)
+def test_a_fault_stops_the_runbook_and_resume_completes(
+    case: tuple[int, str, str],
+    clean: Clean,
+    tmp_path: Path,
+    _env: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    k, needle, template = case
+    target = next(c for c in clean.commands if c.step == k and needle in c.shape)
+    before = sum(1 for c in clean.commands if c.step < k and c.program == target.program)
+    spec = template.format(f"{target.program}#{before + target.nth}")  # counted from the run's start
+    reh = rehearsal.start(scenario="iis6-ja", password=_env[0], workdir=tmp_path / "host", faults=[spec])
+    try:
+        old, new = reh.host.extra["current_thumbprint"], reh.host.extra["new_thumbprint"]
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(
+            yaml.safe_dump(_params(reh, tmp_path, fast=True), sort_keys=False), encoding="utf-8"
+        )
+        root = tmp_path / "evidence"
+        COUNTS["runbook_cases"] += 1
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1, spec
+        err = capsys.readouterr().err
+        (run_dir,) = [d for d in root.iterdir() if (d / "run.json").is_file()]
+        step = STEPS[k].name
+        assert re.search(rf"step {step} failed, cell \d+: \w+: ", err), err[-2000:]
+        assert f"(notebook: {run_dir / STEPS[k].notebook})" in err
+        m = evidence_manifest(run_dir)
+        assert (m["status"], m["failed_step"]) == ("failed", step)
+        assert (run_dir / STEPS[k].notebook).is_file()
+        assert not production_problems(reh.host, old=old, new=new, message=str(m["error"]))
+        assert_no_secrets(run_dir, _env)
+
+        reh.set_faults([])
+        assert cli.main(["resume", str(run_dir), "--yes"]) == 0
+        COUNTS["runbook_resumes"] += 1
+        m = evidence_manifest(run_dir)
+        assert (m["status"], m["failed_step"]) == ("succeeded", None)
+        production = reh.host.sites[1]
+        assert (production.ssl_cert_hash, production.state) == (new, STARTED)
+        assert reh.host.sites[2].state == STOPPED
+        assert m["facts"]["served_leaf_no_sni"] == new
+        assert not kit_temp_dirs(reh.host), "a kit temp folder is left on the server"
+        assert_no_secrets(run_dir, _env)
+    finally:
+        reh.stop()
