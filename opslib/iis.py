@@ -14,6 +14,9 @@ Seed step 2 (``swap``): record the production site's certificate and secure bind
 rollback), stop the other started sites sharing its secure binding (the work site), set the new
 certificate, start the production site and read everything back; when the production site does not
 come back it rolls itself back and says so.
+Seed step 3, when certutil has no ``-exportPFX`` (``export_certificate``): ``IIS.CertObj`` exports the
+certificate a site is bound to, with its key and chain, to a PFX (windows-commands.md §5);
+:func:`opslib.windows.export_pfx` chooses the site, brings the file back, proves it and deletes it.
 """
 
 from __future__ import annotations
@@ -221,14 +224,33 @@ def _helper_path(conn: Connection) -> str:
     return path
 
 
-def _run_helper(conn: Connection, verb: str, *args: str, what: str) -> dict[str, Any]:
-    """Run one helper verb; return its JSON, raise :class:`_HelperError` for its error JSON."""
+def _run_helper(
+    conn: Connection,
+    verb: str,
+    *args: str,
+    what: str,
+    secrets: Sequence[str] = (),
+    names: Sequence[str] = (),
+    timeout_s: float = 60,
+) -> dict[str, Any]:
+    """Run one helper verb; return its JSON, raise :class:`_HelperError` for its error JSON.
+
+    ``secrets`` (e.g. the PFX password of ``export-pfx``) are registered for redaction before the
+    command is sent; ``names`` name the verb's arguments in a refused-argument message.
+    """
     _require_iis6(conn)
     path = _helper_path(conn)
     # cscript host options //nologo (no banner) and //E:jscript (engine), WSH 5.6 on 2003:
     # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc738482(v=ws.10)
     argv = ["cscript", "//nologo", "//E:jscript", path, verb, *args]
-    result = conn.run(argv, check=False, what=what, timeout_s=60)
+    result = conn.run(
+        argv,
+        check=False,
+        what=what,
+        timeout_s=timeout_s,
+        secrets=secrets,
+        names=["cscript", "", "", "helper", "verb", *names] if names else None,
+    )
     payload = _parse_json(result.stdout)
     if result.exit_code == _NOT_RECOGNIZED:
         raise CapabilityMissing(_host(conn), "cscript.exe (Windows Script Host)", hint="install WSH 5.6")
@@ -460,6 +482,77 @@ def _control(conn: Connection, target: Site, verb: str) -> Site:
             ) from None
         raise _command_failed(conn, exc, what, f"check {target.label} in IIS Manager") from None
     return _site_from(payload["site"])
+
+
+# HRESULTs of the IIS.CertObj export (MS-IMSA ExportToBlob return values; NTE_* from winerror.h).
+NTE_BAD_KEY_STATE = 0x8009000B
+NTE_BAD_KEYSET = 0x80090016
+CRYPT_E_NOT_FOUND = 0x80092004
+MD_ERROR_DATA_NOT_FOUND = 0x800CC801
+
+
+def export_certificate(conn: Connection, site: Site, remote_path: str, *, password: str) -> str:
+    """Export the certificate bound to ``site`` with its private key and chain to ``remote_path``
+    (a PFX protected by ``password``) through ``IIS.CertObj`` (helper verb ``export-pfx``,
+    windows-commands.md §5). Returns the thumbprint the helper read from the site's SSLCertHash.
+
+    The server-side file is the caller's to bring back, prove and delete
+    (:func:`opslib.windows.export_pfx` does all three). ``password`` is registered for redaction
+    before the command is sent and travels only inside this one command line; the one quoting
+    function refuses one that cmd cannot carry (``%``, ``!``, ``"`` …). Failures:
+    :class:`PreconditionFailed` for a key created non-exportable (NTE_BAD_KEY_STATE), a missing key
+    (NTE_BAD_KEYSET) or no certificate on the site (MD_ERROR_DATA_NOT_FOUND / CRYPT_E_NOT_FOUND);
+    :class:`RemoteCommandFailed` for anything else.
+    """
+    host = _host(conn)
+    what = f"export the certificate of {site.label} to a PFX (IIS.CertObj)"
+    try:
+        payload = _run_helper(
+            conn,
+            "export-pfx",
+            str(site.id),
+            remote_path,
+            password,
+            what=what,
+            secrets=[password],
+            names=["site id", "remote path", "PFX password"],
+            timeout_s=120,
+        )
+    except _HelperError as exc:
+        try:
+            number = int(exc.number, 16)
+        except ValueError:
+            number = 0
+        thumb = site.cert_thumbprint or "(none)"
+        if number == NTE_BAD_KEY_STATE:
+            raise PreconditionFailed(
+                host,
+                f"the private key of {thumb} (bound to {site.label}) was created non-exportable, so Windows "
+                "refuses to export it (IIS.CertObj: NTE_BAD_KEY_STATE 0x8009000B) — nothing was changed",
+                hint="keep the server itself as the key's only copy, or make a new request with an "
+                "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
+            ) from None
+        if number == NTE_BAD_KEYSET:
+            raise PreconditionFailed(
+                host,
+                f"the private key of {thumb} (bound to {site.label}) is missing (IIS.CertObj: NTE_BAD_KEYSET "
+                "0x80090016) — nothing was changed",
+                hint=f"repair the link with `certutil -repairstore MY {thumb}` if the key exists on this server",
+            ) from None
+        if number in (MD_ERROR_DATA_NOT_FOUND, CRYPT_E_NOT_FOUND):
+            raise PreconditionFailed(
+                host,
+                f"{site.label} has no certificate IIS.CertObj can export (ADSI {exc.number}: "
+                f"{exc.description}) — nothing was changed",
+                hint="bind the certificate to a site first (steps 1–2), then export again",
+            ) from None
+        raise _command_failed(
+            conn,
+            exc,
+            what,
+            "nothing was changed; export the certificate by hand in IIS Manager if this persists",
+        ) from None
+    return str(payload.get("cert_hash", "")).upper()
 
 
 def start_site(conn: Connection, site: Site | str) -> Site:

@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import evidence, preflight, secrets
+from . import backup, evidence, preflight, secrets
 from . import params as params_
 from .errors import OpsError, ParameterError, RunLocked, StepFailed, UsageError
 
@@ -536,25 +536,9 @@ def _hmac_key(params: params_.Parameters, env: dict[str, str]) -> bytes | None:
 def _check_backup_directory(params: params_.Parameters, root: Path, steps: Sequence[Step]) -> None:
     if params.mode != params_.RENEW or not any(s.name == "03_backup_keypair" for s in steps):
         return
-    folder = params.path("backup.directory")
-    root_abs = root.resolve()
-    if folder == root_abs or root_abs in folder.parents:
-        raise ParameterError(
-            "backup.directory",
-            f"{folder} is inside the evidence root {root_abs}",
-            source=params.source,
-            hint="keep the key pair out of the evidence: choose a folder outside it",
-        )
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ParameterError(
-            "backup.directory",
-            f"{probe} is not a writable folder",
-            source=params.source,
-            hint="choose a folder this account can write to",
-        )
+    problem = backup.folder_problem(params.path("backup.directory"), evidence_root=root)
+    if problem:
+        raise ParameterError("backup.directory", problem[0], source=params.source, hint=problem[1])
 
 
 def _check_notebooks(steps: Sequence[Step]) -> dict[str, tuple[Path, dict[str, dict[str, Any]]]]:

@@ -41,6 +41,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._transport import CommandResult, Connection
+    from .iis import Site
 
 __all__ = [
     "ROOT_STORES",
@@ -231,7 +232,7 @@ class ExportResult(bytes):
     """The verified PFX: *is* the PFX bytes (the contract's ``-> bytes``) and carries the facts.
 
     ``sha256``, ``thumbprint``, ``check`` (:class:`opslib.certs.PfxCheck`), ``remote_path`` (the
-    server-side copy, deleted) and ``chain``. ``.data`` gives plain bytes.
+    server-side copy, deleted), ``chain`` and ``route`` (how it was exported). ``.data`` gives plain bytes.
     """
 
     sha256: str
@@ -240,6 +241,7 @@ class ExportResult(bytes):
     remote_path: str
     remote_deleted: bool
     chain: bool
+    route: str  # "certutil -exportPFX" or "IIS.CertObj via W3SVC/n"
 
     def __new__(
         cls,
@@ -250,6 +252,7 @@ class ExportResult(bytes):
         remote_path: str,
         remote_deleted: bool,
         chain: bool,
+        route: str = "certutil -exportPFX",
     ) -> ExportResult:
         obj = super().__new__(cls, data)
         obj.sha256 = hashlib.sha256(data).hexdigest().upper()
@@ -258,6 +261,7 @@ class ExportResult(bytes):
         obj.remote_path = remote_path
         obj.remote_deleted = remote_deleted
         obj.chain = chain
+        obj.route = route
         return obj
 
     @property
@@ -274,10 +278,16 @@ class ExportResult(bytes):
             "pfx_has_cross": self.check.has_cross,
             "pfx_encryption": list(self.check.encryption),
             "server_copy_deleted": self.remote_deleted,
+            "pfx_export_route": self.route,
         }
 
     def row(self) -> dict[str, Any]:
-        return {**self.check.row(), "sha256": self.sha256, "server_copy_deleted": self.remote_deleted}
+        return {
+            **self.check.row(),
+            "sha256": self.sha256,
+            "route": self.route,
+            "server_copy_deleted": self.remote_deleted,
+        }
 
 
 # --- local parsers (independent of the rehearsal's writer) ----------------------------------------------
@@ -1174,31 +1184,137 @@ def _exportable_entry(conn: Connection, thumbprint: str) -> StoreEntry:
     return entry
 
 
+CERTUTIL_ROUTE = "certutil -exportPFX"
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How :func:`export_pfx` exports: ``certutil -exportPFX``, or ``IIS.CertObj`` through ``site``."""
+
+    site: Site | None = None  # the site IIS.CertObj exports through; None for certutil
+    pending: str = ""  # a dry run's IIS.CertObj route: the certificate is not bound to a site yet
+
+    @property
+    def certutil(self) -> bool:
+        return self.site is None and not self.pending
+
+    @property
+    def label(self) -> str:
+        if self.site is not None:
+            return f"IIS.CertObj via {self.site.path}"
+        return f"IIS.CertObj via {self.pending}" if self.pending else CERTUTIL_ROUTE
+
+
 def _require_export(caps: Capabilities) -> None:
+    """Refuse unless one export route can exist: certutil -exportPFX, or IIS 6 with cscript."""
     _require_admin(caps, "exporting a private key")
-    if not caps.has_certutil("exportPFX"):
-        raise CapabilityMissing(
-            caps.host,
-            "certutil -exportPFX",
-            hint="the IIS.CertObj export fallback (windows-commands.md §5) is not implemented yet; export the "
-            "certificate with its private key by hand (IIS Manager → Server Certificate → Export to a .pfx file)",
-        )
+    if caps.has_certutil("exportPFX") or (caps.iis_major == 6 and caps.cscript):
+        return
+    if caps.iis_major == 6:
+        lacking = "cscript.exe (Windows Script Host), which the IIS.CertObj export fallback needs"
+    else:
+        iis = f"IIS {caps.iis_major}.{caps.iis_minor}" if caps.iis_major else "no IIS"
+        lacking = f"an IIS 6 for the IIS.CertObj export fallback (it has {iis})"
+    raise CapabilityMissing(
+        caps.host,
+        f"certutil -exportPFX, and {lacking}",
+        hint="export the certificate with its private key by hand (IIS Manager → Directory Security → "
+        "Server Certificate → Export to a .pfx file, or the Certificates MMC), include the chain, and keep "
+        "the file safe",
+    )
 
 
-def plan_export(conn: Connection, thumbprint: str, *, chain: bool = True) -> list[Change]:
-    """What :func:`export_pfx` would do (read-only: probes and reads MY)."""
-    caps = probe(conn)
+def _export_route(
+    conn: Connection, caps: Capabilities, thumbprint: str, *, site: str | None, installed: bool = True
+) -> _Route:
+    """certutil when the probe found ``-exportPFX``; otherwise IIS.CertObj through a site that has
+    ``thumbprint`` bound (``site`` names one: ServerComment or W3SVC/n). IIS.CertObj exports only a
+    site's certificate (MS-IMSA ExportToBlob takes an InstanceName, windows-commands.md §5)."""
     _require_export(caps)
-    entry = _exportable_entry(conn, thumbprint)
+    if caps.has_certutil("exportPFX"):
+        return _Route()
+    from . import iis  # iis imports this module
+
+    iis.require_backend(caps)
+    found = iis.sites(conn)
+    if site:
+        chosen = iis.find_site(found, site, host=caps.host)
+        if not installed:
+            return _Route(pending=f"{chosen.path} (once it has {thumbprint} bound)")
+        if chosen.cert_thumbprint != thumbprint or chosen.store_name.upper() != "MY":
+            bound_to = (
+                f"{chosen.store_name or '?'}\\{chosen.cert_thumbprint}"
+                if chosen.cert_thumbprint
+                else "no certificate"
+            )
+            raise PreconditionFailed(
+                caps.host,
+                f"{chosen.label} is bound to {bound_to}, not MY\\{thumbprint}; without "
+                "certutil -exportPFX the key can only be exported through the site it is bound to "
+                "(IIS.CertObj) — nothing was changed",
+                hint=f"bind {thumbprint} to {chosen.label} first, or name the site that has it bound",
+            )
+        return _Route(site=chosen)
+    bound = [s for s in found if s.cert_thumbprint == thumbprint and s.store_name.upper() == "MY"]
+    if not bound:
+        if not installed:
+            return _Route(pending="the site it is bound to (steps 1–2 bind it; not in a dry run)")
+        listing = "; ".join(f"{s.label}: {s.cert_thumbprint or 'none'}" for s in found) or "no sites"
+        raise PreconditionFailed(
+            caps.host,
+            f"this server's certutil has no -exportPFX and no IIS site has MY\\{thumbprint} bound, so "
+            f"IIS.CertObj cannot export it (sites: {listing}) — nothing was changed",
+            hint=f"bind {thumbprint} to a site first (step 1 binds it to the work site: "
+            "opslib.iis.bind_certificate), then export again; or export it by hand in the Certificates MMC",
+        )
+    # A started site first (the production site after step 2), then the lowest id: any bound site
+    # exports the same certificate and key.
+    return _Route(site=min(bound, key=lambda s: (not s.started, s.id)))
+
+
+def plan_export(
+    conn: Connection,
+    thumbprint: str,
+    *,
+    chain: bool = True,
+    installed: bool = True,
+    site: str | None = None,
+) -> list[Change]:
+    """What :func:`export_pfx` would do (read-only: probes, reads MY and, without ``-exportPFX``, the sites).
+
+    ``installed=False`` is a dry run's plan: step 1 installed nothing, so MY holds no certificate to
+    read yet; the capability is still checked, so a dry run says now that the export could not work.
+    The plan names the route: ``certutil -exportPFX`` or ``IIS.CertObj via W3SVC/n``.
+    """
+    caps = probe(conn)
+    thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
+    route = _export_route(conn, caps, thumb, site=site, installed=installed)
+    before = "installed by step 1 (not in a dry run)"
+    if installed:
+        entry = _exportable_entry(conn, thumb)
+        thumb, before = entry.thumbprint, f"on the server only (container {entry.key_container})"
+    with_chain = chain or not route.certutil  # IIS.CertObj always adds the chain
     return [
         Change(
-            f"MY\\{entry.thumbprint}",
+            f"MY\\{thumb}",
             "private key",
-            f"on the server only (container {entry.key_container})",
-            "exported to a password-protected PFX" + (" with the chain" if chain else ""),
+            before,
+            "exported to a password-protected PFX"
+            + (" with the chain" if with_chain else "")
+            + f" ({route.label})",
         ),
         Change(f"{caps.host}:{conn.temp_dir}", "temporary PFX", None, "created, downloaded, deleted"),
     ]
+
+
+def _key_not_exportable(host: str, thumbprint: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        host,
+        f"the private key of {thumbprint} was created non-exportable, so Windows refuses to "
+        "export it (NTE_BAD_KEY_STATE 0x8009000B) — nothing was changed",
+        hint="keep the server itself as the key's only copy, or make a new request with an "
+        "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
+    )
 
 
 def export_pfx(
@@ -1208,48 +1324,64 @@ def export_pfx(
     password: str,
     chain: bool = True,
     anchors: Sequence[certs.Certificate] | None = None,
+    site: str | None = None,
 ) -> ExportResult:
     """Export MY\\<thumbprint> with its key (and the chain) to a PFX, bring it back, prove it, delete the
     server copy (also on failure).
 
-    ``certutil -p PASSWORD -exportPFX MY THUMB out.pfx [NoChain]`` (certutil reference, windows-commands.md
-    §5); the password reaches the server only inside that one command and is registered for redaction.
-    Verified locally with :func:`opslib.certs.check_pfx`: opens with the password, key matches, the
-    intermediate and (with ``chain``) the cross certificate inside. ``anchors`` (default: the server's
-    Trusted Root certificates) let the check recognise a cross certificate by its self-signed twin.
+    Route (:func:`plan_export` names it): ``certutil -p PASSWORD -exportPFX MY THUMB out.pfx [NoChain]``
+    (certutil reference, windows-commands.md §5) when the probe found ``-exportPFX``; otherwise, on
+    IIS 6 with cscript, ``IIS.CertObj`` ``Export`` through the site that has the certificate bound
+    (``site`` names it; default: a started site, else the lowest id) — :func:`opslib.iis.export_certificate`.
+    IIS.CertObj always includes the chain (``chain=False`` is honoured by certutil only); ``site`` is
+    used on the IIS.CertObj route only.
+    The password is registered for redaction before anything is sent and reaches the server only
+    inside that one command. Verified locally with :func:`opslib.certs.check_pfx`: opens with the
+    password, key matches, the intermediate and (with the chain) the cross certificate inside.
+    ``anchors`` (default: the server's Trusted Root certificates) let the check recognise a cross
+    certificate by its self-signed twin.
     """
     secrets.register(password)
     host = _host(conn)
     _check_password(host, password)
     caps = probe(conn)
-    _require_export(caps)
-    entry = _exportable_entry(conn, thumbprint)
+    thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
+    route = _export_route(conn, caps, thumb, site=site)
+    entry = _exportable_entry(conn, thumb)
+    if route.site is not None:
+        chain = True
     if anchors is None:
         anchors = [e.certificate for e in trusted_roots(conn) if e.certificate is not None]
     remote = _remote(conn, ".pfx")
     deleted = False
-    argv = ["certutil", "-p", password, "-exportPFX", "MY", entry.thumbprint, remote]
-    if not chain:
-        argv.append("NoChain")
     try:
-        result = conn.run(
-            argv,
-            check=False,
-            what=f"export MY\\{entry.thumbprint} to a PFX",
-            timeout_s=120,
-            secrets=[password],
-            names=["certutil", "", "PFX password"],
-        )
-        if result.exit_code != 0:
-            if _hresult(result.exit_code) == NTE_BAD_KEY_STATE:
-                raise PreconditionFailed(
+        if route.site is not None:
+            from . import iis
+
+            exported = iis.export_certificate(conn, route.site, remote, password=password)
+            if exported != entry.thumbprint:
+                raise VerificationFailed(
                     host,
-                    f"the private key of {entry.thumbprint} was created non-exportable, so Windows refuses to "
-                    "export it (NTE_BAD_KEY_STATE 0x8009000B) — nothing was changed",
-                    hint="keep the server itself as the key's only copy, or make a new request with an "
-                    "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
+                    f"{route.site.label} exported {exported or 'no certificate'}, not {entry.thumbprint} "
+                    "(its binding changed meanwhile?)",
+                    hint="list the sites (opslib.iis.sites) and export again",
                 )
-            raise _failed(conn, result, f"export MY\\{entry.thumbprint} to a PFX")
+        else:
+            argv = ["certutil", "-p", password, "-exportPFX", "MY", entry.thumbprint, remote]
+            if not chain:
+                argv.append("NoChain")
+            result = conn.run(
+                argv,
+                check=False,
+                what=f"export MY\\{entry.thumbprint} to a PFX",
+                timeout_s=120,
+                secrets=[password],
+                names=["certutil", "", "PFX password"],
+            )
+            if result.exit_code != 0:
+                if _hresult(result.exit_code) == NTE_BAD_KEY_STATE:
+                    raise _key_not_exportable(host, entry.thumbprint)
+                raise _failed(conn, result, f"export MY\\{entry.thumbprint} to a PFX")
         data = _download(conn, remote, what="bring the PFX back")
     finally:
         deleted = _delete_remote(conn, remote)
@@ -1267,7 +1399,7 @@ def export_pfx(
     if not check.ok:
         raise VerificationFailed(
             host,
-            "the exported PFX is not a usable backup: " + "; ".join(check.problems),
+            f"the exported PFX ({route.label}) is not a usable backup: " + "; ".join(check.problems),
             hint="if the cross certificate is missing, disable the G5 root (step 0) and export again",
         )
     return ExportResult(
@@ -1277,4 +1409,5 @@ def export_pfx(
         remote_path=remote,
         remote_deleted=deleted,
         chain=chain,
+        route=route.label,
     )

@@ -198,7 +198,7 @@ class Clean:
         return {
             **self.values,
             "run_dir": str(run_dir),
-            "backup_directory": str(run_dir.with_suffix(".backups")),
+            "backup_directory": str(self.base / "backups" / run_dir.name),  # outside the evidence root
         }
 
 

@@ -16,14 +16,17 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from opslib import certs
 from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED, STOPPED, Host, Site
-from opslib.rehearsal.programs import cscript
+from opslib.rehearsal.pki import Pki, make_pki
+from opslib.rehearsal.programs import cscript, stores
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPER = ROOT / "opslib" / "scripts" / "iis6.js"
@@ -35,6 +38,7 @@ needs_node = pytest.mark.skipif(
 
 HASH_A = "D023F988BB2A96D628E975A52F96AEA83FDC829F"
 HASH_B = "00112233445566778899AABBCCDDEEFF00112233"
+CLOCK = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 
 def _sites() -> list[Site]:
@@ -45,10 +49,13 @@ def _sites() -> list[Site]:
     ]
 
 
-def run_node(sites: list[Site], argv: list[str], tmp_path: Path) -> dict[str, Any]:
+def run_node(
+    sites: list[Site], argv: list[str], tmp_path: Path, *, certs: dict[str, str] | None = None
+) -> dict[str, Any]:
     assert NODE is not None
     case = tmp_path / "case.json"
-    case.write_text(json.dumps({"sites": [asdict(s) for s in sites], "argv": argv}), encoding="utf-8")
+    data = {"sites": [asdict(s) for s in sites], "argv": argv, "certs": certs or {}}
+    case.write_text(json.dumps(data), encoding="utf-8")
     proc = subprocess.run(
         [NODE, str(HARNESS), str(HELPER), str(case)], capture_output=True, timeout=60, check=False
     )
@@ -216,6 +223,130 @@ def test_emulation_answers_as_the_real_helper(tmp_path: Path, argv: list[str], v
     assert [asdict(s) for _, s in sorted(host.sites.items())] == node["sites"]
 
 
+# --- export-pfx (IIS.CertObj) ----------------------------------------------------------------------------
+
+PFX_PASSWORD = "Helper-Pfx-Pa55word"
+OUT = r"C:\kit\out.pfx"
+
+
+@needs_node
+def test_helper_export_pfx_calls_iis_certobj_like_the_public_scripts(tmp_path: Path) -> None:
+    out = run_node(_sites(), ["export-pfx", "1", OUT, PFX_PASSWORD], tmp_path, certs={HASH_A: "exportable"})
+    assert out["exit_code"] == 0, out["stdout"]
+    assert json.loads(out["stdout"]) == {
+        "verb": "export-pfx",
+        "exported": OUT,
+        "site": 1,
+        "cert_hash": HASH_A,
+    }
+    assert PFX_PASSWORD not in out["stdout"]
+    # InstanceName "W3SVC/1", Export(path, password, bPrivateKey=true, bCertChain=true, bRemoveCert=false).
+    assert out["exports"] == [
+        {
+            "instance": "W3SVC/1",
+            "path": OUT,
+            "password": PFX_PASSWORD,
+            "private_key": True,
+            "chain": True,
+            "remove": False,
+            "cert_hash": HASH_A,
+        }
+    ]
+    assert "ActiveXObject IIS.CertObj" in out["calls"]
+
+
+@needs_node
+@pytest.mark.parametrize(
+    ("argv", "key", "code", "number", "text"),
+    [
+        (["export-pfx", "1", OUT, PFX_PASSWORD], "not-exportable", 1, "0x8009000B", "Key not valid"),
+        (["export-pfx", "1", OUT, PFX_PASSWORD], "no-key", 1, "0x80090016", "Keyset does not exist"),
+        (["export-pfx", "1", OUT, PFX_PASSWORD], None, 1, "0x80092004", "Cannot find object"),
+        (["export-pfx", "2", OUT, PFX_PASSWORD], "exportable", 1, "0x800CC801", "W3SVC/2 has no server cert"),
+        (["export-pfx", "9", OUT, PFX_PASSWORD], "exportable", 1, "0x80070003", "cannot find the path"),
+        (
+            ["export-pfx", "1", "out.pfx", PFX_PASSWORD],
+            "exportable",
+            2,
+            "0x80070057",
+            "PATH must be an absolute",
+        ),
+        (["export-pfx", "1", OUT, ""], "exportable", 2, "0x80070057", "PASSWORD must not be empty"),
+        (["export-pfx", "1", OUT], "exportable", 2, "0x80070057", "usage: export-pfx SITEID PATH PASSWORD"),
+    ],
+)
+def test_helper_export_pfx_failures_are_json(
+    tmp_path: Path, argv: list[str], key: str | None, code: int, number: str, text: str
+) -> None:
+    out = run_node(_sites(), argv, tmp_path, certs={HASH_A: key} if key else {})
+    assert out["exit_code"] == code
+    error = json.loads(out["stdout"])["error"]
+    assert (error["verb"], error["number"]) == ("export-pfx", number)
+    assert text in error["description"]
+    assert out["exports"] == []
+    assert PFX_PASSWORD not in out["stdout"]
+
+
+def _export_host(key: str, *, locale: str = "en", codepage: int = 437) -> tuple[Host, list[Site], str, Pki]:
+    """An emulated host whose site 1 is bound to a real certificate in MY with a key in state ``key``
+    (exportable, not-exportable, no-key, absent = not in the store), plus the CA certificates."""
+    pki = make_pki(now_utc=CLOCK)
+    thumb = certs.thumbprint(pki.current_leaf)
+    sites = _sites()
+    sites[0].ssl_cert_hash = thumb
+    host = emulated_host(sites, locale=locale, codepage=codepage)
+    stores.init_stores(host)
+    stores.add_certificate(host, "ROOT", pki.old_root)
+    for ca in (pki.intermediate, pki.cross):
+        stores.add_certificate(host, "CA", ca)
+    if key != "absent":
+        stores.add_certificate(
+            host, "MY", pki.current_leaf, key=pki.current_key, exportable=key == "exportable"
+        )
+        if key == "no-key":
+            host.keys.clear()
+    return host, sites, thumb, pki
+
+
+@needs_node
+@pytest.mark.parametrize("key", ["exportable", "not-exportable", "no-key", "absent"])
+@pytest.mark.parametrize("site", ["1", "2", "9", "x"])
+def test_emulated_export_answers_as_the_real_helper(tmp_path: Path, key: str, site: str) -> None:
+    host, sites, thumb, _ = _export_host(key)
+    argv = ["export-pfx", site, OUT, PFX_PASSWORD]
+    node = run_node(sites, argv, tmp_path, certs={} if key == "absent" else {thumb: key})
+    code, stdout, _ = run_emulated(host, argv)
+    assert (code, stdout.decode("ascii")) == (node["exit_code"], node["stdout"])
+    assert (host.read_file(OUT) is not None) == bool(node["exports"])
+
+
+def test_emulated_export_writes_a_3des_pfx_with_key_and_chain() -> None:
+    host, _, thumb, pki = _export_host("exportable")
+    code, stdout, _ = run_emulated(host, ["export-pfx", "1", OUT, PFX_PASSWORD])
+    assert code == 0, stdout
+    data = host.read_file(OUT)
+    assert data is not None
+    check = certs.check_pfx(
+        data, PFX_PASSWORD, source="out.pfx", expected_thumbprint=thumb, anchors=[pki.g5_root, pki.old_root]
+    )
+    assert check.key_matches and check.has_intermediate
+    assert check.encryption == ("pbeWithSHAAnd3-KeyTripleDES-CBC",)
+    inside = set(check.certificates)
+    assert {certs.thumbprint(pki.intermediate), certs.thumbprint(pki.old_root)} <= inside
+
+
+def test_emulated_export_of_a_non_exportable_key_in_japanese() -> None:
+    host, _, _, _ = _export_host("not-exportable", locale="ja", codepage=932)
+    code, stdout, _ = run_emulated(host, ["export-pfx", "1", OUT, PFX_PASSWORD])
+    assert code == 1 and stdout.isascii()
+    error = json.loads(stdout)["error"]
+    assert (error["number"], error["description"]) == (
+        "0x8009000B",
+        "キーは指定された状態で使用するのに有効ではありません。",
+    )
+    assert host.read_file(OUT) is None
+
+
 # --- cscript as the rehearsal host runs it ------------------------------------------------------------
 
 
@@ -299,11 +430,6 @@ def new_thumbprint(server: Any) -> str:
 
 def install_new_certificate(server: Any) -> str:
     """Put the new certificate (with its key) into MY, as seed step 1 / opslib.windows would."""
-    from datetime import datetime
-
-    from opslib.rehearsal.pki import make_pki
-    from opslib.rehearsal.programs import stores
-
     pki = make_pki(
         now_utc=datetime.fromisoformat(server.host.extra["now_utc"]), hostnames=("www1.example.jp",)
     )

@@ -296,6 +296,36 @@ def test_rollback_yaml_puts_the_old_certificate_back(
     assert_no_secrets(later[0], setup.secrets)
 
 
+def test_the_review_notebook_reads_two_real_rehearsal_runs(
+    renewal: tuple[Setup, Path, dict], tmp_path: Path
+) -> None:
+    setup, run_dir, state = renewal
+    if len(setup.run_dirs()) < 2:  # run alone: make the second run (the rollback) here
+        assert cli.main(["run", str(run_dir / "rollback.yaml"), "--yes"]) == 0
+    runs = setup.run_dirs()
+    out = tmp_path / "review.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "review_evidence.ipynb"),
+        str(out),
+        parameters={"evidence_root": str(setup.evidence_root), "host": "web01"},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(
+        str(o.get("text", "")) + "".join(str(v) for v in o.get("data", {}).values())
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert f"{len(runs)} of {len(runs)} runs selected; 0 of {len(runs)} runs have integrity problems" in text
+    assert all(r.name in text for r in runs)
+    assert state["extra"]["new_thumbprint"] in text and state["extra"]["current_thumbprint"] in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert_no_secrets(tmp_path, setup.secrets)  # the review itself leaks nothing either
+
+
 # --- dry run -----------------------------------------------------------------------------------
 
 

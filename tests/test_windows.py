@@ -7,6 +7,7 @@ registry, files and keys, read through the emulation's own store helpers), and t
 from __future__ import annotations
 
 import json
+import secrets as random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,10 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
+from secretscan import assert_no_secrets
 
-from opslib import certs, rehearsal, secrets, windows
+from opslib import certs, cli, iis, rehearsal, secrets, windows
 from opslib._transport import Connection, connect
-from opslib.errors import CapabilityMissing, PreconditionFailed, VerificationFailed
+from opslib.errors import CapabilityMissing, PreconditionFailed, UnsafeArgument, VerificationFailed
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host
 from opslib.rehearsal.pki import Pki, make_pki
@@ -486,16 +489,166 @@ def test_export_pfx_key_not_exportable(tmp_path: Path, locale: tuple[str, int]) 
     assert PFX_PASSWORD not in str(err.value)
 
 
-def test_export_pfx_without_the_verb(tmp_path: Path, locale: tuple[str, int]) -> None:
-    with serve(tmp_path, locale, certutil_missing_verbs=["exportPFX"]) as srv:
-        thumb = certs.thumbprint(srv.pki.current_leaf)
-        windows.probe(srv.conn)
+# --- PFX export without certutil -exportPFX: IIS.CertObj through the bound site ----------------------------
+
+NO_EXPORTPFX = {"certutil_missing_verbs": ["exportPFX"]}
+
+
+def _bound(srv: Server, site: str = "W3SVC/2") -> str:
+    """Install the new certificate (step 1) and bind it to ``site`` (the work site, as step 1 does)."""
+    thumb = _installed(srv)
+    iis.bind_certificate(srv.conn, site, thumb)
+    return thumb
+
+
+def _server_pfx_files(srv: Server) -> list[str]:
+    return [f for f in srv.host.files if f.endswith((".pfx", ".b64"))]
+
+
+def test_export_pfx_through_iis_certobj_when_certutil_lacks_the_verb(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
+        thumb = _bound(srv)
+        assert not windows.probe(srv.conn).has_certutil("exportPFX")
         before = srv.state()
-        with pytest.raises(CapabilityMissing, match=r"certutil -exportPFX.*IIS\.CertObj"):
+        plan = windows.plan_export(srv.conn, thumb)
+        assert srv.state() == before
+        pfx = windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+        assert not _server_pfx_files(srv)  # the server copy is gone
+        assert srv.host.sites[2].ssl_cert_hash == thumb  # bRemoveCert false: still bound
+        assert stores.find_certificate(srv.host, "MY", thumb) is not None
+        transcript = srv.transcript.read_text(encoding="utf-8")
+    assert plan[0].target == f"MY\\{thumb}" and plan[0].after.endswith("(IIS.CertObj via W3SVC/2)")
+    assert pfx.route == "IIS.CertObj via W3SVC/2" and pfx.facts()["pfx_export_route"] == pfx.route
+    assert pfx.remote_deleted and pfx.check.ok and pfx.chain
+    assert pfx.check.key_matches and pfx.check.has_intermediate and pfx.check.has_cross
+    assert pfx.check.encryption == ("pbeWithSHAAnd3-KeyTripleDES-CBC",)
+    bundle = certs.load_pkcs12(pfx.data, PFX_PASSWORD, source="backup.pfx")
+    assert bundle.leaf is not None and certs.thumbprint(bundle.leaf) == thumb
+    commands = [json.loads(x).get("command_line", "") for x in transcript.splitlines()]
+    assert any(" export-pfx 2 " in c and "[REDACTED]" in c for c in commands)
+    assert not any(c.startswith("certutil -p ") for c in commands)
+    assert PFX_PASSWORD in secrets.registered() and PFX_PASSWORD not in transcript
+
+
+def test_export_pfx_prefers_the_started_site_and_honours_a_named_one(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
+        thumb = _bound(srv)
+        iis.swap(srv.conn, production_site="W3SVC/1", new_thumbprint=thumb)  # step 2: production started
+        plan = windows.plan_export(srv.conn, thumb)
+        named = windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD, site="renew.www1.example.jp")
+        with pytest.raises(PreconditionFailed, match=r"W3SVC/1 .* is bound to MY\\[0-9A-F]{40}, not MY\\"):
+            windows.export_pfx(
+                srv.conn, certs.thumbprint(srv.pki.current_leaf), password=PFX_PASSWORD, site="W3SVC/1"
+            )
+    assert plan[0].after.endswith("(IIS.CertObj via W3SVC/1)")
+    assert named.route == "IIS.CertObj via W3SVC/2" and named.check.ok
+
+
+def test_export_pfx_through_iis_certobj_of_a_non_exportable_key(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    with serve(tmp_path, locale, scenario="key-not-exportable", **NO_EXPORTPFX) as srv:
+        thumb = _bound(srv)
+        with pytest.raises(
+            PreconditionFailed, match=r"created non-exportable.*IIS\.CertObj: NTE_BAD_KEY_STATE 0x8009000B"
+        ) as err:
+            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+        assert not _server_pfx_files(srv)
+        transcript = srv.transcript.read_text(encoding="utf-8")
+    assert "Mark the key as exportable" in str(err.value)
+    assert PFX_PASSWORD not in str(err.value) and PFX_PASSWORD not in transcript
+
+
+def test_export_pfx_without_the_verb_needs_a_bound_site(tmp_path: Path, locale: tuple[str, int]) -> None:
+    with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
+        thumb = _installed(srv)  # in MY with its key, but on no site
+        assert thumb not in {s.cert_thumbprint for s in iis.sites(srv.conn)}  # (uploads the helper)
+        before = srv.state()
+        with pytest.raises(PreconditionFailed, match=rf"no IIS site has MY\\{thumb} bound") as err:
             windows.plan_export(srv.conn, thumb)
-        with pytest.raises(CapabilityMissing, match="not implemented yet"):
+        with pytest.raises(PreconditionFailed, match="IIS.CertObj cannot export it"):
+            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+        dry = windows.plan_export(srv.conn, thumb, installed=False)  # a dry run: nothing bound yet
+        assert srv.state() == before
+        transcript = srv.transcript.read_text(encoding="utf-8")
+    assert "bind" in err.value.hint and "step 1" in err.value.hint
+    assert "IIS.CertObj via the site it is bound to" in dry[0].after
+    assert "export-pfx" not in transcript and PFX_PASSWORD not in transcript
+
+
+def test_export_pfx_without_the_verb_nor_cscript(tmp_path: Path, locale: tuple[str, int]) -> None:
+    with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
+        del srv.host.programs["cscript"]
+        thumb = certs.thumbprint(srv.pki.current_leaf)
+        assert not windows.probe(srv.conn).cscript  # (makes the temporary folder)
+        before = srv.state()
+        with pytest.raises(CapabilityMissing, match=r"certutil -exportPFX, and cscript\.exe .*IIS\.CertObj"):
+            windows.plan_export(srv.conn, thumb)
+        with pytest.raises(CapabilityMissing, match="export the certificate with its private key by hand"):
             windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
         assert srv.state() == before
+
+
+def test_export_pfx_through_iis_certobj_refuses_a_password_cmd_cannot_carry(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
+        thumb = _bound(srv)
+        for bad in ("Pa55%word%x", "Pa55!word!x", 'Pa55"word'):
+            with pytest.raises(UnsafeArgument, match="PFX password") as err:
+                windows.export_pfx(srv.conn, thumb, password=bad)
+            assert bad not in str(err.value)
+        assert not _server_pfx_files(srv)
+        transcript = srv.transcript.read_text(encoding="utf-8")
+    assert "export-pfx" not in transcript
+
+
+def test_a_full_run_backs_up_through_iis_certobj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One renewal through the runbook (steps 0–4) on a Japanese 2003 whose certutil lacks -exportPFX."""
+    winrm_pw, pfx_pw = f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"
+    monkeypatch.setenv("OPSLIB_WIN_E2E_WINRM", winrm_pw)
+    monkeypatch.setenv("OPSLIB_WIN_E2E_PFX", pfx_pw)
+    reh = rehearsal.start(
+        scenario="iis6-ja", password=winrm_pw, workdir=tmp_path / "host", state_file=tmp_path / "state.json"
+    )
+    try:
+        reh.host.extra.update(NO_EXPORTPFX)
+        data = reh.params(
+            password_env="OPSLIB_WIN_E2E_WINRM",
+            pfx_password_env="OPSLIB_WIN_E2E_PFX",
+            backup_dir=str(tmp_path / "backups"),
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        code = cli.main(["run", str(params_file), "--evidence-root", str(tmp_path / "evidence"), "--yes"])
+        new_thumb = reh.host.extra["new_thumbprint"]
+        left = _pfx_files_of(reh.host)
+    finally:
+        reh.stop()
+    assert code == 0
+    (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if (p / "run.json").is_file()]
+    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "succeeded"
+    facts = manifest["facts"]
+    assert facts["pfx_export_route"] == "IIS.CertObj via W3SVC/1"  # production, started after step 2
+    assert facts["pfx_thumbprint"] == new_thumb and facts["server_copy_deleted"] is True
+    assert facts["pfx_has_intermediate"] and facts["pfx_has_cross"]
+    backup = Path(facts["backup_file"])
+    check = certs.check_pfx(backup.read_bytes(), pfx_pw, source=str(backup), expected_thumbprint=new_thumb)
+    assert check.key_matches and check.has_intermediate
+    assert not left
+    transcript = (run_dir / "transcript.jsonl").read_text(encoding="utf-8")
+    assert " export-pfx 1 " in transcript and "certutil -p " not in transcript
+    assert_no_secrets(run_dir, [winrm_pw, pfx_pw])
+
+
+def _pfx_files_of(host: Host) -> list[str]:
+    return [f for f in host.files if f.endswith((".pfx", ".b64"))]
 
 
 def test_export_pfx_refuses_weak_or_unsafe_passwords(tmp_path: Path, locale: tuple[str, int]) -> None:

@@ -5,6 +5,7 @@
 //   cscript //nologo //E:jscript iis6.js clear-cert SITEID
 //   cscript //nologo //E:jscript iis6.js start SITEID
 //   cscript //nologo //E:jscript iis6.js stop SITEID
+//   cscript //nologo //E:jscript iis6.js export-pfx SITEID PATH PASSWORD
 //
 // Output: one line of ASCII-only JSON on stdout (non-ASCII escaped as \uXXXX), exit code 0.
 // Failure: {"error": {"verb", "number" (HRESULT as "0x" + 8 hex digits), "description", ...}} and
@@ -25,10 +26,19 @@
 //   IIsWebServer.Start (ADSI) .. https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525370(v=vs.90)
 //   IIsWebServer.Stop (ADSI) ... https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524486(v=vs.90)
 //   IADs (Class, Name, GetInfo, SetInfo, PutEx) https://learn.microsoft.com/en-us/windows/win32/api/iads/nn-iads-iads
+//   IIS.CertObj (IIsCertObj) ... windows-commands.md section 5; the method semantics are those of
+//     MS-IMSA IIISCertObj ExportToBlob (InstanceName, Password, bPrivateKey, bCertChain)
+//     https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-imsa/619d71c9-c1a9-4b2d-9b71-cd54981a8ef4
+//     and the object is used as public IIS 6 backup scripts do: InstanceName = "W3SVC/" + n, then
+//     Export(file, password, true, true, false).
 //
 // Unverified on a real Windows Server 2003 [U]: how ADSI hands an unset SSLCertHash to JScript (we
 // accept null, an empty VBArray, or a thrown error), and whether Start() reports a binding conflict
 // by throwing or only by leaving ServerState at 4 (we handle both: catch, then poll ServerState).
+// export-pfx [U]: which chain IIS.CertObj puts into the PFX (we expect the chain CryptoAPI builds,
+// root included), the PFX encryption it uses (expected 3DES/SHA-1, as every 2003 export), whether
+// Export overwrites an existing file, and the exact HRESULT for a non-exportable key (expected
+// NTE_BAD_KEY_STATE 0x8009000B). The kit proves the file it brings back and never relies on these.
 
 var EXIT_OK = 0;
 var EXIT_ADSI = 1;
@@ -37,6 +47,9 @@ var EXIT_STATE = 3;
 
 var E_INVALIDARG = -2147024809; // 0x80070057
 var E_FAIL = -2147467259; // 0x80004005
+// MD_ERROR_DATA_NOT_FOUND: "The specified metadata was not found", what MS-IMSA ExportToBlob returns
+// when the instance has no certificate reference.
+var MD_ERROR_DATA_NOT_FOUND = -2146646015; // 0x800CC801
 
 // ServerState values (ms524905): 1 starting, 2 started, 3 stopping, 4 stopped, 5 pausing,
 // 6 paused, 7 continuing.
@@ -369,6 +382,36 @@ function verbControl(verb, args) {
     return {"verb": verb, "changed": changed, "before_state": before, "site": now};
 }
 
+function verbExportPfx(args) {
+    // The site's server certificate (SSLCertHash in SSLStoreName) with its private key and chain, to
+    // a password-protected PFX file (windows-commands.md section 5, IIS 6 native). The password is
+    // only passed on to Export; it is never written to the output.
+    if (args.length !== 3) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "usage: export-pfx SITEID PATH PASSWORD");
+    }
+    var id = siteId(args[0]);
+    if (!/^[A-Za-z]:\\[^"*?<>|]+$/.test(args[1])) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "PATH must be an absolute file path such as C:\\x.pfx");
+    }
+    if (args[2] === "") {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "PASSWORD must not be empty");
+    }
+    var site = openSite(id);
+    var hash = certHashHex(site);
+    if (hash === "") {
+        // Checked here rather than left to IIS.CertObj, whose answer for this case is [U].
+        throw new Failure(EXIT_ADSI, MD_ERROR_DATA_NOT_FOUND,
+            "W3SVC/" + id + " has no server certificate (SSLCertHash is not set); nothing to export");
+    }
+    var certObj = new ActiveXObject("IIS.CertObj");
+    certObj.InstanceName = "W3SVC/" + id;
+    // Export(FileName, Password, bPrivateKey, bCertChain, bRemoveCert): key and chain included, the
+    // certificate stays in the store and on the site (bRemoveCert false). A COM failure (for example
+    // NTE_BAD_KEY_STATE for a key created non-exportable) is thrown and reported by fail().
+    certObj.Export(args[1], args[2], true, true, false);
+    return {"verb": "export-pfx", "exported": args[1], "site": Number(id), "cert_hash": hash};
+}
+
 // --- main ------------------------------------------------------------------------------------------
 
 function main() {
@@ -391,9 +434,11 @@ function main() {
             emit(verbClearCert(args));
         } else if (verb === "start" || verb === "stop") {
             emit(verbControl(verb, args));
+        } else if (verb === "export-pfx") {
+            emit(verbExportPfx(args));
         } else {
             throw new Failure(EXIT_USAGE, E_INVALIDARG,
-                "unknown verb '" + verb + "'; use list, set-cert, clear-cert, start or stop");
+                "unknown verb '" + verb + "'; use list, set-cert, clear-cert, start, stop or export-pfx");
         }
     } catch (err) {
         return fail(verb, err);

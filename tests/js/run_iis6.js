@@ -7,8 +7,10 @@
 //
 // usage: node run_iis6.js SCRIPT CASE.json
 //   CASE.json: {"sites": [{id, comment, state, server_bindings, secure_bindings, ssl_cert_hash,
-//               ssl_store_name, fail_start}], "argv": ["list"]}
-// prints:    {"stdout": "...", "exit_code": N, "sites": [... the table afterwards ...], "calls": [...]}
+//               ssl_store_name, fail_start}], "argv": ["list"],
+//               "certs": {HASH: "exportable" | "not-exportable" | "no-key"}, "is_admin": true}
+// prints:    {"stdout": "...", "exit_code": N, "sites": [... the table afterwards ...], "calls": [...],
+//             "exports": [... IIS.CertObj Export calls that succeeded ...]}
 "use strict";
 
 const fs = require("fs");
@@ -156,7 +158,40 @@ function Enumerator(collection) {
   this.item = () => items[i];
 }
 
+// IIS.CertObj (IIsCertObj): InstanceName selects the site, Export(file, password, bPrivateKey,
+// bCertChain, bRemoveCert) writes the site's certificate to a PFX (MS-IMSA ExportToBlob semantics,
+// https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-imsa/619d71c9-c1a9-4b2d-9b71-cd54981a8ef4).
+// The case's "certs" map (SSLCertHash -> "exportable" | "not-exportable" | "no-key") stands for the
+// store and its keys; "is_admin": false makes the export fail as for a non-administrator. Failures
+// use the same HRESULTs and message texts as the rehearsal's certutil/cscript emulation.
+const certs = testCase.certs || {};
+const exported = [];
+
+function certObj() {
+  const obj = {
+    InstanceName: undefined,
+    Export(path, password, bPrivateKey, bCertChain, bRemoveCert) {
+      calls.push("Export " + obj.InstanceName);
+      const m = /^W3SVC\/(\d+)$/.exec(String(obj.InstanceName));
+      if (!m) throw comError(0x80070057, "The parameter is incorrect.");
+      const row = table.find(s => String(s.id) === m[1]);
+      if (!row) throw comError(0x80070003, "The system cannot find the path specified.");
+      if (!row.ssl_cert_hash) throw comError(0x800CC801, "The specified metadata was not found.");
+      const key = certs[row.ssl_cert_hash];
+      if (key === undefined) throw comError(0x80092004, "Cannot find object or property.");
+      if (testCase.is_admin === false) throw comError(0x80070005, "Access is denied.");
+      if (key === "no-key") throw comError(0x80090016, "Keyset does not exist");
+      if (key === "not-exportable") throw comError(0x8009000B, "Key not valid for use in specified state.");
+      exported.push({ instance: obj.InstanceName, path, password, private_key: bPrivateKey,
+        chain: bCertChain, remove: bRemoveCert, cert_hash: row.ssl_cert_hash });
+    },
+  };
+  return obj;
+}
+
 function ActiveXObject(progid) {
+  calls.push("ActiveXObject " + progid);
+  if (progid === "IIS.CertObj") return certObj();
   throw comError(0x800A01AD, "Automation server can't create object: " + progid);
 }
 
@@ -178,4 +213,4 @@ try {
   if (e instanceof Quit) exitCode = e.code;
   else { process.stderr.write(String(e && e.stack || e) + "\n"); exitCode = 99; }
 }
-process.stdout.write(JSON.stringify({ stdout, exit_code: exitCode, sites: table, calls }));
+process.stdout.write(JSON.stringify({ stdout, exit_code: exitCode, sites: table, calls, exports: exported }));

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -52,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
-from ..host import Host, Invocation
+from ..host import Host, Invocation, KeyPair
 from . import filecodec, stores
 
 # --- HRESULTs (signed, as a process exit code) ------------------------------------------------------
@@ -615,12 +616,25 @@ def _exportpfx(inv: Invocation, switches: set[str], values: dict[str, str], ops:
         return fail(inv, "exportPFX", ERROR_FILE_EXISTS)
     if not host.parent_exists(out):
         return fail(inv, "exportPFX", ERROR_PATH_NOT_FOUND)
-    password = values.get("p", "")
     chain = build_chain(host, entry.cert)[1:]
     if "nochain" in modifiers:
         chain = []
     elif "noroot" in modifiers:
         chain = [c for c in chain if not is_self_signed(c)]
+    host.write_file(out, build_pfx(entry, pair, values.get("p", ""), chain=chain))
+    return done(inv, "exportPFX")
+
+
+def build_pfx(
+    entry: stores.StoredCert, pair: KeyPair, password: str, *, chain: Sequence[x509.Certificate]
+) -> bytes:
+    """The PKCS#12 Windows writes for ``entry`` with its key and ``chain`` (leaf excluded).
+
+    3DES (pbeWithSHAAnd3-KeyTripleDES-CBC) for key and certificates, SHA-1 MAC, 2000 rounds: what
+    PFXExportCertStoreEx writes by default up to Windows Server 2016 [I]; the friendly name
+    (property 11) goes along. Used by ``certutil -exportPFX`` and by the IIS.CertObj export of the
+    cscript emulation (``IIS.CertObj`` calls the same CryptoAPI export [U]).
+    """
     key = serialization.load_pem_private_key(pair.pkcs8_pem.encode("ascii"), password=None)
     friendly = entry.properties.get(stores.FRIENDLY_NAME)
     name = friendly.decode("utf-16-le").rstrip("\0").encode("utf-8") if friendly else None
@@ -631,9 +645,7 @@ def _exportpfx(inv: Invocation, switches: set[str], values: dict[str, str], ops:
         .hmac_hash(hashes.SHA1())
         .build(password.encode("utf-8"))
     )
-    pfx = pkcs12.serialize_key_and_certificates(name, key, entry.cert, chain or None, encryption)  # type: ignore[arg-type]
-    host.write_file(out, pfx)
-    return done(inv, "exportPFX")
+    return pkcs12.serialize_key_and_certificates(name, key, entry.cert, list(chain) or None, encryption)  # type: ignore[arg-type]
 
 
 _HANDLERS = {

@@ -28,6 +28,16 @@ IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comme
 * SSLCertHash is a plain BINARY property: ADSI does not check that the certificate exists or has a
   private key [I]. A site bound to a certificate without a private key in MY still starts but cannot
   complete a TLS handshake (Schannel needs the key; see ``opslib/rehearsal/tlsserve.py``) [U].
+* ``export-pfx SITEID PATH PASSWORD`` (``IIS.CertObj``: ``InstanceName = "W3SVC/n"``,
+  ``Export(path, password, true, true, false)``; windows-commands.md §5, MS-IMSA ExportToBlob): the
+  certificate the site is bound to (SSLCertHash in SSLStoreName) with its private key and the chain
+  CryptoAPI builds from this host's stores (root included [U]), as a PFX made by the certutil
+  emulation's builder (3DES/SHA-1 [U for IIS.CertObj]). Failures, in this order [U: the order and
+  the HRESULTs on a real 2003]: no SSLCertHash → MD_ERROR_DATA_NOT_FOUND 0x800CC801 (checked by the
+  helper itself); the certificate is not in the store → CRYPT_E_NOT_FOUND 0x80092004; not an
+  administrator → E_ACCESSDENIED; no key → NTE_BAD_KEYSET 0x80090016; a key created non-exportable →
+  NTE_BAD_KEY_STATE 0x8009000B; the folder does not exist → 0x80070003. An existing file is
+  overwritten [U].
 * COM error descriptions come from the system message table in the UI language (Japanese on a
   Japanese server) [I]; the kit reads only the numbers.
 """
@@ -40,12 +50,15 @@ from typing import Any
 
 from ..cmd import resolve_path
 from ..host import STARTED, STOPPED, Host, Invocation, Site
+from . import certutil, stores
 
 EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE = 0, 1, 2, 3
 E_INVALIDARG = 0x80070057
 E_FAIL = 0x80004005
 E_PATH_NOT_FOUND = 0x80070003
 E_SHARING_VIOLATION = 0x80070020
+MD_ERROR_DATA_NOT_FOUND = 0x800CC801
+_PATH = re.compile(r'[A-Za-z]:\\[^"*?<>|]+')  # the helper's PATH check, same pattern
 
 _BANNER = (
     "Microsoft (R) Windows Script Host Version 5.6\r\n"
@@ -231,6 +244,46 @@ class _Helper:
             )
         return {"verb": verb, "changed": changed, "before_state": before, "site": now}
 
+    def _com_error(self, hresult: int) -> _Failure:
+        """A failing COM call, as the helper's fail() reports it (exit 1, system message text)."""
+        _, en, ja = certutil.MESSAGES[hresult]
+        return _Failure(EXIT_ADSI, hresult, self.host.text(en, ja))
+
+    def export_pfx(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 3:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: export-pfx SITEID PATH PASSWORD")
+        site_id = self._site_id(args[0])
+        path, password = args[1], args[2]
+        if not _PATH.fullmatch(path):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "PATH must be an absolute file path such as C:\\x.pfx")
+        if password == "":
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "PASSWORD must not be empty")
+        site = self._open(site_id)
+        thumb = site.ssl_cert_hash.upper()
+        if not thumb:
+            raise _Failure(
+                EXIT_ADSI,
+                MD_ERROR_DATA_NOT_FOUND,
+                f"W3SVC/{site.id} has no server certificate (SSLCertHash is not set); nothing to export",
+            )
+        # IIS.CertObj.Export: the certificate from the site's store, its key, the chain (module doc).
+        host = self.host
+        entry = stores.find_certificate(host, site.ssl_store_name or "MY", thumb)
+        if entry is None:
+            raise self._com_error(certutil.CRYPT_E_NOT_FOUND)
+        if not host.is_admin:
+            raise self._com_error(certutil.E_ACCESSDENIED)
+        pair = stores.key_for(host, entry)
+        if pair is None:
+            raise self._com_error(certutil.NTE_BAD_KEYSET)
+        if not pair.exportable:
+            raise self._com_error(certutil.NTE_BAD_KEY_STATE)
+        if not host.parent_exists(path):
+            raise self._com_error(certutil.ERROR_PATH_NOT_FOUND)
+        chain = certutil.build_chain(host, entry.cert)[1:]
+        host.write_file(path, certutil.build_pfx(entry, pair, password, chain=chain))
+        return {"verb": "export-pfx", "exported": path, "site": site.id, "cert_hash": thumb}
+
     def run(self, argv: list[str]) -> tuple[int, str]:
         verb = argv[0] if argv else ""
         args = argv[1:]
@@ -243,11 +296,13 @@ class _Helper:
                 result = self.clear_cert(args)
             elif verb in ("start", "stop"):
                 result = self.control(verb, args)
+            elif verb == "export-pfx":
+                result = self.export_pfx(args)
             else:
                 raise _Failure(
                     EXIT_USAGE,
                     E_INVALIDARG,
-                    f"unknown verb '{verb}'; use list, set-cert, clear-cert, start or stop",
+                    f"unknown verb '{verb}'; use list, set-cert, clear-cert, start, stop or export-pfx",
                 )
         except _Failure as exc:
             body: dict[str, Any] = {
