@@ -75,8 +75,8 @@ def time_in_process(base: Path) -> float:
     """(a): every step's code cells, exec'd here, facts collected by a stand-in for evidence.record."""
     reh, params_file = _fresh(base)
     p = opslib.params.load(params_file)
-    run_dir = base / "run"
-    run_dir.mkdir()
+    run_dir = base / "evidence" / "run"  # its parent is the evidence root; the backups sit beside it
+    run_dir.mkdir(parents=True)
     values = {**p.notebook_values(), "run_dir": str(run_dir), "dry_run": False}
     facts: dict[str, Any] = {}
     recorded: list[dict[str, Any]] = []
