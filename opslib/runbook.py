@@ -165,7 +165,7 @@ def run(
 
 def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
     """Continue a failed run from its failed step, in the same run folder."""
-    folder = Path(run_dir)
+    folder = Path(run_dir).resolve()  # absolute: see _evidence_root
     manifest = _read_manifest(folder)
     if manifest.get("status") == "succeeded":
         raise UsageError(f"{folder}: this run succeeded; there is nothing to resume")
@@ -555,11 +555,13 @@ def _check_notebooks(steps: Sequence[Step]) -> dict[str, tuple[Path, dict[str, d
 
 
 def _evidence_root(given: str | os.PathLike[str] | None, params: params_.Parameters) -> Path:
+    # Absolute from here on: papermill's cwd= changes this process's working directory while a step
+    # runs, and renders are written from a thread meanwhile, so a relative path would point elsewhere.
     if given is not None:
-        return Path(given)
+        return Path(given).resolve()
     if params.mode == params_.ROLLBACK and (params.base_dir / "run.json").is_file():
-        return params.base_dir.parent  # rollback.yaml in a run folder: keep the evidence together
-    return Path("evidence")
+        return params.base_dir.parent.resolve()  # rollback.yaml in a run folder: keep the evidence together
+    return Path("evidence").resolve()
 
 
 # --- lock --------------------------------------------------------------------------------------

@@ -329,17 +329,27 @@ def test_the_review_notebook_reads_two_real_rehearsal_runs(
 # --- dry run -----------------------------------------------------------------------------------
 
 
-def test_dry_run_changes_nothing_and_records_the_plan(tmp_path: Path, _env: list[str]) -> None:
+def test_dry_run_changes_nothing_and_records_the_plan(
+    tmp_path: Path, _env: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup = _start(tmp_path, _env)
+    monkeypatch.chdir(tmp_path)  # a relative evidence root, as an operator types it
+    relative = setup.evidence_root.relative_to(tmp_path)
     try:
         before = setup.state_file.read_bytes()
-        assert _run(setup, "--dry-run") == 0  # no --yes needed: nothing changes
+        # no --yes needed: nothing changes
+        assert cli.main(["run", str(setup.params_file), "--evidence-root", str(relative), "--dry-run"]) == 0
+        assert setup.state_file.read_bytes() == before
         assert setup.state_file.read_bytes() == before
     finally:
         setup.reh.stop()
     (run_dir,) = setup.run_dirs()
     m = setup.manifest(run_dir)
     assert (m["status"], m["dry_run"]) == ("succeeded", True)
+    # Every step rendered, although papermill changes the working directory while a step runs.
+    assert sorted(p.name for p in (run_dir / "html").iterdir()) == [
+        f"{s.name}.html" for s in runbook.RENEW_STEPS
+    ]
     facts = m["facts"]
     assert len(facts["forbidden_roots_planned"]) == 2
     assert facts["forbidden_roots_disabled"] == []
@@ -437,7 +447,8 @@ def test_the_demo_renews_and_prints_a_summary_without_passwords(
 
     monkeypatch.delenv(demo.WINRM_ENV, raising=False)
     monkeypatch.setenv(demo.PFX_ENV, f"P{random.token_urlsafe(15)}")
-    code = demo.run_demo(evidence_root=tmp_path / "evidence", backup_dir=tmp_path / "backups")
+    monkeypatch.chdir(tmp_path)  # relative folders, as `make demo` gives them
+    code = cli.main(["rehearse", "demo"])
     out, err = capsys.readouterr()
     assert code == 0
     generated = os.environ[demo.WINRM_ENV]  # a random one was put into the environment
@@ -451,3 +462,8 @@ def test_the_demo_renews_and_prints_a_summary_without_passwords(
     (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if p.name != ".locks"]
     assert f"evidence: {run_dir.resolve()}" in out
     assert_no_secrets(run_dir, [generated, os.environ[demo.PFX_ENV]])
+    assert sorted(p.name for p in (run_dir / "html").iterdir()) == [
+        f"{s.name}.html" for s in runbook.RENEW_STEPS
+    ]
+    (backup,) = (tmp_path / "backups").iterdir()  # beside the evidence, not in a temporary folder
+    assert backup.suffix == ".pfx" and stat.S_IMODE(backup.stat().st_mode) == 0o600

@@ -51,8 +51,10 @@ def run_demo(
     work = Path(tempfile.mkdtemp(prefix="opslib-demo-"))
     # The backup must outlive the demo (a PFX in a deleted temp folder would be a lost key pair):
     # by default it goes to ./backups, beside ./evidence, both ignored by git.
-    backups = Path(backup_dir) if backup_dir else Path("backups")
-    root = Path(evidence_root)
+    # Absolute: the parameters file lives in a temporary folder, and relative paths in it would be
+    # read relative to that folder.
+    backups = Path(backup_dir or "backups").resolve()
+    root = Path(evidence_root).resolve()
     before = {p.name for p in root.iterdir()} if root.is_dir() else set()
     t0 = time.monotonic()
     with start(
