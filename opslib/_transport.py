@@ -325,7 +325,7 @@ class Connection:
         self,
         url: str,
         *,
-        transport: str,
+        transport: str = "ntlm",
         username: str,
         password: str,
         host_label: str,
@@ -987,38 +987,9 @@ class Connection:
         return f"Connection({self.host!r}, {self.url!r}, codepage={self.codepage})"
 
 
-def connect(
-    url: str,
-    *,
-    transport: str = "ntlm",
-    username: str,
-    password: str,
-    host_label: str,
-    codepage: str | int = "auto",
-    ca_trust_path: str | None = None,
-    server_cert_validation: str = "validate",
-    allow_unencrypted_basic: bool = False,
-    operation_timeout_s: int = 20,
-    read_timeout_s: int = 30,
-    transcript: Transcript | str | Path | None = None,
-    command_timeout_s: float | None = None,
-) -> Connection:
-    """Open one WinRS shell on ``url`` (a context manager). ``password`` is the value, not a reference."""
-    return Connection(
-        url,
-        transport=transport,
-        username=username,
-        password=password,
-        host_label=host_label,
-        codepage=codepage,
-        ca_trust_path=ca_trust_path,
-        server_cert_validation=server_cert_validation,
-        allow_unencrypted_basic=allow_unencrypted_basic,
-        operation_timeout_s=operation_timeout_s,
-        read_timeout_s=read_timeout_s,
-        transcript=transcript,
-        command_timeout_s=command_timeout_s,
-    )
+# ``connect(url, *, username, password, host_label, ...)`` opens one WinRS shell (a context manager);
+# ``password`` is the value, not a reference. It is the class itself: one signature, not two.
+connect = Connection
 
 
 def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Connection:
