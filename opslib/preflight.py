@@ -181,9 +181,9 @@ def check_server(
                 "not a renewal; nothing was changed",
                 hint="give the new certificate the CA sent for this renewal",
             )
-        # As step 1 does: the key must be pending here (or, after an interrupted step 1, the
-        # certificate is in MY with its key: windows.match_pending_request returns that entry).
-        request = windows.match_pending_request(conn, leaf).thumbprint
+        # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
+        # certificate is already in MY with its key (installed_ok: that entry is returned).
+        request = windows.match_pending_request(conn, leaf, installed_ok=True).thumbprint
     return ServerReady(tuple(found), production, work, request)
 
 

@@ -664,3 +664,28 @@ def test_export_pfx_of_a_missing_certificate(tmp_path: Path, locale: tuple[str, 
     with serve(tmp_path, locale) as srv:
         with pytest.raises(PreconditionFailed, match=r"holds no certificate 0{40}"):
             windows.export_pfx(srv.conn, "00" * 20, password=PFX_PASSWORD)
+
+
+def test_step_0_accepts_a_certificate_an_interrupted_run_already_installed(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    # A run stopped after `certreq -accept` (its reply lost): the placeholder is gone and MY holds the
+    # new certificate with its key. A fresh run's read-only server check must recognise that, as
+    # step 1 does, instead of refusing with "no pending request".
+    from opslib import preflight
+
+    with serve(tmp_path, locale) as srv:
+        windows.install_certificate(srv.conn, _bundle(srv.pki))
+        mail = tmp_path / "2026cert.pem"
+        mail.write_bytes(certs.encode_pem(srv.pki.new_leaf))
+        iis.sites(srv.conn)  # uploads the helper script to the connection's temp folder once
+        before = srv.state()
+        ready = preflight.check_server(
+            srv.conn,
+            production_site=scenarios.PRODUCTION_SITE,
+            work_site=scenarios.WORK_SITE,
+            certificate_file=str(mail),
+            host="web01",
+        )
+        assert ready.pending_request == certs.thumbprint(srv.pki.new_leaf)
+        assert srv.state() == before
