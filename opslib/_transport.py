@@ -856,14 +856,7 @@ class Connection:
         transfer = Transfer(
             remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", commands
         )
-        self._record(
-            {
-                "time_utc": datetime.now(UTC).isoformat(),
-                "host": self.host,
-                "what": what,
-                "upload": transfer.__dict__,
-            }
-        )
+        self._record_transfer("upload", transfer, what)
         return transfer
 
     def download(self, remote_path: str, *, what: str = "", timeout_s: float = 120) -> bytes:
@@ -928,15 +921,13 @@ class Connection:
         transfer = Transfer(
             remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 4 if remote_sha else 3
         )
-        self._record(
-            {
-                "time_utc": datetime.now(UTC).isoformat(),
-                "host": self.host,
-                "what": what,
-                "download": transfer.__dict__,
-            }
-        )
+        self._record_transfer("download", transfer, what)
         return data
+
+    def _record_transfer(self, kind: str, transfer: Transfer, what: str) -> None:
+        """One transcript line per transfer: sizes and SHA-256 only, never the data (it may be a PFX)."""
+        entry = {"time_utc": datetime.now(UTC).isoformat(), "host": self.host, "what": what}
+        self._record({**entry, kind: transfer.__dict__})
 
     # --- closing ---
     def close(self) -> None:
