@@ -1,0 +1,583 @@
+"""One WinRS shell per connection: the only module that imports pywinrm.
+
+One command costs Command + Receive(×k) + Signal (winrm.md §0, §1.2). What this adds to pywinrm:
+
+* our own Receive loop with a deadline (pywinrm's ``get_command_output`` retries the TimedOut fault
+  forever, winrm.md §1.4); on the deadline the command is terminated (Signal) and
+  :class:`~opslib.errors.CommandTimedOut` is raised. Only Receive is retried, never Command or Send.
+* the shell is reopened once when the server says it is gone (2150858843, 2150859174, 2147943418 —
+  as the Ruby WinRM gem does, winrm.md §1.3); a Command refused that way never ran, so it is re-sent
+  on the new shell once.
+* the code page: ``auto`` opens the shell without ``WINRS_CODEPAGE`` (the host's console default,
+  as pypsrp does, winrm.md §1.5) and reads the digits of ``chcp``; output stays bytes and is decoded
+  with that code page.
+* errors mapped to :mod:`opslib.errors`; the per-connection temp folder, removed on close.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import requests
+import winrm
+import xmltodict
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+
+from .. import secrets as _secrets
+from ..errors import (
+    AuthenticationFailed,
+    CommandTimedOut,
+    ConnectionFailed,
+    OpsError,
+    ParameterError,
+    RemoteCommandFailed,
+    VerificationFailed,
+    WSManFault,
+)
+from .quoting import Raw, cmdline, codec
+from .transcript import (
+    CREATE_TEMP,
+    REMOVE_STALE_TEMP,
+    REMOVE_TEMP,
+    CommandResult,
+    Transcript,
+    digest,
+    redacted_b64,
+    stale_temp_dirs,
+)
+from .transfer import Transfers
+
+# --- WS-Management facts ---------------------------------------------------------------------------
+
+ERROR_WSMAN_OPERATION_TIMEDOUT = 2150858793  # w:TimedOut (winrm.md §1.4, §2.1)
+ERROR_WSMAN_SHELL_NOT_FOUND = 2150858843  # shell gone (winrm.md §1.3, §2.1)
+ERROR_WSMAN_QUOTA_MAX_COMMANDS = 2150859174  # too many commands per shell (winrm.md §1.3)
+ERROR_WINRS_SHELL_GONE_WIN32 = 2147943418  # 0x800703FA, reset by the Ruby gem (winrm.md §1.3)
+SHELL_GONE_CODES = frozenset(
+    {ERROR_WSMAN_SHELL_NOT_FOUND, ERROR_WSMAN_QUOTA_MAX_COMMANDS, ERROR_WINRS_SHELL_GONE_WIN32}
+)
+RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
+
+
+RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
+TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
+
+
+class Connection(Transfers):
+    """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transport: str = "ntlm",
+        username: str,
+        password: str,
+        host_label: str,
+        codepage: str | int = "auto",
+        ca_trust_path: str | None = None,
+        server_cert_validation: str = "validate",
+        allow_unencrypted_basic: bool = False,
+        operation_timeout_s: int = 20,
+        read_timeout_s: int = 30,
+        transcript: Transcript | str | Path | None = None,
+        command_timeout_s: float | None = None,
+    ) -> None:
+        self.url = url
+        self.host = host_label
+        self._transcript = (
+            transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
+        )
+        self._operation_timeout_s = int(operation_timeout_s)
+        # The longest any one command may take (caps each verb's own deadline); None = the verbs' own.
+        self._command_cap = float(command_timeout_s) if command_timeout_s else None
+        self._temp_dir: str | None = None
+        self._stage = 0
+        self._hashfile_ok: bool | None = None  # probed on first use: certutil -hashfile SHA256
+        self._shell_id: str | None = None
+        self._closed = False
+        _secrets.register(password)
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ParameterError(
+                "winrm.url", f"not an http(s) WS-Management URL: {url!r}", hint="e.g. https://web01:443/wsman"
+            )
+        if parsed.username or parsed.password:
+            raise ParameterError(
+                "winrm.url", "the URL must not hold credentials", hint="use username/password"
+            )
+        if transport not in TRANSPORTS:
+            raise ParameterError(
+                "winrm.transport", f"unknown transport {transport!r}", hint="one of " + ", ".join(TRANSPORTS)
+            )
+        basic = transport in ("basic", "plaintext")
+        if basic and parsed.scheme == "http" and not allow_unencrypted_basic:
+            raise ParameterError(
+                "winrm.allow_unencrypted_basic",
+                "Basic authentication over plain HTTP would send the password readable on the network",
+                hint="use an https:// URL, or set allow_unencrypted_basic: true for a lab/rehearsal host",
+            )
+        if server_cert_validation not in ("validate", "ignore"):
+            raise ParameterError(
+                "winrm.server_cert_validation", f"must be validate or ignore, not {server_cert_validation!r}"
+            )
+        if codepage == "auto":
+            self._requested_cp: int | None = None
+        else:
+            try:
+                self._requested_cp = int(codepage)
+                "".encode(codec(self._requested_cp))
+            except (TypeError, ValueError, LookupError):
+                raise ParameterError(
+                    "winrm.codepage", f"unknown code page {codepage!r}", hint="auto, 437, 932 or 65001"
+                ) from None
+        self.codepage: int = self._requested_cp or 437
+        try:
+            # ca_trust_path None = the system CAs (pywinrm's "legacy_requests" default would read
+            # REQUESTS_CA_BUNDLE instead; winrm.md §1.7).
+            options: dict[str, Any] = {
+                "transport": transport,
+                "server_cert_validation": server_cert_validation,
+                "ca_trust_path": ca_trust_path or None,
+            }
+            self._protocol = winrm.protocol.Protocol(
+                url,
+                username=username,
+                password=password,
+                operation_timeout_sec=self._operation_timeout_s,
+                read_timeout_sec=int(read_timeout_s),
+                **options,
+            )
+        except WinRMError as exc:
+            raise ParameterError("winrm", _secrets.redact(str(exc))) from None
+        with self._mapped("open a shell"):
+            self._shell_id = self._open_shell()
+        if self._requested_cp is None:
+            self.codepage = self._detect_codepage()
+        self._remove_stale_temp_dirs()
+        # A step whose cell fails never reaches its conn.close(); the runner then shuts the kernel down
+        # gracefully, and this removes the temp folder as the interpreter exits (unregistered on close).
+        atexit.register(self.close)
+
+    # --- shell ---
+    def _open_shell(self) -> str:
+        if self._requested_cp is not None:
+            return str(self._protocol.open_shell(codepage=self._requested_cp))
+        # No WINRS_CODEPAGE: the shell keeps the host's console code page (pypsrp does the same,
+        # winrm.md §1.5). Built with pywinrm's public build_wsman_header.
+        req = {
+            "env:Envelope": self._protocol.build_wsman_header(
+                resource_uri=RESOURCE_URI_CMD, action=ACTION_CREATE
+            )
+        }
+        req["env:Envelope"]["env:Header"]["w:OptionSet"] = {
+            "w:Option": [{"@Name": "WINRS_NOPROFILE", "#text": "FALSE"}]
+        }
+        shell = req["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Shell", {})
+        shell["rsp:InputStreams"] = "stdin"
+        shell["rsp:OutputStreams"] = "stdout stderr"
+        root = ET.fromstring(self._protocol.send_message(xmltodict.unparse(req)))
+        return next(str(node.text) for node in root.iter() if node.get("Name") == "ShellId")
+
+    def _detect_codepage(self) -> int:
+        # `chcp` with no argument prints the active code page ("Active code page: 437",
+        # ja "現在のコード ページ: 932"); only the ASCII digits are read — in cp932 the second byte of
+        # a double-byte character is never 0x30–0x39 (https://ss64.com/nt/chcp.html).
+        result = self.run(["chcp"], what="detect the console code page", timeout_s=30)
+        m = re.search(rb"(\d+)\D*$", result.stdout)
+        if not m:
+            raise VerificationFailed(
+                self.host, "chcp printed no code page number", hint="set winrm.codepage explicitly"
+            )
+        return int(m.group(1))
+
+    @contextmanager
+    def _mapped(self, doing: str) -> Iterator[None]:
+        """Turn pywinrm/requests errors into the kit's errors (messages redacted)."""
+        try:
+            yield
+        except OpsError:
+            raise
+        except InvalidCredentialsError:
+            raise AuthenticationFailed(
+                self.url,
+                "the server refused the credentials (HTTP 401)",
+                hint="check winrm.username and the password reference",
+            ) from None
+        except WinRMOperationTimeoutError:
+            raise WSManFault(
+                self.url, ERROR_WSMAN_OPERATION_TIMEDOUT, f"the server timed out while trying to {doing}"
+            ) from None
+        except WSManFaultError as exc:
+            raise WSManFault(
+                self.url,
+                exc.wsman_fault_code,
+                _secrets.redact(str(exc.reason)),
+                hint=f"while trying to {doing}",
+            ) from None
+        except WinRMTransportError as exc:
+            raise ConnectionFailed(
+                self.url,
+                f"HTTP {exc.code} while trying to {doing}",
+                hint="check the URL and the WinRM listener",
+            ) from None
+        except requests.exceptions.SSLError:
+            raise ConnectionFailed(
+                self.url,
+                "the server's TLS certificate could not be validated",
+                hint="set winrm.ca_trust_path to the CA bundle that signs the WinRM certificate",
+            ) from None
+        except requests.exceptions.Timeout:
+            raise ConnectionFailed(
+                self.url, f"no answer in time while trying to {doing}", hint="check the host and the network"
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            reason = type(exc.__context__ or exc).__name__
+            raise ConnectionFailed(
+                self.url,
+                f"the connection failed or dropped while trying to {doing} ({reason})",
+                hint="check that the host is up and WinRM listens on that port; a change may or may not have been made",
+            ) from None
+        except WinRMError as exc:
+            raise ConnectionFailed(self.url, f"{_secrets.redact(str(exc))} while trying to {doing}") from None
+
+    # --- commands ---
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float = 60,
+        check: bool = True,
+        stdin: bytes | None = None,
+        what: str = "",
+        redirect: tuple[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        names: Sequence[str] | None = None,
+    ) -> CommandResult:
+        """Run one command (built by :func:`cmdline`) and wait for it, at most ``timeout_s`` seconds.
+
+        ``check=True`` raises :class:`RemoteCommandFailed` on a non-zero exit code. ``secrets`` are
+        registered for redaction (transcript, result, messages).
+        """
+        for value in secrets:
+            _secrets.register(value)
+        line = cmdline(argv, names=names, redirect=redirect)
+        shown_argv = [_secrets.redact(str(a)) for a in argv]
+        return self._execute(line, argv=shown_argv, timeout_s=timeout_s, check=check, stdin=stdin, what=what)
+
+    def run_line(
+        self, line: str, *, timeout_s: float = 60, check: bool = True, what: str = "", log_data: bool = True
+    ) -> CommandResult:
+        """Run a line already built by :func:`cmdline`/:func:`join_commands` (kit-internal)."""
+        return self._execute(
+            line, argv=None, timeout_s=timeout_s, check=check, stdin=None, what=what, log_data=log_data
+        )
+
+    def _execute(
+        self,
+        line: str,
+        *,
+        argv: list[str] | None,
+        timeout_s: float,
+        check: bool,
+        stdin: bytes | None,
+        what: str,
+        log_data: bool = True,
+        log_line: str | None = None,
+    ) -> CommandResult:
+        if self._closed:
+            raise ConnectionFailed(self.url, "the connection is closed")
+        if self._command_cap is not None:
+            timeout_s = min(timeout_s, self._command_cap)
+        shown = _secrets.redact(log_line or line)
+        started_utc = datetime.now(UTC)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        entry: dict[str, Any] = {
+            "time_utc": started_utc.isoformat(),
+            "host": self.host,
+            "url": self.url,
+            "what": what,
+        }
+        if argv is not None:
+            entry["argv"] = argv
+        entry["command_line"] = shown
+        try:
+            stdout, stderr, code = self._roundtrip(line, stdin, deadline, shown, timeout_s)
+        except OpsError as exc:
+            entry.update(duration_s=round(time.monotonic() - t0, 3), error=_secrets.redact(str(exc)))
+            self._record(entry)
+            raise
+        result = CommandResult(shown, code, stdout, stderr, round(time.monotonic() - t0, 3), self.codepage)
+        entry.update(
+            exit_code=code,
+            duration_s=result.duration_s,
+            bytes_out=len(line.encode("utf-8")) + (len(stdin) if stdin else 0),
+            bytes_in=len(stdout) + len(stderr),
+        )
+        if stdin:
+            entry["stdin"] = digest(stdin)
+        if log_data:
+            entry.update(stdout_b64=redacted_b64(stdout), stderr_b64=redacted_b64(stderr))
+        else:
+            entry.update(stdout=digest(stdout), stderr_b64=redacted_b64(stderr))
+        self._record(entry)
+        if check and code != 0:
+            raise RemoteCommandFailed(
+                host=self.host,
+                command=shown,
+                exit_code=code,
+                stderr=_secrets.redact(result.stderr_text),
+                stdout=_secrets.redact(result.stdout_text) if log_data else "",
+                what=what,
+                argv=tuple(argv or ()),
+            )
+        return result
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self._transcript is not None:
+            self._transcript.write(entry)
+
+    def _roundtrip(
+        self, line: str, stdin: bytes | None, deadline: float, shown: str, timeout_s: float
+    ) -> tuple[bytes, bytes, int]:
+        p = self._protocol
+        command_id = self._start_command(line)
+        assert self._shell_id is not None
+        shell_id = self._shell_id
+        if stdin is not None:
+            with self._mapped("send input"):
+                p.send_command_input(shell_id, command_id, stdin, end=True)  # bytes: no cp437 re-encoding
+        out: list[bytes] = []
+        err: list[bytes] = []
+        network_retries = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._terminate(shell_id, command_id)
+                raise CommandTimedOut(self.url, shown, timeout_s)
+            # Ask the server to wait no longer than our deadline (whole seconds, at least 1).
+            p.operation_timeout_sec = max(1, min(self._operation_timeout_s, int(remaining + 0.999)))
+            try:
+                o, e, code, done = p.get_command_output_raw(shell_id, command_id)
+            except WinRMOperationTimeoutError:
+                continue  # the server's OperationTimeout: no output yet, ask again until our deadline
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+                # A Receive lost on the network is asked again (Receive only; output of the lost
+                # response may be missing, so the result is then not trusted: see below).
+                network_retries += 1
+                if network_retries > RECEIVE_NETWORK_RETRIES:
+                    with self._mapped("receive the output of the command"):
+                        raise
+                continue
+            except WSManFaultError as exc:
+                if exc.wsman_fault_code in SHELL_GONE_CODES:
+                    self._reopen()
+                with self._mapped("receive the output of the command"):
+                    raise
+            except Exception:
+                with self._mapped("receive the output of the command"):
+                    raise
+                raise
+            finally:
+                p.operation_timeout_sec = self._operation_timeout_s
+            out.append(o)
+            err.append(e)
+            if done:
+                break
+        # Signal terminate after Done, as MS-WSMV asks (winrm.md §2); failures here do not change the result.
+        try:
+            p.cleanup_command(shell_id, command_id)
+        except Exception:
+            pass
+        if network_retries:
+            # A lost ReceiveResponse may have carried output (WinRM 1.1 has no Receive SequenceId to
+            # ask for it again), so the output is not trusted: fail safe, but say how it ended.
+            raise ConnectionFailed(
+                self.url,
+                f"the connection dropped while receiving output; the command finished with exit code {code} "
+                "but its output may be incomplete",
+                hint="check the server's state before running it again",
+            )
+        return b"".join(out), b"".join(err), code
+
+    def _start_command(self, line: str) -> str:
+        for attempt in (1, 2):
+            if self._shell_id is None:
+                with self._mapped("reopen the shell"):
+                    self._shell_id = self._open_shell()
+            try:
+                # pywinrm sends the line as rsp:Command (arguments joined unquoted: we pass none).
+                return str(self._protocol.run_command(self._shell_id, line))
+            except WSManFaultError as exc:
+                if exc.wsman_fault_code in SHELL_GONE_CODES and attempt == 1:
+                    self._shell_id = None  # the server refused the Command: it never ran; resend once
+                    continue
+                with self._mapped("start the command"):
+                    raise
+            except Exception:
+                with self._mapped("start the command"):
+                    raise
+                raise
+        raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        self._shell_id = None
+        try:
+            with self._mapped("reopen the shell"):
+                self._shell_id = self._open_shell()
+        except OpsError:
+            self._shell_id = None
+
+    def _terminate(self, shell_id: str, command_id: str) -> None:
+        """Signal terminate (…/signal/terminate, winrm.md §2); best effort."""
+        p = self._protocol
+        p.operation_timeout_sec = max(1, min(self._operation_timeout_s, 5))
+        try:
+            p.cleanup_command(shell_id, command_id)
+        except Exception:
+            pass
+        finally:
+            p.operation_timeout_sec = self._operation_timeout_s
+
+    # --- temp folder ---
+    @property
+    def temp_dir(self) -> str:
+        """A folder of this connection under the remote %TEMP%, created on first use, removed at close."""
+        if self._temp_dir is None:
+            # `echo %TEMP%` prints the logon's temp folder (the kit's own command; winrm.md §3.1).
+            result = self.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
+            base = result.stdout_text.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
+            if not re.match(r"^[A-Za-z]:\\", base) or "%" in base:
+                raise VerificationFailed(self.host, f"the remote %TEMP% is not a usable folder ({base!r})")
+            folder = f"{base}\\opslib-{uuid.uuid4().hex[:12]}"
+            # mkdir: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/mkdir
+            self.run(
+                ["mkdir", folder],
+                what=CREATE_TEMP,
+                timeout_s=30,
+                names=["mkdir", "temp folder"],
+            )
+            self._temp_dir = folder
+        return self._temp_dir
+
+    def _remove_stale_temp_dirs(self) -> None:
+        """Remove the temp folders earlier connections of this run left on the server.
+
+        A step that fails keeps its connection open until its kernel is stopped, and a dropped
+        connection cannot run ``rmdir``: such a folder (it may hold a staging copy) is named in the
+        run's transcript (``mkdir`` without a later ``rmdir`` that ended with exit code 0 or 2, "not
+        found" [I]). Only folders this run's own transcript names are touched: runs on one host and
+        site are serialized by the runbook's lock, and the steps of a run are sequential, so no other
+        live connection uses them. Best effort; a folder that stays is named again next time.
+        """
+        if self._transcript is None:
+            return
+        for folder in stale_temp_dirs(self._transcript.path):
+            try:
+                self.run(
+                    ["rmdir", "/s", "/q", folder],
+                    check=False,
+                    timeout_s=30,
+                    what=REMOVE_STALE_TEMP,
+                    names=["rmdir", "", "", "temp folder"],
+                )
+            except OpsError:
+                return
+
+    # --- closing ---
+    def close(self) -> None:
+        """Remove the temp folder (``rmdir /s /q``), delete the shell, close the HTTP session. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._temp_dir is not None and self._shell_id is not None:
+                # rmdir /s /q: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/rmdir
+                # Tried twice (it is idempotent: a second run finds nothing, exit 2 [I]); a folder that
+                # still stays is named in the transcript and removed by the run's next connection.
+                for _attempt in (1, 2):
+                    try:
+                        removed = self.run(
+                            ["rmdir", "/s", "/q", self._temp_dir],
+                            check=False,
+                            timeout_s=30,
+                            what=REMOVE_TEMP,
+                            names=["rmdir", "", "", "temp folder"],
+                        )
+                    except OpsError:
+                        continue
+                    if removed.exit_code in (0, 2):
+                        break
+            if self._shell_id is not None:
+                try:
+                    self._protocol.close_shell(self._shell_id)
+                except Exception:
+                    pass
+        finally:
+            self._closed = True
+            self._shell_id = None
+            atexit.unregister(self.close)
+            try:
+                self._protocol.transport.close_session()
+            except Exception:
+                pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Connection({self.host!r}, {self.url!r}, codepage={self.codepage})"
+
+
+# ``connect(url, *, username, password, host_label, ...)`` opens one WinRS shell (a context manager);
+# ``password`` is the value, not a reference. It is the class itself: one signature, not two.
+connect = Connection
+
+
+def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Connection:
+    """Open a connection from the parameters file's ``winrm`` mapping (the password is a reference)."""
+    if not isinstance(winrm, dict) or not winrm.get("url"):
+        raise ParameterError(
+            "winrm.url", "missing", hint="give the WS-Management URL, e.g. https://web01:443/wsman"
+        )
+    reference = str(winrm.get("password") or "")
+    password = _secrets.resolve(reference, purpose="WinRM password")
+    transcript = Transcript(Path(run_dir) / "transcript.jsonl") if run_dir else None
+    return connect(
+        str(winrm["url"]),
+        transport=str(winrm.get("transport") or "ntlm"),
+        username=str(winrm.get("username") or ""),
+        password=password,
+        host_label=host,
+        codepage=winrm.get("codepage") or "auto",
+        ca_trust_path=str(winrm.get("ca_trust_path") or "") or None,
+        server_cert_validation=str(winrm.get("server_cert_validation") or "validate"),
+        allow_unencrypted_basic=bool(winrm.get("allow_unencrypted_basic", False)),
+        operation_timeout_s=int(winrm.get("operation_timeout_s", 20)),
+        read_timeout_s=int(winrm.get("read_timeout_s", 30)),
+        transcript=transcript,
+        command_timeout_s=float(winrm.get("command_timeout_s") or 0) or None,
+    )

@@ -1,0 +1,110 @@
+"""What a connection records: command results, transfers, and the JSON-lines transcript.
+
+Every transcript line passes through :func:`opslib.secrets.redact`; transfers record sizes and
+SHA-256 only, never the data. :func:`stale_temp_dirs` reads a run's transcript back to find the
+temp folders earlier connections left on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import secrets as _secrets
+from .quoting import codec
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command returned. ``command_line`` is redacted (safe to show and record)."""
+
+    command_line: str
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+    codepage: int
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode(codec(self.codepage), "replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode(codec(self.codepage), "replace")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A finished upload or download: the remote file, its size and SHA-256, and how it was checked."""
+
+    remote_path: str
+    size: int
+    sha256: str
+    verified_by: str  # "size+sha256" or "size" (when the server's certutil has no SHA-256)
+    commands: int
+
+
+# --- transcript ------------------------------------------------------------------------------------
+
+
+class Transcript:
+    """A JSON-lines sink (``<run_dir>/transcript.jsonl``). Every line passes through redaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = _secrets.redact(json.dumps(entry, ensure_ascii=True, sort_keys=False))
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def redacted_b64(data: bytes) -> str:
+    return base64.b64encode(_secrets.redact_bytes(data)).decode("ascii")
+
+
+def digest(data: bytes) -> dict[str, Any]:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+# --- the connection --------------------------------------------------------------------------------
+
+CREATE_TEMP = "create the connection's temp folder"
+REMOVE_TEMP = "remove the temp folder"
+REMOVE_STALE_TEMP = "remove a temp folder an earlier connection of this run left"
+
+
+def stale_temp_dirs(transcript: str | Path) -> list[str]:
+    """The kit temp folders a run's transcript shows created (or tried) and not yet removed.
+
+    Removed = an ``rmdir`` of that folder that ended with exit code 0, or 2 (nothing there [I]).
+    """
+    created: list[str] = []
+    removed: set[str] = set()
+    try:
+        lines = Path(transcript).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        argv = entry.get("argv") if isinstance(entry, dict) else None
+        if not isinstance(argv, list) or not argv or not isinstance(argv[-1], str):
+            continue
+        if entry.get("what") == CREATE_TEMP and argv[-1] not in created:
+            created.append(argv[-1])
+        elif entry.get("what") in (REMOVE_TEMP, REMOVE_STALE_TEMP) and entry.get("exit_code") in (0, 2):
+            removed.add(argv[-1])
+    return [folder for folder in created if folder not in removed]

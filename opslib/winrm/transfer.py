@@ -1,0 +1,264 @@
+"""File upload and download over a WinRS shell, with certutil (winrm.md §3.1, windows-commands.md §0).
+
+Upload: base64 lines echoed into a staging file, ``certutil -f -decode``; download: ``certutil -f
+-encode`` to a staging file, ``type``, decode locally. Both compare the size and, where the server's
+certutil can, the SHA-256. Staging files live in the connection's temp folder and are deleted at once.
+:class:`Transfers` is mixed into :class:`~opslib.winrm.shell.Connection`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    VerificationFailed,
+)
+from .quoting import CMD_LINE_MAX, ECHO_CHUNK_MAX, check_argument, cmdline, join_commands, size_command
+from .transcript import CommandResult, Transfer
+
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+PEM_END = "-----END CERTIFICATE-----"
+
+
+class Transfers:
+    """Upload and download for :class:`~opslib.winrm.shell.Connection` (which provides the members below)."""
+
+    host: str
+    _stage: int
+    _hashfile_ok: bool | None  # probed on first use: certutil -hashfile SHA256
+
+    if TYPE_CHECKING:
+
+        @property
+        def temp_dir(self) -> str: ...
+
+        def run(
+            self,
+            argv: Sequence[str],
+            *,
+            timeout_s: float = 60,
+            check: bool = True,
+            what: str = "",
+            names: Sequence[str] | None = None,
+        ) -> CommandResult: ...
+
+        def run_line(
+            self,
+            line: str,
+            *,
+            timeout_s: float = 60,
+            check: bool = True,
+            what: str = "",
+            log_data: bool = True,
+        ) -> CommandResult: ...
+
+        def _execute(
+            self,
+            line: str,
+            *,
+            argv: list[str] | None,
+            timeout_s: float,
+            check: bool,
+            stdin: bytes | None,
+            what: str,
+            log_data: bool = True,
+            log_line: str | None = None,
+        ) -> CommandResult: ...
+
+        def _record(self, entry: dict[str, Any]) -> None: ...
+
+    # --- staging files ---
+    def _stage_name(self, suffix: str) -> str:
+        self._stage += 1
+        return f"{self.temp_dir}\\t{self._stage:04d}.{suffix}"
+
+    # --- file transfer ---
+    def _remote_size(self, path: str, output: bytes) -> int | None:
+        lines = [x.strip() for x in output.decode("ascii", "replace").splitlines() if x.strip()]
+        if lines and lines[-1].isdigit():
+            return int(lines[-1])
+        return None
+
+    def _remote_sha256(self, path: str, *, what: str) -> str | None:
+        """SHA-256 by ``certutil -hashfile FILE SHA256`` where the server can (probed once).
+
+        https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-hashfile
+        Output: a line of 64 hex digits (Windows 7/2008 R2 space-separated pairs). Unverified on
+        Server 2003 → when it fails, this connection falls back to the size check only.
+        """
+        if self._hashfile_ok is False:
+            return None
+        result = self.run(
+            ["certutil", "-hashfile", path, "SHA256"],
+            check=False,
+            what=what,
+            names=["certutil", "", "remote path", ""],
+        )
+        if result.exit_code != 0:
+            self._hashfile_ok = False
+            return None
+        for raw in result.stdout.decode("ascii", "replace").splitlines():
+            compact = raw.replace(" ", "").strip().lower()
+            if re.fullmatch(r"[0-9a-f]{64}", compact):
+                self._hashfile_ok = True
+                return compact
+        self._hashfile_ok = False
+        return None
+
+    def upload(self, data: bytes, remote_path: str, *, what: str = "", timeout_s: float = 60) -> Transfer:
+        """Write ``data`` to ``remote_path`` (overwriting it) and check size (and SHA-256 where possible).
+
+        base64 with BEGIN/END lines, ``>>"f.b64" echo <chunk>`` of ≤7,900 characters, then
+        ``certutil -f -decode`` (winrm.md §3.1/§3.3; windows-commands.md §0; certutil:
+        https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-decode).
+        A faster stdin path (one Command + Send) is not used: that a cmd program copies WinRS stdin
+        to a file on Server 2003 is unverified (winrm.md §3.1 "[inferred; test on 2003]").
+        """
+        what = what or f"upload {remote_path}"
+        check_argument(remote_path, "remote path")
+        stage = self._stage_name("b64")
+        text = base64.b64encode(data).decode("ascii")
+        size_cmd = size_command(remote_path)
+        decode = cmdline(
+            ["certutil", "-f", "-decode", stage, remote_path],
+            names=["certutil", "", "", "staging file", "remote path"],
+        )
+        begin = cmdline(["echo", PEM_BEGIN], redirect=("write", stage))
+        end = cmdline(["echo", PEM_END], redirect=("append", stage))
+        overhead = len(cmdline(["echo", "x"], redirect=("append", stage))) - 1
+        first_room = CMD_LINE_MAX - len(begin) - 2 - overhead
+        chunk = min(ECHO_CHUNK_MAX, CMD_LINE_MAX - overhead) // 4 * 4
+        pieces: list[str] = []
+        pos = 0
+        while pos < len(text):
+            size = min(chunk, first_room // 4 * 4) if not pieces else chunk
+            pieces.append(text[pos : pos + size])
+            pos += size
+        lines: list[str] = []
+        for i, piece in enumerate(pieces):
+            parts = [begin] if i == 0 else []
+            parts.append(cmdline(["echo", piece], redirect=("append", stage)))
+            lines.append(join_commands(parts))
+        # The staging copy goes as soon as it is decoded: it may hold key material (del reference:
+        # https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/del).
+        remove_stage = cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"])
+        tail = [end, decode, remove_stage, size_cmd]
+        if not lines:
+            lines.append(begin)
+        if len(lines[-1]) + sum(len(t) + 2 for t in tail) <= CMD_LINE_MAX:
+            lines[-1] = join_commands([lines[-1], *tail])
+        else:
+            lines.append(join_commands(tail))
+        commands = 0
+        result: CommandResult | None = None
+        for n, line in enumerate(lines, 1):
+            is_last = n == len(lines)
+            summary = f"[upload chunk {n}/{len(lines)} of {remote_path}: {len(line)} characters]"
+            result = self._execute(
+                line,
+                argv=None,
+                timeout_s=timeout_s,
+                check=True,
+                stdin=None,
+                what=what,
+                log_line=(summary + (" … " + " && ".join(tail) if is_last else "")),
+            )
+            commands += 1
+        assert result is not None
+        remote_size = self._remote_size(remote_path, result.stdout)
+        if remote_size != len(data):
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path} holds {remote_size if remote_size is not None else 'no file'} bytes after the upload, expected {len(data)}",
+                hint="run again; if it repeats, check free space and permissions on the server",
+            )
+        local_sha = hashlib.sha256(data).hexdigest()
+        remote_sha = self._remote_sha256(remote_path, what=what)
+        commands += 1 if self._hashfile_ok is not None else 0
+        if remote_sha is not None and remote_sha != local_sha:
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: SHA-256 after upload differs from the local file",
+                hint="run again",
+            )
+        transfer = Transfer(
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", commands
+        )
+        self._record_transfer("upload", transfer, what)
+        return transfer
+
+    def download(self, remote_path: str, *, what: str = "", timeout_s: float = 120) -> bytes:
+        """Read ``remote_path`` as bytes: ``certutil -f -encode`` to a staging file, ``type`` it, decode locally.
+
+        The staging file's BEGIN/END lines are stripped (windows-commands.md §0). The size (and SHA-256
+        where the server can) is compared with the remote file. The data is not written to the
+        transcript (only its size and SHA-256): downloads may be key backups.
+        """
+        what = what or f"download {remote_path}"
+        check_argument(remote_path, "remote path")
+        stage = self._stage_name("b64")
+        encode = cmdline(
+            ["certutil", "-f", "-encode", remote_path, stage],
+            names=["certutil", "", "", "remote path", "staging file"],
+        )
+        first = self.run_line(
+            join_commands([encode, size_command(remote_path)]), timeout_s=timeout_s, what=what
+        )
+        remote_size = self._remote_size(remote_path, first.stdout)
+        # type: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/type
+        try:
+            typed = self.run_line(
+                cmdline(["type", stage], names=["type", "staging file"]),
+                timeout_s=timeout_s,
+                what=what,
+                log_data=False,
+            )
+        finally:
+            # A downloaded PFX must not linger as base64 on the server (del reference as in upload).
+            self.run_line(
+                cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"]),
+                timeout_s=timeout_s,
+                check=False,
+                what="remove the download's staging file",
+            )
+        body = b"".join(
+            line.strip()
+            for line in typed.stdout.splitlines()
+            if line.strip() and not line.strip().startswith(b"-----")
+        )
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise VerificationFailed(
+                self.host, f"{remote_path}: the server's base64 could not be decoded", hint="run again"
+            ) from None
+        if remote_size is None or remote_size != len(data):
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: downloaded {len(data)} bytes, the server reports {remote_size}",
+                hint="run again",
+            )
+        remote_sha = self._remote_sha256(remote_path, what=what)
+        local_sha = hashlib.sha256(data).hexdigest()
+        if remote_sha is not None and remote_sha != local_sha:
+            raise VerificationFailed(
+                self.host,
+                f"{remote_path}: SHA-256 of the download differs from the server's",
+                hint="run again",
+            )
+        transfer = Transfer(
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 4 if remote_sha else 3
+        )
+        self._record_transfer("download", transfer, what)
+        return data
+
+    def _record_transfer(self, kind: str, transfer: Transfer, what: str) -> None:
+        """One transcript line per transfer: sizes and SHA-256 only, never the data (it may be a PFX)."""
+        entry = {"time_utc": datetime.now(UTC).isoformat(), "host": self.host, "what": what}
+        self._record({**entry, kind: transfer.__dict__})
