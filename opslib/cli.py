@@ -1,4 +1,4 @@
-"""Command line: argument parsing only; every command calls one verb of the library.
+"""Command line: argument parsing and all console printing; every command calls one verb of the library.
 
 Exit codes: 0 success, 1 the operation failed (message says what and where), 2 bad usage/parameters.
 """
@@ -6,12 +6,15 @@ Exit codes: 0 success, 1 the operation failed (message says what and where), 2 b
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from . import __version__
-from .errors import OpsError
-from .secrets import redact
+from . import __version__, evidence
+from .errors import OpsError, UsageError
+from .secrets import redact, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,15 +135,175 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def _cmd_evidence(a: argparse.Namespace) -> int:
-    from . import evidence
-
     if a.evidence_command == "list":
-        return evidence.cli_list(
-            a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json
-        )
+        return evidence_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
     if a.evidence_command == "show":
-        return evidence.cli_show(a.run_dir, as_json=a.json)
-    return evidence.cli_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
+        return evidence_show(a.run_dir, as_json=a.json)
+    return evidence_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
+
+
+# --- opslib evidence list|show|verify: the console text ---------------------------------------------
+
+
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: evidence.plain(v) for k, v in row.items()}
+
+
+def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    rows = list(rows)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def evidence_list(
+    root: str,
+    *,
+    host: str | None,
+    site: str | None,
+    since: str | None,
+    status: str | None,
+    as_json: bool,
+) -> int:
+    """``opslib evidence list``: one line per run (oldest first), or a JSON list of objects."""
+    df = evidence.select_runs(evidence.load_runs(root), host=host, site=site, since=since, status=status)
+    records = df.to_dict("records")
+    if as_json:
+        print(json.dumps([_json_row(r) for r in records], indent=2, ensure_ascii=False))
+        return 0
+    if not records:
+        filters = ", ".join(
+            f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v
+        )
+        print(f"no runs in {root}" + (f" matching {filters}" if filters else ""))
+        return 0
+    rows = [
+        [
+            str(r["run_id"]),
+            evidence.text_or_blank(r["host"]),
+            evidence.text_or_blank(r["site"]),
+            evidence.status_text(r),
+            evidence.format_time(r["started_utc"]),
+            f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
+            evidence.format_time(r["new_not_after_utc"], "%Y-%m-%d"),
+        ]
+        for r in records
+    ]
+    print(
+        _table(
+            ["RUN", "HOST", "SITE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"], rows
+        )
+    )
+    return 0
+
+
+def _facts_text(facts: Any, limit: int = 100) -> str:
+    if not isinstance(facts, dict) or not facts:
+        return ""
+    text = ", ".join(f"{k}={evidence.cell_text(v)}" for k, v in facts.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def evidence_show(run_dir: str, *, as_json: bool) -> int:
+    """``opslib evidence show``: summary, per-step status/duration/facts, where the renders are."""
+    record = evidence.load_run(run_dir)
+    summary = evidence.run_summary(record)
+    if as_json:
+        out = {
+            **summary,
+            "steps": [evidence.plain(s) for s in record.run.get("steps") or []],
+            "facts": record.facts,
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    status = summary["status"]
+    if summary["failed_step"]:
+        status = f"{status} at {summary['failed_step']}: {summary['error'] or ''}".rstrip(": ")
+    duration = f" ({summary['duration_s']:g} s)" if summary["duration_s"] is not None else ""
+    lines = [
+        f"run       {summary['run_id']}",
+        f"folder    {summary['path']}",
+        f"host      {summary['host']}    site {summary['site']}",
+        f"operator  {summary['operator']}",
+        f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
+        f"time      {summary['started_utc']} → {summary['finished_utc'] or '(not finished)'}{duration}",
+        f"kit       {summary['kit_version']}    TLS validation: {summary['tls_validation']}",
+        f"old cert  {summary['old_thumbprint'] or '–'}  expires {summary['old_not_after_utc'] or '–'}",
+        f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
+        f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
+        f"chain     previous run {summary['previous_run'] or '(none)'}; "
+        f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
+    ]
+    t = summary["transcript"]
+    lines.append(
+        f"commands  {t['commands']} remote commands, {t['nonzero_exits']} non-zero exits, "
+        f"{t['total_duration_s']:g} s"
+        + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
+    )
+    print("\n".join(lines))
+    print("\nsteps")
+    steps = record.steps
+    if steps.empty:
+        print("  (none recorded)")
+    else:
+        rows = [
+            [
+                str(s["name"]),
+                str(s["status"] or ""),
+                "" if s["duration_s"] != s["duration_s"] else f"{s['duration_s']:.1f} s",
+                _facts_text(s["facts"]) or (str(s["error"]) if isinstance(s["error"], str) else ""),
+            ]
+            for s in steps.to_dict("records")
+        ]
+        print(_indent(_table(["STEP", "STATUS", "DURATION", "FACTS / ERROR"], rows)))
+    print("\nrenders (HTML for reviewers)")
+    print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | None, as_json: bool) -> int:
+    """``opslib evidence verify RUN_DIR | --root DIR [--hmac-key REF]``: one line per problem, exit 1
+    when anything is wrong, 0 and ``ok`` otherwise."""
+    if bool(run_dir) == bool(root):
+        raise UsageError(
+            "give either RUN_DIR or --root DIR",
+            hint="`opslib evidence verify evidence/<run>` checks one run, `--root evidence` every run and the chain",
+        )
+    key: bytes | None = None
+    if hmac_key:
+        key = resolve(hmac_key, purpose="HMAC key").encode("utf-8")
+    reports = (
+        [evidence.verify_run(run_dir, hmac_key=key)]
+        if run_dir
+        else evidence.verify_root(str(root), hmac_key=key)
+    )
+    problems = [p for r in reports for p in r.problems]
+    if as_json:
+        print(
+            json.dumps(
+                {"ok": not problems, "runs": [r.as_dict() for r in reports]}, indent=2, ensure_ascii=False
+            )
+        )
+        return 1 if problems else 0
+    checks = "file hashes, chain" + (", HMAC" if key else "")
+    if not problems:
+        what = reports[0].run_dir if run_dir else f"{len(reports)} runs in {root}"
+        print(f"ok: {what} ({checks})")
+        return 0
+    for problem in problems:
+        print(problem.line())
+    bad = sum(1 for r in reports if not r.ok)
+    print(
+        f"verify: {len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {len(reports)} "
+        f"run{'s' if len(reports) != 1 else ''} ({checks}) — the evidence changed after it was finalized: "
+        "find out who changed what, and restore it from your backup copy before relying on it"
+    )
+    return 1
 
 
 def _cmd_rehearse(a: argparse.Namespace) -> int:
