@@ -1,7 +1,9 @@
 """The kit's one error tree.
 
 Every error the kit raises on purpose derives from :class:`OpsError`. Subclasses carry data and
-build their message in ``__str__``: what failed, where, and what to do next. Third-party errors
+set ``where`` (the host, file, key …) and ``problem`` (the short "what failed" text);
+:meth:`OpsError.__str__` is the one place that formats ``where: problem — hint`` (what failed,
+where, and what to do next). Third-party errors
 are wrapped only at the edges (transport, loaders): ``raise ConnectionFailed(...) from exc``.
 
 Exit codes for the command line: :class:`UsageError` (and its subclasses) → 2, every other
@@ -18,14 +20,20 @@ class OpsError(Exception):
     """Base of every error the kit raises on purpose."""
 
     exit_code: int = 1
+    where: str = ""  # the host, file, key or value the problem is about ("" = none)
+    problem: str = ""  # what failed, short
+    hint: str = ""  # what to do next
 
-    def __init__(self, message: str = "", *, hint: str = "") -> None:
+    def __init__(self, message: str = "", *, hint: str = "", where: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.problem = message
         self.hint = hint
+        self.where = where
 
     def __str__(self) -> str:
-        text = self.message
+        """``where: problem — hint``, leaving out the parts that are empty."""
+        text = ": ".join(part for part in (self.where, self.problem) if part)
         if self.hint:
             text = f"{text} — {self.hint}" if text else self.hint
         return text
@@ -41,55 +49,35 @@ class ParameterError(UsageError):
     """A parameters file or value is wrong; ``key`` names the key path (e.g. ``winrm.url``)."""
 
     def __init__(self, key: str, problem: str, *, source: str = "", hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=f"{source}: {key}" if source else key)
         self.key = key
-        self.problem = problem
         self.source = source
-
-    def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        text = f"{where}{self.key}: {self.problem}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class UnsafeArgument(UsageError):
     """A value cmd.exe cannot carry safely; refused before anything is sent."""
 
     def __init__(self, value_name: str, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(reason, hint="choose a value without it", where=value_name)
         self.value_name = value_name
         self.reason = reason
-
-    def __str__(self) -> str:
-        return (
-            f"{self.value_name}: {self.reason}; cmd.exe cannot carry it safely, so nothing was sent "
-            "— choose a value without it"
-        )
+        self.problem = f"{reason}; cmd.exe cannot carry it safely, so nothing was sent"
 
 
 class SecretUnavailable(UsageError):
     """A secret reference (``env:NAME``, ``keyring:service/user``, ``prompt``) could not be resolved."""
 
     def __init__(self, reference: str, problem: str) -> None:
-        super().__init__(problem)
+        super().__init__(problem, where=f"secret {reference}")
         self.reference = reference
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return f"secret {self.reference}: {self.problem}"
 
 
 class CertificateError(OpsError):
     """A certificate source could not be read or fails a check. ``source`` names the file/endpoint."""
 
     def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=source)
         self.source = source
-        self.problem = problem
-
-    def __str__(self) -> str:
-        text = f"{self.source}: {self.problem}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class EndpointError(CertificateError):
@@ -103,13 +91,8 @@ class TransportError(OpsError):
     """Base of the WinRM transport errors. ``host`` is the endpoint URL (never with credentials)."""
 
     def __init__(self, host: str, problem: str = "", *, hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=host)
         self.host = host
-        self.problem = problem
-
-    def __str__(self) -> str:
-        text = f"{self.host}: {self.problem}" if self.problem else self.host
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class ConnectionFailed(TransportError):
@@ -131,14 +114,10 @@ class WSManFault(TransportError):
     """The server answered with a WS-Management SOAP fault. ``code`` is the WSManFault Code number."""
 
     def __init__(self, host: str, code: int | None, reason: str, *, hint: str = "") -> None:
-        super().__init__(host, reason, hint=hint)
+        number = f" {code} (0x{code:08X})" if code is not None else ""
+        super().__init__(host, f"WS-Management fault{number}: {reason}", hint=hint)
         self.code = code
         self.reason = reason
-
-    def __str__(self) -> str:
-        code = f" {self.code} (0x{self.code:08X})" if self.code is not None else ""
-        text = f"{self.host}: WS-Management fault{code}: {self.reason}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class CommandTimedOut(TransportError):
@@ -167,13 +146,13 @@ class RemoteCommandFailed(OpsError):
     def __post_init__(self) -> None:
         Exception.__init__(self, self.command)
         self.message = self.what
-
-    def __str__(self) -> str:
+        self.where = self.host
         what = f"{self.what}: " if self.what else ""
         detail = " ".join(line.strip() for line in (self.stderr or self.stdout).strip().splitlines())
         tail = f"; the server said: {detail[:400]}" if detail else ""
-        text = f"{self.host}: {what}`{self.command}` exited with {self.exit_code} (0x{self.exit_code & 0xFFFFFFFF:08X}){tail}"
-        return f"{text} — {self.hint}" if self.hint else text
+        self.problem = (
+            f"{what}`{self.command}` exited with {self.exit_code} (0x{self.exit_code & 0xFFFFFFFF:08X}){tail}"
+        )
 
 
 # --- server state / operations -------------------------------------------------------------------
@@ -183,26 +162,18 @@ class CapabilityMissing(OpsError):
     """The target lacks something a verb needs (a certutil verb, cscript, admin rights …)."""
 
     def __init__(self, host: str, capability: str, *, hint: str = "") -> None:
-        super().__init__(f"the server lacks {capability}", hint=hint)
+        super().__init__(f"the server lacks {capability}", hint=hint, where=host)
         self.host = host
         self.capability = capability
-
-    def __str__(self) -> str:
-        text = f"{self.host}: the server lacks {self.capability}; nothing was changed"
-        return f"{text} — {self.hint}" if self.hint else text
+        self.problem = f"the server lacks {capability}; nothing was changed"
 
 
 class PreconditionFailed(OpsError):
     """The server is not in a state the step can start from. Nothing was changed."""
 
     def __init__(self, host: str, problem: str, *, hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=host)
         self.host = host
-        self.problem = problem
-
-    def __str__(self) -> str:
-        text = f"{self.host}: {self.problem}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class SiteNotFound(PreconditionFailed):
@@ -213,13 +184,8 @@ class VerificationFailed(OpsError):
     """A read-back after a change did not show the expected state."""
 
     def __init__(self, host: str, problem: str, *, hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=f"{host}: check failed")
         self.host = host
-        self.problem = problem
-
-    def __str__(self) -> str:
-        text = f"{self.host}: check failed: {self.problem}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 # --- runbook / evidence --------------------------------------------------------------------------
@@ -231,29 +197,21 @@ class StepFailed(OpsError):
     def __init__(
         self, step: str, notebook: str, cause: str, *, cell: int | None = None, hint: str = ""
     ) -> None:
-        super().__init__(cause, hint=hint)
+        at_cell = f", cell {cell}" if cell is not None else ""
+        super().__init__(cause, hint=hint, where=f"step {step} failed{at_cell}")
         self.step = step
         self.notebook = notebook
         self.cause = cause
         self.cell = cell
-
-    def __str__(self) -> str:
-        cell = f", cell {self.cell}" if self.cell is not None else ""
-        text = f"step {self.step} failed{cell}: {self.cause} (notebook: {self.notebook})"
-        return f"{text} — {self.hint}" if self.hint else text
+        self.problem = f"{cause} (notebook: {notebook})"
 
 
 class EvidenceError(OpsError):
     """An evidence folder is missing, unreadable, or fails its integrity check."""
 
     def __init__(self, path: str, problem: str, *, hint: str = "") -> None:
-        super().__init__(problem, hint=hint)
+        super().__init__(problem, hint=hint, where=path)
         self.path = path
-        self.problem = problem
-
-    def __str__(self) -> str:
-        text = f"{self.path}: {self.problem}"
-        return f"{text} — {self.hint}" if self.hint else text
 
 
 class RunLocked(OpsError):
