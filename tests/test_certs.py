@@ -492,3 +492,49 @@ def test_pki_mail_eml_headers_are_rfc5322(pki: Pki) -> None:
     text = next(p for p in utf8.walk() if p.get_content_type() == "text/plain")
     assert text["Content-Transfer-Encoding"] == "base64"
     assert base64.b64decode(text.get_payload()).decode("utf-8").startswith("株式会社サンプル")
+
+
+# --- the one DER reader ---------------------------------------------------------------------------
+
+
+def test_der_reader_lists_the_eku_oids_cryptography_wrote(pki: Pki) -> None:
+    from opslib.certs import der
+
+    eku = pki.new_leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert der.sequence_of_oids(eku.value.public_bytes()) == tuple(o.dotted_string for o in eku.value)
+    assert der.sequence_of_oids(b"\x30\x00") == ()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"\x04\x00", b"\x30\x03\x02\x01\x01", b"\x30\x05\x06\x08\x2b\x06\x01", b"\x30\x80"],
+    ids=["empty", "not-a-sequence", "integer-element", "truncated-oid", "indefinite-length"],
+)
+def test_der_reader_refuses_what_is_not_a_sequence_of_oids(value: bytes) -> None:
+    from opslib.certs import der
+
+    with pytest.raises(ValueError):
+        der.sequence_of_oids(value)
+
+
+def test_facade_keeps_every_name_the_kit_uses() -> None:
+    for name in [
+        "thumbprint",
+        "normalize_thumbprint",
+        "Certificate",
+        "CSR",
+        "KNOWN",
+        "G5_THUMBPRINT",
+        "INSTALL_BLOCKING",
+        "raise_for_blocking",
+        "certificate_warnings",
+        "key_description",
+        "subject_alt_names",
+        "hostname_match",
+        "encode_pem",
+        "Chain",
+        "CertSummary",
+        "PfxCheck",
+    ]:
+        assert hasattr(certs, name), name
+    assert certs.normalize_thumbprint("4e:b6 d5") == "4EB6D5"

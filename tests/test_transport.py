@@ -15,7 +15,8 @@ from conftest import REHEARSAL_PASSWORD, make_bare_host
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opslib import _transport, rehearsal
+from opslib import rehearsal
+from opslib import winrm as transport
 from opslib.errors import (
     AuthenticationFailed,
     CommandTimedOut,
@@ -31,7 +32,7 @@ from opslib.rehearsal.host import Host, Invocation
 FAST = {"operation_timeout_s": 1, "read_timeout_s": 3}
 
 
-def _connect(r: rehearsal.Rehearsal, **kw: object) -> _transport.Connection:
+def _connect(r: rehearsal.Rehearsal, **kw: object) -> transport.Connection:
     opts: dict[str, object] = {
         "transport": "basic",
         "username": r.user,
@@ -41,7 +42,7 @@ def _connect(r: rehearsal.Rehearsal, **kw: object) -> _transport.Connection:
         "ca_trust_path": str(r.ca_file) if r.ca_file else None,
     }
     opts.update(kw)
-    return _transport.connect(r.url, **opts)  # type: ignore[arg-type]
+    return transport.connect(r.url, **opts)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -68,11 +69,11 @@ def ja_endpoint() -> Iterator[rehearsal.Rehearsal]:
     ],
 )
 def test_cmdline_quotes(argv: list[str], line: str) -> None:
-    assert _transport.cmdline(argv) == line
+    assert transport.cmdline(argv) == line
 
 
 def test_cmdline_prefix_redirect_echo() -> None:
-    line = _transport.cmdline(["echo", "QUJD+/=="], redirect=("append", "C:\\a b\\f.b64"))
+    line = transport.cmdline(["echo", "QUJD+/=="], redirect=("append", "C:\\a b\\f.b64"))
     assert line == '>>"C:\\a b\\f.b64" echo QUJD+/=='
 
 
@@ -88,18 +89,18 @@ def test_cmdline_prefix_redirect_echo() -> None:
 )
 def test_cmdline_refuses_unsafe_values_by_name(value: str, reason: str) -> None:
     with pytest.raises(UnsafeArgument, match=f"^production_site: .*{reason}.*nothing was sent"):
-        _transport.cmdline(["cscript", value], names=["cscript", "production_site"])
+        transport.cmdline(["cscript", value], names=["cscript", "production_site"])
     with pytest.raises(UnsafeArgument, match="^argument 2: "):
-        _transport.cmdline(["x", "ok", value])
+        transport.cmdline(["x", "ok", value])
 
 
 def test_cmdline_refuses_overlong_lines_and_echo_metacharacters() -> None:
     with pytest.raises(UnsafeArgument, match="8191"):
-        _transport.cmdline(["x", "A" * 8200])
+        transport.cmdline(["x", "A" * 8200])
     with pytest.raises(UnsafeArgument, match="echo text"):
-        _transport.cmdline(["echo", "a&b"])
+        transport.cmdline(["echo", "a&b"])
     with pytest.raises(UnsafeArgument, match="ECHO ON/OFF"):
-        _transport.cmdline(["echo", "off"])
+        transport.cmdline(["echo", "off"])
 
 
 _ARG = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -114,7 +115,7 @@ _ARG = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 def test_cmdline_either_refuses_or_round_trips_through_the_interpreter(args: list[str]) -> None:
     host = _PROPERTY_HOST
     try:
-        line = _transport.cmdline(["echoargs", *args])
+        line = transport.cmdline(["echoargs", *args])
     except UnsafeArgument:
         return
     result = cmd.execute(host, line, codepage=65001)
@@ -181,7 +182,7 @@ def test_refused_connection_is_connection_failed() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionFailed, match="connection failed or dropped while trying to open a shell"):
-        _transport.connect(
+        transport.connect(
             f"http://127.0.0.1:{port}/wsman",
             transport="basic",
             username="u",
@@ -201,7 +202,7 @@ def test_upload_download_byte_identical(endpoint: rehearsal.Rehearsal, bare_host
         remote = conn.temp_dir + "\\payload.bin"
         before = endpoint.request_count
         transfer = conn.upload(data, remote)
-        chunks = -(-len(base64.b64encode(data)) // _transport.ECHO_CHUNK_MAX)
+        chunks = -(-len(base64.b64encode(data)) // transport.ECHO_CHUNK_MAX)
         assert endpoint.request_count - before <= 3 * chunks + 3
         assert bare_host.read_file(remote) == data
         assert (transfer.size, transfer.verified_by) == (size, "size")  # Server 2003: no SHA-256 in certutil
@@ -294,7 +295,7 @@ def test_transcript_records_commands_without_secrets(
 ) -> None:
     monkeypatch.setenv("OPSLIB_TEST_WINRM_PW", REHEARSAL_PASSWORD)
     params = endpoint.params(password_env="OPSLIB_TEST_WINRM_PW")
-    with _transport.connect_params(params["winrm"], host="web01", run_dir=str(tmp_path)) as conn:
+    with transport.connect_params(params["winrm"], host="web01", run_dir=str(tmp_path)) as conn:
         conn.run(["echoargs", "-p", "Pfx-Secret-777"], secrets=["Pfx-Secret-777"], what="export")
         with pytest.raises(RemoteCommandFailed) as info:
             conn.run(["nosuch", "Pfx-Secret-777"])
@@ -313,3 +314,41 @@ def test_transcript_records_commands_without_secrets(
     typed = next(e for e in entries if e.get("command_line", "").startswith("type "))
     assert "stdout_b64" not in typed and typed["stdout"]["size"] > 4000  # download data: size and hash only
     assert any("upload" in e for e in entries) and any("download" in e for e in entries)
+
+
+def test_only_the_shell_module_imports_pywinrm() -> None:
+    import ast
+
+    from opslib.winrm import shell
+
+    root = Path(transport.__file__).resolve().parent.parent
+    users = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            if any(n == "winrm" or n.startswith("winrm.") for n in names):
+                users.add(path.relative_to(root).as_posix())
+    assert users == {"winrm/shell.py"}
+    # `import winrm` inside opslib/winrm/ is absolute: it is pywinrm, not this package.
+    assert shell.winrm.__name__ == "winrm" and hasattr(shell.winrm, "protocol")
+
+
+def test_the_temporary_shim_re_exports_the_transport() -> None:
+    from opslib import _transport
+
+    for name in [
+        "Connection",
+        "connect",
+        "connect_params",
+        "cmdline",
+        "join_commands",
+        "CommandResult",
+        "Raw",
+        "Transcript",
+        "Transfer",
+        "ECHO_CHUNK_MAX",
+        "stale_temp_dirs",
+    ]:
+        assert getattr(_transport, name) is getattr(transport, name), name

@@ -72,3 +72,25 @@ def oid_text(content: bytes) -> str:
         return ""
     first = min(parts[0] // 40, 2)
     return ".".join(str(p) for p in [first, parts[0] - 40 * first, *parts[1:]])
+
+
+def sequence_of_oids(value: bytes) -> tuple[str, ...]:
+    """The OIDs of a DER ``SEQUENCE OF OBJECT IDENTIFIER`` (e.g. the EKU extension or the Windows
+    store's enhanced-key-usage property, CERT_ENHKEY_USAGE_PROP_ID). Raises ValueError otherwise."""
+    outer = der_header(value)
+    if outer is None or outer[0] != 0x30:
+        raise ValueError("not a DER SEQUENCE")
+    pos, end = outer[1], outer[1] + outer[2]
+    if end > len(value):
+        raise ValueError("the SEQUENCE is truncated")
+    found: list[str] = []
+    while pos < end:
+        h = der_header(value, pos)
+        if h is None or h[0] != 0x06:
+            raise ValueError("an element is not an OBJECT IDENTIFIER")
+        content = value[pos + h[1] : pos + h[1] + h[2]]
+        if len(content) != h[2] or pos + h[1] + h[2] > end:
+            raise ValueError("an OBJECT IDENTIFIER is truncated")
+        found.append(oid_text(content))
+        pos += h[1] + h[2]
+    return tuple(found)
