@@ -77,7 +77,7 @@ def digest(data: bytes) -> dict[str, Any]:
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-# --- the connection --------------------------------------------------------------------------------
+# --- temp folders, as the transcript records them ------------------------------------------------
 
 CREATE_TEMP = "create the connection's temp folder"
 REMOVE_TEMP = "remove the temp folder"

@@ -1,4 +1,7 @@
-"""File upload and download over a WinRS shell, with certutil (winrm.md §3.1, windows-commands.md §0).
+"""File upload and download over a WinRS shell, with certutil.
+
+certutil -encode/-decode/-hashfile:
+https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil
 
 Upload: base64 lines echoed into a staging file, ``certutil -f -decode``; download: ``certutil -f
 -encode`` to a staging file, ``type``, decode locally. Both compare the size and, where the server's
