@@ -145,6 +145,10 @@ def _cmd_evidence(a: argparse.Namespace) -> int:
 # --- opslib evidence list|show|verify: the console text ---------------------------------------------
 
 
+def _text_or_blank(value: Any) -> str:
+    return "" if value is None or value != value else str(value)  # None and NaN read as blank
+
+
 def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: evidence.plain(v) for k, v in row.items()}
 
@@ -181,8 +185,8 @@ def evidence_list(
     rows = [
         [
             str(r["run_id"]),
-            evidence.text_or_blank(r["host"]),
-            evidence.text_or_blank(r["site"]),
+            _text_or_blank(r["host"]),
+            _text_or_blank(r["site"]),
             evidence.status_text(r),
             evidence.format_time(r["started_utc"]),
             f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
