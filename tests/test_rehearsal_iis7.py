@@ -447,3 +447,31 @@ def test_iis75_ja_over_winrm(tmp_path: Path) -> None:
     assert registry["SslCertHash"] == {"type": "REG_BINARY", "data": new}
     assert state["web_sites"]["2"]["state"] == "Stopped"
     assert state["app_pools"]["www1.example.jp"]["state"] == "Started"
+
+
+def test_site_bound_to_a_deleted_certificate_starts_but_cannot_handshake(tmp_path: Path) -> None:
+    host = build("iis10", tmp_path)
+    endpoints = tlsserve.attach(host)
+    try:
+        port = host.extra["tls_ports"]["0.0.0.0:443"]
+        current = str(host.extra["current_thumbprint"])
+        assert run(host, f"certutil -delstore MY {current}").exit_code == 0
+        assert cert_hash(host, SSL_KEY) == current  # HTTP.sys keeps the binding
+        assert run(host, f"{APPCMD} stop site www1.example.jp").exit_code == 0
+        assert run(host, f"{APPCMD} start site www1.example.jp").exit_code == 0
+        assert host.web_sites[1].state == "Started"
+        with pytest.raises(EndpointError, match="TLS handshake failed"):
+            served(port, "www1.example.jp")
+    finally:
+        endpoints.stop()
+
+
+def test_non_sni_iis10_serves_one_certificate_whatever_the_name(tmp_path: Path) -> None:
+    host = build("iis10", tmp_path)
+    endpoints = tlsserve.attach(host)
+    try:
+        port = host.extra["tls_ports"]["0.0.0.0:443"]
+        current = host.extra["current_thumbprint"]
+        assert {served(port, name) for name in ("www1.example.jp", "other.example.com", None)} == {current}
+    finally:
+        endpoints.stop()
