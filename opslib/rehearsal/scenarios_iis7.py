@@ -60,6 +60,10 @@ def populate(host: Host, pki: Pki, *, sni: bool) -> dict[str, Any]:
     iis7.add_site(host, 2, WORK_SITE, [WebBinding("http", f"*:80:{WORK_SITE}")], app_pool=WORK_SITE)
     host.app_pools[WORK_SITE].state = iis7.STOPPED
     host.app_pools.setdefault("DefaultAppPool", AppPool("DefaultAppPool"))
+    if host.iis_major == 7:
+        # IIS 7.5 on 2008 R2 creates pools for .NET 2.0 by default [I].
+        for pool in host.app_pools.values():
+            pool.runtime_version = "v2.0"
     facts: dict[str, Any] = {"iis_sites": [PRODUCTION_SITE, WORK_SITE]}
     if not sni:
         iis7.set_ssl_binding(host, "ipport", "0.0.0.0:443", thumbprint=current)
