@@ -1,6 +1,8 @@
 """The emulated Windows/IIS host behind the rehearsal WS-Management endpoint.
 
-This module holds the *model*: registry, file system, IIS 6 metabase sites, private keys, and the
+This module holds the *model*: registry, file system, IIS 6 metabase sites, IIS 7+ sites and
+application pools (HTTP.sys SSL bindings live in the registry, see :mod:`opslib.rehearsal.iis7`),
+private keys, and the
 table of programs the cmd.exe-like interpreter (:mod:`opslib.rehearsal.cmd`) can start. Programs
 (certutil, certreq, reg, cscript, …) live in :mod:`opslib.rehearsal.programs` and act on this
 model only. The model is serialised to the ``--state-file`` after every command so that a test can
@@ -40,6 +42,42 @@ class Site:
     ssl_cert_hash: str = ""  # SSLCertHash as 40 upper-case hex digits, "" when unset
     ssl_store_name: str = ""  # SSLStoreName, normally "MY"
     fail_start: bool = False  # scenario/fault: Start() leaves the site stopped
+
+
+@dataclass
+class WebBinding:
+    """One ``<binding>`` of an IIS 7+ site in applicationHost.config.
+
+    ``binding_information`` is ``"IP:port:host"`` (``*`` = all unassigned addresses); ``ssl_flags``
+    bit 1 = SNI, IIS 8+ (https://learn.microsoft.com/en-us/iis/configuration/system.applicationhost/sites/site/bindings/binding).
+    """
+
+    protocol: str
+    binding_information: str
+    ssl_flags: int = 0
+
+
+@dataclass
+class WebSite:
+    """One IIS 7+ site (``<site name id>`` in applicationHost.config) with its run-time state."""
+
+    id: int
+    name: str
+    state: str = "Stopped"  # "Started" / "Stopped" as appcmd prints it
+    bindings: list[WebBinding] = field(default_factory=list)
+    app_pool: str = "DefaultAppPool"  # applicationPool of the root application "/"
+    physical_path: str = r"%SystemDrive%\inetpub\wwwroot"
+    fail_start: bool = False  # scenario/fault: start leaves the site stopped
+
+
+@dataclass
+class AppPool:
+    """One IIS 7+ application pool."""
+
+    name: str
+    state: str = "Started"
+    runtime_version: str = "v4.0"  # managedRuntimeVersion
+    pipeline_mode: str = "Integrated"  # managedPipelineMode
 
 
 @dataclass
@@ -116,7 +154,9 @@ class Host:
         self.files: dict[str, bytes] = {}
         self.file_case: dict[str, str] = {}
         self.dirs: set[str] = set()
-        self.sites: dict[int, Site] = {}
+        self.sites: dict[int, Site] = {}  # IIS 6 metabase
+        self.web_sites: dict[int, WebSite] = {}  # IIS 7+ applicationHost.config (opslib.rehearsal.iis7)
+        self.app_pools: dict[str, AppPool] = {}
         self.keys: dict[str, KeyPair] = {}
         self.programs: dict[str, Program] = {}
         self.env: dict[str, str] = {}
@@ -212,6 +252,8 @@ class Host:
                 "files": {self.file_case[k]: len(v) for k, v in sorted(self.files.items())},
                 "dirs": sorted(self.dirs),
                 "sites": {str(i): asdict(s) for i, s in sorted(self.sites.items())},
+                "web_sites": {str(i): asdict(s) for i, s in sorted(self.web_sites.items())},
+                "app_pools": {n: asdict(p) for n, p in sorted(self.app_pools.items())},
                 "keys": {
                     c: {"exportable": k.exportable, "provider": k.provider}
                     for c, k in sorted(self.keys.items())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import certs
 from ..errors import UsageError
-from . import cmd
+from . import cmd, scenarios_iis7
 from .host import STARTED, STOPPED, Host, Site
 from .pki import Pki, make_pki
 from .programs import register_all, stores
@@ -44,6 +44,8 @@ class Scenario:
     key_exportable: bool = True
     windows_version: str = "5.2.3790"  # Windows Server 2003 SP2
     iis_major: int = 6  # InetStp MajorVersion: the kit must refuse anything but 6
+    iis7_model: bool = False  # sites in applicationHost.config + HTTP.sys bindings (opslib.rehearsal.iis7)
+    sni: bool = False  # IIS 8+: the production site is one of two SNI sites on *:443
 
 
 _ALL = (
@@ -73,10 +75,38 @@ _ALL = (
         windows_version="6.1.7601",
         iis_major=7,
     ),
+    Scenario(
+        "iis75-ja",
+        "Japanese Windows Server 2008 R2 SP1 / IIS 7.5 (code page 932): production site on *:443 "
+        "(HTTP.sys SslBindingInfo 0.0.0.0:443), stopped work site holding the pending request",
+        locale="ja",
+        codepage=932,
+        windows_version="6.1.7601",
+        iis_major=7,
+        iis7_model=True,
+    ),
+    Scenario(
+        "iis10",
+        "English Windows Server 2019 / IIS 10: production site on *:443 (SslBindingInfo 0.0.0.0:443), "
+        "stopped work site holding the pending request",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+    ),
+    Scenario(
+        "iis10-sni",
+        "English Windows Server 2019 / IIS 10: production and a second site as SNI bindings on *:443 "
+        "(SslSniBindingInfo, sslFlags=1) plus a non-SNI site holding 0.0.0.0:443",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+        sni=True,
+    ),
 )
 _PRODUCTS = {
     "5.2": ("Microsoft Windows Server 2003", "Service Pack 2"),
     "6.1": ("Windows Server 2008 R2", "Service Pack 1"),
+    "10.0": ("Windows Server 2019 Standard", ""),  # no service packs after 2008 R2: no CSDVersion [I]
 }
 
 SCENARIOS: dict[str, str] = {s.name: s.description for s in _ALL}
@@ -97,7 +127,8 @@ def _set_versions(host: Host) -> None:
     host.reg_set(nt, "CurrentVersion", "REG_SZ", major_minor)
     host.reg_set(nt, "CurrentBuildNumber", "REG_SZ", host.windows_version.split(".")[-1])
     product, service_pack = _PRODUCTS.get(major_minor, _PRODUCTS["5.2"])
-    host.reg_set(nt, "CSDVersion", "REG_SZ", service_pack)
+    if service_pack:
+        host.reg_set(nt, "CSDVersion", "REG_SZ", service_pack)
     host.reg_set(nt, "ProductName", "REG_SZ", product)
 
 
@@ -196,7 +227,11 @@ def build_host(
     _set_versions(host)
     register_all(host)
     _populate_stores(host, pki, scenario)
-    _populate_sites(host, pki)
+    if scenario.iis7_model:
+        iis7_sites = scenarios_iis7.populate(host, pki, sni=scenario.sni)
+    else:
+        _populate_sites(host, pki)
+        iis7_sites = {}
     files = _write_workdir(Path(workdir), pki)
     host.extra.update(
         {
@@ -213,6 +248,7 @@ def build_host(
             "verify_endpoint": "",  # filled by opslib.rehearsal.tlsserve when it serves the sites
             "verify_servername": HOSTNAMES[0],
             **files,
+            **iis7_sites,
         }
     )
     return host

@@ -31,6 +31,20 @@ Deliberate deviation: the listeners speak TLS 1.2+ because the test clients' Ope
 SSL 3.0 / TLS 1.0 that Schannel on Windows Server 2003 offers [I: 2003 has no TLS 1.1/1.2]. The kit's
 outside check (step 4) must therefore allow TLS 1.0 against a real 2003 server.
 
+IIS 7–10 hosts (``host.web_sites``, :mod:`opslib.rehearsal.iis7`): the certificate is HTTP.sys's,
+read from the registry bindings, not from the site. One listener per IP:port that any site's https
+binding names (``*`` = ``0.0.0.0``); it answers while a *started* site holds an https binding there
+(W3SVC registers the site's URLs with HTTP.sys only while it runs [I]). Certificate choice per
+connection, as HTTP.sys does it on IIS 8+: a client that sends SNI gets the
+``SslSniBindingInfo\\<name>:<port>`` binding when one exists; otherwise (no SNI, no SNI binding for
+that name, or IIS 7.x which has no SNI) the ``SslBindingInfo\\<ip>:<port>`` binding, then
+``0.0.0.0:<port>``; with neither the handshake fails ("it would try to determine a binding with
+the combination of IP:Port, if this is not present, then the SSL handshake fails",
+https://github.com/kaushalp/kaushalp.github.io/blob/master/_posts/2012-09-04-server-name-indication-sni-with-iis-8-windows-server-2012.md ).
+A binding whose certificate is missing or has no key: handshake failure [I]. The HTTP answer
+names the started site whose binding matches the Host header (then the one without a host name),
+else 404 [I]. ``host.extra["tls_ports"]`` is keyed ``"0.0.0.0:443"`` there.
+
 Changes take effect through ``host.on_change`` (called after every command), so swaps, starts,
 stops and root disabling are what the next connection sees. Chain order and choice between several
 candidate issuers beyond this G5/cross case are [U].
@@ -54,6 +68,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
+from . import iis7
 from .host import STARTED, Host, Site
 from .programs import stores
 
@@ -170,6 +185,112 @@ def _served(host: Host, site: Site) -> Served:
     return Served(site.id, thumb, pem, pair.pkcs8_pem.encode("ascii") if pair else b"")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one IIS 7+ HTTP.sys IP:port endpoint does right now."""
+
+    sni: tuple[tuple[str, Served], ...]  # (host name lower-cased, binding's certificate)
+    fallback: Served | None  # the IP:port (or 0.0.0.0:port) binding
+    routes: tuple[tuple[str, str], ...]  # (Host header lower-cased or "", site name) of started sites
+
+
+def _served_binding(host: Host, site_id: int, binding: iis7.SslBinding) -> Served:
+    entry = None
+    with contextlib.suppress(KeyError):
+        entry = stores.find_certificate(host, binding.store or "MY", binding.thumbprint)
+    if entry is None:
+        return Served(site_id, binding.thumbprint, b"", b"")
+    pair = stores.key_for(host, entry)
+    chain = chain_to_send(host, entry.cert)
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    return Served(site_id, binding.thumbprint, pem, pair.pkcs8_pem.encode("ascii") if pair else b"")
+
+
+def _desired_iis7(host: Host) -> dict[str, Plan | None]:
+    """HTTP.sys endpoint ("IP:port") → its plan while a started site listens there."""
+    out: dict[str, Plan | None] = {}
+    with host.lock:
+        sites = [s for _, s in sorted(host.web_sites.items())]
+        sni_ok = iis7.supports_sni(host)
+        for site in sites:
+            for b in site.bindings:
+                if b.protocol.lower() == "https":
+                    out.setdefault(iis7.ipport_of(b.binding_information), None)
+        for endpoint in list(out):
+            port = endpoint.rsplit(":", 1)[1]
+            routes = tuple(
+                (iis7.split_binding(b.binding_information)[2].lower(), s.name)
+                for s in sites
+                if s.state == iis7.STARTED
+                for b in s.bindings
+                if b.protocol.lower() == "https" and iis7.ipport_of(b.binding_information) == endpoint
+            )
+            if not routes:
+                continue
+            sni: list[tuple[str, Served]] = []
+            for binding in iis7.ssl_bindings(host) if sni_ok else []:
+                name, _, bport = binding.endpoint.rpartition(":")
+                if binding.kind == "hostnameport" and bport == port:
+                    sni.append((name.lower(), _served_binding(host, 0, binding)))
+            ip = iis7.ssl_binding(host, "ipport", endpoint) or iis7.ssl_binding(
+                host, "ipport", f"0.0.0.0:{port}"
+            )
+            fallback = _served_binding(host, 0, ip) if ip else None
+            out[endpoint] = Plan(tuple(sni), fallback, routes)
+    return out
+
+
+def _context(folder: Path, port: int, served: Served | None) -> ssl.SSLContext | None:
+    """A server context for one certificate, None when it cannot complete a handshake (no key)."""
+    if served is None or not served.chain_pem or not served.key_pem:
+        return None
+    tag = f"{port}_{served.thumbprint}"
+    cert_file = folder / f"{tag}.chain.pem"
+    key_file = folder / f"{tag}.key.pem"
+    cert_file.write_bytes(served.chain_pem)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(served.key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    finally:
+        key_file.unlink()
+    return context
+
+
+def _sni_context(folder: Path, port: int, plan: Plan) -> ssl.SSLContext:
+    """The listening context: picks the binding's context from the ClientHello's server name."""
+    by_name = {name: _context(folder, port, served) for name, served in plan.sni}
+    fallback = _context(folder, port, plan.fallback)
+    base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    base.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def choose(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        wanted = by_name.get(name.lower()) if name and name.lower() in by_name else fallback
+        if name and name.lower() in by_name and wanted is None:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE  # the SNI binding's certificate is unusable
+        if wanted is None:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE  # neither an SNI nor an IP:port binding
+        sock.context = wanted
+        return None
+
+    base.sni_callback = choose
+    return base
+
+
+def _route(plan: Plan, request: bytes) -> str | None:
+    """The started site IIS hands the request to, by Host header (then the host-less binding)."""
+    host_header = ""
+    for line in request.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            host_header = value.strip().decode("ascii", "replace").rsplit(":", 1)[0].lower()
+    names = dict(reversed(plan.routes))
+    return names.get(host_header) or names.get("")
+
+
 class _Listener:
     def __init__(self, binding: str, folder: Path) -> None:
         self.binding = binding
@@ -180,17 +301,19 @@ class _Listener:
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port: int = self.sock.getsockname()[1]
-        self.served: Served | None = None
+        self.served: Served | Plan | None = None
         self.context: ssl.SSLContext | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"tlsserve {binding}", daemon=True)
         self._thread.start()
 
-    def update(self, served: Served | None) -> None:
+    def update(self, served: Served | Plan | None) -> None:
         if served == self.served:
             return
         context = None
-        if served is not None and served.chain_pem and served.key_pem:
+        if isinstance(served, Plan):
+            context = _sni_context(self.folder, self.port, served)
+        elif served is not None and served.chain_pem and served.key_pem:
             tag = f"{self.port}_{served.thumbprint}"
             cert_file = self.folder / f"{tag}.chain.pem"
             key_file = self.folder / f"{tag}.key.pem"
@@ -225,10 +348,18 @@ class _Listener:
             try:
                 with context.wrap_socket(conn, server_side=True) as tls:
                     with contextlib.suppress(OSError):
-                        tls.recv(4096)
-                        body = f"rehearsal IIS 6 site W3SVC/{served.site_id}\r\n".encode("ascii")
+                        request = tls.recv(4096)
+                        status = b"200 OK"
+                        if isinstance(served, Plan):
+                            site = _route(served, request)
+                            status = b"200 OK" if site else b"404 Not Found"
+                            body = f"rehearsal IIS site {site or '(none)'}\r\n".encode("ascii", "replace")
+                        else:
+                            body = f"rehearsal IIS 6 site W3SVC/{served.site_id}\r\n".encode("ascii")
                         tls.sendall(
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                            b"HTTP/1.1 "
+                            + status
+                            + b"\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                             + f"Content-Length: {len(body)}\r\n\r\n".encode("ascii")
                             + body
                         )
@@ -261,7 +392,9 @@ class TlsEndpoints:
         with self._lock:
             if self._stopped:
                 return
-            desired = _desired(self.host)
+            desired: dict[str, Served | Plan | None] = (
+                dict(_desired_iis7(self.host)) if self.host.web_sites else dict(_desired(self.host))
+            )
             for binding, served in desired.items():
                 listener = self.listeners.get(binding)
                 if listener is None:
@@ -276,6 +409,9 @@ class TlsEndpoints:
 
     def _publish(self) -> None:
         extra: dict[str, Any] = self.host.extra
+        if self.host.web_sites:
+            self._publish_iis7(extra)
+            return
         extra["tls_ports"] = {b + ":": lst.port for b, lst in sorted(self.listeners.items())}
         production = str(extra.get("production_site", ""))
         site = next((s for s in self.host.sites.values() if s.comment == production), None)
@@ -283,6 +419,15 @@ class TlsEndpoints:
             key = ":".join(binding.split(":")[:2])
             if key in self.listeners:
                 extra["verify_endpoint"] = f"127.0.0.1:{self.listeners[key].port}"
+                break
+
+    def _publish_iis7(self, extra: dict[str, Any]) -> None:
+        extra["tls_ports"] = {b: lst.port for b, lst in sorted(self.listeners.items())}
+        site = iis7.find_site(self.host, str(extra.get("production_site", "")))
+        for binding in site.bindings if site else []:
+            endpoint = iis7.ipport_of(binding.binding_information)
+            if binding.protocol.lower() == "https" and endpoint in self.listeners:
+                extra["verify_endpoint"] = f"127.0.0.1:{self.listeners[endpoint].port}"
                 break
 
     def stop(self) -> None:
