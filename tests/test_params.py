@@ -269,4 +269,4 @@ def test_messages_never_quote_a_whole_huge_value(tmp_path: Path) -> None:
     with pytest.raises(ParameterError) as info:
         _validate(data, tmp_path)
     text = str(info.value)
-    assert len(text) < 300 and "\x1b" not in text and "(5002 characters)" in text
+    assert len(text) < 300 and "\x1b" not in text and "(5004 characters)" in text
