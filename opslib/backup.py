@@ -1,8 +1,10 @@
 """The key-pair backup on the operator's side: where the PFX goes, how it is written, how it is proven.
 
 The seed's step 3 says the key-pair file must be kept safe and never lost (「確実にバックアップを取って
-ください」). So the PFX is written owner-only (file 0600 in a 0700 folder, an existing folder is tightened),
-never into the evidence root, never over an existing file, and read back before the step records it.
+ください」). So the PFX is written owner-only (file 0600; a folder the kit creates is 0700), never into the
+evidence root, never over an existing file, and read back before the step records it. The kit never
+changes a folder it did not create: an existing folder (or the folder a symlink points to) that other
+accounts can write to is refused, because anyone who can write there can replace or remove the key pair.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ def folder_problem(folder: Path, *, evidence_root: Path | None = None) -> tuple[
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not a writable folder", "choose a folder this account can write to"
+    if existing == folder:
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return (
+                f"{folder} (mode {oct(mode)}) can be written by other accounts",
+                "the kit does not change folders it did not create: name a new folder (the kit creates it "
+                "0700) or one only you can write to (chmod go-w)",
+            )
     return None
 
 
@@ -107,8 +117,13 @@ def plan_backup(
 
 def write_backup(data: bytes, target: BackupTarget, *, host: str) -> StoredBackup:
     """Write ``data`` owner-only, never over an existing file, and prove it by reading it back."""
+    problem = folder_problem(target.folder)  # again: the folder may have changed since the plan
+    if problem:
+        raise PreconditionFailed(host, f"backup.directory: {problem[0]}", hint=problem[1])
+    created = not target.folder.exists()
     target.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    target.folder.chmod(FOLDER_MODE)  # tighten a folder that already existed
+    if created:
+        target.folder.chmod(FOLDER_MODE)  # mkdir's mode is masked by the umask; this folder is ours
     path = target.path
     for n in range(2, 100):
         try:
@@ -130,11 +145,12 @@ def write_backup(data: bytes, target: BackupTarget, *, host: str) -> StoredBacku
         file_mode=stat.S_IMODE(path.stat().st_mode),
         folder_mode=stat.S_IMODE(target.folder.stat().st_mode),
     )
-    if (stored.sha256, stored.file_mode, stored.folder_mode) != (expected, FILE_MODE, FOLDER_MODE):
+    others_write = bool(stored.folder_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    if (stored.sha256, stored.file_mode, others_write) != (expected, FILE_MODE, False):
         raise VerificationFailed(
             host,
             f"{path}: reads back sha256 {stored.sha256}, modes {oct(stored.file_mode)}/{oct(stored.folder_mode)}; "
-            f"expected {expected}, {oct(FILE_MODE)}/{oct(FOLDER_MODE)}",
+            f"expected {expected}, file {oct(FILE_MODE)} in a folder only this account can write to",
             hint="check the disk and the folder's owner; the server still holds the certificate and key",
         )
     return stored

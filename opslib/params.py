@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,22 @@ Check = Callable[[Any], str]  # returns "" when the value is fine, else the prob
 MAX_TEXT = 1024  # longest string value (a site name, a path, a host name); more is a mistake or an attack
 
 
+SHOW_MAX = 60  # characters of a value quoted in a message; the rest is cut (a value may be huge or hostile)
+MAX_FILE_BYTES = 256 * 1024  # a parameters file is a page of YAML; more is a mistake or an attack
+
+
+def _show(value: Any) -> str:
+    """A value for a message: its repr (control characters escaped), cut to :data:`SHOW_MAX` characters."""
+    text = repr(value)
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= SHOW_MAX else f"{text[:SHOW_MAX]}… ({size} characters)"
+
+
 def _too_long(value: str) -> str:
     if len(value) > MAX_TEXT:
-        return f"is {len(value)} characters long; at most {MAX_TEXT} are accepted (starts {value[:40]!r}…)"
+        return (
+            f"is {len(value)} characters long; at most {MAX_TEXT} are accepted (starts {_show(value[:40])})"
+        )
     return ""
 
 
@@ -72,7 +86,7 @@ def _bool(value: Any) -> str:
 def _choice(*options: Any) -> Check:
     def check(value: Any) -> str:
         if isinstance(value, bool) or value not in options:
-            return f"must be one of {', '.join(str(o) for o in options)}; got {value!r}"
+            return f"must be one of {', '.join(str(o) for o in options)}; got {_show(value)}"
         return ""
 
     return check
@@ -83,7 +97,7 @@ def _str_list(value: Any) -> str:
         return f"expected a list of strings, got {_kind(value)}"
     bad = [v for v in value if not isinstance(v, str) or not v.strip()]
     if bad:
-        return f"every item must be a non-empty string; got {bad[0]!r}"
+        return f"every item must be a non-empty string; got {_show(bad[0])}"
     return next((f"an item {p}" for p in map(_too_long, value) if p), "")
 
 
@@ -94,7 +108,7 @@ def _nonempty_str_list(value: Any) -> str:
 
 def _thumbprint(value: Any) -> str:
     if not isinstance(value, str) or not _THUMBPRINT.match(value.replace(" ", "").replace(":", "")):
-        return f"expected a SHA-1 thumbprint (40 hex digits), got {value!r}"
+        return f"expected a SHA-1 thumbprint (40 hex digits), got {_show(value)}"
     return ""
 
 
@@ -127,14 +141,38 @@ def _optional_reference(value: Any) -> str:
 def _url(value: Any) -> str:
     if not isinstance(value, str):
         return f"expected a URL string, got {_kind(value)}"
-    if "@" in value.split("/")[2 if value.count("/") >= 2 else 0]:
-        # Never echo it: the part before "@" may be a password.
-        return "must not hold a user name or password (user:password@host); use winrm.username and winrm.password"
     if len(value) > MAX_TEXT:
         return _too_long(value)
-    if not re.match(r"^https?://[^/\s:]+(:\d+)?/\S*$", value):
-        return f"expected http(s)://HOST[:PORT]/wsman, got {value!r}"
+    expected = (
+        "expected http(s)://HOST[:PORT]/wsman (an IPv6 address in brackets: http://[fe80::1]:5985/wsman)"
+    )
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        return f"{expected}; it holds white space or a control character"
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return f"{expected}, got {_show(value)}"
+    if "@" in parts.netloc:
+        # Never echo it: the part before "@" may be a password.
+        return "must not hold a user name or password (user:password@host); use winrm.username and winrm.password"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return f"{expected}, got {_show(value)}"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"the port must be a number from 1 to 65535; got {_show(parts.netloc)}"
+    if port is not None and not 1 <= port <= 65535:
+        return f"the port must be a number from 1 to 65535; got {port}"
+    if not parts.path.startswith("/") or parts.query or parts.fragment:
+        return f"{expected} (a path such as /wsman, no query), got {_show(value)}"
     return ""
+
+
+def _normal_url(value: str) -> str:
+    """The URL with its scheme and host in lower case (``HTTPS://Web01`` and ``https://web01`` are one server)."""
+    parts = urllib.parse.urlsplit(value)
+    netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
+    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path, "", ""))
 
 
 def _endpoint(value: Any) -> str:
@@ -142,7 +180,7 @@ def _endpoint(value: Any) -> str:
         return f"expected HOST:PORT, got {_kind(value)}"
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"expected HOST:PORT (e.g. www1.example.jp:443), got {value!r}"
+        return f"expected HOST:PORT (e.g. www1.example.jp:443), got {_show(value)}"
     return ""
 
 
@@ -150,7 +188,7 @@ def _host_label(value: Any) -> str:
     if not isinstance(value, str):
         return f"expected a string, got {_kind(value)}"
     if not _HOST_LABEL.match(value):
-        return f"expected a host name of letters, digits, '.', '-', '_' (it names the evidence folder); got {value!r}"
+        return f"expected a host name of letters, digits, '.', '-', '_' (it names the evidence folder); got {_show(value)}"
     return ""
 
 
@@ -163,7 +201,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+    return f"{names.get(type(value), type(value).__name__)} ({_show(value)})"
 
 
 @dataclass(frozen=True)
@@ -307,11 +345,61 @@ class Parameters:
         return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML for a parameters file: no anchors or aliases, no explicit tags, no duplicate keys.
+
+    Aliases let a few lines expand into gigabytes (an "alias bomb"); a duplicate key silently
+    takes the last value; a tag changes what a value means. None of them has a use in a
+    parameters file, so each is refused with the line it stands on.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        mark = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(mark, f"an alias (*{event.anchor}): aliases are not accepted in a parameters file")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Refused(mark, f"an anchor (&{anchor}): anchors and aliases are not accepted")
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and not (isinstance(event, yaml.ScalarEvent) and event.implicit[0]):
+            raise _Refused(mark, f"a tag ({tag}): tags are not accepted; write the plain value")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:
+                raise _Refused(key_node.start_mark, "a key that is not a plain value") from None
+            if first != key_node.start_mark.line:
+                raise _Refused(
+                    key_node.start_mark,
+                    f"the key {_show(key)} appears twice (first at line {first + 1}); keep one",
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Refused(Exception):
+    def __init__(self, mark: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a parameters file; ``ParameterError`` when it is missing or is not a YAML mapping."""
     p = Path(path)
     source = str(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ParameterError(
+                "(file)",
+                f"is {size} bytes; a parameters file is at most {MAX_FILE_BYTES} bytes",
+                source=source,
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParameterError("(file)", "parameters file not found", source=source) from None
@@ -320,7 +408,9 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
             "(file)", f"cannot read the file ({type(exc).__name__})", source=source
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Refused as exc:
+        raise ParameterError("(file)", exc.problem, source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -386,6 +476,8 @@ def validate(data: Mapping[str, Any], *, source: str, base_dir: Path, check_file
             value = _copy(key.default)
         if key.path in ("rollback.old_thumbprint", "forbidden_roots"):
             value = _normal_thumbprints(value)
+        if key.path == "winrm.url":
+            value = _normal_url(value)
         target = out.setdefault(section, {}) if section else out
         target[leaf] = value
     _cross_checks(out, mode=mode, fail=fail)

@@ -176,3 +176,97 @@ def test_every_key_is_documented() -> None:
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", doc, flags=re.M))
     assert {k.path for k in params.SCHEMA} <= documented
     assert documented - {k.path for k in params.SCHEMA} <= set(params.SECTIONS)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            BOMB,
+            r"p\.yaml: \(file\): line 1, column 4: an anchor \(&a\): anchors and aliases are not accepted",
+        ),
+        ("host: web01\nwinrm: *x\n", r"line 2, column 8: an alias \(\*x\)"),
+        (
+            "host: web01\nwarn_days: 30\nhost: web02\n",
+            r"line 3, column 1: the key 'host' appears twice \(first at line 1\); keep one",
+        ),
+        (
+            "host: !!python/object:os.system x\n",
+            r"line 1, column 7: a tag \(tag:yaml\.org,2002:python/object",
+        ),
+        ("warn_days: !!int '30'\n", r"a tag \(tag:yaml\.org,2002:int\): tags are not accepted"),
+    ],
+)
+def test_yaml_aliases_duplicates_and_tags_are_refused_with_their_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        params.read_yaml(_write(tmp_path, text))
+
+
+def test_a_huge_parameters_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "host: web01\n" + "# padding\n" * 40_000)
+    with pytest.raises(ParameterError, match=r"is 400012 bytes; a parameters file is at most 262144 bytes"):
+        params.read_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("http://[fe80::1]:5985/wsman", "http://[fe80::1]:5985/wsman"),
+        ("https://[2001:db8::10]/wsman", "https://[2001:db8::10]/wsman"),
+        ("HTTPS://Web01.Example.JP:5986/wsman", "https://web01.example.jp:5986/wsman"),
+        ("http://192.0.2.10:80/wsman", "http://192.0.2.10:80/wsman"),
+    ],
+)
+def test_winrm_urls_accept_ipv6_and_any_scheme_case(tmp_path: Path, url: str, stored: str) -> None:
+    data = _example()
+    data["winrm"]["url"] = url
+    assert _validate(data, tmp_path).get("winrm.url") == stored
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://web01:0/wsman", r"winrm\.url: the port must be a number from 1 to 65535; got 0"),
+        (
+            "https://web01:99999/wsman",
+            r"winrm\.url: the port must be a number from 1 to 65535; got 'web01:99999'",
+        ),
+        ("ftp://web01/wsman", r"winrm\.url: expected http\(s\)://HOST\[:PORT\]/wsman"),
+        ("https://web01/ws man", r"winrm\.url: .*white space or a control character"),
+        ("https://[fe80::1/wsman", r"winrm\.url: expected http\(s\)://HOST\[:PORT\]/wsman"),
+    ],
+)
+def test_bad_winrm_urls_are_named_before_anything_happens(tmp_path: Path, url: str, message: str) -> None:
+    data = _example()
+    data["winrm"]["url"] = url
+    with pytest.raises(ParameterError, match=message):
+        _validate(data, tmp_path)
+
+
+def test_messages_never_quote_a_whole_huge_value(tmp_path: Path) -> None:
+    data = _example()
+    data["ssl_port"] = "4" * 5000 + "\x1b[2J"
+    with pytest.raises(ParameterError) as info:
+        _validate(data, tmp_path)
+    text = str(info.value)
+    assert len(text) < 300 and "\x1b" not in text and "(5004 characters)" in text
