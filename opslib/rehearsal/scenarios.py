@@ -9,6 +9,19 @@ Every scenario uses the rehearsal PKI (:mod:`opslib.rehearsal.pki`): its "G5 (Re
 its own key, so the kit — which recognises the *real* G5 by its catalogue thumbprint — is told about
 it through ``forbidden_roots`` (``host.extra``), exactly as an operator would list an extra root.
 The real G5 root from the catalogue also sits in AuthRoot (as Windows Update would put it there).
+
+Read-back scenarios (docs/windows-behaviour.md): each is the default scenario with one Windows
+behaviour the kit must not trust blindly made visible.
+
+* ``pfx-locked`` — every ``.pfx`` under the logon's %TEMP% is held open by another process (an antivirus
+  scan): ``del`` prints a message and still ends with status 0, the file stays, and ``rmdir /s /q`` of the
+  kit's temp folder leaves it (and the folder) behind (``Host.locked_files``; rows W-DEL, W-RMDIR-SQ-LOCKED).
+* ``b64-locked`` — the same for every ``.b64`` base64 staging copy under %TEMP%.
+* ``exportpfx-probe-lies`` / ``exportpfx-probe-denies`` — ``certutil -exportPFX -?`` answers "present"
+  while the verb fails at use time, or "absent" while it works; ``hashfile-probe-lies`` /
+  ``hashfile-probe-denies`` the same for ``-hashfile``. They set the host options
+  ``host.extra["certutil_probe_lies"]`` / ``["certutil_probe_denies"]`` (lists of verbs), which a test may
+  also set on any other scenario (:mod:`.programs.certutil`).
 """
 
 from __future__ import annotations
@@ -44,6 +57,9 @@ class Scenario:
     key_exportable: bool = True
     windows_version: str = "5.2.3790"  # Windows Server 2003 SP2
     iis_major: int = 6  # InetStp MajorVersion: the kit must refuse anything but 6
+    locked_in_temp: tuple[str, ...] = ()  # file patterns under %TEMP% another process holds open
+    probe_lies: tuple[str, ...] = ()  # certutil verbs whose "-?" says present but whose use fails
+    probe_denies: tuple[str, ...] = ()  # certutil verbs whose "-?" says absent but whose use works
 
 
 _ALL = (
@@ -72,6 +88,37 @@ _ALL = (
         "refuse before anything changes",
         windows_version="6.1.7601",
         iis_major=7,
+    ),
+    Scenario(
+        "pfx-locked",
+        "like default, but every PFX in the server's temp folder stays locked (held open by another process): "
+        "del ends with status 0 and the file stays; rmdir /s /q leaves it and its folder",
+        locked_in_temp=("*.pfx",),
+    ),
+    Scenario(
+        "b64-locked",
+        "like default, but every base64 staging copy (.b64) in the server's temp folder stays locked",
+        locked_in_temp=("*.b64",),
+    ),
+    Scenario(
+        "exportpfx-probe-lies",
+        "like default, but `certutil -exportPFX -?` exits 0 while -exportPFX itself fails as an unknown verb",
+        probe_lies=("exportPFX",),
+    ),
+    Scenario(
+        "exportpfx-probe-denies",
+        "like default, but `certutil -exportPFX -?` fails as an unknown verb while -exportPFX itself works",
+        probe_denies=("exportPFX",),
+    ),
+    Scenario(
+        "hashfile-probe-lies",
+        "like default, but `certutil -hashfile -?` exits 0 while -hashfile itself fails as an unknown verb",
+        probe_lies=("hashfile",),
+    ),
+    Scenario(
+        "hashfile-probe-denies",
+        "like default, but `certutil -hashfile -?` fails as an unknown verb while -hashfile itself works",
+        probe_denies=("hashfile",),
     ),
 )
 _PRODUCTS = {
@@ -193,6 +240,8 @@ def build_host(
         state_file=state_file,
     )
     cmd.prepare_host(host)
+    temp = Host.norm(str(host.env.get("TEMP", "")))
+    host.locked_files.update(f"{temp}\\{pattern}" for pattern in scenario.locked_in_temp)
     _set_versions(host)
     register_all(host)
     _populate_stores(host, pki, scenario)
@@ -215,4 +264,8 @@ def build_host(
             **files,
         }
     )
+    if scenario.probe_lies:
+        host.extra["certutil_probe_lies"] = list(scenario.probe_lies)
+    if scenario.probe_denies:
+        host.extra["certutil_probe_denies"] = list(scenario.probe_denies)
     return host
