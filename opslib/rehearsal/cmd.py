@@ -22,7 +22,7 @@ Sources: the cmd quoting and parsing rules follow ``cmd /?`` and the phase descr
 https://stackoverflow.com/questions/4094699 (dbenham); CommandLineToArgvW follows
 https://learn.microsoft.com/en-us/windows/win32/api/shellapi/nf-shellapi-commandlinetoargvw and
 Wine's implementation of it (``dlls/shcore/main.c``), which documents the undocumented ``""`` rule.
-Messages are the ones Windows prints (``shared/reference/windows-commands.md``); a Japanese text
+Messages are the ones Windows prints (docs/windows-behaviour.md lists the sources); a Japanese text
 marked [U] below is our best knowledge, not captured output.
 """
 
@@ -686,7 +686,7 @@ def _del(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
     "success/failure for ERASE command"): no argument → 1; a file deleted → 0; a wildcard with no match →
     0 ("Could Not Find"); a path whose folder does not exist → 1. A file that cannot be deleted (held open,
     access denied) leaves the status at 0 with a message on stderr — "DEL: Always clears ERRORLEVEL, even
-    if the DEL fails" (https://stackoverflow.com/a/34968010, experiments on Windows 10); a missing file
+    if the DEL fails" (https://stackoverflow.com/questions/34968009, experiments on Windows 10); a missing file
     in an existing folder → "Could Not Find" and 0 (same source; https://ss64.com/nt/del.html).
     """
     names = [a for a in _args(rest) if not a.startswith("/")]
@@ -754,7 +754,7 @@ def _rmdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
     "success/failure for RMDIR/RD command"): no argument → 1, not empty → 145 (ERROR_DIR_NOT_EMPTY),
     a file → 267 (ERROR_DIRECTORY), gone → 2, parent gone → 3. RD never sets ERRORLEVEL, but the exit
     code of ``cmd /c`` is the return code of its last command ("The return code returned by CMD /C is
-    the return code of the last command executed", https://stackoverflow.com/a/34937706), so WinRS sees
+    the return code of the last command executed", https://stackoverflow.com/questions/34936240), so WinRS sees
     these numbers.
     With ``/s``, files another process holds open stay (with the sharing-violation message), and so do
     the folders above them; the exit code of that case is unknown, so the worst case for a caller that
