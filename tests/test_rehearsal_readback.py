@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import make_bare_host
 
+from opslib import rehearsal, windows
+from opslib._transport import connect
 from opslib.rehearsal import cmd, scenarios
 from opslib.rehearsal.host import Host
+from opslib.rehearsal.programs import stores
 
 LOCKED_MSG = b"The process cannot access the file because it is being used by another process.\r\n"
 E_INVALIDARG = -2147024809  # 0x80070057
@@ -205,7 +208,9 @@ def test_probe_scenarios_make_help_and_use_disagree(
     help_code, help_out, _ = run(host, f"certutil -{verb} -?")
     assert (help_code == 0) is help_ok
     if not help_ok:
-        assert help_code == E_INVALIDARG and help_out.startswith(f"CertUtil: Unknown arg: -{verb}\r\n".encode())
+        assert help_code == E_INVALIDARG and help_out.startswith(
+            f"CertUtil: Unknown arg: -{verb}\r\n".encode()
+        )
     use_code, use_out, _ = use(host)  # type: ignore[operator]
     assert (use_code == 0) is use_ok
     if not use_ok:
@@ -217,3 +222,35 @@ def test_probe_lie_leaves_other_verbs_alone(tmp_path: Path) -> None:
     host = build("exportpfx-probe-lies", tmp_path)
     assert _hashfile(host)[0] == 0
     assert run(host, "certutil -hashfile -?")[0] == 0
+
+
+# --- the kit against pfx-locked (issue 13 step 1 is the kit-side fix) -----------------------------------
+
+KIT_PASSWORD = "Readback-Test-Pa55"  # WinRM password of the rehearsal endpoint (test-only literal)
+KIT_PFX_PASSWORD = "Readback-Pfx-Pa55word"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 step 1: the kit reads DEL's exit 0 as 'deleted' (docs/windows-behaviour.md W-DEL); "
+    "remove this marker with the kit-side fix",
+)
+def test_kit_does_not_claim_a_held_pfx_deleted(tmp_path: Path) -> None:
+    host = build("pfx-locked", tmp_path)
+    thumb = str(host.extra["current_thumbprint"])
+    for root in host.extra["forbidden_roots"]:  # step 0 done: the chain runs through the cross certificate
+        stores.set_eku(host, "ROOT", root, [])
+    with rehearsal.start(host, password=KIT_PASSWORD) as r:
+        with connect(
+            r.url,
+            transport="basic",
+            username=r.user,
+            password=KIT_PASSWORD,
+            host_label="web01",
+            allow_unencrypted_basic=True,
+            codepage=437,
+        ) as conn:
+            pfx = windows.export_pfx(conn, thumb, password=KIT_PFX_PASSWORD)
+            left = [f for f in host.files if f.endswith(".pfx")]
+    assert left == [Host.norm(pfx.remote_path)]  # the emulator kept it, as Windows would
+    assert pfx.remote_deleted is False
