@@ -111,6 +111,14 @@ def test_if_block_followed_by_other_text_is_refused_not_guessed(host: Host) -> N
     assert code == 1 and b"not emulated" in err
 
 
+def test_a_line_over_8191_characters_is_refused_before_anything_runs(host: Host) -> None:
+    chunk = "A" * (8191 - len(r'>>"C:\t x\l.b64" echo '))
+    assert run(host, rf'>>"C:\t x\l.b64" echo {chunk}')[0] == 0  # exactly 8191: runs
+    code, out, err = run(host, rf'>>"C:\t x\m.b64" echo {chunk}B')
+    assert (code, out, err) == (1, b"", b"The input line is too long.\r\n")
+    assert host.read_file(r"C:\t x\m.b64") is None
+
+
 # --- RMDIR (rows W-RMDIR-SQ, W-RMDIR-SQ-LOCKED) ----------------------------------------------------------
 
 

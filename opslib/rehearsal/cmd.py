@@ -39,6 +39,11 @@ from .host import CommandResult, Host, Invocation
 log = logging.getLogger(__name__)
 
 NOT_RECOGNIZED_EXIT = 9009  # cmd's exit code for an unknown command
+# cmd.exe takes at most 8191 characters (https://learn.microsoft.com/en-us/troubleshoot/windows-client/
+# shell-experience/command-line-string-limitation; docs/windows-behaviour.md W-CMD-LINE-8191). The
+# message and exit code of a longer line, and whether the limit counts exactly this text, are [U].
+CMD_LINE_MAX = 8191
+MSG_LINE_TOO_LONG = ("The input line is too long.", "入力行が長すぎます。")  # ja [U]
 ACCESS_DENIED_EXIT = 5  # ERROR_ACCESS_DENIED
 
 # (en, ja) message pairs. The ja forms of "not recognized", "Access is denied." and chcp are
@@ -295,7 +300,10 @@ def execute(
             stdin=stdin,
         )
         try:
-            if skip_cmd_shell:
+            if not skip_cmd_shell and len(command_line) > CMD_LINE_MAX:
+                ctx.err.extend(ctx.encode(ctx.text(MSG_LINE_TOO_LONG) + "\r\n"))
+                ctx.errorlevel = 1
+            elif skip_cmd_shell:
                 streams = _Streams(ctx.out, ctx.err)
                 rc = _run_program(ctx, command_line, streams, stdin)
                 ctx.errorlevel = rc
