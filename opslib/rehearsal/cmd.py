@@ -22,7 +22,7 @@ Sources: the cmd quoting and parsing rules follow ``cmd /?`` and the phase descr
 https://stackoverflow.com/questions/4094699 (dbenham); CommandLineToArgvW follows
 https://learn.microsoft.com/en-us/windows/win32/api/shellapi/nf-shellapi-commandlinetoargvw and
 Wine's implementation of it (``dlls/shcore/main.c``), which documents the undocumented ``""`` rule.
-Messages are the ones Windows prints (``shared/reference/windows-commands.md``); a Japanese text
+Messages are the ones Windows prints (docs/windows-behaviour.md lists the sources); a Japanese text
 marked [U] below is our best knowledge, not captured output.
 """
 
@@ -39,6 +39,11 @@ from .host import CommandResult, Host, Invocation
 log = logging.getLogger(__name__)
 
 NOT_RECOGNIZED_EXIT = 9009  # cmd's exit code for an unknown command
+# cmd.exe takes at most 8191 characters (https://learn.microsoft.com/en-us/troubleshoot/windows-client/
+# shell-experience/command-line-string-limitation; docs/windows-behaviour.md W-CMD-LINE-8191). The
+# message and exit code of a longer line, and whether the limit counts exactly this text, are [U].
+CMD_LINE_MAX = 8191
+MSG_LINE_TOO_LONG = ("The input line is too long.", "入力行が長すぎます。")  # ja [U]
 ACCESS_DENIED_EXIT = 5  # ERROR_ACCESS_DENIED
 
 # (en, ja) message pairs. The ja forms of "not recognized", "Access is denied." and chcp are
@@ -59,6 +64,13 @@ MSG_DIR_EXISTS = (
 )
 MSG_COULD_NOT_FIND = ("Could Not Find {0}", "{0} が見つかりませんでした。")  # ja [U]
 MSG_DIR_NOT_EMPTY = ("The directory is not empty.", "ディレクトリが空ではありません。")
+MSG_DIR_INVALID = ("The directory name is invalid.", "ディレクトリ名が無効です。")  # ja [U]
+# ERROR_SHARING_VIOLATION (32), the system message text
+# (https://learn.microsoft.com/en-us/windows/win32/debug/system-error-codes--0-499-); ja [U].
+MSG_SHARING_VIOLATION = (
+    "The process cannot access the file because it is being used by another process.",
+    "プロセスはファイルにアクセスできません。別のプロセスが使用中です。",
+)
 MSG_ENV_NOT_DEFINED = ("Environment variable {0} not defined", "環境変数 {0} が定義されていません")  # ja [U]
 MSG_SYNTAX = ("The syntax of the command is incorrect.", "コマンドの構文が誤っています。")
 MSG_UNSUPPORTED = (
@@ -288,7 +300,10 @@ def execute(
             stdin=stdin,
         )
         try:
-            if skip_cmd_shell:
+            if not skip_cmd_shell and len(command_line) > CMD_LINE_MAX:
+                ctx.err.extend(ctx.encode(ctx.text(MSG_LINE_TOO_LONG) + "\r\n"))
+                ctx.errorlevel = 1
+            elif skip_cmd_shell:
                 streams = _Streams(ctx.out, ctx.err)
                 rc = _run_program(ctx, command_line, streams, stdin)
                 ctx.errorlevel = rc
@@ -656,13 +671,43 @@ def _type(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
     return rc
 
 
+def _delete_one(ctx: _Ctx, streams: _Streams, key: str) -> None:
+    """Delete one file unless another process holds it open; a held file stays and DEL says so.
+
+    DeleteFile fails with ERROR_SHARING_VIOLATION (32) while another handle lacks FILE_SHARE_DELETE
+    (https://learn.microsoft.com/en-us/windows/win32/api/fileapi/nf-fileapi-deletefilew). DEL prints the
+    path and the system message and goes on; its status stays 0 (docs/windows-behaviour.md W-DEL).
+    The message layout (path line, then the text) is [U]; nothing may parse it.
+    """
+    if ctx.host.is_locked(key):
+        shown = ctx.host.file_case.get(key, key)
+        _line(ctx, streams, ("{0}", "{0}"), shown, err=True)
+        _line(ctx, streams, MSG_SHARING_VIOLATION, err=True)
+        return
+    ctx.host.delete_file(key)
+
+
 def _del(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
+    """DEL / ERASE (docs/windows-behaviour.md rows W-DEL, W-DEL-MISSING, W-DEL-NOPATH).
+
+    Status, as Wine's cmd conformance test expects from Windows (programs/cmd/tests/test_builtins.bat.exp,
+    "success/failure for ERASE command"): no argument → 1; a file deleted → 0; a wildcard with no match →
+    0 ("Could Not Find"); a path whose folder does not exist → 1. A file that cannot be deleted (held open,
+    access denied) leaves the status at 0 with a message on stderr — "DEL: Always clears ERRORLEVEL, even
+    if the DEL fails" (https://stackoverflow.com/questions/34968009, experiments on Windows 10); a missing file
+    in an existing folder → "Could Not Find" and 0 (same source; https://ss64.com/nt/del.html).
+    """
     names = [a for a in _args(rest) if not a.startswith("/")]
     if not names:
         _line(ctx, streams, MSG_SYNTAX, err=True)
         return 1
+    rc = 0
     for name in names:
         path = resolve_path(ctx.host, name, cwd=ctx.cwd)
+        if not ctx.host.parent_exists(path):
+            _line(ctx, streams, MSG_PATH_NOT_FOUND, err=True)
+            rc = 1
+            continue
         if "*" in path or "?" in path:
             folder, pattern = path.rsplit("\\", 1)
             hits = [k for k in list(ctx.host.files) if k.rsplit("\\", 1)[0] == Host.norm(folder)]
@@ -670,16 +715,19 @@ def _del(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
             if not hits:
                 _line(ctx, streams, MSG_COULD_NOT_FIND, path, err=True)
             for k in hits:
-                ctx.host.delete_file(k)
+                _delete_one(ctx, streams, k)
             continue
         if ctx.host.is_dir(path):  # "del dir" deletes the files in it (after a prompt without /q)
             for k in [k for k in list(ctx.host.files) if k.rsplit("\\", 1)[0] == Host.norm(path)]:
-                ctx.host.delete_file(k)
+                _delete_one(ctx, streams, k)
             continue
-        if not ctx.host.delete_file(path):
-            # DEL prints the message but leaves ERRORLEVEL at 0 (https://ss64.com/nt/del.html).
+        key = Host.norm(path)
+        if key not in ctx.host.files:
+            # DEL prints the message but leaves its status at 0 (https://ss64.com/nt/del.html).
             _line(ctx, streams, MSG_COULD_NOT_FIND, path, err=True)
-    return 0
+            continue
+        _delete_one(ctx, streams, key)
+    return rc
 
 
 def _mkdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
@@ -708,6 +756,18 @@ def _mkdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
 
 
 def _rmdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
+    """RMDIR / RD (docs/windows-behaviour.md rows W-RMDIR-SQ, W-RMDIR-SQ-LOCKED).
+
+    Failure statuses as Wine's cmd conformance test expects from Windows (test_builtins.bat.exp,
+    "success/failure for RMDIR/RD command"): no argument → 1, not empty → 145 (ERROR_DIR_NOT_EMPTY),
+    a file → 267 (ERROR_DIRECTORY), gone → 2, parent gone → 3. RD never sets ERRORLEVEL, but the exit
+    code of ``cmd /c`` is the return code of its last command ("The return code returned by CMD /C is
+    the return code of the last command executed", https://stackoverflow.com/questions/34936240), so WinRS sees
+    these numbers.
+    With ``/s``, files another process holds open stay (with the sharing-violation message), and so do
+    the folders above them; the exit code of that case is unknown, so the worst case for a caller that
+    trusts it is emulated: 0 [assumed].
+    """
     args = _args(rest)
     recursive = any(a.lower() == "/s" for a in args)
     names = [a for a in args if not a.startswith("/")]
@@ -718,24 +778,40 @@ def _rmdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
     for name in names:
         path = Host.norm(resolve_path(ctx.host, name, cwd=ctx.cwd))
         if path in ctx.host.files:
-            _line(ctx, streams, MSG_PATH_NOT_FOUND, err=True)  # "The directory name is invalid." [U]
-            rc = 1
+            _line(ctx, streams, MSG_DIR_INVALID, err=True)
+            rc = 267  # ERROR_DIRECTORY
             continue
         if path not in ctx.host.dirs:
+            if not ctx.host.parent_exists(path):
+                _line(ctx, streams, MSG_PATH_NOT_FOUND, err=True)
+                rc = 3  # ERROR_PATH_NOT_FOUND
+                continue
             _line(ctx, streams, MSG_FILE_NOT_FOUND, err=True)
-            rc = 2
+            rc = 2  # ERROR_FILE_NOT_FOUND
             continue
         with ctx.host.lock:
-            inner_files = [k for k in ctx.host.files if k.startswith(path + "\\")]
+            inner_files = sorted(k for k in ctx.host.files if k.startswith(path + "\\"))
             inner_dirs = [d for d in ctx.host.dirs if d.startswith(path + "\\")]
             if (inner_files or inner_dirs) and not recursive:
                 _line(ctx, streams, MSG_DIR_NOT_EMPTY, err=True)
                 rc = 145  # ERROR_DIR_NOT_EMPTY
                 continue
+            kept: list[str] = []
             for k in inner_files:
-                ctx.host.delete_file(k)
+                _delete_one(ctx, streams, k)
+                if k in ctx.host.files:
+                    kept.append(k)
+            # A folder stays while it still holds a file (and so do its parents up to ``path``).
+            keep_dirs = {path}
+            for k in kept:
+                parts = k.split("\\")
+                for i in range(len(path.split("\\")) + 1, len(parts)):
+                    keep_dirs.add("\\".join(parts[:i]))
             for d in inner_dirs:
-                ctx.host.dirs.discard(d)
+                if d not in keep_dirs:
+                    ctx.host.dirs.discard(d)
+            if kept:
+                continue  # [assumed] exit code 0: see the docstring
             ctx.host.dirs.discard(path)
     return rc
 
@@ -831,7 +907,83 @@ def _token(text: str) -> tuple[str, str]:
     return m.group(0), text[m.end() :]
 
 
+def _exists(ctx: _Ctx, target: str) -> bool:
+    """``if exist``: a file or a folder of that name; ``*``/``?`` match file names (``if /?``)."""
+    path = resolve_path(ctx.host, target.replace('"', ""), cwd=ctx.cwd)
+    if "*" not in path and "?" not in path:
+        return ctx.host.exists(path)
+    folder, pattern = path.rsplit("\\", 1)
+    return any(
+        k.rsplit("\\", 1)[0] == Host.norm(folder) and fnmatch.fnmatch(k.rsplit("\\", 1)[1], pattern.lower())
+        for k in ctx.host.files
+    )
+
+
+def _block_end(text: str) -> int | None:
+    """Index of the ``)`` that closes the ``(`` at ``text[0]`` (quotes and ``^`` respected), or None."""
+    depth = 0
+    in_quote = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            in_quote = not in_quote
+        elif not in_quote:
+            if c == "^":
+                i += 2
+                continue
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    return i
+        i += 1
+    return None
+
+
+def _if_branches(ctx: _Ctx, body: str, streams: _Streams) -> tuple[str, str | None] | None:
+    """Split an IF body into (then, else). ``(block)`` and ``(block) else (block)``/``else cmd``.
+
+    Without parentheses the whole rest of the line is the command and ``else`` is plain text, as in
+    cmd. After a closing ``)`` anything but ``else`` (e.g. ``& echo x``) is not emulated — how cmd
+    groups it is not settled here [U] — so the line fails loudly instead of guessing.
+    """
+    text = body.lstrip(" \t")
+    if not text.startswith("("):
+        return body, None
+    end = _block_end(text)
+    if end is None:
+        _line(ctx, streams, MSG_UNSUPPORTED, "an IF block without its closing parenthesis", err=True)
+        return None
+    then, tail = text[1:end], text[end + 1 :].strip(" \t")
+    if not tail:
+        return then, None
+    m = re.match(r"(?i)else(?=[ \t(])[ \t]*(.*)$", tail, re.S)
+    if not m:
+        _line(ctx, streams, MSG_UNSUPPORTED, "text after an IF block: " + tail, err=True)
+        return None
+    other = m.group(1)
+    if other.startswith("("):
+        end2 = _block_end(other)
+        if end2 is None or other[end2 + 1 :].strip(" \t"):
+            _line(ctx, streams, MSG_UNSUPPORTED, "text after an ELSE block", err=True)
+            return None
+        other = other[1:end2]
+    return then, other
+
+
 def _if(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
+    """IF [/I] [NOT] EXIST path | ERRORLEVEL n | a==b, then a command or a ``(block)`` [ELSE …].
+
+    https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/if and ``if /?``:
+    ``exist`` is true for a file or a folder; ``errorlevel n`` is true when ERRORLEVEL ≥ n. A false IF
+    runs nothing and leaves ERRORLEVEL unchanged (Wine's conformance test test_builtins.bat.exp:
+    ``(if 1==0 …) && echo SUCCESS`` keeps the earlier value), so ``if exist "F" (exit /b 1)`` ends
+    ``cmd /c`` with 1 exactly when F is still there, and ``exit /b N`` outside a batch file ends cmd
+    with N (same test: ``cmd.exe /c "echo foo & exit /b 1024"`` → 1024; https://ss64.com/nt/exit.html).
+    docs/windows-behaviour.md row W-IF-EXIST.
+    """
     tok, tail = _token(rest)
     if tok.lower() == "/i":
         rest = tail
@@ -842,7 +994,10 @@ def _if(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
         tok, tail = _token(rest)
     if tok.lower() == "exist":
         target, body = _token(tail)
-        cond = ctx.host.exists(resolve_path(ctx.host, target.replace('"', ""), cwd=ctx.cwd))
+        if not target:
+            _line(ctx, streams, MSG_SYNTAX, err=True)
+            return 1
+        cond = _exists(ctx, target)
     elif tok.lower() == "errorlevel":
         number, body = _token(tail)
         if not number.isdigit():
@@ -856,9 +1011,17 @@ def _if(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
             return 1
         cond = m.group(1) == m.group(2)
         body = m.group(3)
-    if cond != negate:
-        return _run_line(ctx, body)
-    return None
+    if not body.strip():
+        _line(ctx, streams, MSG_SYNTAX, err=True)
+        return 1
+    branches = _if_branches(ctx, body, streams)
+    if branches is None:
+        return 1
+    then, other = branches
+    chosen = then if cond != negate else other
+    if chosen is None:
+        return None
+    return _run_line(ctx, chosen)
 
 
 _FOR = re.compile(r"^\s+%(?P<var>[A-Za-z])\s+in\s*\((?P<set>[^)]*)\)\s+do\s+(?P<body>.*)$", re.I | re.S)

@@ -15,6 +15,7 @@ implementing code says so in a comment. The emulation never bends to make the ki
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import tempfile
@@ -157,6 +158,10 @@ class Host:
         self.sites: dict[int, Site] = {}  # IIS 6 metabase
         self.web_sites: dict[int, WebSite] = {}  # IIS 7+ applicationHost.config (opslib.rehearsal.iis7)
         self.app_pools: dict[str, AppPool] = {}
+        # Files another process holds open without FILE_SHARE_DELETE (an antivirus scan, a backup
+        # agent): fnmatch patterns over the lower-cased path. Reads and writes work, deletes fail —
+        # https://learn.microsoft.com/en-us/windows/win32/api/fileapi/nf-fileapi-createfilew (dwShareMode).
+        self.locked_files: set[str] = set()
         self.keys: dict[str, KeyPair] = {}
         self.programs: dict[str, Program] = {}
         self.env: dict[str, str] = {}
@@ -225,6 +230,11 @@ class Host:
     def exists(self, path: str) -> bool:
         k = self.norm(path)
         return k in self.files or k in self.dirs
+
+    def is_locked(self, path: str) -> bool:
+        """Whether a delete of ``path`` fails because another process holds it open (see ``locked_files``)."""
+        k = self.norm(path)
+        return any(fnmatch.fnmatchcase(k, pattern.lower()) for pattern in self.locked_files)
 
     def is_dir(self, path: str) -> bool:
         return self.norm(path) in self.dirs

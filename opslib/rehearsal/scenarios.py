@@ -9,6 +9,19 @@ Every scenario uses the rehearsal PKI (:mod:`opslib.rehearsal.pki`): its "G5 (Re
 its own key, so the kit — which recognises the *real* G5 by its catalogue thumbprint — is told about
 it through ``forbidden_roots`` (``host.extra``), exactly as an operator would list an extra root.
 The real G5 root from the catalogue also sits in AuthRoot (as Windows Update would put it there).
+
+Read-back scenarios (docs/windows-behaviour.md): each is the default scenario with one Windows
+behaviour the kit must not trust blindly made visible.
+
+* ``pfx-locked`` — every ``.pfx`` under the logon's %TEMP% is held open by another process (an antivirus
+  scan): ``del`` prints a message and still ends with status 0, the file stays, and ``rmdir /s /q`` of the
+  kit's temp folder leaves it (and the folder) behind (``Host.locked_files``; rows W-DEL, W-RMDIR-SQ-LOCKED).
+* ``b64-locked`` — the same for every ``.b64`` base64 staging copy under %TEMP%.
+* ``exportpfx-probe-lies`` / ``exportpfx-probe-denies`` — ``certutil -exportPFX -?`` answers "present"
+  while the verb fails at use time, or "absent" while it works; ``hashfile-probe-lies`` /
+  ``hashfile-probe-denies`` the same for ``-hashfile``. They set the host options
+  ``host.extra["certutil_probe_lies"]`` / ``["certutil_probe_denies"]`` (lists of verbs), which a test may
+  also set on any other scenario (:mod:`.programs.certutil`).
 """
 
 from __future__ import annotations
@@ -46,6 +59,9 @@ class Scenario:
     iis_major: int = 6  # InetStp MajorVersion: the kit must refuse anything but 6
     iis7_model: bool = False  # sites in applicationHost.config + HTTP.sys bindings (opslib.rehearsal.iis7)
     sni: bool = False  # IIS 8+: the production site is one of two SNI sites on *:443
+    locked_in_temp: tuple[str, ...] = ()  # file patterns under %TEMP% another process holds open
+    probe_lies: tuple[str, ...] = ()  # certutil verbs whose "-?" says present but whose use fails
+    probe_denies: tuple[str, ...] = ()  # certutil verbs whose "-?" says absent but whose use works
 
 
 _ALL = (
@@ -101,6 +117,37 @@ _ALL = (
         iis_major=10,
         iis7_model=True,
         sni=True,
+    ),
+    Scenario(
+        "pfx-locked",
+        "like default, but every PFX in the server's temp folder stays locked (held open by another process): "
+        "del ends with status 0 and the file stays; rmdir /s /q leaves it and its folder",
+        locked_in_temp=("*.pfx",),
+    ),
+    Scenario(
+        "b64-locked",
+        "like default, but every base64 staging copy (.b64) in the server's temp folder stays locked",
+        locked_in_temp=("*.b64",),
+    ),
+    Scenario(
+        "exportpfx-probe-lies",
+        "like default, but `certutil -exportPFX -?` exits 0 while -exportPFX itself fails as an unknown verb",
+        probe_lies=("exportPFX",),
+    ),
+    Scenario(
+        "exportpfx-probe-denies",
+        "like default, but `certutil -exportPFX -?` fails as an unknown verb while -exportPFX itself works",
+        probe_denies=("exportPFX",),
+    ),
+    Scenario(
+        "hashfile-probe-lies",
+        "like default, but `certutil -hashfile -?` exits 0 while -hashfile itself fails as an unknown verb",
+        probe_lies=("hashfile",),
+    ),
+    Scenario(
+        "hashfile-probe-denies",
+        "like default, but `certutil -hashfile -?` fails as an unknown verb while -hashfile itself works",
+        probe_denies=("hashfile",),
     ),
 )
 _PRODUCTS = {
@@ -224,6 +271,8 @@ def build_host(
         state_file=state_file,
     )
     cmd.prepare_host(host)
+    temp = Host.norm(str(host.env.get("TEMP", "")))
+    host.locked_files.update(f"{temp}\\{pattern}" for pattern in scenario.locked_in_temp)
     _set_versions(host)
     register_all(host)
     _populate_stores(host, pki, scenario)
@@ -251,4 +300,8 @@ def build_host(
             **iis7_sites,
         }
     )
+    if scenario.probe_lies:
+        host.extra["certutil_probe_lies"] = list(scenario.probe_lies)
+    if scenario.probe_denies:
+        host.extra["certutil_probe_denies"] = list(scenario.probe_denies)
     return host

@@ -30,6 +30,16 @@ Syntax and semantics follow the certutil reference
 * ``certutil VERB -?`` prints the verb's usage and exits 0; an unknown verb prints ``CertUtil: Unknown
   arg: -VERB`` and exits with E_INVALIDARG [I: behaviour of current builds; 2003 output U]. A scenario
   marks verbs absent with ``host.extra["certutil_missing_verbs"] = ["exportpfx", …]``.
+* Probe injection (docs/windows-behaviour.md rows W-CERTUTIL-PROBE-*): the kit's capability probe reads
+  the exit code of ``certutil -VERB -?``, a belief no Microsoft page states. Two host options make that
+  probe lie, so tests can show what the kit does when the belief is wrong:
+  ``host.extra["certutil_probe_lies"] = ["exportPFX", …]`` — ``-VERB -?`` prints the usage and exits 0,
+  but every real use of the verb fails as an unknown verb (``CertUtil: Unknown arg: -VERB``, E_INVALIDARG
+  0x80070057, the status certutil reports for a bad argument: ``CertUtil: -addstore command FAILED:
+  0x80070057 (WIN32: 87 ERROR_INVALID_PARAMETER)`` is captured in
+  https://github.com/ProxymanApp/proxyman-windows-linux/issues/144);
+  ``host.extra["certutil_probe_denies"] = ["exportPFX", …]`` — ``-VERB -?`` fails as an unknown verb but
+  the verb works. Named scenarios set them (``exportpfx-probe-lies`` …, :mod:`..scenarios`).
 
 Exit codes: 0 on success, the HRESULT (as a signed 32-bit number) on failure — commonly observed,
 [U] per windows-commands.md §0. English messages follow captured output where we have it; every
@@ -687,9 +697,20 @@ def parse_args(argv: list[str]) -> tuple[str | None, set[str], dict[str, str], l
     return verb, switches, values, ops, want_help, unknown
 
 
+def _probe_switch(host: Host, key: str, verb: str) -> bool:
+    return verb in {str(v).lower().lstrip("-") for v in host.extra.get(key, [])}
+
+
 def certutil(inv: Invocation) -> int:
     host = inv.host
     verb, switches, values, ops, want_help, unknown = parse_args(inv.argv)
+    if verb is not None and verb in USAGE and not _missing(host, verb):
+        # Probe injection (module docstring): the help answer and the real use disagree.
+        lying = _probe_switch(host, "certutil_probe_lies", verb) and not want_help
+        denying = _probe_switch(host, "certutil_probe_denies", verb) and want_help
+        if lying or denying:
+            inv.write(f"CertUtil: Unknown arg: -{VERB_NAMES.get(verb, verb)}\r\n")
+            return fail(inv, VERB_NAMES.get(verb, verb), E_INVALIDARG)
     if verb is not None and (_missing(host, verb) or verb not in USAGE):
         inv.write(
             f"CertUtil: Unknown arg: -{verb if not _missing(host, verb) else VERB_NAMES.get(verb, verb)}\r\n"
