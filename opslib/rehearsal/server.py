@@ -41,8 +41,9 @@ from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from ..errors import UsageError
-from . import cmd
+from . import cmd, tlsconfig
 from .host import CommandResult, Host
+from .ntlm import SPNEGO_ENCRYPTED, Acceptor, AuthFailed, b64, write_user_file
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ NS = {
     "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
     "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
 }
+NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
@@ -78,6 +80,34 @@ ERROR_WSMAN_ACTION_NOT_SUPPORTED = 2150858771  # 0x80338013, subcode a:ActionNot
 ERROR_WSMAN_OPTIONS_NOT_SUPPORTED = 2150858833  # 0x80338051: e.g. a code page the host lacks
 ERROR_WSMAN_HTTP_STATUS_SERVER_ERROR = 2150859120  # 0x80338170: used for injected "fault500"
 ERROR_FILE_NOT_FOUND_HRESULT = 2147942402  # 0x80070002: skip_cmd_shell and no such program
+# 0x8033803B, subcode w:DestinationUnreachable: Create for a resource URI this host has no plug-in for
+# (https://learn.microsoft.com/en-us/windows/win32/winrm/windows-remote-management-error-constants)
+ERROR_WSMAN_INVALID_RESOURCE_URI = 2150858811
+
+AUTH_MODES = ("basic", "ntlm", "negotiate")
+WINRM_VERSIONS = ("1.1", "2.0", "3.0")
+# What each emulated Windows ships (the lead's defaults table; start() keeps Basic/HTTP unless asked):
+# Server 2003 R2 + KB936059: WinRM 1.1, Basic off, AllowUnencrypted off; HTTP "authenticates but does not
+# encrypt", so the operator's listener is HTTPS on 443 with Schannel TLS 1.0
+# (https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
+# Server 2008 R2+: WinRM 2.0/3.0, Basic=false, AllowUnencrypted=false: Negotiate (NTLM) with message
+# encryption over HTTP 5985, or HTTPS 5986 (same page, "default settings").
+WINDOWS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "5.2": {"winrm_version": "1.1", "auth": "negotiate", "https": True, "tls": "tls1.0"},
+    "6.1": {"winrm_version": "2.0", "auth": "negotiate", "https": False, "tls": "modern"},
+    "10.0": {"winrm_version": "3.0", "auth": "negotiate", "https": False, "tls": "modern"},
+}
+# wsmid:ProductVersion "OS: <version> SP: <sp> Stack: <winrm>" as `winrm id` prints it, e.g.
+# "OS: 6.1.7601 SP: 1.0 Stack: 2.0" (https://github.com/PowerShell/psl-omi-provider/issues/113).
+SERVICE_PACKS = {"5.2": "2.0", "6.1": "1.0"}
+
+
+def default_winrm_version(windows_version: str) -> str:
+    major_minor = ".".join(windows_version.split(".")[:2])
+    if major_minor.startswith("5."):
+        return "1.1"
+    return "2.0" if major_minor in ("6.0", "6.1") else "3.0"
+
 
 MAX_ENVELOPE_DEFAULT = 153600  # pywinrm's w:MaxEnvelopeSize; WinRM 1.1's MaxEnvelopeSizekb 150
 ENVELOPE_OVERHEAD = 4096  # room for the SOAP header and stream tags in a ReceiveResponse
@@ -145,6 +175,8 @@ class _Shell:
     id: str
     codepage: int
     commands: dict[str, _Command] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # rsp:Environment
+    cwd: str = ""  # rsp:WorkingDirectory
 
 
 class SoapFault(Exception):
@@ -211,7 +243,26 @@ class WSManServer(ThreadingHTTPServer):
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         faults: tuple[str, ...] | list[str] = (),
+        auth: str = "basic",
+        allow_basic: bool | None = None,
+        allow_unencrypted: bool | None = None,
+        winrm_version: str | None = None,
+        tls: str = "modern",
+        secrets_dir: Path | None = None,
     ) -> None:
+        """``auth="basic"`` is the historical rehearsal endpoint (Basic, unencrypted HTTP allowed).
+
+        ``auth="ntlm"``/``"negotiate"`` (the same: NTLM under the Negotiate scheme) is WinRM as shipped:
+        Basic only with ``allow_basic``, unencrypted SOAP over HTTP only with ``allow_unencrypted``.
+        ``secrets_dir`` holds the NTLM account file (a private temporary folder by default).
+        """
+        if auth not in AUTH_MODES:
+            raise UsageError(f"unknown auth {auth!r}", hint="use one of " + ", ".join(AUTH_MODES))
+        if winrm_version is not None and winrm_version not in WINRM_VERSIONS:
+            raise UsageError(
+                f"unknown WinRM version {winrm_version!r}", hint="use one of " + ", ".join(WINRM_VERSIONS)
+            )
+        tlsconfig.check_mode(tls)
         if listen.lower() == "localhost":
             listen = "127.0.0.1"
         try:
@@ -229,6 +280,22 @@ class WSManServer(ThreadingHTTPServer):
         self.user = user
         self._password = password
         self.ssl_context = ssl_context
+        self.tls = tls
+        self.negotiate = auth in ("ntlm", "negotiate")
+        self.allow_basic = (not self.negotiate) if allow_basic is None else allow_basic
+        self.allow_unencrypted = (not self.negotiate) if allow_unencrypted is None else allow_unencrypted
+        self.winrm_version = winrm_version or default_winrm_version(host.windows_version)
+        self._tmp: Any = None
+        self.user_file: Path | None = None
+        if self.negotiate:
+            if secrets_dir is None:
+                import tempfile
+
+                self._tmp = tempfile.TemporaryDirectory(prefix="opslib-wsman-")
+                secrets_dir = Path(self._tmp.name)
+            self.user_file = write_user_file(
+                Path(secrets_dir), user=user, password=password, hostname=host.hostname
+            )
         self.shells: dict[str, _Shell] = {}
         self.lock = threading.Lock()
         self.request_count = 0
@@ -240,9 +307,27 @@ class WSManServer(ThreadingHTTPServer):
     # --- TLS: wrap each accepted socket (the handshake runs in the handler thread) ---
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()
-        if self.ssl_context is not None:
+        if self.ssl_context is not None and self.tls != "tls1.0-no-aes":
             sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def basic_offered(self) -> bool:
+        """Basic needs Auth/Basic=true and, over HTTP, AllowUnencrypted=true (installation-and-configuration page)."""
+        return self.allow_basic and (self.ssl_context is not None or self.allow_unencrypted)
+
+    def challenges(self) -> list[str]:
+        """The ``WWW-Authenticate`` values of a 401: one per enabled scheme, as WinRM sends them."""
+        out = ["Negotiate"] if self.negotiate else []
+        if self.basic_offered:
+            out.append('Basic realm="WSMAN"')
+        return out
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
@@ -281,6 +366,27 @@ class WSManServer(ThreadingHTTPServer):
         return hit
 
 
+_SHELL_ACTIONS = (ACTION_COMMAND, ACTION_SEND, ACTION_RECEIVE, ACTION_SIGNAL, ACTION_DELETE)
+# `cmd /c STRING` / `cmd.exe /s /c "STRING"` as the WinRS program: cmd strips the outer quotes of STRING
+# (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/cmd, "processing quotation marks").
+_CMD_C = re.compile(
+    r'^\s*(?:"?(?:[a-z]:\\[^"]*\\)?cmd(?:\.exe)?"?)((?:\s+/[a-z](?::\S*)?)*?)\s+/[ck]\s*(?P<rest>.*)$',
+    re.I | re.S,
+)
+
+
+def strip_cmd_c(command_line: str) -> str:
+    """``cmd.exe /c X`` → ``X`` (the shell runs every line through ``cmd /c`` already); else unchanged."""
+    m = _CMD_C.match(command_line)
+    if not m:
+        return command_line
+    rest = m.group("rest").strip()
+    if rest.startswith('"') and rest.count('"') >= 2:
+        last = rest.rindex('"')
+        rest = rest[1:last] + rest[last + 1 :]
+    return rest
+
+
 def _text(el: ET.Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
@@ -305,7 +411,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise
 
+    _acceptor: Acceptor | None = None  # this connection's NTLM/Negotiate context, once a token arrived
+    _negotiated = False  # the connection completed NTLM/Negotiate: later requests need no Authorization
+    _encrypt_reply = False
+    _reply_headers: dict[str, str] = {}
+
     def handle(self) -> None:
+        if self.server.tls == "tls1.0-no-aes":
+            tlsconfig.refuse_hello(self.connection)
+            self.close_connection = True
+            return
         try:
             super().handle()
         except (ConnectionError, ssl.SSLError, TimeoutError):
@@ -322,6 +437,89 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _challenge(self, token: bytes | None = None) -> None:
+        """401 with one ``WWW-Authenticate`` per enabled scheme (or the Negotiate continuation token)."""
+        self.send_response(401)
+        if token:
+            self.send_header("WWW-Authenticate", f"Negotiate {b64(token)}")
+        else:
+            for value in self.server.challenges():
+                self.send_header("WWW-Authenticate", value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _authenticate(self) -> bool:
+        """Check the request's credentials; on False a 401 has been sent."""
+        srv = self.server
+        scheme, _, token = (self.headers.get("Authorization") or "").strip().partition(" ")
+        scheme = scheme.lower()
+        self._reply_headers = {}
+        if scheme in ("negotiate", "ntlm") and srv.negotiate and srv.user_file is not None:
+            if self._acceptor is None:
+                self._acceptor = Acceptor(srv.user_file)
+            self._negotiated = False
+            try:
+                out = self._acceptor.step(base64.b64decode(token.strip(), validate=True))
+            except (AuthFailed, ValueError):
+                self._acceptor = None
+                self._challenge()
+                return False
+            if not self._acceptor.complete:
+                self._challenge(out)
+                return False
+            self._negotiated = True
+            if out:  # SPNEGO's final NegTokenResp (mechListMIC) rides on the successful response
+                self._reply_headers["WWW-Authenticate"] = f"Negotiate {b64(out)}"
+            return True
+        if scheme == "basic" and srv.basic_offered:
+            if srv.check_auth(self.headers.get("Authorization")):
+                self._negotiated = False
+                return True
+        elif not scheme and self._negotiated:
+            return True  # NTLM authenticates the connection, not each request
+        self._challenge()
+        return False
+
+    def _unwrap_body(self, body: bytes) -> bytes | None:
+        """The SOAP bytes of the request, or None after an HTTP error was sent (415 / 500 / 400)."""
+        srv = self.server
+        ctype = (self.headers.get("Content-Type") or "").lower()
+        self._encrypt_reply = False
+        if ctype.startswith("multipart/encrypted"):
+            # WinRM 1.1 has no message encryption (MS-WSMV 2.2.9.1 applies to 2.0+) [assumed: its status]
+            if (
+                not self._negotiated
+                or self._acceptor is None
+                or srv.winrm_version == "1.1"
+                or SPNEGO_ENCRYPTED.lower() not in ctype
+            ):
+                self._plain(415, b"")
+                return None
+            try:
+                plain = self._acceptor.unwrap(body)
+            except ValueError:
+                log.info("encrypted request from %s does not verify", self.client_address[0])
+                self._plain(400, b"")  # [assumed]
+                return None
+            self._encrypt_reply = True
+            return plain
+        if not ctype.startswith("application/soap+xml"):
+            # http.sys/WinRM answer a body that is neither SOAP nor an encrypted SOAP message with
+            # 415 Unsupported Media Type (RFC 9110 §15.5.16) [assumed: WinRM's exact status]
+            self._plain(415, b"")
+            return None
+        if (
+            self._negotiated
+            and srv.ssl_context is None
+            and not srv.allow_unencrypted
+            and srv.winrm_version != "1.1"
+        ):
+            # AllowUnencrypted=false: a plain SOAP body over HTTP is refused with HTTP 500
+            # (https://github.com/diyan/pywinrm/issues/129: "error 500 … server receive unencrypted message").
+            self._plain(500, b"")
+            return None
+        return body
+
     def do_POST(self) -> None:
         srv = self.server
         with srv.lock:
@@ -331,16 +529,35 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0].lower() != "/wsman":
             self._plain(404, b"")
             return
-        if not srv.check_auth(self.headers.get("Authorization")):
-            self._plain(401, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+        if not self._authenticate():
+            return
+        if not body and self._negotiated:
+            # pywinrm/pypsrp set up the security context with an empty authenticated POST before the
+            # first encrypted message (winrm/transport.py setup_encryption); it needs a 2xx [assumed: 200].
+            self._plain(200, b"", self._reply_headers)
+            return
+        soap = self._unwrap_body(body)
+        if soap is None:
             return
         try:
-            root = ET.fromstring(body)
+            root = ET.fromstring(soap)
         except ET.ParseError:
-            self._plain(400, b"")
+            # A body that is not XML is a Sender fault, as any other invalid envelope (MS-WSMV 3.1.4,
+            # https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/) [assumed: the code]
+            fault = SoapFault(
+                ERROR_WSMAN_SCHEMA_VALIDATION,
+                "w:SchemaValidationError",
+                "The SOAP XML in the message does not match the corresponding XML schema definition.",
+                sender=True,
+            )
+            self._soap(500, ACTION_FAULT, "", self._fault_body(fault))
             return
         header = root.find("s:Header", NS)
         message_id = _text(header.find("a:MessageID", NS)) if header is not None else ""
+        body_el = root.find("s:Body", NS)
+        if body_el is not None and body_el.find(f"{{{NS_WSMID}}}Identify") is not None:
+            self._send_xml(200, self._identify())
+            return
         try:
             reply_action, reply_body = self._dispatch(root)
         except _Drop:
@@ -351,14 +568,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._soap(200, reply_action, message_id, reply_body)
 
+    def _identify(self) -> str:
+        """wsmid:IdentifyResponse (DSP0226 §11, https://www.dmtf.org/standards/published_documents/DSP0226_1.1.pdf)."""
+        host = self.server.host
+        major_minor = ".".join(host.windows_version.split(".")[:2])
+        version = (
+            f"OS: {host.windows_version} SP: {SERVICE_PACKS.get(major_minor, '0.0')} "
+            f"Stack: {self.server.winrm_version}"
+        )
+        return (
+            f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:wsmid="{NS_WSMID}"><s:Header/><s:Body>'
+            f"<wsmid:IdentifyResponse><wsmid:ProtocolVersion>{NS['w']}</wsmid:ProtocolVersion>"
+            "<wsmid:ProductVendor>Microsoft Corporation</wsmid:ProductVendor>"
+            f"<wsmid:ProductVersion>{version}</wsmid:ProductVersion></wsmid:IdentifyResponse>"
+            "</s:Body></s:Envelope>"
+        )
+
+    def _send_xml(self, status: int, xml: str) -> None:
+        data = xml.encode("utf-8")
+        headers = dict(self._reply_headers)
+        if self._encrypt_reply and self._acceptor is not None:
+            ctype, data = self._acceptor.wrap(data)
+            headers["Content-Type"] = ctype
+        else:
+            headers["Content-Type"] = "application/soap+xml;charset=UTF-8"
+        self._plain(status, data, headers)
+
     def _soap(self, status: int, action: str, relates_to: str, body: str) -> None:
         ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NS.items())
         xml = (
             f'<s:Envelope xml:lang="en-US" {ns}><s:Header><a:Action>{action}</a:Action>'
             f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID><a:To>{ANONYMOUS}</a:To>"
             f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>"
-        ).encode()
-        self._plain(status, xml, {"Content-Type": "application/soap+xml;charset=UTF-8"})
+        )
+        self._send_xml(status, xml)
 
     def _fault_body(self, fault: SoapFault) -> str:
         code = "s:Sender" if fault.sender else "s:Receiver"
@@ -393,7 +636,26 @@ class _Handler(BaseHTTPRequestHandler):
             if sel.get("Name") == "ShellId":
                 shell_id = _text(sel)
         if action == ACTION_CREATE:
+            resource_uri = _text(header.find("w:ResourceURI", NS))
+            if resource_uri.lower() != RESOURCE_URI_CMD.lower():
+                # A cmd-only host (no PowerShell plug-in, no WMI provider for this URI) refuses Create.
+                raise SoapFault(
+                    ERROR_WSMAN_INVALID_RESOURCE_URI,
+                    "w:DestinationUnreachable",
+                    f"The WS-Management service cannot process the request. The resource URI ({resource_uri}) "
+                    "was not found in the WS-Management catalog. The catalog contains the metadata that "
+                    "describes resources, or logical endpoints.",
+                    sender=True,
+                )
             return self._create(body, options)
+        if action not in _SHELL_ACTIONS:
+            # e.g. WS-Enumeration or WS-Transfer Get on a WMI resource: not a shell operation at all.
+            raise SoapFault(
+                ERROR_WSMAN_ACTION_NOT_SUPPORTED,
+                "a:ActionNotSupported",
+                f"The action is not supported by the service: {action}",
+                sender=True,
+            )
         with self.server.lock:
             shell = self.server.shells.get(shell_id)
         if shell is None:
@@ -438,11 +700,20 @@ class _Handler(BaseHTTPRequestHandler):
                 "w:InvalidOptions",
                 f"The code page {codepage} is not valid.",
             ) from None
-        legacy = host.windows_version.startswith("5.")  # WinRM 1.1 on Server 2003
+        legacy = self.server.winrm_version == "1.1"  # WinRM 1.1 on Server 2003
         guid = str(uuid.uuid4()).upper()
         shell_id = f"uuid:{guid}" if legacy else guid
+        # rsp:Environment / rsp:WorkingDirectory (MS-WSMV 2.2.4.37 Shell, "EnvironmentVariableList",
+        # https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/): every command of the shell
+        # sees them.
+        env = {
+            v.get("Name", ""): v.text or ""
+            for v in body.findall("rsp:Shell/rsp:Environment/rsp:Variable", NS)
+            if v.get("Name")
+        }
+        cwd = _text(body.find("rsp:Shell/rsp:WorkingDirectory", NS))
         with self.server.lock:
-            self.server.shells[shell_id] = _Shell(shell_id, codepage)
+            self.server.shells[shell_id] = _Shell(shell_id, codepage, env=env, cwd=cwd)
         port = self.server.server_address[1]
         scheme = "https" if self.server.ssl_context else "http"
         address = ANONYMOUS if legacy else f"{scheme}://{escape(host.hostname)}:{port}/wsman"
@@ -470,6 +741,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         command_line = " ".join([command, *arguments]) if arguments else command
         skip = options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE"
+        inner = strip_cmd_c(command_line)
+        if inner != command_line:
+            command_line, skip = inner, False  # cmd.exe is the program: it runs X with cmd semantics
         if skip:
             argv = cmd.split_argv(command_line)
             program = cmd._program_key(argv[0]) if argv else ""
@@ -549,13 +823,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     host.save_state()
                 else:
-                    result = cmd.execute(
-                        host,
-                        command.command_line,
-                        codepage=shell.codepage,
-                        stdin=bytes(command.stdin),
-                        skip_cmd_shell=command.skip_cmd_shell,
-                    )
+                    result = _execute_in_shell(host, shell, command)
                     if fault and fault.when == "after" and fault.action == "fail":
                         result = _access_denied(host, shell.codepage)
             except Exception:  # an emulation bug: report it as a failed command, keep serving
@@ -628,6 +896,32 @@ class _Handler(BaseHTTPRequestHandler):
             # background (the model cannot kill it); its result is never read.
             shell.commands.pop(command_id, None)
         return ACTION_SIGNAL + "Response", "<rsp:SignalResponse/>"
+
+
+def _execute_in_shell(host: Host, shell: _Shell, command: _Command) -> CommandResult:
+    """Run the command with the shell's environment and working directory.
+
+    cmd.execute starts in %USERPROFILE% with the host's environment; the shell's WorkingDirectory becomes a
+    leading ``cd /d`` and its Environment is laid over the host's for the duration of the command
+    (host.lock is re-entrant and held throughout, so no other command sees it).
+    """
+    line = command.command_line
+    if shell.cwd and not command.skip_cmd_shell:
+        line = f'cd /d "{shell.cwd}" && {line}'
+    with host.lock:
+        saved = dict(host.env)
+        host.env.update(shell.env)
+        try:
+            return cmd.execute(
+                host,
+                line,
+                codepage=shell.codepage,
+                stdin=bytes(command.stdin),
+                skip_cmd_shell=command.skip_cmd_shell,
+            )
+        finally:
+            host.env.clear()
+            host.env.update(saved)
 
 
 def _access_denied(host: Host, codepage: int) -> CommandResult:
