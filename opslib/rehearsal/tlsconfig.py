@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,10 @@ def server_context(tls: str, cert_file: Path, key_file: Path) -> ssl.SSLContext:
     if tls == "modern":
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     else:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():  # deprecated in Python's ssl: the point of this mode
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers(CIPHERS_2003_AES)  # OpenSSL silently drops the names it cannot serve (3DES, RC4)
     ctx.load_cert_chain(str(cert_file), str(key_file))
     return ctx
