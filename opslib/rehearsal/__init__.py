@@ -27,7 +27,8 @@ from ..errors import UsageError
 from ..secrets import register as _register_secret
 from . import tlsconfig
 from .host import Host
-from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer, make_tls_files, server_ssl_context
+from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer
+from .tlsconfig import make_tls_files, server_ssl_context
 
 __all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "FaultSpec", "Host"]
 

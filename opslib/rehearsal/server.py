@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ from xml.sax.saxutils import escape
 from ..errors import UsageError
 from . import cmd, tlsconfig
 from .host import CommandResult, Host
-from .ntlm import SPNEGO_ENCRYPTED, Acceptor, AuthFailed, b64, write_user_file
+from .ntlm import write_user_file
+from .wsauth import AuthHandler
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def _text(el: ET.Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AuthHandler, BaseHTTPRequestHandler):
     server: WSManServer
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-HTTPAPI/2.0"
@@ -410,11 +410,6 @@ class _Handler(BaseHTTPRequestHandler):
             except (ssl.SSLError, OSError):
                 self.close_connection = True
                 raise
-
-    _acceptor: Acceptor | None = None  # this connection's NTLM/Negotiate context, once a token arrived
-    _negotiated = False  # the connection completed NTLM/Negotiate: later requests need no Authorization
-    _encrypt_reply = False
-    _reply_headers: dict[str, str] = {}
 
     def handle(self) -> None:
         if self.server.tls == "tls1.0-no-aes":
@@ -436,89 +431,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def _challenge(self, token: bytes | None = None) -> None:
-        """401 with one ``WWW-Authenticate`` per enabled scheme (or the Negotiate continuation token)."""
-        self.send_response(401)
-        if token:
-            self.send_header("WWW-Authenticate", f"Negotiate {b64(token)}")
-        else:
-            for value in self.server.challenges():
-                self.send_header("WWW-Authenticate", value)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _authenticate(self) -> bool:
-        """Check the request's credentials; on False a 401 has been sent."""
-        srv = self.server
-        scheme, _, token = (self.headers.get("Authorization") or "").strip().partition(" ")
-        scheme = scheme.lower()
-        self._reply_headers = {}
-        if scheme in ("negotiate", "ntlm") and srv.negotiate and srv.user_file is not None:
-            if self._acceptor is None:
-                self._acceptor = Acceptor(srv.user_file)
-            self._negotiated = False
-            try:
-                out = self._acceptor.step(base64.b64decode(token.strip(), validate=True))
-            except (AuthFailed, ValueError):
-                self._acceptor = None
-                self._challenge()
-                return False
-            if not self._acceptor.complete:
-                self._challenge(out)
-                return False
-            self._negotiated = True
-            if out:  # SPNEGO's final NegTokenResp (mechListMIC) rides on the successful response
-                self._reply_headers["WWW-Authenticate"] = f"Negotiate {b64(out)}"
-            return True
-        if scheme == "basic" and srv.basic_offered:
-            if srv.check_auth(self.headers.get("Authorization")):
-                self._negotiated = False
-                return True
-        elif not scheme and self._negotiated:
-            return True  # NTLM authenticates the connection, not each request
-        self._challenge()
-        return False
-
-    def _unwrap_body(self, body: bytes) -> bytes | None:
-        """The SOAP bytes of the request, or None after an HTTP error was sent (415 / 500 / 400)."""
-        srv = self.server
-        ctype = (self.headers.get("Content-Type") or "").lower()
-        self._encrypt_reply = False
-        if ctype.startswith("multipart/encrypted"):
-            # WinRM 1.1 has no message encryption (MS-WSMV 2.2.9.1 applies to 2.0+) [assumed: its status]
-            if (
-                not self._negotiated
-                or self._acceptor is None
-                or srv.winrm_version == "1.1"
-                or SPNEGO_ENCRYPTED.lower() not in ctype
-            ):
-                self._plain(415, b"")
-                return None
-            try:
-                plain = self._acceptor.unwrap(body)
-            except ValueError:
-                log.info("encrypted request from %s does not verify", self.client_address[0])
-                self._plain(400, b"")  # [assumed]
-                return None
-            self._encrypt_reply = True
-            return plain
-        if not ctype.startswith("application/soap+xml"):
-            # http.sys/WinRM answer a body that is neither SOAP nor an encrypted SOAP message with
-            # 415 Unsupported Media Type (RFC 9110 §15.5.16) [assumed: WinRM's exact status]
-            self._plain(415, b"")
-            return None
-        if (
-            self._negotiated
-            and srv.ssl_context is None
-            and not srv.allow_unencrypted
-            and srv.winrm_version != "1.1"
-        ):
-            # AllowUnencrypted=false: a plain SOAP body over HTTP is refused with HTTP 500
-            # (https://github.com/diyan/pywinrm/issues/129: "error 500 … server receive unencrypted message").
-            self._plain(500, b"")
-            return None
-        return body
 
     def do_POST(self) -> None:
         srv = self.server
@@ -583,16 +495,6 @@ class _Handler(BaseHTTPRequestHandler):
             f"<wsmid:ProductVersion>{version}</wsmid:ProductVersion></wsmid:IdentifyResponse>"
             "</s:Body></s:Envelope>"
         )
-
-    def _send_xml(self, status: int, xml: str) -> None:
-        data = xml.encode("utf-8")
-        headers = dict(self._reply_headers)
-        if self._encrypt_reply and self._acceptor is not None:
-            ctype, data = self._acceptor.wrap(data)
-            headers["Content-Type"] = ctype
-        else:
-            headers["Content-Type"] = "application/soap+xml;charset=UTF-8"
-        self._plain(status, data, headers)
 
     def _soap(self, status: int, action: str, relates_to: str, body: str) -> None:
         ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NS.items())
@@ -927,86 +829,3 @@ def _execute_in_shell(host: Host, shell: _Shell, command: _Command) -> CommandRe
 def _access_denied(host: Host, codepage: int) -> CommandResult:
     text = host.text(*cmd.MSG_ACCESS_DENIED) + "\r\n"
     return CommandResult(b"", cmd.encode_text(text, codepage), cmd.ACCESS_DENIED_EXIT)
-
-
-# --- TLS material ---------------------------------------------------------------------------------
-
-
-def make_tls_files(
-    directory: str | Path, *, names: tuple[str, ...] = ("localhost",), now_utc: datetime | None = None
-) -> tuple[Path, Path, Path]:
-    """Write a rehearsal CA (``winrm-ca.pem``) and a server certificate + key for 127.0.0.1/localhost.
-
-    Part of the rehearsal's PKI factory (it must *make* certificates, so it uses ``cryptography``
-    directly). Returns (ca_file, cert_file, key_file); the key file is written 0600.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = now_utc or datetime.now(UTC)
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opslib rehearsal WinRM CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    alt += [x509.DNSName(n) for n in names]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "localhost")])
-        )
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file = folder / "winrm-ca.pem"
-    cert_file = folder / "winrm-server.pem"
-    key_file = folder / "winrm-server.key"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    )
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return ca_file, cert_file, key_file
-
-
-def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_file), str(key_file))
-    return ctx
