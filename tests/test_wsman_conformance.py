@@ -361,6 +361,51 @@ def test_identify_over_encrypted_ntlm(ntlm_http: rehearsal.Rehearsal) -> None:
     assert b"OS: 6.1.7601 SP: 1.0 Stack: 2.0" in reply
 
 
+def test_unauthenticated_identify_hides_the_os_version(ntlm_http: rehearsal.Rehearsal) -> None:
+    resp = requests.post(
+        ntlm_http.url,
+        data=IDENTIFY.encode(),
+        headers={"Content-Type": SOAP, "WSMANIDENTIFY": "unauthenticated"},
+        timeout=10,
+    )
+    assert resp.status_code == 200
+    assert b"OS: 0.0.0 SP: 0.0 Stack: 2.0" in resp.content
+    assert b"Microsoft Corporation" in resp.content
+    with rehearsal.start(make_bare_host(), password=REHEARSAL_PASSWORD, auth="negotiate") as legacy:
+        resp = requests.post(
+            legacy.url,
+            data=IDENTIFY.encode(),
+            headers={"Content-Type": SOAP, "WSMANIDENTIFY": "unauthenticated"},
+            timeout=10,
+        )
+        assert resp.status_code == 401  # WinRM 1.1 wants credentials for Identify too
+
+
+def test_two_ntlm_servers_keep_their_own_accounts() -> None:
+    """NTLM_USER_FILE is process-wide: concurrent logins to two servers must each see their own account."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        rehearsal.start(
+            make_bare_host(windows_version=W2008R2), password="First-Pa55", auth="negotiate"
+        ) as one,
+        rehearsal.start(
+            make_bare_host(windows_version=W2008R2), password="Second-Pa55", auth="negotiate"
+        ) as two,
+    ):
+
+        def run(target: rehearsal.Rehearsal, password: str) -> bytes:
+            session = winrm.Session(target.url, auth=(target.user, password), transport="ntlm")
+            return bytes(session.run_cmd("echo", [password]).std_out)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            pairs = [(one, "First-Pa55"), (two, "Second-Pa55")] * 3
+            jobs = [pool.submit(run, target, password) for target, password in pairs]
+            assert sorted({j.result() for j in jobs}) == [b"First-Pa55\r\n", b"Second-Pa55\r\n"]
+        with pytest.raises(InvalidCredentialsError):
+            run(one, "Second-Pa55")
+
+
 def test_environment_and_working_directory_are_honoured(bare_host: rehearsal.Host) -> None:
     bare_host.dirs.add(bare_host.norm("C:\\Work"))
     bare_host.write_file("C:\\Work\\marker.txt", b"found me\r\n")

@@ -441,6 +441,8 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         if self.path.split("?")[0].lower() != "/wsman":
             self._plain(404, b"")
             return
+        if self._identify_unauthenticated(body):
+            return
         if not self._authenticate():
             return
         if not body and self._negotiated:
@@ -480,14 +482,39 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
             return
         self._soap(200, reply_action, message_id, reply_body)
 
-    def _identify(self) -> str:
+    def _identify_unauthenticated(self, body: bytes) -> bool:
+        """An Identify with ``WSMANIDENTIFY: unauthenticated`` is answered without credentials (2008+).
+
+        Without authentication no OS version is disclosed
+        (https://learn.microsoft.com/en-us/windows/win32/winrm/detecting-whether-a-remote-computer-supports-ws-management-protocol);
+        Windows then reports "OS: 0.0.0 SP: 0.0" [assumed from Test-WSMan output]. WinRM 1.1 predates
+        Session.Identify (minimum server 2008: https://learn.microsoft.com/en-us/windows/win32/winrm/session-identify),
+        so it asks for credentials as for anything else [assumed].
+        """
+        if (self.headers.get("WSMANIDENTIFY") or "").strip().lower() != "unauthenticated":
+            return False
+        if self.server.winrm_version == "1.1":
+            return False
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return False
+        if root.find(f"s:Body/{{{NS_WSMID}}}Identify", NS) is None:
+            return False
+        self._reply_headers, self._encrypt_reply = {}, False
+        self._send_xml(200, self._identify(authenticated=False))
+        return True
+
+    def _identify(self, *, authenticated: bool = True) -> str:
         """wsmid:IdentifyResponse (DSP0226 §11, https://www.dmtf.org/standards/published_documents/DSP0226_1.1.pdf)."""
         host = self.server.host
         major_minor = ".".join(host.windows_version.split(".")[:2])
-        version = (
-            f"OS: {host.windows_version} SP: {SERVICE_PACKS.get(major_minor, '0.0')} "
-            f"Stack: {self.server.winrm_version}"
+        os_version, sp = (
+            (host.windows_version, SERVICE_PACKS.get(major_minor, "0.0"))
+            if authenticated
+            else ("0.0.0", "0.0")
         )
+        version = f"OS: {os_version} SP: {sp} Stack: {self.server.winrm_version}"
         return (
             f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:wsmid="{NS_WSMID}"><s:Header/><s:Body>'
             f"<wsmid:IdentifyResponse><wsmid:ProtocolVersion>{NS['w']}</wsmid:ProtocolVersion>"
