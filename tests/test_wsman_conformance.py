@@ -487,3 +487,56 @@ def test_serve_cli_accepts_the_new_flags() -> None:
     assert (a.auth, a.allow_basic, a.allow_unencrypted, a.tls) == ("ntlm", True, True, "tls1.0")
     a = parser.parse_args(["rehearse", "serve"])
     assert (a.auth, a.allow_basic, a.allow_unencrypted, a.tls) == ("basic", None, None, "modern")
+
+
+def test_cli_serve_with_ntlm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPSLIB_TEST_SERVE_PW"}
+    env["OPSLIB_TEST_SERVE_PW"] = REHEARSAL_PASSWORD
+    args = [sys.executable, "-m", "opslib", "rehearse", "serve", "--password-env", "OPSLIB_TEST_SERVE_PW"]
+    args += ["--workdir", str(tmp_path), "--scenario", "iis7", "--auth", "ntlm"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl+C"):
+                break
+        printed = "".join(lines)
+        assert "auth:        negotiate" in printed and REHEARSAL_PASSWORD not in printed
+        url = next(w for w in printed.split() if w.startswith("http://127.0.0.1:"))
+        session = winrm.Session(url, auth=("Administrator", REHEARSAL_PASSWORD), transport="ntlm")
+        assert session.run_cmd("echo", ["served"]).std_out == b"served\r\n"
+        with pytest.raises(InvalidCredentialsError):
+            winrm.Session(url, auth=("Administrator", REHEARSAL_PASSWORD), transport="basic").run_cmd("ver")
+        assert not any(
+            REHEARSAL_PASSWORD in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file()
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ntlm_account_file_is_private_and_removed_on_stop() -> None:
+    import os
+    import stat
+
+    r = rehearsal.start(make_bare_host(windows_version=W2008R2), password=REHEARSAL_PASSWORD, auth="ntlm")
+    try:
+        user_file = r._server.user_file
+        assert user_file is not None and user_file.is_file()
+        assert stat.S_IMODE(user_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(user_file.parent.stat().st_mode) == 0o700
+        assert user_file.parent != r.workdir  # not beside the evidence-facing work folder
+        assert "NTLM_USER_FILE" not in os.environ  # set only while a context reads it
+    finally:
+        r.stop()
+    assert not user_file.exists()
