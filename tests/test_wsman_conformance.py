@@ -237,6 +237,33 @@ def test_tls10_listener_refuses_default_clients_and_serves_aes_to_tls10_clients(
             session.run_cmd("ver")
 
 
+def test_wsman_over_the_tls10_listener_with_a_tls10_client() -> None:
+    import base64
+    import http.client
+
+    with rehearsal.start(
+        make_bare_host(), password=REHEARSAL_PASSWORD, auth="negotiate", tls="tls1.0", allow_basic=True
+    ) as r:
+        assert r.ca_file is not None
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", _port(r), context=_tls10_client(r.ca_file), timeout=10
+        )
+        token = base64.b64encode(f"{r.user}:{REHEARSAL_PASSWORD}".encode()).decode()
+        try:
+            conn.request(
+                "POST",
+                "/wsman",
+                body=IDENTIFY.encode(),
+                headers={"Content-Type": SOAP, "Authorization": f"Basic {token}"},
+            )
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert b"OS: 5.2.3790 SP: 2.0 Stack: 1.1" in resp.read()
+            assert conn.sock.version() == "TLSv1"  # type: ignore[union-attr]
+        finally:
+            conn.close()
+
+
 def test_tls10_without_aes_update_fails_for_every_client() -> None:
     with rehearsal.start(
         make_bare_host(), password=REHEARSAL_PASSWORD, auth="negotiate", tls="tls1.0-no-aes"
@@ -355,10 +382,19 @@ def test_identify_answers_per_emulated_os(windows_version: str, product_version:
     assert identify.findtext("wsmid:ProductVersion", namespaces=ns) == product_version
 
 
-def test_identify_over_encrypted_ntlm(ntlm_http: rehearsal.Rehearsal) -> None:
+def test_identify_and_faults_over_encrypted_ntlm(ntlm_http: rehearsal.Rehearsal) -> None:
     session = winrm.Session(ntlm_http.url, auth=(ntlm_http.user, REHEARSAL_PASSWORD), transport="ntlm")
     reply = session.protocol.send_message(IDENTIFY)
     assert b"OS: 6.1.7601 SP: 1.0 Stack: 2.0" in reply
+    with pytest.raises(WSManFaultError) as info:  # the 500 fault is sealed too; pywinrm unseals it
+        session.protocol.send_message(
+            _envelope(
+                wsman_server.ACTION_CREATE,
+                "http://schemas.microsoft.com/powershell/Microsoft.PowerShell",
+                SHELL_BODY,
+            )
+        )
+    assert info.value.wsman_fault_code == wsman_server.ERROR_WSMAN_INVALID_RESOURCE_URI
 
 
 def test_unauthenticated_identify_hides_the_os_version(ntlm_http: rehearsal.Rehearsal) -> None:
