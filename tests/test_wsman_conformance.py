@@ -576,3 +576,53 @@ def test_ntlm_account_file_is_private_and_removed_on_stop() -> None:
     finally:
         r.stop()
     assert not user_file.exists()
+
+
+def _ntlm_post_with_bindings(r: rehearsal.Rehearsal, bindings: bytes | None) -> int:
+    """An NTLM login over HTTPS whose channel binding token is ``bindings`` (None: no bindings)."""
+    import base64
+
+    import spnego
+    from spnego.channel_bindings import GssChannelBindings
+
+    cb = GssChannelBindings(application_data=bindings) if bindings is not None else None
+    client = spnego.client(
+        r.user,
+        REHEARSAL_PASSWORD,
+        hostname="127.0.0.1",
+        service="http",
+        protocol="ntlm",
+        channel_bindings=cb,
+        options=spnego.NegotiateOptions.use_ntlm,
+    )
+    with requests.Session() as s:
+        first = s.post(
+            r.url,
+            verify=str(r.ca_file),
+            data=b"",
+            headers={"Authorization": "Negotiate " + base64.b64encode(client.step() or b"").decode()},
+        )
+        assert first.status_code == 401
+        challenge = base64.b64decode(first.headers["WWW-Authenticate"].split(" ", 1)[1])
+        final = s.post(
+            r.url,
+            verify=str(r.ca_file),
+            data=b"",
+            headers={
+                "Authorization": "Negotiate " + base64.b64encode(client.step(challenge) or b"").decode()
+            },
+        )
+        return final.status_code
+
+
+def test_https_ntlm_checks_channel_binding_tokens_relaxed() -> None:
+    with rehearsal.start(
+        make_bare_host(windows_version=W2019), password=REHEARSAL_PASSWORD, auth="ntlm", https=True
+    ) as r:
+        from opslib.rehearsal.ntlm import channel_bindings_for
+
+        right = channel_bindings_for((r.workdir / "winrm-server.pem").read_bytes()).application_data
+        assert right.startswith(b"tls-server-end-point:")
+        assert _ntlm_post_with_bindings(r, right) == 200
+        assert _ntlm_post_with_bindings(r, None) == 200  # no token at all: Relaxed accepts
+        assert _ntlm_post_with_bindings(r, b"tls-server-end-point:" + b"\x01" * 32) == 401  # wrong: refused

@@ -221,6 +221,7 @@ def start(
     _register_secret(secret)
     ctx = None
     ca_file: Path | None = None
+    cert_file: Path | None = None
     if tls != "modern":
         ca_file, cert_file, key_file = tlsconfig.make_2003_tls_files(folder)
         ctx = tlsconfig.server_context(tls, cert_file, key_file)
@@ -245,6 +246,7 @@ def start(
         winrm_version=winrm_version,
         tls=tls,
         secrets_dir=Path(secrets_dir.name) if secrets_dir else None,
+        cert_file=cert_file if ctx is not None else None,
     )
     try:
         tls_sites = importlib.import_module(".tlsserve", __name__)  # TLS endpoints of the started sites

@@ -78,8 +78,9 @@ def _call_with_user_file(user_file: Path, fn: Any, *args: Any) -> Any:
 class Acceptor:
     """One connection's security context (NTLM is connection-oriented: a new TCP connection re-authenticates)."""
 
-    def __init__(self, user_file: Path) -> None:
+    def __init__(self, user_file: Path, *, channel_bindings: Any = None) -> None:
         self._user_file = user_file
+        self._bindings = channel_bindings
         self._ctx: Any = None
 
     @property
@@ -92,7 +93,16 @@ class Acceptor:
         if self._ctx is None or first:  # a NEGOTIATE / NegTokenInit starts a new context
             self._ctx = _call_with_user_file(self._user_file, lambda: spnego.server(protocol="negotiate"))
         try:
-            out: bytes | None = _call_with_user_file(self._user_file, self._ctx.step, token)
+            try:
+                out: bytes | None = _call_with_user_file(
+                    self._user_file, lambda: self._ctx.step(token, channel_bindings=self._bindings)
+                )
+            except spnego.exceptions.BadBindingsError as exc:
+                if "not present" not in str(exc):
+                    raise
+                # Relaxed: a client that sends no bindings at all is accepted (the AUTHENTICATE message
+                # was not consumed: pyspnego checks bindings before it completes the context).
+                out = _call_with_user_file(self._user_file, lambda: self._ctx.step(token))
         except (spnego.exceptions.SpnegoError, ValueError, struct.error) as exc:
             self._ctx = None
             raise AuthFailed(str(exc)) from None
@@ -135,6 +145,28 @@ class Acceptor:
         ).encode() + sealed
         body += f"--{BOUNDARY}--\r\n".encode()
         return f'multipart/encrypted;protocol="{SPNEGO_ENCRYPTED}";boundary="{BOUNDARY}"', body
+
+
+def channel_bindings_for(cert_pem: bytes) -> Any:
+    """``tls-server-end-point`` channel bindings of the HTTPS listener's certificate (RFC 5929 §4.1).
+
+    WinRM's default CbtHardeningLevel is Relaxed
+    (https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management):
+    a wrong token is refused, an all-zero one (client without bindings) is accepted. pyspnego's acceptor
+    checks the token; when the client's AUTHENTICATE has no MsvAvChannelBindings pair the step is
+    repeated without bindings (``Acceptor.step``).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from spnego.channel_bindings import GssChannelBindings
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()  # RFC 5929 §4.1: MD5 and SHA-1 are replaced by SHA-256
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
 
 
 def b64(token: bytes | None) -> str:

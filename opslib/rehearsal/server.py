@@ -42,7 +42,7 @@ from xml.sax.saxutils import escape
 from ..errors import UsageError
 from . import cmd, tlsconfig
 from .host import CommandResult, Host
-from .ntlm import write_user_file
+from .ntlm import channel_bindings_for, write_user_file
 from .wsauth import AuthHandler
 
 log = logging.getLogger(__name__)
@@ -249,12 +249,14 @@ class WSManServer(ThreadingHTTPServer):
         winrm_version: str | None = None,
         tls: str = "modern",
         secrets_dir: Path | None = None,
+        cert_file: Path | None = None,
     ) -> None:
         """``auth="basic"`` is the historical rehearsal endpoint (Basic, unencrypted HTTP allowed).
 
         ``auth="ntlm"``/``"negotiate"`` (the same: NTLM under the Negotiate scheme) is WinRM as shipped:
         Basic only with ``allow_basic``, unencrypted SOAP over HTTP only with ``allow_unencrypted``.
-        ``secrets_dir`` holds the NTLM account file (a private temporary folder by default).
+        ``secrets_dir`` holds the NTLM account file (a private temporary folder by default);
+        ``cert_file`` (the HTTPS listener's certificate) lets NTLM check channel binding tokens.
         """
         if auth not in AUTH_MODES:
             raise UsageError(f"unknown auth {auth!r}", hint="use one of " + ", ".join(AUTH_MODES))
@@ -287,6 +289,9 @@ class WSManServer(ThreadingHTTPServer):
         self.winrm_version = winrm_version or default_winrm_version(host.windows_version)
         self._tmp: Any = None
         self.user_file: Path | None = None
+        self.channel_bindings = (
+            channel_bindings_for(cert_file.read_bytes()) if cert_file and ssl_context is not None else None
+        )
         if self.negotiate:
             if secrets_dir is None:
                 import tempfile

@@ -51,7 +51,7 @@ class AuthHandler:
         self._reply_headers = {}
         if scheme in ("negotiate", "ntlm") and srv.negotiate and srv.user_file is not None:
             if self._acceptor is None:
-                self._acceptor = Acceptor(srv.user_file)
+                self._acceptor = Acceptor(srv.user_file, channel_bindings=srv.channel_bindings)
             self._negotiated = False
             try:
                 out = self._acceptor.step(base64.b64decode(token.strip(), validate=True))
