@@ -1,9 +1,14 @@
 """A real WS-Management (WinRS) endpoint in front of the emulated host.
 
-Unmodified pywinrm talks to it over HTTP/1.1 keep-alive (optionally TLS). What a faithful server
-must do is listed in ``shared/reference/winrm.md`` §2 and §2.2; this module does that:
+Unmodified pywinrm and pypsrp talk to it over HTTP/1.1 keep-alive (optionally TLS), as to WinRM
+(MS-WSMV, https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/):
 
-* Basic authentication on every POST (401, ``WWW-Authenticate: Basic realm="WSMAN"``, empty body);
+* authentication (``wsauth.py``/``ntlm.py``): ``auth="basic"`` checks Basic on every POST (401,
+  ``WWW-Authenticate: Basic realm="WSMAN"``, empty body) — the historical rehearsal default;
+  ``auth="negotiate"`` is WinRM as shipped: NTLM under Negotiate per connection, message encryption
+  over HTTP, Basic and unencrypted SOAP refused unless allowed; TLS modes of Server 2003 in ``tlsconfig.py``;
+* ``wsmid:Identify`` (also unauthenticated on 2008+); Create only for the cmd shell resource URI;
+  ``rsp:Environment``/``rsp:WorkingDirectory``; ``cmd /c X`` as the program runs X;
 * dispatch on ``a:Action``: Create, Command, Send, Receive, Signal, Delete; every response carries
   ``a:RelatesTo`` = the request's ``a:MessageID``;
 * ``w:Selector Name="ShellId"``, per-shell ``WINRS_CODEPAGE``, ``WINRS_SKIP_CMD_SHELL``;
