@@ -101,6 +101,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--params-out", metavar="F", help="write a parameters file for this host")
     srv.add_argument("--workdir", metavar="DIR", help="where the CA file and mailed certificate are written")
+    srv.add_argument(
+        "--auth",
+        choices=["basic", "ntlm", "negotiate"],
+        default="basic",
+        help="basic (historical rehearsal default) | ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP)",
+    )
+    srv.add_argument(
+        "--allow-basic", action="store_true", default=None, help="with --auth ntlm: also accept Basic"
+    )
+    srv.add_argument(
+        "--allow-unencrypted",
+        action="store_true",
+        default=None,
+        help="with --auth ntlm: accept unencrypted SOAP over HTTP (WinRM AllowUnencrypted=true)",
+    )
+    srv.add_argument(
+        "--tls",
+        choices=["modern", "tls1.0", "tls1.0-no-aes"],
+        default="modern",
+        help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
+    )
     demo = rehsub.add_parser("demo", help="a full renewal against a fresh rehearsal host")
     demo.add_argument("--evidence-root", default="evidence")
     demo.add_argument("--backup-dir", default="backups", help="where the PFX backup goes (0700)")
@@ -327,6 +348,10 @@ def _cmd_rehearse(a: argparse.Namespace) -> int:
             state_file=a.state_file,
             params_out=a.params_out,
             workdir=a.workdir,
+            auth=a.auth,
+            allow_basic=a.allow_basic,
+            allow_unencrypted=a.allow_unencrypted,
+            tls=a.tls,
         )
     from .rehearsal import demo
 

@@ -25,10 +25,22 @@ from typing import Any
 
 from ..errors import UsageError
 from ..secrets import register as _register_secret
+from . import tlsconfig
 from .host import Host
-from .server import FaultSpec, WSManServer, make_tls_files, server_ssl_context
+from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer
+from .tlsconfig import make_tls_files, server_ssl_context
 
-__all__ = ["Rehearsal", "start", "serve_forever", "FaultSpec", "Host"]
+__all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "FaultSpec", "Host"]
+
+
+def shipped_options(windows_version: str) -> dict[str, object]:
+    """``start()`` options for WinRM as this Windows ships it (``server.WINDOWS_DEFAULTS``).
+
+    ``shipped_options("5.2.3790")`` → WinRM 1.1, Negotiate, HTTPS with TLS 1.0;
+    ``shipped_options("6.1.7601")`` → WinRM 2.0, Negotiate with message encryption over HTTP.
+    """
+    major_minor = ".".join(windows_version.split(".")[:2])
+    return dict(WINDOWS_DEFAULTS.get(major_minor, WINDOWS_DEFAULTS["10.0"]))
 
 
 class Rehearsal:
@@ -53,7 +65,7 @@ class Rehearsal:
         self._server = server
         self._cleanup = cleanup
         address, port = str(server.server_address[0]), int(server.server_address[1])
-        scheme = "https" if server.ssl_context else "http"
+        scheme = "https" if server.ssl_context or server.tls != "modern" else "http"
         where = f"[{address}]" if ":" in address else address
         self.url = f"{scheme}://{where}:{port}/wsman"
         self._thread = threading.Thread(target=server.serve_forever, name="rehearsal-wsman", daemon=True)
@@ -62,7 +74,12 @@ class Rehearsal:
 
     @property
     def https(self) -> bool:
-        return self._server.ssl_context is not None
+        return self._server.ssl_context is not None or self._server.tls != "modern"
+
+    @property
+    def auth(self) -> str:
+        """``negotiate`` (NTLM, message encryption over HTTP) or ``basic``."""
+        return "negotiate" if self._server.negotiate else "basic"
 
     @property
     def request_count(self) -> int:
@@ -93,7 +110,7 @@ class Rehearsal:
         extra = self.host.extra
         winrm: dict[str, Any] = {
             "url": self.url,
-            "transport": "basic",
+            "transport": "ntlm" if self._server.negotiate else "basic",
             "username": self.user,
             "password": f"env:{password_env}",
             "ca_trust_path": str(self.ca_file) if self.ca_file else "",
@@ -160,12 +177,24 @@ def start(
     workdir: str | os.PathLike[str] | None = None,
     listen: str = "127.0.0.1",
     port: int = 0,
+    auth: str = "basic",
+    allow_basic: bool | None = None,
+    allow_unencrypted: bool | None = None,
+    tls: str = "modern",
+    winrm_version: str | None = None,
 ) -> Rehearsal:
     """Start the endpoint in a background thread; use as a context manager or call ``.stop()``.
 
     With ``host=None`` the scenario's host is built by ``opslib.rehearsal.scenarios.build_host``.
     ``password=None`` generates a random one (available as ``Rehearsal.password`` in-process).
+
+    The defaults are the historical rehearsal endpoint (Basic over HTTP). WinRM as shipped:
+    ``auth="negotiate"`` (NTLM; Basic and unencrypted HTTP refused unless ``allow_basic`` /
+    ``allow_unencrypted``), ``tls="tls1.0"`` / ``"tls1.0-no-aes"`` (Server 2003 Schannel; implies HTTPS),
+    ``winrm_version`` "1.1" | "2.0" | "3.0" (default: from the host's Windows version). See
+    ``shipped_options``.
     """
+    tlsconfig.check_mode(tls)
     cleanup: list[Any] = []
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="opslib-rehearsal-")
@@ -192,11 +221,32 @@ def start(
     _register_secret(secret)
     ctx = None
     ca_file: Path | None = None
-    if https:
+    cert_file: Path | None = None
+    if tls != "modern":
+        ca_file, cert_file, key_file = tlsconfig.make_2003_tls_files(folder)
+        ctx = tlsconfig.server_context(tls, cert_file, key_file)
+    elif https:
         ca_file, cert_file, key_file = make_tls_files(folder)
         ctx = server_ssl_context(cert_file, key_file)
+    secrets_dir: Any = None
+    if auth != "basic":
+        secrets_dir = tempfile.TemporaryDirectory(prefix="opslib-wsman-")  # the NTLM account file, 0700
+        cleanup.append(secrets_dir)
     server = WSManServer(
-        host, user=user, password=secret, listen=listen, port=port, ssl_context=ctx, faults=list(faults)
+        host,
+        user=user,
+        password=secret,
+        listen=listen,
+        port=port,
+        ssl_context=ctx,
+        faults=list(faults),
+        auth=auth,
+        allow_basic=allow_basic,
+        allow_unencrypted=allow_unencrypted,
+        winrm_version=winrm_version,
+        tls=tls,
+        secrets_dir=Path(secrets_dir.name) if secrets_dir else None,
+        cert_file=cert_file if ctx is not None else None,
     )
     try:
         tls_sites = importlib.import_module(".tlsserve", __name__)  # TLS endpoints of the started sites
@@ -236,6 +286,10 @@ def serve_forever(
     state_file: str | None = None,
     params_out: str | None = None,
     workdir: str | None = None,
+    auth: str = "basic",
+    allow_basic: bool | None = None,
+    allow_unencrypted: bool | None = None,
+    tls: str = "modern",
 ) -> int:
     """``opslib rehearse serve``: serve until SIGINT/SIGTERM. Prints where things are, never a password."""
     import yaml
@@ -262,6 +316,10 @@ def serve_forever(
             workdir=folder,
             listen=listen,
             port=port,
+            auth=auth,
+            allow_basic=allow_basic,
+            allow_unencrypted=allow_unencrypted,
+            tls=tls,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {listen}:{port}: {exc.strerror or exc}") from None
@@ -272,6 +330,7 @@ def serve_forever(
         )
         print(f"rehearsal host {r.host.hostname} ({scenario}) listening on {r.url}")
         print(f"  user:        {user}")
+        print(f"  auth:        {r.auth}{' (TLS ' + tls + ')' if tls != 'modern' else ''}")
         if generated:
             secret_file = folder / "password"
             secret_file.touch(mode=0o600)

@@ -1,9 +1,14 @@
 """A real WS-Management (WinRS) endpoint in front of the emulated host.
 
-Unmodified pywinrm talks to it over HTTP/1.1 keep-alive (optionally TLS). What a faithful server
-must do is listed in ``shared/reference/winrm.md`` §2 and §2.2; this module does that:
+Unmodified pywinrm and pypsrp talk to it over HTTP/1.1 keep-alive (optionally TLS), as to WinRM
+(MS-WSMV, https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/):
 
-* Basic authentication on every POST (401, ``WWW-Authenticate: Basic realm="WSMAN"``, empty body);
+* authentication (``wsauth.py``/``ntlm.py``): ``auth="basic"`` checks Basic on every POST (401,
+  ``WWW-Authenticate: Basic realm="WSMAN"``, empty body) — the historical rehearsal default;
+  ``auth="negotiate"`` is WinRM as shipped: NTLM under Negotiate per connection, message encryption
+  over HTTP, Basic and unencrypted SOAP refused unless allowed; TLS modes of Server 2003 in ``tlsconfig.py``;
+* ``wsmid:Identify`` (also unauthenticated on 2008+); Create only for the cmd shell resource URI;
+  ``rsp:Environment``/``rsp:WorkingDirectory``; ``cmd /c X`` as the program runs X;
 * dispatch on ``a:Action``: Create, Command, Send, Receive, Signal, Delete; every response carries
   ``a:RelatesTo`` = the request's ``a:MessageID``;
 * ``w:Selector Name="ShellId"``, per-shell ``WINRS_CODEPAGE``, ``WINRS_SKIP_CMD_SHELL``;
@@ -33,7 +38,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,8 +45,10 @@ from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from ..errors import UsageError
-from . import cmd
+from . import cmd, tlsconfig
 from .host import CommandResult, Host
+from .ntlm import channel_bindings_for, write_user_file
+from .wsauth import AuthHandler
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ NS = {
     "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
     "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
 }
+NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
@@ -78,6 +85,34 @@ ERROR_WSMAN_ACTION_NOT_SUPPORTED = 2150858771  # 0x80338013, subcode a:ActionNot
 ERROR_WSMAN_OPTIONS_NOT_SUPPORTED = 2150858833  # 0x80338051: e.g. a code page the host lacks
 ERROR_WSMAN_HTTP_STATUS_SERVER_ERROR = 2150859120  # 0x80338170: used for injected "fault500"
 ERROR_FILE_NOT_FOUND_HRESULT = 2147942402  # 0x80070002: skip_cmd_shell and no such program
+# 0x8033803B, subcode w:DestinationUnreachable: Create for a resource URI this host has no plug-in for
+# (https://learn.microsoft.com/en-us/windows/win32/winrm/windows-remote-management-error-constants)
+ERROR_WSMAN_INVALID_RESOURCE_URI = 2150858811
+
+AUTH_MODES = ("basic", "ntlm", "negotiate")
+WINRM_VERSIONS = ("1.1", "2.0", "3.0")
+# What each emulated Windows ships (the lead's defaults table; start() keeps Basic/HTTP unless asked):
+# Server 2003 R2 + KB936059: WinRM 1.1, Basic off, AllowUnencrypted off; HTTP "authenticates but does not
+# encrypt", so the operator's listener is HTTPS on 443 with Schannel TLS 1.0
+# (https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
+# Server 2008 R2+: WinRM 2.0/3.0, Basic=false, AllowUnencrypted=false: Negotiate (NTLM) with message
+# encryption over HTTP 5985, or HTTPS 5986 (same page, "default settings").
+WINDOWS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "5.2": {"winrm_version": "1.1", "auth": "negotiate", "https": True, "tls": "tls1.0"},
+    "6.1": {"winrm_version": "2.0", "auth": "negotiate", "https": False, "tls": "modern"},
+    "10.0": {"winrm_version": "3.0", "auth": "negotiate", "https": False, "tls": "modern"},
+}
+# wsmid:ProductVersion "OS: <version> SP: <sp> Stack: <winrm>" as `winrm id` prints it, e.g.
+# "OS: 6.1.7601 SP: 1.0 Stack: 2.0" (https://github.com/PowerShell/psl-omi-provider/issues/113).
+SERVICE_PACKS = {"5.2": "2.0", "6.1": "1.0"}
+
+
+def default_winrm_version(windows_version: str) -> str:
+    major_minor = ".".join(windows_version.split(".")[:2])
+    if major_minor.startswith("5."):
+        return "1.1"
+    return "2.0" if major_minor in ("6.0", "6.1") else "3.0"
+
 
 MAX_ENVELOPE_DEFAULT = 153600  # pywinrm's w:MaxEnvelopeSize; WinRM 1.1's MaxEnvelopeSizekb 150
 ENVELOPE_OVERHEAD = 4096  # room for the SOAP header and stream tags in a ReceiveResponse
@@ -145,6 +180,8 @@ class _Shell:
     id: str
     codepage: int
     commands: dict[str, _Command] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # rsp:Environment
+    cwd: str = ""  # rsp:WorkingDirectory
 
 
 class SoapFault(Exception):
@@ -211,7 +248,28 @@ class WSManServer(ThreadingHTTPServer):
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         faults: tuple[str, ...] | list[str] = (),
+        auth: str = "basic",
+        allow_basic: bool | None = None,
+        allow_unencrypted: bool | None = None,
+        winrm_version: str | None = None,
+        tls: str = "modern",
+        secrets_dir: Path | None = None,
+        cert_file: Path | None = None,
     ) -> None:
+        """``auth="basic"`` is the historical rehearsal endpoint (Basic, unencrypted HTTP allowed).
+
+        ``auth="ntlm"``/``"negotiate"`` (the same: NTLM under the Negotiate scheme) is WinRM as shipped:
+        Basic only with ``allow_basic``, unencrypted SOAP over HTTP only with ``allow_unencrypted``.
+        ``secrets_dir`` holds the NTLM account file (a private temporary folder by default);
+        ``cert_file`` (the HTTPS listener's certificate) lets NTLM check channel binding tokens.
+        """
+        if auth not in AUTH_MODES:
+            raise UsageError(f"unknown auth {auth!r}", hint="use one of " + ", ".join(AUTH_MODES))
+        if winrm_version is not None and winrm_version not in WINRM_VERSIONS:
+            raise UsageError(
+                f"unknown WinRM version {winrm_version!r}", hint="use one of " + ", ".join(WINRM_VERSIONS)
+            )
+        tlsconfig.check_mode(tls)
         if listen.lower() == "localhost":
             listen = "127.0.0.1"
         try:
@@ -229,6 +287,25 @@ class WSManServer(ThreadingHTTPServer):
         self.user = user
         self._password = password
         self.ssl_context = ssl_context
+        self.tls = tls
+        self.negotiate = auth in ("ntlm", "negotiate")
+        self.allow_basic = (not self.negotiate) if allow_basic is None else allow_basic
+        self.allow_unencrypted = (not self.negotiate) if allow_unencrypted is None else allow_unencrypted
+        self.winrm_version = winrm_version or default_winrm_version(host.windows_version)
+        self._tmp: Any = None
+        self.user_file: Path | None = None
+        self.channel_bindings = (
+            channel_bindings_for(cert_file.read_bytes()) if cert_file and ssl_context is not None else None
+        )
+        if self.negotiate:
+            if secrets_dir is None:
+                import tempfile
+
+                self._tmp = tempfile.TemporaryDirectory(prefix="opslib-wsman-")
+                secrets_dir = Path(self._tmp.name)
+            self.user_file = write_user_file(
+                Path(secrets_dir), user=user, password=password, hostname=host.hostname
+            )
         self.shells: dict[str, _Shell] = {}
         self.lock = threading.Lock()
         self.request_count = 0
@@ -240,9 +317,27 @@ class WSManServer(ThreadingHTTPServer):
     # --- TLS: wrap each accepted socket (the handshake runs in the handler thread) ---
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()
-        if self.ssl_context is not None:
+        if self.ssl_context is not None and self.tls != "tls1.0-no-aes":
             sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def basic_offered(self) -> bool:
+        """Basic needs Auth/Basic=true and, over HTTP, AllowUnencrypted=true (installation-and-configuration page)."""
+        return self.allow_basic and (self.ssl_context is not None or self.allow_unencrypted)
+
+    def challenges(self) -> list[str]:
+        """The ``WWW-Authenticate`` values of a 401: one per enabled scheme, as WinRM sends them."""
+        out = ["Negotiate"] if self.negotiate else []
+        if self.basic_offered:
+            out.append('Basic realm="WSMAN"')
+        return out
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
@@ -281,11 +376,32 @@ class WSManServer(ThreadingHTTPServer):
         return hit
 
 
+_SHELL_ACTIONS = (ACTION_COMMAND, ACTION_SEND, ACTION_RECEIVE, ACTION_SIGNAL, ACTION_DELETE)
+# `cmd /c STRING` / `cmd.exe /s /c "STRING"` as the WinRS program: cmd strips the outer quotes of STRING
+# (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/cmd, "processing quotation marks").
+_CMD_C = re.compile(
+    r'^\s*(?:"?(?:[a-z]:\\[^"]*\\)?cmd(?:\.exe)?"?)((?:\s+/[a-z](?::\S*)?)*?)\s+/[ck]\s*(?P<rest>.*)$',
+    re.I | re.S,
+)
+
+
+def strip_cmd_c(command_line: str) -> str:
+    """``cmd.exe /c X`` → ``X`` (the shell runs every line through ``cmd /c`` already); else unchanged."""
+    m = _CMD_C.match(command_line)
+    if not m:
+        return command_line
+    rest = m.group("rest").strip()
+    if rest.startswith('"') and rest.count('"') >= 2:
+        last = rest.rindex('"')
+        rest = rest[1:last] + rest[last + 1 :]
+    return rest
+
+
 def _text(el: ET.Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AuthHandler, BaseHTTPRequestHandler):
     server: WSManServer
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-HTTPAPI/2.0"
@@ -306,6 +422,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
 
     def handle(self) -> None:
+        if self.server.tls == "tls1.0-no-aes":
+            tlsconfig.refuse_hello(self.connection)
+            self.close_connection = True
+            return
         try:
             super().handle()
         except (ConnectionError, ssl.SSLError, TimeoutError):
@@ -331,16 +451,37 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0].lower() != "/wsman":
             self._plain(404, b"")
             return
-        if not srv.check_auth(self.headers.get("Authorization")):
-            self._plain(401, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+        if self._identify_unauthenticated(body):
+            return
+        if not self._authenticate():
+            return
+        if not body and self._negotiated:
+            # pywinrm/pypsrp set up the security context with an empty authenticated POST before the
+            # first encrypted message (winrm/transport.py setup_encryption); it needs a 2xx [assumed: 200].
+            self._plain(200, b"", self._reply_headers)
+            return
+        soap = self._unwrap_body(body)
+        if soap is None:
             return
         try:
-            root = ET.fromstring(body)
+            root = ET.fromstring(soap)
         except ET.ParseError:
-            self._plain(400, b"")
+            # A body that is not XML is a Sender fault, as any other invalid envelope (MS-WSMV 3.1.4,
+            # https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/) [assumed: the code]
+            fault = SoapFault(
+                ERROR_WSMAN_SCHEMA_VALIDATION,
+                "w:SchemaValidationError",
+                "The SOAP XML in the message does not match the corresponding XML schema definition.",
+                sender=True,
+            )
+            self._soap(500, ACTION_FAULT, "", self._fault_body(fault))
             return
         header = root.find("s:Header", NS)
         message_id = _text(header.find("a:MessageID", NS)) if header is not None else ""
+        body_el = root.find("s:Body", NS)
+        if body_el is not None and body_el.find(f"{{{NS_WSMID}}}Identify") is not None:
+            self._send_xml(200, self._identify())
+            return
         try:
             reply_action, reply_body = self._dispatch(root)
         except _Drop:
@@ -351,14 +492,55 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._soap(200, reply_action, message_id, reply_body)
 
+    def _identify_unauthenticated(self, body: bytes) -> bool:
+        """An Identify with ``WSMANIDENTIFY: unauthenticated`` is answered without credentials (2008+).
+
+        Without authentication no OS version is disclosed
+        (https://learn.microsoft.com/en-us/windows/win32/winrm/detecting-whether-a-remote-computer-supports-ws-management-protocol);
+        Windows then reports "OS: 0.0.0 SP: 0.0" [assumed from Test-WSMan output]. WinRM 1.1 predates
+        Session.Identify (minimum server 2008: https://learn.microsoft.com/en-us/windows/win32/winrm/session-identify),
+        so it asks for credentials as for anything else [assumed].
+        """
+        if (self.headers.get("WSMANIDENTIFY") or "").strip().lower() != "unauthenticated":
+            return False
+        if self.server.winrm_version == "1.1":
+            return False
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return False
+        if root.find(f"s:Body/{{{NS_WSMID}}}Identify", NS) is None:
+            return False
+        self._reply_headers, self._encrypt_reply = {}, False
+        self._send_xml(200, self._identify(authenticated=False))
+        return True
+
+    def _identify(self, *, authenticated: bool = True) -> str:
+        """wsmid:IdentifyResponse (DSP0226 §11, https://www.dmtf.org/standards/published_documents/DSP0226_1.1.pdf)."""
+        host = self.server.host
+        major_minor = ".".join(host.windows_version.split(".")[:2])
+        os_version, sp = (
+            (host.windows_version, SERVICE_PACKS.get(major_minor, "0.0"))
+            if authenticated
+            else ("0.0.0", "0.0")
+        )
+        version = f"OS: {os_version} SP: {sp} Stack: {self.server.winrm_version}"
+        return (
+            f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:wsmid="{NS_WSMID}"><s:Header/><s:Body>'
+            f"<wsmid:IdentifyResponse><wsmid:ProtocolVersion>{NS['w']}</wsmid:ProtocolVersion>"
+            "<wsmid:ProductVendor>Microsoft Corporation</wsmid:ProductVendor>"
+            f"<wsmid:ProductVersion>{version}</wsmid:ProductVersion></wsmid:IdentifyResponse>"
+            "</s:Body></s:Envelope>"
+        )
+
     def _soap(self, status: int, action: str, relates_to: str, body: str) -> None:
         ns = " ".join(f'xmlns:{k}="{v}"' for k, v in NS.items())
         xml = (
             f'<s:Envelope xml:lang="en-US" {ns}><s:Header><a:Action>{action}</a:Action>'
             f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID><a:To>{ANONYMOUS}</a:To>"
             f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>"
-        ).encode()
-        self._plain(status, xml, {"Content-Type": "application/soap+xml;charset=UTF-8"})
+        )
+        self._send_xml(status, xml)
 
     def _fault_body(self, fault: SoapFault) -> str:
         code = "s:Sender" if fault.sender else "s:Receiver"
@@ -393,7 +575,26 @@ class _Handler(BaseHTTPRequestHandler):
             if sel.get("Name") == "ShellId":
                 shell_id = _text(sel)
         if action == ACTION_CREATE:
+            resource_uri = _text(header.find("w:ResourceURI", NS))
+            if resource_uri.lower() != RESOURCE_URI_CMD.lower():
+                # A cmd-only host (no PowerShell plug-in, no WMI provider for this URI) refuses Create.
+                raise SoapFault(
+                    ERROR_WSMAN_INVALID_RESOURCE_URI,
+                    "w:DestinationUnreachable",
+                    f"The WS-Management service cannot process the request. The resource URI ({resource_uri}) "
+                    "was not found in the WS-Management catalog. The catalog contains the metadata that "
+                    "describes resources, or logical endpoints.",
+                    sender=True,
+                )
             return self._create(body, options)
+        if action not in _SHELL_ACTIONS:
+            # e.g. WS-Enumeration or WS-Transfer Get on a WMI resource: not a shell operation at all.
+            raise SoapFault(
+                ERROR_WSMAN_ACTION_NOT_SUPPORTED,
+                "a:ActionNotSupported",
+                f"The action is not supported by the service: {action}",
+                sender=True,
+            )
         with self.server.lock:
             shell = self.server.shells.get(shell_id)
         if shell is None:
@@ -438,11 +639,20 @@ class _Handler(BaseHTTPRequestHandler):
                 "w:InvalidOptions",
                 f"The code page {codepage} is not valid.",
             ) from None
-        legacy = host.windows_version.startswith("5.")  # WinRM 1.1 on Server 2003
+        legacy = self.server.winrm_version == "1.1"  # WinRM 1.1 on Server 2003
         guid = str(uuid.uuid4()).upper()
         shell_id = f"uuid:{guid}" if legacy else guid
+        # rsp:Environment / rsp:WorkingDirectory (MS-WSMV 2.2.4.37 Shell, "EnvironmentVariableList",
+        # https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/): every command of the shell
+        # sees them.
+        env = {
+            v.get("Name", ""): v.text or ""
+            for v in body.findall("rsp:Shell/rsp:Environment/rsp:Variable", NS)
+            if v.get("Name")
+        }
+        cwd = _text(body.find("rsp:Shell/rsp:WorkingDirectory", NS))
         with self.server.lock:
-            self.server.shells[shell_id] = _Shell(shell_id, codepage)
+            self.server.shells[shell_id] = _Shell(shell_id, codepage, env=env, cwd=cwd)
         port = self.server.server_address[1]
         scheme = "https" if self.server.ssl_context else "http"
         address = ANONYMOUS if legacy else f"{scheme}://{escape(host.hostname)}:{port}/wsman"
@@ -470,6 +680,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         command_line = " ".join([command, *arguments]) if arguments else command
         skip = options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE"
+        inner = strip_cmd_c(command_line)
+        if inner != command_line:
+            command_line, skip = inner, False  # cmd.exe is the program: it runs X with cmd semantics
         if skip:
             argv = cmd.split_argv(command_line)
             program = cmd._program_key(argv[0]) if argv else ""
@@ -549,13 +762,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     host.save_state()
                 else:
-                    result = cmd.execute(
-                        host,
-                        command.command_line,
-                        codepage=shell.codepage,
-                        stdin=bytes(command.stdin),
-                        skip_cmd_shell=command.skip_cmd_shell,
-                    )
+                    result = _execute_in_shell(host, shell, command)
                     if fault and fault.when == "after" and fault.action == "fail":
                         result = _access_denied(host, shell.codepage)
             except Exception:  # an emulation bug: report it as a failed command, keep serving
@@ -630,89 +837,32 @@ class _Handler(BaseHTTPRequestHandler):
         return ACTION_SIGNAL + "Response", "<rsp:SignalResponse/>"
 
 
+def _execute_in_shell(host: Host, shell: _Shell, command: _Command) -> CommandResult:
+    """Run the command with the shell's environment and working directory.
+
+    cmd.execute starts in %USERPROFILE% with the host's environment; the shell's WorkingDirectory becomes a
+    leading ``cd /d`` and its Environment is laid over the host's for the duration of the command
+    (host.lock is re-entrant and held throughout, so no other command sees it).
+    """
+    line = command.command_line
+    if shell.cwd and not command.skip_cmd_shell:
+        line = f'cd /d "{shell.cwd}" && {line}'
+    with host.lock:
+        saved = dict(host.env)
+        host.env.update(shell.env)
+        try:
+            return cmd.execute(
+                host,
+                line,
+                codepage=shell.codepage,
+                stdin=bytes(command.stdin),
+                skip_cmd_shell=command.skip_cmd_shell,
+            )
+        finally:
+            host.env.clear()
+            host.env.update(saved)
+
+
 def _access_denied(host: Host, codepage: int) -> CommandResult:
     text = host.text(*cmd.MSG_ACCESS_DENIED) + "\r\n"
     return CommandResult(b"", cmd.encode_text(text, codepage), cmd.ACCESS_DENIED_EXIT)
-
-
-# --- TLS material ---------------------------------------------------------------------------------
-
-
-def make_tls_files(
-    directory: str | Path, *, names: tuple[str, ...] = ("localhost",), now_utc: datetime | None = None
-) -> tuple[Path, Path, Path]:
-    """Write a rehearsal CA (``winrm-ca.pem``) and a server certificate + key for 127.0.0.1/localhost.
-
-    Part of the rehearsal's PKI factory (it must *make* certificates, so it uses ``cryptography``
-    directly). Returns (ca_file, cert_file, key_file); the key file is written 0600.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = now_utc or datetime.now(UTC)
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opslib rehearsal WinRM CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    alt += [x509.DNSName(n) for n in names]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "localhost")])
-        )
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file = folder / "winrm-ca.pem"
-    cert_file = folder / "winrm-server.pem"
-    key_file = folder / "winrm-server.key"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    )
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return ca_file, cert_file, key_file
-
-
-def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_file), str(key_file))
-    return ctx
