@@ -1,0 +1,332 @@
+"""Reading runs back: :func:`scan` a root, :func:`load_runs` (one row per run, from ``run.json``
+files only), :func:`select_runs`, :func:`load_run` → :class:`RunRecord`, :func:`run_summary`, and the
+chain link to the previous run (:func:`previous_run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EvidenceError, UsageError
+from ..secrets import redact
+from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "host",
+    "site",
+    "operator",
+    "started_utc",
+    "finished_utc",
+    "status",
+    "failed_step",
+    "dry_run",
+    "old_thumbprint",
+    "old_not_after_utc",
+    "new_thumbprint",
+    "new_not_after_utc",
+    "backup_sha256",
+    "kit_version",
+    "path",
+)
+_DATETIME_COLUMNS = ("started_utc", "finished_utc", "old_not_after_utc", "new_not_after_utc")
+_FACT_COLUMNS = (
+    "old_thumbprint",
+    "old_not_after_utc",
+    "new_thumbprint",
+    "new_not_after_utc",
+    "backup_sha256",
+)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """One folder of a root as scanned: its name, path, raw run.json bytes and parsed manifest."""
+
+    name: str
+    path: str
+    raw: bytes = b""
+    doc: dict[str, Any] | None = None
+    problem: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return str(self.doc.get("run_id")) if self.doc else self.name
+
+
+def scan(root: str | os.PathLike[str]) -> list[ScanEntry]:
+    """Every run folder of ``root`` (folders holding a run.json), sorted by name. Fast: scandir + json."""
+    entries: list[ScanEntry] = []
+    try:
+        it = os.scandir(root)
+    except FileNotFoundError:
+        raise EvidenceError(
+            str(root),
+            "no such evidence root",
+            hint="pass --root DIR (runs are written to ./evidence by default)",
+        ) from None
+    except NotADirectoryError:
+        raise EvidenceError(str(root), "not a folder", hint="pass the evidence root folder") from None
+    with it:
+        for item in it:
+            if item.name.startswith(".") or not item.is_dir():
+                continue
+            try:
+                with open(os.path.join(item.path, RUN_JSON), "rb") as fh:
+                    raw = fh.read()
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not a run folder
+            except OSError as exc:
+                entries.append(ScanEntry(item.name, item.path, problem=f"run.json unreadable ({exc.strerror})"))
+                continue
+            try:
+                doc = json.loads(raw)
+            except ValueError as exc:
+                entries.append(
+                    ScanEntry(item.name, item.path, raw, problem=f"run.json is not valid JSON ({exc})")
+                )
+                continue
+            if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
+                entries.append(ScanEntry(item.name, item.path, raw, problem="run.json is not a run manifest"))
+                continue
+            entries.append(ScanEntry(item.name, item.path, raw, doc))
+    entries.sort(key=lambda e: e.name)
+    return entries
+
+
+def _row(entry: ScanEntry) -> dict[str, Any]:
+    doc = entry.doc
+    if doc is None:
+        row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS)
+        row.update(run_id=entry.name, status=UNREADABLE, path=entry.path)
+        return row
+    raw_facts = doc.get("facts")
+    facts: dict[str, Any] = raw_facts if isinstance(raw_facts, dict) else {}
+    return {
+        "run_id": doc.get("run_id"),
+        "host": doc.get("host"),
+        "site": doc.get("site"),
+        "operator": doc.get("operator"),
+        "started_utc": doc.get("started_utc"),
+        "finished_utc": doc.get("finished_utc"),
+        "status": doc.get("status"),
+        "failed_step": doc.get("failed_step"),
+        "dry_run": bool(doc.get("dry_run")),
+        **{name: facts.get(name) for name in _FACT_COLUMNS},
+        "kit_version": doc.get("kit_version"),
+        "path": entry.path,
+    }
+
+
+def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per run of ``root`` (columns :data:`RUN_COLUMNS`), oldest first, read from run.json
+    files only; datetimes are tz-aware UTC. A run.json that cannot be read gives a row with status
+    ``unreadable`` rather than disappearing."""
+    import pandas as pd
+
+    df = pd.DataFrame([_row(e) for e in scan(root)], columns=list(RUN_COLUMNS))
+    for column in _DATETIME_COLUMNS:
+        df[column] = pd.to_datetime(df[column], utc=True, format="ISO8601", errors="coerce")
+    df["dry_run"] = df["dry_run"].fillna(False).astype(bool)
+    return df.sort_values(["started_utc", "run_id"], na_position="first", kind="stable").reset_index(
+        drop=True
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """One run read back: its manifest, a per-step table and the transcript of remote commands."""
+
+    path: Path
+    run: dict[str, Any]
+    steps: pd.DataFrame  # name, notebook, status, started_utc, finished_utc, duration_s, facts, error
+    transcript: pd.DataFrame  # what, command, exit_code, duration_s (empty without transcript.jsonl)
+    transcript_problems: tuple[str, ...] = field(default=())
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run.get("run_id"))
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        facts = self.run.get("facts")
+        return dict(facts) if isinstance(facts, dict) else {}
+
+    @property
+    def renders(self) -> list[Path]:
+        """The nbconvert HTML renders for reviewers."""
+        return sorted(self.path.rglob("*.html"))
+
+    def transcript_summary(self) -> dict[str, Any]:
+        """Commands run, how many exited non-zero, and the total time they took."""
+        t = self.transcript
+        return {
+            "commands": len(t),
+            "nonzero_exits": int((t["exit_code"].dropna() != 0).sum()),
+            "total_duration_s": round(float(t["duration_s"].fillna(0).sum()), 3),
+            "unreadable_lines": len(self.transcript_problems),
+        }
+
+
+_STEP_COLUMNS = ("name", "notebook", "status", "started_utc", "finished_utc", "duration_s", "facts", "error")
+_TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s")
+
+
+def load_run(path: str | os.PathLike[str]) -> RunRecord:
+    """One run folder read back (manifest, steps, transcript)."""
+    import pandas as pd
+
+    run_dir = Path(path)
+    doc = read_run_json(run_dir)
+    steps = pd.DataFrame(
+        [{c: s.get(c) for c in _STEP_COLUMNS} for s in doc.get("steps") or []], columns=list(_STEP_COLUMNS)
+    )
+    for column in ("started_utc", "finished_utc"):
+        steps[column] = pd.to_datetime(steps[column], utc=True, format="ISO8601", errors="coerce")
+    steps["duration_s"] = pd.to_numeric(steps["duration_s"], errors="coerce")
+    rows, problems = _read_transcript(run_dir / TRANSCRIPT)
+    transcript = pd.DataFrame(rows, columns=list(_TRANSCRIPT_COLUMNS))
+    transcript["exit_code"] = pd.to_numeric(transcript["exit_code"], errors="coerce").astype("Int64")
+    transcript["duration_s"] = pd.to_numeric(transcript["duration_s"], errors="coerce")
+    return RunRecord(run_dir, doc, steps, transcript, tuple(problems))
+
+
+def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """transcript.jsonl: one JSON object per remote command (written by the transport)."""
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return rows, problems
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            problems.append(f"{path.name} line {number}: not JSON")
+            continue
+        if not isinstance(item, dict):
+            problems.append(f"{path.name} line {number}: not an object")
+            continue
+        command = item.get("command_line") or item.get("command")
+        if not command and isinstance(item.get("argv"), list):
+            command = " ".join(str(a) for a in item["argv"])
+        rows.append(
+            {
+                "what": item.get("what") or item.get("kind") or "",
+                "command": redact(str(command or "")),
+                "exit_code": item.get("exit_code"),
+                "duration_s": item.get("duration_s"),
+            }
+        )
+    return rows, problems
+
+
+
+def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
+    """The chain link: the newest other finalized run of the same root that started before ``doc``."""
+    started = parse_utc(doc.get("started_utc"))
+    candidates: list[tuple[dt.datetime, str, ScanEntry]] = []
+    for entry in scan(run_dir.parent):
+        if entry.doc is None or entry.run_id == doc["run_id"] or not is_finalized(entry.doc):
+            continue
+        other = parse_utc(entry.doc.get("started_utc"))
+        if started is not None and other is not None and other < started:
+            candidates.append((other, entry.run_id, entry))
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda c: (c[0], c[1]))[2]
+    return {"run_id": best.run_id, "run_json_sha256": hashlib.sha256(best.raw).hexdigest()}
+
+
+
+
+def select_runs(
+    df: pd.DataFrame,
+    *,
+    host: str | None = "",
+    site: str | None = "",
+    since: str | None = "",
+    status: str | None = "",
+) -> pd.DataFrame:
+    """Rows of :func:`load_runs` matching every given filter (host and site case-insensitive, ``since``
+    a UTC date ``YYYY-MM-DD`` or ISO datetime, ``status`` one of running/succeeded/failed/unreadable)."""
+    import pandas as pd
+
+    mask = pd.Series(True, index=df.index)
+    if host:
+        mask &= df["host"].fillna("").str.lower() == host.lower()
+    if site:
+        mask &= df["site"].fillna("").str.lower() == site.lower()
+    if since:
+        since_utc = _parse_since(since)
+        mask &= df["started_utc"] >= pd.Timestamp(since_utc)
+    if status:
+        if status not in (*STATUSES, UNREADABLE):
+            raise UsageError(f"--status {status!r}: expected one of {', '.join((*STATUSES, UNREADABLE))}")
+        mask &= df["status"] == status
+    return df[mask].reset_index(drop=True)
+
+
+def _parse_since(since: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise UsageError(f"--since {since!r}: expected a date such as 2026-11-01 (UTC)") from None
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+
+def run_summary(record: RunRecord) -> dict[str, Any]:
+    """The facts a reviewer reads first about one run (used by ``show`` and the review notebook)."""
+    run = record.run
+    facts = record.facts
+    started, finished = parse_utc(run.get("started_utc")), parse_utc(run.get("finished_utc"))
+    previous = run.get("previous_run")
+    link: dict[str, Any] = previous if isinstance(previous, dict) else {}
+    return {
+        "run_id": record.run_id,
+        "path": os.fspath(record.path),
+        "host": run.get("host"),
+        "site": run.get("site"),
+        "operator": run.get("operator"),
+        "status": run.get("status"),
+        "failed_step": run.get("failed_step"),
+        "error": run.get("error"),
+        "dry_run": bool(run.get("dry_run")),
+        "started_utc": run.get("started_utc"),
+        "finished_utc": run.get("finished_utc"),
+        "duration_s": round((finished - started).total_seconds(), 3) if started and finished else None,
+        "kit_version": run.get("kit_version"),
+        "tls_validation": run.get("tls_validation"),
+        "old_thumbprint": facts.get("old_thumbprint"),
+        "old_not_after_utc": facts.get("old_not_after_utc"),
+        "new_thumbprint": facts.get("new_thumbprint"),
+        "new_not_after_utc": facts.get("new_not_after_utc"),
+        "backup_file": facts.get("backup_file"),
+        "backup_sha256": facts.get("backup_sha256"),
+        "previous_run": link.get("run_id"),
+        "signed": bool(run.get("hmac")),
+        "files": len(run.get("files") or {}),
+        "transcript": record.transcript_summary(),
+        "renders": [p.relative_to(record.path).as_posix() for p in record.renders],
+    }
+
+
+

@@ -1,0 +1,313 @@
+"""Helpers of ``notebooks/review_evidence.ipynb``: pandas tables, styling and charts.
+
+pandas and matplotlib are imported inside the functions that need them: writing evidence must stay cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EvidenceError
+from .folder import cell_text
+from .index import RunRecord, load_run, run_summary
+from .manifest import UNREADABLE, parse_utc, require_utc
+from .verify import VerifyReport
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from pandas.io.formats.style import Styler
+
+
+_STATUS_COLOURS = {
+    "succeeded": "#d8f0d8",
+    "failed": "#f8d0d0",
+    "running": "#fff0c0",
+    UNREADABLE: "#e0e0e0",
+}
+
+
+
+# --- review notebook helpers --------------------------------------------------------------------
+
+
+def format_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None or value != value:  # None, NaN, NaT
+        return ""
+    return f"{value:{fmt}}"
+
+
+def short_thumbprint(value: Any) -> str:
+    return str(value)[:8] if isinstance(value, str) and value else "–"
+
+
+def status_text(row: Mapping[str, Any]) -> str:
+    status = str(row.get("status") or "")
+    if status == "failed" and isinstance(row.get("failed_step"), str):
+        status = f"failed at {row['failed_step']}"
+    return f"{status} (dry run)" if row.get("dry_run") else status
+
+
+def integrity_by_run(reports: Iterable[VerifyReport]) -> dict[str, str]:
+    """``run_id`` → ``ok`` or a short list of the problems, for the runs table."""
+    out: dict[str, str] = {}
+    for report in reports:
+        if report.ok:
+            out[report.run_id] = "ok"
+        else:
+            kinds: dict[str, int] = {}
+            for p in report.problems:
+                kinds[p.kind] = kinds.get(p.kind, 0) + 1
+            out[report.run_id] = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return out
+
+
+def problems_table(reports: Iterable[VerifyReport]) -> pd.DataFrame:
+    """Every integrity problem of ``reports``, one row each (empty when the evidence is intact); ``file``
+    is relative to the evidence root."""
+    import pandas as pd
+
+    rows = [
+        {
+            "run_id": r.run_id,
+            "file": Path(os.path.relpath(p.path, os.path.dirname(r.run_dir))).as_posix(),
+            "kind": p.kind,
+            "detail": p.detail,
+        }
+        for r in reports
+        for p in r.problems
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "file", "kind", "detail"])
+
+
+def style_runs(
+    df: pd.DataFrame, reports: Iterable[VerifyReport] | None = None, *, limit: int = 200
+) -> Styler:
+    """The runs table for reviewers (newest ``limit`` runs first), status and integrity coloured."""
+    integrity = integrity_by_run(reports or [])
+    shown = df.iloc[::-1].head(limit).copy()
+    table = shown.assign(
+        status=[status_text(r) for r in shown.to_dict("records")],
+        old=shown["old_thumbprint"].map(short_thumbprint),
+        new=shown["new_thumbprint"].map(short_thumbprint),
+        integrity=shown["run_id"].map(lambda r: integrity.get(r, "not checked")),
+    )[
+        [
+            "run_id",
+            "host",
+            "site",
+            "operator",
+            "status",
+            "started_utc",
+            "old",
+            "new",
+            "new_not_after_utc",
+            "integrity",
+        ]
+    ]
+    caption = f"{len(table)} of {len(df)} runs, newest first"
+
+    def status_colour(value: str) -> str:
+        colour = next((c for s, c in _STATUS_COLOURS.items() if value.startswith(s)), "")
+        return f"background-color: {colour}" if colour else ""
+
+    def integrity_colour(value: str) -> str:
+        if value == "ok":
+            return "color: #176317"
+        return "" if value == "not checked" else "background-color: #f8d0d0; font-weight: bold"
+
+    return (
+        table.style.map(status_colour, subset=["status"])
+        .map(integrity_colour, subset=["integrity"])
+        .format(
+            {"started_utc": format_time, "new_not_after_utc": lambda v: format_time(v, "%Y-%m-%d")}, na_rep=""
+        )
+        .set_caption(caption)
+        .hide(axis="index")
+    )
+
+
+def pick_run(df: pd.DataFrame, run_id: str = "") -> Path:
+    """The folder of run ``run_id`` (default: the newest run of ``df``)."""
+    if df.empty:
+        raise EvidenceError("evidence", "no runs to review", hint="check evidence_root, host and since")
+    if not run_id:
+        return Path(df.iloc[-1]["path"])
+    match = df[df["run_id"] == run_id]
+    if match.empty:
+        near = [r for r in df["run_id"] if run_id in r][:5]
+        raise EvidenceError(
+            run_id,
+            "no such run",
+            hint=f"did you mean {', '.join(near)}" if near else "see `opslib evidence list`",
+        )
+    return Path(match.iloc[0]["path"])
+
+
+def pick_comparison(df: pd.DataFrame, run: RunRecord, compare_with: str = "") -> RunRecord | None:
+    """The run to compare ``run`` with: ``compare_with``, or the previous run of the same host and site."""
+    if compare_with:
+        return load_run(pick_run(df, compare_with))
+    same = df[
+        (df["host"] == run.run.get("host"))
+        & (df["site"] == run.run.get("site"))
+        & (df["run_id"] != run.run_id)
+    ]
+    started = parse_utc(run.run.get("started_utc"))
+    if started is not None:
+        import pandas as pd
+
+        same = same[same["started_utc"] < pd.Timestamp(started)]
+    return load_run(same.iloc[-1]["path"]) if not same.empty else None
+
+
+def summary_table(record: RunRecord) -> pd.DataFrame:
+    """:func:`run_summary` as a two-column table."""
+    import pandas as pd
+
+    summary = run_summary(record)
+    return pd.DataFrame({"field": list(summary), "value": [cell_text(v) for v in summary.values()]})
+
+
+def expiry_table(df: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 30) -> pd.DataFrame:
+    """The certificate in service per host and site, soonest expiry first: what must be renewed next.
+
+    From each host/site's newest run: the new certificate when that run succeeded for real, otherwise
+    the old one it found (a dry run or a failed run leaves the old certificate in service — the safe
+    reading when a run failed after the swap, since the old certificate expires first)."""
+    import pandas as pd
+
+    now = pd.Timestamp(require_utc(now_utc, "now_utc"))
+    columns = ["host", "site", "thumbprint", "not_after_utc", "days_left", "state", "source_run"]
+    known = df[df["status"] != UNREADABLE]
+    rows = []
+    for (host, site), group in known.groupby(["host", "site"], sort=True):
+        last = group.sort_values("started_utc").iloc[-1]
+        renewed = (
+            last["status"] == "succeeded" and not last["dry_run"] and pd.notna(last["new_not_after_utc"])
+        )
+        thumbprint = last["new_thumbprint"] if renewed else last["old_thumbprint"]
+        not_after = last["new_not_after_utc"] if renewed else last["old_not_after_utc"]
+        days = None if pd.isna(not_after) else (not_after - now).total_seconds() / 86400
+        state = (
+            "unknown"
+            if days is None
+            else "expired"
+            if days < 0
+            else "renew now"
+            if days <= warn_days
+            else "ok"
+        )
+        rows.append(
+            [
+                host,
+                site,
+                thumbprint,
+                not_after,
+                None if days is None else int(days // 1),
+                state,
+                last["run_id"],
+            ]
+        )
+    table = pd.DataFrame(rows, columns=columns)
+    table["not_after_utc"] = pd.to_datetime(table["not_after_utc"], utc=True)
+    table["days_left"] = table["days_left"].astype("Int64")
+    return table.sort_values("not_after_utc", na_position="first", kind="stable").reset_index(drop=True)
+
+
+def plot_expiry(table: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 30) -> Figure:
+    """A chart of :func:`expiry_table`: one bar per host/site up to its expiry date, today and the
+    warning window marked, soonest at the top."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.patches import Patch
+
+    now = pd.Timestamp(require_utc(now_utc, "now_utc")).tz_localize(None)
+    data = table.dropna(subset=["not_after_utc"]).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(9, max(2.0, 0.45 * len(data) + 1.2)))
+    colours = {"expired": "#c0392b", "renew now": "#e67e22", "ok": "#2e8b57"}
+    labels = [f"{h} / {s}" for h, s in zip(data["host"], data["site"], strict=True)]
+    ends = data["not_after_utc"].dt.tz_localize(None)
+    ax.barh(
+        labels,
+        [(end - now).total_seconds() / 86400 for end in ends],
+        left=[now] * len(data),
+        color=[colours.get(s, "#888888") for s in data["state"]],
+    )
+    ax.axvline(now, color="black", linewidth=1)
+    ax.axvspan(now, now + pd.Timedelta(days=warn_days), color="#e67e22", alpha=0.12)
+    for label, end in zip(labels, ends, strict=True):
+        ax.annotate(f" {end:%Y-%m-%d}", (end, label), va="center", fontsize=8)
+    ax.margins(x=0.12)
+    ax.set_title("Certificate in service per host / site — expiry (UTC)")
+    ax.set_xlabel("date (black line: today)")
+    handles = [Patch(color=c, label=s) for s, c in colours.items()]
+    handles.append(Patch(color="#e67e22", alpha=0.12, label=f"next {warn_days} days"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+_COMPARE_FIRST = (
+    "old_thumbprint",
+    "old_not_after_utc",
+    "new_thumbprint",
+    "new_not_after_utc",
+    "bindings",
+    "secure_bindings",
+    "chain",
+    "backup_sha256",
+)
+
+
+def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
+    """Run ``a`` beside run ``b`` (the older, usually): status, every fact (thumbprints, bindings,
+    chain, …) and every step's status and duration, with a ``changed`` column."""
+    import pandas as pd
+
+    def side(record: RunRecord | None) -> dict[str, Any]:
+        if record is None:
+            return {}
+        run = record.run
+        out: dict[str, Any] = {
+            "run_id": record.run_id,
+            "started_utc": run.get("started_utc"),
+            "status": status_text(
+                {
+                    "status": run.get("status"),
+                    "failed_step": run.get("failed_step"),
+                    "dry_run": run.get("dry_run"),
+                }
+            ),
+            "operator": run.get("operator"),
+            "kit_version": run.get("kit_version"),
+        }
+        facts = record.facts
+        for key in [k for k in _COMPARE_FIRST if k in facts] + sorted(
+            k for k in facts if k not in _COMPARE_FIRST
+        ):
+            out[f"fact: {key}"] = facts[key]
+        for step in run.get("steps") or []:
+            out[f"step {step.get('name')}: status"] = step.get("status")
+            out[f"step {step.get('name')}: duration_s"] = step.get("duration_s")
+        summary = record.transcript_summary()
+        out["remote commands"] = summary["commands"]
+        out["remote time_s"] = summary["total_duration_s"]
+        return out
+
+    left, right = side(a), side(b)
+    keys = list(left) + [k for k in right if k not in left]
+    if b is None:
+        right["run_id"] = "(no earlier run of this site)"
+    rows = []
+    for key in keys:
+        va, vb = cell_text(left.get(key)), cell_text(right.get(key))
+        rows.append([key, va, vb, b is not None and key not in ("run_id", "started_utc") and va != vb])
+    return pd.DataFrame(rows, columns=["field", "this run", "other run", "changed"])
+
+
