@@ -92,7 +92,7 @@ def test_every_key_of_the_parameter_files_reaches_a_notebook(tmp_path: Path) -> 
         unused = set(values) - names - {"mode"}
         assert not unused, f"{path.name}: keys no notebook declares: {sorted(unused)}"
         for step in runbook.steps_for(p.mode):
-            passed = runbook.notebook_parameters(sorted(declared[step.name]), values, {})
+            passed = runbook.notebook_parameters(step, sorted(declared[step.name]), values, {})
             assert set(passed) <= declared[step.name]
 
 
@@ -289,7 +289,7 @@ def test_rollback_yaml_puts_the_old_certificate_back(
     assert len(later) == 1
     m = setup.manifest(later[0])
     assert m["status"] == "succeeded" and m["parameters"]["mode"] == "rollback"
-    assert [s["name"] for s in m["steps"]] == ["05_rollback_certificate", "04_verify_endpoint"]
+    assert [s["name"] for s in m["steps"]] == [s.name for s in runbook.ROLLBACK_STEPS]
     assert m["facts"]["served_leaf_no_sni"] == state["extra"]["current_thumbprint"]
     assert m["previous_run"]["run_id"] == run_dir.name
     assert cli.main(["evidence", "verify", str(later[0]), "--hmac-key", "env:OPSLIB_NB_HMAC"]) == 0
