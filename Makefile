@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make test       lint, typecheck and the whole test suite (10+ minutes)"
-	@echo "make test-fast  lint, typecheck and the unit and rehearsal tiers: pytest -m 'unit or rehearsal'"
+	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers but slow tests (under a minute)"
 	@echo "make demo       a full renewal against a fresh rehearsal host"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make lint       ruff check and format check"
@@ -39,7 +39,7 @@ test: lint typecheck node
 	$(PY) -m pytest -q
 
 test-fast: lint typecheck node
-	$(PY) -m pytest -m "unit or rehearsal" -x -q
+	$(PY) -m pytest -m "(unit or rehearsal) and not slow" -x -q
 
 demo: $(STAMP)
 	$(VENV)/bin/opslib rehearse demo

@@ -9,9 +9,11 @@ a test whose cost differs from its module's is listed in :data:`TIER_OF_TEST`):
 * ``rehearsal`` — opslib over real HTTP against the rehearsal host;
 * ``notebooks`` — papermill runs (kernels), end to end through the runbook;
 * ``faults`` — the fault matrix;
-* ``slow`` — added to every test of the two tiers above (and any test listed in :data:`SLOW`).
+* ``slow`` — added to every test of the two tiers above, of the modules in :data:`SLOW_MODULES` and
+  of :data:`SLOW`.
 
-``make test-fast`` runs ``-m "unit or rehearsal"``; ``make test`` runs everything.
+``make test-fast`` runs ``-m "(unit or rehearsal) and not slow"`` (under a minute); ``make test`` runs
+everything.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ TIER_OF_TEST: dict[str, str] = {
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
+# Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
+# (74 tests, about half of the rehearsal tier's time).
+SLOW_MODULES = {"test_windows"}
 SLOW: set[str] = set()  # further "module::test name" entries marked slow
 
 
@@ -78,7 +83,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             unmapped.add(module)
             continue
         item.add_marker(getattr(pytest.mark, tier))
-        if tier in SLOW_TIERS or f"{module}::{test}" in SLOW:
+        if tier in SLOW_TIERS or module in SLOW_MODULES or f"{module}::{test}" in SLOW:
             item.add_marker(pytest.mark.slow)
     if unmapped:
         raise pytest.UsageError(

@@ -18,6 +18,7 @@ def test_every_test_module_has_a_tier() -> None:
     assert sorted(set(conftest.TIER_OF_MODULE) - modules) == [], (
         "TIER_OF_MODULE names modules that do not exist"
     )
+    assert conftest.SLOW_MODULES <= modules
     for key in [*conftest.TIER_OF_TEST, *conftest.SLOW]:
         module, _, test = key.partition("::")
         assert f"def {test}(" in (ROOT / "tests" / f"{module}.py").read_text(encoding="utf-8"), key
