@@ -106,7 +106,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if not (report.skipped and os.environ.get("CI")) or not isinstance(report.longrepr, tuple):
         return
-    reason = str(report.longrepr[2])
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
     for missing, remedy in CI_REQUIRED.items():
         if missing in reason:
             report.outcome = "failed"

@@ -170,6 +170,12 @@ def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, P
     assert (m["status"], m["failed_step"], m["error"], m["dry_run"]) == ("succeeded", None, None, False)
     assert [s["name"] for s in m["steps"]] == [s.name for s in runbook.RENEW_STEPS]
     assert all(s["status"] == "succeeded" and s["duration_s"] > 0 for s in m["steps"])
+    # Every step recorded the facts the step table says it records (later steps and rollback.yaml rely on them).
+    for step, record in zip(runbook.RENEW_STEPS, m["steps"], strict=True):
+        assert set(step.records) <= set(record["facts"]), (
+            step.name,
+            set(step.records) - set(record["facts"]),
+        )
     facts = m["facts"]
     assert facts["old_thumbprint"] == extra["current_thumbprint"]
     assert facts["new_thumbprint"] == extra["new_thumbprint"]
