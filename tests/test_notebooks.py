@@ -259,6 +259,7 @@ def test_the_evidence_is_signed_with_the_hmac_key(
 
 def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, _ = renewal
+    facts = setup.manifest(run_dir)["facts"]
     for step in runbook.RENEW_STEPS:
         executed = nbformat.read(run_dir / step.notebook, as_version=4)
         passed = executed.metadata["papermill"]["parameters"]
@@ -266,10 +267,11 @@ def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dic
         assert set(passed) <= declared, step.name
         assert {"host", "run_dir", "dry_run"} <= set(passed)
         assert evidence.read_facts(run_dir / step.notebook), f"{step.name} recorded no facts"
-    swap = nbformat.read(run_dir / "02_swap_certificate.ipynb", as_version=4).metadata["papermill"][
-        "parameters"
-    ]
-    assert swap["new_thumbprint"] == setup.manifest(run_dir)["facts"]["new_thumbprint"]
+        # The facts the step consumes arrived with the values the earlier steps recorded.
+        assert {name: passed.get(name) for name in step.consumes} == {
+            name: facts[name] for name in step.consumes
+        }
+    assert any("new_thumbprint" in step.consumes for step in runbook.RENEW_STEPS)
 
 
 def test_no_secret_in_the_renewal_evidence(renewal: tuple[Setup, Path, dict]) -> None:

@@ -12,13 +12,14 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from opslib import cli, params, runbook
+from opslib import cli, evidence, params, runbook
 from opslib.errors import ParameterError, RunLocked, StepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,3 +324,36 @@ def test_a_prompted_secret_reaches_the_kernels_as_an_environment_reference(
     ctx = runbook._Context(Path("."), p, {}, dry_run=False, yes=True, env=env)
     assert ctx.env_references()["winrm"]["password"] == "env:OPSLIB_PROMPTED_WINRM_PASSWORD"
     assert p.data["winrm"]["password"] == "prompt", "run.json keeps the reference as written"
+
+
+def test_the_runner_stops_before_a_step_whose_consumed_fact_contradicts_a_parameter(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-made step consumes ``work_site`` (an operator parameter) as a fact an earlier step recorded
+    with another value: the run stops before the step starts (no kernel), and run.json says why."""
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        tmp_path / "ev",
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="tester",
+        dry_run=False,
+        now_utc=datetime(2026, 11, 26, 19, 45, tzinfo=UTC),
+    )
+    step = runbook.Step("01_b", "b", consumes=("work_site",))
+    ctx = runbook._Context(run_dir, p, {}, dry_run=False, yes=True, env={})
+    ctx.facts["work_site"] = "other.example.jp"
+    with pytest.raises(
+        ParameterError, match=r"work_site = 'renew\.www1\.example\.jp' differs from the fact"
+    ) as caught:
+        ctx.execute([step])
+    assert caught.value.exit_code == 2
+    m = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert m["status"] == "failed" and m["steps"] == []
+    assert (
+        "the fact work_site = 'other.example.jp' recorded by an earlier step, which step 01_b consumes"
+        in m["error"]
+    )
+    ctx.facts["work_site"] = p.notebook_values()["work_site"]  # the same value: no contradiction
+    assert ctx.notebook_inputs(step) == {}  # and the notebook (declaring nothing here) receives nothing
