@@ -7,21 +7,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: help test test-fast node demo lab lint typecheck bench clean
 
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
 help:
 	@echo "make test       lint, typecheck and the whole test suite (10+ minutes)"
-	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers but slow tests (under a minute)"
+	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers without slow tests (under a minute)"
 	@echo "make demo       a full renewal against a fresh rehearsal host"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make lint       ruff check and format check"
 	@echo "make typecheck  mypy"
 	@echo "make bench      the benchmarks"
 	@echo "make clean      remove the virtual environment and build output"
-
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check opslib tests benchmarks
