@@ -1,16 +1,27 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# `make help` lists the targets; `make test-fast` is the quick loop (unit and rehearsal tiers).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lab lint typecheck bench clean
+.PHONY: help test test-fast node demo lab lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+help:
+	@echo "make test       lint, typecheck and the whole test suite (10+ minutes)"
+	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers without slow tests (under a minute)"
+	@echo "make demo       a full renewal against a fresh rehearsal host"
+	@echo "make lab        JupyterLab on notebooks/"
+	@echo "make lint       ruff check and format check"
+	@echo "make typecheck  mypy"
+	@echo "make bench      the benchmarks"
+	@echo "make clean      remove the virtual environment and build output"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check opslib tests benchmarks
@@ -19,8 +30,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The JScript helper's tests (tests/test_iis.py, tests/js/) run under Node.js: install it from the OS
+# packages when it is missing and we are root; in CI (CI set) a missing node fails those tests.
+node:
+	@command -v node >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update && apt-get install -y nodejs)
+
+test: lint typecheck node
 	$(PY) -m pytest -q
+
+test-fast: lint typecheck node
+	$(PY) -m pytest -m "(unit or rehearsal) and not slow" -x -q
 
 demo: $(STAMP)
 	$(VENV)/bin/opslib rehearse demo

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from opslib import evidence
+from opslib import evidence, runbook
 
-STEPS = ("00_precheck_root_store", "01_install_certificate", "02_swap_certificate", "03_backup_keypair")
+STEPS = tuple(s.name for s in runbook.RENEW_STEPS if s.changes_server)
 T = TypeVar("T")
 HOSTS = [f"web{n:02d}.example.jp" for n in range(1, 41)]
 SITES = ["www1.example.jp", "shop.example.jp", "api.example.jp"]

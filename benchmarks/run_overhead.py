@@ -90,7 +90,9 @@ def time_in_process(base: Path) -> float:
             for step in runbook.RENEW_STEPS:
                 source = runbook.notebooks_dir() / step.notebook
                 declared = runbook.declared_parameters(source)
-                namespace: dict[str, Any] = dict(runbook.notebook_parameters(list(declared), values, facts))
+                namespace: dict[str, Any] = dict(
+                    runbook.notebook_parameters(step, list(declared), values, facts)
+                )
                 nb = nbformat.read(source, as_version=4)
                 for cell in nb.cells:
                     if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):

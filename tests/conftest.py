@@ -1,12 +1,27 @@
-"""Shared fixtures: a bare emulated host and a rehearsal endpoint in front of it.
+"""Shared fixtures (a bare emulated host and a rehearsal endpoint in front of it) and the test tiers.
 
 Kept small and generic; area-specific fixtures live in the area's test module.
+
+Tiers (markers registered in pyproject.toml), assigned here by test module (:data:`TIER_OF_MODULE`;
+a test whose cost differs from its module's is listed in :data:`TIER_OF_TEST`):
+
+* ``unit`` — opslib modules alone (no endpoint, no kernel);
+* ``rehearsal`` — opslib over real HTTP against the rehearsal host;
+* ``notebooks`` — papermill runs (kernels), end to end through the runbook;
+* ``faults`` — the fault matrix;
+* ``slow`` — added to every test of the two tiers above, of the modules in :data:`SLOW_MODULES` and
+  of :data:`SLOW`.
+
+``make test-fast`` runs ``-m "(unit or rehearsal) and not slow"`` (under a minute); ``make test`` runs
+everything.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from secretscan import scan_runs
@@ -15,6 +30,88 @@ from opslib import rehearsal
 from opslib import secrets as opslib_secrets
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import filecodec
+
+# --- tiers ---------------------------------------------------------------------------------------------
+
+TIERS = ("unit", "rehearsal", "notebooks", "faults")
+TIER_OF_MODULE: dict[str, str] = {
+    "test_backup": "unit",
+    "test_certs": "unit",
+    "test_evidence": "unit",
+    "test_params": "unit",
+    "test_project": "unit",
+    "test_runbook": "unit",
+    "test_tiers": "unit",
+    "test_inspect": "rehearsal",
+    "test_iis": "rehearsal",
+    "test_rehearsal_server": "rehearsal",
+    "test_scenarios": "rehearsal",
+    "test_tls": "rehearsal",
+    "test_transport": "rehearsal",
+    "test_windows": "rehearsal",
+    "test_bad_inputs": "notebooks",
+    "test_notebooks": "notebooks",
+    "test_review_notebook": "notebooks",
+    "test_security": "notebooks",
+    "test_faults": "faults",
+}
+# Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
+TIER_OF_TEST: dict[str, str] = {
+    "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",
+    "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
+    "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
+}
+SLOW_TIERS = ("notebooks", "faults")
+# Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
+# (74 tests, about half of the rehearsal tier's time).
+SLOW_MODULES = {"test_windows"}
+SLOW: set[str] = set()  # further "module::test name" entries marked slow
+
+
+def tier_of(module: str, test: str) -> str | None:
+    """The tier of one test (``test``: its name without parameters), or None for an unmapped module."""
+    return TIER_OF_TEST.get(f"{module}::{test}") or TIER_OF_MODULE.get(module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmapped: set[str] = set()
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        test = getattr(item, "originalname", None) or item.name.split("[")[0]
+        tier = tier_of(module, test)
+        if tier is None:
+            unmapped.add(module)
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier in SLOW_TIERS or module in SLOW_MODULES or f"{module}::{test}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+    if unmapped:
+        raise pytest.UsageError(
+            f"tests/conftest.py: no tier for {', '.join(sorted(unmapped))}; add the module to TIER_OF_MODULE"
+        )
+
+
+# --- tools a test needs: a skip is a failure in CI -------------------------------------------------------
+
+# A test skipped because one of these is missing fails instead when CI is set: on a CI machine the tool is
+# installed (`make test` installs Node.js from the OS packages when it runs as root).
+CI_REQUIRED = {
+    "node (Node.js) is not installed": "Node.js: apt-get install nodejs (make test does it as root)"
+}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and os.environ.get("CI")) or not isinstance(report.longrepr, tuple):
+        return
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    for missing, remedy in CI_REQUIRED.items():
+        if missing in reason:
+            report.outcome = "failed"
+            report.longrepr = f"{reason} — CI is set, so this is a failure, not a skip; install {remedy}"
+
 
 REHEARSAL_PASSWORD = "Rehearsal-Pa55word!"  # a test-only literal, registered for redaction by start()
 

@@ -40,7 +40,7 @@ from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED, STOPPED, Host
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = [s for s in runbook.RENEW_STEPS if s.name != "04_verify_endpoint"]
+STEPS = [s for s in runbook.RENEW_STEPS if s.changes_server]
 FAULTS = ("before:{}:drop", "after:{}:drop", "after:{}:timeout", "after:{}:fault500", "before:{}:fail")
 FULL = os.environ.get("OPSLIB_FAULTS_FULL") == "1"
 # Short deadlines: a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
@@ -92,7 +92,7 @@ class Notebooks:
     def run_step(self, step: runbook.Step, values: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
         """Run one step as the runbook would (only declared parameters); return its recorded facts."""
         self.shell.reset(new_session=False)
-        self.shell.user_ns.update(runbook.notebook_parameters(self.declared[step.name], values, facts))
+        self.shell.user_ns.update(runbook.notebook_parameters(step, self.declared[step.name], values, facts))
         recorded: dict[str, Any] = {}
         for n, source in enumerate(self.cells[step.name], 1):
             with capture_output(display=True) as captured:

@@ -92,7 +92,7 @@ def test_every_key_of_the_parameter_files_reaches_a_notebook(tmp_path: Path) -> 
         unused = set(values) - names - {"mode"}
         assert not unused, f"{path.name}: keys no notebook declares: {sorted(unused)}"
         for step in runbook.steps_for(p.mode):
-            passed = runbook.notebook_parameters(sorted(declared[step.name]), values, {})
+            passed = runbook.notebook_parameters(step, sorted(declared[step.name]), values, {})
             assert set(passed) <= declared[step.name]
 
 
@@ -170,6 +170,12 @@ def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, P
     assert (m["status"], m["failed_step"], m["error"], m["dry_run"]) == ("succeeded", None, None, False)
     assert [s["name"] for s in m["steps"]] == [s.name for s in runbook.RENEW_STEPS]
     assert all(s["status"] == "succeeded" and s["duration_s"] > 0 for s in m["steps"])
+    # Every step recorded the facts the step table says it records (later steps and rollback.yaml rely on them).
+    for step, record in zip(runbook.RENEW_STEPS, m["steps"], strict=True):
+        assert set(step.records) <= set(record["facts"]), (
+            step.name,
+            set(step.records) - set(record["facts"]),
+        )
     facts = m["facts"]
     assert facts["old_thumbprint"] == extra["current_thumbprint"]
     assert facts["new_thumbprint"] == extra["new_thumbprint"]
@@ -253,6 +259,7 @@ def test_the_evidence_is_signed_with_the_hmac_key(
 
 def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, _ = renewal
+    facts = setup.manifest(run_dir)["facts"]
     for step in runbook.RENEW_STEPS:
         executed = nbformat.read(run_dir / step.notebook, as_version=4)
         passed = executed.metadata["papermill"]["parameters"]
@@ -260,10 +267,11 @@ def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dic
         assert set(passed) <= declared, step.name
         assert {"host", "run_dir", "dry_run"} <= set(passed)
         assert evidence.read_facts(run_dir / step.notebook), f"{step.name} recorded no facts"
-    swap = nbformat.read(run_dir / "02_swap_certificate.ipynb", as_version=4).metadata["papermill"][
-        "parameters"
-    ]
-    assert swap["new_thumbprint"] == setup.manifest(run_dir)["facts"]["new_thumbprint"]
+        # The facts the step consumes arrived with the values the earlier steps recorded.
+        assert {name: passed.get(name) for name in step.consumes} == {
+            name: facts[name] for name in step.consumes
+        }
+    assert any("new_thumbprint" in step.consumes for step in runbook.RENEW_STEPS)
 
 
 def test_no_secret_in_the_renewal_evidence(renewal: tuple[Setup, Path, dict]) -> None:
@@ -289,7 +297,7 @@ def test_rollback_yaml_puts_the_old_certificate_back(
     assert len(later) == 1
     m = setup.manifest(later[0])
     assert m["status"] == "succeeded" and m["parameters"]["mode"] == "rollback"
-    assert [s["name"] for s in m["steps"]] == ["05_rollback_certificate", "04_verify_endpoint"]
+    assert [s["name"] for s in m["steps"]] == [s.name for s in runbook.ROLLBACK_STEPS]
     assert m["facts"]["served_leaf_no_sni"] == state["extra"]["current_thumbprint"]
     assert m["previous_run"]["run_id"] == run_dir.name
     assert cli.main(["evidence", "verify", str(later[0]), "--hmac-key", "env:OPSLIB_NB_HMAC"]) == 0

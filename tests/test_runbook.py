@@ -12,14 +12,15 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from opslib import cli, params, runbook
-from opslib.errors import RunLocked, StepFailed, UsageError
+from opslib import cli, evidence, params, runbook
+from opslib.errors import ParameterError, RunLocked, StepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 WINRM_SECRET = "Winrm-Test-Secret-7731"
@@ -149,10 +150,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     lock = runbook.lock_path(tmp_path, "web01", "www1")
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}), encoding="utf-8")
-    with runbook._locked(tmp_path, "web01", "www1") as held:
+    with runbook.locked(tmp_path, "web01", "www1") as held:
         assert json.loads(held.read_text(encoding="utf-8"))["pid"] == os.getpid()
         with pytest.raises(RunLocked, match=r"another run holds .*web01_www1\.lock \(pid \d+ on "):
-            with runbook._locked(tmp_path, "web01", "www1"):
+            with runbook.locked(tmp_path, "web01", "www1"):
                 pass
     assert not lock.exists(), "the lock is released when the run ends"
 
@@ -167,15 +168,68 @@ def test_step_selection(params_file: Path) -> None:
         runbook._select(runbook.RENEW_STEPS, "9")
 
 
-def test_a_notebook_gets_only_what_it_declares() -> None:
-    declared = ["host", "new_thumbprint", "dry_run"]
-    available = {"host": "web01", "winrm": {"password": "env:X"}, "dry_run": True, "new_thumbprint": "A"}
-    facts = {"new_thumbprint": "B", "backup_sha256": "C"}
-    assert runbook.notebook_parameters(declared, available, facts) == {
+def test_a_notebook_gets_only_what_it_declares_and_the_facts_its_step_consumes() -> None:
+    step = runbook.Step("02_x", "x", consumes=("new_thumbprint",))
+    declared = ["host", "new_thumbprint", "backup_sha256", "dry_run"]
+    available = {"host": "web01", "winrm": {"password": "env:X"}, "dry_run": True}
+    facts = {"new_thumbprint": "B", "backup_sha256": "C", "host": "other"}
+    # backup_sha256 is declared but not consumed; the fact "host" is not consumed either: the operator's stays.
+    assert runbook.notebook_parameters(step, declared, available, facts) == {
         "host": "web01",
         "new_thumbprint": "B",
         "dry_run": True,
     }
+    # The same value on both sides is no contradiction.
+    assert (
+        runbook.notebook_parameters(step, declared, {**available, "new_thumbprint": "B"}, facts)[
+            "new_thumbprint"
+        ]
+        == "B"
+    )
+
+
+def test_a_consumed_fact_never_silently_beats_an_operator_parameter() -> None:
+    table = (
+        runbook.Step("00_a", "a", records=("old_thumbprint",)),
+        runbook.Step("01_b", "b", consumes=("old_thumbprint",)),
+    )
+    assert runbook.table_problems(table) == []
+    with pytest.raises(
+        ParameterError,
+        match=r"web01\.yaml: old_thumbprint: the operator parameter old_thumbprint = 'AA' differs from the fact "
+        r"old_thumbprint = 'BB' recorded by .*which step 01_b consumes — remove old_thumbprint from the parameters",
+    ) as caught:
+        runbook.notebook_parameters(
+            table[1],
+            ["old_thumbprint"],
+            {"old_thumbprint": "AA"},
+            {"old_thumbprint": "BB"},
+            source="web01.yaml",
+        )
+    assert caught.value.exit_code == 2
+
+
+def test_a_step_table_is_checked_for_facts_nobody_records() -> None:
+    table = (
+        runbook.Step("00_a", "a", consumes=("new_thumbprint",)),
+        runbook.Step("01_b", "b", records=("new_thumbprint",)),
+        runbook.Step("01_b", "b"),
+    )
+    assert runbook.table_problems(table) == [
+        "00_a consumes 'new_thumbprint', which no earlier step records",
+        "01_b: listed twice",
+    ]
+    for mode in ("renew", "rollback"):
+        assert runbook.table_problems(runbook.steps_for(mode)) == []
+
+
+def test_every_consumed_fact_is_a_parameter_of_its_notebook() -> None:
+    for step in runbook.ALL_STEPS:
+        declared = runbook.declared_parameters(ROOT / "notebooks" / step.notebook)
+        missing = [f for f in step.consumes if f not in declared]
+        assert not missing, f"{step.notebook} does not declare the facts its step consumes: {missing}"
+        if step.serves:
+            assert step.serves in declared, step.name
 
 
 def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_path: Path) -> None:
@@ -188,7 +242,32 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
     }
     run_dir = tmp_path / "20261126T194500Z_web01.example.jp_www1.example.jp"
     run_dir.mkdir()
-    text = runbook.rollback_text(p, facts, run_id=run_dir.name)
+    swap = next(s for s in runbook.RENEW_STEPS if s.writes_rollback)
+    values = runbook.rollback_values(swap, facts)
+    assert values == {
+        "old_thumbprint": "AB" * 20,
+        "old_not_after_utc": "2026-12-01T00:00:00Z",
+        "old_secure_bindings": [":443:"],
+        "replaced_thumbprint": "CD" * 20,
+    }
+    # A swap that failed before recording: what step 0 saw before anything changed is the undo.
+    before = {
+        "production_thumbprint_before": "EF" * 20,
+        "production_not_after_utc_before": "2026-11-01T00:00:00Z",
+        "production_secure_bindings_before": [":8443:"],
+        "new_thumbprint": "CD" * 20,
+    }
+    assert runbook.rollback_values(swap, before) == {
+        "old_thumbprint": "EF" * 20,
+        "old_not_after_utc": "2026-11-01T00:00:00Z",
+        "old_secure_bindings": [":8443:"],
+        "replaced_thumbprint": "CD" * 20,
+    }
+    assert runbook.write_rollback(run_dir, p, swap, {"new_thumbprint": "CD" * 20}) is None, (
+        "nothing to put back"
+    )
+    assert not (run_dir / "rollback.yaml").exists()
+    text = runbook.rollback_text(p, values, run_id=run_dir.name)
     assert text.startswith("# Rollback parameters written by opslib for run 20261126T194500Z_")
     assert WINRM_SECRET not in text and PFX_SECRET not in text
     (run_dir / "rollback.yaml").write_text(text, encoding="utf-8")
@@ -200,6 +279,7 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
     assert rb.get("winrm.password") == "env:OPSLIB_TEST_WINRM"
     assert "backup" not in rb.data and "certificate_file" not in rb.data
     assert [s.name for s in runbook.steps_for(rb.mode)] == ["05_rollback_certificate", "04_verify_endpoint"]
+    assert runbook.steps_for(rb.mode) == runbook.ROLLBACK_STEPS
     # The rollback's evidence goes next to the run it rolls back.
     assert runbook._evidence_root(None, rb) == tmp_path
 
@@ -222,7 +302,7 @@ def test_on_a_terminal_the_swap_waits_for_a_yes(params_file: Path, tmp_path: Pat
         ask=lambda q: asked.append(q) or "no",
     )
     ctx.facts["new_thumbprint"] = "CD" * 20
-    swap = runbook.RENEW_STEPS[2]
+    swap = next(s for s in runbook.RENEW_STEPS if s.needs_confirmation)
     with pytest.raises(
         StepFailed, match=r"step 02_swap_certificate failed: not started: the operator did not confirm"
     ):
@@ -244,3 +324,36 @@ def test_a_prompted_secret_reaches_the_kernels_as_an_environment_reference(
     ctx = runbook._Context(Path("."), p, {}, dry_run=False, yes=True, env=env)
     assert ctx.env_references()["winrm"]["password"] == "env:OPSLIB_PROMPTED_WINRM_PASSWORD"
     assert p.data["winrm"]["password"] == "prompt", "run.json keeps the reference as written"
+
+
+def test_the_runner_stops_before_a_step_whose_consumed_fact_contradicts_a_parameter(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-made step consumes ``work_site`` (an operator parameter) as a fact an earlier step recorded
+    with another value: the run stops before the step starts (no kernel), and run.json says why."""
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        tmp_path / "ev",
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="tester",
+        dry_run=False,
+        now_utc=datetime(2026, 11, 26, 19, 45, tzinfo=UTC),
+    )
+    step = runbook.Step("01_b", "b", consumes=("work_site",))
+    ctx = runbook._Context(run_dir, p, {}, dry_run=False, yes=True, env={})
+    ctx.facts["work_site"] = "other.example.jp"
+    with pytest.raises(
+        ParameterError, match=r"work_site = 'renew\.www1\.example\.jp' differs from the fact"
+    ) as caught:
+        ctx.execute([step])
+    assert caught.value.exit_code == 2
+    m = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert m["status"] == "failed" and m["steps"] == []
+    assert (
+        "the fact work_site = 'other.example.jp' recorded by an earlier step, which step 01_b consumes"
+        in m["error"]
+    )
+    ctx.facts["work_site"] = p.notebook_values()["work_site"]  # the same value: no contradiction
+    assert ctx.notebook_inputs(step) == {}  # and the notebook (declaring nothing here) receives nothing

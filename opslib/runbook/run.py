@@ -1,108 +1,55 @@
-"""The renewal runbook: run the step notebooks in order with papermill and keep the evidence.
+"""Run, resume and summarize a renewal (or a rollback): the step notebooks in order, with the evidence.
 
 ``run(params_path)`` validates the parameters file, checks that every secret reference resolves,
-takes a lock for the host and site, creates the run folder (:func:`opslib.evidence.new_run`) and
-runs the steps, one kernel each:
-
-=====================================  =====================================================
-``00_precheck_root_store``             read-only checks, disable a forbidden root (backed up)
-``01_install_certificate``             complete the pending request, bind to the work site
-``02_swap_certificate``                production site: old → new (asks first unless ``yes``)
-``03_backup_keypair``                  PFX to ``backup.directory`` (0600 in a 0700 folder)
-``04_verify_endpoint``                 what the site serves, with and without SNI
-=====================================  =====================================================
+takes a lock for the host and site (:mod:`.lock`), creates the run folder
+(:func:`opslib.evidence.new_run`) and runs the steps of :mod:`.steps`, one kernel each (:mod:`.kernels`).
 
 Each notebook gets only the parameters its ``parameters`` cell declares (papermill's
-``inspect_notebook``) — secrets only as references — plus the facts earlier steps recorded
-(:func:`opslib.evidence.read_facts`). After each step the runner updates ``run.json``, renders
-``html/<step>.html``, and after step 2 (also a failed one) writes ``rollback.yaml``: ``opslib run rollback.yaml``
-(``mode: rollback``) runs only ``05_rollback_certificate`` and ``04_verify_endpoint``.
+``inspect_notebook``) — secrets only as references — plus the facts its step declares it consumes
+(:func:`.steps.notebook_parameters`; a fact never silently replaces an operator parameter). After
+each step the runner updates ``run.json``, renders ``html/<step>.html`` (:mod:`.render`), and after
+the step that ``writes_rollback`` (also a failed one) writes ``rollback.yaml`` (:mod:`.rollback`):
+``opslib run rollback.yaml`` (``mode: rollback``) runs only the rollback steps.
 
 The first failure stops the run (:class:`opslib.errors.StepFailed`: the step, the failing cell,
 the notebook); the evidence is finalized in every case. ``resume(run_dir)`` continues from the
 failed step in the same folder (a failed attempt's notebook and render move to ``attempts/``).
-
-Speed: every step still gets a fresh kernel, but the next one is started (and imports the kit)
-while the current step runs; kernels are reached over Unix sockets in a private folder (POSIX).
-Renders happen in a background thread. ``benchmarks/run_overhead.py`` measures the result.
+``benchmarks/run_overhead.py`` measures what the runner costs.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import getpass
-import itertools
 import json
 import os
-import re
 import shutil
-import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import backup, evidence, preflight, secrets
-from . import params as params_
-from .errors import OpsError, ParameterError, RunLocked, StepFailed, UsageError
+from .. import backup, evidence, preflight, secrets
+from .. import params as params_
+from ..errors import OpsError, ParameterError, StepFailed, UsageError
+from . import render
+from .kernels import KERNEL, Kernels
+from .lock import locked
+from .rollback import write_rollback
+from .steps import Step, consumed_facts, notebook_parameters, steps_for
 
-KERNEL = "python3"
 CELL_TIMEOUT_S = 900  # one cell; the transport has its own, shorter, per-command deadlines
 _NOTEBOOKS_ENV = "OPSLIB_NOTEBOOKS"  # override the notebook folder (an installed kit, a test)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of the runbook: a notebook, and whether it changes the server."""
-
-    name: str  # notebook file name without ".ipynb"; the step's name in run.json
-    title: str
-    mutates: bool
-    confirm: bool = False  # ask the operator first (the production swap)
-
-    @property
-    def notebook(self) -> str:
-        return f"{self.name}.ipynb"
-
-
-RENEW_STEPS: tuple[Step, ...] = (
-    Step("00_precheck_root_store", "事前確認 / Pre-check the trusted root store", mutates=True),
-    Step("01_install_certificate", "サーバIDのインストール / Install the new certificate", mutates=True),
-    Step(
-        "02_swap_certificate",
-        "サーバIDの入替え / Swap the production certificate",
-        mutates=True,
-        confirm=True,
-    ),
-    Step("03_backup_keypair", "キーペアのバックアップ / Back up the key pair", mutates=True),
-    Step("04_verify_endpoint", "公開状態の確認 / Verify what the site serves", mutates=False),
-)
-ROLLBACK_STEPS: tuple[Step, ...] = (
-    Step(
-        "05_rollback_certificate",
-        "ロールバック / Put the previous certificate back",
-        mutates=True,
-        confirm=True,
-    ),
-    Step("04_verify_endpoint", "公開状態の確認 / Verify what the site serves", mutates=False),
-)
-ROLLBACK_FILE = "rollback.yaml"
 
 
 def notebooks_dir() -> Path:
     """Where the step notebooks live (``$OPSLIB_NOTEBOOKS``, else the kit's ``notebooks/``)."""
     override = os.environ.get(_NOTEBOOKS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def steps_for(mode: str) -> tuple[Step, ...]:
-    return ROLLBACK_STEPS if mode == params_.ROLLBACK else RENEW_STEPS
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
@@ -110,14 +57,6 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     import papermill
 
     return dict(papermill.inspect_notebook(str(notebook)))
-
-
-def notebook_parameters(
-    declared: Sequence[str], available: dict[str, Any], facts: dict[str, Any]
-) -> dict[str, Any]:
-    """What one notebook receives: only its declared names, from the file's values and earlier facts."""
-    merged = {**available, **facts}
-    return {name: merged[name] for name in declared if name in merged}
 
 
 # --- the public verbs ------------------------------------------------------------------------
@@ -145,7 +84,7 @@ def run(
     hmac_key = _hmac_key(params, env)
     _check_backup_directory(params, root, selected)
     notebooks = _check_notebooks(selected)
-    with _locked(root, params.host, params.site):
+    with locked(root, params.host, params.site):
         preflight.check_inputs(params, steps=[s.name for s in selected], prompted=env)
         run_dir = evidence.new_run(
             root,
@@ -189,7 +128,7 @@ def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
     root = folder.resolve().parent
     _check_backup_directory(params, root, remaining)
     notebooks = _check_notebooks(remaining)
-    with _locked(root, params.host, params.site):
+    with locked(root, params.host, params.site):
         preflight.check_inputs(params, steps=[s.name for s in remaining], prompted=env)
         _archive_failed_attempts(folder, manifest)
         print(f"opslib: resuming {folder} at {remaining[0].name}", file=sys.stderr)
@@ -245,24 +184,25 @@ class _Context:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         try:
-            with _environment(self.env), _Kernels(self.params.base_dir) as kernels:
+            with _environment(self.env), Kernels(self.params.base_dir) as kernels:
                 for n, step in enumerate(steps):
-                    if step.confirm and not self.dry_run and not self.yes:
+                    passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
+                    if step.needs_confirmation and not self.dry_run and not self.yes:
                         self._confirm(step)
                     kernel = kernels.take()
                     if n + 1 < len(steps):
                         kernels.prestart()  # boots while this step runs
                     ok = False
                     try:
-                        self._run_step(step, kernel)
+                        self._run_step(step, kernel, passed)
                         ok = True
                     finally:
                         # After a failure the kernel exits gracefully: its open connection's atexit
                         # close removes the remote temp folder (a successful step closed it already).
                         kernels.stop(kernel, graceful=not ok)
                         # Also after a failed swap: its check names this file as the undo.
-                        if step.name == "02_swap_certificate" and not self.dry_run:
-                            self._write_rollback()
+                        if step.writes_rollback and not self.dry_run:
+                            self._write_rollback(step)
         except OpsError as exc:
             failure = exc
         except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
@@ -275,9 +215,28 @@ class _Context:
         self._close(status="succeeded", error=None)
         return 0
 
+    def operator_values(self) -> dict[str, Any]:
+        """The operator's parameters as notebooks receive them (plus the runner's ``run_dir``, ``dry_run``)."""
+        values = {
+            **self.params.notebook_values(),
+            "run_dir": str(self.run_dir.resolve()),
+            "dry_run": self.dry_run,
+        }
+        values.update(self.env_references())
+        return values
+
+    def notebook_inputs(self, step: Step) -> dict[str, Any]:
+        """What ``step``'s notebook receives: its declared parameters, from the operator's values and
+        the facts the step consumes (:func:`.steps.notebook_parameters`; a contradiction is refused)."""
+        declared = self.notebooks[step.name][1] if step.name in self.notebooks else {}
+        return notebook_parameters(
+            step, list(declared), self.operator_values(), self.facts, source=self.params.source
+        )
+
     def _confirm(self, step: Step) -> None:
         site = self.params.site
-        new = self.facts.get("new_thumbprint") or self.params.notebook_values().get("old_thumbprint", "?")
+        known = {**self.operator_values(), **consumed_facts(step, self.facts)}
+        new = known.get(step.serves) or "?"
         question = (
             f"Step {step.name}: {step.title}\n"
             f"  site {site} on {self.params.host} will serve certificate {new}.\n"
@@ -292,19 +251,12 @@ class _Context:
                 hint=f"nothing was changed by this step; continue with: opslib resume {self.run_dir}",
             )
 
-    def _run_step(self, step: Step, kernel: Any) -> None:
+    def _run_step(self, step: Step, kernel: Any, passed: dict[str, Any]) -> None:
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
-        source, declared = self.notebooks[step.name]
+        source = self.notebooks[step.name][0]
         output = self.run_dir / step.notebook
-        values = {
-            **self.params.notebook_values(),
-            "run_dir": str(self.run_dir.resolve()),
-            "dry_run": self.dry_run,
-        }
-        values.update({k: v for k, v in self.env_references().items()})
-        passed = notebook_parameters(list(declared), values, self.facts)
         started = _now()
         fresh: dict[str, Any] = {
             "name": step.name,
@@ -361,9 +313,9 @@ class _Context:
                 step.name, str(output), cause, hint=f"fix the cause, then: opslib resume {self.run_dir}"
             )
         finished = _now()
-        record["redacted"] = _redact_notebook(output)
+        record["redacted"] = render.redact_notebook(output)
         # Rendered in the background while the next kernel starts (waited for before finalizing).
-        self.renders.append(_render_pool().submit(self._render, step, output))
+        self.renders.append(render.render_later(output, self.run_dir / "html" / f"{step.name}.html"))
         record.update(finished_utc=_iso(finished), duration_s=round(time.monotonic() - t0, 3))
         if error is not None:
             record.update(status="failed", error=str(error))
@@ -384,36 +336,13 @@ class _Context:
                 out["backup_pfx_password"] = f"env:{var}"
         return out
 
-    def _render(self, step: Step, notebook: Path) -> None:
-        if not notebook.exists():
-            return
-        html_dir = self.run_dir / "html"
-        html_dir.mkdir(exist_ok=True)
-        try:
-            with warnings.catch_warnings():  # the facts MIME type has no HTML form; the table beside it does
-                warnings.filterwarnings(
-                    "ignore", message=".*is not able to be represented", category=UserWarning
-                )
-                body = _exporter().from_filename(str(notebook))[0]
-        except Exception as exc:  # a render failure must not hide the step's own result
-            body = f"<p>nbconvert could not render {notebook.name}: {type(exc).__name__}</p>"
-        (html_dir / f"{step.name}.html").write_text(secrets.redact(body), encoding="utf-8")
-
-    def _write_rollback(self) -> None:
-        facts = self.facts
-        if not facts.get("old_thumbprint"):
-            # Step 2 failed before recording: what step 0 saw before anything changed is the undo.
-            facts = {
-                "old_thumbprint": facts.get("production_thumbprint_before", ""),
-                "old_not_after_utc": facts.get("production_not_after_utc_before", ""),
-                "old_secure_bindings": facts.get("production_secure_bindings_before") or [],
-                "new_thumbprint": facts.get("new_thumbprint", ""),
-            }
-        if not facts["old_thumbprint"]:
-            return
-        path = self.run_dir / ROLLBACK_FILE
-        path.write_text(rollback_text(self.params, facts, run_id=self.run_dir.name), encoding="utf-8")
-        print(f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)", file=sys.stderr)
+    def _write_rollback(self, step: Step) -> None:
+        path = write_rollback(self.run_dir, self.params, step, self.facts)
+        if path is not None:
+            print(
+                f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)",
+                file=sys.stderr,
+            )
 
     def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> None:
         for future in self.renders:
@@ -437,37 +366,6 @@ class _Context:
         print(summarize(self.run_dir), flush=True)
 
 
-# --- rollback parameter set --------------------------------------------------------------------
-
-
-def rollback_text(params: params_.Parameters, facts: dict[str, Any], *, run_id: str) -> str:
-    """``rollback.yaml``: the run's parameters (references only) in ``mode: rollback``."""
-    data: dict[str, Any] = {"mode": params_.ROLLBACK}
-    for key, value in params.data.items():
-        if key in ("mode", "certificate_file", "expected_hostnames", "backup"):
-            continue
-        data[key] = json.loads(json.dumps(value))
-    for key in ("winrm.ca_trust_path", "verify.ca_file"):
-        section, _, leaf = key.partition(".")
-        if data[section].get(leaf):
-            data[section][leaf] = str(params.path(key))  # the rollback file lives in the run folder
-    data["rollback"] = {
-        "run_id": run_id,
-        "old_thumbprint": facts["old_thumbprint"],
-        "old_not_after_utc": str(facts.get("old_not_after_utc", "")),
-        "old_secure_bindings": list(facts.get("old_secure_bindings") or []),
-        "replaced_thumbprint": str(facts.get("new_thumbprint", "")),
-    }
-    header = (
-        f"Rollback parameters written by opslib for run {run_id}.\n"
-        f"`opslib run {ROLLBACK_FILE}` puts certificate {facts['old_thumbprint']} back on site\n"
-        f"{params.site} (host {params.host}) with its old secure bindings, then verifies the endpoint.\n"
-        f"実行 `opslib run {ROLLBACK_FILE}` で、サイト {params.site} の証明書を更新前のもの\n"
-        "に戻し、公開状態を確認します。Secrets are references only (秘密情報は参照のみ)."
-    )
-    return params_.dump(data, header=header)
-
-
 # --- checks before anything is contacted --------------------------------------------------------
 
 
@@ -488,10 +386,10 @@ def _select(all_steps: tuple[Step, ...], wanted: str | Sequence[str] | None) -> 
 
 
 def _refuse_unconfirmable(steps: Sequence[Step], *, dry_run: bool, yes: bool) -> None:
-    if dry_run or yes or not any(s.confirm for s in steps):
+    if dry_run or yes or not any(s.needs_confirmation for s in steps):
         return
     if not sys.stdin or not sys.stdin.isatty():
-        step = next(s for s in steps if s.confirm)
+        step = next(s for s in steps if s.needs_confirmation)
         raise UsageError(
             f"step {step.name} changes the production site and needs a confirmation, "
             "but standard input is not a terminal",
@@ -534,7 +432,7 @@ def _hmac_key(params: params_.Parameters, env: dict[str, str]) -> bytes | None:
 
 
 def _check_backup_directory(params: params_.Parameters, root: Path, steps: Sequence[Step]) -> None:
-    if params.mode != params_.RENEW or not any(s.name == "03_backup_keypair" for s in steps):
+    if params.mode != params_.RENEW or not any(s.writes_backup for s in steps):
         return
     problem = backup.folder_problem(params.path("backup.directory"), evidence_root=root)
     if problem:
@@ -562,68 +460,6 @@ def _evidence_root(given: str | os.PathLike[str] | None, params: params_.Paramet
     if params.mode == params_.ROLLBACK and (params.base_dir / "run.json").is_file():
         return params.base_dir.parent.resolve()  # rollback.yaml in a run folder: keep the evidence together
     return Path("evidence").resolve()
-
-
-# --- lock --------------------------------------------------------------------------------------
-
-
-def lock_path(root: str | os.PathLike[str], host: str, site: str) -> Path:
-    """The lock file that keeps two runs against the same host and site from overlapping."""
-    return Path(root) / ".locks" / f"{_safe(host)}_{_safe(site)}.lock"
-
-
-@contextlib.contextmanager
-def _locked(root: Path, host: str, site: str) -> Iterator[Path]:
-    path = lock_path(root, host, site)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_utc": _iso(_now())}
-    for attempt in (1, 2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            other = _read_lock(path)
-            if attempt == 1 and _stale(other):
-                print(f"opslib: removing a stale lock {path} ({_describe(other)})", file=sys.stderr)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            raise RunLocked(str(path), _describe(other)) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(holder, fh)
-        break
-    try:
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _read_lock(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _stale(holder: dict[str, Any]) -> bool:
-    """True only when the holder is a process on this machine that no longer exists."""
-    pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    if not holder:
-        return "holder unknown"
-    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_utc')}"
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -662,114 +498,6 @@ def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
         evidence.update_run(folder, steps=steps)
 
 
-def _redact_notebook(path: Path) -> int:
-    """Mask any registered secret in an executed notebook (defence in depth); returns how many cells changed."""
-    if not path.exists() or not secrets.registered():
-        return 0
-    text = path.read_text(encoding="utf-8")
-    clean = secrets.redact(text)
-    if clean == text:
-        return 0
-    path.write_text(clean, encoding="utf-8")
-    return max(1, clean.count(secrets.MASK) - text.count(secrets.MASK))
-
-
-_EXPORTER: Any = None
-_IPC_FOLDER: str | None = None
-# What every step imports, loaded while the kernel boots (before the previous step has finished).
-# The notebooks still import what they use themselves; this only makes those imports instant.
-_PRELOAD = "import pandas, opslib, opslib._transport, opslib.certs, opslib.evidence, opslib.iis, opslib.tls, opslib.windows"
-
-
-_KERNEL_NUMBER = itertools.count(1)
-
-
-def kernel_manager_options() -> dict[str, Any]:
-    """How kernels are reached: Unix sockets in a private folder (POSIX), not loopback TCP ports.
-
-    jupyter_client picks free TCP ports and the kernel binds them a moment later; with other
-    processes picking ports meanwhile, a kernel sometimes dies with "Address already in use". IPC
-    sockets in a folder of our own cannot collide (and are not reachable by other local users).
-    Windows has no IPC transport: there the default (TCP) stays.
-    """
-    global _IPC_FOLDER
-    if os.name != "posix":
-        return {}
-    if _IPC_FOLDER is None:
-        import tempfile
-
-        _IPC_FOLDER = tempfile.mkdtemp(prefix="opslib-k-")  # 0700
-        atexit.register(shutil.rmtree, _IPC_FOLDER, True)
-    # One prefix per kernel: jupyter_client picks IPC "ports" by looking for existing socket files,
-    # and a kernel started a moment ago may not have created its files yet.
-    return {"transport": "ipc", "ip": os.path.join(_IPC_FOLDER, f"k{next(_KERNEL_NUMBER)}")}
-
-
-class _Kernels:
-    """One fresh kernel per step; the next one is started while the current step runs.
-
-    Starting a kernel returns at once; the kernel process boots (and imports :data:`_PRELOAD`) in
-    parallel with the step running in the previous kernel, so the steps do not wait for it.
-    """
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.ready: Any = None
-
-    def __enter__(self) -> _Kernels:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.ready is not None:
-            self.stop(self.ready)
-            self.ready = None
-
-    def start(self) -> Any:
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.utils import run_sync
-
-        km = AsyncKernelManager(kernel_name=KERNEL, **kernel_manager_options())
-        run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=[f"--IPKernelApp.exec_lines={_PRELOAD}"])
-        return km
-
-    def prestart(self) -> None:
-        self.ready = self.start()
-
-    def take(self) -> Any:
-        km, self.ready = self.ready, None
-        return km if km is not None else self.start()
-
-    @staticmethod
-    def stop(km: Any, *, graceful: bool = False) -> None:
-        from jupyter_core.utils import run_sync
-
-        with contextlib.suppress(Exception):  # already dead, or never started
-            if run_sync(km.is_alive)():
-                run_sync(km.shutdown_kernel)(now=not graceful)
-        with contextlib.suppress(Exception):
-            run_sync(km.cleanup_resources)()
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _render_pool() -> ThreadPoolExecutor:
-    """One worker: renders run one at a time, in step order, beside the kernels."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opslib-render")
-    return _POOL
-
-
-def _exporter() -> Any:
-    global _EXPORTER
-    if _EXPORTER is None:
-        from nbconvert import HTMLExporter
-
-        _EXPORTER = HTMLExporter()
-    return _EXPORTER
-
-
 def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "run.json"
     try:
@@ -796,7 +524,3 @@ def _now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "_"
