@@ -189,6 +189,18 @@ def _judge(path: list[_Candidate], now_utc: datetime) -> tuple[tuple[int, int, i
     return quality, result
 
 
+def host_now(host: Host) -> datetime:
+    """The emulated host's clock: the scenario's clock (``host.extra["now_utc"]``) when set, else now.
+
+    A scenario's certificates are made relative to its clock; checking them against the real time
+    would make a rehearsal built with a fixed clock expire a year later.
+    """
+    raw = host.extra.get("now_utc")
+    if isinstance(raw, str) and raw:
+        return datetime.fromisoformat(raw).astimezone(UTC)
+    return datetime.now(UTC)
+
+
 def build_path(
     host: Host,
     leaf: x509.Certificate,
@@ -201,9 +213,9 @@ def build_path(
 
     ``purpose``: an EKU OID (e.g. serverAuth) a Root entry's EKU property must allow for it to be an
     anchor; None = any root not disabled for all purposes. ``now_utc``: the time to check validity at
-    (default: the current time, the emulated host's clock).
+    (default: :func:`host_now`).
     """
-    when = (now_utc or datetime.now(UTC)).astimezone(UTC)
+    when = (now_utc or host_now(host)).astimezone(UTC)
     # The rehearsal G5 CN is longer than RFC 5280's 64; cryptography warns on every access to it.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
