@@ -82,12 +82,27 @@ def accepted(host: Host, pki: Pki) -> bool:
 @pytest.mark.parametrize("name", ["default", "no-g5", *CHAIN_SCENARIOS])
 def test_accept_succeeds_when_the_chain_reaches_an_enabled_root(tmp_path: Path, name: str) -> None:
     host, pki = build(name, tmp_path)
-    leaf = upload(host, r"C:\new.cer", pki.new_leaf)
+    # The vendor order: the CA certificates the CA supplies into Intermediate CA, then the bare leaf.
+    for i, ca in enumerate(pki.chain.supplied):
+        code, _, err = run(host, "certutil -addstore CA " + upload(host, rf"C:\ca{i}.cer", ca))
+        assert code == 0, err
+    leaf = upload(host, NEW_CER, pki.new_leaf)
     code, out, err = run(host, f"certreq -accept {leaf}")
     assert code == 0, err
     assert "Installed Certificate:" in out
     assert accepted(host, pki)
     assert thumbs(host, "REQUEST") == set()  # the pending request's placeholder is gone
+
+
+def test_modern_chain_bare_leaf_first_fails_chaining(tmp_path: Path) -> None:
+    # What the kit's step 1 did before issue 11: complete the request with the bare leaf, then install
+    # the CA certificates. The renewal's new intermediate is not on the server yet.
+    host, pki = build("modern-chain", tmp_path)
+    before = host.state()["registry"]
+    code, out, err = run(host, "certreq -accept " + upload(host, NEW_CER, pki.new_leaf))
+    assert code == CHAINING
+    assert err.startswith("Certificate Request Processor: A certificate chain could not be built")
+    assert out == "" and host.state()["registry"] == before
 
 
 def test_the_path_goes_through_the_cross_certificate_once_g5_is_disabled(tmp_path: Path) -> None:
@@ -161,8 +176,10 @@ def test_accept_fails_chaining_without_the_intermediate_then_succeeds_after_adds
     host, pki = build(name, tmp_path)
     cert = pki.intermediate if missing == "intermediate" else pki.chain.cross
     assert cert is not None
-    code, _, err = run(host, f"certutil -delstore CA {certs.thumbprint(cert)}")
-    assert code == 0, err
+    if certs.thumbprint(cert) in thumbs(host, "CA"):
+        code, _, err = run(host, f"certutil -delstore CA {certs.thumbprint(cert)}")
+        assert code == 0, err
+    assert certs.thumbprint(cert) not in thumbs(host, "CA")
     leaf = upload(host, r"C:\new.cer", pki.new_leaf)
     code, out, err = run(host, f"certreq -accept {leaf}")
     assert code == CHAINING
@@ -179,7 +196,6 @@ def test_accept_fails_chaining_without_the_intermediate_then_succeeds_after_adds
 
 def test_accept_uses_the_certificates_of_the_accepted_file(tmp_path: Path) -> None:
     host, pki = build("modern-chain", tmp_path)
-    run(host, f"certutil -delstore CA {certs.thumbprint(pki.intermediate)}")
     assert certs.thumbprint(pki.intermediate) not in thumbs(host, "CA")
     host.write_file(r"C:\new.p7b", pki.pkcs7_bundle(encoding="DER"))  # leaf + intermediate, as mailed
     code, _, err = run(host, r"certreq -accept C:\new.p7b")
@@ -206,6 +222,8 @@ def test_a_host_whose_certreq_skips_the_chain_check_accepts(tmp_path: Path) -> N
 
 def test_a_disallowed_certificate_is_never_used(tmp_path: Path) -> None:
     host, pki = build("modern-chain", tmp_path)
+    stores.add_certificate(host, "CA", pki.intermediate)
+    assert chainbuild.build_path(host, pki.new_leaf).ok
     stores.add_certificate(host, "Disallowed", pki.intermediate)
     code, _, _ = run(host, "certreq -accept " + upload(host, NEW_CER, pki.new_leaf))
     assert code == CHAINING
@@ -224,8 +242,14 @@ def test_modern_chain_stores(tmp_path: Path) -> None:
     root = pki.chain.server_roots[0]
     assert pki.chain.cross is None and pki.chain.supplied == (pki.intermediate,)
     assert root_thumbs(host) == {certs.thumbprint(root)}  # no G5, rehearsal or real, anywhere
-    assert thumbs(host, "CA") == {certs.thumbprint(pki.intermediate)}
-    assert pki.intermediate.issuer == root.subject
+    previous = pki.chain.previous_intermediate
+    assert previous is not None and previous.issuer == root.subject
+    # The server holds the intermediate of its current certificate; the renewal's comes from the CA.
+    assert thumbs(host, "CA") == {certs.thumbprint(previous)}
+    assert pki.current_leaf.issuer == previous.subject
+    assert pki.intermediate.issuer == root.subject and pki.new_leaf.issuer == pki.intermediate.subject
+    current = chainbuild.build_path(host, pki.current_leaf)
+    assert current.ok and current.certs == (pki.current_leaf, previous, root)
     assert "G5" not in " ".join(
         e.cert.subject.rfc4514_string() for e in stores.logical_certificates(host, "CA")
     )

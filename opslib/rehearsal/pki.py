@@ -15,8 +15,9 @@ leaves are always issued by ``Pki.intermediate`` and :attr:`Pki.chain` says what
 what the server's stores hold::
 
     "g5"                   the shape above (default; unchanged)
-    "modern"               modern_root (self-signed, "Global Root G2"-like) ──> intermediate ──> leaves;
-                           no cross certificate, no G5 anywhere
+    "modern"               modern_root (self-signed, "Global Root G2"-like) ──> intermediate ──> new_leaf (and
+                           the broken leaves); no cross certificate, no G5 anywhere. current_leaf comes from
+                           the previous intermediate (chain.previous_intermediate), the only one the server holds
     "cross-to-older-root"  newer_root (self-signed; absent from the server)
                            older_root ──signs──> cross (subject/key of newer_root) ; newer_root ──> intermediate ──> leaves;
                            the server trusts only older_root, the path runs through the cross certificate
@@ -71,6 +72,7 @@ class ChainShape:
     absent_roots: tuple[x509.Certificate, ...] = ()  # roots of the CA's hierarchy the server lacks
     cross: x509.Certificate | None = None  # the cross certificate of the shape, if any
     real_g5_in_authroot: bool = False  # the catalogue's real G5 also sits in AuthRoot
+    previous_intermediate: x509.Certificate | None = None  # issued current_leaf, when not Pki.intermediate
 
 
 @functools.cache
@@ -574,6 +576,7 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         serial=serial("intermediate"),
         path_length=0,
     )
+    current_issuer: tuple[x509.Name, rsa.RSAPrivateKey] | None = None  # None: Pki.intermediate
     shape = ChainShape(
         kind="g5",
         supplied=(intermediate, cross),
@@ -613,30 +616,44 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         modern_root = _self_signed_root(
             "modern_root", _root_name(MODERN_ROOT_CN, "Rehearsal Global Trust"), now, key_size, 12
         )
-        intermediate_key = rsa_key("modern_intermediate", key_size)
-        intermediate_name = _name(
-            (NameOID.COUNTRY_NAME, "US"),
-            (NameOID.ORGANIZATION_NAME, "Rehearsal Global Trust (Rehearsal copy)"),
-            (NameOID.COMMON_NAME, "Rehearsal Global G2 TLS RSA SHA256 2020 CA1"),
+
+        def modern_ca(label: str, cn: str, years_back: int) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+            key = rsa_key(label, key_size)
+            cert = _ca_cert(
+                subject=_name(
+                    (NameOID.COUNTRY_NAME, "US"),
+                    (NameOID.ORGANIZATION_NAME, "Rehearsal Global Trust (Rehearsal copy)"),
+                    (NameOID.COMMON_NAME, cn),
+                ),
+                issuer=modern_root.subject,
+                key=key,
+                issuer_key=rsa_key("modern_root", key_size),
+                not_before_utc=now - 365 * years_back * _DAY,
+                not_after_utc=now + 3650 * _DAY,
+                serial=serial(label),
+                path_length=0,
+            )
+            return cert, key
+
+        # CAs rotate issuing intermediates: last year's certificate (current_leaf) came from the previous
+        # one, which the server holds; the renewal comes from a new one the server has never seen.
+        previous, previous_key = modern_ca(
+            "modern_previous_ca", "Rehearsal Global G2 TLS RSA SHA256 2020 CA1", 5
         )
-        intermediate = _ca_cert(
-            subject=intermediate_name,
-            issuer=modern_root.subject,
-            key=intermediate_key,
-            issuer_key=rsa_key("modern_root", key_size),
-            not_before_utc=now - 1825 * _DAY,
-            not_after_utc=now + 1825 * _DAY,
-            serial=serial("modern_intermediate"),
-            path_length=0,
+        intermediate, intermediate_key = modern_ca(
+            "modern_ca", "Rehearsal Global G2 TLS RSA SHA256 2025 CA2", 1
         )
+        intermediate_name = intermediate.subject
+        current_issuer = (previous.subject, previous_key)
         shape = ChainShape(
             kind=chain,
             supplied=(intermediate,),
             mailed=(intermediate,),
             server_roots=(modern_root,),
             roots_to_disable=(),
-            server_cas=(intermediate,),
+            server_cas=(previous,),
             client_roots=(modern_root,),
+            previous_intermediate=previous,
         )
     elif chain == "cross-to-older-root":
         older_root = _self_signed_root(
@@ -684,6 +701,7 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             absent_roots=(newer_root,),
             cross=newer_cross,
         )
+    current_issuer = current_issuer or (intermediate_name, intermediate_key)
     host = hostnames[0]
 
     def issued(label: str, **kw: Any) -> x509.Certificate:
@@ -711,7 +729,12 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         intermediate=intermediate,
         intermediate_key=intermediate_key,
         current_leaf=issued(
-            "current", key=current_key, not_before_utc=now - 355 * _DAY, not_after_utc=now + 10 * _DAY
+            "current",
+            key=current_key,
+            issuer=current_issuer[0],
+            issuer_key=current_issuer[1],
+            not_before_utc=now - 355 * _DAY,
+            not_after_utc=now + 10 * _DAY,
         ),
         current_key=current_key,
         new_leaf=issued("new", key=new_key, not_before_utc=now - _DAY, not_after_utc=now + 365 * _DAY),
