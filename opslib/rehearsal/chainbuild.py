@@ -131,7 +131,8 @@ def _candidates(host: Host, extra: Iterable[x509.Certificate], purpose: str | No
     disallowed = {e.thumbprint for e in stores.certificates(host, "Disallowed")}
     out: list[_Candidate] = []
     seen: set[str] = set()
-    # Anchors first, so that of two equal entries the trusted one is kept.
+    # Anchors first, so that of two copies of one root (e.g. in .Default and .AuthRoot) an enabled copy
+    # wins [assumed: which copy's properties CryptoAPI reads from the logical Root store is unknown].
     roots = [e for phys in stores.ROOT_PHYSICAL for e in stores.certificates(host, phys)]
     for entry in sorted(roots, key=lambda e: not _is_anchor(e, purpose)):
         if entry.thumbprint in disallowed or entry.thumbprint in seen:
