@@ -34,8 +34,9 @@ Rules, and what supports each:
   shorter path [assumed for Windows]. Consequence: when the only cross certificate to a trusted
   old root has *expired*, a time-valid path to a root that is present but disabled wins, and the
   result is CERT_E_UNTRUSTEDROOT, not CERT_E_EXPIRED [assumed] — either way the path fails.
-* **Result codes** (base policy, CertVerifyCertificateChainPolicy, in this order: incomplete, untrusted,
-  expired — https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/ns-wincrypt-cert_chain_policy_status ;
+* **Result codes** (base policy errors of CertVerifyCertificateChainPolicy,
+  https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/ns-wincrypt-cert_chain_policy_status ;
+  which one wins when several apply — here incomplete, then untrusted, then expired — is [assumed];
   values and texts: https://learn.microsoft.com/en-us/windows/win32/seccrypto/certificate-and-trust-return-values ):
   CERT_E_CHAINING 0x800B010A when no path reaches a self-signed root (missing intermediate);
   CERT_E_UNTRUSTEDROOT 0x800B0109 when the best path ends at a self-signed root that is not an
