@@ -18,6 +18,8 @@ from .secrets import redact, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .rehearsal import scenarios  # the scenario names for `rehearse serve --scenario`
+
     p = argparse.ArgumentParser(
         prog="opslib",
         description="Renew SSL server certificates on Microsoft IIS over WinRM, with evidence.",
@@ -87,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--scenario",
         default="default",
-        help="default | no-g5 | no-pending-request | key-not-exportable | iis6-ja | iis7",
+        choices=sorted(scenarios.SCENARIOS),
+        metavar="NAME",
+        help="one of: " + ", ".join(sorted(scenarios.SCENARIOS)) + " (README: the rehearsal host)",
     )
     srv.add_argument(
         "--fault",

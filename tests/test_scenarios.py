@@ -48,6 +48,21 @@ def test_scenarios_are_listed_with_descriptions() -> None:
         "key-not-exportable",
         "iis6-ja",
         "iis7",
+        # IIS 7.5-10 (names fixed: operators use them from the README)
+        "iis75-ja",
+        "iis10",
+        "iis10-sni",
+        # chains operators meet now
+        "modern-chain",
+        "cross-to-older-root",
+        "expired-cross",
+        # read-back: what real cmd and certutil do that a naive kit would misread
+        "pfx-locked",
+        "b64-locked",
+        "exportpfx-probe-lies",
+        "exportpfx-probe-denies",
+        "hashfile-probe-lies",
+        "hashfile-probe-denies",
     }
     assert all(len(d) > 20 for d in scenarios.SCENARIOS.values())
 

@@ -10,6 +10,20 @@ Shape (as the CA's IIS 6 article, ``shared/seed/``, and ``reference/windows-comm
     g5_root (G5, self-signed)            ─┐          │ (same subject and key)
                                           └──signs──> intermediate ──signs──> current_leaf, new_leaf, broken leaves
 
+Other chain shapes (``make_pki(chain=...)``, :data:`CHAINS`), the ones operators meet now; the
+leaves are always issued by ``Pki.intermediate`` and :attr:`Pki.chain` says what the CA supplies and
+what the server's stores hold::
+
+    "g5"                   the shape above (default; unchanged)
+    "modern"               modern_root (self-signed, "Global Root G2"-like) ──> intermediate ──> new_leaf (and
+                           the broken leaves); no cross certificate, no G5 anywhere. current_leaf comes from
+                           the previous intermediate (chain.previous_intermediate), the only one the server holds
+    "cross-to-older-root"  newer_root (self-signed; absent from the server)
+                           older_root ──signs──> cross (subject/key of newer_root) ; newer_root ──> intermediate ──> leaves;
+                           the server trusts only older_root, the path runs through the cross certificate
+    "expired-cross"        the G5 shape, but the only cross certificate (old_root → G5) has expired, as the
+                           real one did on 2021-11-07 (Pki.cross is that expired certificate)
+
 RSA keys are cached in-process per label (``functools.lru_cache``), so a test suite that calls
 :func:`make_pki` many times generates only a dozen keys in all.
 """
@@ -37,6 +51,28 @@ G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5"
 INTERMEDIATE_CN = "Rehearsal Secure Server CA - G4"
 
 _DAY = timedelta(days=1)
+
+CHAINS = ("g5", "modern", "cross-to-older-root", "expired-cross")
+MODERN_ROOT_CN = "Rehearsal Global Root G2"
+OLDER_ROOT_CN = "Rehearsal Legacy Certificate Services"
+NEWER_ROOT_CN = "Rehearsal Modern Root R2"
+
+
+@dataclass(frozen=True)
+class ChainShape:
+    """One CA chain shape: what the CA supplies and what the server holds before the renewal."""
+
+    kind: str  # one of CHAINS
+    supplied: tuple[x509.Certificate, ...]  # the CA certificates the CA hands over (issuing CA first)
+    mailed: tuple[x509.Certificate, ...]  # the CA certificates inside the mail's PKCS#7
+    server_roots: tuple[x509.Certificate, ...]  # enabled in the server's Trusted Root store
+    roots_to_disable: tuple[x509.Certificate, ...]  # forbidden roots, enabled in Trusted Root at the start
+    server_cas: tuple[x509.Certificate, ...]  # in the server's Intermediate CA store
+    client_roots: tuple[x509.Certificate, ...]  # trust anchors of an outside TLS check
+    absent_roots: tuple[x509.Certificate, ...] = ()  # roots of the CA's hierarchy the server lacks
+    cross: x509.Certificate | None = None  # the cross certificate of the shape, if any
+    real_g5_in_authroot: bool = False  # the catalogue's real G5 also sits in AuthRoot
+    previous_intermediate: x509.Certificate | None = None  # issued current_leaf, when not Pki.intermediate
 
 
 @functools.cache
@@ -228,6 +264,7 @@ class Pki:
     broken_key: rsa.RSAPrivateKey  # the key of expired / not_yet_valid / wrong_host / sha1_signed / no_san
     weak_private_key: rsa.RSAPrivateKey  # 1024-bit key of ``weak_key``
     self_signed_key: rsa.RSAPrivateKey
+    chain: ChainShape
 
     # --- encodings -------------------------------------------------------------------------------
 
@@ -259,7 +296,7 @@ class Pki:
 
     def pkcs7_bundle(self, *certs: x509.Certificate, encoding: str = "PEM") -> bytes:
         """A PKCS#7 (certs-only) bundle; default new_leaf + intermediate, as the CA mails it."""
-        chosen = list(certs) or [self.new_leaf, self.intermediate]
+        chosen = list(certs) or [self.new_leaf, *self.chain.mailed]
         enc = serialization.Encoding.PEM if encoding.upper() == "PEM" else serialization.Encoding.DER
         return pkcs7.serialize_certificates(chosen, enc)
 
@@ -278,7 +315,7 @@ class Pki:
         ``legacy=True`` uses pbeWithSHAAnd3-KeyTripleDES-CBC (what 2003/2012 certutil writes);
         otherwise AES-256 + PBKDF2 (what Windows Server 2019+ writes with AES256-SHA256).
         """
-        chain = list(cas) if cas is not None else [self.intermediate, self.cross]
+        chain = list(cas) if cas is not None else list(self.chain.supplied)
         if password is None:
             enc: Any = serialization.NoEncryption()
         elif legacy:
@@ -423,18 +460,48 @@ class Pki:
 
 
 def make_pki(
-    *, now_utc: datetime, hostnames: Sequence[str] = ("www1.example.jp",), key_size: int = 2048
+    *,
+    now_utc: datetime,
+    hostnames: Sequence[str] = ("www1.example.jp",),
+    key_size: int = 2048,
+    chain: str = "g5",
 ) -> Pki:
-    """Build (or return the cached) rehearsal PKI for this clock and these host names."""
+    """Build (or return the cached) rehearsal PKI for this clock, these host names and chain shape."""
     if now_utc.tzinfo is None:
         raise ValueError("now_utc must be timezone-aware (UTC)")
     if not hostnames:
         raise ValueError("at least one host name is needed")
-    return _make_pki(now_utc, tuple(hostnames), key_size)
+    if chain not in CHAINS:
+        raise ValueError(f"unknown chain shape {chain!r}; known: {', '.join(CHAINS)}")
+    return _make_pki(now_utc, tuple(hostnames), key_size, chain)
+
+
+def _root_name(cn: str, org: str) -> x509.Name:
+    return _name(
+        (NameOID.COUNTRY_NAME, "US"),
+        (NameOID.ORGANIZATION_NAME, f"{org} (Rehearsal copy)"),
+        (NameOID.COMMON_NAME, cn),
+    )
+
+
+def _self_signed_root(
+    label: str, name: x509.Name, now: datetime, key_size: int, years_back: int
+) -> x509.Certificate:
+    key = rsa_key(label, key_size)
+    return _ca_cert(
+        subject=name,
+        issuer=name,
+        key=key,
+        issuer_key=key,
+        not_before_utc=now - 365 * years_back * _DAY,
+        not_after_utc=now + 3650 * _DAY,
+        serial=_serial(label, now),
+        path_length=None,
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int) -> Pki:
+def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chain: str = "g5") -> Pki:
     now = now_utc.replace(microsecond=0)
 
     def serial(label: str) -> int:
@@ -509,6 +576,132 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int) -> P
         serial=serial("intermediate"),
         path_length=0,
     )
+    current_issuer: tuple[x509.Name, rsa.RSAPrivateKey] | None = None  # None: Pki.intermediate
+    shape = ChainShape(
+        kind="g5",
+        supplied=(intermediate, cross),
+        mailed=(intermediate,),
+        server_roots=(old_root,),
+        roots_to_disable=(g5_root,),
+        server_cas=(intermediate, cross),
+        client_roots=(old_root, g5_root),
+        cross=cross,
+        real_g5_in_authroot=True,
+    )
+    if chain == "expired-cross":
+        # The real G5 cross certificate from the Class 3 PCA expired on 2021-11-07: here it expired
+        # 30 days before the clock, and no other cross certificate exists.
+        cross = _ca_cert(
+            subject=g5_name,
+            issuer=old_root_name,
+            key=g5_key,
+            issuer_key=old_root_key,
+            not_before_utc=now - 3650 * _DAY,
+            not_after_utc=now - 30 * _DAY,
+            serial=serial("expired-cross"),
+            path_length=None,
+        )
+        shape = ChainShape(
+            kind=chain,
+            supplied=(intermediate,),  # the CA has no valid cross certificate left to supply
+            mailed=(intermediate,),
+            server_roots=(old_root,),
+            roots_to_disable=(g5_root,),
+            server_cas=(intermediate, cross),
+            client_roots=(old_root, g5_root),
+            cross=cross,
+            real_g5_in_authroot=True,
+        )
+    elif chain == "modern":
+        modern_root = _self_signed_root(
+            "modern_root", _root_name(MODERN_ROOT_CN, "Rehearsal Global Trust"), now, key_size, 12
+        )
+
+        def modern_ca(label: str, cn: str, years_back: int) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+            key = rsa_key(label, key_size)
+            cert = _ca_cert(
+                subject=_name(
+                    (NameOID.COUNTRY_NAME, "US"),
+                    (NameOID.ORGANIZATION_NAME, "Rehearsal Global Trust (Rehearsal copy)"),
+                    (NameOID.COMMON_NAME, cn),
+                ),
+                issuer=modern_root.subject,
+                key=key,
+                issuer_key=rsa_key("modern_root", key_size),
+                not_before_utc=now - 365 * years_back * _DAY,
+                not_after_utc=now + 3650 * _DAY,
+                serial=serial(label),
+                path_length=0,
+            )
+            return cert, key
+
+        # CAs rotate issuing intermediates: last year's certificate (current_leaf) came from the previous
+        # one, which the server holds; the renewal comes from a new one the server has never seen.
+        previous, previous_key = modern_ca(
+            "modern_previous_ca", "Rehearsal Global G2 TLS RSA SHA256 2020 CA1", 5
+        )
+        intermediate, intermediate_key = modern_ca(
+            "modern_ca", "Rehearsal Global G2 TLS RSA SHA256 2025 CA2", 1
+        )
+        intermediate_name = intermediate.subject
+        current_issuer = (previous.subject, previous_key)
+        shape = ChainShape(
+            kind=chain,
+            supplied=(intermediate,),
+            mailed=(intermediate,),
+            server_roots=(modern_root,),
+            roots_to_disable=(),
+            server_cas=(previous,),
+            client_roots=(modern_root,),
+            previous_intermediate=previous,
+        )
+    elif chain == "cross-to-older-root":
+        older_root = _self_signed_root(
+            "older_root", _root_name(OLDER_ROOT_CN, "Rehearsal Legacy Trust"), now, key_size, 20
+        )
+        newer_key = rsa_key("newer_root", key_size)
+        newer_root = _self_signed_root(
+            "newer_root", _root_name(NEWER_ROOT_CN, "Rehearsal Modern Trust"), now, key_size, 5
+        )
+        newer_cross = _ca_cert(
+            subject=newer_root.subject,
+            issuer=older_root.subject,
+            key=newer_key,
+            issuer_key=rsa_key("older_root", key_size),
+            not_before_utc=now - 1825 * _DAY,
+            not_after_utc=now + 1825 * _DAY,
+            serial=serial("newer_cross"),
+            path_length=None,
+        )
+        intermediate_key = rsa_key("newer_intermediate", key_size)
+        intermediate_name = _name(
+            (NameOID.COUNTRY_NAME, "US"),
+            (NameOID.ORGANIZATION_NAME, "Rehearsal Modern Trust (Rehearsal copy)"),
+            (NameOID.COMMON_NAME, "Rehearsal Modern RSA Domain Validation CA R3"),
+        )
+        intermediate = _ca_cert(
+            subject=intermediate_name,
+            issuer=newer_root.subject,
+            key=intermediate_key,
+            issuer_key=newer_key,
+            not_before_utc=now - 1825 * _DAY,
+            not_after_utc=now + 1825 * _DAY,
+            serial=serial("newer_intermediate"),
+            path_length=0,
+        )
+        cross = newer_cross
+        shape = ChainShape(
+            kind=chain,
+            supplied=(intermediate, newer_cross),
+            mailed=(intermediate, newer_cross),
+            server_roots=(older_root,),
+            roots_to_disable=(),
+            server_cas=(intermediate, newer_cross),
+            client_roots=(older_root,),
+            absent_roots=(newer_root,),
+            cross=newer_cross,
+        )
+    current_issuer = current_issuer or (intermediate_name, intermediate_key)
     host = hostnames[0]
 
     def issued(label: str, **kw: Any) -> x509.Certificate:
@@ -536,7 +729,12 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int) -> P
         intermediate=intermediate,
         intermediate_key=intermediate_key,
         current_leaf=issued(
-            "current", key=current_key, not_before_utc=now - 355 * _DAY, not_after_utc=now + 10 * _DAY
+            "current",
+            key=current_key,
+            issuer=current_issuer[0],
+            issuer_key=current_issuer[1],
+            not_before_utc=now - 355 * _DAY,
+            not_after_utc=now + 10 * _DAY,
         ),
         current_key=current_key,
         new_leaf=issued("new", key=new_key, not_before_utc=now - _DAY, not_after_utc=now + 365 * _DAY),
@@ -551,4 +749,5 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int) -> P
         broken_key=broken_key,
         weak_private_key=weak_private_key,
         self_signed_key=self_signed_key,
+        chain=shape,
     )

@@ -62,6 +62,7 @@ class Scenario:
     locked_in_temp: tuple[str, ...] = ()  # file patterns under %TEMP% another process holds open
     probe_lies: tuple[str, ...] = ()  # certutil verbs whose "-?" says present but whose use fails
     probe_denies: tuple[str, ...] = ()  # certutil verbs whose "-?" says absent but whose use works
+    chain: str = "g5"  # the CA chain shape (opslib.rehearsal.pki.CHAINS)
 
 
 _ALL = (
@@ -149,6 +150,25 @@ _ALL = (
         "like default, but `certutil -hashfile -?` fails as an unknown verb while -hashfile itself works",
         probe_denies=("hashfile",),
     ),
+    # Chains operators meet now (issue 11); each with the stores its current certificate needs.
+    Scenario(
+        "modern-chain",
+        "root -> one intermediate -> leaf (a 'Global Root G2'-like rehearsal root enabled in Trusted Root, "
+        "its intermediate in Intermediate CA), no cross certificate, no G5 anywhere",
+        chain="modern",
+    ),
+    Scenario(
+        "cross-to-older-root",
+        "the CA's newer root is absent from the server, which trusts only an older root; the path runs "
+        "leaf -> intermediate -> cross certificate (newer root's key, signed by the older root) -> older root",
+        chain="cross-to-older-root",
+    ),
+    Scenario(
+        "expired-cross",
+        "like default (G5 enabled in Trusted Root), but the only cross certificate for G5 has expired, as "
+        "the real one did on 2021-11-07: with G5 disabled no valid path remains",
+        chain="expired-cross",
+    ),
 )
 _PRODUCTS = {
     "5.2": ("Microsoft Windows Server 2003", "Service Pack 2"),
@@ -186,15 +206,18 @@ def _real_g5() -> certs.Certificate:
 
 def _populate_stores(host: Host, pki: Pki, scenario: Scenario) -> None:
     stores.init_stores(host)
-    # Trusted Root: the old Class 3 PCA (rehearsal copy) in .Default; G5 (rehearsal) enabled in
-    # .Default; the real G5 (catalogue) enabled in .AuthRoot.
-    stores.add_certificate(host, "ROOT", pki.old_root)
+    # Trusted Root (G5 shapes): the old Class 3 PCA (rehearsal copy) in .Default; G5 (rehearsal)
+    # enabled in .Default; the real G5 (catalogue) enabled in .AuthRoot. Other shapes: their roots.
+    for root in pki.chain.server_roots:
+        stores.add_certificate(host, "ROOT", root)
     if scenario.g5_in_root:
-        stores.add_certificate(host, "ROOT", pki.g5_root)
-        stores.add_certificate(host, "ROOT", _real_g5(), physical="AuthRoot")
-    # Intermediate CAs: the CA's intermediate and the G5 cross certificate.
-    stores.add_certificate(host, "CA", pki.intermediate)
-    stores.add_certificate(host, "CA", pki.cross)
+        for root in pki.chain.roots_to_disable:
+            stores.add_certificate(host, "ROOT", root)
+        if pki.chain.real_g5_in_authroot:
+            stores.add_certificate(host, "ROOT", _real_g5(), physical="AuthRoot")
+    # Intermediate CAs: the CA's intermediate and the cross certificate (G5 shape: the G5 cross).
+    for ca in pki.chain.server_cas:
+        stores.add_certificate(host, "CA", ca)
     # Personal: the certificate the production site serves today, with its key.
     stores.add_certificate(
         host, "MY", pki.current_leaf, key=pki.current_key, friendly_name=f"{HOSTNAMES[0]} (current)"
@@ -236,7 +259,7 @@ def _write_workdir(workdir: Path, pki: Pki) -> dict[str, str]:
     p7b = workdir / P7B_FILE
     p7b.write_bytes(pki.pkcs7_bundle(encoding="DER"))
     ca_file = workdir / CA_FILE
-    ca_file.write_bytes(pki.pem(pki.old_root, pki.g5_root))
+    ca_file.write_bytes(pki.pem(*pki.chain.client_roots))
     return {"certificate_file": str(mail), "pkcs7_file": str(p7b), "verify_ca_file": str(ca_file)}
 
 
@@ -258,7 +281,7 @@ def build_host(
     if scenario is None:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    pki = make_pki(now_utc=clock, hostnames=HOSTNAMES)
+    pki = make_pki(now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain)
     chosen_locale = locale or scenario.locale
     # A Japanese Windows console's OEM code page is 932 (winrm.md section 1.5); an explicit one wins.
     default_codepage = 932 if chosen_locale == "ja" else scenario.codepage

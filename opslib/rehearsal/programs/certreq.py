@@ -21,6 +21,22 @@ Unverified on real Windows, and how this emulation decides:
   a root fails visibly. The kit must never send one.
 * No matching request: CRYPT_E_NOT_FOUND 0x80092004 [U exact text, windows-commands.md §3]; the
   Japanese wording of every certreq message is [U]. The "Installed Certificate:" block is [U — from memory].
+* The chain is built on accept (:func:`opslib.rehearsal.chainbuild.build_path`: the CA and Root stores
+  plus the accepted file's certificates) and an untrusted result refuses the whole accept, changing
+  nothing: CertEnroll's ``InstallResponse`` with ``AllowNone`` "does not allow the installation of
+  untrusted certificates"
+  (https://learn.microsoft.com/en-us/windows/win32/api/certenroll/ne-certenroll-installresponserestrictionflags );
+  Microsoft's description of its errors: CERT_E_CHAINING 0x800B010A "if the certificate chain response
+  contains an end entity certificate but not the complete certificate chain to a root CA",
+  CERT_E_UNTRUSTEDROOT 0x800B0109 when it chains "to an untrusted root CA" (KB article on
+  InstallResponse errors, public copy: http://ossmall.ro/error-message-when-a-user-uses-internet-explorer-7-to-open-the-certificate-enrollment-web-page/ ).
+  certreq itself printing ``Certificate Request Processor: A certificate chain processed but terminated
+  in a root certificate which is not trusted by the trust provider. 0x800b0109 (-2146762487
+  CERT_E_UNTRUSTEDROOT)`` on accept: public report https://github.com/dsccommunity/CertificateDsc/issues/224
+  (a 2012+ certreq). Whether the 2003 certreq (xenroll ``acceptPKCS7``) checks the chain at all is [U]:
+  ``host.extra["certreq_accept_checks_chain"] = False`` makes this host skip the check. Whether accept
+  refuses an *expired* CA certificate in the chain (CERT_E_EXPIRED) is [assumed: yes]; revocation is
+  [assumed: not checked]. The CERT_E_CHAINING and CERT_E_EXPIRED lines follow the same format [I].
 Exit codes as certutil: 0 / the HRESULT.
 """
 
@@ -29,6 +45,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..chainbuild import CERT_E_CHAINING, CERT_E_EXPIRED, CERT_E_UNTRUSTEDROOT, build_path
 from ..host import Host, Invocation
 from . import stores
 from .certutil import (
@@ -50,6 +67,29 @@ _ASN1 = (
     "ASN1 不正なタグの値を検出しました。",
 )
 
+# Texts: https://learn.microsoft.com/en-us/windows/win32/seccrypto/certificate-and-trust-return-values
+# (English); the Japanese texts are [U].
+_CHAIN_MESSAGES: dict[int, tuple[str, str, str]] = {
+    CERT_E_UNTRUSTEDROOT: (
+        "0x800b0109 (-2146762487 CERT_E_UNTRUSTEDROOT)",
+        "A certificate chain processed, but terminated in a root certificate which is not trusted by the "
+        "trust provider.",
+        "証明書チェーンは処理されましたが、信頼プロバイダーが信頼していないルート証明書で終了しました。",
+    ),
+    CERT_E_CHAINING: (
+        "0x800b010a (-2146762486 CERT_E_CHAINING)",
+        "A certificate chain could not be built to a trusted root authority.",
+        "信頼されたルート機関への証明書チェーンを作成できませんでした。",
+    ),
+    CERT_E_EXPIRED: (
+        "0x800b0101 (-2146762495 CERT_E_EXPIRED)",
+        "A required certificate is not within its validity period when verifying against the current "
+        "system clock or the timestamp in the signed file.",
+        "必要な証明書は、現在のシステムの時計または署名されたファイルのタイムスタンプに対して検証したときに、"
+        "有効期間内ではありません。",
+    ),
+}
+
 USAGE = {
     "accept": "CertReq -Accept [Options] [CertChainFileIn | FullResponseFileIn | CertFileIn]",
     "submit": "CertReq [-Submit] [Options] [RequestFileIn [CertFileOut [CertChainFileOut [FullResponseFileOut]]]]",
@@ -60,7 +100,7 @@ _FLAGS = {"user", "machine", "q", "f", "v", "binary"}
 
 
 def _fail(inv: Invocation, hresult: int) -> int:
-    code, en, ja = _ASN1 if hresult == CRYPT_E_ASN1_BADTAG else MESSAGES[hresult]
+    code, en, ja = _ASN1 if hresult == CRYPT_E_ASN1_BADTAG else {**MESSAGES, **_CHAIN_MESSAGES}[hresult]
     inv.say(f"Certificate Request Processor: {en} {code}", f"証明書要求プロセッサ: {ja} {code}", err=True)
     return hresult
 
@@ -103,6 +143,10 @@ def _accept(inv: Invocation, switches: set[str], ops: list[str]) -> int:
         # Real Windows may raise a confirmation dialog here (see the module docstring): never answered
         # over WinRM. Stand-in: refuse, change nothing.
         return _fail(inv, ERROR_CANCELLED)
+    if host.extra.get("certreq_accept_checks_chain", True):
+        path = build_path(host, leaf, extra=[c for c in certs if c is not leaf])
+        if not path.ok:
+            return _fail(inv, path.error)  # nothing installed (module docstring)
     placeholder = by_key[_spki(leaf)]
     props: dict[int, bytes] = {stores.SHA1_HASH: bytes.fromhex(stores.thumbprint_of(leaf))}
     for pid in (stores.KEY_PROV_INFO, stores.FRIENDLY_NAME):
