@@ -45,6 +45,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_errors": "unit",
     "test_rehearsal_readback": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
+    "test_rehearsal_chains": "rehearsal",
     "test_wsman_conformance": "rehearsal",
     "test_inspect": "rehearsal",
     "test_iis": "rehearsal",
