@@ -2,7 +2,7 @@
 
 Runs against a loopback rehearsal endpoint (a bare emulated host), so the numbers show protocol
 cost (requests, serialisation), not network latency: multiply the request counts by your RTT.
-Targets (DESIGN.md §5): ≤ 3 requests per command on a reused shell; upload ≤ 3 requests per chunk.
+Targets (README: Benchmarks): ≤ 3 requests per command on a reused shell; upload ≤ 3 requests per chunk.
 
     .venv/bin/python benchmarks/winrm_roundtrips.py [--commands N]
 """

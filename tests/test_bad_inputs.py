@@ -34,7 +34,7 @@ from opslib.rehearsal.pki import Pki, make_pki
 
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 WINRM_ENV, PFX_ENV = "OPSLIB_BAD_WINRM", "OPSLIB_BAD_PFX"
-# Programs and verbs that change a Windows host (windows-commands.md): none may reach it.
+# Programs and verbs that change a Windows host (docs/windows-behaviour.md): none may reach it.
 MUTATING = re.compile(
     r"certreq(\.exe)?\"?\s+.*-accept|certutil(\.exe)?\"?\s+.*-(addstore|repairstore|exportpfx|delstore|importpfx)"
     r"|\breg(\.exe)?\"?\s+(add|import|delete|restore)\b|iis6\.js\"?\s+(set-cert|clear-cert|start|stop)\b",

@@ -47,7 +47,7 @@ def test_session_run_cmd_over_http_costs_five_requests(endpoint: rehearsal.Rehea
     before = endpoint.request_count
     result = session.run_cmd("echoargs", ['"a b"', "c"])
     assert (result.status_code, result.std_out, result.std_err) == (0, b'["a b", "c"]\r\n', b"")
-    assert endpoint.request_count - before == 5  # Create, Command, Receive, Signal, Delete (winrm.md §1.2)
+    assert endpoint.request_count - before == 5  # Create, Command, Receive, Signal, Delete (W-WINRM-ENVELOPE)
 
 
 def test_session_over_https_validates_with_the_generated_ca(bare_host: Host) -> None:
@@ -83,7 +83,7 @@ def test_japanese_host_answers_in_cp932(tmp_path: Path) -> None:
         assert (out, code) == (b"", 9009)
         assert err.decode("cp932") == JA_NOT_RECOGNIZED
         p.close_shell(shell)
-        # The same words in a cp437 shell come back as '?' (winrm.md §1.5).
+        # The same words in a cp437 shell come back as '?' (W-CODEPAGE-DECODE).
         p = _protocol(r)
         shell = p.open_shell(codepage=437)
         _, err437, _ = _run(p, shell, "nosuch")
@@ -182,7 +182,7 @@ def test_idle_timeout_as_int_is_a_schema_fault(endpoint: rehearsal.Rehearsal) ->
     p = _protocol(endpoint)
     with pytest.raises(WSManFaultError) as info:
         p.open_shell(idle_timeout=600)
-    assert info.value.wsman_fault_code == 2150858817  # winrm.md §1.3
+    assert info.value.wsman_fault_code == 2150858817  # W-WINRM-ENVELOPE
 
 
 def test_windows_2008r2_host_answers_v2_create(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Evidence: the run folder, its manifest (``run.json``), hashes, facts recorded in notebooks, and
 reading runs back for review.
 
-One renewal run leaves one folder ``<root>/<UTC yyyymmddThhmmssZ>_<host>_<site>/`` (DESIGN.md §7).
+One renewal run leaves one folder ``<root>/<UTC yyyymmddThhmmssZ>_<host>_<site>/`` (docs/evidence.md).
 Its ``run.json`` says who ran what, when, with which parameters (secrets only as references), how
 every step ended, the facts the steps recorded, the SHA-256 of every other file in the folder, and
 the SHA-256 of the previous run's ``run.json`` in the same root: a chain across runs, so that an

@@ -9,7 +9,7 @@ model only. The model is serialised to the ``--state-file`` after every command 
 see what the "server" now holds.
 
 Faithfulness rule: every behaviour follows what Windows does as documented in
-``shared/reference/windows-commands.md`` / ``winrm.md``; where Windows behaviour is unknown, the
+``docs/windows-behaviour.md``; where Windows behaviour is unknown, the
 implementing code says so in a comment. The emulation never bends to make the kit's checks pass.
 """
 

@@ -4,7 +4,7 @@ Used by the tests and by the rehearsal host. Everything is a *rehearsal copy*: t
 "(Rehearsal)" in their names and have their own keys, so nothing here can be mistaken for the real
 VeriSign roots that ship in ``opslib/data/`` (the catalogue).
 
-Shape (as the CA's IIS 6 article, ``shared/seed/``, and ``reference/windows-commands.md`` §2 describe it)::
+Shape (as the CA's IIS 6 renewal article, DigiCert Japan SO23586, describes it; docs/windows-behaviour.md W-SCHANNEL-CHAIN)::
 
     old_root (Class 3 PCA, self-signed) ──signs──> cross (subject/key of G5)
     g5_root (G5, self-signed)            ─┐          │ (same subject and key)
@@ -337,7 +337,7 @@ class Pki:
         """The self-signed dummy certificate Windows keeps in the REQUEST store for the pending request.
 
         xenroll/CertEnroll create it with the requested subject and the new key pair; accepting the CA's
-        response matches it by public key (``reference/windows-commands.md`` §3).
+        response matches it by public key (docs/windows-behaviour.md W-CERTREQ-ACCEPT).
         """
         subject = _leaf_subject(self.hostnames[0])
         return (

@@ -1,6 +1,6 @@
 """Scenarios for the rehearsal host: a Windows Server 2003 / IIS 6 web server in the seed's situation.
 
-The seed (``shared/seed/``, the CA's IIS 6 renewal article) starts from: a production site serving
+The CA's IIS 6 renewal article (DigiCert Japan SO23586, the procedure the kit automates) starts from: a production site serving
 the current certificate (about to expire), a separate work site on which the renewal CSR was made
 (its key sits in the REQUEST store as a pending request), the CA's issuance mail with the new
 certificate, and possibly the VeriSign G5 root enabled in Trusted Root (step 0 must disable it).
@@ -283,7 +283,7 @@ def build_host(
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     pki = make_pki(now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain)
     chosen_locale = locale or scenario.locale
-    # A Japanese Windows console's OEM code page is 932 (winrm.md section 1.5); an explicit one wins.
+    # A Japanese Windows console's OEM code page is 932 (W-CODEPAGE-DECODE); an explicit one wins.
     default_codepage = 932 if chosen_locale == "ja" else scenario.codepage
     host = Host(
         hostname="WEB01",

@@ -116,7 +116,7 @@ def default_winrm_version(windows_version: str) -> str:
 
 MAX_ENVELOPE_DEFAULT = 153600  # pywinrm's w:MaxEnvelopeSize; WinRM 1.1's MaxEnvelopeSizekb 150
 ENVELOPE_OVERHEAD = 4096  # room for the SOAP header and stream tags in a ReceiveResponse
-OPERATION_TIMEOUT_DEFAULT_S = 60.0  # MaxTimeoutms 60000 (winrm.md §4)
+OPERATION_TIMEOUT_DEFAULT_S = 60.0  # MaxTimeoutms 60000 (W-WINRM-TIMEOUT-FAULT)
 OPERATION_TIMEOUT_MAX_S = 60.0  # the server clamps larger values silently (MS-WSMV 3.1.4.1.6)
 
 # --- fault injection ------------------------------------------------------------------------------
@@ -622,7 +622,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         host = self.server.host
         idle = body.find("rsp:Shell/rsp:IdleTimeOut", NS)
         if idle is not None and _duration_s(_text(idle)) is None:
-            # pywinrm passes idle_timeout verbatim: an int is a schema error (winrm.md §1.3).
+            # pywinrm passes idle_timeout verbatim: an int is a schema error (W-WINRM-ENVELOPE).
             raise SoapFault(
                 ERROR_WSMAN_SCHEMA_VALIDATION,
                 "w:SchemaValidationError",

@@ -13,8 +13,8 @@ What a connection gets, following what Windows does:
 * the chain Schannel sends: the leaf, then issuers found in the Intermediate CA and Trusted Root
   stores, up to a trusted root. CryptoAPI prefers a path that ends at a trusted root directly, so
   with the G5 root *enabled* in Trusted Root the chain stops at G5 and the cross certificate is not
-  sent — the problem the CA's article describes (SO24006/SO23584, ``shared/reference/
-  windows-commands.md`` §2). With G5 disabled (EKU property empty = no valid purposes) or absent,
+  sent — the problem the CA's article describes (SO24006/SO23584; docs/windows-behaviour.md
+  W-SCHANNEL-CHAIN). With G5 disabled (EKU property empty = no valid purposes) or absent,
   G5 is no trust anchor and the path goes through the cross certificate (CA store) to the old root;
   the cross certificate is then sent;
 * the root itself is not sent: "When IIS is building up a certificate chain to send to the client

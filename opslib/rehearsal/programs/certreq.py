@@ -1,6 +1,6 @@
 """``certreq.exe`` of the rehearsal host: ``certreq -accept`` and ``certreq [VERB] -?``.
 
-What -accept does (windows-commands.md §3): the request generator left a dummy self-signed
+What -accept does (docs/windows-behaviour.md W-CERTREQ-ACCEPT): the request generator left a dummy self-signed
 certificate carrying the new key in the REQUEST store; accepting the CA's response finds it by public
 key, puts the issued certificate into MY linked to that key (property 2, CRYPT_KEY_PROV_INFO), and
 deletes the dummy [V] (xenroll ``DeleteRequestCert``:
@@ -19,7 +19,7 @@ Unverified on real Windows, and how this emulation decides:
   Over WinRM a prompt would hang until the timeout; this emulation stands in for that by refusing with
   ERROR_CANCELLED and changing nothing when a root not yet trusted would be added — so a kit that sends
   a root fails visibly. The kit must never send one.
-* No matching request: CRYPT_E_NOT_FOUND 0x80092004 [U exact text, windows-commands.md §3]; the
+* No matching request: CRYPT_E_NOT_FOUND 0x80092004 [U exact text, W-CERTREQ-ACCEPT]; the
   Japanese wording of every certreq message is [U]. The "Installed Certificate:" block is [U — from memory].
 * The chain is built on accept (:func:`opslib.rehearsal.chainbuild.build_path`: the CA and Root stores
   plus the accepted file's certificates) and an untrusted result refuses the whole accept, changing

@@ -2,7 +2,7 @@
 
 Syntax and semantics follow the certutil reference
 (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil, "[V syntax]" in
-``shared/reference/windows-commands.md``):
+``docs/windows-behaviour.md``):
 
 * ``certutil [-enterprise|-grouppolicy] -store [StoreName [CertId [OutputFile]]]`` — dumps a store; with
   OutputFile writes the matching certificate (DER) to it. CertId: "a serial number, an SHA-1 certificate …
@@ -18,9 +18,9 @@ Syntax and semantics follow the certutil reference
   INF ``[Properties]`` section: ``ID = "{text}…"`` / ``ID = "{hex}…"`` with ``_continue_ = "…"`` lines,
   ``ID = Empty`` (property with no data), ``ID =`` (remove the property) — all [V] from the documented
   example. For property 9 (EKU) ``{text}`` holds comma-separated OIDs; an EKU with **no** OIDs (DER
-  ``30 00``) as the meaning of "Disable all purposes" is [U] (windows-commands.md §2); whether the 2003
+  ``30 00``) as the meaning of "Disable all purposes" is [U] (W-EKU-EMPTY-DISABLES); whether the 2003
   certutil reads the INF argument at all is [U] (``host.extra["certutil_repairstore_inf"] = False``
-  makes it refuse one). Without an INF on MY: relinks the private key (windows-commands.md §3 [V syntax]).
+  makes it refuse one). Without an INF on MY: relinks the private key (W-CERTUTIL-REPAIRSTORE-INF).
 * ``certutil [-p Password] -exportPFX [StoreName] CertId PFXOutFile [Modifiers]`` — modifiers
   ``NoChain``, ``NoRoot`` [V]; the default includes the chain with the root [I]. A real PKCS#12 made
   with ``cryptography``, 3DES + SHA-1 MAC (readable by every Windows from 2003 to 2016). A key created
@@ -42,7 +42,7 @@ Syntax and semantics follow the certutil reference
   the verb works. Named scenarios set them (``exportpfx-probe-lies`` …, :mod:`..scenarios`).
 
 Exit codes: 0 on success, the HRESULT (as a signed 32-bit number) on failure — commonly observed,
-[U] per windows-commands.md §0. English messages follow captured output where we have it; every
+[U] per W-CERTUTIL-EXITCODE. English messages follow captured output where we have it; every
 Japanese message except ``… コマンドは正常に完了しました。`` and the -addstore lines (captured, §0)
 is [U]. Dates are printed in UTC in a fixed format [U: Windows prints local time, locale-formatted].
 Non-administrators may read LocalMachine stores but every write fails with E_ACCESSDENIED [I].
@@ -132,7 +132,7 @@ MESSAGES: dict[int, tuple[str, str, str]] = {
 }
 
 # Display names certutil prints after the store name (English: Windows UI strings; Japanese: [U]
-# except "信頼されたルート証明機関", captured in windows-commands.md §0).
+# except "信頼されたルート証明機関", captured output, W-CODEPAGE-JA-TEXT).
 STORE_DISPLAY = {
     "MY": ("Personal", "個人"),
     "CA": ("Intermediate Certification Authorities", "中間証明機関"),
@@ -571,7 +571,7 @@ def build_chain(host: Host, leaf: x509.Certificate) -> list[x509.Certificate]:
     """The chain CertGetCertificateChain would build from this host's stores (leaf first).
 
     Preference [I]: an enabled self-signed root in a Root store ends the chain (this is why an enabled
-    G5 root hides the cross certificate — windows-commands.md §2); otherwise an issuing CA from MY/CA
+    G5 root hides the cross certificate — W-SCHANNEL-CHAIN); otherwise an issuing CA from MY/CA
     (e.g. the cross certificate); a root disabled for all purposes is used only as a last resort.
     """
     roots = [e for phys in stores.ROOT_PHYSICAL for e in stores.certificates(host, phys)]

@@ -29,7 +29,7 @@ IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comme
   private key [I]. A site bound to a certificate without a private key in MY still starts but cannot
   complete a TLS handshake (Schannel needs the key; see ``opslib/rehearsal/tlsserve.py``) [U].
 * ``export-pfx SITEID PATH PASSWORD`` (``IIS.CertObj``: ``InstanceName = "W3SVC/n"``,
-  ``Export(path, password, true, true, false)``; windows-commands.md §5, MS-IMSA ExportToBlob): the
+  ``Export(path, password, true, true, false)``; W-IIS6-CERTOBJ-EXPORT, MS-IMSA ExportToBlob): the
   certificate the site is bound to (SSLCertHash in SSLStoreName) with its private key and the chain
   CryptoAPI builds from this host's stores (root included [U]), as a PFX made by the certutil
   emulation's builder (3DES/SHA-1 [U for IIS.CertObj]). Failures, in this order [U: the order and

@@ -10,7 +10,7 @@ Behaviour follows https://learn.microsoft.com/en-us/windows-server/administratio
   file to Base64". Without ``-f`` ("Force overwrite") an existing OutFile is not replaced: certutil
   fails with ERROR_FILE_EXISTS (``CertUtil: -decode command FAILED: 0x80070050 (WIN32: 80 ERROR_FILE_EXISTS)``).
 * ``-encode`` writes ``-----BEGIN CERTIFICATE-----``, 64-character lines and ``-----END CERTIFICATE-----``
-  with CRLF line ends (the form ``shared/reference/windows-commands.md`` §0 strips on download).
+  with CRLF line ends (the form the kit strips on download, W-CERTUTIL-ENCODE).
 * ``-decode`` accepts base64 with or without the BEGIN/END lines (CryptStringToBinary with
   CRYPT_STRING_BASE64_ANY); long lines are accepted [U: line-length limits of the Server 2003 (V2)
   certutil are untested — the kit always writes the BEGIN/END lines].
@@ -20,7 +20,7 @@ Behaviour follows https://learn.microsoft.com/en-us/windows-server/administratio
   (NTE_BAD_ALGID) so that the kit's size-only fallback is exercised.
 
 Success/failure is decided by the exit code; certutil's exit code on failure is the HRESULT
-(commonly observed, [U] per windows-commands.md §0). Messages are localized (ja: ``CertUtil: -hashfile
+(commonly observed, [U] per W-CERTUTIL-HASHFILE). Messages are localized (ja: ``CertUtil: -hashfile
 コマンドは正常に完了しました。`` is captured output; the ja ``入力長``/``出力長`` labels are [U]).
 """
 
@@ -101,7 +101,7 @@ def fail(
 
 
 def done(inv: Invocation, verb: str) -> int:
-    """certutil's success line (captured output, windows-commands.md section 0)."""
+    """certutil's success line (captured output, W-CERTUTIL-EXITCODE)."""
     inv.say(
         f"CertUtil: -{verb} command completed successfully.",
         f"CertUtil: -{verb} コマンドは正常に完了しました。",

@@ -13,7 +13,7 @@ Messages: English as reg.exe prints them; the Japanese wording is [U] (no captur
 
 Emulation choices where Windows behaviour is unknown:
 * The ``! REG.EXE VERSION 3.0`` banner and tab-separated ``reg query`` lines of XP/2003 reg.exe are [U]
-  (windows-commands.md §2); emitted on 5.x hosts so that nothing parses that text.
+  (W-REG-EXPORT); emitted on 5.x hosts so that nothing parses that text.
 * ``reg export … /y`` is not in the XP/2003 usage text as we remember it [U]; refused on 5.x so the
   kit must avoid it (it exports to a fresh file name instead).
 * ``reg query HKU\\S-1-5-19`` fails with "Access is denied." for non-administrators [I]: the

@@ -2,7 +2,7 @@
 
 Windows keeps each system-registry store under ``HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\<STORE>``;
 each certificate is a subkey ``Certificates\\<SHA1>`` (upper-case thumbprint, seen in public
-scripts that ``REG DELETE`` such keys — ``shared/reference/windows-commands.md`` §1) with one
+scripts that ``REG DELETE`` such keys — docs/windows-behaviour.md W-REG-STORE-LAYOUT) with one
 REG_BINARY value ``Blob``.
 
 ``Blob`` layout (MS-GPEF 2.2.1.1.1, "Certificate BLOB": "zero or more certificate properties,
@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..host import HKLM_CERTS, Host, KeyPair
 
-# --- where the stores live (windows-commands.md §1; system-store-locations doc:
+# --- where the stores live (W-REG-STORE-LAYOUT; system-store-locations doc:
 # https://learn.microsoft.com/en-us/windows/win32/seccrypto/system-store-locations ) -----------------
 STORE_KEYS: dict[str, str] = {
     "MY": HKLM_CERTS + r"\MY",
