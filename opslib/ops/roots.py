@@ -7,7 +7,7 @@ The notebook calls :func:`before`, :func:`plan`, :func:`apply`, :func:`verify` a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,6 @@ from ..server.stores import (
 )
 
 if TYPE_CHECKING:
-    from ..preflight import ServerReady
     from ..server import Server
 
 __all__ = [
@@ -348,10 +347,10 @@ def apply(server: Server, planned: RootsPlan, *, backup_dir: str | Path, dry_run
 
 
 def verify(
-    server: Server, done: RootsDone, *, ready: ServerReady, production_site: str, work_site: str
+    server: Server, done: RootsDone, *, sites: Sequence[Site], production_site: str, work_site: str
 ) -> RootsResult:
     """Read the root stores back (an enabled forbidden root raises unless dry run) and take the
-    snapshot of the sites (``ready.sites``, read before any change) with each certificate's expiry."""
+    snapshot of ``sites`` (read before any change, e.g. by the preflight) with each certificate's expiry."""
     forbidden_after = check_roots_disabled(
         trusted_roots(server.conn),
         forbidden=done.plan.before.forbidden_roots,
@@ -359,13 +358,13 @@ def verify(
         dry_run=done.dry_run,
     )
     personal = read_store(server.conn, "MY")  # gives each bound certificate's expiry
-    sites = with_expiry(ready.sites, {e.thumbprint: e.summary.not_after_utc for e in personal})
+    found = with_expiry(sites, {e.thumbprint: e.summary.not_after_utc for e in personal})
     return RootsResult(
         done=done,
         capabilities=done.plan.before.capabilities,
         codepage=int(getattr(server.conn, "codepage", 0) or 0),
         forbidden_after=tuple(forbidden_after),
-        sites=tuple(sites),
-        production=find_site(sites, production_site, host=server.host),
-        work=find_site(sites, work_site, host=server.host),
+        sites=tuple(found),
+        production=find_site(found, production_site, host=server.host),
+        work=find_site(found, work_site, host=server.host),
     )
