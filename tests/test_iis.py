@@ -445,7 +445,6 @@ def install_new_certificate(server: Any) -> str:
 
 
 def test_sites_lists_the_metabase(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
 
     found = backend.sites()
     assert [(s.path, s.name, s.state_name) for s in found] == [
@@ -489,7 +488,6 @@ def test_find_site_by_name_or_path_and_errors(server: Any, conn: Any, backend: A
 
 
 def test_bind_certificate_on_the_work_site(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
 
     thumb = install_new_certificate(server)
     plan = backend.plan_bind("renew.www1.example.jp", thumb)
@@ -515,7 +513,6 @@ def test_bind_certificate_on_the_work_site(server: Any, conn: Any, backend: Any)
 
 
 def test_bad_thumbprint_is_a_usage_error(conn: Any, backend: Any) -> None:
-    from opslib import iis
     from opslib.errors import ParameterError
 
     with pytest.raises(ParameterError, match="not a SHA-1 thumbprint"):
@@ -523,7 +520,6 @@ def test_bad_thumbprint_is_a_usage_error(conn: Any, backend: Any) -> None:
 
 
 def test_plans_leave_the_server_unchanged(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
 
     thumb = install_new_certificate(server)
     backend.sites()  # upload the helper first (an upload changes the temp folder, not IIS)
@@ -537,7 +533,6 @@ def test_plans_leave_the_server_unchanged(server: Any, conn: Any, backend: Any) 
 
 
 def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
 
     thumb = install_new_certificate(server)
     backend.bind("renew.www1.example.jp", thumb)
@@ -559,7 +554,6 @@ def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any, bac
 
 
 def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
     from opslib.errors import VerificationFailed
 
     thumb = install_new_certificate(server)
@@ -575,7 +569,6 @@ def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn
 
 
 def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
     from opslib.errors import VerificationFailed
 
     thumb = install_new_certificate(server)
@@ -591,22 +584,22 @@ def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any
 
 
 def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
 
     thumb = install_new_certificate(server)
     old = server.host.extra["current_thumbprint"]
     backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert site_state(server, 1)["ssl_cert_hash"] == thumb
-    result = backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
+    result = backend.rollback(
+        production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
     )
     assert result.production.started and result.production.cert_thumbprint == old
     assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
-    assert backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=":443:"
+    assert backend.rollback(
+        production_site="www1.example.jp", old_thumbprint=old, secure_bindings=":443:"
     ).already_done
 
 
 def test_start_and_stop_site(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis
     from opslib.errors import VerificationFailed
 
     assert backend.stop("www1.example.jp").state_name == "stopped"
@@ -621,7 +614,7 @@ def test_start_and_stop_site(server: Any, conn: Any, backend: Any) -> None:
 
 
 def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any, backend: Any) -> None:
-    from opslib import iis, tls
+    from opslib import tls
     from opslib.rehearsal.programs import stores
 
     endpoint = server.host.extra["verify_endpoint"]
@@ -764,9 +757,7 @@ def test_check_bound_reads_back_the_install_and_the_binding() -> None:
 def _capabilities(major: int, minor: int = 0) -> Any:
     from opslib.server import Capabilities
 
-    return Capabilities(
-        "web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True
-    )
+    return Capabilities("web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True)
 
 
 def test_require_backend_accepts_iis6_only() -> None:
