@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import certs, winerror
 from ..errors import CapabilityMissing, CertificateError, VerificationFailed
-from ..iis import Change, Site
+from ..iis import Change, Site, check_bound
 from ..server.probe import require_admin
 from ..server.remote import delete_remote, failed, host_of, remote_path
 from ..server.stores import (
@@ -421,12 +421,12 @@ class InstallStep:
 
 def verify(server: Server, done: InstallDone) -> InstallStep:
     """Read back MY and the work site: in MY with its key, bound to the work site (raises unless dry run)."""
-    site = done.plan.work_site
-    work_after = server.iis.find_site(site)
-    checks = server.iis.check_bound(
-        work_after.path,
+    work_after = server.iis.find_site(done.plan.work_site)  # one read of the sites
+    checks = check_bound(
+        work_after,
         thumbprint=done.plan.checked.new.summary.thumbprint,
         installed=done.installed,
+        host=server.host,
         dry_run=done.installed is None,
     )
     return InstallStep(done, work_after, tuple(checks))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..iis import Change, Site, SwapResult, find_site, secure_binding, thumbprint_of
+from ..iis import Change, Site, SwapResult, check_swap, find_site, secure_binding, thumbprint_of
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -136,10 +136,14 @@ def verify(server: Server, done: RollbackDone) -> RollbackStep:
     """Production started with the old certificate, no other started site on its secure binding
     (raises unless dry run)."""
     found = done.plan.before
-    checks = server.iis.check_swap(
+    sites_after = server.iis.sites()  # one read for the checks and the facts
+    checks = check_swap(
+        sites_after,
         production_site=found.production.path,
         new_thumbprint=found.old_thumbprint,
+        host=server.host,
         dry_run=done.result is None,
         hint=_HINT,
     )
-    return RollbackStep(done, server.iis.find_site(found.production.path), tuple(checks))
+    production_after = find_site(sites_after, found.production.path, host=server.host)
+    return RollbackStep(done, production_after, tuple(checks))

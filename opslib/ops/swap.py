@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PreconditionFailed
-from ..iis import Change, Site, SwapResult, find_site
+from ..iis import Change, Site, SwapResult, check_swap, find_site
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -143,12 +143,15 @@ def verify(server: Server, done: SwapDone, *, run_dir: str = "") -> SwapStep:
     """Read the sites back: production started with the new certificate, the work site stopped, no other
     started site on its secure binding. A failed line raises naming the undo (in a dry run it only reports)."""
     found = done.plan.before
-    checks = server.iis.check_swap(
+    sites_after = server.iis.sites()  # one read for the checks and the facts
+    checks = check_swap(
+        sites_after,
         production_site=found.production.path,
         work_site=found.work.path,
         new_thumbprint=found.new_thumbprint,
+        host=server.host,
         run_dir=run_dir,
         dry_run=done.result is None,
     )
-    production_after = server.iis.find_site(found.production.path)
+    production_after = find_site(sites_after, found.production.path, host=server.host)
     return SwapStep(done, production_after, tuple(checks))
