@@ -5,6 +5,7 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 * :mod:`.install` — step 1, the new certificate installed and bound to the work site;
 * :mod:`.swap` — step 2, the production site serves it;
 * :mod:`.export` — step 3, the PFX backup;
+* :mod:`.endpoint` — step 4, what the site serves (read-only);
 * :mod:`.rollback` — step R, the previous certificate back.
 
 ``apply(..., dry_run=True)`` returns the plan-only Result, so the notebooks have no branches.
@@ -12,6 +13,6 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 
 from __future__ import annotations
 
-from . import export, install, rollback, roots, swap
+from . import endpoint, export, install, rollback, roots, swap
 
-__all__ = ["export", "install", "rollback", "roots", "swap"]
+__all__ = ["endpoint", "export", "install", "rollback", "roots", "swap"]
