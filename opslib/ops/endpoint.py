@@ -59,7 +59,7 @@ def judge(
 
 
 def verify(check: tls.ServedCheck, *, dry_run: bool = False) -> list[dict[str, str]]:
-    """The problem rows; any problem raises (:class:`~opslib.errors.EndpointError`) unless ``dry_run``
+    """The problem rows; any problem raises (:class:`~opslib.errors.VerificationFailed`) unless ``dry_run``
     (nothing was changed before this step, so the old state is what is served)."""
     if not dry_run:
         check.raise_for_problems()
