@@ -830,3 +830,41 @@ def test_the_server_probes_once_and_holds_its_iis6_backend(server: Any, conn: An
         assert len([c for c in commands if "-decode" in c and "iis6.js" in c]) == 1  # helper uploaded once
         assert srv.probe(refresh=True).iis_major == 6
         assert len([c for c in (str(h["command"]) for h in server.host.history) if c.startswith("ver")]) == 2
+
+
+def test_the_backend_checks_read_the_sites_back(server: Any, backend: Any) -> None:
+    from opslib.errors import VerificationFailed
+    from opslib.ops.install import InstallResult
+
+    thumb = install_new_certificate(server)
+    backend.bind("W3SVC/2", thumb)
+    installed = InstallResult(thumb, "", "key-1", (), (), False, "W3SVC/2", ())
+    rows = backend.check_bound("renew.www1.example.jp", thumbprint=thumb, installed=installed)
+    assert [r["ok"] for r in rows] == [True, True]
+    with pytest.raises(VerificationFailed, match=rf'W3SVC/1 "www1.example.jp" serves .*, not {thumb}'):
+        backend.check_swap(production_site="www1.example.jp", work_site="W3SVC/2", new_thumbprint=thumb)
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    rows = backend.check_swap(production_site="www1.example.jp", work_site="W3SVC/2", new_thumbprint=thumb)
+    assert all(r["ok"] for r in rows)
+
+
+def test_ssl_binding_is_data_in_iis_text_form() -> None:
+    from opslib.errors import ParameterError
+    from opslib.iis import Site, SslBinding
+
+    assert SslBinding.parse(":443:") == SslBinding("", 443, "", "", "MY")
+    sni = SslBinding.parse("*:8443:www1.example.jp", thumbprint=HASH_A)
+    assert (sni.ip, sni.port, sni.host_header, sni.thumbprint, sni.text) == (
+        "",
+        8443,
+        "www1.example.jp",
+        HASH_A,
+        ":8443:www1.example.jp",
+    )
+    assert SslBinding.parse("192.0.2.1:443").text == "192.0.2.1:443:"
+    site = Site(1, "www1.example.jp", 2, "started", (), (":443:",), HASH_A, "MY")
+    assert site.ssl_bindings == (SslBinding("", 443, "", HASH_A, "MY"),)
+    with pytest.raises(ParameterError, match="expected a secure binding such as :443:"):
+        SslBinding.parse("443")
+    with pytest.raises(ParameterError, match="expected a secure binding"):
+        SslBinding.parse(":70000:")

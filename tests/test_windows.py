@@ -696,3 +696,22 @@ def test_step_0_accepts_a_certificate_an_interrupted_run_already_installed(
         )
         assert ready.pending_request == certs.thumbprint(srv.pki.new_leaf)
         assert srv.state() == before
+
+
+# --- the one table of Windows error codes ----------------------------------------------------------------
+
+
+def test_winerror_describes_known_codes_and_shows_others_as_numbers() -> None:
+    from opslib import winerror
+
+    assert (
+        winerror.describe(0x8009000B)
+        == "NTE_BAD_KEY_STATE 0x8009000B (the private key was created non-exportable)"
+    )
+    assert winerror.describe(-2146885628) == winerror.describe(winerror.CRYPT_E_NOT_FOUND)  # signed exit code
+    assert winerror.name(-2146885628) == "CRYPT_E_NOT_FOUND"
+    assert winerror.describe(0x800B0109).startswith("CERT_E_UNTRUSTEDROOT 0x800B0109")
+    assert winerror.describe(0x800B010A).startswith("CERT_E_CHAINING 0x800B010A")
+    assert winerror.describe(9009).startswith("9009 (cmd.exe does not know the command")
+    assert winerror.describe(0x80070057) == "0x80070057"
+    assert winerror.describe(42) == "42" and winerror.name(42) == ""
