@@ -133,6 +133,11 @@ def _swap_plan(found: Sequence[Site], production: Site, new: str, binding: str) 
     return changes
 
 
+def _code(code: int) -> str:
+    """``NTE_BAD_KEYSET 0x80090016``: the symbol and the number, from the one table."""
+    return f"{winerror.name(code)} 0x{winerror.hresult(code):08X}"
+
+
 def _parse_json(stdout: bytes) -> dict[str, Any] | None:
     # The helper writes one ASCII JSON line; take the last line that parses as an object.
     for line in reversed(stdout.decode("ascii", errors="replace").splitlines()):
@@ -373,15 +378,15 @@ class IIS6Backend:
                 raise PreconditionFailed(
                     host,
                     f"the private key of {thumb} (bound to {site.label}) was created non-exportable, so Windows "
-                    "refuses to export it (IIS.CertObj: NTE_BAD_KEY_STATE 0x8009000B) — nothing was changed",
+                    f"refuses to export it (IIS.CertObj: {_code(winerror.NTE_BAD_KEY_STATE)}) — nothing was changed",
                     hint="keep the server itself as the key's only copy, or make a new request with an "
                     "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
                 ) from None
             if number == winerror.NTE_BAD_KEYSET:
                 raise PreconditionFailed(
                     host,
-                    f"the private key of {thumb} (bound to {site.label}) is missing (IIS.CertObj: NTE_BAD_KEYSET "
-                    "0x80090016) — nothing was changed",
+                    f"the private key of {thumb} (bound to {site.label}) is missing (IIS.CertObj: "
+                    f"{_code(winerror.NTE_BAD_KEYSET)}) — nothing was changed",
                     hint=f"repair the link with `certutil -repairstore MY {thumb}` if the key exists on this server",
                 ) from None
             if number in (winerror.MD_ERROR_DATA_NOT_FOUND, winerror.CRYPT_E_NOT_FOUND):

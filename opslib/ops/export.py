@@ -255,7 +255,7 @@ def _key_not_exportable(host: str, thumbprint: str) -> PreconditionFailed:
     return PreconditionFailed(
         host,
         f"the private key of {thumbprint} was created non-exportable, so Windows refuses to "
-        "export it (NTE_BAD_KEY_STATE 0x8009000B) — nothing was changed",
+        f"export it ({winerror.name(winerror.NTE_BAD_KEY_STATE)} 0x{winerror.NTE_BAD_KEY_STATE:08X}) — nothing was changed",
         hint="keep the server itself as the key's only copy, or make a new request with an "
         "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
     )
