@@ -868,3 +868,15 @@ def test_ssl_binding_is_data_in_iis_text_form() -> None:
         SslBinding.parse("443")
     with pytest.raises(ParameterError, match="expected a secure binding"):
         SslBinding.parse(":70000:")
+
+
+def test_the_iis6_backend_refuses_an_sni_binding_before_anything_changes(server: Any, backend: Any) -> None:
+    from opslib.errors import CapabilityMissing
+
+    thumb = install_new_certificate(server)
+    before = Path(server.host.state_file).read_bytes()
+    with pytest.raises(
+        CapabilityMissing, match=r"^web01: the server lacks an SSL host header \(www1.example.jp\)"
+    ):
+        backend.bind("W3SVC/2", thumb, host_header="www1.example.jp")
+    assert Path(server.host.state_file).read_bytes() == before

@@ -185,12 +185,16 @@ class IISBackend(Protocol):
         """The one site called ``name`` (:class:`~opslib.errors.SiteNotFound` otherwise)."""
         ...
 
-    def plan_bind(self, site: Site | str, thumbprint: str, *, port: int = 443) -> list[Change]:
+    def plan_bind(
+        self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
+    ) -> list[Change]:
         """What :meth:`bind` would change (read-only)."""
         ...
 
-    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443) -> Site:
-        """Serve ``thumbprint`` (LocalMachine MY) on ``site``'s SSL binding ``:port:``; no start."""
+    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
+        """Serve ``thumbprint`` (LocalMachine MY) on ``site``'s SSL binding ``*:port:host_header``
+        (``host_header`` is the SNI name on IIS 8+; a backend that cannot bind by name refuses it
+        with CapabilityMissing); does not start the site."""
         ...
 
     def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:

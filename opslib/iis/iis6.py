@@ -162,6 +162,17 @@ class IIS6Backend:
         self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
         self._helper: str | None = None
 
+    def _binding(self, port: int, host_header: str) -> str:
+        """SecureBindings ``:port:``. The kit binds IIS 6 sites without an SSL host header (IIS 6.0
+        SP1 can, only with a wildcard certificate and adsutil: not what the seed's wizard does)."""
+        if host_header:
+            raise CapabilityMissing(
+                self.host,
+                f"an SSL host header ({host_header}) in the IIS 6 backend",
+                hint="bind without a host header (one certificate per IP:port on IIS 6)",
+            )
+        return secure_binding(port)
+
     def find_site(self, name: str) -> Site:
         return find_site(self.sites(), name, host=self.host)
 
@@ -281,20 +292,22 @@ class IIS6Backend:
         key = site.path if isinstance(site, Site) else site
         return found, find_site(found, key, host=self.host)
 
-    def plan_bind(self, site: Site | str, thumbprint: str, *, port: int = 443) -> list[Change]:
+    def plan_bind(
+        self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
+    ) -> list[Change]:
         """What :func:`bind` would change (read-only)."""
         thumb = thumbprint_of(thumbprint)
         _, target = self._resolve(site)
-        return _bind_changes(target, thumb, secure_binding(port))
+        return _bind_changes(target, thumb, self._binding(port, host_header))
 
-    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443) -> Site:
+    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
         """Seed step 1: bind ``thumbprint`` (in MY) to ``site`` as the IIS wizard would; returns the read-back.
 
         Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (windows-commands.md §4);
         does not start the site.
         """
         thumb = thumbprint_of(thumbprint)
-        binding = secure_binding(port)
+        binding = self._binding(port, host_header)
         _, target = self._resolve(site)
         if not _bind_changes(target, thumb, binding):
             return target
