@@ -17,6 +17,9 @@ _SUBMODULES = {
     "tls",
     "windows",
     "iis",
+    "ops",
+    "server",
+    "winerror",
     "evidence",
     "runbook",
     "secrets",
@@ -34,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from ._transport import connect_params
 
         return connect_params
+    if name == "open_server":
+        from .server import open_server
+
+        return open_server
     raise AttributeError(f"module 'opslib' has no attribute {name!r}")

@@ -26,8 +26,8 @@ from . import certs
 from .errors import CertificateError, OpsError, ParameterError, PreconditionFailed, SiteNotFound, UsageError
 
 if TYPE_CHECKING:
-    from ._transport import Connection
     from .iis import Site
+    from .server import Server
 
 # The install-blocking findings that need nothing but the file (the chain needs the server's roots).
 LOCAL_BLOCKING = tuple(code for code in certs.INSTALL_BLOCKING if code != "chain_incomplete")
@@ -110,15 +110,15 @@ def check_certificate_file(
 def check_pfx_password(password: str) -> str:
     """The problem with a PFX password step 3 could not pass to ``certutil -exportPFX``; "" if none.
 
-    Never contains the password. Mirrors the checks step 3 makes (``windows._check_password`` and the
-    one quoting function), so the run stops before anything changes rather than after the swap.
+    Never contains the password. Mirrors the checks step 3 makes (:func:`opslib.ops.export.check_password`
+    and the one quoting function), so the run stops before anything changes rather than after the swap.
     """
-    from . import windows
     from ._transport import cmdline
+    from .ops.export import check_password
 
     try:
         cmdline(["certutil", password], names=["certutil", "the PFX password"])
-        windows._check_password("", password)
+        check_password("", password)
     except UsageError as exc:
         return str(getattr(exc, "reason", "") or exc.message)
     except PreconditionFailed as exc:
@@ -144,7 +144,7 @@ class ServerReady:
 
 
 def check_server(
-    conn: Connection,
+    server: Server,
     *,
     production_site: str,
     work_site: str,
@@ -156,11 +156,12 @@ def check_server(
 
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
-    from . import iis, windows
+    from .iis import find_site
+    from .server.stores import match_pending_request
 
-    found = iis.sites(conn)
-    production = iis.find_site(found, production_site, host=host)
-    work = iis.find_site(found, work_site, host=host)
+    found = server.iis.sites()
+    production = find_site(found, production_site, host=host)
+    work = find_site(found, work_site, host=host)
     if production.id == work.id:
         raise SiteNotFound(
             host,
@@ -183,7 +184,7 @@ def check_server(
             )
         # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
         # certificate is already in MY with its key (installed_ok: that entry is returned).
-        request = windows.match_pending_request(conn, leaf, installed_ok=True).thumbprint
+        request = match_pending_request(server.conn, leaf, installed_ok=True).thumbprint
     return ServerReady(tuple(found), production, work, request)
 
 

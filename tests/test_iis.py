@@ -1,4 +1,4 @@
-"""opslib.iis, the IIS 6 helper (opslib/scripts/iis6.js) and its rehearsal emulation (cscript).
+"""opslib.iis (the IIS 6 backend), the IIS 6 helper (opslib/scripts/iis6.js) and its rehearsal emulation (cscript).
 
 Three layers, each able to fail on its own:
 * the real helper file runs under Node with ADSI stubs (tests/js/run_iis6.js) — its JSON, exit
@@ -414,6 +414,14 @@ def conn(server: Any) -> Iterator[Any]:
         yield c
 
 
+@pytest.fixture
+def backend(conn: Any) -> Any:
+    """The IIS 6 backend on the connection (what ``opslib.server.Server(conn).iis`` builds on IIS 6)."""
+    from opslib.iis import IIS6Backend
+
+    return IIS6Backend(conn, host="web01")
+
+
 def state(server: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(Path(server.host.state_file).read_text(encoding="utf-8"))
     return data
@@ -429,17 +437,16 @@ def new_thumbprint(server: Any) -> str:
 
 
 def install_new_certificate(server: Any) -> str:
-    """Put the new certificate (with its key) into MY, as seed step 1 / opslib.windows would."""
+    """Put the new certificate (with its key) into MY, as seed step 1 (opslib.ops.install) would."""
     pki = make_pki(
         now_utc=datetime.fromisoformat(server.host.extra["now_utc"]), hostnames=("www1.example.jp",)
     )
     return stores.add_certificate(server.host, "MY", pki.new_leaf, key=pki.new_key)
 
 
-def test_sites_lists_the_metabase(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_sites_lists_the_metabase(server: Any, conn: Any, backend: Any) -> None:
 
-    found = iis.sites(conn)
+    found = backend.sites()
     assert [(s.path, s.name, s.state_name) for s in found] == [
         ("W3SVC/1", "www1.example.jp", "started"),
         ("W3SVC/2", "renew.www1.example.jp", "stopped"),
@@ -449,7 +456,7 @@ def test_sites_lists_the_metabase(server: Any, conn: Any) -> None:
     row = found[0].row()
     assert row["site"] == "W3SVC/1" and row["expires_utc"] == ""
     # The helper is uploaded once per connection, into its temp folder, and run from there.
-    iis.sites(conn)
+    backend.sites()
     commands = [str(h["command"]) for h in server.host.history]
     runs = [c for c in commands if c.startswith("cscript") and "iis6.js" in c]
     assert len(runs) == 2
@@ -457,12 +464,12 @@ def test_sites_lists_the_metabase(server: Any, conn: Any) -> None:
     assert len([c for c in commands if "-decode" in c and "iis6.js" in c]) == 1
 
 
-def test_find_site_by_name_or_path_and_errors(server: Any, conn: Any) -> None:
+def test_find_site_by_name_or_path_and_errors(server: Any, conn: Any, backend: Any) -> None:
     from opslib import iis
     from opslib.errors import SiteNotFound
 
     server.host.sites[2].comment = "更新作業用 renew.www1.example.jp"  # non-ASCII travels as \\uXXXX
-    found = iis.sites(conn)
+    found = backend.sites()
     assert iis.find_site(found, "更新作業用 renew.www1.example.jp").id == 2
     assert iis.find_site(found, "w3svc/1").name == "www1.example.jp"
     assert iis.find_site(found, "WWW1.EXAMPLE.JP").id == 1
@@ -480,17 +487,16 @@ def test_find_site_by_name_or_path_and_errors(server: Any, conn: Any) -> None:
         iis.find_site(twins, "www1.example.jp")
 
 
-def test_bind_certificate_on_the_work_site(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_bind_certificate_on_the_work_site(server: Any, conn: Any, backend: Any) -> None:
 
     thumb = install_new_certificate(server)
-    plan = iis.plan_bind(conn, "renew.www1.example.jp", thumb)
+    plan = backend.plan_bind("renew.www1.example.jp", thumb)
     assert [(c.field, c.after) for c in plan] == [
         ("SSLCertHash", thumb),
         ("SSLStoreName", "MY"),
         ("SecureBindings", ":443:"),
     ]
-    site = iis.bind_certificate(conn, "renew.www1.example.jp", thumb.lower())
+    site = backend.bind("renew.www1.example.jp", thumb.lower())
     assert (site.cert_thumbprint, site.store_name, site.secure_bindings, site.state_name) == (
         thumb,
         "MY",
@@ -503,40 +509,37 @@ def test_bind_certificate_on_the_work_site(server: Any, conn: Any) -> None:
         "MY",
         [":443:"],
     )
-    assert iis.plan_bind(conn, "W3SVC/2", thumb) == []
+    assert backend.plan_bind("W3SVC/2", thumb) == []
 
 
-def test_bad_thumbprint_is_a_usage_error(conn: Any) -> None:
-    from opslib import iis
+def test_bad_thumbprint_is_a_usage_error(conn: Any, backend: Any) -> None:
     from opslib.errors import ParameterError
 
     with pytest.raises(ParameterError, match="not a SHA-1 thumbprint"):
-        iis.bind_certificate(conn, "W3SVC/2", "12345")
+        backend.bind("W3SVC/2", "12345")
 
 
-def test_plans_leave_the_server_unchanged(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_plans_leave_the_server_unchanged(server: Any, conn: Any, backend: Any) -> None:
 
     thumb = install_new_certificate(server)
-    iis.sites(conn)  # upload the helper first (an upload changes the temp folder, not IIS)
+    backend.sites()  # upload the helper first (an upload changes the temp folder, not IIS)
     before = Path(server.host.state_file).read_bytes()
-    bind_plan = iis.plan_bind(conn, "W3SVC/2", thumb)
-    swap_plan = iis.plan_swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    bind_plan = backend.plan_bind("W3SVC/2", thumb)
+    swap_plan = backend.plan_swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert Path(server.host.state_file).read_bytes() == before
     assert bind_plan and ("SSLCertHash", server.host.extra["current_thumbprint"], thumb) in [
         (c.field, c.before, c.after) for c in swap_plan
     ]
 
 
-def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any, backend: Any) -> None:
 
     thumb = install_new_certificate(server)
-    iis.bind_certificate(conn, "renew.www1.example.jp", thumb)
+    backend.bind("renew.www1.example.jp", thumb)
     server.host.sites[2].state = 2  # someone started the work site; it holds :443: now
     server.host.sites[1].state = 4
     server.host.save_state()
-    result = iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    result = backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert not result.already_done
     assert result.old_thumbprint == server.host.extra["current_thumbprint"]
     assert result.old_secure_bindings == (":443:",)
@@ -545,13 +548,12 @@ def test_swap_puts_the_new_certificate_on_production(server: Any, conn: Any) -> 
     prod, work = site_state(server, 1), site_state(server, 2)
     assert (prod["state"], prod["ssl_cert_hash"], prod["ssl_store_name"]) == (2, thumb, "MY")
     assert work["state"] == 4
-    again = iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    again = backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert again.already_done and again.changes == ()
-    assert iis.plan_swap(conn, production_site="W3SVC/1", new_thumbprint=thumb) == []
+    assert backend.plan_swap(production_site="W3SVC/1", new_thumbprint=thumb) == []
 
 
-def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn: Any, backend: Any) -> None:
     from opslib.errors import VerificationFailed
 
     thumb = install_new_certificate(server)
@@ -561,13 +563,12 @@ def test_swap_rolls_itself_back_when_production_will_not_start(server: Any, conn
         VerificationFailed,
         match=rf"did not come back with the new certificate {thumb}.*rolled back to the previous certificate {old} and the site is started again",
     ):
-        iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     prod = site_state(server, 1)
     assert (prod["state"], prod["ssl_cert_hash"]) == (2, old)
 
 
-def test_swap_says_when_the_site_stays_down(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any) -> None:
     from opslib.errors import VerificationFailed
 
     thumb = install_new_certificate(server)
@@ -577,45 +578,43 @@ def test_swap_says_when_the_site_stays_down(server: Any, conn: Any) -> None:
         VerificationFailed,
         match="rolled back to the previous certificate .* but the site did not start again .*DOWN",
     ):
-        iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     prod = site_state(server, 1)
     assert (prod["state"], prod["ssl_cert_hash"]) == (4, server.host.extra["current_thumbprint"])
 
 
-def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any, backend: Any) -> None:
 
     thumb = install_new_certificate(server)
     old = server.host.extra["current_thumbprint"]
-    iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert site_state(server, 1)["ssl_cert_hash"] == thumb
-    result = iis.rollback(
-        conn, production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
+    result = backend.rollback(
+        production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
     )
     assert result.production.started and result.production.cert_thumbprint == old
     assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
-    assert iis.rollback(
-        conn, production_site="www1.example.jp", old_thumbprint=old, secure_bindings=":443:"
+    assert backend.rollback(
+        production_site="www1.example.jp", old_thumbprint=old, secure_bindings=":443:"
     ).already_done
 
 
-def test_start_and_stop_site(server: Any, conn: Any) -> None:
-    from opslib import iis
+def test_start_and_stop_site(server: Any, conn: Any, backend: Any) -> None:
     from opslib.errors import VerificationFailed
 
-    assert iis.stop_site(conn, "www1.example.jp").state_name == "stopped"
+    assert backend.stop("www1.example.jp").state_name == "stopped"
     assert site_state(server, 1)["state"] == 4
-    assert iis.start_site(conn, "W3SVC/1").started
-    iis.bind_certificate(conn, "W3SVC/2", server.host.extra["current_thumbprint"])
+    assert backend.start("W3SVC/1").started
+    backend.bind("W3SVC/2", server.host.extra["current_thumbprint"])
     with pytest.raises(
         VerificationFailed,
         match=r'W3SVC/2 "renew.www1.example.jp" did not start: ServerState is stopped.*event 1007',
     ):
-        iis.start_site(conn, "renew.www1.example.jp")
+        backend.start("renew.www1.example.jp")
 
 
-def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any) -> None:
-    from opslib import iis, tls
+def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any, backend: Any) -> None:
+    from opslib import tls
     from opslib.rehearsal.programs import stores
 
     endpoint = server.host.extra["verify_endpoint"]
@@ -623,12 +622,12 @@ def test_served_chain_follows_the_swap_and_the_g5_root(server: Any, conn: Any) -
     before = tls.fetch_chain(hostname, port, servername="www1.example.jp")
     assert before.thumbprints[0] == server.host.extra["current_thumbprint"]
     thumb = install_new_certificate(server)
-    iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb)
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     after = tls.fetch_chain(hostname, port, servername=None)
     assert after.thumbprints[0] == thumb and len(after.thumbprints) == 2
     g5 = server.host.extra["forbidden_roots"][0]
     stores.set_eku(server.host, "ROOT", g5, [])
-    iis.sites(conn)  # any command: the host applies its changes after each one
+    backend.sites()  # any command: the host applies its changes after each one
     crossed = tls.fetch_chain(hostname, port, servername="www1.example.jp")
     assert len(crossed.thumbprints) == 3 and crossed.thumbprints != after.thumbprints
 
@@ -733,10 +732,11 @@ def test_check_swap_for_a_rollback_has_its_own_advice() -> None:
 
 
 def test_check_bound_reads_back_the_install_and_the_binding() -> None:
-    from opslib import iis, windows
+    from opslib import iis
     from opslib.errors import VerificationFailed
+    from opslib.ops.install import InstallResult
 
-    installed = windows.InstallResult(NEW, HASH_A, "key-1", (), (), False, "W3SVC/2", ())
+    installed = InstallResult(NEW, HASH_A, "key-1", (), (), False, "W3SVC/2", ())
     work = _after_swap()[1]
     rows = iis.check_bound(work, thumbprint=NEW, installed=installed, host="web01")
     assert [r["ok"] for r in rows] == [True, True]
@@ -755,11 +755,9 @@ def test_check_bound_reads_back_the_install_and_the_binding() -> None:
 
 
 def _capabilities(major: int, minor: int = 0) -> Any:
-    from opslib import windows
+    from opslib.server import Capabilities
 
-    return windows.Capabilities(
-        "web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True
-    )
+    return Capabilities("web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True)
 
 
 def test_require_backend_accepts_iis6_only() -> None:
@@ -784,8 +782,9 @@ def test_require_backend_accepts_iis6_only() -> None:
 
 
 def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> None:
-    from opslib import _transport, iis, rehearsal, windows
+    from opslib import _transport, iis, rehearsal
     from opslib.errors import CapabilityMissing
+    from opslib.server import Server
 
     with rehearsal.start(scenario="iis7", state_file=tmp_path / "state.json", workdir=tmp_path / "work") as r:
         before = r.host.state()
@@ -797,14 +796,12 @@ def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> Non
             host_label="web01",
             allow_unencrypted_basic=True,
         ) as conn:
-            caps = windows.probe(conn)
+            server = Server(conn)
+            caps = server.capabilities
             assert (caps.iis_major, caps.iis_minor, caps.windows_version) == (7, 5, "6.1.7601")
-            thumb = r.host.extra["new_thumbprint"]
             for call in (
-                lambda: iis.sites(conn),
-                lambda: iis.plan_swap(conn, production_site="www1.example.jp", new_thumbprint=thumb),
-                lambda: iis.swap(conn, production_site="www1.example.jp", new_thumbprint=thumb),
-                lambda: iis.bind_certificate(conn, "W3SVC/2", thumb),
+                lambda: server.iis,
+                lambda: iis.backend_for(caps, conn),
                 lambda: iis.require_backend(caps),
             ):
                 with pytest.raises(CapabilityMissing, match=r"^web01: .*IIS 7\+ backend not implemented yet"):
@@ -817,3 +814,69 @@ def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> Non
         before["registry"],
         before["keys"],
     )
+
+
+def test_the_server_probes_once_and_holds_its_iis6_backend(server: Any, conn: Any) -> None:
+    from opslib.iis import IIS6Backend
+    from opslib.server import Server
+
+    with Server(conn) as srv:
+        assert isinstance(srv.iis, IIS6Backend) and srv.iis is srv.iis
+        assert srv.capabilities is srv.capabilities and srv.capabilities.iis_major == 6
+        srv.iis.sites()
+        srv.iis.sites()
+        commands = [str(h["command"]) for h in server.host.history]
+        assert len([c for c in commands if c.startswith("ver")]) == 1  # probed once
+        assert len([c for c in commands if "-decode" in c and "iis6.js" in c]) == 1  # helper uploaded once
+        assert srv.probe(refresh=True).iis_major == 6
+        assert len([c for c in (str(h["command"]) for h in server.host.history) if c.startswith("ver")]) == 2
+
+
+def test_the_backend_checks_read_the_sites_back(server: Any, backend: Any) -> None:
+    from opslib.errors import VerificationFailed
+    from opslib.ops.install import InstallResult
+
+    thumb = install_new_certificate(server)
+    backend.bind("W3SVC/2", thumb)
+    installed = InstallResult(thumb, "", "key-1", (), (), False, "W3SVC/2", ())
+    rows = backend.check_bound("renew.www1.example.jp", thumbprint=thumb, installed=installed)
+    assert [r["ok"] for r in rows] == [True, True]
+    with pytest.raises(VerificationFailed, match=rf'W3SVC/1 "www1.example.jp" serves .*, not {thumb}'):
+        backend.check_swap(production_site="www1.example.jp", work_site="W3SVC/2", new_thumbprint=thumb)
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    rows = backend.check_swap(production_site="www1.example.jp", work_site="W3SVC/2", new_thumbprint=thumb)
+    assert all(r["ok"] for r in rows)
+
+
+def test_ssl_binding_is_data_in_iis_text_form() -> None:
+    from opslib.errors import ParameterError
+    from opslib.iis import Site, SslBinding
+
+    assert SslBinding.parse(":443:") == SslBinding("", 443, "", "", "MY")
+    sni = SslBinding.parse("*:8443:www1.example.jp", thumbprint=HASH_A)
+    assert (sni.ip, sni.port, sni.host_header, sni.thumbprint, sni.text) == (
+        "",
+        8443,
+        "www1.example.jp",
+        HASH_A,
+        ":8443:www1.example.jp",
+    )
+    assert SslBinding.parse("192.0.2.1:443").text == "192.0.2.1:443:"
+    site = Site(1, "www1.example.jp", 2, "started", (), (":443:",), HASH_A, "MY")
+    assert site.ssl_bindings == (SslBinding("", 443, "", HASH_A, "MY"),)
+    with pytest.raises(ParameterError, match="expected a secure binding such as :443:"):
+        SslBinding.parse("443")
+    with pytest.raises(ParameterError, match="expected a secure binding"):
+        SslBinding.parse(":70000:")
+
+
+def test_the_iis6_backend_refuses_an_sni_binding_before_anything_changes(server: Any, backend: Any) -> None:
+    from opslib.errors import CapabilityMissing
+
+    thumb = install_new_certificate(server)
+    before = Path(server.host.state_file).read_bytes()
+    with pytest.raises(
+        CapabilityMissing, match=r"^web01: the server lacks an SSL host header \(www1.example.jp\)"
+    ):
+        backend.bind("W3SVC/2", thumb, host_header="www1.example.jp")
+    assert Path(server.host.state_file).read_bytes() == before

@@ -1,4 +1,4 @@
-"""opslib.windows against the rehearsal host, over real pywinrm, in en/437 and ja/932.
+"""opslib.server (stores, probe) and opslib.ops (roots, install, export) against the rehearsal host, over real pywinrm, in en/437 and ja/932.
 
 What a user sees is asserted: exit codes, messages, what the emulated server holds afterwards (its
 registry, files and keys, read through the emulation's own store helpers), and the evidence files.
@@ -18,14 +18,18 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, iis, rehearsal, secrets, windows
+from opslib import certs, cli, rehearsal, secrets
 from opslib._transport import Connection, connect
 from opslib.errors import CapabilityMissing, PreconditionFailed, UnsafeArgument, VerificationFailed
+from opslib.ops import export, install, roots
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host
 from opslib.rehearsal.pki import Pki, make_pki
 from opslib.rehearsal.programs import reg as reg_program
 from opslib.rehearsal.programs import stores
+from opslib.server import Server as OpsServer
+from opslib.server import regfile
+from opslib.server import stores as server_stores
 
 CLOCK = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 PASSWORD = "Windows-Test-Pa55"  # WinRM password of the rehearsal endpoint (test-only literal)
@@ -40,6 +44,7 @@ class Server:
     pki: Pki
     state_file: Path
     transcript: Path
+    server: OpsServer
 
     def state(self) -> bytes:
         return self.state_file.read_bytes()
@@ -81,7 +86,7 @@ def serve(
             codepage=codepage,
             transcript=transcript,
         ) as conn:
-            yield Server(host, conn, pki, state_file, transcript)
+            yield Server(host, conn, pki, state_file, transcript, OpsServer(conn))
 
 
 def _bundle(pki: Pki, *extra: certs.Certificate) -> certs.Bundle:
@@ -89,8 +94,10 @@ def _bundle(pki: Pki, *extra: certs.Certificate) -> certs.Bundle:
     return certs.load_certificates(data, source="2026cert.p7b")
 
 
-def _forbidden(srv: Server) -> list[windows.StoreEntry]:
-    return windows.forbidden_entries(windows.trusted_roots(srv.conn), srv.host.extra["forbidden_roots"])
+def _forbidden(srv: Server) -> list[server_stores.StoreEntry]:
+    return server_stores.forbidden_entries(
+        server_stores.trusted_roots(srv.conn), srv.host.extra["forbidden_roots"]
+    )
 
 
 # --- local parsers, cross-checked against the emulation's independent writers --------------------------
@@ -109,16 +116,16 @@ def test_parse_blob_reads_what_the_emulated_store_writes() -> None:
     )
     stores.set_eku(host, "REQUEST", thumb, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
     blob = stores.find_certificate(host, "REQUEST", thumb).blob  # type: ignore[union-attr]
-    props, der = windows.parse_blob(blob)
+    props, der = regfile.parse_blob(blob)
     assert der == certs.encode_der(pki.request_placeholder())
-    assert props[windows.SHA1_HASH].hex().upper() == thumb
-    assert windows._key_prov_info(props[windows.KEY_PROV_INFO]) == (
+    assert props[regfile.SHA1_HASH].hex().upper() == thumb
+    assert regfile.key_prov_info(props[regfile.KEY_PROV_INFO]) == (
         "{ABC}",
         "Microsoft RSA SChannel Cryptographic Provider",
     )
-    assert windows._der_oids(props[windows.ENHKEY_USAGE]) == ("1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2")
+    assert regfile.der_oids(props[regfile.ENHKEY_USAGE]) == ("1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2")
     with pytest.raises(ValueError, match="runs past the end"):
-        windows.parse_blob(blob[:-5])
+        regfile.parse_blob(blob[:-5])
 
 
 def test_reg_export_format_is_regedit5_and_parses_back() -> None:
@@ -133,11 +140,11 @@ def test_reg_export_format_is_regedit5_and_parses_back() -> None:
     blob_line = next(i for i, line in enumerate(lines) if line.startswith('"Blob"=hex:'))
     assert lines[blob_line].endswith(",\\") and len(lines[blob_line]) == 78  # 22 bytes, then wrapped
     assert lines[blob_line + 1].startswith("  ") and len(lines[blob_line + 1]) == 78  # 25 bytes a line
-    parsed = windows.parse_reg_export(data)
+    parsed = regfile.parse_reg_export(data)
     entry = parsed[f"{key}\\Certificates\\{thumb}"]["Blob"]
     assert entry == ("REG_BINARY", stores.find_certificate(host, "ROOT", thumb).blob)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="not a registry export"):
-        windows.parse_reg_export(b"hello")
+        regfile.parse_reg_export(b"hello")
 
 
 # --- probe ---------------------------------------------------------------------------------------------
@@ -145,9 +152,9 @@ def test_reg_export_format_is_regedit5_and_parses_back() -> None:
 
 def test_probe_reads_versions_and_capabilities(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
-        windows.probe(srv.conn)  # creates the connection's temp folder
+        srv.server.probe()  # creates the connection's temp folder
         before = srv.state()
-        caps = windows.probe(srv.conn, refresh=True)
+        caps = srv.server.probe(refresh=True)
         assert srv.state() == before  # read-only
     assert caps.windows_version == "5.2.3790" and caps.windows_major == 5
     assert (caps.iis_major, caps.iis_minor) == (6, 0)
@@ -163,7 +170,7 @@ def test_probe_sees_missing_verbs_machine_option_and_no_admin(
 ) -> None:
     with serve(tmp_path, locale, certutil_missing_verbs=["exportPFX"], certreq_machine=True) as srv:
         srv.host.is_admin = False
-        caps = windows.probe(srv.conn)
+        caps = srv.server.probe()
     assert caps.certutil_verbs == ("repairstore", "hashfile")
     assert caps.certreq_machine
     assert not caps.is_admin
@@ -241,9 +248,9 @@ def test_certreq_refuses_a_new_root_and_reports_no_request(tmp_path: Path, local
 
 def test_trusted_roots_reads_every_physical_store(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
-        windows.probe(srv.conn)
+        srv.server.probe()
         before = srv.state()
-        entries = windows.trusted_roots(srv.conn)
+        entries = server_stores.trusted_roots(srv.conn)
         assert srv.state() == before  # exports and staging files are removed again
         pki = srv.pki
     by_thumb = {e.thumbprint: e for e in entries}
@@ -255,9 +262,9 @@ def test_trusted_roots_reads_every_physical_store(tmp_path: Path, locale: tuple[
     assert {e.store for e in entries} == {"ROOT", "AuthRoot"}  # GroupPolicy/Enterprise: absent = empty
     assert entries[0].row()["purposes"] == "all"
     # The catalogue finds the real G5; the scenario's forbidden_roots add the rehearsal copy.
-    assert [e.thumbprint for e in windows.forbidden_entries(entries)] == [real_g5]
+    assert [e.thumbprint for e in server_stores.forbidden_entries(entries)] == [real_g5]
     extra = srv.host.extra["forbidden_roots"]
-    assert {e.thumbprint for e in windows.forbidden_entries(entries, extra)} == {
+    assert {e.thumbprint for e in server_stores.forbidden_entries(entries, extra)} == {
         real_g5,
         certs.thumbprint(pki.g5_root),
     }
@@ -270,10 +277,10 @@ def test_disable_roots_backs_up_disables_reads_back_and_restores(
     with serve(tmp_path, locale) as srv:
         bad = _forbidden(srv)
         before = srv.state()
-        plan = windows.plan_disable_roots(bad)
+        plan = roots.plan_disable_roots(bad)
         assert srv.state() == before
         assert {c.after for c in plan} == {"disabled (no purposes)"}
-        changes = windows.disable_roots(srv.conn, bad, backup_dir=evidence)
+        changes = roots.disable_roots(srv.server, bad, backup_dir=evidence)
         # The server now holds property 9 = empty EKU on both, read through the emulation's own parser.
         for e in bad:
             held = stores.find_certificate(srv.host, e.store, e.thumbprint, physical=e.store)
@@ -281,7 +288,7 @@ def test_disable_roots_backs_up_disables_reads_back_and_restores(
         backups = sorted(evidence.glob("root-backup_*.reg"))
         assert len(backups) == 2
         for e in bad:
-            saved = windows.parse_reg_export(
+            saved = regfile.parse_reg_export(
                 (evidence / f"root-backup_{e.store}_{e.thumbprint}.reg").read_bytes()
             )
             assert saved[e.registry_key]["Blob"] == ("REG_BINARY", e.blob)  # the state before the change
@@ -291,10 +298,10 @@ def test_disable_roots_backs_up_disables_reads_back_and_restores(
         assert after[0].row()["purposes"] == "none (disabled)"
         # Idempotent: already disabled → recorded, nothing sent.
         disabled_state = srv.state()
-        again = windows.disable_roots(srv.conn, after, backup_dir=evidence)
+        again = roots.disable_roots(srv.server, after, backup_dir=evidence)
         assert srv.state() == disabled_state
         assert {(c.before, c.after) for c in again} == {("disabled", "disabled")}
-        restored = windows.restore_roots(srv.conn, backups)
+        restored = roots.restore_roots(srv.server, backups)
         assert {c.after for c in restored} == {"all purposes"}
         for e in bad:
             held = stores.find_certificate(srv.host, e.store, e.thumbprint, physical=e.store)
@@ -309,7 +316,7 @@ def test_disable_roots_in_enterprise_and_group_policy_stores(tmp_path: Path, loc
         stores.add_certificate(srv.host, "ROOT", g5, physical="GroupPolicy")
         bad = _forbidden(srv)
         assert sorted(e.store for e in bad) == ["Enterprise", "GroupPolicy"]
-        changes = windows.disable_roots(srv.conn, bad, backup_dir=tmp_path / "ev")
+        changes = roots.disable_roots(srv.server, bad, backup_dir=tmp_path / "ev")
         lines = [json.loads(x) for x in srv.transcript.read_text(encoding="utf-8").splitlines()]
         for physical in ("Enterprise", "GroupPolicy"):
             held = stores.find_certificate(srv.host, "ROOT", certs.thumbprint(g5), physical=physical)
@@ -326,10 +333,10 @@ def test_disable_roots_without_repairstore(tmp_path: Path, locale: tuple[str, in
         bad = _forbidden(srv)
         before = srv.state()
         with pytest.raises(CapabilityMissing, match=r"certutil -repairstore.*nothing was changed"):
-            windows.disable_roots(srv.conn, bad, backup_dir=tmp_path / "ev")
+            roots.disable_roots(srv.server, bad, backup_dir=tmp_path / "ev")
         assert srv.state() == before
-        changes = windows.disable_roots(
-            srv.conn, bad, backup_dir=tmp_path / "ev", allow_registry_fallback=True
+        changes = roots.disable_roots(
+            srv.server, bad, backup_dir=tmp_path / "ev", allow_registry_fallback=True
         )
         assert all(
             stores.find_certificate(srv.host, e.store, e.thumbprint, physical=e.store).disabled  # type: ignore[union-attr]
@@ -344,7 +351,7 @@ def test_disable_roots_needs_admin(tmp_path: Path, locale: tuple[str, int]) -> N
         bad = _forbidden(srv)
         before = srv.state()
         with pytest.raises(CapabilityMissing, match="administrator rights"):
-            windows.disable_roots(srv.conn, bad, backup_dir=tmp_path / "ev")
+            roots.disable_roots(srv.server, bad, backup_dir=tmp_path / "ev")
         assert srv.state() == before
     assert not (tmp_path / "ev").exists()
 
@@ -357,10 +364,10 @@ def test_restore_roots_refuses_a_foreign_backup(tmp_path: Path, locale: tuple[st
     key = stores.STORE_KEYS["ROOT"] + "\\Certificates\\" + thumb
     foreign.write_bytes(b"\xff\xfe" + reg_program.export_text(host, key).encode("utf-16-le"))
     with serve(tmp_path, locale) as srv:
-        windows.probe(srv.conn)
+        srv.server.probe()
         before = srv.state()
         with pytest.raises(PreconditionFailed, match="not a certificate of this server's stores"):
-            windows.restore_roots(srv.conn, [foreign])
+            roots.restore_roots(srv.server, [foreign])
         assert srv.state() == before
 
 
@@ -369,28 +376,28 @@ def test_restore_roots_refuses_a_foreign_backup(tmp_path: Path, locale: tuple[st
 
 def test_pending_request_matches_by_public_key(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
-        pending = windows.pending_requests(srv.conn)
-        match = windows.match_pending_request(srv.conn, srv.pki.new_leaf)
+        pending = server_stores.pending_requests(srv.conn)
+        match = server_stores.match_pending_request(srv.conn, srv.pki.new_leaf)
         with pytest.raises(
             PreconditionFailed, match=r"no pending request for the key of .*nothing was changed"
         ):
-            windows.match_pending_request(srv.conn, srv.pki.current_leaf)
+            server_stores.match_pending_request(srv.conn, srv.pki.current_leaf)
     assert [p.thumbprint for p in pending] == [match.thumbprint]
     assert match.key_container and match.key_provider == "Microsoft RSA SChannel Cryptographic Provider"
 
 
 def test_no_pending_request(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale, scenario="no-pending-request") as srv:
-        windows.probe(srv.conn)
+        srv.server.probe()
         before = srv.state()
         bundle = _bundle(srv.pki)
         thumb = certs.thumbprint(srv.pki.new_leaf)
         with pytest.raises(PreconditionFailed, match=f"no pending request for the key of {thumb}"):
-            windows.plan_install(srv.conn, bundle)
+            install.plan_install(srv.server, bundle)
         with pytest.raises(
             PreconditionFailed, match="requested on another server or the request was deleted"
         ):
-            windows.install_certificate(srv.conn, bundle)
+            install.install_certificate(srv.server, bundle)
         assert srv.state() == before
 
 
@@ -398,11 +405,11 @@ def test_install_certificate(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
         pki = srv.pki
         bundle = _bundle(pki, pki.g5_root)  # the mail's PKCS#7 may carry a root: it is never sent
-        placeholder = windows.match_pending_request(srv.conn, pki.new_leaf)
+        placeholder = server_stores.match_pending_request(srv.conn, pki.new_leaf)
         before = srv.state()
-        plan = windows.plan_install(srv.conn, bundle)
+        plan = install.plan_install(srv.server, bundle)
         assert srv.state() == before
-        result = windows.install_certificate(srv.conn, bundle, work_site=scenarios.WORK_SITE)
+        result = install.install_certificate(srv.server, bundle, work_site=scenarios.WORK_SITE)
         new = certs.thumbprint(pki.new_leaf)
         held = stores.find_certificate(srv.host, "MY", new)
         assert held is not None and held.key_container == placeholder.key_container
@@ -413,7 +420,7 @@ def test_install_certificate(tmp_path: Path, locale: tuple[str, int]) -> None:
         assert not [f for f in srv.host.files if f.endswith((".cer", ".b64", ".reg"))]
         # A lost reply: run again → recognised as done, nothing sent that changes the server.
         installed_state = srv.state()
-        again = windows.install_certificate(srv.conn, bundle)
+        again = install.install_certificate(srv.server, bundle)
         assert srv.state() == installed_state
     assert result.thumbprint == new and result.request_thumbprint == placeholder.thumbprint
     assert result.skipped_roots == (certs.thumbprint(pki.g5_root),) and not result.already_installed
@@ -425,17 +432,17 @@ def test_install_certificate(tmp_path: Path, locale: tuple[str, int]) -> None:
 
 def test_install_needs_certreq_accept(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale, certreq_missing_verbs=["accept"]) as srv:
-        windows.probe(srv.conn)
+        srv.server.probe()
         before = srv.state()
         with pytest.raises(CapabilityMissing, match="certreq -accept"):
-            windows.install_certificate(srv.conn, _bundle(srv.pki))
+            install.install_certificate(srv.server, _bundle(srv.pki))
         assert srv.state() == before
 
 
 def test_install_with_machine_option(tmp_path: Path, locale: tuple[str, int]) -> None:
     # A certreq that knows -machine and finds machine requests only with it.
     with serve(tmp_path, locale, certreq_machine=True, certreq_accept_finds_machine_request=False) as srv:
-        result = windows.install_certificate(srv.conn, _bundle(srv.pki))
+        result = install.install_certificate(srv.server, _bundle(srv.pki))
         lines = [json.loads(x) for x in srv.transcript.read_text(encoding="utf-8").splitlines()]
     assert result.thumbprint == certs.thumbprint(srv.pki.new_leaf)
     assert any(str(x.get("command_line", "")).startswith("certreq -accept -machine") for x in lines)
@@ -445,17 +452,17 @@ def test_install_with_machine_option(tmp_path: Path, locale: tuple[str, int]) ->
 
 
 def _installed(srv: Server) -> str:
-    windows.disable_roots(srv.conn, _forbidden(srv), backup_dir=srv.state_file.parent / "ev")
-    return windows.install_certificate(srv.conn, _bundle(srv.pki)).thumbprint
+    roots.disable_roots(srv.server, _forbidden(srv), backup_dir=srv.state_file.parent / "ev")
+    return install.install_certificate(srv.server, _bundle(srv.pki)).thumbprint
 
 
 def test_export_pfx(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
         thumb = _installed(srv)
         before = srv.state()
-        plan = windows.plan_export(srv.conn, thumb)
+        plan = export.plan_export(srv.server, thumb)
         assert srv.state() == before
-        pfx = windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+        pfx = export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert not [f for f in srv.host.files if f.endswith((".pfx", ".b64"))]  # server copies gone
         transcript = srv.transcript.read_text(encoding="utf-8")
     assert plan[0].target == f"MY\\{thumb}"
@@ -471,11 +478,11 @@ def test_export_pfx(tmp_path: Path, locale: tuple[str, int]) -> None:
 
 def test_export_pfx_with_g5_still_enabled_lacks_the_cross(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
-        thumb = windows.install_certificate(srv.conn, _bundle(srv.pki)).thumbprint
+        thumb = install.install_certificate(srv.server, _bundle(srv.pki)).thumbprint
         with pytest.raises(
             VerificationFailed, match=r"no cross certificate inside.*disable the G5 root"
         ) as err:
-            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+            export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert not [f for f in srv.host.files if f.endswith((".pfx", ".b64"))]
     assert PFX_PASSWORD not in str(err.value)
 
@@ -484,7 +491,7 @@ def test_export_pfx_key_not_exportable(tmp_path: Path, locale: tuple[str, int]) 
     with serve(tmp_path, locale, scenario="key-not-exportable") as srv:
         thumb = _installed(srv)
         with pytest.raises(PreconditionFailed, match="created non-exportable") as err:
-            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+            export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert not [f for f in srv.host.files if f.endswith((".pfx", ".b64"))]
     assert PFX_PASSWORD not in str(err.value)
 
@@ -497,7 +504,7 @@ NO_EXPORTPFX = {"certutil_missing_verbs": ["exportPFX"]}
 def _bound(srv: Server, site: str = "W3SVC/2") -> str:
     """Install the new certificate (step 1) and bind it to ``site`` (the work site, as step 1 does)."""
     thumb = _installed(srv)
-    iis.bind_certificate(srv.conn, site, thumb)
+    srv.server.iis.bind(site, thumb)
     return thumb
 
 
@@ -510,11 +517,11 @@ def test_export_pfx_through_iis_certobj_when_certutil_lacks_the_verb(
 ) -> None:
     with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
         thumb = _bound(srv)
-        assert not windows.probe(srv.conn).has_certutil("exportPFX")
+        assert not srv.server.probe().has_certutil("exportPFX")
         before = srv.state()
-        plan = windows.plan_export(srv.conn, thumb)
+        plan = export.plan_export(srv.server, thumb)
         assert srv.state() == before
-        pfx = windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+        pfx = export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert not _server_pfx_files(srv)  # the server copy is gone
         assert srv.host.sites[2].ssl_cert_hash == thumb  # bRemoveCert false: still bound
         assert stores.find_certificate(srv.host, "MY", thumb) is not None
@@ -537,12 +544,12 @@ def test_export_pfx_prefers_the_started_site_and_honours_a_named_one(
 ) -> None:
     with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
         thumb = _bound(srv)
-        iis.swap(srv.conn, production_site="W3SVC/1", new_thumbprint=thumb)  # step 2: production started
-        plan = windows.plan_export(srv.conn, thumb)
-        named = windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD, site="renew.www1.example.jp")
+        srv.server.iis.swap(production_site="W3SVC/1", new_thumbprint=thumb)  # step 2: production started
+        plan = export.plan_export(srv.server, thumb)
+        named = export.export_pfx(srv.server, thumb, password=PFX_PASSWORD, site="renew.www1.example.jp")
         with pytest.raises(PreconditionFailed, match=r"W3SVC/1 .* is bound to MY\\[0-9A-F]{40}, not MY\\"):
-            windows.export_pfx(
-                srv.conn, certs.thumbprint(srv.pki.current_leaf), password=PFX_PASSWORD, site="W3SVC/1"
+            export.export_pfx(
+                srv.server, certs.thumbprint(srv.pki.current_leaf), password=PFX_PASSWORD, site="W3SVC/1"
             )
     assert plan[0].after.endswith("(IIS.CertObj via W3SVC/1)")
     assert named.route == "IIS.CertObj via W3SVC/2" and named.check.ok
@@ -556,7 +563,7 @@ def test_export_pfx_through_iis_certobj_of_a_non_exportable_key(
         with pytest.raises(
             PreconditionFailed, match=r"created non-exportable.*IIS\.CertObj: NTE_BAD_KEY_STATE 0x8009000B"
         ) as err:
-            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+            export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert not _server_pfx_files(srv)
         transcript = srv.transcript.read_text(encoding="utf-8")
     assert "Mark the key as exportable" in str(err.value)
@@ -566,13 +573,13 @@ def test_export_pfx_through_iis_certobj_of_a_non_exportable_key(
 def test_export_pfx_without_the_verb_needs_a_bound_site(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
         thumb = _installed(srv)  # in MY with its key, but on no site
-        assert thumb not in {s.cert_thumbprint for s in iis.sites(srv.conn)}  # (uploads the helper)
+        assert thumb not in {s.cert_thumbprint for s in srv.server.iis.sites()}  # (uploads the helper)
         before = srv.state()
         with pytest.raises(PreconditionFailed, match=rf"no IIS site has MY\\{thumb} bound") as err:
-            windows.plan_export(srv.conn, thumb)
+            export.plan_export(srv.server, thumb)
         with pytest.raises(PreconditionFailed, match="IIS.CertObj cannot export it"):
-            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
-        dry = windows.plan_export(srv.conn, thumb, installed=False)  # a dry run: nothing bound yet
+            export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
+        dry = export.plan_export(srv.server, thumb, installed=False)  # a dry run: nothing bound yet
         assert srv.state() == before
         transcript = srv.transcript.read_text(encoding="utf-8")
     assert "bind" in err.value.hint and "step 1" in err.value.hint
@@ -584,12 +591,12 @@ def test_export_pfx_without_the_verb_nor_cscript(tmp_path: Path, locale: tuple[s
     with serve(tmp_path, locale, **NO_EXPORTPFX) as srv:
         del srv.host.programs["cscript"]
         thumb = certs.thumbprint(srv.pki.current_leaf)
-        assert not windows.probe(srv.conn).cscript  # (makes the temporary folder)
+        assert not srv.server.probe().cscript  # (makes the temporary folder)
         before = srv.state()
         with pytest.raises(CapabilityMissing, match=r"certutil -exportPFX, and cscript\.exe .*IIS\.CertObj"):
-            windows.plan_export(srv.conn, thumb)
+            export.plan_export(srv.server, thumb)
         with pytest.raises(CapabilityMissing, match="export the certificate with its private key by hand"):
-            windows.export_pfx(srv.conn, thumb, password=PFX_PASSWORD)
+            export.export_pfx(srv.server, thumb, password=PFX_PASSWORD)
         assert srv.state() == before
 
 
@@ -600,7 +607,7 @@ def test_export_pfx_through_iis_certobj_refuses_a_password_cmd_cannot_carry(
         thumb = _bound(srv)
         for bad in ("Pa55%word%x", "Pa55!word!x", 'Pa55"word'):
             with pytest.raises(UnsafeArgument, match="PFX password") as err:
-                windows.export_pfx(srv.conn, thumb, password=bad)
+                export.export_pfx(srv.server, thumb, password=bad)
             assert bad not in str(err.value)
         assert not _server_pfx_files(srv)
         transcript = srv.transcript.read_text(encoding="utf-8")
@@ -655,15 +662,15 @@ def test_export_pfx_refuses_weak_or_unsafe_passwords(tmp_path: Path, locale: tup
     with serve(tmp_path, locale) as srv:
         thumb = certs.thumbprint(srv.pki.current_leaf)
         with pytest.raises(PreconditionFailed, match="at least 8 characters"):
-            windows.export_pfx(srv.conn, thumb, password="short")
+            export.export_pfx(srv.server, thumb, password="short")
         with pytest.raises(PreconditionFailed, match="must not start with"):
-            windows.export_pfx(srv.conn, thumb, password="-looks-like-an-option")
+            export.export_pfx(srv.server, thumb, password="-looks-like-an-option")
 
 
 def test_export_pfx_of_a_missing_certificate(tmp_path: Path, locale: tuple[str, int]) -> None:
     with serve(tmp_path, locale) as srv:
         with pytest.raises(PreconditionFailed, match=r"holds no certificate 0{40}"):
-            windows.export_pfx(srv.conn, "00" * 20, password=PFX_PASSWORD)
+            export.export_pfx(srv.server, "00" * 20, password=PFX_PASSWORD)
 
 
 def test_step_0_accepts_a_certificate_an_interrupted_run_already_installed(
@@ -675,13 +682,13 @@ def test_step_0_accepts_a_certificate_an_interrupted_run_already_installed(
     from opslib import preflight
 
     with serve(tmp_path, locale) as srv:
-        windows.install_certificate(srv.conn, _bundle(srv.pki))
+        install.install_certificate(srv.server, _bundle(srv.pki))
         mail = tmp_path / "2026cert.pem"
         mail.write_bytes(certs.encode_pem(srv.pki.new_leaf))
-        iis.sites(srv.conn)  # uploads the helper script to the connection's temp folder once
+        srv.server.iis.sites()  # uploads the helper script to the connection's temp folder once
         before = srv.state()
         ready = preflight.check_server(
-            srv.conn,
+            srv.server,
             production_site=scenarios.PRODUCTION_SITE,
             work_site=scenarios.WORK_SITE,
             certificate_file=str(mail),
@@ -689,3 +696,22 @@ def test_step_0_accepts_a_certificate_an_interrupted_run_already_installed(
         )
         assert ready.pending_request == certs.thumbprint(srv.pki.new_leaf)
         assert srv.state() == before
+
+
+# --- the one table of Windows error codes ----------------------------------------------------------------
+
+
+def test_winerror_describes_known_codes_and_shows_others_as_numbers() -> None:
+    from opslib import winerror
+
+    assert (
+        winerror.describe(0x8009000B)
+        == "NTE_BAD_KEY_STATE 0x8009000B (the private key was created non-exportable)"
+    )
+    assert winerror.describe(-2146885628) == winerror.describe(winerror.CRYPT_E_NOT_FOUND)  # signed exit code
+    assert winerror.name(-2146885628) == "CRYPT_E_NOT_FOUND"
+    assert winerror.describe(0x800B0109).startswith("CERT_E_UNTRUSTEDROOT 0x800B0109")
+    assert winerror.describe(0x800B010A).startswith("CERT_E_CHAINING 0x800B010A")
+    assert winerror.describe(9009).startswith("9009 (cmd.exe does not know the command")
+    assert winerror.describe(0x80070057) == "0x80070057"
+    assert winerror.describe(42) == "42" and winerror.name(42) == ""

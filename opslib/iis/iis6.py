@@ -1,0 +1,605 @@
+"""The IIS 6 backend: sites, their certificate binding, start/stop, export — through the metabase.
+
+IIS 6 (Windows Server 2003, the seed's target) is driven through the kit's JScript helper
+``opslib/scripts/iis6.js`` (ADSI, ``IIS://localhost/W3SVC``), uploaded once per connection into
+``conn.temp_dir`` and run with ``cscript //nologo //E:jscript``. The helper prints ASCII-only JSON
+and decides nothing by localized text; this module reads only its JSON and exit codes
+(0 ok, 1 an ADSI call failed, 2 bad arguments, 3 the site did not reach the requested state).
+IIS 7+ (HTTP.sys bindings, ``appcmd``) gets its own backend behind :class:`opslib.iis.base.IISBackend`;
+:func:`opslib.iis.backend_for` chooses by the probed InetStp MajorVersion.
+
+Seed step 1 (``bind``): the new certificate goes onto the work site as the IIS wizard
+would leave it — SSLCertHash, SSLStoreName ``MY``, SecureBindings ``:443:``.
+Seed step 2 (``swap``): record the production site's certificate and secure bindings (for
+rollback), stop the other started sites sharing its secure binding (the work site), set the new
+certificate, start the production site and read everything back; when the production site does not
+come back it rolls itself back and says so.
+Seed step 3, when certutil has no ``-exportPFX`` (``export_certificate``): ``IIS.CertObj`` exports the
+certificate a site is bound to, with its key and chain, to a PFX (windows-commands.md §5);
+:func:`opslib.ops.export.apply` chooses the site, brings the file back, proves it and deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from .. import winerror
+from ..errors import (
+    CapabilityMissing,
+    OpsError,
+    ParameterError,
+    PreconditionFailed,
+    RemoteCommandFailed,
+    VerificationFailed,
+)
+from .base import (
+    STATE_NAMES,
+    Change,
+    Installed,
+    Site,
+    SwapResult,
+    check_bound,
+    check_swap,
+    find_site,
+    reason,
+    secure_binding,
+    sharing_sites,
+    thumbprint_of,
+    with_expiry,
+)
+
+if TYPE_CHECKING:
+    from .._transport import CommandResult, Connection
+
+HELPER = "iis6.js"
+# Helper exit codes (see the header of opslib/scripts/iis6.js).
+_EXIT_ADSI, _EXIT_USAGE, _EXIT_STATE = 1, 2, 3
+
+
+def helper_script() -> bytes:
+    """The packaged IIS 6 helper, byte for byte as it is uploaded."""
+    return (resources.files("opslib") / "scripts" / HELPER).read_bytes()
+
+
+class _HelperError(Exception):
+    """The helper answered with its error JSON (exit 1/2/3)."""
+
+    def __init__(self, exit_code: int, error: Mapping[str, Any], result: CommandResult) -> None:
+        super().__init__(str(error.get("description", "")))
+        self.exit_code = exit_code
+        self.error = dict(error)
+        self.result = result
+
+    @property
+    def number(self) -> str:
+        return str(self.error.get("number", ""))
+
+    @property
+    def description(self) -> str:
+        return str(self.error.get("description", ""))
+
+
+def _site_from(data: Mapping[str, Any]) -> Site:
+    state = int(data.get("state", 0))
+    return Site(
+        id=int(data["id"]),
+        name=str(data.get("name", "")),
+        state=state,
+        state_name=STATE_NAMES.get(state, f"unknown ({state})"),
+        bindings=tuple(str(b) for b in data.get("bindings", ())),
+        secure_bindings=tuple(str(b) for b in data.get("secure_bindings", ())),
+        cert_thumbprint=str(data.get("cert_hash", "")).upper(),
+        store_name=str(data.get("store_name", "")),
+    )
+
+
+def _bind_changes(target: Site, thumb: str, binding: str) -> list[Change]:
+    changes = []
+    if target.cert_thumbprint != thumb:
+        changes.append(Change(target.label, "SSLCertHash", target.cert_thumbprint, thumb))
+    if target.store_name.upper() != "MY":
+        changes.append(Change(target.label, "SSLStoreName", target.store_name, "MY"))
+    if target.secure_bindings != (binding,):
+        changes.append(Change(target.label, "SecureBindings", " ".join(target.secure_bindings), binding))
+    return changes
+
+
+def _production_binding(host: str, production: Site, port: int) -> str:
+    if len(production.secure_bindings) > 1:
+        raise PreconditionFailed(
+            host,
+            f"{production.label} has {len(production.secure_bindings)} secure bindings "
+            f"({' '.join(production.secure_bindings)}); the kit swaps sites with exactly one",
+            hint="swap this site's certificate in IIS Manager; nothing was changed",
+        )
+    return production.secure_bindings[0] if production.secure_bindings else secure_binding(port)
+
+
+def _swap_plan(found: Sequence[Site], production: Site, new: str, binding: str) -> list[Change]:
+    changes = [
+        Change(s.label, "ServerState", s.state_name, "stopped")
+        for s in sharing_sites(found, production, [binding])
+    ]
+    changes += _bind_changes(production, new, binding)
+    if not production.started:
+        changes.append(Change(production.label, "ServerState", production.state_name, "started"))
+    elif production.cert_thumbprint != new:
+        changes.append(Change(production.label, "ServerState", "started", "restarted"))
+    return changes
+
+
+def _code(code: int) -> str:
+    """``NTE_BAD_KEYSET 0x80090016``: the symbol and the number, from the one table."""
+    return f"{winerror.name(code)} 0x{winerror.hresult(code):08X}"
+
+
+def _parse_json(stdout: bytes) -> dict[str, Any] | None:
+    # The helper writes one ASCII JSON line; take the last line that parses as an object.
+    for line in reversed(stdout.decode("ascii", errors="replace").splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+class IIS6Backend:
+    """IIS 6 on one connection: the metabase through ``iis6.js`` (uploaded once, on first use)."""
+
+    name = "IIS 6 (metabase, iis6.js)"
+
+    def __init__(self, conn: Connection, *, host: str = "") -> None:
+        self.conn = conn
+        self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
+        self._helper: str | None = None
+
+    def _binding(self, port: int, host_header: str) -> str:
+        """SecureBindings ``:port:``. The kit binds IIS 6 sites without an SSL host header (IIS 6.0
+        SP1 can, only with a wildcard certificate and adsutil: not what the seed's wizard does)."""
+        if host_header:
+            raise CapabilityMissing(
+                self.host,
+                f"an SSL host header ({host_header}) in the IIS 6 backend",
+                hint="bind without a host header (one certificate per IP:port on IIS 6)",
+            )
+        return secure_binding(port)
+
+    def find_site(self, name: str) -> Site:
+        return find_site(self.sites(), name, host=self.host)
+
+    def check_swap(
+        self,
+        *,
+        production_site: str,
+        work_site: str = "",
+        new_thumbprint: str,
+        run_dir: str = "",
+        dry_run: bool = False,
+        hint: str = "",
+    ) -> list[dict[str, Any]]:
+        return check_swap(
+            self.sites(),
+            production_site=production_site,
+            work_site=work_site,
+            new_thumbprint=new_thumbprint,
+            host=self.host,
+            run_dir=run_dir,
+            dry_run=dry_run,
+            hint=hint,
+        )
+
+    def check_bound(
+        self, site: str, *, thumbprint: str, installed: Installed | None, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        return check_bound(
+            self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
+        )
+
+    def _helper_path(self) -> str:
+        """Upload the helper once per connection (into ``self.conn.temp_dir``) and return its remote path."""
+        if self._helper is None:
+            path = str(self.conn.temp_dir).rstrip("\\") + "\\" + HELPER
+            self.conn.upload(helper_script(), path)
+            self._helper = path
+        return self._helper
+
+    def _run_helper(
+        self,
+        verb: str,
+        *args: str,
+        what: str,
+        secrets: Sequence[str] = (),
+        names: Sequence[str] = (),
+        timeout_s: float = 60,
+    ) -> dict[str, Any]:
+        """Run one helper verb; return its JSON, raise :class:`_HelperError` for its error JSON.
+
+        ``secrets`` (e.g. the PFX password of ``export-pfx``) are registered for redaction before the
+        command is sent; ``names`` name the verb's arguments in a refused-argument message.
+        """
+        path = self._helper_path()
+        # cscript host options //nologo (no banner) and //E:jscript (engine), WSH 5.6 on 2003:
+        # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc738482(v=ws.10)
+        argv = ["cscript", "//nologo", "//E:jscript", path, verb, *args]
+        result = self.conn.run(
+            argv,
+            check=False,
+            what=what,
+            timeout_s=timeout_s,
+            secrets=secrets,
+            names=["cscript", "", "", "helper", "verb", *names] if names else None,
+        )
+        payload = _parse_json(result.stdout)
+        if result.exit_code == winerror.NOT_RECOGNIZED:
+            raise CapabilityMissing(self.host, "cscript.exe (Windows Script Host)", hint="install WSH 5.6")
+        if payload is None:
+            raise RemoteCommandFailed(
+                host=self.host,
+                command=result.command_line,
+                exit_code=result.exit_code,
+                stdout=result.stdout_text,
+                stderr=result.stderr_text,
+                what=f"{what}: the IIS helper printed no JSON",
+                hint="run the same cscript command on the server and look at its output; nothing was parsed",
+            )
+        if result.exit_code != 0:
+            error = payload.get("error")
+            if not isinstance(error, dict):
+                error = {"number": "", "description": "non-zero exit without an error object"}
+            raise _HelperError(result.exit_code, error, result)
+        return payload
+
+    def _command_failed(self, exc: _HelperError, what: str, hint: str) -> RemoteCommandFailed:
+        return RemoteCommandFailed(
+            host=self.host,
+            command=exc.result.command_line,
+            exit_code=exc.exit_code,
+            stdout=f"ADSI error {exc.number}: {exc.description}",
+            stderr="",
+            what=what,
+            hint=hint,
+        )
+
+    def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
+        """Every web site of the server, ordered by id.
+
+        ``expiry`` (thumbprint → not-after, e.g. from the MY store entries) fills
+        :attr:`Site.cert_not_after_utc`.
+        """
+        payload = self._safe_helper("list", what="list IIS sites")
+        found = sorted((_site_from(s) for s in payload.get("sites", [])), key=lambda s: s.id)
+        return with_expiry(found, expiry) if expiry else found
+
+    def _safe_helper(self, verb: str, *args: str, what: str) -> dict[str, Any]:
+        try:
+            return self._run_helper(verb, *args, what=what)
+        except _HelperError as exc:
+            raise self._command_failed(
+                exc, what, "nothing was changed by the kit; check IIS on the server"
+            ) from None
+
+    def _resolve(self, site: Site | str) -> tuple[list[Site], Site]:
+        found = self.sites()
+        key = site.path if isinstance(site, Site) else site
+        return found, find_site(found, key, host=self.host)
+
+    def plan_bind(
+        self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
+    ) -> list[Change]:
+        """What :func:`bind` would change (read-only)."""
+        thumb = thumbprint_of(thumbprint)
+        _, target = self._resolve(site)
+        return _bind_changes(target, thumb, self._binding(port, host_header))
+
+    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
+        """Seed step 1: bind ``thumbprint`` (in MY) to ``site`` as the IIS wizard would; returns the read-back.
+
+        Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (windows-commands.md §4);
+        does not start the site.
+        """
+        thumb = thumbprint_of(thumbprint)
+        binding = self._binding(port, host_header)
+        _, target = self._resolve(site)
+        if not _bind_changes(target, thumb, binding):
+            return target
+        after = self._set_cert(target, thumb, binding, what=f"bind {thumb} to {target.label}")
+        if after.cert_thumbprint != thumb or after.secure_bindings != (binding,):
+            raise VerificationFailed(
+                self.host,
+                f"{target.label} reads back SSLCertHash {after.cert_thumbprint or '(none)'} / "
+                f"SecureBindings {' '.join(after.secure_bindings) or '(none)'}, expected {thumb} / {binding}",
+                hint="look at the site in IIS Manager (Directory Security → Server Certificate)",
+            )
+        return after
+
+    def _set_cert(self, target: Site, thumb: str, binding: str, *, what: str) -> Site:
+        try:
+            payload = self._run_helper("set-cert", str(target.id), thumb, "MY", binding, what=what)
+        except _HelperError as exc:
+            raise self._command_failed(
+                exc, what, f"check {target.label} in IIS Manager; its certificate may be unchanged"
+            ) from None
+        return _site_from(payload["site"])
+
+    def _clear_cert(self, target: Site, *, what: str) -> Site:
+        try:
+            payload = self._run_helper("clear-cert", str(target.id), what=what)
+        except _HelperError as exc:
+            raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
+        return _site_from(payload["site"])
+
+    def _control(self, target: Site, verb: str) -> Site:
+        """Start/stop one site; a site that does not reach the state raises VerificationFailed."""
+        what = f"{verb} {target.label}"
+        try:
+            payload = self._run_helper(verb, str(target.id), what=what)
+        except _HelperError as exc:
+            if exc.exit_code in (_EXIT_STATE, _EXIT_ADSI) and "state" in exc.error:
+                state = int(exc.error["state"])
+                raise VerificationFailed(
+                    self.host,
+                    f"{target.label} did not {verb}: ServerState is {STATE_NAMES.get(state, state)} "
+                    f"(ADSI {exc.number}: {exc.description})",
+                    hint="look at the System event log (source W3SVC) on the server, e.g. event 1007 for a "
+                    "binding another site or program already uses",
+                ) from None
+            raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
+        return _site_from(payload["site"])
+
+    def export_certificate(self, site: Site, remote_path: str, *, password: str) -> str:
+        """Export the certificate bound to ``site`` with its private key and chain to ``remote_path``
+        (a PFX protected by ``password``) through ``IIS.CertObj`` (helper verb ``export-pfx``,
+        windows-commands.md §5). Returns the thumbprint the helper read from the site's SSLCertHash.
+
+        The server-side file is the caller's to bring back, prove and delete
+        (:func:`opslib.ops.export.apply` does all three). ``password`` is registered for redaction
+        before the command is sent and travels only inside this one command line; the one quoting
+        function refuses one that cmd cannot carry (``%``, ``!``, ``"`` …). Failures:
+        :class:`PreconditionFailed` for a key created non-exportable (NTE_BAD_KEY_STATE), a missing key
+        (NTE_BAD_KEYSET) or no certificate on the site (MD_ERROR_DATA_NOT_FOUND / CRYPT_E_NOT_FOUND);
+        :class:`RemoteCommandFailed` for anything else.
+        """
+        host = self.host
+        what = f"export the certificate of {site.label} to a PFX (IIS.CertObj)"
+        try:
+            payload = self._run_helper(
+                "export-pfx",
+                str(site.id),
+                remote_path,
+                password,
+                what=what,
+                secrets=[password],
+                names=["site id", "remote path", "PFX password"],
+                timeout_s=120,
+            )
+        except _HelperError as exc:
+            try:
+                number = int(exc.number, 16)
+            except ValueError:
+                number = 0
+            thumb = site.cert_thumbprint or "(none)"
+            if number == winerror.NTE_BAD_KEY_STATE:
+                raise PreconditionFailed(
+                    host,
+                    f"the private key of {thumb} (bound to {site.label}) was created non-exportable, so Windows "
+                    f"refuses to export it (IIS.CertObj: {_code(winerror.NTE_BAD_KEY_STATE)}) — nothing was changed",
+                    hint="keep the server itself as the key's only copy, or make a new request with an "
+                    "exportable key (IIS wizard: 'Mark the key as exportable') and have the certificate re-issued",
+                ) from None
+            if number == winerror.NTE_BAD_KEYSET:
+                raise PreconditionFailed(
+                    host,
+                    f"the private key of {thumb} (bound to {site.label}) is missing (IIS.CertObj: "
+                    f"{_code(winerror.NTE_BAD_KEYSET)}) — nothing was changed",
+                    hint=f"repair the link with `certutil -repairstore MY {thumb}` if the key exists on this server",
+                ) from None
+            if number in (winerror.MD_ERROR_DATA_NOT_FOUND, winerror.CRYPT_E_NOT_FOUND):
+                raise PreconditionFailed(
+                    host,
+                    f"{site.label} has no certificate IIS.CertObj can export (ADSI {exc.number}: "
+                    f"{exc.description}) — nothing was changed",
+                    hint="bind the certificate to a site first (steps 1–2), then export again",
+                ) from None
+            raise self._command_failed(
+                exc,
+                what,
+                "nothing was changed; export the certificate by hand in IIS Manager if this persists",
+            ) from None
+        return str(payload.get("cert_hash", "")).upper()
+
+    def start(self, site: Site | str) -> Site:
+        """Start a site (ADSI ``Start()``) and wait until ServerState is 2; returns the read-back."""
+        _, target = self._resolve(site)
+        return self._control(target, "start")
+
+    def stop(self, site: Site | str) -> Site:
+        """Stop a site (ADSI ``Stop()``) and wait until ServerState is 4; returns the read-back."""
+        _, target = self._resolve(site)
+        return self._control(target, "stop")
+
+    def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
+        """What :func:`swap` would change, from → to (read-only; an empty list means already done)."""
+        host = self.host
+        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        found = self.sites()
+        production = find_site(found, production_site, host=host)
+        return _swap_plan(found, production, new, _production_binding(host, production, port))
+
+    def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
+        """Seed step 2: put ``new_thumbprint`` on the production site and make it the one started site.
+
+        Order (windows-commands.md §4): record the old certificate and secure bindings; stop every other
+        started site sharing the production secure binding; set the certificate; (re)start the
+        production site; read back. A started production site is stopped and started again so that the
+        new certificate is what Schannel serves (IIS 6 may also pick up a metabase change on a running
+        site [U]; the restart makes it certain, and is the moment the seed's step 2.8 checks).
+        If the production site does not come back (ServerState ≠ 2) the previous certificate is put
+        back and the site started again, then :class:`VerificationFailed` says so.
+        Idempotent: nothing to do → ``SwapResult.already_done``.
+        """
+        host = self.host
+        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        found = self.sites()
+        production = find_site(found, production_site, host=host)
+        # Rollback data first: the previous certificate, store and secure bindings.
+        old_thumb, old_store, old_bindings = (
+            production.cert_thumbprint,
+            production.store_name,
+            production.secure_bindings,
+        )
+        binding = _production_binding(host, production, port)
+        planned = _swap_plan(found, production, new, binding)
+        if not planned:
+            return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
+
+        stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding]))
+        try:
+            if _bind_changes(production, new, binding):
+                set_back = self._set_cert(production, new, binding, what=f"set {new} on {production.label}")
+                if set_back.cert_thumbprint != new:
+                    raise VerificationFailed(
+                        host,
+                        f"{production.label} reads back SSLCertHash {set_back.cert_thumbprint}, not {new}",
+                    )
+            if production.started and production.cert_thumbprint != new:
+                self._control(production, "stop")
+            self._control(production, "start")
+            after = find_site(self.sites(), production.path, host=host)
+            if not after.started or after.cert_thumbprint != new:
+                raise VerificationFailed(
+                    host,
+                    f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
+                    f"{after.cert_thumbprint or '(none)'} (expected started, {new})",
+                )
+        except OpsError as exc:
+            self._self_rollback(production, old_thumb, old_bindings or (binding,), new, exc)
+            raise  # not reached: _self_rollback always raises
+        still = sharing_sites(self.sites(), after, after.secure_bindings)
+        if still:
+            raise VerificationFailed(
+                host,
+                "other sites are still started on the production secure binding: "
+                + ", ".join(s.label for s in still),
+                hint="stop them in IIS Manager; the production site is started with the new certificate",
+            )
+        return SwapResult(
+            production=after,
+            old_thumbprint=old_thumb,
+            old_store_name=old_store,
+            old_secure_bindings=old_bindings,
+            new_thumbprint=new,
+            stopped_sites=stopped,
+            already_done=False,
+            changes=tuple(planned),
+        )
+
+    def _self_rollback(
+        self, production: Site, old_thumb: str, bindings: Sequence[str], new: str, cause: OpsError
+    ) -> None:
+        """Put the previous certificate back and start the site again; always raises VerificationFailed."""
+        host = self.host
+        failed = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
+        old_label = old_thumb or "(no certificate)"
+        try:
+            self._restore_certificate(production, old_thumb, bindings)
+        except OpsError as again:
+            raise VerificationFailed(
+                host,
+                f"{failed}; putting the previous certificate {old_label} back failed too ({reason(again)})",
+                hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
+            ) from cause
+        try:
+            restored = self._restart(production, bindings)
+        except OpsError as again:
+            raise VerificationFailed(
+                host,
+                f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
+                f"again ({reason(again)}) — the site is DOWN",
+                hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
+            ) from cause
+        raise VerificationFailed(
+            host,
+            f"{failed}; rolled back to the previous certificate {old_label} and the site is "
+            f"{restored.state_name} again",
+            hint="look at the System event log (source W3SVC) for why the site would not start with the new "
+            "certificate, fix it, then run this step again",
+        ) from cause
+
+    def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
+        current = find_site(self.sites(), production.path, host=self.host)
+        if old_thumb:
+            if current.cert_thumbprint != old_thumb or current.secure_bindings != tuple(bindings[:1]):
+                current = self._set_cert(
+                    current, old_thumb, bindings[0], what=f"roll back {current.label} to {old_thumb}"
+                )
+        elif current.cert_thumbprint:
+            current = self._clear_cert(current, what=f"roll back {current.label} to no certificate")
+        if current.cert_thumbprint != old_thumb:
+            raise VerificationFailed(
+                self.host, f"{current.label} reads back SSLCertHash {current.cert_thumbprint or '(none)'}"
+            )
+        return current
+
+    def _restart(self, production: Site, bindings: Sequence[str]) -> Site:
+        found = self.sites()
+        current = find_site(found, production.path, host=self.host)
+        for other in sharing_sites(found, current, bindings):
+            self._control(other, "stop")
+        if not current.started:
+            current = self._control(current, "start")
+        return current
+
+    def rollback(
+        self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
+    ) -> SwapResult:
+        """Put the previous certificate back on the production site and start it (the undo of :func:`swap`).
+
+        Other started sites sharing the secure binding are stopped first; a started production site is
+        restarted when its certificate changes. Idempotent.
+        """
+        host = self.host
+        old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+        bindings = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
+        if not bindings or not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", bindings[0]):
+            raise ParameterError(
+                "secure_bindings", f"{secure_bindings!r}: expected a secure binding such as :443:"
+            )
+        found = self.sites()
+        production = find_site(found, production_site, host=host)
+        sharing = sharing_sites(found, production, bindings)
+        if production.started and production.cert_thumbprint == old and not sharing:
+            return SwapResult(
+                production, old, production.store_name, production.secure_bindings, old, (), already_done=True
+            )
+        planned = [Change(s.label, "ServerState", s.state_name, "stopped") for s in sharing]
+        planned += _bind_changes(production, old, bindings[0])
+        stopped = tuple(self._control(s, "stop") for s in sharing)
+        if production.started and production.cert_thumbprint != old:
+            self._control(production, "stop")
+        self._restore_certificate(production, old, bindings)
+        after = self._restart(production, bindings)
+        if not after.started or after.cert_thumbprint != old:
+            raise VerificationFailed(
+                host,
+                f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
+                f"{after.cert_thumbprint or '(none)'} after the rollback (expected started, {old})",
+            )
+        return SwapResult(
+            production=after,
+            old_thumbprint=production.cert_thumbprint,
+            old_store_name=production.store_name,
+            old_secure_bindings=production.secure_bindings,
+            new_thumbprint=old,
+            stopped_sites=stopped,
+            already_done=False,
+            changes=tuple(planned),
+        )

@@ -1,0 +1,432 @@
+"""Step 1: complete the pending request with the CA's certificate, install its CA certificates, bind
+it to the work site — read the file, check it, match the request, plan, apply, verify.
+
+The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`check_certificate`,
+:func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and records ``verify(...).facts()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import certs, winerror
+from ..errors import CapabilityMissing, CertificateError, VerificationFailed
+from ..iis import Change, Site, check_bound
+from ..server.probe import require_admin
+from ..server.remote import delete_remote, failed, host_of, remote_path
+from ..server.stores import (
+    StoreEntry,
+    match_pending_request,
+    pending_requests,
+    read_store,
+    trusted_roots,
+)
+from ..server.stores import match_request as _match_request
+
+if TYPE_CHECKING:
+    from .._transport import Connection
+    from ..server import Server
+
+__all__ = [
+    "CheckedCertificate",
+    "InstallDone",
+    "InstallPlan",
+    "InstallResult",
+    "InstallStep",
+    "MatchedRequest",
+    "NewCertificate",
+    "apply",
+    "build_chains",
+    "check_certificate",
+    "install_certificate",
+    "match_request",
+    "plan",
+    "plan_install",
+    "read_certificate",
+    "verify",
+]
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What :func:`install_certificate` did (or found already done)."""
+
+    thumbprint: str
+    request_thumbprint: str  # the REQUEST-store placeholder completed ("" when already installed)
+    key_container: str
+    ca_certificates: tuple[str, ...]  # thumbprints of the intermediates/cross certificates now in CA
+    skipped_roots: tuple[str, ...]  # self-signed certificates of the bundle that were never sent
+    already_installed: bool
+    work_site: str | None
+    changes: tuple[Change, ...]
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "thumbprint": self.thumbprint,
+            "request_thumbprint": self.request_thumbprint,
+            "key_container": self.key_container,
+            "ca_certificates": ", ".join(self.ca_certificates),
+            "skipped_roots": ", ".join(self.skipped_roots),
+            "already_installed": self.already_installed,
+            "work_site": self.work_site or "",
+        }
+
+
+def _split_bundle(
+    bundle: certs.Bundle,
+) -> tuple[certs.Certificate, list[certs.Certificate], list[certs.Certificate]]:
+    leaf = bundle.leaf
+    if leaf is None:
+        raise CertificateError(bundle.source, "holds no server certificate (only CA certificates)")
+    cas: list[certs.Certificate] = []
+    roots: list[certs.Certificate] = []
+    for c in bundle.others:
+        (roots if certs.is_self_signed(c) else cas).append(c)
+    return leaf, cas, roots
+
+
+@dataclass(frozen=True)
+class _InstallState:
+    leaf: certs.Certificate
+    thumbprint: str
+    cas: list[certs.Certificate]
+    roots: list[certs.Certificate]
+    my: list[StoreEntry]
+    request: StoreEntry | None
+    ca_held: set[str]
+
+    @property
+    def installed(self) -> StoreEntry | None:
+        return next((e for e in self.my if e.thumbprint == self.thumbprint and e.has_key_link), None)
+
+
+def _install_state(conn: Connection, bundle: certs.Bundle) -> _InstallState:
+    leaf, cas, roots = _split_bundle(bundle)
+    thumb = certs.thumbprint(leaf)
+    my = read_store(conn, "MY")
+    requests = read_store(conn, "REQUEST")
+    ca_held = {e.thumbprint for e in read_store(conn, "CA")}
+    installed = any(e.thumbprint == thumb and e.has_key_link for e in my)
+    request = None if installed else _match_request(host_of(conn), requests, leaf)
+    if installed:
+        request = next(
+            (r for r in requests if r.certificate is not None and certs.key_matches(r.certificate, leaf)),
+            None,
+        )
+    return _InstallState(leaf, thumb, cas, roots, my, request, ca_held)
+
+
+def _install_changes(state: _InstallState) -> list[Change]:
+    changes: list[Change] = []
+    name = certs.summarize(state.leaf).common_name
+    if state.installed is not None:
+        changes.append(
+            Change(f"MY\\{state.thumbprint}", "certificate", "present", "present (already installed)")
+        )
+    else:
+        assert state.request is not None
+        changes.append(
+            Change(
+                f"REQUEST\\{state.request.thumbprint}", "pending request", "pending", "completed (removed)"
+            )
+        )
+        changes.append(
+            Change(
+                f"MY\\{state.thumbprint}", "certificate", None, f"{name} (key {state.request.key_container})"
+            )
+        )
+    for c in state.cas:
+        tp = certs.thumbprint(c)
+        cn = certs.summarize(c).common_name
+        changes.append(Change(f"CA\\{tp}", "certificate", "present" if tp in state.ca_held else None, cn))
+    for r in state.roots:
+        changes.append(
+            Change(
+                f"ROOT\\{certs.thumbprint(r)}", "certificate", None, "not sent (roots are never installed)"
+            )
+        )
+    return changes
+
+
+def plan_install(server: Server, bundle: certs.Bundle) -> list[Change]:
+    """What :func:`install_certificate` would change (reads MY, REQUEST and CA; changes nothing)."""
+    return _install_changes(_install_state(server.conn, bundle))
+
+
+def install_certificate(
+    server: Server, bundle: certs.Bundle, *, work_site: str | None = None
+) -> InstallResult:
+    """Complete the pending request with the bundle's leaf and install its CA certificates.
+
+    The leaf goes alone (a DER ``.cer``) to ``certreq -accept``; the intermediates and cross certificates
+    go one by one to ``certutil -addstore CA``; self-signed roots are never sent (a root in the accepted
+    file can make Windows prompt, which would hang over WinRM — windows-commands.md §3). Read back: MY
+    holds the thumbprint with a key link (property 2), the placeholder is gone, CA holds the CA
+    certificates. A lost reply is recognised: MY already holds it with a key → recorded as done.
+    Binding to ``work_site`` is the IIS backend's ``bind``; the name is recorded here.
+    """
+    caps = server.capabilities
+    conn = server.conn
+    state = _install_state(conn, bundle)
+    planned = _install_changes(state)
+    need_ca = [c for c in state.cas if certs.thumbprint(c) not in state.ca_held]
+    if state.installed is not None and not need_ca:
+        return InstallResult(
+            thumbprint=state.thumbprint,
+            request_thumbprint="",
+            key_container=state.installed.key_container,
+            ca_certificates=tuple(certs.thumbprint(c) for c in state.cas),
+            skipped_roots=tuple(certs.thumbprint(r) for r in state.roots),
+            already_installed=True,
+            work_site=work_site,
+            changes=tuple(planned),
+        )
+    require_admin(caps, "installing a certificate")
+    if state.installed is None:
+        if not caps.certreq_accept:
+            raise CapabilityMissing(
+                caps.host,
+                "certreq -accept",
+                hint="complete the pending request in IIS Manager (Directory Security → Server Certificate → "
+                "Process the pending request)",
+            )
+        assert state.request is not None
+        cer = remote_path(conn, ".cer")
+        conn.upload(certs.encode_der(state.leaf), cer)
+        # certreq -accept [-machine] [-q] CertFileIn (certreq reference, windows-commands.md §3:
+        # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc736326(v=ws.10)).
+        argv = ["certreq", "-accept"]
+        if caps.certreq_machine:
+            argv.append("-machine")
+        if caps.certreq_quiet:
+            argv.append("-q")
+        try:
+            result = conn.run([*argv, cer], check=False, what="complete the pending request", timeout_s=120)
+        finally:
+            delete_remote(conn, cer)
+        if result.exit_code != 0:
+            hint = "nothing was installed; check the pending request in IIS Manager"
+            if winerror.hresult(result.exit_code) == winerror.CRYPT_E_NOT_FOUND:
+                hint = (
+                    "certreq found no matching request (CRYPT_E_NOT_FOUND) although the REQUEST store holds "
+                    f"{state.request.thumbprint}; complete it in IIS Manager instead"
+                )
+            raise failed(conn, result, "complete the pending request", hint=hint)
+    for c in need_ca:
+        path = remote_path(conn, ".cer")
+        conn.upload(certs.encode_der(c), path)
+        try:
+            # certutil -addstore CA InFile, one certificate per file (whether the 2003 certutil takes a .p7b is
+            # [U], windows-commands.md §3).
+            result = conn.run(
+                ["certutil", "-addstore", "CA", path], check=False, what=f"add {certs.thumbprint(c)} to CA"
+            )
+        finally:
+            delete_remote(conn, path)
+        if result.exit_code != 0:
+            raise failed(conn, result, f"add the CA certificate {certs.thumbprint(c)} to the CA store")
+    # Read back.
+    my = {e.thumbprint: e for e in read_store(conn, "MY")}
+    entry = my.get(state.thumbprint)
+    if entry is None or not entry.has_key_link:
+        raise VerificationFailed(
+            caps.host,
+            f"MY does not hold {state.thumbprint} with a private key link after certreq -accept",
+            hint=f"repair the link with `certutil -repairstore MY {state.thumbprint}` and check in the Certificates MMC",
+        )
+    if state.request is not None and state.installed is None:
+        left = {e.thumbprint for e in read_store(conn, "REQUEST")}
+        if state.request.thumbprint in left:
+            raise VerificationFailed(
+                caps.host, f"the pending request {state.request.thumbprint} is still in the REQUEST store"
+            )
+    ca_now = {e.thumbprint for e in read_store(conn, "CA")}
+    missing = [certs.thumbprint(c) for c in state.cas if certs.thumbprint(c) not in ca_now]
+    if missing:
+        raise VerificationFailed(caps.host, f"the CA store lacks {', '.join(missing)} after -addstore")
+    return InstallResult(
+        thumbprint=state.thumbprint,
+        request_thumbprint=state.request.thumbprint if state.request and state.installed is None else "",
+        key_container=entry.key_container,
+        ca_certificates=tuple(certs.thumbprint(c) for c in state.cas),
+        skipped_roots=tuple(certs.thumbprint(r) for r in state.roots),
+        already_installed=state.installed is not None,
+        work_site=work_site,
+        changes=tuple(planned),
+    )
+
+
+# --- the step ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewCertificate:
+    """The CA's file, read locally: every certificate in it, the server certificate and its summary."""
+
+    source: str
+    bundle: certs.Bundle
+    leaf: certs.Certificate
+    summary: certs.CertSummary
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.bundle.rows()
+
+
+def read_certificate(path: str | Path, *, source: str = "") -> NewCertificate:
+    """Read the CA's mail, PEM, DER or PKCS#7 file (local; nothing is sent)."""
+    name = source or str(path)
+    bundle = certs.load_certificates(Path(path).read_bytes(), source=name)
+    leaf = bundle.require_leaf()
+    return NewCertificate(name, bundle, leaf, certs.summarize(leaf))
+
+
+def build_chains(server: Server, new: NewCertificate) -> list[certs.Chain]:
+    """The chains of the new certificate, anchored in the server's Trusted Root stores."""
+    roots = [e.certificate for e in trusted_roots(server.conn) if e.certificate is not None]
+    return certs.build_chains(new.leaf, [*new.bundle.others, *roots], anchors=roots)
+
+
+def chain_rows(chains: Sequence[certs.Chain]) -> list[dict[str, Any]]:
+    return [{"complete": c.complete, "chain": c.describe(), "missing": c.missing} for c in chains]
+
+
+@dataclass(frozen=True)
+class CheckedCertificate:
+    """The local checks passed (no blocking finding): the chains and the findings (warnings)."""
+
+    new: NewCertificate
+    chains: tuple[certs.Chain, ...]
+    findings: tuple[Any, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [f.to_json() for f in self.findings]
+
+
+def check_certificate(
+    new: NewCertificate,
+    chains: Sequence[certs.Chain],
+    *,
+    hostnames: Sequence[str],
+    warn_days: int,
+    forbidden_roots: Sequence[str] = (),
+) -> CheckedCertificate:
+    """Validity, host names, chain; a blocking finding raises (:class:`CertificateError`) before
+    anything is sent."""
+    findings = certs.check_warnings(
+        new.leaf,
+        chains=list(chains),
+        hostnames=list(hostnames),
+        warn_days=warn_days,
+        forbidden_roots=tuple(forbidden_roots),
+        supplied=new.bundle.certificates,
+    )
+    certs.raise_for_blocking(findings, source=new.source)
+    return CheckedCertificate(new, tuple(chains), tuple(findings))
+
+
+@dataclass(frozen=True)
+class MatchedRequest:
+    """The REQUEST-store placeholders and the one whose key is the new certificate's."""
+
+    requests: tuple[StoreEntry, ...]
+    request: StoreEntry
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"matches": r.thumbprint == self.request.thumbprint, **r.row()} for r in self.requests]
+
+
+def match_request(server: Server, new: NewCertificate) -> MatchedRequest:
+    """The pending request for the new certificate's key (a resumed step finds the certificate in MY)."""
+    requests = pending_requests(server.conn)
+    request = match_pending_request(server.conn, new.leaf, installed_ok=True)
+    return MatchedRequest(tuple(requests), request)
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    checked: CheckedCertificate
+    matched: MatchedRequest
+    work_site: str
+    port: int
+    changes: tuple[Change, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [c.row() for c in self.changes]
+
+
+def plan(
+    server: Server, checked: CheckedCertificate, matched: MatchedRequest, *, work_site: str, port: int = 443
+) -> InstallPlan:
+    """What installing and binding change, from → to (read-only)."""
+    thumb = checked.new.summary.thumbprint
+    changes = [*plan_install(server, checked.new.bundle), *server.iis.plan_bind(work_site, thumb, port=port)]
+    return InstallPlan(checked, matched, work_site, port, tuple(changes))
+
+
+@dataclass(frozen=True)
+class InstallDone:
+    plan: InstallPlan
+    installed: InstallResult | None  # None in a dry run
+    work: Site | None
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.installed.row()] if self.installed else [{"dry_run": "nothing changed"}]
+
+
+def apply(server: Server, planned: InstallPlan, *, dry_run: bool = False) -> InstallDone:
+    """Complete the request, install the CA certificates, bind to the work site; a dry run changes nothing."""
+    if dry_run:
+        return InstallDone(planned, None, None)
+    thumb = planned.checked.new.summary.thumbprint
+    installed = install_certificate(server, planned.checked.new.bundle, work_site=planned.work_site)
+    work = server.iis.bind(planned.work_site, thumb, port=planned.port)
+    return InstallDone(planned, installed, work)
+
+
+@dataclass(frozen=True)
+class InstallStep:
+    """Step 1's outcome: the read-back rows and the facts for steps 2–4 and the reviewer."""
+
+    done: InstallDone
+    work_after: Site
+    checks: tuple[dict[str, Any], ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.checks)
+
+    def facts(self) -> dict[str, Any]:
+        checked = self.done.plan.checked
+        new, installed = checked.new.summary, self.done.installed
+        request = self.done.plan.matched.request
+        return {
+            "new_thumbprint": new.thumbprint,
+            "new_not_after_utc": new.not_after_utc,
+            "new_not_before_utc": new.not_before_utc,
+            "new_subject": new.subject,
+            "new_issuer": new.issuer,
+            "new_dns_names": list(new.dns_names),
+            "certificate_formats": list(checked.new.bundle.formats),
+            "chain": checked.chains[0].describe() if checked.chains else "",
+            "warnings": [f.code for f in checked.findings],
+            "pending_request": request.thumbprint,
+            "key_container": installed.key_container if installed else request.key_container,
+            "ca_certificates_installed": list(installed.ca_certificates) if installed else [],
+            "install_plan": self.done.plan.rows(),
+            "work_site_path": self.work_after.path,
+        }
+
+
+def verify(server: Server, done: InstallDone) -> InstallStep:
+    """Read back MY and the work site: in MY with its key, bound to the work site (raises unless dry run)."""
+    work_after = server.iis.find_site(done.plan.work_site)  # one read of the sites
+    checks = check_bound(
+        work_after,
+        thumbprint=done.plan.checked.new.summary.thumbprint,
+        installed=done.installed,
+        host=server.host,
+        dry_run=done.installed is None,
+    )
+    return InstallStep(done, work_after, tuple(checks))

@@ -1,0 +1,157 @@
+"""Step 2: the production site serves the new certificate — before, plan, apply, verify (through the
+server's IIS backend), and the facts a rollback needs.
+
+The notebook calls :func:`before`, :func:`plan`, :func:`apply`, :func:`verify` and records
+``verify(...).facts()`` (the runner writes ``rollback.yaml`` from them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PreconditionFailed
+from ..iis import Change, Site, SwapResult, check_swap, find_site
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["SwapBefore", "SwapDone", "SwapPlan", "SwapStep", "apply", "before", "plan", "verify"]
+
+
+@dataclass(frozen=True)
+class SwapBefore:
+    """Every site before the swap, the two named ones, and what step 0 recorded before any change."""
+
+    sites: tuple[Site, ...]
+    production: Site
+    work: Site
+    new_thumbprint: str
+    thumbprint_before: str  # recorded by step 0
+    not_after_utc_before: str
+    secure_bindings_before: tuple[str, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [s.row() for s in self.sites]
+
+
+def before(
+    server: Server,
+    *,
+    production_site: str,
+    work_site: str,
+    new_thumbprint: str,
+    thumbprint_before: str = "",
+    not_after_utc_before: str = "",
+    secure_bindings_before: Sequence[str] = (),
+) -> SwapBefore:
+    """Read every site; refuse when step 1 recorded no new certificate."""
+    if not new_thumbprint:
+        raise PreconditionFailed(
+            server.host,
+            "no new_thumbprint: step 1 has not recorded the new certificate",
+            hint="run step 1 first",
+        )
+    found = server.iis.sites()
+    return SwapBefore(
+        sites=tuple(found),
+        production=find_site(found, production_site, host=server.host),
+        work=find_site(found, work_site, host=server.host),
+        new_thumbprint=new_thumbprint.strip().upper(),
+        thumbprint_before=thumbprint_before,
+        not_after_utc_before=str(not_after_utc_before or ""),
+        secure_bindings_before=tuple(secure_bindings_before),
+    )
+
+
+@dataclass(frozen=True)
+class SwapPlan:
+    before: SwapBefore
+    port: int
+    changes: tuple[Change, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [c.row() for c in self.changes]
+
+
+def plan(server: Server, found: SwapBefore, *, port: int = 443) -> SwapPlan:
+    """What the swap changes, from → to (empty: already done)."""
+    changes = server.iis.plan_swap(
+        production_site=found.production.path, new_thumbprint=found.new_thumbprint, port=port
+    )
+    return SwapPlan(found, port, tuple(changes))
+
+
+@dataclass(frozen=True)
+class SwapDone:
+    plan: SwapPlan
+    result: SwapResult | None  # None in a dry run
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.result.row()] if self.result else [{"dry_run": "nothing changed"}]
+
+
+def apply(server: Server, planned: SwapPlan, *, dry_run: bool = False) -> SwapDone:
+    """Swap (the backend rolls itself back and raises when the site does not come back); a dry run
+    changes nothing."""
+    if dry_run:
+        return SwapDone(planned, None)
+    found = planned.before
+    result = server.iis.swap(
+        production_site=found.production.path, new_thumbprint=found.new_thumbprint, port=planned.port
+    )
+    return SwapDone(planned, result)
+
+
+@dataclass(frozen=True)
+class SwapStep:
+    """Step 2's outcome: the read-back rows and the facts (the old certificate for ``rollback.yaml``)."""
+
+    done: SwapDone
+    production_after: Site
+    checks: tuple[dict[str, Any], ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.checks)
+
+    def facts(self) -> dict[str, Any]:
+        found = self.done.plan.before
+        production = found.production
+        replaced = production.cert_thumbprint != found.new_thumbprint
+        # A resumed step 2 finds the new certificate already served: the old one is step 0's record.
+        old_thumbprint = production.cert_thumbprint if replaced else found.thumbprint_before
+        dry_run = self.done.result is None
+        return {
+            "old_thumbprint": old_thumbprint,
+            "old_not_after_utc": found.not_after_utc_before
+            if old_thumbprint == found.thumbprint_before
+            else "",
+            "old_secure_bindings": list(
+                production.secure_bindings if replaced else found.secure_bindings_before
+            ),
+            "old_store_name": production.store_name,
+            "production_site_path": production.path,
+            "swap_plan": self.done.plan.rows(),
+            "stopped_sites": [s.path for s in self.done.result.stopped_sites] if self.done.result else [],
+            "production_state": self.production_after.state_name,
+            "expected_thumbprint": self.production_after.cert_thumbprint if dry_run else found.new_thumbprint,
+        }
+
+
+def verify(server: Server, done: SwapDone, *, run_dir: str = "") -> SwapStep:
+    """Read the sites back: production started with the new certificate, the work site stopped, no other
+    started site on its secure binding. A failed line raises naming the undo (in a dry run it only reports)."""
+    found = done.plan.before
+    sites_after = server.iis.sites()  # one read for the checks and the facts
+    checks = check_swap(
+        sites_after,
+        production_site=found.production.path,
+        work_site=found.work.path,
+        new_thumbprint=found.new_thumbprint,
+        host=server.host,
+        run_dir=run_dir,
+        dry_run=done.result is None,
+    )
+    production_after = find_site(sites_after, found.production.path, host=server.host)
+    return SwapStep(done, production_after, tuple(checks))

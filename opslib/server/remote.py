@@ -1,0 +1,73 @@
+"""Small remote plumbing shared by the server readers and the steps: temporary files, ``reg export``.
+
+Every command line goes through :meth:`opslib._transport.Connection.run` (the one quoting function).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteCommandFailed
+
+if TYPE_CHECKING:
+    from .._transport import CommandResult, Connection
+
+__all__ = ["delete_remote", "download", "export_key", "failed", "host_of", "remote_path"]
+
+
+def host_of(conn: Connection) -> str:
+    return str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
+
+
+def remote_path(conn: Connection, suffix: str) -> str:
+    """A fresh file name in the connection's temporary folder (fresh: ``reg export`` on 2003 has no /y)."""
+    return str(conn.temp_dir).rstrip("\\") + f"\\opslib-{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def delete_remote(conn: Connection, path: str) -> bool:
+    # cmd's DEL (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/del);
+    # its exit code is 0 even for a missing file [I], so this is best effort and reported as such.
+    result = conn.run(["del", "/f", "/q", path], check=False, what="remove a temporary file")
+    return result.exit_code == 0
+
+
+def download(conn: Connection, path: str, *, what: str) -> bytes:
+    """``conn.download``; the transport removes its base64 staging copy itself."""
+    return conn.download(path, what=what)
+
+
+def failed(conn: Connection, result: CommandResult, what: str, hint: str = "") -> RemoteCommandFailed:
+    return RemoteCommandFailed(
+        host=host_of(conn),
+        command=result.command_line,
+        exit_code=result.exit_code,
+        stderr=result.stderr_text,
+        stdout=result.stdout_text,
+        what=what,
+        hint=hint,
+    )
+
+
+def export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
+    """``reg export`` one key (with its subkeys) to a temporary file, download it, delete it.
+
+    Returns None when the key does not exist. reg.exe exits 0 on success and 1 on failure
+    (``reg /?``: "0 - Successful, 1 - Failed", https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-export);
+    a failed export is told apart from a missing key by ``reg query KEY`` (exit 1 = absent [I]).
+    No ``/y``: the 2003 reg.exe usage does not list it [U]; the file name is always fresh instead.
+    """
+    path = remote_path(conn, ".reg")
+    result = conn.run(["reg", "export", key, path], check=False, what=what)
+    if result.exit_code != 0:
+        # reg query (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-query)
+        query = conn.run(["reg", "query", key], check=False, what=f"{what} (does the key exist?)")
+        if query.exit_code != 0:
+            return None
+        raise failed(
+            conn, result, what, hint="the key exists but could not be exported; check the account's rights"
+        )
+    try:
+        return download(conn, path, what=what)
+    finally:
+        delete_remote(conn, path)

@@ -1,0 +1,82 @@
+"""One server: its connection, what the probe found about it, and its IIS backend.
+
+A notebook opens it in one line and closes it with the ``with`` block::
+
+    with opslib.open_server(winrm, host=host, run_dir=run_dir) as server:
+        ...
+
+``server.conn`` is the transport :class:`~opslib._transport.Connection`; ``server.capabilities`` is
+probed once, on first use, and kept on this object (``server.probe(refresh=True)`` probes again);
+``server.iis`` is the backend :func:`opslib.iis.backend_for` chose from the probed IIS version (built
+once, so the IIS 6 helper is uploaded once per server).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..iis import IISBackend, backend_for
+from .probe import Capabilities, probe
+
+if TYPE_CHECKING:
+    from .._transport import Connection
+
+__all__ = ["Server", "open_server"]
+
+
+class Server:
+    """One connection and its probed facts (a context manager that closes the connection)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._capabilities: Capabilities | None = None
+        self._iis: IISBackend | None = None
+
+    @property
+    def host(self) -> str:
+        return str(getattr(self.conn, "host", "") or getattr(self.conn, "url", "") or "server")
+
+    def probe(self, *, refresh: bool = False) -> Capabilities:
+        """The server's capabilities: probed on first use (or with ``refresh``), then kept here."""
+        if self._capabilities is None or refresh:
+            self._capabilities = probe(self.conn)
+            self._iis = None
+        return self._capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.probe()
+
+    @property
+    def iis(self) -> IISBackend:
+        """The IIS backend for this server; :class:`~opslib.errors.CapabilityMissing` when the kit has
+        none for its IIS version (raised before anything changes)."""
+        if self._iis is None:
+            self._iis = backend_for(self.capabilities, self.conn)
+        return self._iis
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Server({self.host!r})"
+
+
+def open_server(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Server:
+    """Connect from the parameters file's ``winrm`` mapping (the password is a reference) and wrap
+    the connection in a :class:`Server`. Nothing is probed until something needs it."""
+    from .._transport import connect_params
+
+    return Server(connect_params(winrm, host=host, run_dir=run_dir))
