@@ -17,7 +17,8 @@ import time
 
 import winrm
 
-from opslib import _transport, rehearsal
+from opslib import rehearsal
+from opslib import winrm as transport
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import filecodec
 
@@ -57,7 +58,7 @@ def main() -> int:
             )
         )
 
-        with _transport.connect(
+        with transport.connect(
             r.url,
             transport="basic",
             username=r.user,
@@ -80,7 +81,7 @@ def main() -> int:
 
             data = os.urandom(a.size)
             remote = conn.temp_dir + "\\bench.bin"
-            chunks = -(-len(base64.b64encode(data)) // _transport.ECHO_CHUNK_MAX)
+            chunks = -(-len(base64.b64encode(data)) // transport.ECHO_CHUNK_MAX)
             n0, t0 = r.request_count, time.perf_counter()
             transfer = conn.upload(data, remote)
             up_req, up_s = r.request_count - n0, time.perf_counter() - t0

@@ -15,16 +15,16 @@ _SUBMODULES = {
     "backup",
     "certs",
     "tls",
-    "windows",
     "iis",
     "ops",
     "server",
     "winerror",
     "evidence",
     "runbook",
-    "secrets",
+    "credentials",
     "errors",
-    "inspect",
+    "inspection",
+    "winrm",
     "params",
     "preflight",
 }
@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name == "connect":
-        from ._transport import connect_params
+        from .winrm import connect_params
 
         return connect_params
     if name == "open_server":

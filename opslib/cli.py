@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import __version__, evidence
+from .credentials import redact, resolve
 from .errors import OpsError, UsageError
-from .secrets import redact, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,7 +145,7 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(a: argparse.Namespace) -> int:
-    from . import inspect as inspect_
+    from . import inspection as inspect_
 
     report = inspect_.inspect_sources(
         a.sources,

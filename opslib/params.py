@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from . import secrets
+from . import credentials
 from .errors import ParameterError
 
 RENEW, ROLLBACK = "renew", "rollback"
@@ -125,7 +125,7 @@ def _thumbprint_list(value: Any) -> str:
 def _reference(value: Any) -> str:
     if not isinstance(value, str) or not value:
         return "expected a secret reference such as env:NAME, keyring:service/user or prompt"
-    if not secrets.is_reference(value):
+    if not credentials.is_reference(value):
         # Never echo the value: it may be the password itself.
         return (
             "is a literal value; secrets are never written into parameter files — "

@@ -113,8 +113,8 @@ def check_pfx_password(password: str) -> str:
     Never contains the password. Mirrors the checks step 3 makes (:func:`opslib.ops.export.check_password`
     and the one quoting function), so the run stops before anything changes rather than after the swap.
     """
-    from ._transport import cmdline
     from .ops.export import check_password
+    from .winrm import cmdline
 
     try:
         cmdline(["certutil", password], names=["certutil", "the PFX password"])
@@ -206,12 +206,12 @@ def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] 
             forbidden_roots=params.get("forbidden_roots"),
         )
     if "03_backup_keypair" in steps:
-        from . import secrets
+        from . import credentials
 
         ref = str(params.get("backup.pfx_password"))
         var = (prompted or {}).get("backup.pfx_password")
         try:
-            value = secrets.resolve(f"env:{var}" if var else ref, purpose="backup.pfx_password")
+            value = credentials.resolve(f"env:{var}" if var else ref, purpose="backup.pfx_password")
         except OpsError:
             return  # the runner's secret resolution reports it
         problem = check_pfx_password(value)

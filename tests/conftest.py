@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from secretscan import scan_runs
 
+from opslib import credentials as opslib_secrets
 from opslib import rehearsal
-from opslib import secrets as opslib_secrets
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import filecodec
 
@@ -43,6 +43,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_runbook": "unit",
     "test_tiers": "unit",
     "test_errors": "unit",
+    "test_layout": "unit",
     "test_rehearsal_readback": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_rehearsal_chains": "rehearsal",

@@ -4,7 +4,7 @@
 ``run.json``, ``transcript.jsonl``, ``html/`` renders, ``.reg`` backups, anything else, binary
 files too — and fails when it finds:
 
-* a secret in any of :func:`opslib.secrets.forms` (plain, base64, UTF-16LE, URL-encoded), each
+* a secret in any of :func:`opslib.credentials.forms` (plain, base64, UTF-16LE, URL-encoded), each
   searched as UTF-8 and UTF-16LE bytes, and HTML-/JSON-escaped;
 * a PEM private-key header (``-----BEGIN … PRIVATE KEY-----``);
 * a PKCS#12 structure: the DER of the PKCS#12 bag-type or PBE object identifiers, raw, hex or
@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from opslib.secrets import forms
+from opslib.credentials import forms
 
 # DER of OID prefixes: pkcs-12 bag types 1.2.840.113549.1.12.10.1 and pkcs-12 PBE ids 1.2.840.113549.1.12.1
 # (RFC 7292, appendix D). A PFX always holds at least one of them.

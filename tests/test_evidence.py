@@ -20,8 +20,8 @@ import pytest
 
 from opslib import evidence
 from opslib.cli import main
+from opslib.credentials import register
 from opslib.errors import EvidenceError
-from opslib.secrets import register
 
 T0 = dt.datetime(2026, 11, 26, 19, 45, tzinfo=dt.UTC)
 STEPS = ("00_precheck_root_store", "01_install_certificate", "02_swap_certificate", "03_backup_keypair")

@@ -33,11 +33,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, evidence, params, rehearsal, runbook, windows
-from opslib._transport import Connection, stale_temp_dirs
+from opslib import certs, cli, evidence, params, rehearsal, runbook
 from opslib.errors import OpsError
 from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED, STOPPED, Host
+from opslib.server import regfile, stores
+from opslib.winrm import Connection, stale_temp_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [s for s in runbook.RENEW_STEPS if s.changes_server]
@@ -277,14 +278,14 @@ def production_problems(host: Host, *, old: str, new: str, message: str = "") ->
         problems.append(
             f"production half-bound: store {site.ssl_store_name!r}, bindings {site.secure_bindings}"
         )
-    key = rf"{windows.STORE_KEYS['MY']}\Certificates\{thumb}"
+    key = rf"{stores.STORE_KEYS['MY']}\Certificates\{thumb}"
     blob = host.reg_get(key, "Blob") if thumb else None
     if blob is None:
         problems.append(f"{thumb} is not in MY")
     else:
-        props, _ = windows.parse_blob(blob[2])
+        props, _ = regfile.parse_blob(blob[2])
         container = (
-            windows._key_prov_info(props[windows.KEY_PROV_INFO])[0] if windows.KEY_PROV_INFO in props else ""
+            regfile.key_prov_info(props[regfile.KEY_PROV_INFO])[0] if regfile.KEY_PROV_INFO in props else ""
         )
         if container not in host.keys:
             problems.append(f"MY\\{thumb} has no private key on the host (container {container!r})")

@@ -401,9 +401,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def conn(server: Any) -> Iterator[Any]:
-    from opslib import _transport
+    from opslib import winrm as transport
 
-    with _transport.connect(
+    with transport.connect(
         server.url,
         transport="basic",
         username=server.user,
@@ -782,13 +782,14 @@ def test_require_backend_accepts_iis6_only() -> None:
 
 
 def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> None:
-    from opslib import _transport, iis, rehearsal
+    from opslib import iis, rehearsal
+    from opslib import winrm as transport
     from opslib.errors import CapabilityMissing
     from opslib.server import Server
 
     with rehearsal.start(scenario="iis7", state_file=tmp_path / "state.json", workdir=tmp_path / "work") as r:
         before = r.host.state()
-        with _transport.connect(
+        with transport.connect(
             r.url,
             transport="basic",
             username=r.user,

@@ -4,7 +4,6 @@ The layers, top to bottom (a module may import its own layer's package and anyth
 cli/rehearsal → runbook → preflight/ops → server → iis → the rest (transport, certs, evidence, errors, …).
 ``server`` sits above ``iis`` because :class:`opslib.server.Server` builds its IIS backend; the IIS
 backends need only a connection. The import graph between opslib packages must also be acyclic.
-The temporary shim ``opslib.windows`` (the lead removes it) is left out of the graph.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "opslib"
-SHIMS = {"windows"}
+SHIMS: set[str] = set()
 # Rank of each top-level unit (a package or a module of opslib); higher may import lower, never up.
 RANKS = {
     "__main__": 7,
@@ -28,7 +27,7 @@ RANKS = {
     "server": 3,
     "iis": 2,
 }
-BOTTOM = 1  # _transport, certs, evidence, errors, winerror, secrets, backup, tls, params, inspect…
+BOTTOM = 1  # winrm, certs, evidence, errors, winerror, credentials, backup, tls, params, inspection…
 
 
 def _modules() -> list[str]:

@@ -24,8 +24,9 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, evidence, params, rehearsal, runbook, windows
+from opslib import certs, cli, evidence, params, rehearsal, runbook
 from opslib.rehearsal.host import STARTED, STOPPED
+from opslib.server import regfile, stores
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -187,9 +188,9 @@ def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, P
     assert (work["ssl_cert_hash"], work["state"]) == (extra["new_thumbprint"], STOPPED)
     # Step 0 disabled both G5 roots (the rehearsal's, listed in forbidden_roots, and the real one).
     for store, thumb in (("ROOT", extra["forbidden_roots"][0]), ("AuthRoot", certs.G5_THUMBPRINT)):
-        key = rf"{windows.STORE_KEYS[store]}\Certificates\{thumb}"
-        props, _ = windows.parse_blob(setup.reh.host.reg_get(key, "Blob")[2])
-        assert props[windows.ENHKEY_USAGE] == windows.EMPTY_EKU
+        key = rf"{stores.STORE_KEYS[store]}\Certificates\{thumb}"
+        props, _ = regfile.parse_blob(setup.reh.host.reg_get(key, "Blob")[2])
+        assert props[regfile.ENHKEY_USAGE] == regfile.EMPTY_EKU
         assert (run_dir / f"root-backup_{store}_{thumb}.reg").is_file()
     # Step 4 saw the new certificate with the intermediate and the cross certificate, with and without SNI.
     assert facts["served_leaf_sni"] == facts["served_leaf_no_sni"] == extra["new_thumbprint"]

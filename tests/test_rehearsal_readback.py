@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import make_bare_host
 
-from opslib import rehearsal, windows
-from opslib._transport import connect
+from opslib import rehearsal
+from opslib.ops.export import export_pfx
 from opslib.rehearsal import cmd, scenarios
 from opslib.rehearsal.host import Host
 from opslib.rehearsal.programs import stores
+from opslib.server import Server
+from opslib.winrm import connect
 
 LOCKED_MSG = b"The process cannot access the file because it is being used by another process.\r\n"
 E_INVALIDARG = -2147024809  # 0x80070057
@@ -258,7 +260,7 @@ def test_kit_does_not_claim_a_held_pfx_deleted(tmp_path: Path) -> None:
             allow_unencrypted_basic=True,
             codepage=437,
         ) as conn:
-            pfx = windows.export_pfx(conn, thumb, password=KIT_PFX_PASSWORD)
+            pfx = export_pfx(Server(conn), thumb, password=KIT_PFX_PASSWORD)
             left = [f for f in host.files if f.endswith(".pfx")]
     assert left == [Host.norm(pfx.remote_path)]  # the emulator kept it, as Windows would
     assert pfx.remote_deleted is False

@@ -380,7 +380,7 @@ def test_cli_serve_prints_where_things_are_never_the_password(tmp_path: Path) ->
 
     import yaml
 
-    from opslib import _transport
+    from opslib import winrm as transport
 
     env = {k: v for k, v in os.environ.items() if k != "OPSLIB_TEST_SERVE_PW"}
     env["OPSLIB_TEST_SERVE_PW"] = REHEARSAL_PASSWORD
@@ -408,7 +408,7 @@ def test_cli_serve_prints_where_things_are_never_the_password(tmp_path: Path) ->
         assert params["winrm"]["password"] == "env:OPSLIB_TEST_SERVE_PW"
         os.environ["OPSLIB_TEST_SERVE_PW"] = REHEARSAL_PASSWORD
         try:
-            with _transport.connect_params(params["winrm"], host=params["host"]) as conn:
+            with transport.connect_params(params["winrm"], host=params["host"]) as conn:
                 assert conn.run(["hostname"]).stdout == b"WEB01\r\n"
                 assert conn.run(["nosuch"], check=False).exit_code == 5  # the --fault spec is active
         finally:

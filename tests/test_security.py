@@ -22,7 +22,8 @@ import pytest
 import yaml
 from secretscan import scan_runs
 
-from opslib import _transport, cli, rehearsal
+from opslib import cli, rehearsal
+from opslib import winrm as transport
 from opslib.errors import ParameterError
 from opslib.rehearsal.pki import make_pki
 
@@ -126,7 +127,7 @@ def test_basic_over_plain_http_is_refused_by_the_transport_too() -> None:
     with pytest.raises(
         ParameterError, match=r"winrm\.allow_unencrypted_basic: Basic authentication over plain HTTP"
     ):
-        _transport.connect(
+        transport.connect(
             "http://127.0.0.1:9/wsman",
             transport="basic",
             username="u",

@@ -333,22 +333,3 @@ def test_only_the_shell_module_imports_pywinrm() -> None:
     assert users == {"winrm/shell.py"}
     # `import winrm` inside opslib/winrm/ is absolute: it is pywinrm, not this package.
     assert shell.winrm.__name__ == "winrm" and hasattr(shell.winrm, "protocol")
-
-
-def test_the_temporary_shim_re_exports_the_transport() -> None:
-    from opslib import _transport
-
-    for name in [
-        "Connection",
-        "connect",
-        "connect_params",
-        "cmdline",
-        "join_commands",
-        "CommandResult",
-        "Raw",
-        "Transcript",
-        "Transfer",
-        "ECHO_CHUNK_MAX",
-        "stale_temp_dirs",
-    ]:
-        assert getattr(_transport, name) is getattr(transport, name), name

@@ -18,8 +18,7 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, rehearsal, secrets
-from opslib._transport import Connection, connect
+from opslib import certs, cli, credentials, rehearsal
 from opslib.errors import CapabilityMissing, PreconditionFailed, UnsafeArgument, VerificationFailed
 from opslib.ops import export, install, roots
 from opslib.rehearsal import scenarios
@@ -30,6 +29,7 @@ from opslib.rehearsal.programs import stores
 from opslib.server import Server as OpsServer
 from opslib.server import regfile
 from opslib.server import stores as server_stores
+from opslib.winrm import Connection, connect
 
 CLOCK = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 PASSWORD = "Windows-Test-Pa55"  # WinRM password of the rehearsal endpoint (test-only literal)
@@ -472,7 +472,7 @@ def test_export_pfx(tmp_path: Path, locale: tuple[str, int]) -> None:
     assert pfx.facts()["pfx_sha256"] == pfx.sha256 and len(pfx.sha256) == 64
     bundle = certs.load_pkcs12(pfx.data, PFX_PASSWORD, source="backup.pfx")
     assert bundle.leaf is not None and certs.thumbprint(bundle.leaf) == thumb
-    assert PFX_PASSWORD in secrets.registered()
+    assert PFX_PASSWORD in credentials.registered()
     assert PFX_PASSWORD not in transcript and "-exportPFX" in transcript
 
 
@@ -536,7 +536,7 @@ def test_export_pfx_through_iis_certobj_when_certutil_lacks_the_verb(
     commands = [json.loads(x).get("command_line", "") for x in transcript.splitlines()]
     assert any(" export-pfx 2 " in c and "[REDACTED]" in c for c in commands)
     assert not any(c.startswith("certutil -p ") for c in commands)
-    assert PFX_PASSWORD in secrets.registered() and PFX_PASSWORD not in transcript
+    assert PFX_PASSWORD in credentials.registered() and PFX_PASSWORD not in transcript
 
 
 def test_export_pfx_prefers_the_started_site_and_honours_a_named_one(

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..credentials import redact
 from ..errors import EvidenceError, UsageError
-from ..secrets import redact
 from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..credentials import MASK, is_reference, redact
 from ..errors import EvidenceError
-from ..secrets import MASK, is_reference, redact
 
 if TYPE_CHECKING:
     pass
@@ -158,7 +158,7 @@ def sign_hmac(doc: Mapping[str, Any], key: bytes) -> str:
 
 
 def redacted_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with every registered secret replaced by ``[REDACTED]`` (:func:`opslib.secrets.redact`)."""
+    """``doc`` with every registered secret replaced by ``[REDACTED]`` (:func:`opslib.credentials.redact`)."""
     return json.loads(redact(json.dumps(doc, ensure_ascii=False)))
 
 

@@ -37,7 +37,7 @@ from .base import (
 from .iis6 import HELPER, IIS6Backend, helper_script
 
 if TYPE_CHECKING:
-    from .._transport import Connection
+    from ..winrm import Connection
 
 __all__ = [
     "BACKENDS",

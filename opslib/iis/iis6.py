@@ -54,7 +54,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from .._transport import CommandResult, Connection
+    from ..winrm import CommandResult, Connection
 
 HELPER = "iis6.js"
 # Helper exit codes (see the header of opslib/scripts/iis6.js).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import backup, certs, secrets, winerror
+from .. import backup, certs, credentials, winerror
 from ..errors import CapabilityMissing, CertificateError, PreconditionFailed, VerificationFailed
 from ..iis import Change, Site, find_site
 from ..server.probe import Capabilities, require_admin
@@ -24,8 +24,8 @@ from ..server.remote import delete_remote, download, failed, host_of, remote_pat
 from ..server.stores import StoreEntry, read_entry, trusted_roots
 
 if TYPE_CHECKING:
-    from .._transport import Connection
     from ..server import Server
+    from ..winrm import Connection
 
 __all__ = [
     "CERTUTIL_ROUTE",
@@ -285,7 +285,7 @@ def export_pfx(
     ``anchors`` (default: the server's Trusted Root certificates) let the check recognise a cross
     certificate by its self-signed twin.
     """
-    secrets.register(password)
+    credentials.register(password)
     conn, host = server.conn, server.host
     check_password(host, password)
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
@@ -416,7 +416,7 @@ def apply(server: Server, planned: ExportPlan, *, password_ref: str) -> ExportDo
     is resolved from ``password_ref`` here and leaves this process only inside the export command."""
     if planned.dry_run:
         return ExportDone(planned, None)
-    password = secrets.resolve(password_ref, purpose="PFX password")
+    password = credentials.resolve(password_ref, purpose="PFX password")
     try:
         exported = export_pfx(server, planned.thumbprint, password=password)
     finally:

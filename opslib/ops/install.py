@@ -27,8 +27,8 @@ from ..server.stores import (
 from ..server.stores import match_request as _match_request
 
 if TYPE_CHECKING:
-    from .._transport import Connection
     from ..server import Server
+    from ..winrm import Connection
 
 __all__ = [
     "CheckedCertificate",

@@ -4,7 +4,7 @@
 the blocking form behind ``opslib rehearse serve``. The endpoint listens on loopback only.
 
     with rehearsal.start(host, password=pw) as r:
-        conn = opslib._transport.connect(r.url, transport="basic", username=r.user, password=pw,
+        conn = opslib.winrm.connect(r.url, transport="basic", username=r.user, password=pw,
                                          host_label="web01", allow_unencrypted_basic=True)
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..credentials import register as _register_secret
 from ..errors import UsageError
-from ..secrets import register as _register_secret
 from . import tlsconfig
 from .host import Host
 from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from .. import params, runbook
+from ..credentials import redact, register
 from ..errors import OpsError
-from ..secrets import redact, register
 
 SCENARIO = "iis6-ja"
 WINRM_ENV = "OPSLIB_DEMO_WINRM_PASSWORD"

@@ -17,7 +17,7 @@ from typing import Any
 KERNEL = "python3"
 # What every step imports, loaded while the kernel boots (before the previous step has finished).
 # The notebooks still import what they use themselves; this only makes those imports instant.
-_PRELOAD = "import pandas, opslib, opslib._transport, opslib.certs, opslib.evidence, opslib.iis, opslib.tls, opslib.windows"
+_PRELOAD = "import pandas, opslib, opslib.winrm, opslib.certs, opslib.evidence, opslib.iis, opslib.tls, opslib.server, opslib.ops"
 
 _IPC_FOLDER: str | None = None
 _KERNEL_NUMBER = itertools.count(1)

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import secrets
+from .. import credentials
 
 _EXPORTER: Any = None
 _POOL: ThreadPoolExecutor | None = None
@@ -19,14 +19,14 @@ _POOL: ThreadPoolExecutor | None = None
 
 def redact_notebook(path: Path) -> int:
     """Mask any registered secret in an executed notebook (defence in depth); returns how many cells changed."""
-    if not path.exists() or not secrets.registered():
+    if not path.exists() or not credentials.registered():
         return 0
     text = path.read_text(encoding="utf-8")
-    clean = secrets.redact(text)
+    clean = credentials.redact(text)
     if clean == text:
         return 0
     path.write_text(clean, encoding="utf-8")
-    return max(1, clean.count(secrets.MASK) - text.count(secrets.MASK))
+    return max(1, clean.count(credentials.MASK) - text.count(credentials.MASK))
 
 
 def render_later(notebook: Path, html: Path) -> Future[None]:
@@ -48,7 +48,7 @@ def render(notebook: Path, html: Path) -> None:
             body = _exporter().from_filename(str(notebook))[0]
     except Exception as exc:  # a render failure must not hide the step's own result
         body = f"<p>nbconvert could not render {notebook.name}: {type(exc).__name__}</p>"
-    html.write_text(secrets.redact(body), encoding="utf-8")
+    html.write_text(credentials.redact(body), encoding="utf-8")
 
 
 def _exporter() -> Any:

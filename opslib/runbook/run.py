@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import backup, evidence, preflight, secrets
+from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, StepFailed, UsageError
 from . import render
@@ -206,11 +206,11 @@ class _Context:
         except OpsError as exc:
             failure = exc
         except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
-            self._close(status="failed", error=f"{type(exc).__name__}: {secrets.redact(str(exc))}")
+            self._close(status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}")
             raise
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
-            self._close(status="failed", error=secrets.redact(str(failure)), failed_step=failed_step)
+            self._close(status="failed", error=credentials.redact(str(failure)), failed_step=failed_step)
             raise failure
         self._close(status="succeeded", error=None)
         return 0
@@ -297,7 +297,7 @@ class _Context:
                 km=kernel,
             )
         except PapermillExecutionError as exc:
-            cause = secrets.redact(f"{exc.ename}: {exc.evalue}")
+            cause = credentials.redact(f"{exc.ename}: {exc.evalue}")
             error = StepFailed(
                 step.name,
                 str(output),
@@ -308,7 +308,7 @@ class _Context:
         except OpsError:
             raise
         except Exception as exc:  # the kernel could not start, died, or papermill itself failed
-            cause = secrets.redact(f"{type(exc).__name__}: {exc}")
+            cause = credentials.redact(f"{type(exc).__name__}: {exc}")
             error = StepFailed(
                 step.name, str(output), cause, hint=f"fix the cause, then: opslib resume {self.run_dir}"
             )
@@ -406,7 +406,7 @@ def _resolve_secrets(params: params_.Parameters) -> dict[str, str]:
     env: dict[str, str] = {}
     for key, ref in params.secret_references().items():
         try:
-            value = secrets.resolve(ref, purpose=key)
+            value = credentials.resolve(ref, purpose=key)
         except OpsError as exc:
             raise ParameterError(key, str(exc), source=params.source) from None
         if ref.startswith("prompt"):
@@ -427,7 +427,7 @@ def _hmac_key(params: params_.Parameters, env: dict[str, str]) -> bytes | None:
     if not reference:
         return None
     var = env.pop(key, None)
-    value = os.environ.pop(var, "") if var else secrets.resolve(reference, purpose=key)
+    value = os.environ.pop(var, "") if var else credentials.resolve(reference, purpose=key)
     return value.encode("utf-8")
 
 

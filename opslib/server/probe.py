@@ -16,7 +16,7 @@ from .regfile import parse_reg_export
 from .remote import export_key, failed, host_of
 
 if TYPE_CHECKING:
-    from .._transport import Connection
+    from ..winrm import Connection
 
 __all__ = ["Capabilities", "probe", "require_admin"]
 

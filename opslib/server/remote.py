@@ -1,6 +1,6 @@
 """Small remote plumbing shared by the server readers and the steps: temporary files, ``reg export``.
 
-Every command line goes through :meth:`opslib._transport.Connection.run` (the one quoting function).
+Every command line goes through :meth:`opslib.winrm.Connection.run` (the one quoting function).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..errors import RemoteCommandFailed
 
 if TYPE_CHECKING:
-    from .._transport import CommandResult, Connection
+    from ..winrm import CommandResult, Connection
 
 __all__ = ["delete_remote", "download", "export_key", "failed", "host_of", "remote_path"]
 

@@ -5,7 +5,7 @@ A notebook opens it in one line and closes it with the ``with`` block::
     with opslib.open_server(winrm, host=host, run_dir=run_dir) as server:
         ...
 
-``server.conn`` is the transport :class:`~opslib._transport.Connection`; ``server.capabilities`` is
+``server.conn`` is the transport :class:`~opslib.winrm.Connection`; ``server.capabilities`` is
 probed once, on first use, and kept on this object (``server.probe(refresh=True)`` probes again);
 ``server.iis`` is the backend :func:`opslib.iis.backend_for` chose from the probed IIS version (built
 once, so the IIS 6 helper is uploaded once per server).
@@ -20,7 +20,7 @@ from ..iis import IISBackend, backend_for
 from .probe import Capabilities, probe
 
 if TYPE_CHECKING:
-    from .._transport import Connection
+    from ..winrm import Connection
 
 __all__ = ["Server", "open_server"]
 
@@ -77,6 +77,6 @@ class Server:
 def open_server(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Server:
     """Connect from the parameters file's ``winrm`` mapping (the password is a reference) and wrap
     the connection in a :class:`Server`. Nothing is probed until something needs it."""
-    from .._transport import connect_params
+    from ..winrm import connect_params
 
     return Server(connect_params(winrm, host=host, run_dir=run_dir))

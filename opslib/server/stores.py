@@ -17,7 +17,7 @@ from .regfile import ENHKEY_USAGE, KEY_PROV_INFO, der_oids, key_prov_info, parse
 from .remote import export_key, host_of
 
 if TYPE_CHECKING:
-    from .._transport import Connection
+    from ..winrm import Connection
 
 __all__ = [
     "CERTUTIL_STORE",

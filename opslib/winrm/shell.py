@@ -40,7 +40,7 @@ from winrm.exceptions import (
     WSManFaultError,
 )
 
-from .. import secrets as _secrets
+from .. import credentials as _secrets
 from ..errors import (
     AuthenticationFailed,
     CommandTimedOut,

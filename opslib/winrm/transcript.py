@@ -1,6 +1,6 @@
 """What a connection records: command results, transfers, and the JSON-lines transcript.
 
-Every transcript line passes through :func:`opslib.secrets.redact`; transfers record sizes and
+Every transcript line passes through :func:`opslib.credentials.redact`; transfers record sizes and
 SHA-256 only, never the data. :func:`stale_temp_dirs` reads a run's transcript back to find the
 temp folders earlier connections left on the server.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import secrets as _secrets
+from .. import credentials as _secrets
 from .quoting import codec
 
 # --- results -----------------------------------------------------------------------------------------

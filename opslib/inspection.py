@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import certs, tls
+from .credentials import resolve
 from .errors import CertificateError, UsageError
-from .secrets import resolve
 
 SCHEMA = 1
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
