@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     srv = rehsub.add_parser("serve", help="serve an emulated host over WS-Management until interrupted")
     srv.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
     srv.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
+    srv.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="delay every WS-Management request by N ms, as a slow link would (0)",
+    )
     srv.add_argument("--https", action="store_true", help="HTTPS with a generated certificate")
     srv.add_argument("--user", default="Administrator", help="Basic-auth user name (Administrator)")
     srv.add_argument(
@@ -356,6 +363,7 @@ def _cmd_rehearse(a: argparse.Namespace) -> int:
             allow_basic=a.allow_basic,
             allow_unencrypted=a.allow_unencrypted,
             tls=a.tls,
+            latency_ms=a.latency_ms,
         )
     from .rehearsal import demo
 

@@ -181,6 +181,7 @@ def start(
     allow_basic: bool | None = None,
     allow_unencrypted: bool | None = None,
     tls: str = "modern",
+    latency_ms: int = 0,
     winrm_version: str | None = None,
 ) -> Rehearsal:
     """Start the endpoint in a background thread; use as a context manager or call ``.stop()``.
@@ -247,6 +248,7 @@ def start(
         tls=tls,
         secrets_dir=Path(secrets_dir.name) if secrets_dir else None,
         cert_file=cert_file if ctx is not None else None,
+        latency_ms=latency_ms,
     )
     try:
         tls_sites = importlib.import_module(".tlsserve", __name__)  # TLS endpoints of the started sites
@@ -290,6 +292,7 @@ def serve_forever(
     allow_basic: bool | None = None,
     allow_unencrypted: bool | None = None,
     tls: str = "modern",
+    latency_ms: int = 0,
 ) -> int:
     """``opslib rehearse serve``: serve until SIGINT/SIGTERM. Prints where things are, never a password."""
     import yaml
@@ -320,6 +323,7 @@ def serve_forever(
             allow_basic=allow_basic,
             allow_unencrypted=allow_unencrypted,
             tls=tls,
+            latency_ms=latency_ms,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {listen}:{port}: {exc.strerror or exc}") from None

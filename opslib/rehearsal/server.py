@@ -255,6 +255,7 @@ class WSManServer(ThreadingHTTPServer):
         tls: str = "modern",
         secrets_dir: Path | None = None,
         cert_file: Path | None = None,
+        latency_ms: int = 0,
     ) -> None:
         """``auth="basic"`` is the historical rehearsal endpoint (Basic, unencrypted HTTP allowed).
 
@@ -262,7 +263,12 @@ class WSManServer(ThreadingHTTPServer):
         Basic only with ``allow_basic``, unencrypted SOAP over HTTP only with ``allow_unencrypted``.
         ``secrets_dir`` holds the NTLM account file (a private temporary folder by default);
         ``cert_file`` (the HTTPS listener's certificate) lets NTLM check channel binding tokens.
+        ``latency_ms`` delays every request by that much before it is read, as one round trip of a
+        slow link would (a WAN between an operations centre and a data centre: 50-100 ms).
         """
+        if not 0 <= latency_ms <= 10_000:
+            raise UsageError(f"latency {latency_ms} ms is out of range", hint="use 0 to 10000")
+        self.latency_s = latency_ms / 1000.0
         if auth not in AUTH_MODES:
             raise UsageError(f"unknown auth {auth!r}", hint="use one of " + ", ".join(AUTH_MODES))
         if winrm_version is not None and winrm_version not in WINRM_VERSIONS:
@@ -444,6 +450,8 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         srv = self.server
+        if srv.latency_s:
+            time.sleep(srv.latency_s)  # one round trip of the emulated link, per request
         with srv.lock:
             srv.request_count += 1
         length = int(self.headers.get("Content-Length") or 0)
