@@ -1,0 +1,190 @@
+"""``opslib lab compare``: the same probes against a fresh rehearsal host configured like the captured one.
+
+Per probe, the *decision* (what the kit decides on: exit codes, byte shapes, fault codes) of the bundle
+and of the rehearsal host are compared key by key; any difference is decision-relevant (exit 1). Raw
+stdout/stderr bytes that differ while the decision agrees are cosmetic (listed, exit 0).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .capture import capture_connection, load
+from .probes import PROBE_SET_VERSION
+
+# The emulator has no ping.exe: a program that prints nothing for longer than the OperationTimeout is
+# stood in for by the endpoint's fault injection (``before:ping:timeout`` answers each Receive of that
+# command with w:TimedOut after the OperationTimeout, opslib/rehearsal/server.py). Every comparison host
+# gets it; the probe it serves is winrm.receive-timeout.
+SLOW_COMMAND_FAULTS = ("before:ping:timeout",)
+
+
+@dataclass
+class ProbeVerdict:
+    id: str
+    rows: list[str]
+    decision_diffs: list[dict[str, Any]] = field(default_factory=list)  # {key, captured, rehearsal}
+    cosmetic: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.decision_diffs
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rows": self.rows,
+            "agrees": self.agrees,
+            "decision_diffs": self.decision_diffs,
+            "cosmetic": self.cosmetic,
+        }
+
+
+@dataclass
+class Comparison:
+    bundle: str
+    source: str
+    scenario: str
+    tier: str
+    host: dict[str, Any]
+    rehearsal_host: dict[str, Any]
+    verdicts: list[ProbeVerdict]
+
+    @property
+    def decision_differences(self) -> int:
+        return sum(len(v.decision_diffs) for v in self.verdicts)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.decision_differences else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "source": self.source,
+            "scenario": self.scenario,
+            "tier": self.tier,
+            "host": self.host,
+            "rehearsal_host": self.rehearsal_host,
+            "decision_differences": self.decision_differences,
+            "probes": [v.row() for v in self.verdicts],
+        }
+
+
+def scenario_for(host: dict[str, Any]) -> str:
+    """The rehearsal scenario closest to the captured host (OS version, IIS version, language)."""
+    iis = int(host.get("iis_major") or 0)
+    ja = host.get("language") == "ja" or int(host.get("codepage") or 0) == 932
+    if iis == 6 or str(host.get("windows_version", "")).startswith("5."):
+        return "iis6-ja" if ja else "default"
+    if iis == 7:
+        return "iis75-ja" if ja else "iis7"
+    if iis >= 8:
+        return "iis10"
+    return "iis6-ja" if ja else "default"
+
+
+def diff_decisions(captured: dict[str, Any], fresh: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = sorted(set(captured) | set(fresh))
+    return [
+        {"key": k, "captured": captured.get(k), "rehearsal": fresh.get(k)}
+        for k in keys
+        if captured.get(k) != fresh.get(k)
+    ]
+
+
+def _cosmetic(captured: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    mine = {c["label"]: c for c in captured.get("commands", [])}
+    theirs = {c["label"]: c for c in fresh.get("commands", [])}
+    for label in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(label), theirs.get(label)
+        if a is None or b is None:
+            out.append(f"{label}: run on one side only")
+            continue
+        for stream in ("stdout", "stderr"):
+            if stream in a and stream in b and a[stream]["sha256"] != b[stream]["sha256"]:
+                out.append(
+                    f"{label}: {stream} bytes differ ({a[stream]['size']} vs {b[stream]['size']} bytes)"
+                )
+        if "wsman" in a and a.get("wsman") != b.get("wsman"):
+            out.append(f"{label}: WS-Management details differ")
+    return out
+
+
+def compare_manifests(captured: dict[str, Any], fresh: dict[str, Any]) -> list[ProbeVerdict]:
+    theirs = {p["id"]: p for p in fresh.get("probes", [])}
+    verdicts: list[ProbeVerdict] = []
+    for probe in captured.get("probes", []):
+        other = theirs.pop(probe["id"], None)
+        v = ProbeVerdict(probe["id"], list(probe.get("rows", [])))
+        if other is None:
+            v.decision_diffs.append({"key": "(probe)", "captured": "run", "rehearsal": "not run"})
+        else:
+            v.decision_diffs = diff_decisions(probe.get("decision", {}), other.get("decision", {}))
+            v.cosmetic = _cosmetic(probe, other)
+        verdicts.append(v)
+    for pid, other in theirs.items():
+        v = ProbeVerdict(pid, list(other.get("rows", [])))
+        v.decision_diffs.append({"key": "(probe)", "captured": "not run", "rehearsal": "run"})
+        verdicts.append(v)
+    return verdicts
+
+
+def compare(
+    bundle: str | Path,
+    *,
+    scenario: str | None = None,
+    faults: tuple[str, ...] = (),
+    workdir: str | Path | None = None,
+) -> Comparison:
+    """Start a rehearsal host like the captured one, capture it the same way, compare."""
+    from .. import rehearsal
+    from ..winrm import connect
+
+    captured = load(bundle)
+    if captured.get("probe_set_version") != PROBE_SET_VERSION:
+        raise UsageError(
+            f"{bundle}: probe set {captured.get('probe_set_version')!r}, this kit runs {PROBE_SET_VERSION!r}",
+            hint="capture again with this kit version",
+        )
+    host = dict(captured.get("host", {}))
+    chosen = scenario or scenario_for(host)
+    stack = str(host.get("winrm_stack") or "") or None
+    codepage = int(host.get("codepage") or 0) or None
+    with tempfile.TemporaryDirectory(prefix="opslib-lab-compare-") as tmp:
+        base = Path(workdir) if workdir else Path(tmp)
+        with rehearsal.start(
+            scenario=chosen,
+            codepage=codepage,
+            winrm_version=stack if stack in ("1.1", "2.0", "3.0") else None,
+            faults=(*SLOW_COMMAND_FAULTS, *faults),
+            workdir=base / "host",
+        ) as r:
+            with connect(
+                r.url,
+                transport="basic",
+                username=r.user,
+                password=r.password,
+                host_label=str(captured.get("host_label") or "rehearsal"),
+                allow_unencrypted_basic=True,
+            ) as conn:
+                fresh = capture_connection(
+                    conn,
+                    base / "bundle",
+                    tier=str(captured.get("tier") or "read-only"),
+                    source="rehearsal host",
+                )
+    return Comparison(
+        bundle=str(bundle),
+        source=str(captured.get("source", "")),
+        scenario=chosen,
+        tier=str(captured.get("tier", "")),
+        host=host,
+        rehearsal_host=dict(fresh.get("host", {})),
+        verdicts=compare_manifests(captured, fresh),
+    )
