@@ -12,7 +12,7 @@ rehearsal host with it (issue 15).
 from __future__ import annotations
 
 from .capture import MANIFEST, TIERS, capture, capture_connection, load, probes_for
-from .compare import Comparison, ProbeVerdict, compare, compare_manifests, scenario_for
+from .compare import Comparison, ProbeVerdict, capture_rehearsal, compare, compare_manifests, scenario_for
 from .probes import PROBE_SET_VERSION, READ_ONLY, Probe
 from .reversible import REVERSIBLE
 
@@ -27,6 +27,7 @@ __all__ = [
     "ProbeVerdict",
     "capture",
     "capture_connection",
+    "capture_rehearsal",
     "compare",
     "compare_manifests",
     "load",

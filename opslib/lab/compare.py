@@ -8,6 +8,7 @@ stdout/stderr bytes that differ while the decision agrees are cosmetic (listed, 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ def diff_decisions(captured: dict[str, Any], fresh: dict[str, Any]) -> list[dict
     ]
 
 
+def _timeless(facts: Any) -> Any:
+    return {k: v for k, v in facts.items() if k != "waited_s"} if isinstance(facts, dict) else facts
+
+
 def _cosmetic(captured: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     out: list[str] = []
     mine = {c["label"]: c for c in captured.get("commands", [])}
@@ -111,7 +116,7 @@ def _cosmetic(captured: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
                 out.append(
                     f"{label}: {stream} bytes differ ({a[stream]['size']} vs {b[stream]['size']} bytes)"
                 )
-        if "wsman" in a and a.get("wsman") != b.get("wsman"):
+        if "wsman" in a and _timeless(a.get("wsman")) != _timeless(b.get("wsman")):
             out.append(f"{label}: WS-Management details differ")
     return out
 
@@ -135,17 +140,55 @@ def compare_manifests(captured: dict[str, Any], fresh: dict[str, Any]) -> list[P
     return verdicts
 
 
+def capture_rehearsal(
+    out: str | Path,
+    *,
+    scenario: str = "default",
+    codepage: int | None = None,
+    locale: str | None = None,
+    winrm_version: str | None = None,
+    faults: Sequence[str] = (),
+    tier: str = "read-only",
+    label: str = "web01",
+    state_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Start a fresh rehearsal host and capture it into ``out`` (``source: rehearsal host``).
+
+    ``faults`` are extra endpoint fault specs (a deliberately different host); the stand-in for a slow
+    command (:data:`SLOW_COMMAND_FAULTS`) is always added.
+    """
+    from .. import rehearsal
+    from ..winrm import connect
+
+    with tempfile.TemporaryDirectory(prefix="opslib-lab-host-") as tmp:
+        with rehearsal.start(
+            scenario=scenario,
+            codepage=codepage,
+            locale=locale,
+            winrm_version=winrm_version,
+            faults=(*faults, *SLOW_COMMAND_FAULTS),  # the first matching spec wins
+            workdir=Path(tmp),
+            state_file=state_file,
+        ) as r:
+            with connect(
+                r.url,
+                transport="basic",
+                username=r.user,
+                password=r.password,
+                host_label=label,
+                allow_unencrypted_basic=True,
+            ) as conn:
+                return capture_connection(conn, out, tier=tier, source="rehearsal host", label=label)
+
+
 def compare(
     bundle: str | Path,
     *,
     scenario: str | None = None,
-    faults: tuple[str, ...] = (),
+    faults: Sequence[str] = (),
     workdir: str | Path | None = None,
 ) -> Comparison:
     """Start a rehearsal host like the captured one, capture it the same way, compare."""
-    from .. import rehearsal
-    from ..winrm import connect
-
     captured = load(bundle)
     if captured.get("probe_set_version") != PROBE_SET_VERSION:
         raise UsageError(
@@ -154,31 +197,18 @@ def compare(
         )
     host = dict(captured.get("host", {}))
     chosen = scenario or scenario_for(host)
-    stack = str(host.get("winrm_stack") or "") or None
-    codepage = int(host.get("codepage") or 0) or None
+    stack = str(host.get("winrm_stack") or "")
     with tempfile.TemporaryDirectory(prefix="opslib-lab-compare-") as tmp:
-        base = Path(workdir) if workdir else Path(tmp)
-        with rehearsal.start(
+        fresh = capture_rehearsal(
+            Path(workdir or tmp) / "bundle",
             scenario=chosen,
-            codepage=codepage,
+            codepage=int(host.get("codepage") or 0) or None,
+            locale=host.get("language") if host.get("language") in ("en", "ja") else None,
             winrm_version=stack if stack in ("1.1", "2.0", "3.0") else None,
-            faults=(*SLOW_COMMAND_FAULTS, *faults),
-            workdir=base / "host",
-        ) as r:
-            with connect(
-                r.url,
-                transport="basic",
-                username=r.user,
-                password=r.password,
-                host_label=str(captured.get("host_label") or "rehearsal"),
-                allow_unencrypted_basic=True,
-            ) as conn:
-                fresh = capture_connection(
-                    conn,
-                    base / "bundle",
-                    tier=str(captured.get("tier") or "read-only"),
-                    source="rehearsal host",
-                )
+            faults=faults,
+            tier=str(captured.get("tier") or "read-only"),
+            label=str(captured.get("host_label") or "rehearsal"),
+        )
     return Comparison(
         bundle=str(bundle),
         source=str(captured.get("source", "")),

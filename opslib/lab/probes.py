@@ -26,9 +26,9 @@ from .. import iis as _iis
 from .. import secrets
 from .. import windows as _windows
 from ..errors import OpsError
-from ..winrm import CommandResult, Connection, Raw, cmdline
-from ..winrm.quoting import size_command
+from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
+from ..winrm.quoting import size_command
 
 PROBE_SET_VERSION = "1"
 
@@ -206,6 +206,26 @@ def _not_recognized(rec: Recorder) -> dict[str, Any]:
     return {"exit_code": rec.run("no-such-program", ["opslib-lab-no-such-program"]).exit_code}
 
 
+def _exit_chain(rec: Recorder) -> dict[str, Any]:
+    """W-CMD-EXITCODE: the status of a ``&`` chain whose last command sets none after a failed first one."""
+    folder = rec.temp("-absent")
+    first = rec.run_line(
+        "nosuch-then-echo",
+        join_commands([cmdline(["opslib-lab-no-such-program"]), cmdline(["echo", "x"])], op="&"),
+    )
+    second = rec.run_line(
+        "rmdir-absent-then-if-exist",
+        join_commands(
+            [
+                cmdline(["rmdir", "/s", "/q", folder]),
+                cmdline([Raw("if"), Raw("exist"), folder, Raw("(exit"), Raw("/b"), Raw("1)")]),
+            ],
+            op="&",
+        ),
+    )
+    return {"nosuch_then_echo": first.exit_code, "rmdir_absent_then_if_exist": second.exit_code}
+
+
 def _presence(rec: Recorder) -> dict[str, Any]:
     cscript = rec.run("cscript", ["cscript", "//nologo"]).exit_code
     ps = rec.run(
@@ -372,6 +392,13 @@ READ_ONLY: tuple[Probe, ...] = (
         ("W-CMD-NOT-RECOGNIZED",),
         "opslib-lab-no-such-program",
         _not_recognized,
+    ),
+    Probe(
+        "cmd.exit-chain",
+        "read-only",
+        ("W-CMD-EXITCODE",),
+        'opslib-lab-no-such-program & echo x; rmdir /s /q "D" & if exist "D" (exit /b 1) with D absent',
+        _exit_chain,
     ),
     Probe(
         "cmd.presence",

@@ -22,6 +22,7 @@ from xml.etree import ElementTree as ET
 import xmltodict
 from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
 
+from ..errors import WSManFault
 from .shell import ACTION_CREATE, ERROR_WSMAN_OPERATION_TIMEDOUT, Connection
 
 NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
@@ -63,22 +64,25 @@ def receive_timeout_fault(conn: Connection, line: str, *, operation_timeout_s: i
     """Start ``line`` (built by ``cmdline``; it must print nothing for a while) and Receive once with a
     short OperationTimeout; report the fault code (or how the command ended), then terminate it."""
     p = conn._protocol
-    with conn._mapped("start the timeout probe"):
-        command_id = conn._start_command(line)
+    t0 = time.monotonic()
+    try:
+        with conn._mapped("start the timeout probe"):
+            command_id = conn._start_command(line)
+    except WSManFault as exc:  # refused at Command: the fault is the answer
+        return {"fault_code": exc.code, "at": "Command", "waited_s": round(time.monotonic() - t0, 3)}
     assert conn._shell_id is not None
     shell_id = conn._shell_id
     saved = p.operation_timeout_sec
     outcome: dict[str, Any] = {}
-    t0 = time.monotonic()
     try:
         p.operation_timeout_sec = operation_timeout_s
         try:
             _o, _e, code, done = p.get_command_output_raw(shell_id, command_id)
             outcome = {"finished": bool(done), "exit_code": int(code) if done else None}
         except WinRMOperationTimeoutError:
-            outcome = {"fault_code": ERROR_WSMAN_OPERATION_TIMEDOUT}
+            outcome = {"fault_code": ERROR_WSMAN_OPERATION_TIMEDOUT, "at": "Receive"}
         except WSManFaultError as exc:
-            outcome = {"fault_code": int(exc.wsman_fault_code or 0)}
+            outcome = {"fault_code": int(exc.wsman_fault_code or 0), "at": "Receive"}
     finally:
         p.operation_timeout_sec = saved
         conn._terminate(shell_id, command_id)
