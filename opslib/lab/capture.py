@@ -94,6 +94,7 @@ def run_probes(conn: Connection, folder: Path, *, tier: str) -> tuple[list[dict[
                 "what": probe.what,
                 "commands": rec.commands,
                 "decision": decision,
+                "facts": rec.facts,
                 "error": error,
             }
         )

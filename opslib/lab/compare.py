@@ -131,7 +131,10 @@ def compare_manifests(captured: dict[str, Any], fresh: dict[str, Any]) -> list[P
             v.decision_diffs.append({"key": "(probe)", "captured": "run", "rehearsal": "not run"})
         else:
             v.decision_diffs = diff_decisions(probe.get("decision", {}), other.get("decision", {}))
-            v.cosmetic = _cosmetic(probe, other)
+            v.cosmetic = _cosmetic(probe, other) + [
+                f"fact {d['key']}: {d['captured']!r} vs {d['rehearsal']!r}"
+                for d in diff_decisions(probe.get("facts", {}), other.get("facts", {}))
+            ]
         verdicts.append(v)
     for pid, other in theirs.items():
         v = ProbeVerdict(pid, list(other.get("rows", [])))

@@ -56,12 +56,14 @@ class Recorder:
         self.conn = conn
         self.folder = folder
         self.commands: list[dict[str, Any]] = []
+        self.facts: dict[str, Any] = {}  # recorded, shown when they differ, never decided on
         self.probe_id = ""
         self.scratch: dict[str, Any] = {}  # shared between probes of one capture (e.g. the helper path)
 
     def begin(self, probe_id: str) -> None:
         self.probe_id = probe_id
         self.commands = []
+        self.facts = {}
 
     def _save(self, name: str, data: bytes) -> dict[str, Any]:
         rel = Path("probes") / self.probe_id / name

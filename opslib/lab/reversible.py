@@ -95,7 +95,8 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
             ).exit_code
         finally:
             out["pfx_gone_after_del"] = _gone(rec, "pfx", remote_pfx)
-        out["importpfx_exit_code"] = imported
+        rec.facts["importpfx_exit_code"] = imported
+        out["route"] = "importPFX" if imported == 0 else "addstore"
         added = None
         if imported != 0:
             remote_cer = rec.temp(".cer")
@@ -108,13 +109,13 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                 added = rec.run("addstore", ["certutil", "-addstore", "MY", remote_cer]).exit_code
             finally:
                 _gone(rec, "cer", remote_cer)
-        out["addstore_exit_code"] = added
+        rec.facts["addstore_exit_code"] = added
         try:
             entry, _ = _windows._read_entry(conn, "MY", thumb)
             out["present_after_add"] = entry is not None
             if entry is None:
                 return out
-            out["key_link_after_add"] = entry.has_key_link
+            rec.facts["key_link_after_add"] = entry.has_key_link
             # Step 0's disable, then its undo, each read back by the kit's own functions.
             try:
                 _windows.disable_roots(conn, [entry], backup_dir=Path(local))
@@ -132,12 +133,12 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                     result = _windows.export_pfx(
                         conn, thumb, password=_random.token_hex(16), chain=False, anchors=[]
                     )
-                    out["export_ok"] = result.check.ok
+                    out["export"] = "ok" if result.check.ok else "not a usable PFX"
                 except OpsError as exc:
-                    out["export_error"] = type(exc).__name__
+                    out["export"] = type(exc).__name__
             else:
                 remote_out = rec.temp(".pfx")
-                out["exportpfx_without_key_fails"] = (
+                refused = (
                     rec.run(
                         "exportpfx-no-key",
                         ["certutil", "-p", password, "-exportPFX", "MY", thumb, remote_out, "NoChain"],
@@ -146,6 +147,7 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                     ).exit_code
                     != 0
                 )
+                out["export"] = "refused without a key" if refused else "exit 0 without a key"
                 _gone(rec, "exported", remote_out)
         finally:
             container = ""
@@ -157,7 +159,9 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                 ).exit_code
                 if container:
                     # The key file stays after -delstore; -delkey removes the container (certutil reference).
-                    out["delkey_exit_code"] = rec.run("delkey", ["certutil", "-delkey", container]).exit_code
+                    rec.facts["delkey_exit_code"] = rec.run(
+                        "delkey", ["certutil", "-delkey", container]
+                    ).exit_code
             gone, _ = _windows._read_entry(conn, "MY", thumb)
             out["absent_after_delete"] = gone is None
     return out
