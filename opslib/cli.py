@@ -429,6 +429,11 @@ def _cmd_lab(a: argparse.Namespace) -> int:
         for v in result.verdicts
     ]
     print(_table(["probe", "decision", "differences (captured vs rehearsal)", "rows"], rows))
+    red = [r for r in result.verdict_rows() if r["verdict"] == "red"]
+    if red:
+        print("what each difference means for a renewal on this host:")
+        for r in red:
+            print(f"  {r['probe']}: {r['for a renewal']}")
     cosmetic = [(v.id, c) for v in result.verdicts for c in v.cosmetic]
     if cosmetic:
         print(f"cosmetic differences ({len(cosmetic)}; not decided on):")

@@ -218,3 +218,30 @@ def test_a_different_language_is_cosmetic_only(tmp_path: Path) -> None:
     result = lab.compare(out, scenario="default")
     assert result.exit_code == 0
     assert any("bytes differ" in c for v in result.verdicts for c in v.cosmetic)
+
+
+# --- the operator's notebook -----------------------------------------------------------------------
+
+
+def test_the_lab_check_notebook_runs_under_papermill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import papermill as pm
+
+    with rehearsal.start(scenario="exportpfx-probe-denies", faults=list(SLOW_COMMAND_FAULTS)) as r:
+        params = _params_file(r, tmp_path, monkeypatch)
+        out = tmp_path / "lab_check.ipynb"
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / "lab_check.ipynb"),
+            str(out),
+            parameters={"params_file": str(params), "out_dir": str(tmp_path / "bundle")},
+            kernel_name="python3",
+            cwd=str(tmp_path),
+            progress_bar=False,
+        )
+    nb = json.loads(out.read_text(encoding="utf-8"))
+    text = json.dumps(nb["cells"], ensure_ascii=False)
+    # The captured host's certutil denies -exportPFX in its -? probe: that belief is red, with its meaning.
+    assert "1 belief(s) do not hold on this host: do not renew until they are fixed" in text
+    assert "certutil.help.exportPFX" in text and "step 3 may pick the wrong export route" in text
+    assert "#fde2e1" in text and "#d8f3dc" in text  # red and green rows
+    assert_no_secrets(tmp_path / "bundle", [r.password])
+    assert_no_secrets(out.parent, [r.password])

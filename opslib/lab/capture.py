@@ -73,11 +73,7 @@ def host_facts(conn: Connection, identify: Mapping[str, str], iis: tuple[int, in
 
 def run_probes(conn: Connection, folder: Path, *, tier: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every probe of ``tier``; (per-probe records, scratch facts). A probe that fails is recorded."""
-    from .. import windows
-
     rec = Recorder(conn, folder)
-    caps = windows.probe(conn)
-    rec.scratch["iis_major"], rec.scratch["iis_minor"] = caps.iis_major, caps.iis_minor
     records: list[dict[str, Any]] = []
     for probe in probes_for(tier):
         rec.begin(probe.id)
@@ -134,7 +130,11 @@ def capture_connection(
         "tier": tier,
         "host_label": label or conn.host,
         "captured_utc": started.isoformat(timespec="seconds"),
-        "host": host_facts(conn, scratch.get("identify", {}), (scratch["iis_major"], scratch["iis_minor"])),
+        "host": host_facts(
+            conn,
+            scratch.get("identify", {}),
+            (int(scratch.get("iis_major", 0)), int(scratch.get("iis_minor", 0))),
+        ),
         "probes": records,
     }
     manifest["files"] = _file_hashes(folder)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .capture import capture_connection, load
-from .probes import PROBE_SET_VERSION
+from .probes import PROBE_SET_VERSION, meaning
 
 # The emulator has no ping.exe: a program that prints nothing for longer than the OperationTimeout is
 # stood in for by the endpoint's fault injection (``before:ping:timeout`` answers each Receive of that
@@ -63,6 +63,25 @@ class Comparison:
     def exit_code(self) -> int:
         return 1 if self.decision_differences else 0
 
+    def verdict_rows(self) -> list[dict[str, Any]]:
+        """One row per probe for a reviewer: verdict (green/red), what differs, what a red row means."""
+        return [
+            {
+                "probe": v.id,
+                "rows": " ".join(v.rows),
+                "verdict": "green" if v.agrees else "red",
+                "difference": "; ".join(
+                    f"{d['key']}: {d['captured']!r} (captured) vs {d['rehearsal']!r} (rehearsal)"
+                    for d in v.decision_diffs
+                ),
+                "for a renewal": "" if v.agrees else meaning(v.id),
+            }
+            for v in self.verdicts
+        ]
+
+    def cosmetic_rows(self) -> list[dict[str, str]]:
+        return [{"probe": v.id, "cosmetic difference": c} for v in self.verdicts for c in v.cosmetic]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "bundle": self.bundle,
@@ -72,7 +91,9 @@ class Comparison:
             "host": self.host,
             "rehearsal_host": self.rehearsal_host,
             "decision_differences": self.decision_differences,
-            "probes": [v.row() for v in self.verdicts],
+            "probes": [
+                {**v.row(), "for_a_renewal": "" if v.agrees else meaning(v.id)} for v in self.verdicts
+            ],
         }
 
 

@@ -196,7 +196,10 @@ def _inetstp(rec: Recorder) -> dict[str, Any]:
     code, data = _exported(rec, "export-inetstp", r"HKLM\SOFTWARE\Microsoft\InetStp")
     shape = reg_shape(data)
     values = _windows.parse_reg_export(data).get(r"HKLM\SOFTWARE\Microsoft\InetStp", {}) if data else {}
-    major = values.get("MajorVersion")
+    major, minor = values.get("MajorVersion"), values.get("MinorVersion")
+    # The IIS version decides the site-list probe (as the kit's probe decides the backend).
+    rec.scratch["iis_major"] = int(major[1]) if major and major[0] == "REG_DWORD" else 0
+    rec.scratch["iis_minor"] = int(minor[1]) if minor and minor[0] == "REG_DWORD" else 0
     return {"exit_code": code, **shape, "major_is_dword": bool(major and major[0] == "REG_DWORD")}
 
 
@@ -523,3 +526,36 @@ READ_ONLY: tuple[Probe, ...] = (
 def probe_error(exc: OpsError) -> dict[str, Any]:
     """A probe that could not finish: the error class decides, its message is cosmetic."""
     return {"error": type(exc).__name__}
+
+
+# What a decision-relevant difference of a probe means for a renewal on that host (longest prefix wins).
+IF_DIFFERENT: dict[str, str] = {
+    "winrm.identify": "the WinRM service answers Identify differently: check the WinRM version before anything else",
+    "cmd.ver": "the kit reads the Windows version from `ver`: the capability probe may misjudge this host",
+    "cmd.chcp": "code page `auto` cannot read the console code page: set winrm.codepage explicitly",
+    "cmd.temp": "the kit cannot find its temp folder (%TEMP%): every transfer and step stops",
+    "cmd.not-recognized": "a missing program is not told apart by exit 9009: the presence probes misjudge cscript/PowerShell",
+    "cmd.exit-chain": "a `&` chain ends with another status: a read-back line the kit builds may be misread",
+    "cmd.presence": "cscript or PowerShell presence differs from the rehearsal: the IIS 6 helper or export fallback may be unavailable",
+    "reg.admin": "the administrator check answers otherwise: the kit may refuse (or try) store changes wrongly",
+    "reg.inetstp": "the IIS version is not read from InetStp as expected: the backend choice may be wrong",
+    "certutil.help.exportPFX": "step 3 may pick the wrong export route (certutil vs IIS.CertObj); export by hand if it fails",
+    "certutil.help.repairstore": "step 0 may not be able to disable the root with certutil -repairstore",
+    "certutil.help.hashfile": "transfers are checked by size only, not SHA-256",
+    "certreq.help": "step 1 (certreq -accept) may refuse or fail on this host",
+    "certutil.unknown-verb": "an unknown certutil verb does not fail: capability answers cannot be trusted",
+    "reg.export.": "the certificate stores cannot be read the way the kit reads them: steps 0, 1 and 3 would stop",
+    "certutil.store.": "certutil cannot open this store: steps that change it would fail",
+    "iis.sites": "the site list cannot be read: steps 1 and 2 (bind, swap) would stop before any change",
+    "certutil.hashfile": "uploads and downloads are verified differently (size only, or not at all)",
+    "files.del-rmdir": "deletes and their read-back behave otherwise: a PFX copy could stay on the server unnoticed",
+    "winrm.unknown-uri": "the WinRM fault codes differ: error messages may name a wrong cause",
+    "winrm.receive-timeout": "long commands end with another fault: the kit's Receive loop may stop early or never",
+    "store.throwaway": "adding, disabling, restoring, exporting or deleting a certificate does not behave as the kit "
+    "expects: do not run steps 0–3 on this host",
+}
+
+
+def meaning(probe_id: str) -> str:
+    keys = [k for k in IF_DIFFERENT if probe_id.startswith(k)]
+    return IF_DIFFERENT[max(keys, key=len)] if keys else "a belief of the kit does not hold on this host"
