@@ -87,14 +87,16 @@ def test_the_behaviour_section_is_generated_from_the_bundles() -> None:
     assert behaviour.update_doc(doc, CAPTURES) == text, "run: python -m opslib.lab.behaviour"
     section = text.split(behaviour.BEGIN, 1)[1].split(behaviour.END, 1)[0]
     assert (
-        "| W-VER | `cmd.ver` | `rehearsal-default-en437` (rehearsal host only — not a real server)" in section
+        "| `W-VER` | `cmd.ver` | `rehearsal-default-en437` (rehearsal host only — not a real server)"
+        in section
     )
     assert (
-        "| W-CERTUTIL-REPAIRSTORE-INF | `store.throwaway` | `rehearsal-iis6-ja932` (rehearsal host only"
+        "| `W-CERTUTIL-REPAIRSTORE-INF` | `store.throwaway` | `rehearsal-iis6-ja932` (rehearsal host only"
         in section
     )
     # No row claims "verified" from a rehearsal bundle: the counts line is untouched.
     assert "verified 0," in text
+    assert not any(line.startswith("| W-") for line in section.splitlines())
 
 
 # --- fresh captures -----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def render_section(doc: str, captures: Path) -> str:
     for probe in (*READ_ONLY, *REVERSIBLE):
         for row in probe.rows:
             probes_of.setdefault(row, []).append(probe.id)
+    # Row ids in backticks: only the tables above start a line with "| W-" (their counts stay true).
     lines = [
         BEGIN,
         "## 9. Verified by capture (`opslib lab capture` / `opslib lab compare`)",
@@ -68,7 +69,7 @@ def render_section(doc: str, captures: Path) -> str:
     for row in _row_ids(doc):
         probes = probes_of.get(row, [])
         if not probes:
-            lines.append(f"| {row} | — | no probe in this probe set |")
+            lines.append(f"| `{row}` | — | no probe in this probe set |")
             continue
         seen = []
         for name, manifest in bundles:
@@ -77,7 +78,7 @@ def render_section(doc: str, captures: Path) -> str:
                 real = manifest.get("source") != "rehearsal host"
                 seen.append(f"`{name}`" + ("" if real else f" ({REHEARSAL_NOTE})"))
         verdict = "; ".join(seen) if seen else "not captured yet"
-        lines.append(f"| {row} | {', '.join(f'`{p}`' for p in probes)} | {verdict} |")
+        lines.append(f"| `{row}` | {', '.join(f'`{p}`' for p in probes)} | {verdict} |")
     lines.append(END)
     return "\n".join(lines)
 

@@ -47,16 +47,23 @@ def identify(conn: Connection) -> dict[str, str]:
 
 
 def create_fault(conn: Connection, resource_uri: str) -> dict[str, Any]:
-    """Ask for a shell of ``resource_uri``; ``{"fault_code": N}`` or ``{"created": True}`` (then deleted)."""
+    """Ask for a shell of ``resource_uri``: ``{"fault_code": N, "subcode": …}``, or ``{"created": True}``
+    when the host has such a plug-in (the shell is then deleted at once, best effort)."""
     p = conn._protocol
     req = {"env:Envelope": p.build_wsman_header(resource_uri=resource_uri, action=ACTION_CREATE)}
     shell = req["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Shell", {})
     shell["rsp:InputStreams"] = "stdin"
     shell["rsp:OutputStreams"] = "stdout stderr"
     try:
-        p.send_message(xmltodict.unparse(req))
+        reply = p.send_message(xmltodict.unparse(req))
     except WSManFaultError as exc:
         return {"fault_code": int(exc.wsman_fault_code or 0), "subcode": str(exc.fault_subcode or "")}
+    shell_id = next((str(n.text) for n in ET.fromstring(reply).iter() if n.get("Name") == "ShellId"), "")
+    if shell_id:
+        try:
+            p.close_shell(shell_id)
+        except Exception:
+            pass
     return {"created": True}
 
 
