@@ -34,7 +34,6 @@ PROBE_SET_VERSION = "1"
 
 REG_HEADER = "Windows Registry Editor Version 5.00"  # regedit 5 format (W-REG-EXPORT)
 UTF16LE_BOM = b"\xff\xfe"
-HEX64 = re.compile(rb"^\s*((?:[0-9a-fA-F]{2} ?){32})\s*$", re.M)  # -hashfile prints spaced pairs on 2003 [I]
 UNKNOWN_RESOURCE_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/opslib-lab-no-such-resource"
 # A command that prints nothing for ~5 s: `ping -n 6` waits about a second between echoes
 # (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/ping); its output goes
@@ -58,7 +57,7 @@ class Recorder:
         self.commands: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}  # recorded, shown when they differ, never decided on
         self.probe_id = ""
-        self.scratch: dict[str, Any] = {}  # shared between probes of one capture (e.g. the helper path)
+        self.scratch: dict[str, Any] = {}  # shared between probes of one capture (IIS version, Identify)
 
     def begin(self, probe_id: str) -> None:
         self.probe_id = probe_id
@@ -324,13 +323,20 @@ def _hashfile(rec: Recorder) -> dict[str, Any]:
         r = rec.run("hashfile", ["certutil", "-hashfile", path, "SHA256"])
     finally:
         rec.run("del", ["del", "/f", "/q", path])
-    m = HEX64.search(r.stdout)
-    digest = m.group(1).replace(b" ", b"").decode().lower() if m else ""
+    # Read as the transport reads it (W-CERTUTIL-HASHFILE): a line of 64 hex digits once spaces are removed.
+    lines = [x.replace(" ", "").strip().lower() for x in r.stdout.decode("ascii", "replace").splitlines()]
+    digest = next((x for x in lines if re.fullmatch(r"[0-9a-f]{64}", x)), "")
     return {
         "exit_code": r.exit_code,
-        "hex64_line": bool(m),
+        "hex64_line": bool(digest),
         "digest_matches": digest == hashlib.sha256(data).hexdigest(),
     }
+
+
+def _last_line_digits(output: bytes) -> bool:
+    """W-FOR-SIZE as the transport reads it: the last non-empty line is all digits."""
+    lines = [x.strip() for x in output.decode("ascii", "replace").splitlines() if x.strip()]
+    return bool(lines) and lines[-1].isdigit()
 
 
 def _files(rec: Recorder) -> dict[str, Any]:
@@ -347,7 +353,7 @@ def _files(rec: Recorder) -> dict[str, Any]:
     out["mkdir_again"] = rec.run("mkdir-again", ["mkdir", folder]).exit_code != 0
     out["create"] = rec.run("create", ["echo", "opslib-lab"], redirect=("write", file)).exit_code
     size = rec.run_line("size", size_command(file))
-    out["size_digits"] = bool(re.search(rb"\d+\s*$", size.stdout))
+    out["size_digits"] = _last_line_digits(size.stdout)
     out["type_bytes"] = rec.run("type", ["type", file]).stdout.startswith(b"opslib-lab")
     out["exists_before"] = exists("exists-before", file)
     out["del"] = rec.run("del", ["del", "/f", "/q", file]).exit_code
@@ -355,7 +361,7 @@ def _files(rec: Recorder) -> dict[str, Any]:
     out["del_missing"] = rec.run("del-missing", ["del", "/f", "/q", file]).exit_code
     out["del_nopath"] = rec.run("del-nopath", ["del", "/f", "/q", folder + "\\nodir\\x.txt"]).exit_code
     missing_size = rec.run_line("size-missing", size_command(file))
-    out["size_missing_digits"] = bool(re.search(rb"^\s*\d+\s*$", missing_size.stdout.strip() or b"x"))
+    out["size_missing_digits"] = _last_line_digits(missing_size.stdout)
     out["rmdir"] = rec.run("rmdir", ["rmdir", "/s", "/q", folder]).exit_code
     out["exists_after_rmdir"] = exists("exists-after-rmdir", folder)
     out["rmdir_missing_ok"] = rec.run("rmdir-missing", ["rmdir", "/s", "/q", folder]).exit_code in (0, 2)

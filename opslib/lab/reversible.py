@@ -7,8 +7,9 @@ where that verb fails, ``certutil -addstore MY F.cer`` (certificate only, W-CERT
 disabled for all purposes and enabled again exactly as step 0 does (``windows.disable_roots`` /
 ``windows.restore_roots``: ``.reg`` backup, ``certutil -repairstore`` with the INF, ``reg import``),
 exported to a PFX (``windows.export_pfx`` when it has a key, else the bare ``certutil -exportPFX`` whose
-failure is recorded) and deleted (``certutil -delstore MY THUMB``; its key container with
-``certutil -delkey``). Every change is read back. Nothing else is touched: the certificate is new, its
+failure is recorded) and deleted (``certutil -delstore MY THUMB``; an imported key's container with
+``certutil -delkey CONTAINER`` — whether that removes a machine key without ``-csp`` is [U], its exit code is
+kept as a fact). Every change is read back. Nothing else is touched: the certificate is new, its
 thumbprint is checked absent first, and the local copies (PFX, key, ``.reg`` backup) live in a temporary
 folder removed at the end — none of them goes into the bundle.
 """
@@ -30,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from .. import certs, secrets
 from .. import windows as _windows
 from ..errors import OpsError, PreconditionFailed
+from ..winrm import Raw
 from .probes import Probe, Recorder
 
 
@@ -52,8 +54,6 @@ def make_throwaway(label: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
 
 def _gone(rec: Recorder, label: str, path: str) -> bool:
     """``del /f /q F`` then ``if exist "F" (exit /b 7)``: True when the file is gone (W-DEL, W-IF-EXIST)."""
-    from ..winrm import Raw
-
     rec.run(f"{label}-del", ["del", "/f", "/q", path])
     return (
         rec.run(
