@@ -133,6 +133,15 @@ def test_the_reversible_tier_leaves_the_host_byte_identical_and_round_trips(
     assert result.exit_code == 0, [v.row() for v in result.verdicts if not v.agrees]
 
 
+@pytest.mark.parametrize("scenario", ["iis10", "iis75-ja"])
+def test_an_iis7_plus_capture_round_trips_with_the_appcmd_site_list(scenario: str, tmp_path: Path) -> None:
+    manifest = lab.capture_rehearsal(tmp_path / "bundle", scenario=scenario)
+    assert _decisions(manifest)["iis.sites"] == {"backend": "appcmd", "exit_code": 0, "xml": True}
+    assert lab.scenario_for(manifest["host"]) == scenario
+    result = lab.compare(tmp_path / "bundle")
+    assert (result.scenario, result.exit_code) == (scenario, 0)
+
+
 def test_cli_capture_through_a_parameters_file_then_compare(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -98,13 +98,16 @@ class Comparison:
 
 
 def scenario_for(host: dict[str, Any]) -> str:
-    """The rehearsal scenario closest to the captured host (OS version, IIS version, language)."""
+    """The rehearsal scenario closest to the captured host (OS version, IIS version, language).
+
+    :func:`compare` also starts it with the captured code page, language and WinRM version.
+    """
     iis = int(host.get("iis_major") or 0)
     ja = host.get("language") == "ja" or int(host.get("codepage") or 0) == 932
     if iis == 6 or str(host.get("windows_version", "")).startswith("5."):
         return "iis6-ja" if ja else "default"
     if iis == 7:
-        return "iis75-ja" if ja else "iis7"
+        return "iis75-ja"  # the IIS 7.5 site model; language and code page follow the capture
     if iis >= 8:
         return "iis10"
     return "iis6-ja" if ja else "default"
