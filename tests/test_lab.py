@@ -182,6 +182,33 @@ def test_reversible_refuses_without_a_terminal_and_without_yes(
         assert not out.exists()
 
 
+def test_capture_refuses_a_folder_that_is_not_empty_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPSLIB_LAB_TEST_PASSWORD", "not-used-x1")
+    params = tmp_path / "lab.yaml"
+    # Nothing listens on port 9 of loopback: reaching the connection would fail differently (exit 1).
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "host": "web01",
+                "winrm": {
+                    "url": "http://127.0.0.1:9/wsman",
+                    "username": "u",
+                    "password": "env:OPSLIB_LAB_TEST_PASSWORD",
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x", encoding="utf-8")
+    assert main(["lab", "capture", str(params), "--out", str(tmp_path / "out")]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+    (tmp_path / "out" / "keep.txt").unlink()  # the same file with an empty folder reaches the connection
+    assert main(["lab", "capture", str(params), "--out", str(tmp_path / "out")]) == 1
+
+
 # --- a host that behaves differently is reported -----------------------------------------------------
 
 

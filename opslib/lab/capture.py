@@ -105,6 +105,13 @@ def _file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def _empty_folder(out: str | Path) -> Path:
+    folder = Path(out)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"{folder} is not an empty folder", hint="give a new folder for the bundle")
+    return folder
+
+
 def capture_connection(
     conn: Connection,
     out: str | Path,
@@ -116,9 +123,7 @@ def capture_connection(
     """Run the probes over an open connection and write the bundle into ``out`` (new or empty)."""
     if source not in SOURCES:
         raise UsageError(f"unknown source {source!r}", hint=" or ".join(SOURCES))
-    folder = Path(out)
-    if folder.exists() and any(folder.iterdir()):
-        raise UsageError(f"{folder} is not empty", hint="give a new folder for the bundle")
+    folder = _empty_folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     records, scratch = run_probes(conn, folder, tier=tier)
@@ -159,6 +164,7 @@ def capture(
         data = read_yaml(params)
     host = str(data.get("host") or "server")
     probes_for(tier)
+    _empty_folder(out)  # before connecting
     with connect_params(dict(data.get("winrm") or {}), host=host) as conn:
         return capture_connection(conn, out, tier=tier, source=source, label=host)
 
