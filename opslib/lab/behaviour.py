@@ -79,6 +79,17 @@ def render_section(doc: str, captures: Path) -> str:
                 seen.append(f"`{name}`" + ("" if real else f" ({REHEARSAL_NOTE})"))
         verdict = "; ".join(seen) if seen else "not captured yet"
         lines.append(f"| `{row}` | {', '.join(f'`{p}`' for p in probes)} | {verdict} |")
+    lines += [
+        "",
+        "### The probes",
+        "",
+        "| probe | tier | what it sends | rows |",
+        "|---|---|---|---|",
+    ]
+    for probe in (*READ_ONLY, *REVERSIBLE):
+        what = probe.what.replace("|", "\\|")
+        rows = ", ".join(f"`{r}`" for r in probe.rows) or "— (WinRM itself; no row yet)"
+        lines.append(f"| `{probe.id}` | {probe.tier} | `{what}` | {rows} |")
     lines.append(END)
     return "\n".join(lines)
 
