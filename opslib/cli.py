@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = rehsub.add_parser("demo", help="a full renewal against a fresh rehearsal host")
     demo.add_argument("--evidence-root", default="evidence")
     demo.add_argument("--backup-dir", default="backups", help="where the PFX backup goes (0700)")
+    _lab_parser(sub)
     return p
 
 
@@ -370,12 +371,102 @@ def _cmd_rehearse(a: argparse.Namespace) -> int:
     return demo.run_demo(evidence_root=a.evidence_root, backup_dir=a.backup_dir)
 
 
+# --- opslib lab capture|compare (issue 15) -------------------------------------------------------------
+
+
+def _lab_parser(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="lab check: capture how a server answers the kit's commands; compare")
+    labsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    cap = labsub.add_parser("capture", help="run the probe set against the host of a parameters file")
+    cap.add_argument("params", help="parameters file (YAML); only its host and winrm sections are used")
+    cap.add_argument("--out", required=True, metavar="DIR", help="new folder for the bundle")
+    cap.add_argument(
+        "--reversible",
+        action="store_true",
+        help="also add, disable, re-enable, export and delete a throw-away certificate in MY (asks first)",
+    )
+    cap.add_argument("--yes", action="store_true", help="with --reversible: do not ask")
+    cmp_ = labsub.add_parser("compare", help="run the same probes on a matching rehearsal host; diff")
+    cmp_.add_argument("bundle", metavar="DIR", help="a folder written by `opslib lab capture`")
+    cmp_.add_argument("--scenario", help="rehearsal scenario (default: chosen from the captured host)")
+    cmp_.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _confirm_reversible(yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "--reversible changes the server's MY store (a throw-away certificate, undone) and needs a yes",
+            hint="run it on a terminal, or add --yes",
+        )
+    answer = input(
+        "The reversible tier adds a throw-away certificate to the server's MY store, disables and re-enables "
+        "it, exports it and deletes it. No existing certificate or site is touched. Type yes to go on: "
+    )
+    if answer.strip().lower() != "yes":
+        raise UsageError("not confirmed; nothing was changed")
+
+
+def _cmd_lab(a: argparse.Namespace) -> int:
+    from . import lab
+
+    if a.lab_command == "capture":
+        if a.reversible:
+            _confirm_reversible(a.yes)
+        manifest = lab.capture(a.params, a.out, tier="reversible" if a.reversible else "read-only")
+        failed = [p["id"] for p in manifest["probes"] if p.get("error")]
+        host = manifest["host"]
+        print(f"captured {len(manifest['probes'])} probes from {manifest['host_label']} into {a.out}")
+        print(
+            f"  Windows {host['windows_version'] or '?'}, IIS {host['iis_major']}.{host['iis_minor']}, "
+            f"code page {host['codepage']}, language {host['language']}, WinRM {host['winrm_stack'] or '?'}"
+        )
+        if failed:
+            print(f"  probes that could not finish (recorded): {', '.join(failed)}")
+        print(f"next: opslib lab compare {a.out}")
+        return 0
+    result = lab.compare(a.bundle, scenario=a.scenario)
+    if a.json:
+        print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        return result.exit_code
+    print(f"bundle {a.bundle} ({result.source}, {result.tier}) vs rehearsal scenario {result.scenario}")
+    rows = [
+        [
+            v.id,
+            "same" if v.agrees else "DIFFERS",
+            "; ".join(f"{d['key']}: {d['captured']!r} vs {d['rehearsal']!r}" for d in v.decision_diffs),
+            " ".join(v.rows),
+        ]
+        for v in result.verdicts
+    ]
+    print(_table(["probe", "decision", "differences (captured vs rehearsal)", "rows"], rows))
+    red = [r for r in result.verdict_rows() if r["verdict"] == "red"]
+    if red:
+        print("what each difference means for a renewal on this host:")
+        for r in red:
+            print(f"  {r['probe']}: {r['for a renewal']}")
+    cosmetic = [(v.id, c) for v in result.verdicts for c in v.cosmetic]
+    if cosmetic:
+        print(f"cosmetic differences ({len(cosmetic)}; not decided on):")
+        for pid, text in cosmetic:
+            print(f"  {pid}: {text}")
+    n = result.decision_differences
+    print(
+        f"{n} decision-relevant difference(s): the kit's beliefs do not hold on this host as on the rehearsal host"
+        if n
+        else "no decision-relevant difference"
+    )
+    return result.exit_code
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
     "inspect": _cmd_inspect,
     "evidence": _cmd_evidence,
     "rehearse": _cmd_rehearse,
+    "lab": _cmd_lab,
 }
 
 

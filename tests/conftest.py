@@ -60,11 +60,13 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_review_notebook": "notebooks",
     "test_security": "notebooks",
     "test_faults": "faults",
+    "test_lab": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {
     "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",
     "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
+    "test_lab::test_the_lab_check_notebook_runs_under_papermill": "notebooks",
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")

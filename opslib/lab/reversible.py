@@ -1,0 +1,189 @@
+"""The reversible tier: a throw-away certificate through the store changes the kit makes.
+
+One probe, ``store.throwaway``: a self-signed certificate made here (``cryptography``, one day valid, a
+fresh key) goes into MY — ``certutil -f -p PW -importPFX MY F.pfx`` (with its key; certutil reference,
+https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-importpfx), or,
+where that verb fails, ``certutil -addstore MY F.cer`` (certificate only, W-CERTUTIL-ADDSTORE) — then is
+disabled for all purposes and enabled again exactly as step 0 does (``windows.disable_roots`` /
+``windows.restore_roots``: ``.reg`` backup, ``certutil -repairstore`` with the INF, ``reg import``),
+exported to a PFX (``windows.export_pfx`` when it has a key, else the bare ``certutil -exportPFX`` whose
+failure is recorded) and deleted (``certutil -delstore MY THUMB``; an imported key's container with
+``certutil -delkey CONTAINER`` — whether that removes a machine key without ``-csp`` is [U], its exit code is
+kept as a fact). Every change is read back. Nothing else is touched: the certificate is new, its
+thumbprint is checked absent first, and the local copies (PFX, key, ``.reg`` backup) live in a temporary
+folder removed at the end — none of them goes into the bundle.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from .. import certs, secrets
+from .. import windows as _windows
+from ..errors import OpsError, PreconditionFailed
+from ..winrm import Raw
+from .probes import Probe, Recorder
+
+
+def make_throwaway(label: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"opslib lab throw-away {label}")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _gone(rec: Recorder, label: str, path: str) -> bool:
+    """``del /f /q F`` then ``if exist "F" (exit /b 7)``: True when the file is gone (W-DEL, W-IF-EXIST)."""
+    rec.run(f"{label}-del", ["del", "/f", "/q", path])
+    return (
+        rec.run(
+            f"{label}-exists", [Raw("if"), Raw("exist"), path, Raw("(exit"), Raw("/b"), Raw("7)")]
+        ).exit_code
+        != 7
+    )
+
+
+def _throwaway(rec: Recorder) -> dict[str, Any]:
+    conn = rec.conn
+    tag = _random.token_hex(4)
+    cert, key = make_throwaway(tag)
+    thumb = certs.thumbprint(cert)
+    password = _random.token_hex(16)  # one-time; certutil-safe (no leading -, no comma, no space)
+    secrets.register(password)
+    out: dict[str, Any] = {}
+    before, _ = _windows._read_entry(conn, "MY", thumb)
+    if before is not None:
+        raise PreconditionFailed(
+            conn.host, f"MY already holds {thumb}: the lab check touches no existing certificate"
+        )
+    with tempfile.TemporaryDirectory(prefix="opslib-lab-") as local:
+        pfx = pkcs12.serialize_key_and_certificates(
+            b"opslib-lab",
+            key,
+            cert,
+            None,
+            serialization.BestAvailableEncryption(password.encode()),
+        )
+        remote_pfx = rec.temp(".pfx")
+        conn.upload(pfx, remote_pfx, what="lab probe: upload the throw-away PFX")
+        try:
+            imported = rec.run(
+                "importpfx",
+                ["certutil", "-f", "-p", password, "-importPFX", "MY", remote_pfx],
+                names=["certutil", "", "", "PFX password"],
+                secret_values=[password],
+            ).exit_code
+        finally:
+            out["pfx_gone_after_del"] = _gone(rec, "pfx", remote_pfx)
+        rec.facts["importpfx_exit_code"] = imported
+        out["route"] = "importPFX" if imported == 0 else "addstore"
+        added = None
+        if imported != 0:
+            remote_cer = rec.temp(".cer")
+            conn.upload(
+                cert.public_bytes(serialization.Encoding.DER),
+                remote_cer,
+                what="lab probe: upload the certificate",
+            )
+            try:
+                added = rec.run("addstore", ["certutil", "-addstore", "MY", remote_cer]).exit_code
+            finally:
+                _gone(rec, "cer", remote_cer)
+        rec.facts["addstore_exit_code"] = added
+        try:
+            entry, _ = _windows._read_entry(conn, "MY", thumb)
+            out["present_after_add"] = entry is not None
+            if entry is None:
+                return out
+            rec.facts["key_link_after_add"] = entry.has_key_link
+            # Step 0's disable, then its undo, each read back by the kit's own functions.
+            try:
+                _windows.disable_roots(conn, [entry], backup_dir=Path(local))
+                after, _ = _windows._read_entry(conn, "MY", thumb)
+                out["disabled_read_back"] = after is not None and after.purposes == ()
+                backups = sorted(Path(local).glob("root-backup_*.reg"))
+                _windows.restore_roots(conn, backups)
+                again, _ = _windows._read_entry(conn, "MY", thumb)
+                out["restored_read_back"] = again is not None and again.blob == entry.blob
+            except OpsError as exc:
+                out["disable_restore_error"] = type(exc).__name__
+            # Export: the kit's export when there is a key, else the bare verb (its failure is the fact).
+            if entry.has_key_link:
+                try:
+                    result = _windows.export_pfx(
+                        conn, thumb, password=_random.token_hex(16), chain=False, anchors=[]
+                    )
+                    out["export"] = "ok" if result.check.ok else "not a usable PFX"
+                except OpsError as exc:
+                    out["export"] = type(exc).__name__
+            else:
+                remote_out = rec.temp(".pfx")
+                refused = (
+                    rec.run(
+                        "exportpfx-no-key",
+                        ["certutil", "-p", password, "-exportPFX", "MY", thumb, remote_out, "NoChain"],
+                        names=["certutil", "", "PFX password"],
+                        secret_values=[password],
+                    ).exit_code
+                    != 0
+                )
+                out["export"] = "refused without a key" if refused else "exit 0 without a key"
+                _gone(rec, "exported", remote_out)
+        finally:
+            container = ""
+            current, _ = _windows._read_entry(conn, "MY", thumb)
+            if current is not None:
+                container = current.key_container or ""
+                out["delstore_exit_code"] = rec.run(
+                    "delstore", ["certutil", "-delstore", "MY", thumb]
+                ).exit_code
+                if container:
+                    # The key file stays after -delstore; -delkey removes the container (certutil reference).
+                    rec.facts["delkey_exit_code"] = rec.run(
+                        "delkey", ["certutil", "-delkey", container]
+                    ).exit_code
+            gone, _ = _windows._read_entry(conn, "MY", thumb)
+            out["absent_after_delete"] = gone is None
+    return out
+
+
+REVERSIBLE: tuple[Probe, ...] = (
+    Probe(
+        "store.throwaway",
+        "reversible",
+        (
+            "W-CERTUTIL-ADDSTORE",
+            "W-CERTUTIL-REPAIRSTORE-INF",
+            "W-REG-IMPORT",
+            "W-REG-EXPORT",
+            "W-REG-STORE-LAYOUT",
+            "W-CERTUTIL-EXPORTPFX",
+            "W-CERTUTIL-EXITCODE",
+            "W-DEL",
+            "W-IF-EXIST",
+        ),
+        "certutil -importPFX|-addstore MY; certutil -repairstore MY T F.inf; reg import; "
+        "certutil -exportPFX MY T F.pfx; certutil -delstore MY T",
+        _throwaway,
+    ),
+)
