@@ -22,6 +22,7 @@ RANKS = {
     "cli": 6,
     "rehearsal": 6,  # the emulated host; its demo drives the runbook, nothing below imports it
     "runbook": 5,
+    "lab": 6,  # the lab check: drives the step modules on a throw-away certificate; compare starts a rehearsal host
     "preflight": 4,
     "ops": 4,
     "server": 3,

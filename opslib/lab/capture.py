@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, secrets
+from .. import __version__, credentials
 from ..errors import OpsError, UsageError
 from ..winrm import Connection, connect_params
 from .probes import PROBE_SET_VERSION, READ_ONLY, Probe, Recorder, probe_error
@@ -81,7 +81,7 @@ def run_probes(conn: Connection, folder: Path, *, tier: str) -> tuple[list[dict[
         try:
             decision = probe.fn(rec)
         except OpsError as exc:
-            decision, error = probe_error(exc), secrets.redact(str(exc))
+            decision, error = probe_error(exc), credentials.redact(str(exc))
         records.append(
             {
                 "id": probe.id,
@@ -143,7 +143,7 @@ def capture_connection(
         "probes": records,
     }
     manifest["files"] = _file_hashes(folder)
-    text = secrets.redact(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False))
+    text = credentials.redact(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False))
     (folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
     return manifest
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import iis as _iis
-from .. import secrets
-from .. import windows as _windows
+from .. import credentials, winerror
 from ..errors import OpsError
+from ..iis.iis6 import helper_script
+from ..server import regfile, stores
 from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
 from ..winrm.quoting import size_command
@@ -68,7 +68,7 @@ class Recorder:
         rel = Path("probes") / self.probe_id / name
         path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        clean = secrets.redact_bytes(data)
+        clean = credentials.redact_bytes(data)
         path.write_bytes(clean)
         return {"file": rel.as_posix(), "size": len(clean), "sha256": hashlib.sha256(clean).hexdigest()}
 
@@ -144,7 +144,7 @@ def reg_shape(data: bytes | None) -> dict[str, Any]:
         return {"file": False}
     header = data[2:].decode("utf-16-le", "replace").splitlines()[0].strip() if len(data) > 2 else ""
     try:
-        parsed = _windows.parse_reg_export(data)
+        parsed = regfile.parse_reg_export(data)
         parses = True
     except ValueError:
         parsed, parses = {}, False
@@ -194,7 +194,7 @@ def _temp(rec: Recorder) -> dict[str, Any]:
 def _inetstp(rec: Recorder) -> dict[str, Any]:
     code, data = _exported(rec, "export-inetstp", r"HKLM\SOFTWARE\Microsoft\InetStp")
     shape = reg_shape(data)
-    values = _windows.parse_reg_export(data).get(r"HKLM\SOFTWARE\Microsoft\InetStp", {}) if data else {}
+    values = regfile.parse_reg_export(data).get(r"HKLM\SOFTWARE\Microsoft\InetStp", {}) if data else {}
     major, minor = values.get("MajorVersion"), values.get("MinorVersion")
     # The IIS version decides the site-list probe (as the kit's probe decides the backend).
     rec.scratch["iis_major"] = int(major[1]) if major and major[0] == "REG_DWORD" else 0
@@ -237,8 +237,8 @@ def _presence(rec: Recorder) -> dict[str, Any]:
         ["powershell", "-NoProfile", "-NonInteractive", "-InputFormat", "None", "-Command", "exit 0"],
     ).exit_code
     return {
-        "cscript_present": cscript != _windows.NOT_RECOGNIZED,
-        "powershell_present": ps != _windows.NOT_RECOGNIZED,
+        "cscript_present": cscript != winerror.NOT_RECOGNIZED,
+        "powershell_present": ps != winerror.NOT_RECOGNIZED,
     }
 
 
@@ -256,14 +256,14 @@ def _unknown_verb(rec: Recorder) -> dict[str, Any]:
 
 def _store_export(store: str) -> Callable[[Recorder], dict[str, Any]]:
     def fn(rec: Recorder) -> dict[str, Any]:
-        key = _windows.STORE_KEYS[store]
+        key = stores.STORE_KEYS[store]
         code, data = _exported(rec, f"export-{store.lower()}", key)
         out: dict[str, Any] = {"exit_code": code, **reg_shape(data)}
         if code != 0:
             # W-REG-QUERY-ABSENT: a failed export of an absent key; reg query exits 1.
             out["query_exit_code"] = rec.run(f"query-{store.lower()}", ["reg", "query", key]).exit_code
         else:
-            entries = _windows.store_entries(store, key, data)
+            entries = stores.store_entries(store, key, data)
             out["every_entry_has_certificate"] = all(e.certificate is not None for e in entries)
         return out
 
@@ -271,7 +271,7 @@ def _store_export(store: str) -> Callable[[Recorder], dict[str, Any]]:
 
 
 def _certutil_store(store: str) -> Callable[[Recorder], dict[str, Any]]:
-    options, name = _windows._CERTUTIL_STORE[store]
+    options, name = stores.CERTUTIL_STORE[store]
 
     def fn(rec: Recorder) -> dict[str, Any]:
         # certutil -store: only the exit code decides (its text is localized).
@@ -286,7 +286,7 @@ def _sites(rec: Recorder) -> dict[str, Any]:
     iis_major = int(rec.scratch.get("iis_major") or 0)
     if iis_major == 6:
         path = rec.temp(".js")
-        rec.conn.upload(_iis.helper_script(), path, what="lab probe: upload the IIS 6 helper")
+        rec.conn.upload(helper_script(), path, what="lab probe: upload the IIS 6 helper")
         try:
             r = rec.run("helper-list", ["cscript", "//nologo", "//E:jscript", path, "list"])
         finally:
@@ -461,7 +461,7 @@ READ_ONLY: tuple[Probe, ...] = (
             f"reg export {key} F.reg; download; del (reg query {key} when it fails)",
             _store_export(store),
         )
-        for store, key in _windows.STORE_KEYS.items()
+        for store, key in stores.STORE_KEYS.items()
     ),
     *(
         Probe(
@@ -471,14 +471,14 @@ READ_ONLY: tuple[Probe, ...] = (
             " ".join(
                 [
                     "certutil",
-                    *_windows._CERTUTIL_STORE[store][0],
+                    *stores.CERTUTIL_STORE[store][0],
                     "-store",
-                    _windows._CERTUTIL_STORE[store][1],
+                    stores.CERTUTIL_STORE[store][1],
                 ]
             ),
             _certutil_store(store),
         )
-        for store in _windows._CERTUTIL_STORE
+        for store in stores.CERTUTIL_STORE
     ),
     Probe(
         "iis.sites",

@@ -4,9 +4,9 @@ One probe, ``store.throwaway``: a self-signed certificate made here (``cryptogra
 fresh key) goes into MY — ``certutil -f -p PW -importPFX MY F.pfx`` (with its key; certutil reference,
 https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-importpfx), or,
 where that verb fails, ``certutil -addstore MY F.cer`` (certificate only, W-CERTUTIL-ADDSTORE) — then is
-disabled for all purposes and enabled again exactly as step 0 does (``windows.disable_roots`` /
-``windows.restore_roots``: ``.reg`` backup, ``certutil -repairstore`` with the INF, ``reg import``),
-exported to a PFX (``windows.export_pfx`` when it has a key, else the bare ``certutil -exportPFX`` whose
+disabled for all purposes and enabled again exactly as step 0 does (``ops.roots.disable_roots`` /
+``ops.roots.restore_roots``: ``.reg`` backup, ``certutil -repairstore`` with the INF, ``reg import``),
+exported to a PFX (``ops.export.export_pfx`` when it has a key, else the bare ``certutil -exportPFX`` whose
 failure is recorded) and deleted (``certutil -delstore MY THUMB``; an imported key's container with
 ``certutil -delkey CONTAINER`` — whether that removes a machine key without ``-csp`` is [U], its exit code is
 kept as a fact). Every change is read back. Nothing else is touched: the certificate is new, its
@@ -28,9 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from .. import certs, secrets
-from .. import windows as _windows
+from .. import certs, credentials
 from ..errors import OpsError, PreconditionFailed
+from ..ops import export as export_step
+from ..ops import roots as roots_step
+from ..server import Server, stores
 from ..winrm import Raw
 from .probes import Probe, Recorder
 
@@ -69,9 +71,9 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
     cert, key = make_throwaway(tag)
     thumb = certs.thumbprint(cert)
     password = _random.token_hex(16)  # one-time; certutil-safe (no leading -, no comma, no space)
-    secrets.register(password)
+    credentials.register(password)
     out: dict[str, Any] = {}
-    before, _ = _windows._read_entry(conn, "MY", thumb)
+    before, _ = stores.read_entry(conn, "MY", thumb)
     if before is not None:
         raise PreconditionFailed(
             conn.host, f"MY already holds {thumb}: the lab check touches no existing certificate"
@@ -111,27 +113,27 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                 _gone(rec, "cer", remote_cer)
         rec.facts["addstore_exit_code"] = added
         try:
-            entry, _ = _windows._read_entry(conn, "MY", thumb)
+            entry, _ = stores.read_entry(conn, "MY", thumb)
             out["present_after_add"] = entry is not None
             if entry is None:
                 return out
             rec.facts["key_link_after_add"] = entry.has_key_link
             # Step 0's disable, then its undo, each read back by the kit's own functions.
             try:
-                _windows.disable_roots(conn, [entry], backup_dir=Path(local))
-                after, _ = _windows._read_entry(conn, "MY", thumb)
+                roots_step.disable_roots(Server(conn), [entry], backup_dir=Path(local))
+                after, _ = stores.read_entry(conn, "MY", thumb)
                 out["disabled_read_back"] = after is not None and after.purposes == ()
                 backups = sorted(Path(local).glob("root-backup_*.reg"))
-                _windows.restore_roots(conn, backups)
-                again, _ = _windows._read_entry(conn, "MY", thumb)
+                roots_step.restore_roots(Server(conn), backups)
+                again, _ = stores.read_entry(conn, "MY", thumb)
                 out["restored_read_back"] = again is not None and again.blob == entry.blob
             except OpsError as exc:
                 out["disable_restore_error"] = type(exc).__name__
             # Export: the kit's export when there is a key, else the bare verb (its failure is the fact).
             if entry.has_key_link:
                 try:
-                    result = _windows.export_pfx(
-                        conn, thumb, password=_random.token_hex(16), chain=False, anchors=[]
+                    result = export_step.export_pfx(
+                        Server(conn), thumb, password=_random.token_hex(16), chain=False, anchors=[]
                     )
                     out["export"] = "ok" if result.check.ok else "not a usable PFX"
                 except OpsError as exc:
@@ -151,7 +153,7 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                 _gone(rec, "exported", remote_out)
         finally:
             container = ""
-            current, _ = _windows._read_entry(conn, "MY", thumb)
+            current, _ = stores.read_entry(conn, "MY", thumb)
             if current is not None:
                 container = current.key_container or ""
                 out["delstore_exit_code"] = rec.run(
@@ -162,7 +164,7 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                     rec.facts["delkey_exit_code"] = rec.run(
                         "delkey", ["certutil", "-delkey", container]
                     ).exit_code
-            gone, _ = _windows._read_entry(conn, "MY", thumb)
+            gone, _ = stores.read_entry(conn, "MY", thumb)
             out["absent_after_delete"] = gone is None
     return out
 
