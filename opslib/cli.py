@@ -33,10 +33,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
     run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+    run.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
 
-    res = sub.add_parser("resume", help="continue a failed run from its failed step, in the same folder")
+    res = sub.add_parser(
+        "resume", help="continue a failed run from its failed step, in a new run folder chained to it"
+    )
     res.add_argument("run_dir")
     res.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
+    res.add_argument(
+        "--params",
+        metavar="FILE",
+        help="corrected values (verify.*, backup.*, winrm.*, forbidden_roots, warn_days); others are refused",
+    )
+    res.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
+
+    rb = sub.add_parser(
+        "rollback",
+        help="put the previous certificate back (a new run chained to RUN); --roots: the roots too",
+    )
+    rb.add_argument("run_dir", metavar="RUN")
+    rb.add_argument(
+        "--roots",
+        action="store_true",
+        help="also re-enable the roots RUN's step 0 disabled (from its .reg backups)",
+    )
+    rb.add_argument("--yes", action="store_true", help="do not ask before changing the production site")
+    rb.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
 
     ins = sub.add_parser("inspect", help="inspect certificates: files, mails, PFX, CSR, or host:port")
     ins.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -131,13 +153,26 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.run(a.params, evidence_root=a.evidence_root, dry_run=a.dry_run, yes=a.yes, steps=a.steps)
+    return runbook.run(
+        a.params,
+        evidence_root=a.evidence_root,
+        dry_run=a.dry_run,
+        yes=a.yes,
+        steps=a.steps,
+        verbose=a.verbose,
+    )
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.resume(a.run_dir, yes=a.yes)
+    return runbook.resume(a.run_dir, yes=a.yes, params_file=a.params, verbose=a.verbose)
+
+
+def _cmd_rollback(a: argparse.Namespace) -> int:
+    from . import runbook
+
+    return runbook.rollback(a.run_dir, roots=a.roots, yes=a.yes, verbose=a.verbose)
 
 
 def _cmd_inspect(a: argparse.Namespace) -> int:
@@ -208,6 +243,7 @@ def evidence_list(
             str(r["run_id"]),
             _text_or_blank(r["host"]),
             _text_or_blank(r["site"]),
+            _text_or_blank(r.get("mode")),
             evidence.status_text(r),
             evidence.format_time(r["started_utc"]),
             f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
@@ -217,7 +253,8 @@ def evidence_list(
     ]
     print(
         _table(
-            ["RUN", "HOST", "SITE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"], rows
+            ["RUN", "HOST", "SITE", "MODE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"],
+            rows,
         )
     )
     return 0
@@ -249,6 +286,7 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
     lines = [
         f"run       {summary['run_id']}",
         f"folder    {summary['path']}",
+        f"mode      {summary['mode']}{_links_text(summary)}",
         f"host      {summary['host']}    site {summary['site']}",
         f"operator  {summary['operator']}",
         f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
@@ -260,11 +298,25 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
         f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
     ]
+    for change in summary["parameter_changes"]:
+        lines.append(f"corrected {change.get('key')}: {change.get('old')!r} → {change.get('new')!r}")
+    now = summary["production_now"]
+    if isinstance(now, dict):
+        state = f" ({now.get('state')})" if now.get("state") else ""
+        lines.append(
+            f"served    after the failure: {now.get('site')}{state} served {now.get('thumbprint') or '?'}"
+            f" (expires {now.get('not_after_utc') or '?'}) — {now.get('source')}"
+        )
     t = summary["transcript"]
     lines.append(
         f"commands  {t['commands']} remote commands, {t['nonzero_exits']} non-zero exits, "
         f"{t['total_duration_s']:g} s"
         + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
+        + (
+            f"; {t['probe_nonzero_exits']} more non-zero exits were capability probes answering no (expected)"
+            if t["probe_nonzero_exits"]
+            else ""
+        )
     )
     print("\n".join(lines))
     print("\nsteps")
@@ -285,6 +337,14 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
     print("\nrenders (HTML for reviewers)")
     print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
     return 0
+
+
+def _links_text(summary: Mapping[str, Any]) -> str:
+    if summary.get("resumes"):
+        return f"    resumes run {summary['resumes']}"
+    if summary.get("rolls_back"):
+        return f"    rolls back run {summary['rolls_back']}"
+    return ""
 
 
 def _indent(text: str) -> str:
@@ -361,6 +421,7 @@ def _cmd_rehearse(a: argparse.Namespace) -> int:
 _COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
+    "rollback": _cmd_rollback,
     "inspect": _cmd_inspect,
     "evidence": _cmd_evidence,
     "rehearse": _cmd_rehearse,
@@ -373,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except OpsError as exc:
         print(f"opslib: error: {redact(str(exc))}", file=sys.stderr)
+        # After a failed run: what production serves now, what changed, the exact next command.
+        for line in getattr(exc, "recovery", ()):
+            print(redact(line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("opslib: interrupted", file=sys.stderr)

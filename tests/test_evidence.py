@@ -299,6 +299,7 @@ def test_load_run_reads_steps_and_transcript(chain: list[Path]) -> None:
     assert record.transcript_summary() == {
         "commands": 2,
         "nonzero_exits": 0,
+        "probe_nonzero_exits": 0,
         "total_duration_s": 0.42,
         "unreadable_lines": 0,
     }
@@ -313,7 +314,8 @@ def test_list_prints_one_line_per_run(chain: list[Path], capsys: pytest.CaptureF
     code, out, _ = cli(capsys, "evidence", "list", "--root", root)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["RUN", "HOST", "SITE", "STATUS"]
+    assert lines[0].split()[:5] == ["RUN", "HOST", "SITE", "MODE", "STATUS"]
+    assert [line.split()[3] for line in lines[1:]] == ["renew", "renew", "renew"]
     assert len(lines) == 4
     assert chain[1].name in lines[2] and "failed at 02_swap_certificate" in lines[2]
     assert "22222222 → 44444444" in lines[3] and "2027-12-31" in lines[3]

@@ -32,6 +32,7 @@ RUN_COLUMNS = (
     "status",
     "failed_step",
     "dry_run",
+    "mode",
     "old_thumbprint",
     "old_not_after_utc",
     "new_thumbprint",
@@ -126,10 +127,31 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         "status": doc.get("status"),
         "failed_step": doc.get("failed_step"),
         "dry_run": bool(doc.get("dry_run")),
+        "mode": run_mode(doc),
         **{name: facts.get(name) for name in _FACT_COLUMNS},
         "kit_version": doc.get("kit_version"),
         "path": entry.path,
     }
+
+
+MODES = ("renew", "dry run", "rollback", "resume")
+
+
+def run_mode(doc: Mapping[str, Any]) -> str:
+    """What kind of run: ``renew``, ``dry run``, ``rollback`` or ``resume`` (a dry run's resume: ``resume``).
+
+    From run.json's ``mode`` (written by the runner since resumes became runs of their own), else from
+    its parameters' mode (older runs).
+    """
+    mode = str(doc.get("mode") or "")
+    if not mode:
+        parameters = doc.get("parameters")
+        mode = str(parameters.get("mode") or "") if isinstance(parameters, dict) else ""
+    if mode == "resume":
+        return "resume"
+    if mode == "rollback":
+        return "rollback"
+    return "dry run" if doc.get("dry_run") else "renew"
 
 
 def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
@@ -172,18 +194,30 @@ class RunRecord:
         return sorted(self.path.rglob("*.html"))
 
     def transcript_summary(self) -> dict[str, Any]:
-        """Commands run, how many exited non-zero, and the total time they took."""
+        """Commands run, how many exited non-zero — capability probes (whose non-zero exit is an answer,
+        not a failure: :func:`is_probe`) counted apart — and the total time they took."""
         t = self.transcript
         return {
             "commands": len(t),
-            "nonzero_exits": int((t["exit_code"].dropna() != 0).sum()),
+            "nonzero_exits": int(((t["exit_code"].fillna(0) != 0) & ~t["probe"]).sum()),
+            "probe_nonzero_exits": int(((t["exit_code"].fillna(0) != 0) & t["probe"]).sum()),
             "total_duration_s": round(float(t["duration_s"].fillna(0).sum()), 3),
             "unreadable_lines": len(self.transcript_problems),
         }
 
 
 _STEP_COLUMNS = ("name", "notebook", "status", "started_utc", "finished_utc", "duration_s", "facts", "error")
-_TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s")
+_TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s", "probe")
+
+
+def is_probe(item: Mapping[str, Any]) -> bool:
+    """A transcript record of a command whose non-zero exit is an expected answer: flagged by the
+    transport (``probe`` / ``expected_nonzero``), or labelled with a question (``does certutil know
+    -exportPFX?``, ``read … (does the key exist?)``) — the kit labels exactly its probes that way."""
+    if item.get("probe") or item.get("expected_nonzero"):
+        return True
+    what = str(item.get("what") or item.get("kind") or "")
+    return what.rstrip(") ").endswith("?")
 
 
 def load_run(path: str | os.PathLike[str]) -> RunRecord:
@@ -202,6 +236,7 @@ def load_run(path: str | os.PathLike[str]) -> RunRecord:
     transcript = pd.DataFrame(rows, columns=list(_TRANSCRIPT_COLUMNS))
     transcript["exit_code"] = pd.to_numeric(transcript["exit_code"], errors="coerce").astype("Int64")
     transcript["duration_s"] = pd.to_numeric(transcript["duration_s"], errors="coerce")
+    transcript["probe"] = transcript["probe"].fillna(False).astype(bool)
     return RunRecord(run_dir, doc, steps, transcript, tuple(problems))
 
 
@@ -233,6 +268,7 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 "command": redact(str(command or "")),
                 "exit_code": item.get("exit_code"),
                 "duration_s": item.get("duration_s"),
+                "probe": is_probe(item),
             }
         )
     return rows, problems
@@ -293,6 +329,10 @@ def _parse_since(since: str) -> dt.datetime:
 
 
 
+def _link_id(link: Any) -> str | None:
+    return str(link.get("run_id")) if isinstance(link, Mapping) and link.get("run_id") else None
+
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
     """The facts a reviewer reads first about one run (used by ``show`` and the review notebook)."""
     run = record.run
@@ -310,6 +350,11 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "failed_step": run.get("failed_step"),
         "error": run.get("error"),
         "dry_run": bool(run.get("dry_run")),
+        "mode": run_mode(run),
+        "resumes": _link_id(run.get("resumes")),
+        "rolls_back": _link_id(run.get("rolls_back")),
+        "parameter_changes": list(run.get("parameter_changes") or []),
+        "production_now": run.get("production_now"),
         "started_utc": run.get("started_utc"),
         "finished_utc": run.get("finished_utc"),
         "duration_s": round((finished - started).total_seconds(), 3) if started and finished else None,
