@@ -92,7 +92,9 @@ def scan(root: str | os.PathLike[str]) -> list[ScanEntry]:
             except (FileNotFoundError, NotADirectoryError):
                 continue  # not a run folder
             except OSError as exc:
-                entries.append(ScanEntry(item.name, item.path, problem=f"run.json unreadable ({exc.strerror})"))
+                entries.append(
+                    ScanEntry(item.name, item.path, problem=f"run.json unreadable ({exc.strerror})")
+                )
                 continue
             try:
                 doc = json.loads(raw)
@@ -271,8 +273,12 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 "probe": is_probe(item),
             }
         )
+    # ``reg export KEY`` that fails, then "(does the key exist?)" answering no: the key is absent, an
+    # answer the kit expects (opslib.windows._export_key), not a failure.
+    for row, nxt in zip(rows, rows[1:], strict=False):
+        if nxt["probe"] and nxt["what"] == f"{row['what']} (does the key exist?)" and nxt["exit_code"]:
+            row["probe"] = True
     return rows, problems
-
 
 
 def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
@@ -289,8 +295,6 @@ def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None
         return None
     best = max(candidates, key=lambda c: (c[0], c[1]))[2]
     return {"run_id": best.run_id, "run_json_sha256": hashlib.sha256(best.raw).hexdigest()}
-
-
 
 
 def select_runs(
@@ -326,7 +330,6 @@ def _parse_since(since: str) -> dt.datetime:
     except ValueError:
         raise UsageError(f"--since {since!r}: expected a date such as 2026-11-01 (UTC)") from None
     return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
 
 
 def _link_id(link: Any) -> str | None:
@@ -372,6 +375,3 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "transcript": record.transcript_summary(),
         "renders": [p.relative_to(record.path).as_posix() for p in record.renders],
     }
-
-
-

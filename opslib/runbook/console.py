@@ -14,7 +14,7 @@ from typing import Any
 from .steps import Step
 
 PREFIX = "opslib: "
-_WIDTH = 44  # the title column of a step line (Japanese characters count as two)
+_WIDTH = 62  # the title column of a step line (Japanese characters count as two)
 
 
 def _cells(text: str) -> int:

@@ -167,9 +167,20 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         duration = s.get("duration_s")
         took = f"{duration:6.1f} s" if isinstance(duration, int | float) else "      -"
         lines.append(f"  {s.get('name', '?'):<26} {s.get('status', '?'):<10} {took}")
-    if facts.get("old_thumbprint") or facts.get("new_thumbprint"):
+    if facts.get("restored_thumbprint"):
         lines.append(
-            f"  certificate: {facts.get('old_thumbprint', '?')} (until {facts.get('old_not_after_utc', '?')})"
+            f"  certificate put back: {facts['restored_thumbprint']} (until {facts.get('restored_not_after_utc') or '?'})"
+            f", taken off: {facts.get('replaced_thumbprint') or '?'}"
+        )
+    if facts.get("roots_restored"):
+        lines.append(
+            f"  roots re-enabled: {', '.join(str(r.get('target')) for r in facts['roots_restored'])}"
+        )
+    if facts.get("old_thumbprint") or facts.get("new_thumbprint"):
+        old = facts.get("old_thumbprint") or facts.get("production_thumbprint_before") or "?"
+        until = facts.get("old_not_after_utc") or facts.get("production_not_after_utc_before") or "?"
+        lines.append(
+            f"  certificate: {old} (until {until})"
             f"\n            → {facts.get('new_thumbprint', '?')} (until {facts.get('new_not_after_utc', '?')})"
         )
     if facts.get("backup_file"):
@@ -435,9 +446,14 @@ class _Context:
         serving = _serving_now(self.params, self.facts, done)
         self.serving = serving
         changed = console.changed_lines(done_steps, dry_run=self.dry_run)
+        failed = steps.get(failed_step or "")
+        if failed is not None and failed.changes_server and not self.dry_run:
+            where = "run.json" if failed.in_process else failed.notebook
+            part = f"{failed.number}: stopped part-way; what it did is in {self.run_dir / where}"
+            changed = [*(c for c in changed if c != "nothing on the server"), part]
         return console.failure_lines(
             run_id=self.run_dir.name,
-            failed=steps.get(failed_step or ""),
+            failed=failed,
             serving=serving,
             changed=changed,
             next_commands=self._next_commands(failed_step, done),
