@@ -92,11 +92,17 @@ class Serving:
     thumbprint: str
     not_after_utc: str
     source: str  # how it is known
+    unreachable: str = ""  # why the read-only handshake failed ("": it did not, or none was tried)
 
     def text(self) -> str:
-        state = f" ({self.state})" if self.state else ""
         expiry = f", expires {self.not_after_utc}" if self.not_after_utc else ""
-        cert = f"certificate {self.thumbprint}{expiry}" if self.thumbprint else "no certificate known"
+        cert = f"certificate {self.thumbprint}{expiry}" if self.thumbprint else "no certificate on record"
+        if self.unreachable:
+            return (
+                f"{self.site} does NOT answer TLS now ({self.unreachable}) — the site may be down; "
+                f"last on record: {cert} ({self.source})"
+            )
+        state = f" ({self.state})" if self.state else ""
         return f"{self.site}{state} serves {cert} — {self.source}"
 
     def facts(self) -> dict[str, str]:
@@ -106,13 +112,22 @@ class Serving:
             "thumbprint": self.thumbprint,
             "not_after_utc": self.not_after_utc,
             "source": self.source,
+            "unreachable": self.unreachable,
         }
 
 
-def recorded_serving(site: str, facts: Mapping[str, Any], done: Sequence[str]) -> Serving:
-    """What production serves according to the facts so far (``done``: the steps that succeeded)."""
+def recorded_serving(
+    site: str, facts: Mapping[str, Any], done: Sequence[str], *, rollback: Mapping[str, Any] | None = None
+) -> Serving:
+    """What production serves according to the facts so far (``done``: the steps that succeeded;
+    ``rollback``: a rollback run's ``rollback`` parameters, what was served before it started)."""
     state = str(facts.get("production_state") or "")
-    if "05_rollback_certificate" in done:
+    thumb: Any
+    until: Any
+    if rollback and "05_rollback_certificate" not in done:
+        thumb, until = rollback.get("replaced_thumbprint"), None
+        how = "served when the rollback started (rollback.yaml)"
+    elif "05_rollback_certificate" in done:
         thumb, until = facts.get("restored_thumbprint"), facts.get("restored_not_after_utc")
         how = "recorded by the rollback step"
     elif "02_swap_certificate" in done:

@@ -530,20 +530,21 @@ def _serving_now(params: params_.Parameters, facts: dict[str, Any], done: list[s
     recorded so far when the handshake fails."""
     from .. import certs, tls
 
-    recorded = console.recorded_serving(params.site, facts, done)
+    rollback = params.data.get("rollback") if params.mode == params_.ROLLBACK else None
+    recorded = console.recorded_serving(params.site, facts, done, rollback=rollback)
     endpoint = str(params.get("verify.endpoint"))
     try:
         with_sni, without = tls.fetch_both(
             endpoint, servername=str(params.get("verify.servername") or "") or None, timeout_s=5
         )
     except OpsError as exc:
-        reason = secrets.redact(str(exc))
         return console.Serving(
             recorded.site,
             "",
             recorded.thumbprint,
             recorded.not_after_utc,
-            f"{recorded.source} (a TLS handshake with {endpoint} failed: {reason})",
+            recorded.source,
+            unreachable=secrets.redact(str(exc)),
         )
     served = with_sni or without
     summary = certs.summarize(served.leaf)
