@@ -260,11 +260,17 @@ def evidence_list(
     return 0
 
 
-def _facts_text(facts: Any, limit: int = 100) -> str:
-    if not isinstance(facts, dict) or not facts:
-        return ""
-    text = ", ".join(f"{k}={evidence.cell_text(v)}" for k, v in facts.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _fact_lines(name: str, value: Any) -> list[str]:
+    """One fact in full (nothing cut): a list of change rows one row a line, other values as JSON."""
+    rows = value if isinstance(value, list) else None
+    if rows and all(isinstance(r, dict) and {"target", "field"} <= r.keys() for r in rows):
+        return [f"{name}:"] + [
+            f"    {r['target']}: {r['field']} {r.get('before') or '(none)'} → {r.get('after') or '(none)'}"
+            for r in rows
+        ]
+    if rows and all(isinstance(r, dict) for r in rows):
+        return [f"{name}:"] + [f"    {evidence.cell_text(r)}" for r in rows]
+    return [f"{name} = {evidence.cell_text(value)}"]
 
 
 def evidence_show(run_dir: str, *, as_json: bool) -> int:
@@ -324,16 +330,23 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
     if steps.empty:
         print("  (none recorded)")
     else:
+        records = steps.to_dict("records")
         rows = [
             [
                 str(s["name"]),
                 str(s["status"] or ""),
                 "" if s["duration_s"] != s["duration_s"] else f"{s['duration_s']:.1f} s",
-                _facts_text(s["facts"]) or (str(s["error"]) if isinstance(s["error"], str) else ""),
+                str(s["error"]) if isinstance(s["error"], str) else "",
             ]
-            for s in steps.to_dict("records")
+            for s in records
         ]
-        print(_indent(_table(["STEP", "STATUS", "DURATION", "FACTS / ERROR"], rows)))
+        print(_indent(_table(["STEP", "STATUS", "DURATION", "ERROR"], rows)))
+        print("\nfacts recorded, by step (in full)")
+        for s in records:
+            facts = s["facts"] if isinstance(s["facts"], dict) else {}
+            print(f"  {s['name']}" + ("" if facts else ": (none)"))
+            for key, value in facts.items():
+                print("\n".join(f"    {line}" for line in _fact_lines(str(key), value)))
     print("\nrenders (HTML for reviewers)")
     print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
     return 0

@@ -162,8 +162,11 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert cli.main(["rollback", str(c), "--yes"]) == 1
         err = capsys.readouterr().err
         tail = err[err.index("opslib: error:") :]
-        assert f"production now : www1.example.jp does NOT answer TLS now (" in tail
-        assert f"last on record: certificate {new} (served when the rollback started (rollback.yaml))" in tail
+        assert "production now : www1.example.jp does NOT answer TLS now (" in tail
+        assert (
+            f"last on record: certificate {new} (served when the rollback started, as the run it undoes recorded)"
+            in tail
+        )
         assert f"put certificate {old} back by hand: IIS Manager → site www1.example.jp" in tail
         assert "opslib rollback" not in tail and "rollback.yaml" not in tail and "opslib resume" not in tail
         extra["fail_start_thumbprints"] = []

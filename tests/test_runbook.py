@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from opslib import cli, evidence, params, runbook
-from opslib.errors import EvidenceError, ParameterError, RunLocked, StepFailed, UsageError
+from opslib.errors import ParameterError, RunLocked, StepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 WINRM_SECRET = "Winrm-Test-Secret-7731"
@@ -509,3 +509,21 @@ def test_console_lines_for_the_operator() -> None:
     )
     assert serving.text() == "www1 serves certificate AA — recorded by step 00, before anything changed"
     assert "does NOT answer TLS" in console.Serving("www1", "", "AA", "", "x", unreachable="refused").text()
+
+
+def test_a_rollback_run_is_not_resumed(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _failed_run(params_file, tmp_path / "evidence")
+    evidence_dir = run_dir.parent
+    rollback = _failed_run(params_file, tmp_path / "other")
+    doc = json.loads((rollback / "run.json").read_text(encoding="utf-8"))
+    doc.update(mode="rollback", rolls_back={"run_id": run_dir.name, "run_json_sha256": None})
+    target = evidence_dir / (rollback.name + "-rb")
+    target.mkdir()
+    doc["run_id"] = target.name
+    (target / "run.json").write_text(json.dumps(doc), encoding="utf-8")
+    code, err = _cli(capsys, "resume", str(target), "--yes")
+    assert code == 2
+    assert f"{target.name} is a rollback; a rollback is not resumed — check what production serves" in err
+    assert f"start a new rollback of the run it undoes: opslib rollback {evidence_dir / run_dir.name}" in err

@@ -126,7 +126,7 @@ def recorded_serving(
     until: Any
     if rollback and "05_rollback_certificate" not in done:
         thumb, until = rollback.get("replaced_thumbprint"), None
-        how = "served when the rollback started (rollback.yaml)"
+        how = "served when the rollback started, as the run it undoes recorded"
     elif "05_rollback_certificate" in done:
         thumb, until = facts.get("restored_thumbprint"), facts.get("restored_not_after_utc")
         how = "recorded by the rollback step"

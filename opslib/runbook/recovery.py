@@ -59,6 +59,13 @@ def resume(
     if earlier.get("status") == "succeeded":
         raise UsageError(f"{folder}: this run succeeded; there is nothing to resume")
     root = folder.parent
+    if earlier.get("mode") == params_.ROLLBACK:
+        undone = (earlier.get("rolls_back") or {}).get("run_id") or "RUN"
+        raise UsageError(
+            f"{folder.name} is a rollback; a rollback is not resumed",
+            hint="check what production serves (opslib inspect HOST:PORT) and put it right by hand, or "
+            f"start a new rollback of the run it undoes: opslib rollback {root / undone}",
+        )
     _refuse_resumed_twice(root, earlier)
     old = run_parameters(earlier, folder)
     params, changes = (old, []) if params_file is None else corrected_parameters(old, params_file)
@@ -303,6 +310,7 @@ def rollback(
             verbose=verbose,
             fields=fields,
             in_process={RESTORE_ROOTS.name: restore} if roots else {},
+            root_backups=backups,
         )
     )
 

@@ -102,6 +102,7 @@ class Launch:
     facts: dict[str, Any] = field(default_factory=dict)  # carried forward from the run resumed
     carried: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # its steps and their facts
     in_process: dict[str, Callable[[_Context], dict[str, Any]]] = field(default_factory=dict)
+    root_backups: list[Path] = field(default_factory=list)  # rollback --roots: the .reg files it imports
     # Called under the lock before the new folder exists (the hmac key given); returns more fields.
     prepare: Callable[[bytes | None], dict[str, Any]] | None = None
 
@@ -142,6 +143,7 @@ def launch(spec: Launch) -> int:
             mode=str(fields.get("mode") or params.mode),
             carried=list(spec.carried),
             in_process=dict(spec.in_process),
+            root_backups=list(spec.root_backups),
         )
         if spec.facts:
             ctx.facts = dict(spec.facts)
@@ -221,6 +223,7 @@ class _Context:
     carried: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # steps a resumed run did
     in_process: dict[str, Callable[[_Context], dict[str, Any]]] = field(default_factory=dict)
     done: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # this run's succeeded steps
+    root_backups: list[Path] = field(default_factory=list)  # rollback --roots: the .reg files it imports
     serving: console.Serving | None = None  # after a failure: what production serves now
     _index: int = 0  # the step running now, 1-based, and how many this run runs (console lines)
     _total: int = 0
@@ -466,8 +469,9 @@ class _Context:
                 "old_thumbprint", "?"
             )
             by_hand = {
-                "06_restore_roots": "re-enable the roots by hand: on the server `reg import` each .reg file "
-                "named in the error (Certificates MMC → Trusted Root → Properties → Enable all purposes)",
+                "06_restore_roots": "re-enable the roots by hand: copy each of these files to the server and "
+                "`reg import` it (or Certificates MMC → Trusted Root → Properties → Enable all purposes): "
+                + ", ".join(str(p) for p in self.root_backups),
             }.get(
                 failed_step or "",
                 f"put certificate {old} back by hand: IIS Manager → site {self.params.site} → Directory "
