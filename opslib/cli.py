@@ -441,8 +441,23 @@ _COMMANDS = {
 }
 
 
+def _show_cell_detail() -> None:
+    """``--verbose``: papermill's cell-by-cell log (its progress bar is switched on by the runner)."""
+    import logging
+
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_opslib", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("papermill: %(message)s"))
+        handler._opslib = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        _show_cell_detail()
     try:
         return _COMMANDS[args.command](args)
     except OpsError as exc:

@@ -527,3 +527,32 @@ def test_a_rollback_run_is_not_resumed(
     assert code == 2
     assert f"{target.name} is a rollback; a rollback is not resumed — check what production serves" in err
     assert f"start a new rollback of the run it undoes: opslib rollback {evidence_dir / run_dir.name}" in err
+
+
+def test_an_interrupted_run_is_closed_as_failed_before_it_is_resumed(
+    params_file: Path, tmp_path: Path
+) -> None:
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        tmp_path,
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="a",
+        dry_run=False,
+        now_utc=datetime.now(UTC),
+    )
+    evidence.update_run(
+        run_dir,
+        steps=[
+            {"name": "00_precheck_root_store", "status": "succeeded", "facts": {"x": 1}},
+            {"name": "01_install_certificate", "status": "running"},
+        ],
+    )
+    assert not evidence.verify_run(run_dir).ok  # unfinalized: "finish it with `opslib resume …`"
+    runbook.recovery._close_interrupted(run_dir, None)
+    doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert (doc["status"], doc["failed_step"]) == ("failed", "01_install_certificate")
+    assert doc["steps"][1]["error"] == "interrupted: the run stopped without closing its evidence"
+    assert runbook.done_steps(doc) == ["00_precheck_root_store"]
+    assert evidence.verify_run(run_dir).ok

@@ -94,7 +94,7 @@ def _check_entry(entry: ScanEntry, *, hmac_key: bytes | None) -> tuple[list[Prob
                 "unfinalized",
                 run_json,
                 f"status {doc.get('status')!r} and no file hashes: the run is still in progress or was "
-                "interrupted; finish it with `opslib resume` before relying on it",
+                f"interrupted; finish it with `opslib resume {entry.path}` before relying on it",
             )
         )
         return problems, 0, False
