@@ -259,7 +259,8 @@ class _Context:
         except OpsError as exc:
             failure = exc
         except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
-            self._close(status="failed", error=f"{type(exc).__name__}: {secrets.redact(str(exc))}")
+            lines = self._close(status="failed", error=f"{type(exc).__name__}: {secrets.redact(str(exc))}")
+            print("\n".join(lines), file=sys.stderr, flush=True)
             raise
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
@@ -268,6 +269,7 @@ class _Context:
             lines = self._close(status="failed", error=secrets.redact(str(failure)), failed_step=failed_step)
             if isinstance(failure, StepFailed):
                 raise RunFailed(failure, lines) from None
+            print("\n".join(lines), file=sys.stderr, flush=True)  # the error itself follows
             raise failure
         self._close(status="succeeded", error=None)
         return 0
