@@ -263,6 +263,8 @@ def rollback(
             f"{folder.name} is a rollback run; a rollback is not undone by another rollback",
             hint="to put the new certificate back, resume or re-run the renewal (opslib run PARAMS.yaml --steps 2)",
         )
+    if target.get("dry_run"):
+        raise UsageError(f"{folder.name} is a dry run: it changed nothing, so there is nothing to undo")
     if not is_finalized(target):
         raise UsageError(
             f"{folder.name} is still running (or was interrupted): resume it or wait for it first"

@@ -314,6 +314,7 @@ class _Context:
     def _new_record(self, step: Step) -> dict[str, Any]:
         record: dict[str, Any] = {
             "name": step.name,
+            "title": step.title,  # Japanese / English, as the console and the renders show it
             "notebook": "" if step.in_process else step.notebook,
             "status": "running",
             "started_utc": _iso(_now()),
