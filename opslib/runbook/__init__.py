@@ -7,6 +7,7 @@
 :mod:`.recovery`   ``resume`` and ``rollback``: each a new chained run folder (a finalized run
                    folder is never written again); corrected parameters on resume
 :mod:`.console`    the operator's lines: one per step, a dry run's plan, the lines after a failure
+:mod:`.failure`    after a failure: the exact next command, what production serves now
 :mod:`.rollback`   ``rollback.yaml``, built from the declarations of the step that writes it
 :mod:`.kernels`    one fresh kernel per step, the next one booting meanwhile; kernel manager options
 :mod:`.lock`       the host-and-site lock

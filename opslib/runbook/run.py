@@ -39,6 +39,7 @@ from .. import backup, evidence, preflight, secrets
 from .. import params as params_
 from ..errors import OpsError, ParameterError, StepFailed, UsageError
 from . import console, render
+from . import failure as failure_
 from .kernels import KERNEL, Kernels
 from .lock import locked
 from .rollback import write_rollback
@@ -265,7 +266,7 @@ class _Context:
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
             if isinstance(failure, StepFailed):
-                failure = self._advise(failure)
+                failure = failure_.advise(failure, self._situation())
             lines = self._close(status="failed", error=secrets.redact(str(failure)), failed_step=failed_step)
             if isinstance(failure, StepFailed):
                 raise RunFailed(failure, lines) from None
@@ -423,76 +424,17 @@ class _Context:
                 file=sys.stderr,
             )
 
-    # --- after a failure: the operator's last lines ---------------------------------------------
-
-    @property
-    def is_rollback(self) -> bool:
-        return self.params.mode == params_.ROLLBACK or bool(self.in_process)
-
-    def _advise(self, failure: StepFailed) -> StepFailed:
-        """The failure's hint, as the exact next command (a rollback never advises itself)."""
-        if self.is_rollback:
-            cause = _drop_rollback_advice(failure.cause)
-            hint = "a rollback is not retried automatically: put it right by hand (see the lines below)"
-        else:
-            cause = failure.cause
-            resume = f"opslib resume {self.run_dir}"
-            hint = (
-                f"{failure.hint + '; ' if failure.hint else ''}fix the cause, then: {resume}"
-                f" (a wrong parameter: correct it in a copy of the parameters file, then: {resume} --params FILE)"
-            )
-        return StepFailed(failure.step, failure.notebook, cause, cell=failure.cell, hint=hint)
-
-    def _recovery_lines(self, failed_step: str | None) -> list[str]:
-        from .steps import ALL_STEPS, RESTORE_ROOTS
-
-        steps = {s.name: s for s in (*ALL_STEPS, RESTORE_ROOTS)}
-        done_steps = [*self.carried, *self.done]
-        done = [s.name for s, _ in done_steps]
-        serving = _serving_now(self.params, self.facts, done)
-        self.serving = serving
-        changed = console.changed_lines(done_steps, dry_run=self.dry_run)
-        failed = steps.get(failed_step or "")
-        if failed is not None and failed.changes_server and not self.dry_run:
-            where = "run.json" if failed.in_process else failed.notebook
-            part = f"{failed.number}: stopped part-way; what it did is in {self.run_dir / where}"
-            changed = [*(c for c in changed if c != "nothing on the server"), part]
-        return console.failure_lines(
-            run_id=self.run_dir.name,
-            failed=failed,
-            serving=serving,
-            changed=changed,
-            next_commands=self._next_commands(failed_step, done),
+    def _situation(self) -> failure_.Situation:
+        return failure_.Situation(
+            run_dir=self.run_dir,
+            params=self.params,
+            facts=self.facts,
+            done=[*self.carried, *self.done],
+            rollback=self.params.mode == params_.ROLLBACK or bool(self.in_process),
+            dry_run=self.dry_run,
+            yes=self.yes,
+            root_backups=list(self.root_backups),
         )
-
-    def _next_commands(self, failed_step: str | None, done: list[str]) -> list[str]:
-        run_dir, endpoint = self.run_dir, self.params.get("verify.endpoint")
-        if self.is_rollback:
-            old = self.facts.get("restored_thumbprint") or self.params.data.get("rollback", {}).get(
-                "old_thumbprint", "?"
-            )
-            by_hand = {
-                "06_restore_roots": "re-enable the roots by hand: copy each of these files to the server and "
-                "`reg import` it (or Certificates MMC → Trusted Root → Properties → Enable all purposes): "
-                + ", ".join(str(p) for p in self.root_backups),
-            }.get(
-                failed_step or "",
-                f"put certificate {old} back by hand: IIS Manager → site {self.params.site} → Directory "
-                "Security → Server Certificate, then start the site",
-            )
-            return [by_hand, f"check what is served: opslib inspect {endpoint}"]
-        yes = " --yes" if self.yes else ""
-        lines = [
-            f"fix the cause, then continue: opslib resume {run_dir}{yes}",
-            f"a wrong parameter (verify.*, backup.*, winrm.*, forbidden_roots, warn_days): "
-            f"opslib resume {run_dir} --params FIXED.yaml{yes}",
-        ]
-        swapped = (run_dir / "rollback.yaml").exists()
-        disabled = bool(self.facts.get("forbidden_roots_disabled"))
-        if not self.dry_run and (swapped or disabled):
-            roots = " --roots" if disabled else ""
-            lines.append(f"or undo what changed: opslib rollback {run_dir}{roots}{yes}")
-        return lines
 
     def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> list[str]:
         for future in self.renders:
@@ -506,9 +448,8 @@ class _Context:
         lines: list[str] = []
         extra: dict[str, Any] = {}
         if status == "failed":
-            lines = self._recovery_lines(failed)
-            if self.serving is not None:
-                extra["production_now"] = self.serving.facts()
+            lines, self.serving = failure_.recovery_lines(self._situation(), failed)
+            extra["production_now"] = self.serving.facts()
         evidence.update_run(
             self.run_dir,
             status=status,
@@ -524,44 +465,6 @@ class _Context:
         if self.dry_run and status == "succeeded":
             print("\n".join(console.plan_lines([*self.carried, *self.done], self.facts)), flush=True)
         return lines
-
-
-def _drop_rollback_advice(cause: str) -> str:
-    """A message's " — …rollback.yaml…" advice cut off (a rollback's failure must not advise itself)."""
-    head, sep, tail = cause.rpartition(" — ")
-    return head if sep and "rollback" in tail else cause
-
-
-def _serving_now(params: params_.Parameters, facts: dict[str, Any], done: list[str]) -> console.Serving:
-    """What production serves now: a read-only TLS handshake with ``verify.endpoint``; the facts
-    recorded so far when the handshake fails."""
-    from .. import certs, tls
-
-    rollback = params.data.get("rollback") if params.mode == params_.ROLLBACK else None
-    recorded = console.recorded_serving(params.site, facts, done, rollback=rollback)
-    endpoint = str(params.get("verify.endpoint"))
-    try:
-        with_sni, without = tls.fetch_both(
-            endpoint, servername=str(params.get("verify.servername") or "") or None, timeout_s=5
-        )
-    except OpsError as exc:
-        return console.Serving(
-            recorded.site,
-            "",
-            recorded.thumbprint,
-            recorded.not_after_utc,
-            recorded.source,
-            unreachable=secrets.redact(str(exc)),
-        )
-    served = with_sni or without
-    summary = certs.summarize(served.leaf)
-    return console.Serving(
-        params.site,
-        recorded.state if recorded.thumbprint == summary.thumbprint else "",
-        summary.thumbprint,
-        _iso(summary.not_after_utc),
-        f"read-only TLS handshake with {endpoint} at {_iso(_now())}",
-    )
 
 
 # --- checks before anything is contacted --------------------------------------------------------
