@@ -1,6 +1,7 @@
 """Recovery paths against the rehearsal host, end to end (papermill, real kernels, real WinRM):
 
-fail → a later run → ``opslib resume --params`` → a failing ``opslib rollback`` → ``opslib rollback
+fail → a later run → ``opslib resume --params`` → a failing ``opslib rollback`` → ``opslib rollback``
+(the roots stay disabled) → ``opslib rollback
 --roots``, with ``opslib evidence verify --root`` clean after each run: a run folder, once finalized, is
 never written again (resume and rollback are new runs chained like any run). Along the way: what the
 operator reads on the console after a failure and in a dry run, and the mode column of ``evidence list``.
@@ -172,6 +173,13 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         extra["fail_start_thumbprints"] = []
         _verify_root(root, capsys)
 
+        # The rollback without --roots: the old certificate back, the roots left disabled.
+        assert cli.main(["rollback", str(c), "--yes"]) == 0
+        err = capsys.readouterr().err
+        assert re.search(r"\[2/2\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "06_restore_roots" not in _manifest(_runs(root)[-1])["selected_steps"]
+        assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (old, STARTED)
+
         # The rollback with the roots: the old certificate back, exactly the roots A's step 0 disabled.
         assert _root_blobs(reh, roots) != blobs_before
         assert cli.main(["rollback", str(c), "--roots", "--yes"]) == 0
@@ -192,7 +200,7 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     finally:
         reh.stop()
     out = _verify_root(root, capsys)
-    assert out.strip() == f"ok: 5 runs in {root} (file hashes, chain)"
+    assert out.strip() == f"ok: 6 runs in {root} (file hashes, chain)"
     assert cli.main(["evidence", "list", "--root", str(root), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["mode"], r["status"]) for r in rows] == [
@@ -200,6 +208,7 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         ("dry run", "succeeded"),
         ("resume", "succeeded"),
         ("rollback", "failed"),
+        ("rollback", "succeeded"),
         ("rollback", "succeeded"),
     ]
     assert cli.main(["evidence", "show", str(d)]) == 0
