@@ -1,10 +1,10 @@
 """Recovery paths against the rehearsal host, end to end (papermill, real kernels, real WinRM):
 
 fail → a later run → ``opslib resume --params`` → a failing ``opslib rollback`` → ``opslib rollback``
-(the roots stay disabled) → ``opslib rollback
---roots``, with ``opslib evidence verify --root`` clean after each run: a run folder, once finalized, is
-never written again (resume and rollback are new runs chained like any run). Along the way: what the
-operator reads on the console after a failure and in a dry run, and the mode column of ``evidence list``.
+(the roots stay disabled) → ``opslib rollback --roots``, with ``opslib evidence verify --root`` clean
+after each run: a run folder, once finalized, is never written again (resume and rollback are new runs
+chained like any run). Along the way: what the operator reads on the console after a failure and in a
+dry run, and the mode column of ``evidence list``.
 """
 
 from __future__ import annotations
