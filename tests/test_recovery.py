@@ -102,7 +102,7 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         )
         assert f"00: ROOT\\{roots[0][1]}: purposes (EKU property 9) all purposes → disabled" in tail
         assert f"01: MY\\{new}: certificate (none) → www1.example.jp" in tail
-        assert "02: stopped part-way" in tail
+        assert f"02: failed; what it did before it stopped is in {a / '02_swap_certificate.ipynb'}" in tail
         assert f"next           : fix the cause, then continue: opslib resume {a} --yes" in tail
         assert f"opslib resume {a} --params FIXED.yaml --yes" in tail
         assert f"or undo what changed: opslib rollback {a} --roots --yes" in tail

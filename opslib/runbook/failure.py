@@ -66,7 +66,7 @@ def recovery_lines(situation: Situation, failed_step: str | None) -> tuple[list[
     failed = steps.get(failed_step or "")
     if failed is not None and failed.changes_server and not situation.dry_run:
         where = "run.json" if failed.in_process else failed.notebook
-        part = f"{failed.number}: stopped part-way; what it did is in {situation.run_dir / where}"
+        part = f"{failed.number}: failed; what it did before it stopped is in {situation.run_dir / where}"
         changed = [*(c for c in changed if c != "nothing on the server"), part]
     lines = console.failure_lines(
         run_id=situation.run_dir.name,
