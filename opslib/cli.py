@@ -248,16 +248,34 @@ def evidence_list(
             evidence.format_time(r["started_utc"]),
             f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
             evidence.format_time(r["new_not_after_utc"], "%Y-%m-%d"),
+            _exits_text(r.get("nonzero_exits"), r.get("probe_nonzero_exits")),
         ]
         for r in records
     ]
     print(
         _table(
-            ["RUN", "HOST", "SITE", "MODE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"],
+            [
+                "RUN",
+                "HOST",
+                "SITE",
+                "MODE",
+                "STATUS",
+                "STARTED (UTC)",
+                "CERTIFICATE OLD → NEW",
+                "NEW EXPIRY",
+                "NON-ZERO EXITS",
+            ],
             rows,
         )
     )
     return 0
+
+
+def _exits_text(failed: Any, probes: Any) -> str:
+    """``2 (+18 probes)``: non-zero exits, and those that were capability probes answering no."""
+    if failed is None or failed != failed:  # an older run.json (no counts), or NaN
+        return ""
+    return f"{int(failed)}" + (f" (+{int(probes)} probes)" if probes == probes and probes else "")
 
 
 def _fact_lines(name: str, value: Any) -> list[str]:

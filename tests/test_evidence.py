@@ -316,6 +316,7 @@ def test_list_prints_one_line_per_run(chain: list[Path], capsys: pytest.CaptureF
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["RUN", "HOST", "SITE", "MODE", "STATUS"]
     assert [line.split()[3] for line in lines[1:]] == ["renew", "renew", "renew"]
+    assert lines[0].endswith("NON-ZERO EXITS") and all(line.endswith(" 0") for line in lines[1:])
     assert len(lines) == 4
     assert chain[1].name in lines[2] and "failed at 02_swap_certificate" in lines[2]
     assert "22222222 → 44444444" in lines[3] and "2027-12-31" in lines[3]

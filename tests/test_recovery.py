@@ -211,6 +211,13 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         ("rollback", "succeeded"),
         ("rollback", "succeeded"),
     ]
+    assert all(r["nonzero_exits"] is not None for r in rows)
+    assert rows[1]["probe_nonzero_exits"] > 0, "a dry run probes the server's tools"
+    assert cli.main(["evidence", "list", "--root", str(root)]) == 0
+    dry_line = capsys.readouterr().out.splitlines()[2]
+    assert re.search(
+        rf"dry run .* {rows[1]['nonzero_exits']} \(\+{rows[1]['probe_nonzero_exits']} probes\)$", dry_line
+    )
     assert cli.main(["evidence", "show", str(d)]) == 0
     out = capsys.readouterr().out
     assert f"mode      rollback    rolls back run {c.name}" in out

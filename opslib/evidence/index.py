@@ -33,6 +33,8 @@ RUN_COLUMNS = (
     "failed_step",
     "dry_run",
     "mode",
+    "nonzero_exits",
+    "probe_nonzero_exits",
     "old_thumbprint",
     "old_not_after_utc",
     "new_thumbprint",
@@ -119,6 +121,8 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         return row
     raw_facts = doc.get("facts")
     facts: dict[str, Any] = raw_facts if isinstance(raw_facts, dict) else {}
+    raw_commands = doc.get("commands")
+    commands: dict[str, Any] = raw_commands if isinstance(raw_commands, dict) else {}
     return {
         "run_id": doc.get("run_id"),
         "host": doc.get("host"),
@@ -130,6 +134,8 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         "failed_step": doc.get("failed_step"),
         "dry_run": bool(doc.get("dry_run")),
         "mode": run_mode(doc),
+        "nonzero_exits": commands.get("nonzero_exits"),
+        "probe_nonzero_exits": commands.get("probe_nonzero_exits"),
         **{name: facts.get(name) for name in _FACT_COLUMNS},
         "kit_version": doc.get("kit_version"),
         "path": entry.path,
@@ -279,6 +285,18 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if nxt["probe"] and nxt["what"] == f"{row['what']} (does the key exist?)" and nxt["exit_code"]:
             row["probe"] = True
     return rows, problems
+
+
+def command_counts(transcript: Path) -> dict[str, int]:
+    """``{commands, nonzero_exits, probe_nonzero_exits}`` of a transcript (written into run.json when
+    the run is finalized, so that ``evidence list`` reads no transcript)."""
+    rows, _ = _read_transcript(transcript)
+    failed = [r for r in rows if r["exit_code"] not in (None, 0)]
+    return {
+        "commands": len(rows),
+        "nonzero_exits": sum(1 for r in failed if not r["probe"]),
+        "probe_nonzero_exits": sum(1 for r in failed if r["probe"]),
+    }
 
 
 def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
