@@ -35,10 +35,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
     run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+    run.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
 
-    res = sub.add_parser("resume", help="continue a failed run from its failed step, in the same folder")
+    res = sub.add_parser(
+        "resume", help="continue a failed run from its failed step, in a new run folder chained to it"
+    )
     res.add_argument("run_dir")
     res.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
+    res.add_argument(
+        "--params",
+        metavar="FILE",
+        help="corrected values (verify.*, backup.*, winrm.*, forbidden_roots, warn_days); others are refused",
+    )
+    res.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
+
+    rb = sub.add_parser(
+        "rollback",
+        help="put the previous certificate back (a new run chained to RUN); --roots: the roots too",
+    )
+    rb.add_argument("run_dir", metavar="RUN")
+    rb.add_argument(
+        "--roots",
+        action="store_true",
+        help="also re-enable the roots RUN's step 0 disabled (from its .reg backups)",
+    )
+    rb.add_argument("--yes", action="store_true", help="do not ask before changing the production site")
+    rb.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
 
     ins = sub.add_parser("inspect", help="inspect certificates: files, mails, PFX, CSR, or host:port")
     ins.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -143,13 +165,26 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.run(a.params, evidence_root=a.evidence_root, dry_run=a.dry_run, yes=a.yes, steps=a.steps)
+    return runbook.run(
+        a.params,
+        evidence_root=a.evidence_root,
+        dry_run=a.dry_run,
+        yes=a.yes,
+        steps=a.steps,
+        verbose=a.verbose,
+    )
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.resume(a.run_dir, yes=a.yes)
+    return runbook.resume(a.run_dir, yes=a.yes, params_file=a.params, verbose=a.verbose)
+
+
+def _cmd_rollback(a: argparse.Namespace) -> int:
+    from . import runbook
+
+    return runbook.rollback(a.run_dir, roots=a.roots, yes=a.yes, verbose=a.verbose)
 
 
 def _cmd_inspect(a: argparse.Namespace) -> int:
@@ -220,26 +255,52 @@ def evidence_list(
             str(r["run_id"]),
             _text_or_blank(r["host"]),
             _text_or_blank(r["site"]),
+            _text_or_blank(r.get("mode")),
             evidence.status_text(r),
             evidence.format_time(r["started_utc"]),
             f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
             evidence.format_time(r["new_not_after_utc"], "%Y-%m-%d"),
+            _exits_text(r.get("nonzero_exits"), r.get("probe_nonzero_exits")),
         ]
         for r in records
     ]
     print(
         _table(
-            ["RUN", "HOST", "SITE", "STATUS", "STARTED (UTC)", "CERTIFICATE OLD → NEW", "NEW EXPIRY"], rows
+            [
+                "RUN",
+                "HOST",
+                "SITE",
+                "MODE",
+                "STATUS",
+                "STARTED (UTC)",
+                "CERTIFICATE OLD → NEW",
+                "NEW EXPIRY",
+                "NON-ZERO EXITS",
+            ],
+            rows,
         )
     )
     return 0
 
 
-def _facts_text(facts: Any, limit: int = 100) -> str:
-    if not isinstance(facts, dict) or not facts:
+def _exits_text(failed: Any, probes: Any) -> str:
+    """``2 (+18 probes)``: non-zero exits, and those that were capability probes answering no."""
+    if failed is None or failed != failed:  # an older run.json (no counts), or NaN
         return ""
-    text = ", ".join(f"{k}={evidence.cell_text(v)}" for k, v in facts.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{int(failed)}" + (f" (+{int(probes)} probes)" if probes == probes and probes else "")
+
+
+def _fact_lines(name: str, value: Any) -> list[str]:
+    """One fact in full (nothing cut): a list of change rows one row a line, other values as JSON."""
+    rows = value if isinstance(value, list) else None
+    if rows and all(isinstance(r, dict) and {"target", "field"} <= r.keys() for r in rows):
+        return [f"{name}:"] + [
+            f"    {r['target']}: {r['field']} {r.get('before') or '(none)'} → {r.get('after') or '(none)'}"
+            for r in rows
+        ]
+    if rows and all(isinstance(r, dict) for r in rows):
+        return [f"{name}:"] + [f"    {evidence.cell_text(r)}" for r in rows]
+    return [f"{name} = {evidence.cell_text(value)}"]
 
 
 def evidence_show(run_dir: str, *, as_json: bool) -> int:
@@ -261,6 +322,7 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
     lines = [
         f"run       {summary['run_id']}",
         f"folder    {summary['path']}",
+        f"mode      {summary['mode']}{_links_text(summary)}",
         f"host      {summary['host']}    site {summary['site']}",
         f"operator  {summary['operator']}",
         f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
@@ -272,11 +334,25 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
         f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
     ]
+    for change in summary["parameter_changes"]:
+        lines.append(f"corrected {change.get('key')}: {change.get('old')!r} → {change.get('new')!r}")
+    now = summary["production_now"]
+    if isinstance(now, dict):
+        state = f" ({now.get('state')})" if now.get("state") else ""
+        lines.append(
+            f"served    after the failure: {now.get('site')}{state} served {now.get('thumbprint') or '?'}"
+            f" (expires {now.get('not_after_utc') or '?'}) — {now.get('source')}"
+        )
     t = summary["transcript"]
     lines.append(
         f"commands  {t['commands']} remote commands, {t['nonzero_exits']} non-zero exits, "
         f"{t['total_duration_s']:g} s"
         + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
+        + (
+            f"; {t['probe_nonzero_exits']} more non-zero exits were capability probes answering no (expected)"
+            if t["probe_nonzero_exits"]
+            else ""
+        )
     )
     print("\n".join(lines))
     print("\nsteps")
@@ -284,19 +360,34 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
     if steps.empty:
         print("  (none recorded)")
     else:
+        records = steps.to_dict("records")
         rows = [
             [
                 str(s["name"]),
                 str(s["status"] or ""),
                 "" if s["duration_s"] != s["duration_s"] else f"{s['duration_s']:.1f} s",
-                _facts_text(s["facts"]) or (str(s["error"]) if isinstance(s["error"], str) else ""),
+                str(s["error"]) if isinstance(s["error"], str) else "",
             ]
-            for s in steps.to_dict("records")
+            for s in records
         ]
-        print(_indent(_table(["STEP", "STATUS", "DURATION", "FACTS / ERROR"], rows)))
+        print(_indent(_table(["STEP", "STATUS", "DURATION", "ERROR"], rows)))
+        print("\nfacts recorded, by step (in full)")
+        for s in records:
+            facts = s["facts"] if isinstance(s["facts"], dict) else {}
+            print(f"  {s['name']}" + ("" if facts else ": (none)"))
+            for key, value in facts.items():
+                print("\n".join(f"    {line}" for line in _fact_lines(str(key), value)))
     print("\nrenders (HTML for reviewers)")
     print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
     return 0
+
+
+def _links_text(summary: Mapping[str, Any]) -> str:
+    if summary.get("resumes"):
+        return f"    resumes run {summary['resumes']}"
+    if summary.get("rolls_back"):
+        return f"    rolls back run {summary['rolls_back']}"
+    return ""
 
 
 def _indent(text: str) -> str:
@@ -463,6 +554,7 @@ def _cmd_lab(a: argparse.Namespace) -> int:
 _COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
+    "rollback": _cmd_rollback,
     "inspect": _cmd_inspect,
     "evidence": _cmd_evidence,
     "rehearse": _cmd_rehearse,
@@ -470,12 +562,30 @@ _COMMANDS = {
 }
 
 
+def _show_cell_detail() -> None:
+    """``--verbose``: papermill's cell-by-cell log (its progress bar is switched on by the runner)."""
+    import logging
+
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_opslib", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("papermill: %(message)s"))
+        handler._opslib = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        _show_cell_detail()
     try:
         return _COMMANDS[args.command](args)
     except OpsError as exc:
         print(f"opslib: error: {redact(str(exc))}", file=sys.stderr)
+        # After a failed run: what production serves now, what changed, the exact next command.
+        for line in getattr(exc, "recovery", ()):
+            print(redact(line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("opslib: interrupted", file=sys.stderr)

@@ -57,6 +57,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_windows": "rehearsal",
     "test_bad_inputs": "notebooks",
     "test_notebooks": "notebooks",
+    "test_recovery": "notebooks",
     "test_review_notebook": "notebooks",
     "test_security": "notebooks",
     "test_faults": "faults",

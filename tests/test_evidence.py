@@ -299,6 +299,7 @@ def test_load_run_reads_steps_and_transcript(chain: list[Path]) -> None:
     assert record.transcript_summary() == {
         "commands": 2,
         "nonzero_exits": 0,
+        "probe_nonzero_exits": 0,
         "total_duration_s": 0.42,
         "unreadable_lines": 0,
     }
@@ -313,7 +314,9 @@ def test_list_prints_one_line_per_run(chain: list[Path], capsys: pytest.CaptureF
     code, out, _ = cli(capsys, "evidence", "list", "--root", root)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["RUN", "HOST", "SITE", "STATUS"]
+    assert lines[0].split()[:5] == ["RUN", "HOST", "SITE", "MODE", "STATUS"]
+    assert [line.split()[3] for line in lines[1:]] == ["renew", "renew", "renew"]
+    assert lines[0].endswith("NON-ZERO EXITS") and all(line.endswith(" 0") for line in lines[1:])
     assert len(lines) == 4
     assert chain[1].name in lines[2] and "failed at 02_swap_certificate" in lines[2]
     assert "22222222 → 44444444" in lines[3] and "2027-12-31" in lines[3]
@@ -370,7 +373,10 @@ def test_show_summarizes_one_run(chain: list[Path], capsys: pytest.CaptureFixtur
     assert f"chain     previous run {chain[0].name}; 8 files hashed" in out
     assert "commands  2 remote commands, 0 non-zero exits, 0.42 s" in out
     step_line = next(line for line in out.splitlines() if line.strip().startswith(STEPS[1]))
-    assert "succeeded" in step_line and "11.0 s" in step_line and "new_thumbprint=" + "33" * 20 in step_line
+    assert "succeeded" in step_line and "11.0 s" in step_line
+    facts = out[out.index("facts recorded, by step (in full)") :]
+    assert f"  {STEPS[1]}\n    new_thumbprint = {'33' * 20}\n" in facts
+    assert '    chain = ["Intermediate CA", "Root"]' in facts and "…" not in facts
     assert str(chain[1] / "html" / f"{STEPS[2]}.html") in out
 
 
@@ -549,3 +555,88 @@ def test_compare_runs_marks_what_changed(chain: list[Path]) -> None:
     assert evidence.pick_comparison(df, evidence.load_run(chain[0])) is None
     with pytest.raises(EvidenceError, match="nope: no such run — see `opslib evidence list`"):
         evidence.pick_run(df, "nope")
+
+
+# --- recovery runs: resumes / rolls_back links, the mode column, probe exits ---------------------------
+
+
+def _recovery_run(root: Path, started_utc: dt.datetime, link: str, target: Path, mode: str) -> Path:
+    run_dir = evidence.new_run(
+        root,
+        host="web01.example.jp",
+        site="www1.example.jp",
+        parameters=PARAMETERS,
+        operator="bob",
+        dry_run=False,
+        now_utc=started_utc,
+    )
+    raw = (target / "run.json").read_bytes()
+    evidence.update_run(
+        run_dir,
+        mode=mode,
+        status="succeeded",
+        **{link: {"run_id": target.name, "run_json_sha256": hashlib.sha256(raw).hexdigest()}},
+    )
+    evidence.finalize_run(run_dir, now_utc=started_utc + dt.timedelta(seconds=5))
+    return run_dir
+
+
+def test_verify_follows_the_resumes_and_rolls_back_links(
+    chain: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = chain[0].parent
+    resumed = _recovery_run(root, T0 + dt.timedelta(hours=3), "resumes", chain[1], "resume")
+    undone = _recovery_run(root, T0 + dt.timedelta(hours=4), "rolls_back", resumed, "rollback")
+    code, out, _ = cli(capsys, "evidence", "verify", "--root", str(root))
+    assert (code, out.strip()) == (0, f"ok: 5 runs in {root} (file hashes, chain)")
+    code, out, _ = cli(capsys, "evidence", "list", "--root", str(root))
+    assert [line.split()[3] for line in out.splitlines()[1:]] == [
+        "renew",
+        "renew",
+        "renew",
+        "resume",
+        "rollback",
+    ]
+    code, out, _ = cli(capsys, "evidence", "show", str(undone))
+    assert f"mode      rollback    rolls back run {resumed.name}" in out
+    # The resumed run's run.json rewritten (what `resume` used to do): the resume run names it.
+    doc = json.loads((chain[1] / "run.json").read_text(encoding="utf-8"))
+    doc["status"] = "succeeded"
+    (chain[1] / "run.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    code, out, _ = cli(capsys, "evidence", "verify", "--root", str(root))
+    assert code == 1
+    assert (
+        f"{chain[1] / 'run.json'}: chain: SHA-256 " in out
+        and f"that run {resumed.name} recorded when it resumes this run: this run.json changed since" in out
+    )
+    # verify of the one run names the link from the later run too.
+    code, out, _ = cli(capsys, "evidence", "verify", str(chain[1]))
+    assert code == 1 and f"run {resumed.name} recorded when it resumes this run" in out
+
+
+def test_probe_exits_are_counted_apart_from_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = make_run(tmp_path / "evidence", started_utc=T0)
+    lines = [
+        {"what": "does certutil know -exportPFX?", "command_line": "certutil -exportPFX -?", "exit_code": 1},
+        {"what": "is PowerShell present?", "command_line": "powershell …", "exit_code": 9009},
+        {"what": "read GroupPolicy", "command_line": "reg export HKLM\\x f.reg", "exit_code": 1},
+        {
+            "what": "read GroupPolicy (does the key exist?)",
+            "command_line": "reg query HKLM\\x",
+            "exit_code": 1,
+        },
+        {"what": "upload", "command_line": "certutil -hashfile f SHA256", "exit_code": 5, "probe": True},
+        {"what": "set the certificate", "command_line": "cscript iis6.js set-cert", "exit_code": 5},
+        {"what": "read ROOT", "command_line": "reg export HKLM\\y f.reg", "exit_code": 1},
+        {"what": "read ROOT (does the key exist?)", "command_line": "reg query HKLM\\y", "exit_code": 0},
+    ]
+    (run_dir / "transcript.jsonl").write_text(
+        "\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8"
+    )
+    summary = evidence.load_run(run_dir).transcript_summary()
+    # The failed set-cert and the export of a key that exists are failures; the rest are answers.
+    assert (summary["nonzero_exits"], summary["probe_nonzero_exits"]) == (2, 5)
+    code, out, _ = cli(capsys, "evidence", "show", str(run_dir))
+    assert "8 remote commands, 2 non-zero exits, 0 s; 5 more non-zero exits were capability probes" in out

@@ -462,7 +462,9 @@ def test_a_production_site_that_will_not_start_is_rolled_back_and_resume_finishe
         reh.host.extra["fail_start_thumbprints"] = []  # the cause is fixed
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
         COUNTS["runbook_resumes"] += 1
+        run_dir = max(d for d in root.iterdir() if (d / "run.json").is_file())  # the resume's own folder
         m = evidence_manifest(run_dir)
+        assert m["mode"] == "resume"
         assert (m["status"], m["failed_step"]) == ("succeeded", None)
         assert (production.ssl_cert_hash, production.state) == (new, STARTED)
         assert reh.host.sites[2].state == STOPPED
@@ -525,7 +527,9 @@ def test_a_fault_stops_the_runbook_and_resume_completes(
         reh.set_faults([])
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
         COUNTS["runbook_resumes"] += 1
+        run_dir = max(d for d in root.iterdir() if (d / "run.json").is_file())  # the resume's own folder
         m = evidence_manifest(run_dir)
+        assert m["mode"] == "resume"
         assert (m["status"], m["failed_step"]) == ("succeeded", None)
         production = reh.host.sites[1]
         assert (production.ssl_cert_hash, production.state) == (new, STARTED)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import lab, rehearsal
 from opslib import credentials as opslib_secrets
+from opslib import lab, rehearsal
 from opslib.cli import main
 from opslib.errors import UsageError
 from opslib.lab import behaviour

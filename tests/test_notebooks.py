@@ -374,7 +374,7 @@ def test_dry_run_changes_nothing_and_records_the_plan(
 # --- failure and resume ------------------------------------------------------------------------
 
 
-def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
+def test_a_failure_mid_run_stops_and_resume_finishes_in_a_new_chained_folder(
     tmp_path: Path, _env: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     setup = _start(tmp_path, _env)
@@ -398,20 +398,27 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_the_same_folder(
         assert setup.reh.host.sites[1].ssl_cert_hash == setup.reh.host.extra["current_thumbprint"]
 
         setup.reh.set_faults([])
+        before = (run_dir / "run.json").read_bytes()
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
     finally:
         setup.reh.stop()
-    assert setup.run_dirs() == [run_dir]
-    m = setup.manifest(run_dir)
-    assert (m["status"], m["failed_step"], m["error"]) == ("succeeded", None, None)
-    assert [s["status"] for s in m["steps"]] == ["succeeded"] * 5
-    swap = m["steps"][2]
-    assert swap["attempts"][0]["status"] == "failed"
-    assert (run_dir / swap["attempts"][0]["notebook"]).is_file(), "the failed attempt is kept"
+    first, resumed = setup.run_dirs()
+    assert first == run_dir and (run_dir / "run.json").read_bytes() == before, (
+        "a finalized run is never rewritten"
+    )
+    m = setup.manifest(resumed)
+    assert (m["mode"], m["status"], m["failed_step"], m["error"]) == ("resume", "succeeded", None, None)
+    assert m["resumes"]["run_id"] == run_dir.name
+    assert [s["name"] for s in m["steps"]] == [
+        "02_swap_certificate",
+        "03_backup_keypair",
+        "04_verify_endpoint",
+    ]
+    assert [s["status"] for s in m["steps"]] == ["succeeded"] * 3
     assert setup.reh.host.sites[1].ssl_cert_hash == setup.reh.host.extra["new_thumbprint"]
-    assert (run_dir / "rollback.yaml").is_file()
-    assert cli.main(["evidence", "verify", str(run_dir)]) == 0
-    assert_no_secrets(run_dir, setup.secrets)
+    assert (resumed / "rollback.yaml").is_file()
+    assert cli.main(["evidence", "verify", "--root", str(setup.evidence_root)]) == 0
+    assert_no_secrets(resumed, setup.secrets)
 
 
 # --- a server the kit has no backend for -------------------------------------------------------

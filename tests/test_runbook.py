@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -357,3 +358,201 @@ def test_the_runner_stops_before_a_step_whose_consumed_fact_contradicts_a_parame
     )
     ctx.facts["work_site"] = p.notebook_values()["work_site"]  # the same value: no contradiction
     assert ctx.notebook_inputs(step) == {}  # and the notebook (declaring nothing here) receives nothing
+
+
+# --- recovery: resume and rollback refusals, before anything is contacted -------------------------
+
+
+def _failed_run(
+    params_file: Path, root: Path, *, steps_done: int = 1, facts: dict[str, Any] | None = None
+) -> Path:
+    """A finalized failed run of ``params_file`` whose first ``steps_done`` renewal steps succeeded."""
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        root,
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="alice",
+        dry_run=False,
+        now_utc=datetime(2026, 11, 26, 19, 45, tzinfo=UTC),
+    )
+    records = [
+        {"name": s.name, "status": "succeeded" if i < steps_done else "failed", "facts": facts or {}}
+        for i, s in enumerate(runbook.RENEW_STEPS[: steps_done + 1])
+    ]
+    evidence.update_run(
+        run_dir,
+        steps=records,
+        facts=facts or {},
+        parameters_file=str(params_file),
+        mode="renew",
+        status="failed",
+        failed_step=records[-1]["name"],
+    )
+    evidence.finalize_run(run_dir, now_utc=datetime(2026, 11, 26, 19, 50, tzinfo=UTC))
+    return run_dir
+
+
+def test_resume_refuses_a_correction_of_a_key_the_done_steps_used(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _failed_run(params_file, tmp_path / "evidence")
+    before = (run_dir / "run.json").read_bytes()
+    fix = tmp_path / "fix.yaml"
+    fix.write_text(
+        yaml.safe_dump({"work_site": "other.example.jp", "verify": {"servername": "x.example.jp"}})
+    )
+    code, err = _cli(capsys, "resume", str(run_dir), "--params", str(fix), "--yes")
+    assert code == 2
+    assert re.search(
+        r"fix\.yaml: work_site: cannot be changed on resume \(work_site: '[^']+' → 'other\.example\.jp'\): "
+        r"the steps already done used the old value — a resume may correct only verify\.\*, backup\.\*, "
+        r"winrm\.\*, forbidden_roots and warn_days; for anything else undo the run \(opslib rollback RUN --roots\)",
+        err,
+    )
+    assert "verify.servername" not in err.split("cannot be changed")[0], (
+        "an allowed key is not named as refused"
+    )
+    assert (run_dir / "run.json").read_bytes() == before
+    assert [p.name for p in (tmp_path / "evidence").iterdir() if p.name != ".locks"] == [run_dir.name]
+
+
+def test_corrected_parameters_records_old_and_new_values(params_file: Path, tmp_path: Path) -> None:
+    old = params.load(params_file)
+    fix = tmp_path / "sub" / "fix.yaml"
+    fix.parent.mkdir()
+    (fix.parent / "ca.pem").write_text("x", encoding="utf-8")
+    full = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    full["certificate_file"] = str(tmp_path / "mail.txt")  # the same file, written absolute: no change
+    full["verify"] = {**full["verify"], "ca_file": "ca.pem"}  # relative to fix.yaml's folder
+    full["warn_days"] = 10
+    fix.write_text(yaml.safe_dump(full), encoding="utf-8")
+    new, changes = runbook.corrected_parameters(old, fix)
+    assert changes == [
+        {"key": "verify.ca_file", "old": old.get("verify.ca_file"), "new": str(fix.parent / "ca.pem")},
+        {"key": "warn_days", "old": old.get("warn_days"), "new": 10},
+    ]
+    assert new.path("verify.ca_file") == fix.parent / "ca.pem"
+    assert all(runbook.recovery.correctable(c["key"]) for c in changes)
+    assert not runbook.recovery.correctable("production_site")
+    assert not runbook.recovery.correctable("evidence.hmac_key")
+
+
+def test_rollback_refuses_when_there_is_nothing_to_put_back(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _failed_run(
+        params_file, tmp_path / "evidence", facts={"forbidden_roots_disabled": [{"target": "ROOT\\AB"}]}
+    )
+    code, err = _cli(capsys, "rollback", str(run_dir), "--yes")
+    assert code == 2
+    assert (
+        f"{run_dir.name} did not change the production site's certificate (its step 02 did not run); there is "
+        f"no certificate to put back — re-enable the roots its step 00 disabled with: opslib rollback "
+        f"{run_dir} --roots"
+    ) in err
+    # --roots: step 0's .reg backups are named by its facts; here it recorded none.
+    code, err = _cli(capsys, "rollback", str(run_dir), "--roots", "--yes")
+    assert code == 2 and "step 00 of this run disabled no root; there is nothing to re-enable" in err
+
+
+def test_rollback_refuses_a_backup_that_changed_after_the_run(params_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "evidence"
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        root,
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="a",
+        dry_run=False,
+        now_utc=datetime.now(UTC),
+    )
+    reg = run_dir / "root-backup_ROOT_AB.reg"
+    reg.write_bytes(b"Windows Registry Editor Version 5.00\r\n")
+    evidence.update_run(
+        run_dir,
+        steps=[
+            {"name": "00_precheck_root_store", "status": "succeeded", "facts": {"root_backups": [reg.name]}}
+        ],
+        status="failed",
+    )
+    evidence.finalize_run(run_dir, now_utc=datetime.now(UTC))
+    assert runbook.root_backups(json.loads((run_dir / "run.json").read_text()), run_dir) == [reg]
+    reg.write_bytes(b"Windows Registry Editor Version 5.00\r\n[HKEY_LOCAL_MACHINE\\x]\r\n")
+    with pytest.raises(
+        Exception, match=r"root-backup_ROOT_AB\.reg: missing, or changed after the run was finalized"
+    ):
+        runbook.root_backups(json.loads((run_dir / "run.json").read_text()), run_dir)
+
+
+def test_console_lines_for_the_operator() -> None:
+    from opslib.runbook import console
+
+    swap = next(s for s in runbook.RENEW_STEPS if s.writes_rollback)
+    line = console.step_line(swap, index=3, total=5, status="succeeded", duration_s=2.04)
+    assert line.startswith("opslib: [3/5] 02 サーバIDの入替え / Swap the production certificate ")
+    assert line.endswith("succeeded     2.0 s")
+    rows = [
+        {"target": "W3SVC/1", "field": "SSLCertHash", "before": "AA", "after": "BB"},
+        {"target": "ROOT\\X", "field": "purposes", "before": "disabled", "after": "disabled"},
+    ]
+    plan = console.plan_lines([(swap, {"swap_plan": rows})], {"chain": "leaf → CA"})
+    assert plan[1:] == [
+        "  02 サーバIDの入替え / Swap the production certificate:",
+        "      W3SVC/1: SSLCertHash AA → BB",
+        "  predicted chain: leaf → CA",
+    ], "a row that changes nothing is no change"
+    serving = console.recorded_serving(
+        "www1", {"production_thumbprint_before": "AA"}, ["00_precheck_root_store"]
+    )
+    assert serving.text() == "www1 serves certificate AA — recorded by step 00, before anything changed"
+    assert "does NOT answer TLS" in console.Serving("www1", "", "AA", "", "x", unreachable="refused").text()
+
+
+def test_a_rollback_run_is_not_resumed(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _failed_run(params_file, tmp_path / "evidence")
+    evidence_dir = run_dir.parent
+    rollback = _failed_run(params_file, tmp_path / "other")
+    doc = json.loads((rollback / "run.json").read_text(encoding="utf-8"))
+    doc.update(mode="rollback", rolls_back={"run_id": run_dir.name, "run_json_sha256": None})
+    target = evidence_dir / (rollback.name + "-rb")
+    target.mkdir()
+    doc["run_id"] = target.name
+    (target / "run.json").write_text(json.dumps(doc), encoding="utf-8")
+    code, err = _cli(capsys, "resume", str(target), "--yes")
+    assert code == 2
+    assert f"{target.name} is a rollback; a rollback is not resumed — check what production serves" in err
+    assert f"start a new rollback of the run it undoes: opslib rollback {evidence_dir / run_dir.name}" in err
+
+
+def test_an_interrupted_run_is_closed_as_failed_before_it_is_resumed(
+    params_file: Path, tmp_path: Path
+) -> None:
+    p = params.load(params_file)
+    run_dir = evidence.new_run(
+        tmp_path,
+        host=p.host,
+        site=p.site,
+        parameters=p.data,
+        operator="a",
+        dry_run=False,
+        now_utc=datetime.now(UTC),
+    )
+    evidence.update_run(
+        run_dir,
+        steps=[
+            {"name": "00_precheck_root_store", "status": "succeeded", "facts": {"x": 1}},
+            {"name": "01_install_certificate", "status": "running"},
+        ],
+    )
+    assert not evidence.verify_run(run_dir).ok  # unfinalized: "finish it with `opslib resume …`"
+    runbook.recovery._close_interrupted(run_dir, None)
+    doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert (doc["status"], doc["failed_step"]) == ("failed", "01_install_certificate")
+    assert doc["steps"][1]["error"] == "interrupted: the run stopped without closing its evidence"
+    assert runbook.done_steps(doc) == ["00_precheck_root_store"]
+    assert evidence.verify_run(run_dir).ok

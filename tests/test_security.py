@@ -139,8 +139,9 @@ def test_basic_over_plain_http_is_refused_by_the_transport_too() -> None:
 def test_a_renewal_leaves_an_owner_only_backup_and_no_temp_folder(
     tmp_path: Path, passwords: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One full renewal over HTTPS with the CA bundle: an existing 0755 backup folder is tightened to
-    0700, the PFX is 0600, and no kit temp folder is left on the server."""
+    """One full renewal over HTTPS with the CA bundle: an existing 0755 backup folder is left as the
+    operator made it (the kit never changes a folder it did not create), the PFX is 0600, and no kit
+    temp folder is left on the server."""
     state = tmp_path / "state.json"
     with rehearsal.start(
         scenario="default", https=True, password=passwords[0], workdir=tmp_path / "host", state_file=state
@@ -155,7 +156,7 @@ def test_a_renewal_leaves_an_owner_only_backup_and_no_temp_folder(
         dirs = json.loads(state.read_text(encoding="utf-8"))["dirs"]
     assert not [d for d in dirs if "opslib-" in d], "a remote temp folder was left"
     (pfx,) = backups.glob("*.pfx")
-    assert stat.S_IMODE(backups.stat().st_mode) == 0o700
+    assert stat.S_IMODE(backups.stat().st_mode) == 0o755
     assert stat.S_IMODE(pfx.stat().st_mode) == 0o600
     (run_dir,) = (tmp_path / "ev").glob("*_web01_*")
     assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["tls_validation"] == "validate"

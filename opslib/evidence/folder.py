@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import EvidenceError
-from .index import previous_run
+from .index import command_counts, previous_run
 from .manifest import (
     FACTS_MIME,
     PROTECTED_FIELDS,
     RUN_JSON,
     SCHEMA,
     STATUSES,
+    TRANSCRIPT,
     hash_files,
     iso_utc,
     mask_literal_secrets,
@@ -135,7 +136,8 @@ def update_run(run_dir: str | os.PathLike[str], **fields: Any) -> dict[str, Any]
 def finalize_run(
     run_dir: str | os.PathLike[str], *, now_utc: dt.datetime, hmac_key: bytes | None = None
 ) -> dict[str, Any]:
-    """Close the run: ``finished_utc``, ``files`` (SHA-256 of every other file), ``previous_run`` (the
+    """Close the run: ``finished_utc``, ``commands`` (remote commands, failures and probe answers in
+    ``transcript.jsonl``), ``files`` (SHA-256 of every other file), ``previous_run`` (the
     newest other finalized run of the same root that started earlier) and, with a key, ``hmac``.
 
     Call it after the last file is written and ``status`` is ``succeeded`` or ``failed``; anything
@@ -150,6 +152,7 @@ def finalize_run(
             hint="set status to succeeded or failed with update_run first",
         )
     doc["finished_utc"] = iso_utc(now_utc)
+    doc["commands"] = command_counts(path / TRANSCRIPT)
     doc["files"] = hash_files(path)
     doc["previous_run"] = previous_run(path, doc)
     doc.pop("hmac", None)

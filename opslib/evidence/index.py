@@ -32,6 +32,9 @@ RUN_COLUMNS = (
     "status",
     "failed_step",
     "dry_run",
+    "mode",
+    "nonzero_exits",
+    "probe_nonzero_exits",
     "old_thumbprint",
     "old_not_after_utc",
     "new_thumbprint",
@@ -118,6 +121,8 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         return row
     raw_facts = doc.get("facts")
     facts: dict[str, Any] = raw_facts if isinstance(raw_facts, dict) else {}
+    raw_commands = doc.get("commands")
+    commands: dict[str, Any] = raw_commands if isinstance(raw_commands, dict) else {}
     return {
         "run_id": doc.get("run_id"),
         "host": doc.get("host"),
@@ -128,10 +133,33 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         "status": doc.get("status"),
         "failed_step": doc.get("failed_step"),
         "dry_run": bool(doc.get("dry_run")),
+        "mode": run_mode(doc),
+        "nonzero_exits": commands.get("nonzero_exits"),
+        "probe_nonzero_exits": commands.get("probe_nonzero_exits"),
         **{name: facts.get(name) for name in _FACT_COLUMNS},
         "kit_version": doc.get("kit_version"),
         "path": entry.path,
     }
+
+
+MODES = ("renew", "dry run", "rollback", "resume")
+
+
+def run_mode(doc: Mapping[str, Any]) -> str:
+    """What kind of run: ``renew``, ``dry run``, ``rollback`` or ``resume`` (a dry run's resume: ``resume``).
+
+    From run.json's ``mode`` (written by the runner since resumes became runs of their own), else from
+    its parameters' mode (older runs).
+    """
+    mode = str(doc.get("mode") or "")
+    if not mode:
+        parameters = doc.get("parameters")
+        mode = str(parameters.get("mode") or "") if isinstance(parameters, dict) else ""
+    if mode == "resume":
+        return "resume"
+    if mode == "rollback":
+        return "rollback"
+    return "dry run" if doc.get("dry_run") else "renew"
 
 
 def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
@@ -174,18 +202,30 @@ class RunRecord:
         return sorted(self.path.rglob("*.html"))
 
     def transcript_summary(self) -> dict[str, Any]:
-        """Commands run, how many exited non-zero, and the total time they took."""
+        """Commands run, how many exited non-zero — capability probes (whose non-zero exit is an answer,
+        not a failure: :func:`is_probe`) counted apart — and the total time they took."""
         t = self.transcript
         return {
             "commands": len(t),
-            "nonzero_exits": int((t["exit_code"].dropna() != 0).sum()),
+            "nonzero_exits": int(((t["exit_code"].fillna(0) != 0) & ~t["probe"]).sum()),
+            "probe_nonzero_exits": int(((t["exit_code"].fillna(0) != 0) & t["probe"]).sum()),
             "total_duration_s": round(float(t["duration_s"].fillna(0).sum()), 3),
             "unreadable_lines": len(self.transcript_problems),
         }
 
 
 _STEP_COLUMNS = ("name", "notebook", "status", "started_utc", "finished_utc", "duration_s", "facts", "error")
-_TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s")
+_TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s", "probe")
+
+
+def is_probe(item: Mapping[str, Any]) -> bool:
+    """A transcript record of a command whose non-zero exit is an expected answer: flagged by the
+    transport (``probe`` / ``expected_nonzero``), or labelled with a question (``does certutil know
+    -exportPFX?``, ``read … (does the key exist?)``) — the kit labels exactly its probes that way."""
+    if item.get("probe") or item.get("expected_nonzero"):
+        return True
+    what = str(item.get("what") or item.get("kind") or "")
+    return what.rstrip(") ").endswith("?")
 
 
 def load_run(path: str | os.PathLike[str]) -> RunRecord:
@@ -204,6 +244,7 @@ def load_run(path: str | os.PathLike[str]) -> RunRecord:
     transcript = pd.DataFrame(rows, columns=list(_TRANSCRIPT_COLUMNS))
     transcript["exit_code"] = pd.to_numeric(transcript["exit_code"], errors="coerce").astype("Int64")
     transcript["duration_s"] = pd.to_numeric(transcript["duration_s"], errors="coerce")
+    transcript["probe"] = transcript["probe"].fillna(False).astype(bool)
     return RunRecord(run_dir, doc, steps, transcript, tuple(problems))
 
 
@@ -235,9 +276,27 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 "command": redact(str(command or "")),
                 "exit_code": item.get("exit_code"),
                 "duration_s": item.get("duration_s"),
+                "probe": is_probe(item),
             }
         )
+    # ``reg export KEY`` that fails, then "(does the key exist?)" answering no: the key is absent, an
+    # answer the kit expects (opslib.server.remote.export_key), not a failure.
+    for row, nxt in zip(rows, rows[1:], strict=False):
+        if nxt["probe"] and nxt["what"] == f"{row['what']} (does the key exist?)" and nxt["exit_code"]:
+            row["probe"] = True
     return rows, problems
+
+
+def command_counts(transcript: Path) -> dict[str, int]:
+    """``{commands, nonzero_exits, probe_nonzero_exits}`` of a transcript (written into run.json when
+    the run is finalized, so that ``evidence list`` reads no transcript)."""
+    rows, _ = _read_transcript(transcript)
+    failed = [r for r in rows if r["exit_code"] not in (None, 0)]
+    return {
+        "commands": len(rows),
+        "nonzero_exits": sum(1 for r in failed if not r["probe"]),
+        "probe_nonzero_exits": sum(1 for r in failed if r["probe"]),
+    }
 
 
 def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
@@ -291,6 +350,10 @@ def _parse_since(since: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _link_id(link: Any) -> str | None:
+    return str(link.get("run_id")) if isinstance(link, Mapping) and link.get("run_id") else None
+
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
     """The facts a reviewer reads first about one run (used by ``show`` and the review notebook)."""
     run = record.run
@@ -308,6 +371,11 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "failed_step": run.get("failed_step"),
         "error": run.get("error"),
         "dry_run": bool(run.get("dry_run")),
+        "mode": run_mode(run),
+        "resumes": _link_id(run.get("resumes")),
+        "rolls_back": _link_id(run.get("rolls_back")),
+        "parameter_changes": list(run.get("parameter_changes") or []),
+        "production_now": run.get("production_now"),
         "started_utc": run.get("started_utc"),
         "finished_utc": run.get("finished_utc"),
         "duration_s": round((finished - started).total_seconds(), 3) if started and finished else None,

@@ -1,7 +1,8 @@
 """Integrity: :func:`verify_run`, :func:`verify_root` → :class:`VerifyReport` listing :class:`Problem` s.
 
 Recomputes the SHA-256 of every file, checks the HMAC where a key is given, and follows the chain of
-``previous_run`` links across the runs of a root (an edited, added or removed file or run shows up).
+``previous_run`` links across the runs of a root (an edited, added or removed file or run shows up),
+and the recovery links (``resumes``, ``rolls_back``: the run continued or undone, by its run.json hash).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _check_entry(entry: ScanEntry, *, hmac_key: bytes | None) -> tuple[list[Prob
                 "unfinalized",
                 run_json,
                 f"status {doc.get('status')!r} and no file hashes: the run is still in progress or was "
-                "interrupted; finish it with `opslib resume` before relying on it",
+                f"interrupted; finish it with `opslib resume {entry.path}` before relying on it",
             )
         )
         return problems, 0, False
@@ -163,6 +164,46 @@ def _check_link(entry: ScanEntry, by_id: Mapping[str, ScanEntry], root: str) -> 
     return []
 
 
+# Links from a recovery run to the run it continues or undoes, besides ``previous_run`` (docs/evidence.md).
+RECOVERY_LINKS = {"resumes": "resumes", "rolls_back": "rolls back"}
+
+
+def _check_recovery_links(
+    entry: ScanEntry, by_id: Mapping[str, ScanEntry], root: str, *, only: str | None = None
+) -> list[Problem]:
+    """``resumes`` / ``rolls_back``: the run named is still there and its run.json is the one recorded
+    (``only``: just the links to that run)."""
+    problems: list[Problem] = []
+    for key, verb in RECOVERY_LINKS.items():
+        link = entry.doc.get(key) if entry.doc else None
+        if not isinstance(link, dict) or not link.get("run_id") or only not in (None, link["run_id"]):
+            continue
+        other_id = str(link["run_id"])
+        recorded = link.get("run_json_sha256")
+        other = by_id.get(other_id)
+        if other is None:
+            if recorded:
+                problems.append(
+                    Problem(
+                        "chain",
+                        os.path.join(root, other_id),
+                        f"run {entry.run_id} {verb} this run, which no longer exists in {root or '.'}",
+                    )
+                )
+            continue
+        actual = hashlib.sha256(other.raw).hexdigest()
+        if recorded and actual != recorded:
+            problems.append(
+                Problem(
+                    "chain",
+                    os.path.join(other.path, RUN_JSON),
+                    f"SHA-256 {_short(actual)} differs from the {_short(str(recorded))} that run "
+                    f"{entry.run_id} recorded when it {verb} this run: this run.json changed since",
+                )
+            )
+    return problems
+
+
 def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None) -> VerifyReport:
     """Recompute one run's hashes: every edited, added or missing file, an HMAC mismatch (with a key),
     and the chain links into and out of this run (its previous run; later runs pointing at it)."""
@@ -184,10 +225,13 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
     problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
     problems += _check_link(entry, by_id, root)
+    problems += _check_recovery_links(entry, by_id, root)
     for later in entries:
         link = later.doc.get("previous_run") if later.doc else None
         if isinstance(link, dict) and link.get("run_id") == entry.run_id and later.name != entry.name:
             problems += _check_link(later, {entry.run_id: entry}, root)
+        if later.name != entry.name:
+            problems += _check_recovery_links(later, by_id, root, only=entry.run_id)
     return VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked)
 
 
@@ -214,6 +258,7 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     for entry in entries:
         problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
         problems += _check_link(entry, by_id, root_s)
+        problems += _check_recovery_links(entry, by_id, root_s)
         doc = entry.doc
         if doc is not None and is_finalized(doc) and doc.get("previous_run") is None:
             started, finished = parse_utc(doc.get("started_utc")), parse_utc(doc.get("finished_utc"))

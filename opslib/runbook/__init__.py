@@ -3,15 +3,20 @@
 =================  ===========================================================================
 :mod:`.steps`      the one step table: each step's notebook, the facts it consumes and records,
                    its hooks (confirmation, backup folder, rollback.yaml); the facts-vs-parameters rule
-:mod:`.run`        ``run`` / ``resume`` / ``summarize`` and the per-run context
+:mod:`.run`        ``run`` / ``launch`` / ``summarize`` and the per-run context
+:mod:`.recovery`   ``resume`` and ``rollback``: each a new chained run folder (a finalized run
+                   folder is never written again); corrected parameters on resume
+:mod:`.console`    the operator's lines: one per step, a dry run's plan, the lines after a failure
+:mod:`.failure`    after a failure: the exact next command, what production serves now
 :mod:`.rollback`   ``rollback.yaml``, built from the declarations of the step that writes it
 :mod:`.kernels`    one fresh kernel per step, the next one booting meanwhile; kernel manager options
 :mod:`.lock`       the host-and-site lock
 :mod:`.render`     nbconvert HTML renders and the redaction of executed notebooks
 =================  ===========================================================================
 
-The steps of a renewal (``mode: renew``); ``opslib run rollback.yaml`` (``mode: rollback``) runs
-``05_rollback_certificate`` then ``04_verify_endpoint``:
+The steps of a renewal (``mode: renew``); ``opslib rollback RUN`` (or ``opslib run RUN/rollback.yaml``, ``mode: rollback``)
+runs ``05_rollback_certificate`` then ``04_verify_endpoint``; ``--roots`` adds ``06_restore_roots``
+(run by the runner itself, no notebook):
 
 =====================================  =====================================================
 ``00_precheck_root_store``             read-only checks, disable a forbidden root (backed up)
@@ -26,22 +31,26 @@ from __future__ import annotations
 
 from .kernels import KERNEL, Kernels, kernel_manager_options
 from .lock import lock_path, locked
+from .recovery import CORRECTABLE, corrected_parameters, done_steps, resume, rollback, root_backups
 from .rollback import ROLLBACK_FILE, rollback_text, rollback_values, write_rollback
 from .run import (
     CELL_TIMEOUT_S,
+    Launch,
+    RunFailed,
     _Context,
     _evidence_root,
     _resolve_secrets,
     _select,
     declared_parameters,
+    launch,
     notebooks_dir,
-    resume,
     run,
     summarize,
 )
 from .steps import (
     ALL_STEPS,
     RENEW_STEPS,
+    RESTORE_ROOTS,
     ROLLBACK_STEPS,
     RollbackField,
     Step,
@@ -55,6 +64,15 @@ from .steps import (
 __all__ = [
     "ALL_STEPS",
     "CELL_TIMEOUT_S",
+    "CORRECTABLE",
+    "RESTORE_ROOTS",
+    "Launch",
+    "RunFailed",
+    "corrected_parameters",
+    "done_steps",
+    "launch",
+    "rollback",
+    "root_backups",
     "KERNEL",
     "RENEW_STEPS",
     "ROLLBACK_FILE",

@@ -59,7 +59,9 @@ def rollback_text(params: params_.Parameters, values: dict[str, Any], *, run_id:
         f"`opslib run {ROLLBACK_FILE}` puts certificate {values['old_thumbprint']} back on site\n"
         f"{params.site} (host {params.host}) with its old secure bindings, then verifies the endpoint.\n"
         f"実行 `opslib run {ROLLBACK_FILE}` で、サイト {params.site} の証明書を更新前のもの\n"
-        "に戻し、公開状態を確認します。Secrets are references only (秘密情報は参照のみ)."
+        "に戻し、公開状態を確認します。Secrets are references only (秘密情報は参照のみ).\n"
+        "`opslib rollback <run folder> [--roots]` does the same as a command; --roots also\n"
+        "re-enables the roots step 0 disabled (ステップ0で無効化したルート証明書も戻します)."
     )
     return params_.dump(data, header=header)
 

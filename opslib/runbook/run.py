@@ -11,9 +11,12 @@ each step the runner updates ``run.json``, renders ``html/<step>.html`` (:mod:`.
 the step that ``writes_rollback`` (also a failed one) writes ``rollback.yaml`` (:mod:`.rollback`):
 ``opslib run rollback.yaml`` (``mode: rollback``) runs only the rollback steps.
 
-The first failure stops the run (:class:`opslib.errors.StepFailed`: the step, the failing cell,
-the notebook); the evidence is finalized in every case. ``resume(run_dir)`` continues from the
-failed step in the same folder (a failed attempt's notebook and render move to ``attempts/``).
+The first failure stops the run (:class:`RunFailed`, a :class:`opslib.errors.StepFailed`: the
+step, the failing cell, the notebook, and the operator's last lines — what production serves now,
+what changed so far, the exact next command); the evidence is finalized in every case. A finalized
+``run.json`` is never written again: ``resume`` and ``rollback`` (:mod:`.recovery`) start new,
+chained run folders through :func:`launch`. The console shows one line per step
+(:mod:`.console`); ``verbose`` adds papermill's cell progress.
 ``benchmarks/run_overhead.py`` measures what the runner costs.
 """
 
@@ -23,7 +26,6 @@ import contextlib
 import getpass
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +38,8 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, StepFailed, UsageError
-from . import render
+from . import console, render
+from . import failure as failure_
 from .kernels import KERNEL, Kernels
 from .lock import locked
 from .rollback import write_rollback
@@ -69,6 +72,7 @@ def run(
     dry_run: bool = False,
     yes: bool = False,
     steps: str | Sequence[str] | None = None,
+    verbose: bool = False,
 ) -> int:
     """Run a renewal (or, for ``mode: rollback``, a rollback) from a parameters file.
 
@@ -79,80 +83,107 @@ def run(
     params = params_.load(params_path)
     selected = _select(steps_for(params.mode), steps)
     root = _evidence_root(evidence_root, params)
-    _refuse_unconfirmable(selected, dry_run=dry_run, yes=yes)
+    fields: dict[str, Any] = {"parameters_file": str(Path(params_path).resolve()), "mode": params.mode}
+    if params.mode == params_.ROLLBACK:
+        fields["rolls_back"] = _link(root, str(params.get("rollback.run_id")))
+    return launch(Launch(params, root, selected, dry_run=dry_run, yes=yes, verbose=verbose, fields=fields))
+
+
+@dataclass
+class Launch:
+    """One new run folder: what :func:`launch` needs (a run, a resume, a rollback)."""
+
+    params: params_.Parameters
+    root: Path
+    steps: Sequence[Step]
+    dry_run: bool = False
+    yes: bool = False
+    verbose: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)  # more run.json fields (mode, resumes, …)
+    facts: dict[str, Any] = field(default_factory=dict)  # carried forward from the run resumed
+    carried: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # its steps and their facts
+    in_process: dict[str, Callable[[_Context], dict[str, Any]]] = field(default_factory=dict)
+    root_backups: list[Path] = field(default_factory=list)  # rollback --roots: the .reg files it imports
+    # Called under the lock before the new folder exists (the hmac key given); returns more fields.
+    prepare: Callable[[bytes | None], dict[str, Any]] | None = None
+
+
+def launch(spec: Launch) -> int:
+    """Check everything that can be checked before contacting the server, take the lock, create a new
+    chained run folder and run ``spec.steps`` in it."""
+    params, selected = spec.params, list(spec.steps)
+    _refuse_unconfirmable(selected, dry_run=spec.dry_run, yes=spec.yes)
     env = _resolve_secrets(params)
     hmac_key = _hmac_key(params, env)
-    _check_backup_directory(params, root, selected)
-    notebooks = _check_notebooks(selected)
-    with locked(root, params.host, params.site):
+    _check_backup_directory(params, spec.root, selected)
+    notebooks = _check_notebooks([s for s in selected if not s.in_process])
+    with locked(spec.root, params.host, params.site):
         preflight.check_inputs(params, steps=[s.name for s in selected], prompted=env)
+        fields = {**spec.fields, **(spec.prepare(hmac_key) if spec.prepare else {})}
         run_dir = evidence.new_run(
-            root,
+            spec.root,
             host=params.host,
             site=params.site,
             parameters=params.data,
             operator=_operator(),
-            dry_run=dry_run,
+            dry_run=spec.dry_run,
             now_utc=_now(),
             tls_validation=str(params.get("winrm.server_cert_validation")),
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
-        evidence.update_run(run_dir, parameters_file=str(Path(params_path).resolve()), mode=params.mode)
-        ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
-        return ctx.execute(list(selected))
-
-
-def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
-    """Continue a failed run from its failed step, in the same run folder."""
-    folder = Path(run_dir).resolve()  # absolute: see _evidence_root
-    manifest = _read_manifest(folder)
-    if manifest.get("status") == "succeeded":
-        raise UsageError(f"{folder}: this run succeeded; there is nothing to resume")
-    params_file = manifest.get("parameters_file") or str(folder / "run.json")
-    params = params_.validate(
-        manifest.get("parameters") or {},
-        source=str(folder / "run.json"),
-        base_dir=Path(params_file).parent,
-    )
-    dry_run = bool(manifest.get("dry_run"))
-    done = {s["name"] for s in manifest.get("steps", []) if s.get("status") == "succeeded"}
-    remaining = [s for s in steps_for(params.mode) if s.name not in done]
-    wanted = manifest.get("selected_steps")
-    if wanted:
-        remaining = [s for s in remaining if s.name in wanted]
-    if not remaining:
-        raise UsageError(f"{folder}: every step already succeeded; there is nothing to resume")
-    _refuse_unconfirmable(remaining, dry_run=dry_run, yes=yes)
-    env = _resolve_secrets(params)
-    hmac_key = _hmac_key(params, env)
-    root = folder.resolve().parent
-    _check_backup_directory(params, root, remaining)
-    notebooks = _check_notebooks(remaining)
-    with locked(root, params.host, params.site):
-        preflight.check_inputs(params, steps=[s.name for s in remaining], prompted=env)
-        _archive_failed_attempts(folder, manifest)
-        print(f"opslib: resuming {folder} at {remaining[0].name}", file=sys.stderr)
-        evidence.update_run(folder, status="running", failed_step=None, error=None, finished_utc=None)
-        ctx = _Context(folder, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
-        ctx.facts = dict(manifest.get("facts") or {})
-        ctx.records = list(_read_manifest(folder).get("steps", []))
-        return ctx.execute(remaining)
+        evidence.update_run(run_dir, **fields)
+        ctx = _Context(
+            run_dir,
+            params,
+            notebooks,
+            dry_run=spec.dry_run,
+            yes=spec.yes,
+            env=env,
+            hmac_key=hmac_key,
+            verbose=spec.verbose,
+            mode=str(fields.get("mode") or params.mode),
+            carried=list(spec.carried),
+            in_process=dict(spec.in_process),
+            root_backups=list(spec.root_backups),
+        )
+        if spec.facts:
+            ctx.facts = dict(spec.facts)
+            evidence.update_run(run_dir, facts=ctx.facts)
+        for step, _ in spec.carried:  # the resumed run swapped already: its undo belongs here too
+            if step.writes_rollback and not spec.dry_run:
+                ctx._write_rollback(step)
+        return ctx.execute(selected)
 
 
 def summarize(run_dir: str | os.PathLike[str]) -> str:
     """A short text summary of a run: steps with status and duration, the key facts."""
     m = _read_manifest(Path(run_dir))
     facts = m.get("facts") or {}
-    lines = [
-        f"run {m.get('run_id', Path(run_dir).name)}: {m.get('status')}{' (dry run)' if m.get('dry_run') else ''}"
-    ]
+    mode = str(m.get("mode") or "")
+    kind = " (dry run)" if m.get("dry_run") else (f" ({mode})" if mode in ("resume", "rollback") else "")
+    lines = [f"run {m.get('run_id', Path(run_dir).name)}: {m.get('status')}{kind}"]
+    resumed = m.get("resumes") if isinstance(m.get("resumes"), dict) else None
+    if resumed:
+        carried = ", ".join(resumed.get("steps") or []) or "none"
+        lines.append(f"  resumes run {resumed.get('run_id')} (steps done there: {carried})")
     for s in m.get("steps", []):
         duration = s.get("duration_s")
         took = f"{duration:6.1f} s" if isinstance(duration, int | float) else "      -"
         lines.append(f"  {s.get('name', '?'):<26} {s.get('status', '?'):<10} {took}")
-    if facts.get("old_thumbprint") or facts.get("new_thumbprint"):
+    if facts.get("restored_thumbprint"):
         lines.append(
-            f"  certificate: {facts.get('old_thumbprint', '?')} (until {facts.get('old_not_after_utc', '?')})"
+            f"  certificate put back: {facts['restored_thumbprint']} (until {facts.get('restored_not_after_utc') or '?'})"
+            f", taken off: {facts.get('replaced_thumbprint') or '?'}"
+        )
+    if facts.get("roots_restored"):
+        lines.append(
+            f"  roots re-enabled: {', '.join(str(r.get('target')) for r in facts['roots_restored'])}"
+        )
+    if facts.get("old_thumbprint") or facts.get("new_thumbprint"):
+        old = facts.get("old_thumbprint") or facts.get("production_thumbprint_before") or "?"
+        until = facts.get("old_not_after_utc") or facts.get("production_not_after_utc_before") or "?"
+        lines.append(
+            f"  certificate: {old} (until {until})"
             f"\n            → {facts.get('new_thumbprint', '?')} (until {facts.get('new_not_after_utc', '?')})"
         )
     if facts.get("backup_file"):
@@ -161,6 +192,15 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"  error: {m['error']}")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
     return "\n".join(lines)
+
+
+class RunFailed(StepFailed):
+    """A step failed and the run's evidence is closed; ``recovery`` holds the operator's last lines
+    (what production serves now, what changed so far, the exact next command)."""
+
+    def __init__(self, failure: StepFailed, recovery: Sequence[str]) -> None:
+        super().__init__(failure.step, failure.notebook, failure.cause, cell=failure.cell, hint=failure.hint)
+        self.recovery = tuple(recovery)
 
 
 # --- one run, step by step -------------------------------------------------------------------
@@ -179,18 +219,32 @@ class _Context:
     renders: list[Future[None]] = field(default_factory=list)
     ask: Callable[[str], str] = input
     hmac_key: bytes | None = field(default=None, repr=False)  # evidence.hmac_key, resolved
+    verbose: bool = False  # papermill's cell progress on the console
+    mode: str = params_.RENEW  # run.json's mode: renew | rollback | resume
+    carried: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # steps a resumed run did
+    in_process: dict[str, Callable[[_Context], dict[str, Any]]] = field(default_factory=dict)
+    done: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # this run's succeeded steps
+    root_backups: list[Path] = field(default_factory=list)  # rollback --roots: the .reg files it imports
+    serving: console.Serving | None = None  # after a failure: what production serves now
+    _index: int = 0  # the step running now, 1-based, and how many this run runs (console lines)
+    _total: int = 0
 
     def execute(self, steps: list[Step]) -> int:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
+        self._total = len(steps)
         try:
             with _environment(self.env), Kernels(self.params.base_dir) as kernels:
                 for n, step in enumerate(steps):
+                    self._index = n + 1
                     passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
                     if step.needs_confirmation and not self.dry_run and not self.yes:
                         self._confirm(step)
+                    if step.in_process:
+                        self._run_in_process(step)
+                        continue
                     kernel = kernels.take()
-                    if n + 1 < len(steps):
+                    if n + 1 < len(steps) and not steps[n + 1].in_process:
                         kernels.prestart()  # boots while this step runs
                     ok = False
                     try:
@@ -206,11 +260,21 @@ class _Context:
         except OpsError as exc:
             failure = exc
         except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
-            self._close(status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}")
+            lines = self._close(
+                status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}"
+            )
+            print("\n".join(lines), file=sys.stderr, flush=True)
             raise
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
-            self._close(status="failed", error=credentials.redact(str(failure)), failed_step=failed_step)
+            if isinstance(failure, StepFailed):
+                failure = failure_.advise(failure, self._situation())
+            lines = self._close(
+                status="failed", error=credentials.redact(str(failure)), failed_step=failed_step
+            )
+            if isinstance(failure, StepFailed):
+                raise RunFailed(failure, lines) from None
+            print("\n".join(lines), file=sys.stderr, flush=True)  # the error itself follows
             raise failure
         self._close(status="succeeded", error=None)
         return 0
@@ -236,20 +300,70 @@ class _Context:
     def _confirm(self, step: Step) -> None:
         site = self.params.site
         known = {**self.operator_values(), **consumed_facts(step, self.facts)}
-        new = known.get(step.serves) or "?"
-        question = (
-            f"Step {step.name}: {step.title}\n"
-            f"  site {site} on {self.params.host} will serve certificate {new}.\n"
-            "Type yes to go on: "
-        )
+        if step.serves:
+            what = (
+                f"site {site} on {self.params.host} will serve certificate {known.get(step.serves) or '?'}."
+            )
+        else:
+            what = f"{step.title_en} on {self.params.host}."
+        question = f"Step {step.name}: {step.title}\n  {what}\nType yes to go on: "
         answer = self.ask(question).strip().lower()
         if answer not in ("yes", "y", "はい"):
             raise StepFailed(
                 step.name,
                 str(self.run_dir / step.notebook),
                 "not started: the operator did not confirm",
-                hint=f"nothing was changed by this step; continue with: opslib resume {self.run_dir}",
+                hint="nothing was changed by this step",
             )
+
+    def _new_record(self, step: Step) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "name": step.name,
+            "title": step.title,  # Japanese / English, as the console and the renders show it
+            "notebook": "" if step.in_process else step.notebook,
+            "status": "running",
+            "started_utc": _iso(_now()),
+            "finished_utc": None,
+            "duration_s": None,
+            "facts": {},
+            "error": None,
+        }
+        self.records.append(record)
+        evidence.update_run(self.run_dir, steps=self.records)
+        return record
+
+    def _finish(
+        self, step: Step, record: dict[str, Any], t0: float, error: StepFailed | None, facts: dict[str, Any]
+    ) -> None:
+        record.update(finished_utc=_iso(_now()), duration_s=round(time.monotonic() - t0, 3))
+        status = "failed" if error is not None else "succeeded"
+        print(
+            console.step_line(
+                step, index=self._index, total=self._total, status=status, duration_s=record["duration_s"]
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+        if error is not None:
+            record.update(status="failed", error=str(error))
+            evidence.update_run(self.run_dir, steps=self.records, failed_step=step.name)
+            raise error
+        record.update(status="succeeded", facts=facts)
+        self.facts.update(facts)
+        self.done.append((step, facts))
+        evidence.update_run(self.run_dir, steps=self.records, facts=self.facts)
+
+    def _run_in_process(self, step: Step) -> None:
+        """A step the runner runs itself (no notebook): its facts go into run.json as a notebook's would."""
+        record = self._new_record(step)
+        t0 = time.monotonic()
+        error: StepFailed | None = None
+        facts: dict[str, Any] = {}
+        try:
+            facts = self.in_process[step.name](self)
+        except OpsError as exc:
+            error = StepFailed(step.name, str(self.run_dir / "run.json"), f"{type(exc).__name__}: {exc}")
+        self._finish(step, record, t0, error, facts)
 
     def _run_step(self, step: Step, kernel: Any, passed: dict[str, Any]) -> None:
         import papermill
@@ -257,28 +371,7 @@ class _Context:
 
         source = self.notebooks[step.name][0]
         output = self.run_dir / step.notebook
-        started = _now()
-        fresh: dict[str, Any] = {
-            "name": step.name,
-            "notebook": step.notebook,
-            "status": "running",
-            "started_utc": _iso(started),
-            "finished_utc": None,
-            "duration_s": None,
-            "facts": {},
-            "error": None,
-        }
-        record = next((r for r in self.records if r.get("name") == step.name), None)
-        if record is None:
-            record = fresh
-            self.records.append(record)
-        else:  # a resumed step: keep what the failed attempt left, then start afresh
-            earlier = {k: record.get(k) for k in ("notebook", "status", "started_utc", "duration_s", "error")}
-            record.update(fresh, attempts=[*record.get("attempts", []), earlier])
-        evidence.update_run(self.run_dir, steps=self.records)
-        print(
-            f"opslib: step {step.name} — {step.title}{' (dry run)' if self.dry_run else ''}", file=sys.stderr
-        )
+        record = self._new_record(step)
         t0 = time.monotonic()
         error: StepFailed | None = None
         try:
@@ -287,7 +380,8 @@ class _Context:
                 str(output),
                 parameters=passed,
                 kernel_name=KERNEL,
-                progress_bar=True,
+                progress_bar=self.verbose,  # the operator sees one line per step (console.step_line)
+                log_output=self.verbose,
                 cwd=str(self.params.base_dir),
                 execution_timeout=CELL_TIMEOUT_S,
                 # The notebook is written at the start, at the end and on a failure; not after every
@@ -303,28 +397,18 @@ class _Context:
                 str(output),
                 cause,
                 cell=exc.exec_count,
-                hint=f"read the notebook or html/{step.name}.html; fix the cause, then: opslib resume {self.run_dir}",
+                hint=f"read the notebook or html/{step.name}.html",
             )
         except OpsError:
             raise
         except Exception as exc:  # the kernel could not start, died, or papermill itself failed
             cause = credentials.redact(f"{type(exc).__name__}: {exc}")
-            error = StepFailed(
-                step.name, str(output), cause, hint=f"fix the cause, then: opslib resume {self.run_dir}"
-            )
-        finished = _now()
+            error = StepFailed(step.name, str(output), cause)
         record["redacted"] = render.redact_notebook(output)
         # Rendered in the background while the next kernel starts (waited for before finalizing).
         self.renders.append(render.render_later(output, self.run_dir / "html" / f"{step.name}.html"))
-        record.update(finished_utc=_iso(finished), duration_s=round(time.monotonic() - t0, 3))
-        if error is not None:
-            record.update(status="failed", error=str(error))
-            evidence.update_run(self.run_dir, steps=self.records, failed_step=step.name)
-            raise error
-        facts = evidence.read_facts(output) if output.exists() else {}
-        record.update(status="succeeded", facts=facts)
-        self.facts.update(facts)
-        evidence.update_run(self.run_dir, steps=self.records, facts=self.facts)
+        facts = evidence.read_facts(output) if error is None and output.exists() else {}
+        self._finish(step, record, t0, error, facts)
 
     def env_references(self) -> dict[str, Any]:
         """Notebook values that replace ``prompt`` references (asked once, passed via the environment)."""
@@ -340,11 +424,23 @@ class _Context:
         path = write_rollback(self.run_dir, self.params, step, self.facts)
         if path is not None:
             print(
-                f"opslib: wrote {path} (opslib run {path} puts the previous certificate back)",
+                f"opslib: wrote {path} (opslib rollback {self.run_dir} puts the previous certificate back)",
                 file=sys.stderr,
             )
 
-    def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> None:
+    def _situation(self) -> failure_.Situation:
+        return failure_.Situation(
+            run_dir=self.run_dir,
+            params=self.params,
+            facts=self.facts,
+            done=[*self.carried, *self.done],
+            rollback=self.params.mode == params_.ROLLBACK or bool(self.in_process),
+            dry_run=self.dry_run,
+            yes=self.yes,
+            root_backups=list(self.root_backups),
+        )
+
+    def _close(self, *, status: str, error: str | None, failed_step: str | None = None) -> list[str]:
         for future in self.renders:
             future.result()
         for record in self.records:
@@ -353,6 +449,11 @@ class _Context:
         failed = failed_step or next(
             (r["name"] for r in reversed(self.records) if r.get("status") == "failed"), None
         )
+        lines: list[str] = []
+        extra: dict[str, Any] = {}
+        if status == "failed":
+            lines, self.serving = failure_.recovery_lines(self._situation(), failed)
+            extra["production_now"] = self.serving.facts()
         evidence.update_run(
             self.run_dir,
             status=status,
@@ -361,9 +462,13 @@ class _Context:
             finished_utc=_iso(_now()),
             steps=self.records,
             facts=self.facts,
+            **extra,
         )
         evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)
         print(summarize(self.run_dir), flush=True)
+        if self.dry_run and status == "succeeded":
+            print("\n".join(console.plan_lines([*self.carried, *self.done], self.facts)), flush=True)
+        return lines
 
 
 # --- checks before anything is contacted --------------------------------------------------------
@@ -475,27 +580,13 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
             os.environ.pop(var, None)
 
 
-def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
-    """Keep a failed step's notebook and render: move them to ``attempts/`` before re-running it."""
-    steps = manifest.get("steps", [])
-    changed = False
-    for record in steps:
-        if record.get("status") == "succeeded" or str(record.get("notebook", "")).startswith("attempts/"):
-            continue
-        name = str(record.get("name"))
-        attempt = len(record.get("attempts", [])) + 1
-        attempts = folder / "attempts"
-        attempts.mkdir(exist_ok=True)
-        for src, suffix in (
-            (folder / f"{name}.ipynb", ".ipynb"),
-            (folder / "html" / f"{name}.html", ".html"),
-        ):
-            if src.exists():
-                shutil.move(str(src), str(attempts / f"{name}.attempt{attempt}{suffix}"))
-        record["notebook"] = f"attempts/{name}.attempt{attempt}.ipynb"
-        changed = True
-    if changed:
-        evidence.update_run(folder, steps=steps)
+def _link(root: Path, run_id: str) -> dict[str, Any]:
+    """``{run_id, run_json_sha256}`` of a run of ``root`` as it is now (the hash None when it is missing)."""
+    import hashlib
+
+    path = root / run_id / "run.json"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"run_id": run_id, "run_json_sha256": digest}
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -54,10 +54,28 @@ class Step:
     serves: str = ""  # a parameter or consumed fact: the certificate the site serves afterwards
     writes_backup: bool = False
     writes_rollback: tuple[RollbackField, ...] = ()
+    plan: str = ""  # the fact holding the step's from → to rows (target, field, before, after)
+    changed: str = ""  # the fact holding what the step changed, when it is not the plan
+    in_process: bool = False  # run by the runner itself (no notebook): see opslib.runbook.recovery
 
     @property
     def notebook(self) -> str:
         return f"{self.name}.ipynb"
+
+    @property
+    def number(self) -> str:
+        """``00`` … ``05``: the step's number as the console and the renders show it."""
+        return self.name.split("_", 1)[0]
+
+    @property
+    def title_ja(self) -> str:
+        """The seed's Japanese title (the part of :attr:`title` before `` / ``)."""
+        return self.title.partition(" / ")[0]
+
+    @property
+    def title_en(self) -> str:
+        """The English title (the part of :attr:`title` after `` / ``)."""
+        return self.title.partition(" / ")[2] or self.title
 
 
 PRECHECK = Step(
@@ -68,11 +86,14 @@ PRECHECK = Step(
         "production_not_after_utc_before",
         "production_secure_bindings_before",
     ),
+    plan="forbidden_roots_planned",
+    changed="forbidden_roots_disabled",
 )
 INSTALL = Step(
     "01_install_certificate",
     "サーバIDのインストール / Install the new certificate",
     records=("new_thumbprint", "new_not_after_utc"),
+    plan="install_plan",
 )
 SWAP = Step(
     "02_swap_certificate",
@@ -92,6 +113,7 @@ SWAP = Step(
         RollbackField("old_secure_bindings", "old_secure_bindings", "production_secure_bindings_before"),
         RollbackField("replaced_thumbprint", "new_thumbprint", "new_thumbprint"),
     ),
+    plan="swap_plan",
 )
 BACKUP = Step(
     "03_backup_keypair",
@@ -99,6 +121,7 @@ BACKUP = Step(
     consumes=("new_thumbprint",),
     records=("backup_file", "backup_sha256"),
     writes_backup=True,
+    plan="backup_plan",
 )
 VERIFY = Step(
     "04_verify_endpoint",
@@ -112,6 +135,18 @@ ROLLBACK = Step(
     records=("restored_thumbprint", "replaced_thumbprint", "expected_thumbprint"),
     needs_confirmation=True,
     serves="old_thumbprint",  # the rollback section's parameter
+    plan="rollback_plan",
+)
+# ``opslib rollback RUN --roots``: re-enable the roots that RUN's step 0 disabled, from its ``.reg``
+# backups, read back. Run by the runner itself (opslib.runbook.recovery), after step 4: with the G5
+# root enabled again IIS stops sending the cross certificate, the very reason step 0 disables it.
+RESTORE_ROOTS = Step(
+    "06_restore_roots",
+    "ルート証明書の復元 / Re-enable the roots step 0 disabled",
+    records=("roots_restored",),
+    needs_confirmation=True,
+    changed="roots_restored",
+    in_process=True,
 )
 
 RENEW_STEPS: tuple[Step, ...] = (PRECHECK, INSTALL, SWAP, BACKUP, VERIFY)

@@ -15,7 +15,7 @@ MS-GPEF table; CERTENROLL_PROPERTYID in certenroll.h), and 0x20 CERT_CERT_PROP_I
 certificate itself [I: the certificate trailer uses the same header with ID 0x20].
 
 This module is written from those documents, independently of the kit's own parser in
-:mod:`opslib.windows`, so that a misreading in one is caught by the other.
+:mod:`opslib.server.stores`, so that a misreading in one is caught by the other.
 
 Not emulated: the ``.SmartCard`` physical store (no registry location) and user stores.
 """

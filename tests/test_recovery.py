@@ -1,0 +1,229 @@
+"""Recovery paths against the rehearsal host, end to end (papermill, real kernels, real WinRM):
+
+fail → a later run → ``opslib resume --params`` → a failing ``opslib rollback`` → ``opslib rollback``
+(the roots stay disabled) → ``opslib rollback --roots``, with ``opslib evidence verify --root`` clean
+after each run: a run folder, once finalized, is never written again (resume and rollback are new runs
+chained like any run). Along the way: what the operator reads on the console after a failure and in a
+dry run, and the mode column of ``evidence list``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets as random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from secretscan import assert_no_secrets
+
+from opslib import certs, cli, rehearsal, windows
+from opslib.rehearsal.host import STARTED
+
+WINRM_ENV, PFX_ENV = "OPSLIB_RECOVERY_WINRM", "OPSLIB_RECOVERY_PFX"
+
+
+@pytest.fixture
+def secrets_() -> Iterator[list[str]]:
+    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
+    saved = {k: os.environ.get(k) for k in (WINRM_ENV, PFX_ENV)}
+    os.environ.update({WINRM_ENV: values[0], PFX_ENV: values[1]})
+    yield values
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _runs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+
+
+def _verify_root(root: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    code = cli.main(["evidence", "verify", "--root", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
+def _root_blobs(reh: rehearsal.Rehearsal, roots: list[tuple[str, str]]) -> list[bytes]:
+    return [
+        reh.host.reg_get(rf"{windows.STORE_KEYS[store]}\Certificates\{thumb}", "Blob")[2]
+        for store, thumb in roots
+    ]
+
+
+@pytest.mark.timeout(900)
+def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        extra = reh.host.extra
+        old, new = extra["current_thumbprint"], extra["new_thumbprint"]
+        roots = [("ROOT", extra["forbidden_roots"][0]), ("AuthRoot", certs.G5_THUMBPRINT)]
+        blobs_before = _root_blobs(reh, roots)
+        data = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+        # A: the production site's set-cert fails (the 12th cscript command of a run: step 2).
+        reh.set_faults(["before:cscript#12:fail"])
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        # One line per step, no cell progress bars.
+        assert re.search(
+            r"opslib: \[1/5\] 00 事前確認 / Pre-check the trusted root store +succeeded +\d+\.\d s", err
+        )
+        assert re.search(
+            r"opslib: \[3/5\] 02 サーバIDの入替え / Swap the production certificate +failed", err
+        )
+        assert "Executing" not in err and "cell/s" not in err
+        # The last lines: what production serves now (a read-only handshake), what changed, what to type.
+        tail = err[err.index(f"opslib: run {a.name} failed at step 02") :]
+        assert re.search(
+            rf"production now : www1\.example\.jp serves certificate {old}, expires 20\d\d-.* — read-only TLS handshake",
+            tail,
+        )
+        assert f"00: ROOT\\{roots[0][1]}: purposes (EKU property 9) all purposes → disabled" in tail
+        assert f"01: MY\\{new}: certificate (none) → www1.example.jp" in tail
+        assert f"02: failed; what it did before it stopped is in {a / '02_swap_certificate.ipynb'}" in tail
+        assert f"next           : fix the cause, then continue: opslib resume {a} --yes" in tail
+        assert f"opslib resume {a} --params FIXED.yaml --yes" in tail
+        assert f"or undo what changed: opslib rollback {a} --roots --yes" in tail
+        assert _manifest(a)["production_now"]["thumbprint"] == old
+        a_bytes = (a / "run.json").read_bytes()
+        reh.set_faults([])
+
+        # B: a later run (a dry run) chains A; it prints its plan.
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        b = _runs(root)[1]
+        assert _manifest(b)["previous_run"]["run_json_sha256"] == hashlib.sha256(a_bytes).hexdigest()
+        assert "plan (dry run: nothing was changed; a real run would do this):" in out
+        assert f'W3SVC/1 "www1.example.jp": SSLCertHash {old} → {new}' in out
+        assert re.search(r"predicted chain: www1\.example\.jp → .* G4 → ", out)
+        _verify_root(root, capsys)
+
+        # Resume A with a correction that cannot change what was done; a key that could is refused.
+        bad = tmp_path / "params" / "bad.yaml"
+        bad.write_text(
+            yaml.safe_dump({"production_site": "www2.example.jp", "warn_days": 20}), encoding="utf-8"
+        )
+        assert cli.main(["resume", str(a), "--params", str(bad), "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"bad\.yaml: production_site: cannot be changed on resume \(production_site: ", err)
+        assert len(_runs(root)) == 2, "a refused resume creates nothing"
+        fixed = tmp_path / "params" / "fixed.yaml"
+        fixed.write_text(yaml.safe_dump({"warn_days": 20, "winrm": {"read_timeout_s": 40}}), encoding="utf-8")
+        assert cli.main(["resume", str(a), "--params", str(fixed), "--yes"]) == 0
+        capsys.readouterr()
+        c = _runs(root)[2]
+        assert (a / "run.json").read_bytes() == a_bytes, "the resumed run's run.json is never rewritten"
+        m = _manifest(c)
+        assert (m["mode"], m["status"]) == ("resume", "succeeded")
+        assert m["resumes"] == {
+            "run_id": a.name,
+            "run_json_sha256": hashlib.sha256(a_bytes).hexdigest(),
+            "steps": ["00_precheck_root_store", "01_install_certificate"],
+        }
+        assert m["parameter_changes"] == [
+            {"key": "warn_days", "old": 30, "new": 20},
+            {"key": "winrm.read_timeout_s", "old": 30, "new": 40},
+        ]
+        assert [s["name"] for s in m["steps"]] == [
+            "02_swap_certificate",
+            "03_backup_keypair",
+            "04_verify_endpoint",
+        ]
+        assert m["facts"]["new_thumbprint"] == new and m["facts"]["production_thumbprint_before"] == old
+        assert not (c / "00_precheck_root_store.ipynb").exists(), "nothing it did not execute is copied"
+        assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (new, STARTED)
+        _verify_root(root, capsys)
+        assert cli.main(["resume", str(a), "--yes"]) == 2
+        assert f"was already resumed by run {c.name} (succeeded)" in capsys.readouterr().err
+
+        # A rollback that fails (IIS will not start the site with the old certificate) does not advise itself.
+        extra["fail_start_thumbprints"] = [old]
+        assert cli.main(["rollback", str(c), "--yes"]) == 1
+        err = capsys.readouterr().err
+        tail = err[err.index("opslib: error:") :]
+        assert "production now : www1.example.jp does NOT answer TLS now (" in tail
+        assert (
+            f"last on record: certificate {new} (served when the rollback started, as the run it undoes recorded)"
+            in tail
+        )
+        assert f"put certificate {old} back by hand: IIS Manager → site www1.example.jp" in tail
+        assert "opslib rollback" not in tail and "rollback.yaml" not in tail and "opslib resume" not in tail
+        extra["fail_start_thumbprints"] = []
+        _verify_root(root, capsys)
+
+        # The rollback without --roots: the old certificate back, the roots left disabled.
+        assert cli.main(["rollback", str(c), "--yes"]) == 0
+        err = capsys.readouterr().err
+        assert re.search(r"\[2/2\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "06_restore_roots" not in _manifest(_runs(root)[-1])["selected_steps"]
+        assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (old, STARTED)
+
+        # The rollback with the roots: the old certificate back, exactly the roots A's step 0 disabled.
+        assert _root_blobs(reh, roots) != blobs_before
+        assert cli.main(["rollback", str(c), "--roots", "--yes"]) == 0
+        err = capsys.readouterr().err
+        assert re.search(
+            r"\[3/3\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
+        )
+        d = _runs(root)[-1]
+        m = _manifest(d)
+        assert (m["mode"], m["status"]) == ("rollback", "succeeded")
+        assert m["rolls_back"]["run_id"] == c.name
+        assert {r["file"] for r in m["facts"]["root_backups_used"]} == {
+            f"root-backup_{store}_{thumb}.reg" for store, thumb in roots
+        }
+        assert {r["run_id"] for r in m["facts"]["root_backups_used"]} == {a.name}
+        assert _root_blobs(reh, roots) == blobs_before
+        assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (old, STARTED)
+    finally:
+        reh.stop()
+    out = _verify_root(root, capsys)
+    assert out.strip() == f"ok: 6 runs in {root} (file hashes, chain)"
+    assert cli.main(["evidence", "list", "--root", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["mode"], r["status"]) for r in rows] == [
+        ("renew", "failed"),
+        ("dry run", "succeeded"),
+        ("resume", "succeeded"),
+        ("rollback", "failed"),
+        ("rollback", "succeeded"),
+        ("rollback", "succeeded"),
+    ]
+    assert all(r["nonzero_exits"] is not None for r in rows)
+    assert rows[1]["probe_nonzero_exits"] > 0, "a dry run probes the server's tools"
+    assert cli.main(["evidence", "list", "--root", str(root)]) == 0
+    dry_line = capsys.readouterr().out.splitlines()[2]
+    assert re.search(
+        rf"dry run .* {rows[1]['nonzero_exits']} \(\+{rows[1]['probe_nonzero_exits']} probes\)$", dry_line
+    )
+    assert cli.main(["evidence", "show", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert f"mode      rollback    rolls back run {c.name}" in out
+    assert re.search(
+        r"commands  \d+ remote commands, \d+ non-zero exits, .*; \d+ more non-zero exits were capability probes",
+        out,
+    )
+    for run_dir in _runs(root):
+        assert_no_secrets(run_dir, secrets_)
