@@ -56,6 +56,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_bad_inputs": "notebooks",
     "test_notebooks": "notebooks",
     "test_review_notebook": "notebooks",
+    "test_report": "notebooks",
     "test_security": "notebooks",
     "test_faults": "faults",
 }

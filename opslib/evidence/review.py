@@ -31,7 +31,6 @@ _STATUS_COLOURS = {
 }
 
 
-
 # --- review notebook helpers --------------------------------------------------------------------
 
 
@@ -43,6 +42,18 @@ def format_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def short_thumbprint(value: Any) -> str:
     return str(value)[:8] if isinstance(value, str) and value else "–"
+
+
+def run_mode(doc: Mapping[str, Any]) -> str:
+    """renew | dry run | rollback | resume, from a run.json (or a runs-table row): ``resumes`` (the run a
+    resume continues) or ``mode: resume`` first, then ``mode``/``parameters.mode``, then ``dry_run``."""
+    params = doc.get("parameters")
+    mode = doc.get("mode") or (params.get("mode") if isinstance(params, Mapping) else None) or "renew"
+    if doc.get("resumes") or mode == "resume":
+        return "resume"
+    if mode == "rollback":
+        return "rollback"
+    return "dry run" if doc.get("dry_run") is True else "renew"
 
 
 def status_text(row: Mapping[str, Any]) -> str:
@@ -309,5 +320,3 @@ def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
         va, vb = cell_text(left.get(key)), cell_text(right.get(key))
         rows.append([key, va, vb, b is not None and key not in ("run_id", "started_utc") and va != vb])
     return pd.DataFrame(rows, columns=["field", "this run", "other run", "changed"])
-
-

@@ -362,6 +362,7 @@ class _Context:
             steps=self.records,
             facts=self.facts,
         )
+        _write_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)
         print(summarize(self.run_dir), flush=True)
 
@@ -496,6 +497,17 @@ def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
         changed = True
     if changed:
         evidence.update_run(folder, steps=steps)
+
+
+def _write_report(run_dir: Path) -> None:
+    """The auditor's report (``report.html``, :mod:`opslib.evidence.report`); a failure to write it
+    never stops the evidence from being finalized."""
+    from ..evidence.report import write_report
+
+    try:
+        write_report(run_dir, before_finalizing=True)
+    except Exception as exc:  # the report is a reading aid; the notebooks and run.json are the evidence
+        print(f"opslib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

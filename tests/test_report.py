@@ -1,0 +1,207 @@
+"""The auditor's report (``report.html``) of real rehearsal runs, read in a real browser.
+
+Two runs through the real stack (papermill kernels, pywinrm over HTTP, the rehearsal host): a
+renewal that succeeds and one whose swap fails. Their reports are opened in headless Chromium from
+the OS packages (``/usr/bin/chromium``; ``make test`` installs it as root), driven by the playwright
+package (no ``playwright install``): the page renders without console errors, fetches nothing, its
+summary fits the 1280×800 viewport, and it holds no code, no traceback, no value cut short.
+``OPSLIB_WRITE_DOCS=1`` also writes the summary picture ``docs/report-summary.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_notebooks import Setup, _env, _run, _start  # noqa: F401 (_env is a fixture)
+
+from opslib import cli
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+DOCS_PNG = Path(__file__).resolve().parent.parent / "docs" / "report-summary.png"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[tuple[Setup, Path, Path]]:  # noqa: F811
+    """A successful renewal and a renewal whose swap (step 2) fails, each on its own rehearsal host."""
+    good = _start(tmp_path_factory.mktemp("report-ok"), _env)
+    bad = _start(tmp_path_factory.mktemp("report-failed"), _env)
+    try:
+        assert _run(good, "--yes") == 0
+        # The 12th cscript command of a run is step 2's "set-cert" on the production site (IIS 6 helper).
+        bad.reh.set_faults(["before:cscript#12:fail"])
+        assert _run(bad, "--yes") == 1
+        (ok_dir,) = good.run_dirs()
+        (failed_dir,) = bad.run_dirs()
+        yield good, ok_dir, failed_dir
+    finally:
+        good.reh.stop()
+        bad.reh.stop()
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+def _browser() -> Any:
+    """playwright's Chromium, launched from the OS package; missing: skipped, or failed under CI."""
+    missing = ""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed (pip install -e '.[dev]')"
+    if not missing and not os.access(CHROMIUM, os.X_OK):
+        missing = (
+            f"chromium is not installed ({CHROMIUM}); make test installs it as root: apt-get install chromium"
+        )
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} — CI is set, so this is a failure, not a skip")
+        pytest.skip(missing)
+    return sync_playwright()
+
+
+def _open(report: Path, *, screenshot: Path | None = None) -> dict[str, Any]:
+    """Load ``report`` in Chromium; what a reader sees: text, console errors, requests, the summary box."""
+    seen: dict[str, Any] = {"errors": [], "requests": []}
+    with _browser() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+            page.on("request", lambda r: seen["requests"].append(r.url))
+            page.goto(report.as_uri(), wait_until="load")
+            seen["text"] = page.inner_text("body")
+            seen["summary_text"] = page.inner_text("#summary")
+            seen["box"] = page.locator("#summary").bounding_box()
+            seen["scroll_width"] = page.evaluate("document.documentElement.scrollWidth")
+            seen["cells"] = page.eval_on_selector_all("td, th", "cells => cells.map(c => c.innerText)")
+            seen["changes"] = page.eval_on_selector_all(
+                "#summary .grid > div:nth-child(2) table > tbody > tr",
+                "rows => rows.map(r => Array.from(r.children).map(c => c.innerText))",
+            )
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot), clip=seen["box"])
+        finally:
+            browser.close()
+    return seen
+
+
+def _assert_readable(seen: dict[str, Any], report: Path) -> None:
+    assert seen["errors"] == [], "console errors"
+    assert seen["requests"] == [report.as_uri()], "the page fetches nothing but itself"
+    box = seen["box"]
+    assert box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["width"] <= VIEWPORT["width"] and box["y"] + box["height"] <= VIEWPORT["height"], (
+        f"the summary does not fit the viewport without scrolling: {box}"
+    )
+    assert seen["scroll_width"] <= VIEWPORT["width"], "no horizontal scrolling"
+    text = seen["text"]
+    cut = [c for c in seen["cells"] if "…" in c or re.search(r"\S\.\.\.(\s|$)", c)]
+    assert cut == [], "a value is cut short"
+    assert "…" not in seen["summary_text"]
+    assert "Traceback" not in text and 'File "' not in text and "---------" not in text
+    assert "opslib.connect(" not in text and "# Parameters" not in text, "no code, no parameters cell"
+    assert "概要" in text and "Summary" in text, "both languages"
+    markup = report.read_text(encoding="utf-8")
+    assert "<script" not in markup and "<link" not in markup and "http://" not in markup.split("<body>")[0]
+
+
+def test_the_runner_writes_the_report_into_the_evidence(runs: tuple[Setup, Path, Path]) -> None:
+    _, ok_dir, failed_dir = runs
+    for run_dir in (ok_dir, failed_dir):
+        assert "report.html" in _manifest(run_dir)["files"], "hashed with the rest of the run"
+        assert cli.main(["evidence", "verify", str(run_dir)]) == 0
+
+
+def test_the_report_of_a_renewal_in_a_real_browser(runs: tuple[Setup, Path, Path]) -> None:
+    setup, ok_dir, _ = runs
+    report = ok_dir / "report.html"
+    shot = DOCS_PNG if os.environ.get("OPSLIB_WRITE_DOCS") == "1" else None
+    seen = _open(report, screenshot=shot)
+    _assert_readable(seen, report)
+    m = _manifest(ok_dir)
+    facts = m["facts"]
+    summary = seen["summary_text"]
+    for value in (
+        m["host"],
+        m["site"],
+        m["operator"],
+        facts["old_thumbprint"],
+        facts["new_thumbprint"],
+        facts["backup_file"],  # the full path, wrapped rather than cut
+        facts["backup_sha256"],
+        "JST",
+        "UTC",
+        "合格 / passed",
+        "確定前に作成 / written before finalizing",  # the runner writes it just before finalizing
+        f"opslib evidence verify {ok_dir}",
+    ):
+        assert value in summary or value.replace("\\", "") in summary.replace("\n", ""), value
+    assert setup.reh.host.sites[1].ssl_cert_hash == facts["new_thumbprint"]
+    # What changed: every row's before differs from its after; the swap's certificate change is there.
+    changes = [row for row in seen["changes"] if len(row) == 5]
+    assert changes and all(row[3] != row[4] for row in changes)
+    assert [
+        "02",
+        'W3SVC/1 "www1.example.jp"',
+        "SSLCertHash",
+        facts["old_thumbprint"],
+        facts["new_thumbprint"],
+    ] in [[c.replace("\n", "") for c in row] for row in changes]
+    # One section per step, with the notebook's prose and the recorded facts in full.
+    text = seen["text"]
+    for step in m["steps"]:
+        assert step["name"].split("_")[0] + " — " in text
+    assert "How to undo it." in text and "記録された事実 / Recorded facts" in text
+    assert facts["key_container"] in text and facts["chain"] in text
+
+
+def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_path: Path) -> None:
+    _, _, failed_dir = runs
+    m = _manifest(failed_dir)
+    assert m["failed_step"] == "02_swap_certificate"
+    seen = _open(failed_dir / "report.html")
+    _assert_readable(seen, failed_dir / "report.html")
+    assert (
+        "失敗 / failed" in seen["summary_text"]
+        and "この手順はここで失敗しました / This step failed here" in seen["text"]
+    )
+    error = next(s["error"] for s in m["steps"] if s["name"] == "02_swap_certificate")
+    assert error and error in seen["text"].replace("\n", " ")
+    assert "未実行 / not run" in seen["summary_text"], "the steps after the failure"
+
+    # The command writes a fresh one, outside the run folder; English only on request.
+    out = tmp_path / "failed.html"
+    assert cli.main(["evidence", "report", str(failed_dir), "--lang", "en", "--out", str(out)]) == 0
+    english = out.read_text(encoding="utf-8")
+    assert 'lang="ja"' not in english and "This step failed here" in english and "概要" not in english
+    assert re.search(r"intact</span></span></td><td>\d+ files match their SHA-256", english), "verified now"
+    assert cli.main(["evidence", "verify", str(failed_dir)]) == 0, "the run folder is untouched"
+
+
+def test_the_report_is_never_written_into_a_finalized_run(
+    runs: tuple[Setup, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, ok_dir, _ = runs
+    assert cli.main(["evidence", "report", str(ok_dir), "--out", str(ok_dir / "again.html")]) == 2
+    assert "inside the run folder" in capsys.readouterr().err
+    assert not (ok_dir / "again.html").exists()
