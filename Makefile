@@ -38,7 +38,7 @@ node:
 # The report's browser test (tests/test_report.py) renders it in headless Chromium from the OS packages,
 # driven by the playwright package (no `playwright install`); in CI a missing chromium fails that test.
 browser:
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update && apt-get install -y chromium fonts-ipafont-gothic)
 
 test: lint typecheck node browser
 	$(PY) -m pytest -q

@@ -30,7 +30,6 @@ from typing import Any
 from .. import secrets
 from ..errors import EvidenceError, UsageError
 from .manifest import FACTS_MIME, RUN_JSON, is_finalized, parse_utc
-from .review import run_mode
 from .verify import verify_run
 
 REPORT_FILE = "report.html"  # in the run folder, beside html/
@@ -130,6 +129,18 @@ _STEP_CHECKS: dict[str, tuple[str, str]] = {
         "The previous certificate is back (read back)",
     ),
 }
+
+
+def run_mode(doc: Mapping[str, Any]) -> str:
+    """renew | dry run | rollback | resume, from a run.json (or a runs-table row): ``resumes`` (the run a
+    resume continues) or ``mode: resume`` first, then ``mode``/``parameters.mode``, then ``dry_run``."""
+    params = doc.get("parameters")
+    mode = doc.get("mode") or (params.get("mode") if isinstance(params, Mapping) else None) or "renew"
+    if doc.get("resumes") or mode == "resume":
+        return "resume"
+    if mode == "rollback":
+        return "rollback"
+    return "dry run" if doc.get("dry_run") is True else "renew"
 
 
 class _Lang:
@@ -264,8 +275,8 @@ def integrity(run_dir: Path, doc: Mapping[str, Any], *, before_finalizing: bool 
 # --- HTML pieces ------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    """One value as HTML: nested lists of mappings become tables, nothing is shortened."""
+def value_html(value: Any) -> str:
+    """One value as (escaped) HTML: nested lists of mappings become tables, nothing is shortened."""
     if isinstance(value, Mapping):
         rows = "".join(f"<tr><th>{html.escape(str(k))}</th>{_td(v)}</tr>" for k, v in value.items())
         return f'<table class="kv inner"><tbody>{rows}</tbody></table>'
@@ -273,7 +284,7 @@ def _cell(value: Any) -> str:
         if value and all(isinstance(v, Mapping) for v in value):
             columns = list(dict.fromkeys(k for v in value for k in v))
             return _table(columns, [[v.get(c) for c in columns] for v in value], inner=True)
-        return "<br>".join(_cell(v) for v in value)
+        return "<br>".join(value_html(v) for v in value)
     if value is None:
         return ""
     return html.escape(str(value))
@@ -283,7 +294,7 @@ def _td(value: Any, cls: str = "") -> str:
     text = value if isinstance(value, str) else ""
     mono = (text and " " not in text and len(text) >= 16) or "\\" in text
     classes = " ".join(c for c in (cls, "mono" if mono else "") if c)
-    return f"<td{f' class={chr(34)}{classes}{chr(34)}' if classes else ''}>{_cell(value)}</td>"
+    return f"<td{f' class={chr(34)}{classes}{chr(34)}' if classes else ''}>{value_html(value)}</td>"
 
 
 def _table(
@@ -475,7 +486,7 @@ def _facts_table(value: Any) -> str:
     data = json.loads(value) if isinstance(value, str) else value
     if not isinstance(data, Mapping):
         return ""
-    return _kv((html.escape(str(k)), _cell(v)) for k, v in data.items())
+    return _kv((html.escape(str(k)), value_html(v)) for k, v in data.items())
 
 
 def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any], title: str) -> str:
