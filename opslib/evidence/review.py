@@ -254,7 +254,9 @@ def transcript_table(record: RunRecord, *, limit: int = 500) -> pd.DataFrame:
         rows.append(
             {
                 "what": item.get("what") or item.get("kind") or "",
-                "command": redact(str(item.get("command_line") or " ".join(map(str, item.get("argv") or [])))),
+                "command": redact(
+                    str(item.get("command_line") or " ".join(map(str, item.get("argv") or [])))
+                ),
                 "exit_code": item.get("exit_code"),
                 "duration_s": item.get("duration_s"),
                 "codepage": page,
