@@ -205,3 +205,43 @@ def test_the_report_is_never_written_into_a_finalized_run(
     assert cli.main(["evidence", "report", str(ok_dir), "--out", str(ok_dir / "again.html")]) == 2
     assert "inside the run folder" in capsys.readouterr().err
     assert not (ok_dir / "again.html").exists()
+
+
+def test_the_inspect_notebook_reads_several_sources_with_sni_and_a_ca_file(
+    runs: tuple[Setup, Path, Path], tmp_path: Path
+) -> None:
+    """The inspect notebook (not the report, but the same live rehearsal host): the mailed certificate
+    and the production endpoint together, with the SNI name and the CA file of the parameters."""
+    import nbformat
+    import papermill
+    import yaml
+
+    setup, ok_dir, _ = runs
+    params = yaml.safe_load(setup.params_file.read_text(encoding="utf-8"))
+    verify = params["verify"]
+    out = tmp_path / "inspect.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parent.parent / "notebooks" / "inspect_certificate.ipynb"),
+        str(out),
+        parameters={
+            "source": "",
+            "sources": [params["certificate_file"], verify["endpoint"]],
+            "servername": verify["servername"],
+            "ca_file": verify["ca_file"],
+            "expected_hostnames": [verify["servername"]],
+        },
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    first = json.dumps(nb.cells[3].get("outputs", []))  # the sources table, after the injected parameters
+    for source in (params["certificate_file"], verify["endpoint"], verify["ca_file"]):
+        assert source in first, f"{source} is one of the sources read"
+    served = _manifest(ok_dir)["facts"]["new_thumbprint"]
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert served in text, "the endpoint, reached with the SNI name, serves the renewed certificate"
+    chains = json.dumps(
+        next(c for c in nb.cells if c.source.startswith('pd.DataFrame(report["chains"]')).outputs
+    )
+    assert "True" in chains, "a complete chain to a root of the CA file"
