@@ -49,6 +49,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[
         assert _run(bad, "--yes") == 1
         (ok_dir,) = good.run_dirs()
         (failed_dir,) = bad.run_dirs()
+        bad.reh.set_faults([])
         yield good, ok_dir, failed_dir
     finally:
         good.reh.stop()
@@ -245,3 +246,35 @@ def test_the_inspect_notebook_reads_several_sources_with_sni_and_a_ca_file(
         next(c for c in nb.cells if c.source.startswith('pd.DataFrame(report["chains"]')).outputs
     )
     assert "True" in chains, "a complete chain to a root of the CA file"
+
+
+def test_the_reports_of_a_dry_run_and_a_rollback(runs: tuple[Setup, Path, Path]) -> None:
+    """Last in this module: it adds a dry run and a rollback to the failed run's host and evidence."""
+    _, _, failed_dir = runs
+    root = failed_dir.parent
+    params_file = next(p for p in (failed_dir.parent.parent / "params").glob("*.yaml"))
+    assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--dry-run"]) == 0
+    assert cli.main(["run", str(failed_dir / "rollback.yaml"), "--yes"]) == 0
+    dry_dir, rollback_dir = sorted(
+        p for p in root.iterdir() if (p / "run.json").is_file() and p != failed_dir
+    )
+    assert _manifest(dry_dir)["dry_run"] and _manifest(rollback_dir)["mode"] == "rollback"
+
+    dry = _open(dry_dir / "report.html")
+    _assert_readable(dry, dry_dir / "report.html")
+    assert "ドライラン / dry run" in dry["summary_text"]
+    planned = [row for row in dry["changes"] if len(row) == 5]
+    assert planned and not any("unchanged" in row[4] or "already" in row[4] for row in planned), (
+        "a no-op of the plan is not a change"
+    )
+    assert (
+        "変更予定 (ドライラン: 何も変更していません) / Planned changes (dry run: nothing was changed)"
+        in dry["summary_text"]
+    )
+
+    back = _open(rollback_dir / "report.html")
+    _assert_readable(back, rollback_dir / "report.html")
+    m = _manifest(rollback_dir)
+    assert "ロールバック / rollback" in back["summary_text"] and "合格 / passed" in back["summary_text"]
+    assert "戻した証明書 / Certificate put back" in back["summary_text"]
+    assert m["facts"]["restored_thumbprint"] in back["summary_text"]

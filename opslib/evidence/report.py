@@ -19,6 +19,7 @@ import base64
 import html
 import json
 import os
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -97,7 +98,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "not run": ("未実行", "not run"),
     "passed": ("合格", "passed"),
     "not recorded": ("記録なし", "not recorded"),
-    "planned only": ("ドライラン (確認のみ)", "dry run (checked only)"),
+    "planned only": ("確認のみ", "checked only"),
     "renew": ("更新", "renewal"),
     "dry run": ("ドライラン", "dry run"),
     "rollback": ("ロールバック", "rollback"),
@@ -191,8 +192,20 @@ def _times(value: Any) -> str:
     return f"{utc:%Y-%m-%d %H:%M:%S} UTC ({utc.astimezone(JST):%Y-%m-%d %H:%M:%S} JST)"
 
 
+def _unchanged(before: Any, after: Any) -> bool:
+    """True for a plan row that changes nothing: the same value, or the kit's own wording of a no-op
+    ("present" → "present (already installed)", "disabled (…)" → "unchanged: already disabled")."""
+
+    def norm(value: Any) -> str:
+        text = re.sub(r"\s*\(.*\)$", "", str(value or "")).strip().lower()
+        return text.removeprefix("unchanged:").strip().removeprefix("already ").strip()
+
+    return norm(before) == norm(after) or str(after or "").lower().startswith("unchanged")
+
+
 def changes(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every change row (``target``/``field``/``before``/``after``) the steps recorded, where before != after."""
+    """Every change row (``target``/``field``/``before``/``after``) the steps recorded where before and
+    after differ (:func:`_unchanged`: "disabled → disabled" is not a change)."""
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str, str]] = set()
     for step in doc.get("steps") or []:
@@ -204,7 +217,7 @@ def changes(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             for v in value:
                 before, after = v.get("before"), v.get("after")
                 key = (str(v["target"]), str(v["field"]), str(before), str(after))
-                if (before or "") == (after or "") or key in seen:
+                if _unchanged(before, after) or key in seen:
                     continue
                 seen.add(key)
                 rows.append({"step": str(step.get("name")), **{k: v.get(k) for k in _CHANGE_KEYS}})
