@@ -148,7 +148,7 @@ class _Lang:
     def __init__(self, lang: str) -> None:
         if lang not in LANGS:
             raise UsageError(f"--lang {lang!r}: expected one of {', '.join(LANGS)}")
-        self.order = [x for x in lang.split("+")]
+        self.order = lang.split("+")
 
     def pair(self, ja: str, en: str) -> str:
         parts = {"ja": ja, "en": en}
@@ -303,11 +303,10 @@ def value_html(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _td(value: Any, cls: str = "") -> str:
+def _td(value: Any) -> str:
     text = value if isinstance(value, str) else ""
-    mono = (text and " " not in text and len(text) >= 16) or "\\" in text
-    classes = " ".join(c for c in (cls, "mono" if mono else "") if c)
-    return f"<td{f' class={chr(34)}{classes}{chr(34)}' if classes else ''}>{value_html(value)}</td>"
+    mono = (text and " " not in text and len(text) >= 16) or "\\" in text  # thumbprints, keys, paths
+    return f'<td class="mono">{value_html(value)}</td>' if mono else f"<td>{value_html(value)}</td>"
 
 
 def _table(
@@ -315,7 +314,8 @@ def _table(
 ) -> str:
     head = "".join(f"<th>{h if raw_headers else html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
-    return f"<table{' class=' + chr(34) + 'inner' + chr(34) if inner else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    opening = '<table class="inner">' if inner else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _kv(rows: Iterable[tuple[str, str]]) -> str:
@@ -502,30 +502,47 @@ def _facts_table(value: Any) -> str:
     return _kv((html.escape(str(k)), value_html(v)) for k, v in data.items())
 
 
-def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any], title: str) -> str:
+def _title(nb: Any, step: Mapping[str, Any]) -> tuple[str, int]:
+    """The step's title — the run's record of it, else its notebook's first heading without "Step N —"
+    — and the index of the markdown cell that heading came from (-1: none)."""
+    for index, cell in enumerate(nb.cells if nb is not None else []):
+        if set(cell.get("metadata", {}).get("tags", [])) & _SKIP_TAGS:
+            continue
+        if cell.cell_type == "markdown":
+            first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
+            if first.startswith("# "):
+                heading = re.sub(r"^Step \w+ — ", "", first[2:].strip())
+                return str(step.get("title") or heading), index
+            break
+    return str(step.get("title") or step.get("name")), -1
+
+
+def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any]) -> str:
     """One step: its prose and tables in cell order; a failure as its message; no code, no traceback."""
     import nbformat
 
     name = str(step.get("name"))
     status = str(step.get("status") or "not run")
     took = step.get("duration_s")
+    path = run_dir / str(step.get("notebook") or f"{name}.ipynb")
+    nb = nbformat.read(str(path), as_version=4) if path.exists() else None
+    title, heading_cell = _title(nb, step)
     head = (
         f'<section class="step" id="{html.escape(name)}"><h2>{html.escape(name.split("_")[0])} — {t.split(title)}</h2>'
         f"<p>{t('result')}: {_badge(t, {'succeeded': 'passed'}.get(status, status))}"
         + (f" · {t('duration')}: {took:.1f} s" if isinstance(took, int | float) else "")
         + "</p>"
     )
-    path = run_dir / str(step.get("notebook") or f"{name}.ipynb")
-    if not path.exists():
+    if nb is None:
         return head + f'<p class="note">{t("not_run_step")}</p></section>'
-    nb = nbformat.read(str(path), as_version=4)
     parts: list[str] = []
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         tags = set(cell.get("metadata", {}).get("tags", []))
         if tags & _SKIP_TAGS:
             continue
-        if cell.cell_type == "markdown":
-            parts.append(_markdown(cell.source))
+        if cell.cell_type == "markdown":  # the heading is the section's title already
+            source = cell.source.lstrip().split("\n", 1)[1] if index == heading_cell else cell.source
+            parts.append(_markdown(source))
             continue
         if cell.cell_type != "code":
             continue
@@ -568,21 +585,16 @@ def render_report(
     before_finalizing: bool = False,
 ) -> str:
     """The report of the run in ``run_dir`` as one HTML document (secrets masked)."""
-    from ..runbook.steps import ALL_STEPS
-
     t = _Lang(lang)
     folder = Path(run_dir)
     doc = _read_run(folder)
-    titles = {s.name: s.title for s in ALL_STEPS}
     recorded = {str(s.get("name")) for s in doc.get("steps") or []}
     steps = list(doc.get("steps") or []) + [
         {"name": n, "status": "not run"} for n in doc.get("selected_steps") or [] if n not in recorded
     ]
     body = summary_html(t, folder, doc, before_finalizing=before_finalizing)
     body += f"<h2>{t('steps')}</h2>"
-    body += "".join(
-        step_html(t, folder, s, titles.get(str(s.get("name")), str(s.get("name")))) for s in steps
-    )
+    body += "".join(step_html(t, folder, s) for s in steps)
     if now_utc is not None:
         body += f'<p class="note">{t("generated")}: {html.escape(_times(now_utc.isoformat()))}</p>'
     template = string.Template(
