@@ -203,7 +203,7 @@ def evidence_report(run_dir: str, *, lang: str, out: str | None) -> int:
             f"--out {target}: inside the run folder, whose files are hashed in run.json",
             hint="write the report elsewhere (the run's own report.html is already there)",
         )
-    print(write_report(folder, lang=lang, out=target))
+    print(write_report(folder, lang=lang, out=target).resolve())
     return 0
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,13 +200,35 @@ def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_
     assert cli.main(["evidence", "verify", str(failed_dir)]) == 0, "the run folder is untouched"
 
 
+def test_a_missing_chromium_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(
+        pytest.fail.Exception, match="chromium is not installed .* CI is set, so this is a failure"
+    ):
+        _browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        _browser()
+
+
 def test_the_report_is_never_written_into_a_finalized_run(
-    runs: tuple[Setup, Path, Path], capsys: pytest.CaptureFixture[str]
+    runs: tuple[Setup, Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     _, ok_dir, _ = runs
     assert cli.main(["evidence", "report", str(ok_dir), "--out", str(ok_dir / "again.html")]) == 2
     assert "inside the run folder" in capsys.readouterr().err
     assert not (ok_dir / "again.html").exists()
+    # By default it goes to the current folder, named after the run.
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evidence", "report", str(ok_dir), "--lang", "ja"]) == 0
+    written = tmp_path / f"{ok_dir.name}.report.html"
+    assert capsys.readouterr().out.strip() == str(written)
+    japanese = written.read_text(encoding="utf-8")
+    assert 'lang="en"' not in japanese and "概要" in japanese and "問題なし" in japanese
 
 
 def test_the_inspect_notebook_reads_several_sources_with_sni_and_a_ca_file(
