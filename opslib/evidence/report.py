@@ -528,7 +528,7 @@ def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any]) -> str:
     nb = nbformat.read(str(path), as_version=4) if path.exists() else None
     title, heading_cell = _title(nb, step)
     head = (
-        f'<section class="step" id="{html.escape(name)}"><h2>{html.escape(name.split("_")[0])} — {t.split(title)}</h2>'
+        f'<section class="step" id="step-{html.escape(name)}"><h2>{html.escape(name.split("_")[0])} — {t.split(title)}</h2>'
         f"<p>{t('result')}: {_badge(t, {'succeeded': 'passed'}.get(status, status))}"
         + (f" · {t('duration')}: {took:.1f} s" if isinstance(took, int | float) else "")
         + "</p>"
