@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help test test-fast node demo lab lint typecheck bench clean
+.PHONY: help test test-fast node browser demo lab lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,12 @@ typecheck: $(STAMP)
 node:
 	@command -v node >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update && apt-get install -y nodejs)
 
-test: lint typecheck node
+# The report's browser test (tests/test_report.py) renders it in headless Chromium from the OS packages,
+# driven by the playwright package (no `playwright install`); in CI a missing chromium fails that test.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update && apt-get install -y chromium fonts-ipafont-gothic)
+
+test: lint typecheck node browser
 	$(PY) -m pytest -q
 
 test-fast: lint typecheck node

@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     evv.add_argument("--root")
     evv.add_argument("--hmac-key", metavar="REF", help="secret reference of the HMAC key (env:NAME …)")
     evv.add_argument("--json", action="store_true")
+    evr = evsub.add_parser("report", help="an auditor's report of one run: one self-contained HTML file")
+    evr.add_argument("run_dir")
+    evr.add_argument(
+        "--lang", default="ja+en", choices=["ja", "en", "ja+en", "en+ja"], help="ja, en or both (ja+en)"
+    )
+    evr.add_argument("--out", metavar="FILE", help="where to write it (default: ./<run id>.report.html)")
 
     reh = sub.add_parser("rehearse", help="the rehearsal host: an emulated Windows/IIS server")
     rehsub = reh.add_subparsers(dest="rehearse_command", required=True, metavar="ACTION")
@@ -207,6 +213,8 @@ def _cmd_evidence(a: argparse.Namespace) -> int:
         return evidence_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
     if a.evidence_command == "show":
         return evidence_show(a.run_dir, as_json=a.json)
+    if a.evidence_command == "report":
+        return evidence_report(a.run_dir, lang=a.lang, out=a.out)
     return evidence_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
 
 
@@ -227,6 +235,23 @@ def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def evidence_report(run_dir: str, *, lang: str, out: str | None) -> int:
+    """``opslib evidence report``: write the report outside the run folder (its files are hashed)."""
+    from pathlib import Path
+
+    from .evidence.report import write_report
+
+    folder = Path(run_dir).resolve()
+    target = Path(out) if out else Path(f"{folder.name}.report.html")
+    if target.resolve().parent == folder or folder in target.resolve().parents:
+        raise UsageError(
+            f"--out {target}: inside the run folder, whose files are hashed in run.json",
+            hint="write the report elsewhere (the run's own report.html is already there)",
+        )
+    print(write_report(folder, lang=lang, out=target).resolve())
+    return 0
 
 
 def evidence_list(

@@ -545,13 +545,17 @@ def test_compare_runs_marks_what_changed(chain: list[Path]) -> None:
     df = evidence.load_runs(chain[0].parent)
     latest = evidence.load_run(evidence.pick_run(df))
     other = evidence.pick_comparison(df, latest)
-    assert other is not None and other.run_id == chain[1].name
+    assert other is not None and other.run_id == chain[0].name, (
+        "the previous successful renewal, not the failed run"
+    )
     table = evidence.compare_runs(latest, other).set_index("field")
     assert table.loc["fact: new_thumbprint", "this run"] == "44" * 20
-    assert table.loc["fact: new_thumbprint", "other run"] == "33" * 20
+    assert table.loc["fact: new_thumbprint", "other run"] == "22" * 20
     assert bool(table.loc["fact: new_thumbprint", "changed"]) is True
-    assert bool(table.loc["fact: old_thumbprint", "changed"]) is False
-    assert table.loc[f"step {STEPS[3]}: duration_s", "other run"] == ""
+    assert bool(table.loc["fact: old_thumbprint", "changed"]) is True  # 11… then 22…
+    failed = evidence.compare_runs(latest, evidence.load_run(chain[1])).set_index("field")
+    assert bool(failed.loc["fact: old_thumbprint", "changed"]) is False
+    assert failed.loc[f"step {STEPS[3]}: duration_s", "other run"] == ""
     assert evidence.pick_comparison(df, evidence.load_run(chain[0])) is None
     with pytest.raises(EvidenceError, match="nope: no such run — see `opslib evidence list`"):
         evidence.pick_run(df, "nope")

@@ -3,14 +3,18 @@ reads it: the runs table with integrity, one run in detail, the expiry chart, th
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import papermill as pm
 import pytest
 from test_evidence import STEPS, T0, make_run
+
+from opslib import evidence
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "review_evidence.ipynb"
 
@@ -83,7 +87,7 @@ def test_review_two_runs(two_runs: list[Path], tmp_path: Path) -> None:
 
     detail = _text(_outputs(nb, "run = opslib.evidence.load_run"))
     assert second.name in detail and "33" * 20 in detail, "the newest run by default"
-    steps = _text(_outputs(nb, "run.steps"))
+    steps = _text(_outputs(nb, "opslib.evidence.review.steps_table"))
     assert all(step in steps for step in STEPS)
 
     expiry = _text(_outputs(nb, "expiry = "))
@@ -116,3 +120,95 @@ def test_review_shows_tampering_and_a_chosen_run(two_runs: list[Path], tmp_path:
     assert first.name in detail and doc["facts"]["new_thumbprint"] in detail
     comparison = _text(_outputs(nb, "other = opslib.evidence.pick_comparison"))
     assert "no earlier run of this site" in comparison
+
+
+def _adjust(run_dir: Path, *, transcript: list[dict[str, Any]] | None = None, **fields: Any) -> Path:
+    """Change a just-made run the way the runner would have written it, and finalize it again (it is
+    still the newest run of its root, so no later run has chained its run.json yet)."""
+    evidence.update_run(run_dir, **fields)
+    if transcript is not None:
+        lines = [json.dumps(t) for t in transcript]
+        (run_dir / "transcript.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    evidence.finalize_run(run_dir, now_utc=evidence.parse_utc(doc["finished_utc"]))
+    return run_dir
+
+
+def _b64(text: str, encoding: str) -> str:
+    return base64.b64encode(text.encode(encoding)).decode("ascii")
+
+
+def test_modes_default_comparison_fact_tables_and_decoded_transcript(tmp_path: Path) -> None:
+    root = tmp_path / "evidence"
+    day = dt.timedelta(days=1)
+    renewal = make_run(root, started_utc=T0, old="11" * 20, new="22" * 20)
+    dry = make_run(root, started_utc=T0 + day, old="22" * 20, new="44" * 20, dry_run=True)
+    failed = make_run(root, started_utc=T0 + 2 * day, old="22" * 20, new="55" * 20, status="failed")
+    rollback = _adjust(
+        make_run(root, started_utc=T0 + 3 * day, old="22" * 20, new="66" * 20),
+        mode="rollback",
+        parameters={"mode": "rollback"},
+    )
+    # The console of a Japanese server: code page 932 (recorded by step 0), output as raw bytes.
+    chcp = "現在のコード ページ: 932\r\n"
+    denied = "アクセスが拒否されました。\r\n"
+    latest = _adjust(
+        make_run(root, started_utc=T0 + 4 * day, old="22" * 20, new="33" * 20),
+        facts={
+            "codepage": 932,
+            "swap_plan": [
+                {"target": "W3SVC/1", "field": "SSLCertHash", "before": "22" * 20, "after": "33" * 20},
+            ],
+        },
+        transcript=[
+            {
+                "what": "detect the console code page",
+                "command_line": "chcp",
+                "exit_code": 0,
+                "duration_s": 0.01,
+                "stdout_b64": _b64(chcp, "cp932"),
+                "stderr_b64": "",
+            },
+            {
+                "what": "a probe",
+                "command_line": "powershell -Command exit",
+                "exit_code": 9009,
+                "duration_s": 0.02,
+                "stdout_b64": "",
+                "stderr_b64": _b64(denied, "cp932"),
+            },
+        ],
+    )
+    resumed = _adjust(
+        make_run(root, started_utc=T0 + 5 * day, old="33" * 20, new="77" * 20), resumes=failed.name
+    )
+
+    nb = _execute(tmp_path, root, run_id=latest.name)
+
+    runs_html = _text(_outputs(nb, "opslib.evidence.style_runs"))
+    modes = {
+        name: runs_html[runs_html.index(name) :].split("</tr>")[0]
+        for name in (renewal.name, dry.name, failed.name, rollback.name, latest.name, resumed.name)
+    }
+    assert ">dry run<" in modes[dry.name] and ">rollback<" in modes[rollback.name]
+    assert (
+        ">resume<" in modes[resumed.name]
+        and ">renew<" in modes[renewal.name]
+        and ">renew<" in modes[failed.name]
+    )
+    assert "0 of 6 runs have integrity problems" in _text(_outputs(nb, "import datetime as dt"))
+
+    # The comparison skips the rollback, the failed run and the dry run: the previous successful renewal.
+    comparison = _text(_outputs(nb, "other = opslib.evidence.pick_comparison"))
+    assert latest.name in comparison and renewal.name in comparison
+    assert rollback.name not in comparison and failed.name not in comparison and dry.name not in comparison
+
+    # Facts as tables: a list of records is a nested table, a list of names one per line — not JSON text.
+    facts = _text(_outputs(nb, "opslib.evidence.review.facts_table"))
+    assert facts.count("<table") >= 2 and "<th>SSLCertHash</th>" not in facts
+    assert "<td>SSLCertHash</td>" in facts and "Intermediate CA<br>Root" in facts
+    assert '[{"' not in facts and '["Intermediate CA"' not in facts
+
+    transcript = _text(_outputs(nb, "opslib.evidence.review.transcript_table"))
+    assert "現在のコード ページ: 932" in transcript and "アクセスが拒否されました。" in transcript
+    assert "9009" in transcript

@@ -5,16 +5,20 @@ pandas and matplotlib are imported inside the functions that need them: writing 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EvidenceError
+from ..secrets import redact
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
-from .manifest import UNREADABLE, parse_utc, require_utc
+from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
+from .report import run_mode, value_html
 from .verify import VerifyReport
 
 if TYPE_CHECKING:
@@ -49,6 +53,21 @@ def status_text(row: Mapping[str, Any]) -> str:
     if status == "failed" and isinstance(row.get("failed_step"), str):
         status = f"failed at {row['failed_step']}"
     return f"{status} (dry run)" if row.get("dry_run") else status
+
+
+def run_modes(df: pd.DataFrame) -> list[str]:
+    """renew | dry run | rollback | resume per row of :func:`.index.load_runs` (:func:`.report.run_mode`):
+    from a ``mode`` column when the table has one, else from each row's run.json."""
+    out = []
+    for row in df.to_dict("records"):
+        doc: Any = row
+        if "mode" not in row or "resumes" not in row:
+            try:
+                doc = {**row, **json.loads((Path(str(row["path"])) / RUN_JSON).read_text(encoding="utf-8"))}
+            except (OSError, ValueError, TypeError):
+                doc = row
+        out.append(run_mode(doc) if isinstance(doc, Mapping) else "renew")
+    return out
 
 
 def integrity_by_run(reports: Iterable[VerifyReport]) -> dict[str, str]:
@@ -90,7 +109,8 @@ def style_runs(
     integrity = integrity_by_run(reports or [])
     shown = df.iloc[::-1].head(limit).copy()
     table = shown.assign(
-        status=[status_text(r) for r in shown.to_dict("records")],
+        status=[status_text({**r, "dry_run": False}) for r in shown.to_dict("records")],
+        mode=run_modes(shown),
         old=shown["old_thumbprint"].map(short_thumbprint),
         new=shown["new_thumbprint"].map(short_thumbprint),
         integrity=shown["run_id"].map(lambda r: integrity.get(r, "not checked")),
@@ -100,6 +120,7 @@ def style_runs(
             "host",
             "site",
             "operator",
+            "mode",
             "status",
             "started_utc",
             "old",
@@ -148,20 +169,105 @@ def pick_run(df: pd.DataFrame, run_id: str = "") -> Path:
 
 
 def pick_comparison(df: pd.DataFrame, run: RunRecord, compare_with: str = "") -> RunRecord | None:
-    """The run to compare ``run`` with: ``compare_with``, or the previous run of the same host and site."""
+    """The run to compare ``run`` with: ``compare_with``, or the previous successful renewal of the same
+    host and site (a real renewal or a resumed one: not a dry run, not a rollback, not a failed run)."""
     if compare_with:
         return load_run(pick_run(df, compare_with))
     same = df[
         (df["host"] == run.run.get("host"))
         & (df["site"] == run.run.get("site"))
         & (df["run_id"] != run.run_id)
+        & (df["status"] == "succeeded")
     ]
     started = parse_utc(run.run.get("started_utc"))
     if started is not None:
         import pandas as pd
 
         same = same[same["started_utc"] < pd.Timestamp(started)]
+    if not same.empty:
+        same = same[[m in ("renew", "resume") for m in run_modes(same)]]
     return load_run(same.iloc[-1]["path"]) if not same.empty else None
+
+
+def steps_table(record: RunRecord) -> pd.DataFrame:
+    """The run's steps: status, times, duration, error, and how many facts each recorded
+    (the facts themselves: :func:`facts_table`)."""
+    steps = record.steps.copy()
+    steps["facts"] = [len(f) if isinstance(f, dict) else 0 for f in steps["facts"]]
+    return steps.rename(columns={"facts": "facts recorded"})
+
+
+def facts_table(record: RunRecord, step: str = "") -> Styler:
+    """The facts of a run (or of one ``step``) as a table; lists of records are nested tables, not JSON text."""
+    import pandas as pd
+
+    if step:
+        found = [s for s in record.run.get("steps") or [] if s.get("name") == step]
+        facts: Mapping[str, Any] = (found[0].get("facts") or {}) if found else {}
+    else:
+        facts = record.facts
+    # value_html escapes every value; the Styler shows the nested tables it builds as they are.
+    df = pd.DataFrame({"fact": list(facts), "value": [value_html(v) for v in facts.values()]})
+    return (
+        df.style.hide(axis="index")
+        .set_caption(f"{len(df)} facts of {step or record.run_id}")
+        .set_properties(**{"text-align": "left", "vertical-align": "top", "overflow-wrap": "anywhere"})
+    )
+
+
+def _decode(raw: Any, codepage: int) -> str:
+    """Base64 of a command's raw output bytes → text in the console's code page (CRLF → LF)."""
+    from ..winrm.quoting import codec
+
+    if not raw:
+        return ""
+    try:
+        data = base64.b64decode(str(raw), validate=True)
+    except ValueError:
+        return "(not base64)"
+    try:
+        return redact(data.decode(codec(codepage), "replace").replace("\r\n", "\n").strip())
+    except LookupError:
+        return f"(no codec for code page {codepage})"
+
+
+def transcript_table(record: RunRecord, *, limit: int = 500) -> pd.DataFrame:
+    """The remote commands with their output decoded: the transcript holds the raw bytes (base64);
+    each is decoded with the line's ``codepage``, else the code page the run recorded (step 0's
+    ``codepage`` fact), else 437 — never as UTF-8 guesses."""
+    import pandas as pd
+
+    default = record.facts.get("codepage")
+    rows = []
+    path = record.path / TRANSCRIPT
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    for line in lines[:limit]:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        page = item.get("codepage") or default or 437
+        page = int(page) if str(page).isdigit() else 437
+
+        rows.append(
+            {
+                "what": item.get("what") or item.get("kind") or "",
+                "command": redact(
+                    str(item.get("command_line") or " ".join(map(str, item.get("argv") or [])))
+                ),
+                "exit_code": item.get("exit_code"),
+                "duration_s": item.get("duration_s"),
+                "codepage": page,
+                "stdout": _decode(item.get("stdout_b64"), page),
+                "stderr": _decode(item.get("stderr_b64"), page),
+            }
+        )
+    columns = ["what", "command", "exit_code", "duration_s", "codepage", "stdout", "stderr"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["exit_code"] = pd.to_numeric(table["exit_code"], errors="coerce").astype("Int64")
+    return table
 
 
 def summary_table(record: RunRecord) -> pd.DataFrame:

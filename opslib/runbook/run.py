@@ -464,6 +464,7 @@ class _Context:
             facts=self.facts,
             **extra,
         )
+        _write_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)
         print(summarize(self.run_dir), flush=True)
         if self.dry_run and status == "succeeded":
@@ -587,6 +588,17 @@ def _link(root: Path, run_id: str) -> dict[str, Any]:
     path = root / run_id / "run.json"
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return {"run_id": run_id, "run_json_sha256": digest}
+
+
+def _write_report(run_dir: Path) -> None:
+    """The auditor's report (``report.html``, :mod:`opslib.evidence.report`); a failure to write it
+    never stops the evidence from being finalized."""
+    from ..evidence.report import write_report
+
+    try:
+        write_report(run_dir, before_finalizing=True)
+    except Exception as exc:  # the report is a reading aid; the notebooks and run.json are the evidence
+        print(f"opslib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
