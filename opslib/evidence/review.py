@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EvidenceError
-from ..secrets import redact
+from ..credentials import redact
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
