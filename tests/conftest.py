@@ -44,6 +44,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_tiers": "unit",
     "test_errors": "unit",
     "test_layout": "unit",
+    "test_session": "rehearsal",
     "test_rehearsal_readback": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_rehearsal_chains": "rehearsal",
