@@ -22,8 +22,9 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, rehearsal, windows
+from opslib import certs, cli, rehearsal
 from opslib.rehearsal.host import STARTED
+from opslib.server import stores
 
 WINRM_ENV, PFX_ENV = "OPSLIB_RECOVERY_WINRM", "OPSLIB_RECOVERY_PFX"
 
@@ -58,7 +59,7 @@ def _verify_root(root: Path, capsys: pytest.CaptureFixture[str]) -> str:
 
 def _root_blobs(reh: rehearsal.Rehearsal, roots: list[tuple[str, str]]) -> list[bytes]:
     return [
-        reh.host.reg_get(rf"{windows.STORE_KEYS[store]}\Certificates\{thumb}", "Blob")[2]
+        reh.host.reg_get(rf"{stores.STORE_KEYS[store]}\Certificates\{thumb}", "Blob")[2]
         for store, thumb in roots
     ]
 
