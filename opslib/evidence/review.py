@@ -31,7 +31,6 @@ _STATUS_COLOURS = {
 }
 
 
-
 # --- review notebook helpers --------------------------------------------------------------------
 
 
@@ -309,5 +308,3 @@ def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
         va, vb = cell_text(left.get(key)), cell_text(right.get(key))
         rows.append([key, va, vb, b is not None and key not in ("run_id", "started_utc") and va != vb])
     return pd.DataFrame(rows, columns=["field", "this run", "other run", "changed"])
-
-
