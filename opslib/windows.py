@@ -1344,6 +1344,7 @@ def export_pfx(
     secrets.register(password)
     host = _host(conn)
     _check_password(host, password)
+    conn.require_confidential("export the certificate and its private key to a PFX and bring it back")
     caps = probe(conn)
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
     route = _export_route(conn, caps, thumb, site=site)

@@ -43,6 +43,8 @@ PROTOCOL_REASONS = frozenset(
 # RFC 2246 §7.2.2, https://www.rfc-editor.org/rfc/rfc2246#section-7.2.2).
 CIPHER_REASONS = frozenset({"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"})
 CERTIFICATE_REASONS = frozenset({"CERTIFICATE_VERIFY_FAILED"})
+CHANNEL = "the channel"  # the transcript line of Connection.channel, written once the shell is open
+CLEARTEXT_ACCEPTED = "accept secrets in clear text"  # the transcript line of an accepted require_confidential
 
 
 def check_setting(tls: str, *, url: str) -> str:
@@ -277,7 +279,8 @@ class Channels:
         if self._allow_cleartext:
             self._record(
                 {
-                    **self._entry(what),
+                    **self._entry(CLEARTEXT_ACCEPTED),
+                    "for": what,
                     "cleartext_secrets_accepted": (
                         f"The operator accepted (winrm.allow_cleartext_secrets: true) that '{what}' crosses "
                         f"the network to {self.url} in clear text ({reason}): anyone on the network path "

@@ -186,7 +186,7 @@ class Connection(_channel.Channels, Transfers):
             raise ParameterError("winrm", _secrets.redact(str(exc))) from None
         with self._mapped("open a shell"):
             self._shell_id = self._open_shell()
-        self._record({**self._entry("the channel"), "channel": self.channel})
+        self._record({**self._entry(_channel.CHANNEL), "channel": self.channel})
         if self._requested_cp is None:
             self.codepage = self._detect_codepage()
         self._remove_stale_temp_dirs()
