@@ -547,12 +547,7 @@ def _cross_checks(out: dict[str, Any], *, mode: str, fail: Callable[..., Paramet
             "Basic authentication over plain HTTP sends the password in clear",
             "use https://, or set winrm.allow_unencrypted_basic: true for a lab",
         )
-    if winrm["tls"] == "legacy-tls1.0" and not winrm["url"].startswith("https://"):
-        raise fail(
-            "winrm.tls",
-            "legacy-tls1.0 applies to an https:// URL only",
-            "use the server's HTTPS listener (https://HOST:443/wsman on Server 2003), or remove winrm.tls",
-        )
+    # winrm.tls: legacy-tls1.0 with an http:// URL is refused by the transport (before anything is sent).
     if winrm["message_encryption"] == "always" and winrm["transport"] not in ("ntlm", "kerberos", "credssp"):
         raise fail(
             "winrm.message_encryption",

@@ -108,10 +108,6 @@ def test_defaults_are_filled_for_optional_keys(tmp_path: Path) -> None:
             r"winrm\.tls: must be one of default, legacy-tls1\.0",
         ),
         (
-            lambda d: d["winrm"].update(url="http://web01:80/wsman", tls="legacy-tls1.0"),
-            r"winrm\.tls: legacy-tls1\.0 applies to an https:// URL only",
-        ),
-        (
             lambda d: d["winrm"].__setitem__("message_encryption", True),
             r"winrm\.message_encryption: must be one of auto, always, never",
         ),
