@@ -62,9 +62,11 @@ def check_setting(tls: str, *, url: str) -> str:
 def legacy_context(*, ca_trust_path: str | None, validate: bool) -> ssl.SSLContext:
     """A client context for one Server 2003 listener: TLS 1.0 only, AES suites, ``@SECLEVEL=0``.
 
-    OpenSSL 3 refuses TLS 1.0 below security level 0 (its default level 1+ forbids SHA-1 in the
-    handshake); the level applies to this context only. Validation: the system's CAs or
-    ``ca_trust_path``, the host name checked, unless ``validate`` is False.
+    Security level 0: a 2003 listener certificate is typically signed with SHA-1 by its CA
+    (W-WINRM-LISTENER-CERT), and OpenSSL 3 refuses SHA-1 certificate signatures from level 1 up ("CA
+    signature digest algorithm too weak", tried with this machine's OpenSSL 3.0); the level applies to
+    this context only. The suites are RSA key exchange (no handshake signature). Validation: the
+    system's CAs or ``ca_trust_path``, the host name checked, unless ``validate`` is False.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     with warnings.catch_warnings():  # Python deprecates TLS 1.0: the point of this setting
@@ -119,7 +121,7 @@ class ChannelAdapter(HTTPAdapter):
         return super().build_response(req, resp)
 
 
-def mount(session: Any, url: str, *, tls: str, ca_trust_path: str | None, validate: bool) -> ChannelAdapter:
+def mount(session: Any, *, tls: str, ca_trust_path: str | None, validate: bool) -> ChannelAdapter:
     """Mount this connection's adapter on its requests session (``https://`` only; HTTP has no TLS)."""
     ctx = legacy_context(ca_trust_path=ca_trust_path, validate=validate) if tls == "legacy-tls1.0" else None
     adapter = ChannelAdapter(ctx)
@@ -216,9 +218,7 @@ class Channels:
             session = transport.build_session()
         finally:
             transport.message_encryption = wanted
-        self._adapter = mount(
-            session, self.url, tls=self._tls, ca_trust_path=ca_trust_path, validate=validate
-        )
+        self._adapter = mount(session, tls=self._tls, ca_trust_path=ca_trust_path, validate=validate)
         https = self.url.lower().startswith("https://")
         available = (
             hasattr(session.auth, "session_security")
@@ -269,6 +269,8 @@ class Channels:
 
     def require_confidential(self, what: str) -> None:
         """Refuse to go on when key material or a password would cross an unencrypted channel.
+
+        Unencrypted: Basic over HTTP, WinRM 1.1 HTTP (W-WINRM-2003-HTTP-CLEAR), sealing turned off.
 
         Allowed only with ``winrm.allow_cleartext_secrets: true``; the transcript then says so in
         plain words (one line per call).

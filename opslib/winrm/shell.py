@@ -233,7 +233,7 @@ class Connection(_channel.Channels, Transfers):
             yield
         except OpsError:
             raise
-        except InvalidCredentialsError:
+        except InvalidCredentialsError:  # HTTP 401 (W-WINRM-401): the user is named, never the password
             raise AuthenticationFailed(
                 self.url,
                 f"the server refused the credentials of winrm.username {self.username!r} (HTTP 401)",
@@ -253,9 +253,8 @@ class Connection(_channel.Channels, Transfers):
             ) from None
         except WinRMTransportError as exc:
             hint = "check the URL and the WinRM listener"
-            if exc.code in (415, 500) and self._protocol.transport.encryption is not None:
-                # 415: a WinRM 1.1 listener has no message encryption [assumed: the rehearsal host's answer];
-                # 500: AllowUnencrypted / encryption mismatch (W-WINRM-UNENC).
+            if exc.code == 415 and self._protocol.transport.encryption is not None:
+                # A WinRM 1.1 (Server 2003) listener has no message encryption (W-WINRM-11-NO-SEALING).
                 hint = (
                     "a Server 2003 (WinRM 1.1) HTTP listener cannot decrypt WinRM message encryption: use its "
                     "HTTPS listener with winrm.tls: legacy-tls1.0, or winrm.message_encryption: never"
