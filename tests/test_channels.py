@@ -306,3 +306,103 @@ def test_rehearsal_params_validate_and_connect(
             assert conn.channel_confidential is (not expected["allow_cleartext_secrets"])
     (channel,) = transport.channels(tmp_path / "transcript.jsonl")
     assert channel["tls"] == expected["tls"]
+
+
+# --- the legacy context itself ---------------------------------------------------------------------------
+
+
+def test_legacy_context_accepts_a_2003_ca_signed_sha1_certificate_and_checks_the_name(tmp_path: Path) -> None:
+    """A listener certificate signed with SHA-1 by a CA (as a 2003 CA issued them) needs security level 0."""
+    import ipaddress
+    import socket
+    import threading
+    import warnings
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from opslib.rehearsal import tlsconfig
+
+    now = datetime.now(UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example 2003 CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=3))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=3))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sha1_leaf = x509.load_der_x509_certificate(
+        tlsconfig._resign_sha1(leaf.public_bytes(serialization.Encoding.DER), ca_key)
+    )
+    assert isinstance(sha1_leaf.signature_hash_algorithm, hashes.SHA1)
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.pem").write_bytes(sha1_leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    server_ctx = tlsconfig.server_context("tls1.0", tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server_ctx.wrap_socket(raw, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def handshake(ctx: ssl.SSLContext, name: str) -> tuple[str | None, str]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                cipher = tls.cipher()
+                return tls.version(), cipher[0] if cipher else ""
+
+    try:
+        ctx = transport.legacy_context(ca_trust_path=str(tmp_path / "ca.pem"), validate=True)
+        assert handshake(ctx, "127.0.0.1") == ("TLSv1", "AES128-SHA")
+        with pytest.raises(ssl.SSLCertVerificationError, match="match"):
+            handshake(
+                transport.legacy_context(ca_trust_path=str(tmp_path / "ca.pem"), validate=True), "web02"
+            )
+        # The same context at security level 1 refuses the SHA-1 signature: level 0 is needed.
+        level1 = transport.legacy_context(ca_trust_path=str(tmp_path / "ca.pem"), validate=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            level1.set_ciphers("AES128-SHA:AES256-SHA:@SECLEVEL=1")
+        with pytest.raises(ssl.SSLCertVerificationError, match="too weak"):
+            handshake(level1, "127.0.0.1")
+    finally:
+        listener.close()
