@@ -160,6 +160,7 @@ def finalize_run(
     return doc
 
 
+
 def record(facts: Mapping[str, Any]) -> None:
     """A notebook's last cell: show ``facts`` as a table and store them as an output of MIME type
     ``application/vnd.opslib.facts+json`` for :func:`read_facts` (the runner) and reviewers."""
@@ -206,3 +207,6 @@ def cell_text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return "" if value is None else str(value)
+
+
+

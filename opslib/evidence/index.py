@@ -91,9 +91,7 @@ def scan(root: str | os.PathLike[str]) -> list[ScanEntry]:
             except (FileNotFoundError, NotADirectoryError):
                 continue  # not a run folder
             except OSError as exc:
-                entries.append(
-                    ScanEntry(item.name, item.path, problem=f"run.json unreadable ({exc.strerror})")
-                )
+                entries.append(ScanEntry(item.name, item.path, problem=f"run.json unreadable ({exc.strerror})"))
                 continue
             try:
                 doc = json.loads(raw)
@@ -240,6 +238,7 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, problems
 
 
+
 def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
     """The chain link: the newest other finalized run of the same root that started before ``doc``."""
     started = parse_utc(doc.get("started_utc"))
@@ -254,6 +253,8 @@ def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None
         return None
     best = max(candidates, key=lambda c: (c[0], c[1]))[2]
     return {"run_id": best.run_id, "run_json_sha256": hashlib.sha256(best.raw).hexdigest()}
+
+
 
 
 def select_runs(
@@ -291,6 +292,7 @@ def _parse_since(since: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
     """The facts a reviewer reads first about one run (used by ``show`` and the review notebook)."""
     run = record.run
@@ -325,3 +327,6 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "transcript": record.transcript_summary(),
         "renders": [p.relative_to(record.path).as_posix() for p in record.renders],
     }
+
+
+

@@ -33,9 +33,7 @@ STATUSES = ("running", "succeeded", "failed")
 UNREADABLE = "unreadable"  # status shown by load_runs for a run.json that cannot be read
 
 
-PROTECTED_FIELDS = frozenset(
-    {"schema", "run_id", "files", "previous_run", "hmac"}
-)  # set by new_run/finalize_run
+PROTECTED_FIELDS = frozenset({"schema", "run_id", "files", "previous_run", "hmac"})  # set by new_run/finalize_run
 _SECRET_KEY = re.compile(r"password|passphrase|secret|hmac_key", re.IGNORECASE)
 _TMP_PREFIX = ".run.json."
 
@@ -196,5 +194,9 @@ def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
+
 def is_finalized(doc: Mapping[str, Any]) -> bool:
     return doc.get("status") in ("succeeded", "failed") and bool(doc.get("finished_utc"))
+
+
+

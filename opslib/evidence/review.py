@@ -31,6 +31,7 @@ _STATUS_COLOURS = {
 }
 
 
+
 # --- review notebook helpers --------------------------------------------------------------------
 
 
@@ -308,3 +309,5 @@ def compare_runs(a: RunRecord, b: RunRecord | None) -> pd.DataFrame:
         va, vb = cell_text(left.get(key)), cell_text(right.get(key))
         rows.append([key, va, vb, b is not None and key not in ("run_id", "started_utc") and va != vb])
     return pd.DataFrame(rows, columns=["field", "this run", "other run", "changed"])
+
+

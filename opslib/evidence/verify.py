@@ -203,7 +203,9 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
         (started, finished, e.run_id)
         for e in entries
         if e.doc is not None and is_finalized(e.doc)
-        for started, finished in [(parse_utc(e.doc.get("started_utc")), parse_utc(e.doc.get("finished_utc")))]
+        for started, finished in [
+            (parse_utc(e.doc.get("started_utc")), parse_utc(e.doc.get("finished_utc")))
+        ]
         if started is not None and finished is not None
     )
     starts = [f[0] for f in finalized]
@@ -229,3 +231,6 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
                 )
         reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))
     return reports
+
+
+
