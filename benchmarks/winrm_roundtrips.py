@@ -1,10 +1,16 @@
-"""HTTP round trips and seconds per remote command: opslib's reused shell vs ``winrm.Session.run_cmd``.
+"""HTTP round trips and seconds per remote command, per channel: Basic/HTTP, NTLM-sealed HTTP, TLS 1.0 HTTPS.
 
-Runs against a loopback rehearsal endpoint (a bare emulated host), so the numbers show protocol
-cost (requests, serialisation), not network latency: multiply the request counts by your RTT.
+Runs against loopback rehearsal endpoints (bare emulated hosts), so the numbers show protocol cost
+(requests, serialisation, NTLM sealing, TLS), not network latency: multiply the request counts by your
+RTT. Channels, as each Windows ships WinRM (``rehearsal.shipped_options``):
+
+* Basic over plain HTTP (a lab only; also ``winrm.Session.run_cmd`` for comparison);
+* NTLM with WinRM message encryption over HTTP (Server 2008 R2 and later);
+* NTLM over HTTPS with TLS 1.0 (Server 2003, ``winrm.tls: legacy-tls1.0``).
+
 Targets (README: Benchmarks): ≤ 3 requests per command on a reused shell; upload ≤ 3 requests per chunk.
 
-    .venv/bin/python benchmarks/winrm_roundtrips.py [--commands N]
+    .venv/bin/python benchmarks/winrm_roundtrips.py [--commands N] [--size BYTES]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import base64
 import json
 import os
 import time
+from typing import Any
 
 import winrm
 
@@ -23,6 +30,24 @@ from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import filecodec
 
 PASSWORD = "Bench-Pa55word!"
+W2003, W2019 = "5.2.3790", "10.0.17763"
+
+# name, Windows version, rehearsal.start() options, Connection options
+CHANNELS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
+    (
+        "Basic/HTTP",
+        W2003,
+        {},
+        {"transport": "basic", "allow_unencrypted_basic": True, "allow_cleartext_secrets": True},
+    ),
+    ("NTLM-sealed HTTP", W2019, rehearsal.shipped_options(W2019), {"transport": "ntlm"}),
+    (
+        "NTLM/HTTPS TLS 1.0",
+        W2003,
+        rehearsal.shipped_options(W2003),
+        {"transport": "ntlm", "tls": "legacy-tls1.0"},
+    ),
+)
 
 
 def _echoargs(inv: Invocation) -> int:
@@ -30,68 +55,83 @@ def _echoargs(inv: Invocation) -> int:
     return 0
 
 
+def _host(windows_version: str) -> Host:
+    host = Host(windows_version=windows_version)
+    host.programs["echoargs"] = _echoargs
+    filecodec.register(host)
+    return host
+
+
 def _row(name: str, requests: int, seconds: float, units: int, unit: str) -> tuple[str, str, str, str]:
     return (name, f"{requests / units:.2f}", f"{seconds / units * 1000:.1f}", f"{units} {unit}")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--commands", type=int, default=50)
-    ap.add_argument("--size", type=int, default=200_000, help="bytes to upload and download (default 200 KB)")
-    a = ap.parse_args()
-    host = Host()
-    host.programs["echoargs"] = _echoargs
-    filecodec.register(host)
+def _measure(
+    name: str,
+    windows_version: str,
+    start: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    commands: int,
+    size: int,
+) -> tuple[list[tuple[str, str, str, str]], str]:
     rows = []
-    with rehearsal.start(host, password=PASSWORD) as r:
-        session = winrm.Session(r.url, auth=(r.user, PASSWORD), transport="basic", ca_trust_path=None)
-        n0, t0 = r.request_count, time.perf_counter()
-        for i in range(a.commands):
-            session.run_cmd("echoargs", [str(i)])
-        rows.append(
-            _row(
-                "winrm.Session.run_cmd",
-                r.request_count - n0,
-                time.perf_counter() - t0,
-                a.commands,
-                "commands",
-            )
-        )
-
-        with transport.connect(
-            r.url,
-            transport="basic",
-            username=r.user,
-            password=PASSWORD,
-            host_label="bench",
-            allow_unencrypted_basic=True,
-        ) as conn:
+    with rehearsal.start(_host(windows_version), password=PASSWORD, **start) as r:
+        if name == "Basic/HTTP":
+            session = winrm.Session(r.url, auth=(r.user, PASSWORD), transport="basic", ca_trust_path=None)
             n0, t0 = r.request_count, time.perf_counter()
-            for i in range(a.commands):
-                conn.run(["echoargs", str(i)])
+            for i in range(commands):
+                session.run_cmd("echoargs", [str(i)])
             rows.append(
                 _row(
-                    "opslib Connection.run (reused shell)",
+                    "  winrm.Session.run_cmd",
                     r.request_count - n0,
                     time.perf_counter() - t0,
-                    a.commands,
+                    commands,
                     "commands",
                 )
             )
-
-            data = os.urandom(a.size)
-            remote = conn.temp_dir + "\\bench.bin"
-            chunks = -(-len(base64.b64encode(data)) // transport.ECHO_CHUNK_MAX)
-            n0, t0 = r.request_count, time.perf_counter()
-            transfer = conn.upload(data, remote)
-            up_req, up_s = r.request_count - n0, time.perf_counter() - t0
-            rows.append(_row(f"upload {a.size // 1000} KB, 1st (per chunk)", up_req, up_s, chunks, "chunks"))
-            # The first upload also probes certutil -hashfile SHA256 (cached per connection).
-            n0, t0 = r.request_count, time.perf_counter()
-            conn.upload(data, remote)
+        n0, t0 = r.request_count, time.perf_counter()
+        conn = transport.connect(
+            r.url,
+            username=r.user,
+            password=PASSWORD,
+            host_label="bench",
+            ca_trust_path=str(r.ca_file) if r.ca_file else None,
+            **options,
+        )
+        with conn:
             rows.append(
                 _row(
-                    f"upload {a.size // 1000} KB, again",
+                    "  open (auth, shell, chcp)",
+                    r.request_count - n0,
+                    time.perf_counter() - t0,
+                    1,
+                    "connection",
+                )
+            )
+            channel = conn.channel
+            n0, t0 = r.request_count, time.perf_counter()
+            for i in range(commands):
+                conn.run(["echoargs", str(i)])
+            rows.append(
+                _row(
+                    "  Connection.run (reused shell)",
+                    r.request_count - n0,
+                    time.perf_counter() - t0,
+                    commands,
+                    "commands",
+                )
+            )
+            data = os.urandom(size)
+            remote = conn.temp_dir + "\\bench.bin"
+            chunks = -(-len(base64.b64encode(data)) // transport.ECHO_CHUNK_MAX)
+            conn.upload(data, remote, secret=True)  # the first also probes certutil -hashfile (cached)
+            n0, t0 = r.request_count, time.perf_counter()
+            conn.upload(data, remote, secret=True)
+            rows.append(
+                _row(
+                    f"  upload {size // 1000} KB (per chunk)",
                     r.request_count - n0,
                     time.perf_counter() - t0,
                     chunks,
@@ -99,21 +139,37 @@ def main() -> int:
                 )
             )
             n0, t0 = r.request_count, time.perf_counter()
-            back = conn.download(remote)
-            down_req, down_s = r.request_count - n0, time.perf_counter() - t0
-            assert back == data and transfer.size == len(data)
-    header = ("operation", "requests/unit", "ms/unit", "units")
-    table = [header, *rows]
+            back = conn.download(remote, secret=True)
+            rows.append(
+                _row(
+                    f"  download {size // 1000} KB", r.request_count - n0, time.perf_counter() - t0, 1, "file"
+                )
+            )
+            assert back == data
+    tls = f"{channel['tls_version']} {channel['cipher']}" if channel["tls_version"] else "no TLS"
+    sealed = "message encryption" if channel["message_encryption"] else "no message encryption"
+    return rows, f"{name}: {channel['auth']}, {tls}, {sealed}, confidential={channel['confidential']}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--commands", type=int, default=50)
+    ap.add_argument("--size", type=int, default=200_000, help="bytes to upload and download (default 200 KB)")
+    a = ap.parse_args()
+    table: list[tuple[str, str, str, str]] = [("operation", "requests/unit", "ms/unit", "units")]
+    notes = []
+    for name, version, start, options in CHANNELS:
+        rows, note = _measure(name, version, start, options, commands=a.commands, size=a.size)
+        table += [(name, "", "", ""), *rows]
+        notes.append(note)
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for n, row in enumerate(table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print()
-    print(
-        f"upload {a.size} B: {up_req} requests, {up_s:.3f} s ({transfer.commands} commands, verified by {transfer.verified_by})"
-    )
-    print(f"download {a.size} B: {down_req} requests, {down_s:.3f} s")
+    for note in notes:
+        print(note)
     return 0
 
 

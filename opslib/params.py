@@ -31,6 +31,8 @@ from .errors import ParameterError
 RENEW, ROLLBACK = "renew", "rollback"
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
 CODEPAGES = ("auto", 437, 932, 65001)
+TLS_SETTINGS = ("default", "legacy-tls1.0")  # opslib.winrm.channel.TLS_SETTINGS
+MESSAGE_ENCRYPTION = ("auto", "always", "never")
 _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _MISSING = object()
@@ -239,6 +241,21 @@ SCHEMA: tuple[Key, ...] = (
     Key("winrm.server_cert_validation", _choice("validate", "ignore"), "validate", help="TLS validation"),
     Key("winrm.codepage", _choice(*CODEPAGES), "auto", help="shell code page"),
     Key("winrm.allow_unencrypted_basic", _bool, False, help="allow Basic over plain HTTP"),
+    Key(
+        "winrm.tls", _choice(*TLS_SETTINGS), "default", help="legacy-tls1.0 for a Server 2003 HTTPS listener"
+    ),
+    Key(
+        "winrm.message_encryption",
+        _choice(*MESSAGE_ENCRYPTION),
+        "auto",
+        help="WinRM message encryption over HTTP (auto: NTLM/Kerberos/CredSSP seal over http://)",
+    ),
+    Key(
+        "winrm.allow_cleartext_secrets",
+        _bool,
+        False,
+        help="accept that the PFX and passwords cross an unencrypted channel (a lab only)",
+    ),
     Key("winrm.operation_timeout_s", _int_range(1, 3600), 20, help="WS-Management OperationTimeout"),
     Key("winrm.read_timeout_s", _int_range(2, 3600), 30, help="HTTP read timeout"),
     Key(
@@ -529,6 +546,12 @@ def _cross_checks(out: dict[str, Any], *, mode: str, fail: Callable[..., Paramet
             "winrm.transport",
             "Basic authentication over plain HTTP sends the password in clear",
             "use https://, or set winrm.allow_unencrypted_basic: true for a lab",
+        )
+    # winrm.tls: legacy-tls1.0 with an http:// URL is refused by the transport (before anything is sent).
+    if winrm["message_encryption"] == "always" and winrm["transport"] not in ("ntlm", "kerberos", "credssp"):
+        raise fail(
+            "winrm.message_encryption",
+            f"always needs a transport that can encrypt messages (ntlm, kerberos, credssp), not {winrm['transport']}",
         )
 
 

@@ -49,6 +49,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_rehearsal_iis7": "rehearsal",
     "test_rehearsal_chains": "rehearsal",
     "test_wsman_conformance": "rehearsal",
+    "test_channels": "rehearsal",
     "test_inspect": "rehearsal",
     "test_iis": "rehearsal",
     "test_rehearsal_server": "rehearsal",

@@ -42,9 +42,13 @@ def test_defaults_are_filled_for_optional_keys(tmp_path: Path) -> None:
         del data[key]
     del data["winrm"]["codepage"]
     del data["verify"]["ca_file"]
+    for key in ("tls", "message_encryption", "allow_cleartext_secrets"):
+        data["winrm"].pop(key, None)
     p = _validate(data, tmp_path)
     assert (p.get("ssl_port"), p.get("warn_days"), p.get("forbidden_roots")) == (443, 30, [])
     assert p.get("winrm.codepage") == "auto"
+    assert (p.get("winrm.tls"), p.get("winrm.message_encryption")) == ("default", "auto")
+    assert p.get("winrm.allow_cleartext_secrets") is False
     assert p.get("verify.ca_file") == ""
 
 
@@ -98,6 +102,22 @@ def test_defaults_are_filled_for_optional_keys(tmp_path: Path) -> None:
         (
             lambda d: d["winrm"].update(url="http://web01:5985/wsman", transport="basic"),
             r"winrm\.transport: Basic authentication over plain HTTP .*allow_unencrypted_basic",
+        ),
+        (
+            lambda d: d["winrm"].__setitem__("tls", "tls1.0"),
+            r"winrm\.tls: must be one of default, legacy-tls1\.0",
+        ),
+        (
+            lambda d: d["winrm"].__setitem__("message_encryption", True),
+            r"winrm\.message_encryption: must be one of auto, always, never",
+        ),
+        (
+            lambda d: d["winrm"].update(transport="basic", message_encryption="always"),
+            r"winrm\.message_encryption: always needs a transport that can encrypt messages",
+        ),
+        (
+            lambda d: d["winrm"].__setitem__("allow_cleartext_secrets", "yes"),
+            r"winrm\.allow_cleartext_secrets: expected true or false, got a string",
         ),
     ],
 )

@@ -259,6 +259,7 @@ def test_kit_does_not_claim_a_held_pfx_deleted(tmp_path: Path) -> None:
             host_label="web01",
             allow_unencrypted_basic=True,
             codepage=437,
+            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
         ) as conn:
             pfx = export_pfx(Server(conn), thumb, password=KIT_PFX_PASSWORD)
             left = [f for f in host.files if f.endswith(".pfx")]

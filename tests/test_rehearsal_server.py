@@ -250,6 +250,9 @@ def test_params_follow_the_parameters_contract(bare_host: Host) -> None:
             "server_cert_validation": "validate",
             "codepage": "auto",
             "allow_unencrypted_basic": True,
+            "tls": "default",
+            "message_encryption": "auto",
+            "allow_cleartext_secrets": True,
         }
         assert (
             params["production_site"] == "www1.example.jp" and params["work_site"] == "renew.www1.example.jp"

@@ -167,7 +167,9 @@ def test_https_validates_with_ca_trust_path(bare_host: Host) -> None:
 
 
 def test_wrong_password_is_authentication_failed(endpoint: rehearsal.Rehearsal) -> None:
-    with pytest.raises(AuthenticationFailed, match=r"refused the credentials \(HTTP 401\)") as info:
+    with pytest.raises(
+        AuthenticationFailed, match=r"refused the credentials of winrm\.username 'Administrator' \(HTTP 401\)"
+    ) as info:
         _connect(endpoint, password="Wrong-Password-123")
     assert "Wrong-Password-123" not in str(info.value)
 

@@ -83,6 +83,7 @@ def serve(
             password=PASSWORD,
             host_label="web01",
             allow_unencrypted_basic=True,
+            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
             codepage=codepage,
             transcript=transcript,
         ) as conn:

@@ -267,6 +267,8 @@ def _read_transcript(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if not isinstance(item, dict):
             problems.append(f"{path.name} line {number}: not an object")
             continue
+        if not any(k in item for k in ("command_line", "command", "argv", "upload", "download")):
+            continue  # a channel or acceptance line: a fact about the connection, not a command
         command = item.get("command_line") or item.get("command")
         if not command and isinstance(item.get("argv"), list):
             command = " ".join(str(a) for a in item["argv"])

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EvidenceError
 from ..credentials import redact
+from ..errors import EvidenceError
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc

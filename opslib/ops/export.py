@@ -287,6 +287,7 @@ def export_pfx(
     """
     credentials.register(password)
     conn, host = server.conn, server.host
+    conn.require_confidential("export the certificate and its private key to a PFX and bring it back")
     check_password(host, password)
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
     route = _export_route(server, thumb, site=site)

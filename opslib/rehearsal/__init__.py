@@ -108,15 +108,24 @@ class Rehearsal:
         verify endpoint come from ``host.extra`` as the scenario set them.
         """
         extra = self.host.extra
+        negotiate = self._server.negotiate
+        # WinRM 1.1 (Server 2003) over HTTP authenticates but cannot encrypt: no message encryption.
+        unsealed_http = negotiate and not self.https and self._server.winrm_version == "1.1"
         winrm: dict[str, Any] = {
             "url": self.url,
-            "transport": "ntlm" if self._server.negotiate else "basic",
+            "transport": "ntlm" if negotiate else "basic",
             "username": self.user,
             "password": f"env:{password_env}",
             "ca_trust_path": str(self.ca_file) if self.ca_file else "",
             "server_cert_validation": "validate",
             "codepage": "auto",
             "allow_unencrypted_basic": not self.https,
+            # Server 2003's Schannel speaks TLS 1.0 only: a context for this connection only.
+            "tls": "default" if self._server.tls == "modern" else "legacy-tls1.0",
+            "message_encryption": "never" if unsealed_http else "auto",
+            # A rehearsal host over an unencrypted channel (Basic/HTTP, WinRM 1.1 HTTP) is a lab: the
+            # operator's acceptance is written into the file, and the transcript says so at each use.
+            "allow_cleartext_secrets": not self.https and (not negotiate or unsealed_http),
         }
         verify_endpoint = str(extra.get("verify_endpoint", ""))
         hostnames = list(extra.get("expected_hostnames", [])) or (

@@ -1,7 +1,14 @@
 """``opslib rehearse demo`` / ``make demo``: a whole renewal against a fresh rehearsal host.
 
 Starts a Japanese Windows Server 2003 / IIS 6 rehearsal host (scenario ``iis6-ja``: the G5 root
-enabled, a pending request on the work site, the CA's mail with the new certificate), writes a
+enabled, a pending request on the work site, the CA's mail with the new certificate) with WinRM as
+Server 2003 ships it (``shipped_options``): WinRM 1.1 behind an HTTPS listener that speaks TLS 1.0 only
+(Schannel on 2003, AES suites from KB948963) and Negotiate (NTLM) authentication, Basic off — WinRM 1.1
+encrypts only over HTTPS; over HTTP it authenticates but sends the data in clear
+(https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management;
+the HTTPS listener's authentication settings: MS-WSMAN 3.1.4.1.29,
+https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsman/25ebdfd6-51b1-42de-a899-2775c7b31160).
+The kit connects with ``winrm.transport: ntlm`` and ``winrm.tls: legacy-tls1.0``. It writes a
 parameters file next to the CA's mail, runs the five step notebooks with ``yes=True`` and prints a
 summary: each step with its status and duration, old → new thumbprint and expiry, the backup file,
 the evidence folder.
@@ -25,6 +32,7 @@ from ..credentials import redact, register
 from ..errors import OpsError
 
 SCENARIO = "iis6-ja"
+WINDOWS_VERSION = "5.2.3790"  # Windows Server 2003 SP2, the scenario's emulated Windows
 WINRM_ENV = "OPSLIB_DEMO_WINRM_PASSWORD"
 PFX_ENV = "OPSLIB_DEMO_PFX_PASSWORD"
 
@@ -44,7 +52,7 @@ def run_demo(
     *, evidence_root: str | os.PathLike[str], backup_dir: str | os.PathLike[str] | None = None
 ) -> int:
     """Run the demo; returns the runbook's exit code (0 when the renewal succeeded)."""
-    from . import start
+    from . import shipped_options, start
 
     winrm_password = _password(WINRM_ENV)
     _password(PFX_ENV)
@@ -58,7 +66,11 @@ def run_demo(
     before = {p.name for p in root.iterdir()} if root.is_dir() else set()
     t0 = time.monotonic()
     with start(
-        scenario=SCENARIO, password=winrm_password, workdir=work / "mail", state_file=work / "state.json"
+        scenario=SCENARIO,
+        password=winrm_password,
+        workdir=work / "mail",
+        state_file=work / "state.json",
+        **shipped_options(WINDOWS_VERSION),  # type: ignore[arg-type]
     ) as reh:
         data = reh.params(password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(backups))
         params_file = work / "demo.yaml"
@@ -75,6 +87,10 @@ def run_demo(
         )
         print(
             f"opslib demo: rehearsal host {reh.host.hostname} ({SCENARIO}, IIS 6, code page 932) at {reh.url}"
+        )
+        winrm = data["winrm"]
+        print(
+            f"  WinRM:       {winrm['transport']} over {reh.url.split(':', 1)[0].upper()}, winrm.tls: {winrm['tls']}"
         )
         print(f"  the CA's mail (サーバID発行通知メール): {data['certificate_file']}")
         print(f"  parameters:  {params_file}")

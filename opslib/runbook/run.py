@@ -454,6 +454,13 @@ class _Context:
         if status == "failed":
             lines, self.serving = failure_.recovery_lines(self._situation(), failed)
             extra["production_now"] = self.serving.facts()
+        from ..winrm.transcript import channels, cleartext_acceptances
+
+        transcript = self.run_dir / "transcript.jsonl"
+        extra["channels"] = channels(
+            transcript
+        )  # what each connection ran over (TLS version, cipher, sealing)
+        extra["cleartext_secrets_accepted"] = cleartext_acceptances(transcript)
         evidence.update_run(
             self.run_dir,
             status=status,

@@ -3,6 +3,7 @@
 * :mod:`.quoting` — :func:`cmdline` (the one quoting function), :func:`join_commands`, :class:`Raw`, :func:`codec`.
 * :mod:`.shell` — :class:`Connection` (the only module that imports pywinrm), :func:`connect_params`.
 * :mod:`.transfer` — upload/download with certutil, size and SHA-256 checks, staging files.
+* :mod:`.channel` — ``winrm.tls`` (a TLS context per connection), the channel facts, the cleartext guard.
 * :mod:`.transcript` — :class:`CommandResult`, :class:`Transfer`, the JSON-lines :class:`Transcript`.
 
 Inside this package ``import winrm`` is absolute, so :mod:`.shell` gets pywinrm, not this package.
@@ -10,6 +11,7 @@ Inside this package ``import winrm`` is absolute, so :mod:`.shell` gets pywinrm,
 
 from __future__ import annotations
 
+from .channel import MESSAGE_ENCRYPTION, TLS_SETTINGS, ChannelAdapter, legacy_context
 from .quoting import (
     CMD_LINE_MAX,
     CODEPAGE_CODECS,
@@ -41,6 +43,8 @@ from .transcript import (
     CommandResult,
     Transcript,
     Transfer,
+    channels,
+    cleartext_acceptances,
     stale_temp_dirs,
 )
 from .transfer import PEM_BEGIN, PEM_END, Transfers
@@ -55,6 +59,7 @@ __all__ = [
     "ERROR_WSMAN_OPERATION_TIMEDOUT",
     "ERROR_WSMAN_QUOTA_MAX_COMMANDS",
     "ERROR_WSMAN_SHELL_NOT_FOUND",
+    "MESSAGE_ENCRYPTION",
     "PEM_BEGIN",
     "PEM_END",
     "RECEIVE_NETWORK_RETRIES",
@@ -62,18 +67,23 @@ __all__ = [
     "REMOVE_TEMP",
     "RESOURCE_URI_CMD",
     "SHELL_GONE_CODES",
+    "TLS_SETTINGS",
     "TRANSPORTS",
+    "ChannelAdapter",
     "CommandResult",
     "Connection",
     "Raw",
     "Transcript",
     "Transfer",
     "Transfers",
+    "channels",
     "check_argument",
+    "cleartext_acceptances",
     "cmdline",
     "codec",
     "connect",
     "connect_params",
     "join_commands",
+    "legacy_context",
     "stale_temp_dirs",
 ]

@@ -51,6 +51,7 @@ from ..errors import (
     VerificationFailed,
     WSManFault,
 )
+from . import channel as _channel
 from .quoting import Raw, cmdline, codec
 from .transcript import (
     CREATE_TEMP,
@@ -81,7 +82,7 @@ RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pyp
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
 
 
-class Connection(Transfers):
+class Connection(_channel.Channels, Transfers):
     """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
 
     def __init__(
@@ -96,6 +97,9 @@ class Connection(Transfers):
         ca_trust_path: str | None = None,
         server_cert_validation: str = "validate",
         allow_unencrypted_basic: bool = False,
+        tls: str = "default",
+        message_encryption: str = "auto",
+        allow_cleartext_secrets: bool = False,
         operation_timeout_s: int = 20,
         read_timeout_s: int = 30,
         transcript: Transcript | str | Path | None = None,
@@ -103,6 +107,10 @@ class Connection(Transfers):
     ) -> None:
         self.url = url
         self.host = host_label
+        self.username = username  # named in messages (never the password)
+        self._tls = tls
+        self._allow_cleartext = bool(allow_cleartext_secrets)
+        self._adapter: _channel.ChannelAdapter | None = None
         self._transcript = (
             transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
         )
@@ -139,6 +147,12 @@ class Connection(Transfers):
             raise ParameterError(
                 "winrm.server_cert_validation", f"must be validate or ignore, not {server_cert_validation!r}"
             )
+        _channel.check_setting(tls, url=url)
+        if message_encryption not in _channel.MESSAGE_ENCRYPTION:
+            raise ParameterError(
+                "winrm.message_encryption",
+                f"must be one of {', '.join(_channel.MESSAGE_ENCRYPTION)}; got {message_encryption!r}",
+            )
         if codepage == "auto":
             self._requested_cp: int | None = None
         else:
@@ -157,6 +171,7 @@ class Connection(Transfers):
                 "transport": transport,
                 "server_cert_validation": server_cert_validation,
                 "ca_trust_path": ca_trust_path or None,
+                "message_encryption": message_encryption,
             }
             self._protocol = winrm.protocol.Protocol(
                 url,
@@ -166,10 +181,12 @@ class Connection(Transfers):
                 read_timeout_sec=int(read_timeout_s),
                 **options,
             )
+            self._mount_channel(ca_trust_path=ca_trust_path, validate=server_cert_validation == "validate")
         except WinRMError as exc:
             raise ParameterError("winrm", _secrets.redact(str(exc))) from None
         with self._mapped("open a shell"):
             self._shell_id = self._open_shell()
+        self._record({**self._entry(_channel.CHANNEL), "channel": self.channel})
         if self._requested_cp is None:
             self.codepage = self._detect_codepage()
         self._remove_stale_temp_dirs()
@@ -216,11 +233,12 @@ class Connection(Transfers):
             yield
         except OpsError:
             raise
-        except InvalidCredentialsError:
+        except InvalidCredentialsError:  # HTTP 401 (W-WINRM-401): the user is named, never the password
             raise AuthenticationFailed(
                 self.url,
-                "the server refused the credentials (HTTP 401)",
-                hint="check winrm.username and the password reference",
+                f"the server refused the credentials of winrm.username {self.username!r} (HTTP 401)",
+                hint="check the account (DOMAIN\\user or a local user, an administrator of the server), the "
+                "value winrm.password refers to, and winrm.transport (Basic is off on WinRM 2.0 and later: use ntlm)",
             ) from None
         except WinRMOperationTimeoutError:
             raise WSManFault(
@@ -234,17 +252,16 @@ class Connection(Transfers):
                 hint=f"while trying to {doing}",
             ) from None
         except WinRMTransportError as exc:
-            raise ConnectionFailed(
-                self.url,
-                f"HTTP {exc.code} while trying to {doing}",
-                hint="check the URL and the WinRM listener",
-            ) from None
-        except requests.exceptions.SSLError:
-            raise ConnectionFailed(
-                self.url,
-                "the server's TLS certificate could not be validated",
-                hint="set winrm.ca_trust_path to the CA bundle that signs the WinRM certificate",
-            ) from None
+            hint = "check the URL and the WinRM listener"
+            if exc.code == 415 and self._protocol.transport.encryption is not None:
+                # A WinRM 1.1 (Server 2003) listener has no message encryption (W-WINRM-11-NO-SEALING).
+                hint = (
+                    "a Server 2003 (WinRM 1.1) HTTP listener cannot decrypt WinRM message encryption: use its "
+                    "HTTPS listener with winrm.tls: legacy-tls1.0, or winrm.message_encryption: never"
+                )
+            raise ConnectionFailed(self.url, f"HTTP {exc.code} while trying to {doing}", hint=hint) from None
+        except requests.exceptions.SSLError as exc:
+            raise _channel.tls_failure(exc, url=self.url, tls=self._tls) from None
         except requests.exceptions.Timeout:
             raise ConnectionFailed(
                 self.url, f"no answer in time while trying to {doing}", hint="check the host and the network"
@@ -271,14 +288,19 @@ class Connection(Transfers):
         redirect: tuple[str, str] | None = None,
         secrets: Sequence[str] = (),
         names: Sequence[str] | None = None,
+        secret: bool = False,
     ) -> CommandResult:
         """Run one command (built by :func:`cmdline`) and wait for it, at most ``timeout_s`` seconds.
 
         ``check=True`` raises :class:`RemoteCommandFailed` on a non-zero exit code. ``secrets`` are
-        registered for redaction (transcript, result, messages).
+        registered for redaction (transcript, result, messages). A command line that carries
+        ``secrets`` (a password) or is marked ``secret`` runs only over a confidential channel
+        (:meth:`require_confidential`).
         """
         for value in secrets:
             _secrets.register(value)
+        if secrets or secret:
+            self.require_confidential(what or "run a command that carries a password")
         line = cmdline(argv, names=names, redirect=redirect)
         shown_argv = [_secrets.redact(str(a)) for a in argv]
         return self._execute(line, argv=shown_argv, timeout_s=timeout_s, check=check, stdin=stdin, what=what)
@@ -576,6 +598,9 @@ def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Co
         ca_trust_path=str(winrm.get("ca_trust_path") or "") or None,
         server_cert_validation=str(winrm.get("server_cert_validation") or "validate"),
         allow_unencrypted_basic=bool(winrm.get("allow_unencrypted_basic", False)),
+        tls=str(winrm.get("tls") or "default"),
+        message_encryption=str(winrm.get("message_encryption") or "auto"),
+        allow_cleartext_secrets=bool(winrm.get("allow_cleartext_secrets", False)),
         operation_timeout_s=int(winrm.get("operation_timeout_s", 20)),
         read_timeout_s=int(winrm.get("read_timeout_s", 30)),
         transcript=transcript,

@@ -108,3 +108,43 @@ def stale_temp_dirs(transcript: str | Path) -> list[str]:
         elif entry.get("what") in (REMOVE_TEMP, REMOVE_STALE_TEMP) and entry.get("exit_code") in (0, 2):
             removed.add(argv[-1])
     return [folder for folder in created if folder not in removed]
+
+
+def channels(transcript: str | Path) -> list[dict[str, Any]]:
+    """The distinct channels (``Connection.channel``) a run's transcript records, in order.
+
+    For ``run.json``: what each connection ran over (TLS version and cipher negotiated, message
+    encryption), and every line where the operator accepted secrets crossing in clear text.
+    """
+    out: list[dict[str, Any]] = []
+    try:
+        lines = Path(transcript).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        item = entry.get("channel") if isinstance(entry, dict) else None
+        if isinstance(item, dict) and item not in out:
+            out.append(item)
+    return out
+
+
+def cleartext_acceptances(transcript: str | Path) -> list[str]:
+    """The transcript's plain-words lines saying secrets crossed an unencrypted channel (accepted)."""
+    out: list[str] = []
+    try:
+        lines = Path(transcript).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        text = entry.get("cleartext_secrets_accepted") if isinstance(entry, dict) else None
+        if isinstance(text, str) and text not in out:
+            out.append(text)
+    return out

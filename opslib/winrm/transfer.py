@@ -76,6 +76,8 @@ class Transfers:
 
         def _record(self, entry: dict[str, Any]) -> None: ...
 
+        def require_confidential(self, what: str) -> None: ...
+
     # --- staging files ---
     def _stage_name(self, suffix: str) -> str:
         self._stage += 1
@@ -114,8 +116,12 @@ class Transfers:
         self._hashfile_ok = False
         return None
 
-    def upload(self, data: bytes, remote_path: str, *, what: str = "", timeout_s: float = 60) -> Transfer:
+    def upload(
+        self, data: bytes, remote_path: str, *, what: str = "", timeout_s: float = 60, secret: bool = False
+    ) -> Transfer:
         """Write ``data`` to ``remote_path`` (overwriting it) and check size (and SHA-256 where possible).
+
+        ``secret=True`` (key material, a PFX): only over a confidential channel (``require_confidential``).
 
         base64 with BEGIN/END lines, ``>>"f.b64" echo <chunk>`` of ≤7,900 characters, then
         ``certutil -f -decode`` (winrm.md §3.1/§3.3; windows-commands.md §0; certutil:
@@ -125,6 +131,8 @@ class Transfers:
         """
         what = what or f"upload {remote_path}"
         check_argument(remote_path, "remote path")
+        if secret:
+            self.require_confidential(what)
         stage = self._stage_name("b64")
         text = base64.b64encode(data).decode("ascii")
         size_cmd = size_command(remote_path)
@@ -196,15 +204,20 @@ class Transfers:
         self._record_transfer("upload", transfer, what)
         return transfer
 
-    def download(self, remote_path: str, *, what: str = "", timeout_s: float = 120) -> bytes:
+    def download(
+        self, remote_path: str, *, what: str = "", timeout_s: float = 120, secret: bool = False
+    ) -> bytes:
         """Read ``remote_path`` as bytes: ``certutil -f -encode`` to a staging file, ``type`` it, decode locally.
 
         The staging file's BEGIN/END lines are stripped (windows-commands.md §0). The size (and SHA-256
         where the server can) is compared with the remote file. The data is not written to the
-        transcript (only its size and SHA-256): downloads may be key backups.
+        transcript (only its size and SHA-256): downloads may be key backups. ``secret=True`` (a PFX):
+        only over a confidential channel (``require_confidential``).
         """
         what = what or f"download {remote_path}"
         check_argument(remote_path, "remote path")
+        if secret:
+            self.require_confidential(what)
         stage = self._stage_name("b64")
         encode = cmdline(
             ["certutil", "-f", "-encode", remote_path, stage],
