@@ -266,16 +266,19 @@ def thumbprint_of(value: str, *, key: str = "thumbprint") -> str:
     return thumb
 
 
-def _endpoint(binding: str) -> tuple[str, str]:
+def _endpoint(binding: str) -> tuple[str, str, str]:
     ip, _, rest = binding.partition(":")
-    return ip, rest.split(":")[0]
+    port, _, host = rest.partition(":")
+    return ("" if ip == "*" else ip), port, host.lower()
 
 
 def _shares_endpoint(a: Iterable[str], b: Iterable[str]) -> bool:
-    """Whether two SecureBindings lists meet on a port (wildcard IP meets any IP — conservative)."""
-    for ip1, port1 in map(_endpoint, a):
-        for ip2, port2 in map(_endpoint, b):
-            if port1 == port2 and (ip1 == ip2 or not ip1 or not ip2):
+    """Whether two secure-binding lists meet on a port (wildcard IP meets any IP — conservative) with the
+    same host name: IIS 7+ runs ``*:443:a`` and ``*:443:b`` side by side (host header / SNI); on IIS 6
+    the host part is always empty, so only IP and port count there."""
+    for ip1, port1, host1 in map(_endpoint, a):
+        for ip2, port2, host2 in map(_endpoint, b):
+            if port1 == port2 and host1 == host2 and (ip1 == ip2 or not ip1 or not ip2):
                 return True
     return False
 

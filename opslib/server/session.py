@@ -16,10 +16,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..iis import IISBackend, backend_for
 from .probe import Capabilities, probe
 
 if TYPE_CHECKING:
+    from ..iis import IISBackend
     from ..winrm import Connection
 
 __all__ = ["Server", "open_server"]
@@ -53,6 +53,9 @@ class Server:
         """The IIS backend for this server; :class:`~opslib.errors.CapabilityMissing` when the kit has
         none for its IIS version (raised before anything changes)."""
         if self._iis is None:
+            # Imported here: opslib.iis.iis7 reads the registry through opslib.server (no import circle).
+            from ..iis import backend_for
+
             self._iis = backend_for(self.capabilities, self.conn)
         return self._iis
 

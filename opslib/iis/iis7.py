@@ -1,0 +1,736 @@
+"""The IIS 7–10 backend: sites from ``appcmd … /xml``, certificates from the HTTP.sys SSL bindings.
+
+On IIS 7+ the certificate is not a site property: IIS keeps the site's ``https`` binding
+(``bindingInformation`` ``IP:port:host``,
+https://learn.microsoft.com/en-us/iis/configuration/system.applicationhost/sites/site/bindings/binding),
+HTTP.sys keeps the certificate per ``IP:port`` (``SslBindingInfo``) and, from IIS 8 / Server 2012, per
+``hostname:port`` for SNI (``SslSniBindingInfo``) under ``HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters``
+(W-IIS7-REG). Everything this module decides comes from three locale-independent sources:
+
+* ``%windir%\\system32\\inetsrv\\appcmd.exe list site /xml`` and ``list apppool /xml`` (W-IIS7-APPCMD-LIST);
+* ``reg export`` of the HTTP Parameters key: ``SslCertHash`` (REG_BINARY, the SHA-1), ``SslCertStoreName``
+  (MY / WebHosting), ``AppId`` (REG_BINARY GUID) — the fields of HTTP_SERVICE_CONFIG_SSL_PARAM
+  (https://learn.microsoft.com/en-us/windows/win32/api/http/ns-http-http_service_config_ssl_param);
+* exit codes of ``appcmd start|stop site`` (Win32 codes, W-IIS7-APPCMD-CTL) and ``netsh http
+  add|update|delete sslcert`` (0 / 1, W-IIS7-NETSH) — never their text.
+
+Which certificate a site binding serves is HTTP.sys's lookup: the ``hostname:port`` binding for an SNI
+name (IIS 8+), else ``IP:port``, else ``0.0.0.0:port``. ``netsh http update sslcert`` and
+``hostnameport=`` do not exist on Server 2008 R2 (IIS 7.x): there a change is ``delete`` then ``add``.
+
+Seed step 1 (``bind``): the work site gets its own https binding and HTTP.sys binding — ``*:port:NAME``
+with SNI when the server has it and the work site has one host name (or ``host_header`` names one),
+else ``*:port:`` on ``0.0.0.0:port``; a binding another site already uses is refused (HTTP.sys has one
+certificate per IP:port, so on IIS 7.x the work site needs a port of its own, e.g. ``ssl_port: 8443``).
+The work site may also be the production site itself (a second binding).
+Seed step 2 (``swap``): exactly the production site's HTTP.sys binding changes, in one cmd line with a
+restore branch (see :meth:`IIS7Backend._swap_line`), then everything is read back; when the site does not
+come back the old certificate is put back (self-rollback) and :class:`VerificationFailed` says so.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import winerror
+from ..errors import (
+    CapabilityMissing,
+    OpsError,
+    ParameterError,
+    PreconditionFailed,
+    VerificationFailed,
+)
+from ..server.regfile import parse_reg_export
+from ..server.remote import export_key, failed
+from ..winrm import Raw, cmdline, join_commands
+from ..winrm.quoting import CMD_LINE_MAX
+from .base import (
+    STARTED,
+    STARTING,
+    STATE_NAMES,
+    STOPPED,
+    STOPPING,
+    Change,
+    Installed,
+    Site,
+    SslBinding,
+    SwapResult,
+    check_bound,
+    check_swap,
+    find_site,
+    reason,
+    sharing_sites,
+    thumbprint_of,
+    with_expiry,
+)
+
+if TYPE_CHECKING:
+    from ..winrm import CommandResult, Connection
+
+__all__ = ["APPCMD", "HTTP_PARAMETERS", "IIS_APP_ID", "HttpSslBinding", "IIS7Backend"]
+
+# appcmd's documented location (W-IIS7-APPCMD-LIST); %windir% is expanded by cmd, so it travels Raw.
+APPCMD = r"%windir%\system32\inetsrv\appcmd.exe"
+HTTP_PARAMETERS = r"HKLM\SYSTEM\CurrentControlSet\Services\HTTP\Parameters"
+# The AppId IIS registers its HTTP.sys SSL bindings with (IIS Manager; W-IIS7-REG). A binding with
+# another AppId belongs to another application (e.g. a self-hosted service): the kit never touches it.
+IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
+_STATES = {"started": STARTED, "starting": STARTING, "stopped": STOPPED, "stopping": STOPPING}
+# appcmd start/stop exit codes (Win32, W-IIS7-APPCMD-CTL).
+ERROR_ALREADY_EXISTS = 183
+ERROR_SERVICE_ALREADY_RUNNING = 1056
+ERROR_SERVICE_NOT_ACTIVE = 1062
+ERROR_NOT_FOUND = 1168
+
+
+@dataclass(frozen=True)
+class HttpSslBinding:
+    """One HTTP.sys SSL binding as the registry holds it."""
+
+    kind: str  # "ipport" or "hostnameport" (netsh's parameter name)
+    endpoint: str  # "0.0.0.0:443" or "www1.example.jp:443" (the subkey name)
+    thumbprint: str
+    store: str
+    app_id: str  # "{…}" lower case, "" when unreadable
+
+    @property
+    def label(self) -> str:
+        return f"HTTP.sys {self.kind}={self.endpoint}"
+
+    @property
+    def owned_by_iis(self) -> bool:
+        return self.app_id.lower() == IIS_APP_ID
+
+
+@dataclass(frozen=True)
+class _RawSite:
+    id: int
+    name: str
+    state: str
+    bindings: tuple[tuple[str, str], ...]  # (protocol, bindingInformation)
+
+    @property
+    def https(self) -> list[SslBinding]:
+        return [SslBinding.parse(info) for proto, info in self.bindings if proto.lower() == "https"]
+
+
+def _key(kind: str, endpoint: str) -> tuple[str, str]:
+    return kind, endpoint.lower()
+
+
+def parse_http_bindings(export: bytes | None) -> dict[tuple[str, str], HttpSslBinding]:
+    """``reg export`` of the HTTP Parameters key → {(kind, endpoint lower case): binding}."""
+    found: dict[tuple[str, str], HttpSslBinding] = {}
+    if export is None:
+        return found
+    for key, values in parse_reg_export(export).items():
+        parent, _, sub = key.rpartition("\\")
+        kind = {"sslbindinginfo": "ipport", "sslsnibindinginfo": "hostnameport"}.get(
+            parent.rpartition("\\")[2].lower()
+        )
+        if kind is None or not sub:
+            continue
+        cert, store, app = values.get("SslCertHash"), values.get("SslCertStoreName"), values.get("AppId")
+        thumb = bytes(cert[1]).hex().upper() if cert and isinstance(cert[1], bytes | bytearray) else ""
+        app_id = (
+            "{" + str(uuid.UUID(bytes_le=bytes(app[1]))) + "}"
+            if app and isinstance(app[1], bytes | bytearray) and len(app[1]) == 16
+            else ""
+        )
+        found[_key(kind, sub)] = HttpSslBinding(kind, sub, thumb, str(store[1]) if store else "MY", app_id)
+    return found
+
+
+def _parse_xml(data: bytes, codepage: int) -> ET.Element:
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError:
+        # appcmd writes in the console code page on some builds [U]; re-read as text without the declaration.
+        text = data.decode(f"cp{codepage}" if codepage else "utf-8", errors="replace")
+        return ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+
+
+class IIS7Backend:
+    """IIS 7.0–10 on one connection: appcmd for sites, netsh http for HTTP.sys, reg export to read back."""
+
+    name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
+
+    def __init__(self, conn: Connection, *, host: str = "", iis_major: int = 10) -> None:
+        self.conn = conn
+        self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
+        self.iis_major = iis_major
+
+    @property
+    def sni(self) -> bool:
+        """SNI bindings and ``netsh http update sslcert`` exist from IIS 8 / Server 2012 on (W-IIS7-NETSH)."""
+        return self.iis_major >= 8
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _appcmd(self, *args: str, what: str, check: bool = True) -> CommandResult:
+        result = self.conn.run([Raw(APPCMD), *args], check=False, what=what)  # type: ignore[list-item]
+        if result.exit_code == winerror.NOT_RECOGNIZED:
+            raise CapabilityMissing(self.host, "appcmd.exe (IIS 7+ management tools)", hint="install IIS")
+        if result.exit_code == winerror.ERROR_ACCESS_DENIED:
+            raise CapabilityMissing(
+                self.host,
+                "administrator rights (appcmd reads applicationHost.config)",
+                hint="connect with an account in the local Administrators group",
+            )
+        if check and result.exit_code != 0:
+            raise failed(
+                self.conn, result, what, hint="nothing was parsed; run the same appcmd on the server"
+            )
+        return result
+
+    def _raw_sites(self) -> list[_RawSite]:
+        result = self._appcmd("list", "site", "/xml", what="list IIS sites (appcmd)")
+        root = _parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0))
+        out = []
+        for e in root.findall("SITE"):
+            bindings = tuple(
+                (proto, info)
+                for item in (e.get("bindings") or "").split(",")
+                if item
+                for proto, _, info in [item.partition("/")]
+            )
+            out.append(
+                _RawSite(int(e.get("SITE.ID", "0")), e.get("SITE.NAME", ""), e.get("state", ""), bindings)
+            )
+        return sorted(out, key=lambda s: s.id)
+
+    def app_pools(self) -> dict[str, str]:
+        """Application pool name → state (``appcmd list apppool /xml``)."""
+        result = self._appcmd("list", "apppool", "/xml", what="list IIS application pools (appcmd)")
+        root = _parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0))
+        return {e.get("APPPOOL.NAME", ""): e.get("state", "") for e in root.findall("APPPOOL")}
+
+    def http_bindings(self) -> dict[tuple[str, str], HttpSslBinding]:
+        """Every HTTP.sys SSL binding, from ``reg export`` of the HTTP Parameters key (W-IIS7-REG)."""
+        return parse_http_bindings(
+            export_key(self.conn, HTTP_PARAMETERS, what="read the HTTP.sys SSL bindings")
+        )
+
+    def _served_by(
+        self, binding: SslBinding, http: Mapping[tuple[str, str], HttpSslBinding]
+    ) -> tuple[str, str] | None:
+        """The HTTP.sys binding key a site binding's certificate comes from (None: none)."""
+        if binding.host_header and self.sni:
+            key = _key("hostnameport", f"{binding.host_header}:{binding.port}")
+            if key in http:
+                return key
+        for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0"]:
+            key = _key("ipport", f"{ip}:{binding.port}")
+            if key in http:
+                return key
+        return None
+
+    def _site(self, raw: _RawSite, http: Mapping[tuple[str, str], HttpSslBinding]) -> Site:
+        state = _STATES.get(raw.state.lower(), 0)
+        https = raw.https
+        served = self._served_by(https[0], http) if https else None
+        cert = http[served] if served else None
+        return Site(
+            id=raw.id,
+            name=raw.name,
+            state=state,
+            state_name=STATE_NAMES.get(state, raw.state.lower() or "unknown"),
+            bindings=tuple(
+                SslBinding.parse(info).text if proto.lower() == "http" else f"{proto}/{info}"
+                for proto, info in raw.bindings
+                if proto.lower() != "https"
+            ),
+            secure_bindings=tuple(b.text for b in https),
+            cert_thumbprint=cert.thumbprint if cert else "",
+            store_name=cert.store if cert else "",
+        )
+
+    def _read(self) -> tuple[list[_RawSite], dict[tuple[str, str], HttpSslBinding], list[Site]]:
+        raws, http = self._raw_sites(), self.http_bindings()
+        return raws, http, [self._site(r, http) for r in raws]
+
+    def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
+        found = self._read()[2]
+        return with_expiry(found, expiry) if expiry else found
+
+    def find_site(self, name: str) -> Site:
+        return find_site(self.sites(), name, host=self.host)
+
+    # --- HTTP.sys changes --------------------------------------------------------------------------
+
+    def _netsh(self, verb: str, kind: str, endpoint: str, thumb: str = "", store: str = "MY") -> str:
+        """One ``netsh http VERB sslcert`` line (W-IIS7-NETSH), built by the one quoting function."""
+        argv = ["netsh", "http", f"{verb}", "sslcert", f"{kind}={endpoint}"]
+        if verb != "delete":
+            argv += [f"certhash={thumb}", f"appid={IIS_APP_ID}", f"certstorename={store}"]
+        return cmdline(argv)
+
+    def _set_lines(self, kind: str, endpoint: str, thumb: str, store: str, *, exists: bool) -> str:
+        """The line that makes ``kind=endpoint`` serve ``thumb``: update (IIS 8+), else delete && add."""
+        if not exists:
+            return self._netsh("add", kind, endpoint, thumb, store)
+        if self.sni:
+            return self._netsh("update", kind, endpoint, thumb, store)
+        return join_commands(
+            [self._netsh("delete", kind, endpoint), self._netsh("add", kind, endpoint, thumb, store)]
+        )
+
+    def _site_line(self, verb: str, name: str) -> str:
+        return cmdline([Raw(APPCMD), verb, "site", f"/site.name:{name}"])  # type: ignore[list-item]
+
+    def _run_line(self, line: str, *, what: str) -> CommandResult:
+        if len(line) > CMD_LINE_MAX:
+            raise ParameterError(
+                "command", f"the command line would be {len(line)} characters (max {CMD_LINE_MAX})"
+            )
+        return self.conn.run_line(line, check=False, what=what)
+
+    def _set_http(
+        self, binding: HttpSslBinding | None, kind: str, endpoint: str, thumb: str, store: str
+    ) -> None:
+        """Point one HTTP.sys binding at ``thumb`` and read it back from the registry."""
+        what = f"bind {store}\\{thumb} to HTTP.sys {kind}={endpoint}"
+        result = self._run_line(
+            self._set_lines(kind, endpoint, thumb, store, exists=binding is not None), what=what
+        )
+        after = self.http_bindings().get(_key(kind, endpoint))
+        if after is None or after.thumbprint != thumb:
+            raise VerificationFailed(
+                self.host,
+                f"HTTP.sys {kind}={endpoint} reads back {after.thumbprint if after else 'no binding'} after "
+                f"netsh (exit {result.exit_code}), expected {thumb}",
+                hint="look at `netsh http show sslcert` on the server; netsh error 1312 means the certificate "
+                "has no private key in the store",
+            )
+
+    # --- start/stop ---------------------------------------------------------------------------------
+
+    def _control(self, site: Site, verb: str) -> Site:
+        """appcmd start|stop site, decided by exit code, then read back."""
+        result = self._appcmd(
+            verb, "site", f"/site.name:{site.name}", what=f"{verb} {site.label}", check=False
+        )
+        benign = ERROR_SERVICE_ALREADY_RUNNING if verb == "start" else ERROR_SERVICE_NOT_ACTIVE
+        after = find_site(self.sites(), site.path, host=self.host)
+        wanted = STARTED if verb == "start" else STOPPED
+        if result.exit_code not in (0, benign) or after.state != wanted:
+            why = (
+                "another started site holds the same binding (ERROR_ALREADY_EXISTS)"
+                if result.exit_code == ERROR_ALREADY_EXISTS
+                else f"appcmd exit {result.exit_code} ({winerror.name(result.exit_code)})"
+            )
+            raise VerificationFailed(
+                self.host,
+                f"{site.label} did not {verb}: it is {after.state_name}; {why}",
+                hint="look at the System event log (source WAS / W3SVC) on the server",
+            )
+        return after
+
+    def start(self, site: Site | str) -> Site:
+        return self._control(self._resolve(site), "start")
+
+    def stop(self, site: Site | str) -> Site:
+        return self._control(self._resolve(site), "stop")
+
+    def _resolve(self, site: Site | str) -> Site:
+        return find_site(self.sites(), site.path if isinstance(site, Site) else site, host=self.host)
+
+    # --- bind (seed step 1) ---------------------------------------------------------------------------
+
+    def _bind_target(
+        self, raws: list[_RawSite], target: Site, port: int, host_header: str
+    ) -> tuple[SslBinding, bool]:
+        """The work binding (``*:port:NAME`` with SNI, else ``*:port:``) and whether the site has it already."""
+        raw = next(r for r in raws if r.id == target.id)
+        if not 0 < port < 65536:
+            raise ParameterError("ssl_port", f"{port} is not a TCP port")
+        if host_header and not self.sni:
+            raise CapabilityMissing(
+                self.host,
+                f"SNI bindings ({host_header}) on IIS {self.iis_major} (SNI exists from IIS 8)",
+                hint="bind without a host name, on a port of its own (e.g. ssl_port: 8443)",
+            )
+        if not host_header and self.sni:
+            names = {SslBinding.parse(i).host_header.lower() for p, i in raw.bindings if p.lower() == "http"}
+            names.discard("")
+            if len(names) == 1:
+                host_header = names.pop()
+        for b in raw.https:
+            if b.port == port and b.host_header.lower() == host_header.lower():
+                return b, True
+        return SslBinding("", port, host_header), False
+
+    def _users(
+        self,
+        raws: list[_RawSite],
+        http: Mapping[tuple[str, str], HttpSslBinding],
+        key: tuple[str, str],
+        *,
+        but: int,
+    ) -> list[str]:
+        """Labels of the other sites whose https bindings get their certificate from HTTP.sys ``key``
+        (counting ``key`` as present)."""
+        probe = dict(http)
+        probe.setdefault(key, HttpSslBinding(key[0], key[1], "", "MY", IIS_APP_ID))
+        return [
+            f'W3SVC/{r.id} "{r.name}" ({b.text})'
+            for r in raws
+            if r.id != but
+            for b in r.https
+            if self._served_by(b, probe) == key
+        ]
+
+    def _work_key(self, binding: SslBinding) -> tuple[str, str]:
+        if binding.host_header and self.sni:
+            return "hostnameport", f"{binding.host_header}:{binding.port}"
+        return "ipport", f"{binding.ip or '0.0.0.0'}:{binding.port}"
+
+    def _bind_changes(
+        self, site: Site | str, thumbprint: str, port: int, host_header: str
+    ) -> tuple[Any, ...]:
+        thumb = thumbprint_of(thumbprint)
+        raws, http, found = self._read()
+        target = find_site(found, site.path if isinstance(site, Site) else site, host=self.host)
+        binding, has = self._bind_target(raws, target, port, host_header)
+        kind, endpoint = self._work_key(binding)
+        current = http.get(_key(kind, endpoint))
+        if current is not None and not current.owned_by_iis:
+            raise PreconditionFailed(
+                self.host,
+                f"{current.label} belongs to another application (AppId {current.app_id or '?'}, not IIS's "
+                f"{IIS_APP_ID}); the kit does not change it — nothing was changed",
+                hint="choose another port (ssl_port) or host name for the work site",
+            )
+        others = self._users(raws, http, _key(kind, endpoint), but=target.id)
+        if others:
+            raise PreconditionFailed(
+                self.host,
+                f"binding {thumb} to {target.label} on {kind}={endpoint} would change the certificate of "
+                f"{', '.join(others)} too (HTTP.sys keeps one certificate per "
+                f"{'host name and port' if kind == 'hostnameport' else 'IP:port'}) — nothing was changed",
+                hint="give the work site a port of its own (ssl_port, e.g. 8443)"
+                + ("" if self.sni else "; IIS 7.x has no SNI")
+                + ", or a host name of its own (SNI, IIS 8+)",
+            )
+        changes = []
+        if not has:
+            changes.append(Change(target.label, "https binding", None, f"*:{port}:{binding.host_header}"))
+        if current is None or current.thumbprint != thumb or current.store.upper() != "MY":
+            changes.append(
+                Change(
+                    f"HTTP.sys {kind}={endpoint}",
+                    "SslCertHash",
+                    current.thumbprint if current else None,
+                    thumb,
+                )
+            )
+        return target, binding, has, kind, endpoint, current, changes
+
+    def plan_bind(
+        self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
+    ) -> list[Change]:
+        return list(self._bind_changes(site, thumbprint, port, host_header)[-1])
+
+    def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
+        """Seed step 1 on IIS 7+: the work site's own https binding and HTTP.sys binding serve
+        ``thumbprint`` (MY); the site is not started. Read back from appcmd and the registry."""
+        thumb = thumbprint_of(thumbprint)
+        target, binding, has, kind, endpoint, current, changes = self._bind_changes(
+            site, thumb, port, host_header
+        )
+        if not changes:
+            return target
+        if not has:
+            attrs = f"protocol='https',bindingInformation='*:{port}:{binding.host_header}'"
+            if binding.host_header and self.sni:
+                attrs += ",sslFlags='1'"  # SNI (sslFlags exists from IIS 8, W-IIS7-APPCMD-SET)
+            result = self._appcmd(
+                "set",
+                "site",
+                f"/site.name:{target.name}",
+                f"/+bindings.[{attrs}]",
+                what=f"add the https binding to {target.label}",
+                check=False,
+            )
+            if result.exit_code not in (0, ERROR_ALREADY_EXISTS):
+                raise failed(
+                    self.conn,
+                    result,
+                    f"add the https binding to {target.label}",
+                    hint="nothing else was changed; add the binding in IIS Manager",
+                )
+        if current is None or current.thumbprint != thumb or current.store.upper() != "MY":
+            self._set_http(current, kind, endpoint, thumb, "MY")
+        after = find_site(self.sites(), target.path, host=self.host)
+        if after.cert_thumbprint != thumb:
+            raise VerificationFailed(
+                self.host,
+                f"{after.label} reads back certificate {after.cert_thumbprint or '(none)'}, expected {thumb}",
+                hint="look at the site's https binding in IIS Manager and `netsh http show sslcert`",
+            )
+        return after
+
+    # --- swap (seed step 2) ---------------------------------------------------------------------------
+
+    def _production(
+        self,
+        raws: list[_RawSite],
+        http: Mapping[tuple[str, str], HttpSslBinding],
+        found: list[Site],
+        production_site: str,
+        new: str,
+    ) -> tuple[Site, SslBinding, HttpSslBinding]:
+        """The production site, the https binding to swap and the HTTP.sys binding behind it; refuses
+        (nothing changed) what the kit must not touch."""
+        production = find_site(found, production_site, host=self.host)
+        raw = next(r for r in raws if r.id == production.id)
+        https = raw.https
+        if len(https) > 1:  # a second binding (the work binding on the production site): swap the other
+            https = [
+                b for b in https if (k := self._served_by(b, http)) is None or http[k].thumbprint != new
+            ] or https[:1]
+        if len(https) != 1:
+            listing = " ".join(b.text for b in raw.https) or "none"
+            raise PreconditionFailed(
+                self.host,
+                f"{production.label} has {len(raw.https)} https bindings ({listing}); the kit swaps a site "
+                "with exactly one (besides the work binding) — nothing was changed",
+                hint="swap this site's certificate in IIS Manager (Bindings → https → SSL certificate)",
+            )
+        key = self._served_by(https[0], http)
+        if key is None:
+            raise PreconditionFailed(
+                self.host,
+                f"{production.label}'s binding {https[0].text} has no HTTP.sys certificate — nothing was changed",
+                hint="select its SSL certificate in IIS Manager (Bindings → https) first",
+            )
+        current = http[key]
+        if not current.owned_by_iis:
+            raise PreconditionFailed(
+                self.host,
+                f"{current.label} belongs to another application (AppId {current.app_id or '?'}, not IIS's "
+                f"{IIS_APP_ID}) — nothing was changed",
+                hint="change it with the tool of the application that owns it",
+            )
+        exact = {b.text.lower() for b in https}
+        others = [
+            u
+            for u in self._users(raws, http, key, but=production.id)
+            if u.rsplit("(", 1)[1][:-1].lower() not in exact
+        ]
+        if others:
+            raise PreconditionFailed(
+                self.host,
+                f"{current.label} also serves {', '.join(others)}; swapping it would change their certificate "
+                "too — nothing was changed",
+                hint="give the production site an SNI binding of its own (IIS 8+) or renew these sites together "
+                "by hand",
+            )
+        return production, https[0], current
+
+    def _plan(
+        self, production: Site, binding: SslBinding, current: HttpSslBinding, found: list[Site], new: str
+    ) -> list[Change]:
+        changes = [
+            Change(s.label, "state", s.state_name, "stopped")
+            for s in sharing_sites(found, production, [binding.text])
+        ]
+        if current.thumbprint != new:
+            changes.append(Change(current.label, "SslCertHash", current.thumbprint, new))
+        if current.store.upper() != "MY":
+            changes.append(Change(current.label, "SslCertStoreName", current.store, "MY"))
+        if not production.started:
+            changes.append(Change(production.label, "state", production.state_name, "started"))
+        elif current.thumbprint != new:
+            changes.append(Change(production.label, "state", "started", "restarted"))
+        return changes
+
+    def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
+        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        raws, http, found = self._read()
+        production, binding, current = self._production(raws, http, found, production_site, new)
+        return self._plan(production, binding, current, found, new)
+
+    def _swap_line(
+        self, production: Site, current: HttpSslBinding, thumb: str, store: str, old: str, old_store: str
+    ) -> str:
+        """One cmd line: set the certificate, restart the site; on any failure put the old one back.
+
+        ``SET && [STOP &&] START || RESTORE & START``: cmd runs it server-side in one process, so a
+        dropped WinRM connection cannot leave it half done between commands. Windows that remain: on
+        IIS 7.x between ``delete`` and ``add`` HTTP.sys has no certificate for the endpoint (handshakes
+        fail for milliseconds; ``update`` on IIS 8+ replaces it in place); between stop and start the site
+        answers nothing; a failure of the restore itself is found by the read-back (self-rollback).
+        The trailing START also runs after success and then exits 1056 (already running): the result is
+        decided by the registry and appcmd read-back, not by the line's exit code.
+        """
+        set_new = self._set_lines(current.kind, current.endpoint, thumb, store, exists=True)
+        steps = [set_new]
+        if production.started:
+            steps.append(self._site_line("stop", production.name))
+        steps.append(self._site_line("start", production.name))
+        restore = self._set_lines(current.kind, current.endpoint, old, old_store, exists=True)
+        return join_commands(steps) + " || " + restore + " & " + self._site_line("start", production.name)
+
+    def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
+        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        raws, http, found = self._read()
+        production, binding, current = self._production(raws, http, found, production_site, new)
+        old_thumb, old_store, old_bindings = current.thumbprint, current.store, (binding.text,)
+        planned = self._plan(production, binding, current, found, new)
+        if not planned:
+            return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
+        stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding.text]))
+        try:
+            if current.thumbprint != new or current.store.upper() != "MY":
+                self._run_line(
+                    self._swap_line(production, current, new, "MY", old_thumb, old_store),
+                    what=f"serve {new} on {production.label} ({current.label}) and restart it",
+                )
+            elif not production.started:
+                self._control(production, "start")
+            after_http = self.http_bindings().get(_key(current.kind, current.endpoint))
+            after = find_site(self.sites(), production.path, host=self.host)
+            if after_http is None or after_http.thumbprint != new or not after.started:
+                raise VerificationFailed(
+                    self.host,
+                    f"{after.label} reads back {after.state_name}, {current.label} "
+                    f"{after_http.thumbprint if after_http else '(no binding)'} (expected started, {new})",
+                )
+        except OpsError as exc:
+            self._self_rollback(production, current, old_thumb, old_store, new, exc)
+            raise
+        return SwapResult(
+            production=after,
+            old_thumbprint=old_thumb,
+            old_store_name=old_store,
+            old_secure_bindings=old_bindings,
+            new_thumbprint=new,
+            stopped_sites=stopped,
+            already_done=False,
+            changes=tuple(planned),
+        )
+
+    def _restore(self, production: Site, current: HttpSslBinding, old: str, old_store: str) -> Site:
+        now = self.http_bindings().get(_key(current.kind, current.endpoint))
+        if now is None or now.thumbprint != old:
+            self._set_http(now, current.kind, current.endpoint, old, old_store)
+        after = find_site(self.sites(), production.path, host=self.host)
+        return after if after.started else self._control(after, "start")
+
+    def _self_rollback(
+        self, production: Site, current: HttpSslBinding, old: str, old_store: str, new: str, cause: OpsError
+    ) -> None:
+        """Put the previous certificate back and start the site; always raises VerificationFailed."""
+        failed_text = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
+        try:
+            restored = self._restore(production, current, old, old_store)
+        except OpsError as again:
+            raise VerificationFailed(
+                self.host,
+                f"{failed_text}; putting the previous certificate {old} back failed too ({reason(again)})",
+                hint=f"put {old} back on {current.label} (netsh http add sslcert) and start the site NOW",
+            ) from cause
+        raise VerificationFailed(
+            self.host,
+            f"{failed_text}; rolled back to the previous certificate {old} and the site is "
+            f"{restored.state_name} again",
+            hint="look at the System event log (WAS / W3SVC / HttpEvent) for why, fix it, then run this step again",
+        ) from cause
+
+    def rollback(
+        self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
+    ) -> SwapResult:
+        """The undo of :meth:`swap`: ``old_thumbprint`` (MY) back on the production binding, site started."""
+        old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+        wanted = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
+        raws, http, found = self._read()
+        production = find_site(found, production_site, host=self.host)
+        raw = next(r for r in raws if r.id == production.id)
+        texts = {SslBinding.parse(b).text.lower() for b in wanted}
+        https = [b for b in raw.https if b.text.lower() in texts] or raw.https[:1]
+        key = self._served_by(https[0], http) if https else None
+        if not https or key is None:
+            raise PreconditionFailed(
+                self.host,
+                f"{production.label} has no https binding with an HTTP.sys certificate "
+                f"({' '.join(wanted)}) — nothing was changed",
+                hint="put the old certificate back in IIS Manager (Bindings → https)",
+            )
+        current = http[key]
+        sharing = sharing_sites(found, production, [https[0].text])
+        if current.thumbprint == old and production.started and not sharing:
+            return SwapResult(production, old, current.store, (https[0].text,), old, (), already_done=True)
+        planned = [Change(s.label, "state", s.state_name, "stopped") for s in sharing]
+        planned.append(Change(current.label, "SslCertHash", current.thumbprint, old))
+        stopped = tuple(self._control(s, "stop") for s in sharing)
+        if current.thumbprint != old:
+            self._set_http(current, current.kind, current.endpoint, old, "MY")
+            if production.started:
+                self._control(production, "stop")
+        after = find_site(self.sites(), production.path, host=self.host)
+        if not after.started:
+            after = self._control(after, "start")
+        if after.cert_thumbprint != old:
+            raise VerificationFailed(
+                self.host,
+                f"{after.label} serves {after.cert_thumbprint or '(none)'} after the rollback, not {old}",
+            )
+        return SwapResult(
+            after, current.thumbprint, current.store, (https[0].text,), old, stopped, False, tuple(planned)
+        )
+
+    # --- export, checks -------------------------------------------------------------------------------
+
+    def export_certificate(self, site: Site, remote_path: str, *, password: str) -> str:
+        raise CapabilityMissing(
+            self.host,
+            "an IIS.CertObj export on IIS 7+",
+            hint="the kit exports with certutil -exportPFX, which exists from Server 2008 on",
+        )
+
+    def check_swap(
+        self,
+        *,
+        production_site: str,
+        work_site: str = "",
+        new_thumbprint: str,
+        run_dir: str = "",
+        dry_run: bool = False,
+        hint: str = "",
+    ) -> list[dict[str, Any]]:
+        found = self.sites()
+        if (
+            work_site
+            and find_site(found, work_site, host=self.host).id
+            == find_site(found, production_site, host=self.host).id
+        ):
+            work_site = ""  # the work binding is on the production site itself
+        return check_swap(
+            found,
+            production_site=production_site,
+            work_site=work_site,
+            new_thumbprint=new_thumbprint,
+            host=self.host,
+            run_dir=run_dir,
+            dry_run=dry_run,
+            hint=hint,
+        )
+
+    def check_bound(
+        self, site: str, *, thumbprint: str, installed: Installed | None, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        return check_bound(
+            self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
+        )
+
+
+def is_sni_site(site: Site) -> bool:
+    """Whether any https binding of ``site`` has a host name (an SNI binding on IIS 8+)."""
+    return any(SslBinding.parse(b).host_header for b in site.secure_bindings)
