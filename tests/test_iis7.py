@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,16 @@ class Env:
     backend: IIS7Backend
     current: str
     new: str
+    reh: Any = None
+
+
+@contextmanager
+def env_fault(env: Env, spec: str) -> Iterator[None]:
+    env.reh.set_faults([spec])
+    try:
+        yield
+    finally:
+        env.reh.set_faults([])
 
 
 @contextmanager
@@ -62,7 +73,7 @@ def serve(tmp_path: Path, scenario: str) -> Iterator[Env]:
             server = Server(conn)
             backend = server.iis
             assert isinstance(backend, IIS7Backend)
-            yield Env(host, server, backend, str(host.extra["current_thumbprint"]), new)
+            yield Env(host, server, backend, str(host.extra["current_thumbprint"]), new, r)
 
 
 def reg_hash(host: Host, key: str) -> str:
@@ -218,6 +229,23 @@ def test_a_production_site_that_will_not_start_is_rolled_back(tmp_path: Path) ->
         backend.bind("renew.www1.example.jp", env.new)
         host.web_sites[1].fail_start = True
         host.save_state()
-        with pytest.raises(VerificationFailed, match=r"rolled back to the previous certificate .* and the site is"):
+        # The site never starts again: the old certificate is back and the message says the site is down.
+        with pytest.raises(
+            VerificationFailed,
+            match=r"rolled back to the previous certificate \w+, but the site did not start again .*the site is DOWN",
+        ):
             backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
         assert reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.current
+        # A failure of the swap line itself (the command is refused): nothing changed, the site still runs.
+        host.web_sites[1].fail_start = False
+        host.web_sites[1].state = "Started"
+        host.save_state()
+        with pytest.raises(
+            VerificationFailed,
+            match=r"rolled back to the previous certificate \w+ and the site is started again",
+        ):
+            with env_fault(env, "before:netsh#1:fail"):
+                backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
+        assert (
+            reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.current and host.web_sites[1].state == "Started"
+        )

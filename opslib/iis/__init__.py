@@ -71,7 +71,12 @@ __all__ = [
 ]
 
 # IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd).
-BACKENDS: dict[int, Callable[..., IISBackend]] = {6: IIS6Backend, 7: IIS7Backend, 8: IIS7Backend, 10: IIS7Backend}
+BACKENDS: dict[int, Callable[..., IISBackend]] = {
+    6: IIS6Backend,
+    7: IIS7Backend,
+    8: IIS7Backend,
+    10: IIS7Backend,
+}
 
 
 class _Versioned(Protocol):

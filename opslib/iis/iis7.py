@@ -323,7 +323,7 @@ class IIS7Backend:
             why = (
                 "another started site holds the same binding (ERROR_ALREADY_EXISTS)"
                 if result.exit_code == ERROR_ALREADY_EXISTS
-                else f"appcmd exit {result.exit_code} ({winerror.name(result.exit_code)})"
+                else f"appcmd exit {result.exit_code}"
             )
             raise VerificationFailed(
                 self.host,
@@ -617,12 +617,10 @@ class IIS7Backend:
             changes=tuple(planned),
         )
 
-    def _restore(self, production: Site, current: HttpSslBinding, old: str, old_store: str) -> Site:
+    def _restore_certificate(self, current: HttpSslBinding, old: str, old_store: str) -> None:
         now = self.http_bindings().get(_key(current.kind, current.endpoint))
         if now is None or now.thumbprint != old:
             self._set_http(now, current.kind, current.endpoint, old, old_store)
-        after = find_site(self.sites(), production.path, host=self.host)
-        return after if after.started else self._control(after, "start")
 
     def _self_rollback(
         self, production: Site, current: HttpSslBinding, old: str, old_store: str, new: str, cause: OpsError
@@ -630,12 +628,23 @@ class IIS7Backend:
         """Put the previous certificate back and start the site; always raises VerificationFailed."""
         failed_text = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
         try:
-            restored = self._restore(production, current, old, old_store)
+            self._restore_certificate(current, old, old_store)
         except OpsError as again:
             raise VerificationFailed(
                 self.host,
                 f"{failed_text}; putting the previous certificate {old} back failed too ({reason(again)})",
                 hint=f"put {old} back on {current.label} (netsh http add sslcert) and start the site NOW",
+            ) from cause
+        try:
+            restored = find_site(self.sites(), production.path, host=self.host)
+            if not restored.started:
+                restored = self._control(restored, "start")
+        except OpsError as again:
+            raise VerificationFailed(
+                self.host,
+                f"{failed_text}; rolled back to the previous certificate {old}, but the site did not start "
+                f"again ({reason(again)}) — the site is DOWN",
+                hint="look at the System event log (WAS / W3SVC), fix the cause and start the site in IIS Manager",
             ) from cause
         raise VerificationFailed(
             self.host,
