@@ -249,3 +249,27 @@ def test_a_production_site_that_will_not_start_is_rolled_back(tmp_path: Path) ->
         assert (
             reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.current and host.web_sites[1].state == "Started"
         )
+
+
+def test_backend_choice_by_iis_version() -> None:
+    from opslib import iis
+    from opslib.errors import CapabilityMissing
+    from opslib.server import Capabilities
+
+    def caps(major: int, minor: int = 0) -> Capabilities:
+        return Capabilities("web01", "10.0.17763", major, minor, 437, True, True, True, (), True, True, True)
+
+    assert isinstance(iis.backend_for(caps(6), conn=None), iis.IIS6Backend)  # type: ignore[arg-type]
+    for major, minor in ((7, 0), (7, 5), (8, 5), (10, 0)):
+        backend = iis.backend_for(caps(major, minor), conn=None)  # type: ignore[arg-type]
+        assert isinstance(backend, IIS7Backend) and backend.sni == (major >= 8)
+    with pytest.raises(
+        CapabilityMissing, match=r"^web01: the server lacks IIS 6 or 7–10 \(it runs IIS 11.0, which this kit"
+    ):
+        iis.require_backend(caps(11))
+    with pytest.raises(CapabilityMissing, match=r"it runs IIS 5.0, which this kit does not support"):
+        iis.require_backend(caps(5))
+    with pytest.raises(
+        CapabilityMissing, match=r"lacks IIS \(HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion"
+    ):
+        iis.require_backend(caps(0))

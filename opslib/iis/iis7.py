@@ -30,11 +30,7 @@ come back the old certificate is put back (self-rollback) and :class:`Verificati
 
 from __future__ import annotations
 
-import re
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +42,6 @@ from ..errors import (
     PreconditionFailed,
     VerificationFailed,
 )
-from ..server.regfile import parse_reg_export
 from ..server.remote import export_key, failed
 from ..winrm import Raw, cmdline, join_commands
 from ..winrm.quoting import CMD_LINE_MAX
@@ -69,91 +64,29 @@ from .base import (
     thumbprint_of,
     with_expiry,
 )
+from .httpsys import (
+    APPCMD,
+    HTTP_PARAMETERS,
+    IIS_APP_ID,
+    HttpSslBinding,
+    RawSite,
+    binding_key,
+    parse_http_bindings,
+    parse_xml,
+    raw_sites,
+)
 
 if TYPE_CHECKING:
     from ..winrm import CommandResult, Connection
 
 __all__ = ["APPCMD", "HTTP_PARAMETERS", "IIS_APP_ID", "HttpSslBinding", "IIS7Backend"]
 
-# appcmd's documented location (W-IIS7-APPCMD-LIST); %windir% is expanded by cmd, so it travels Raw.
-APPCMD = r"%windir%\system32\inetsrv\appcmd.exe"
-HTTP_PARAMETERS = r"HKLM\SYSTEM\CurrentControlSet\Services\HTTP\Parameters"
-# The AppId IIS registers its HTTP.sys SSL bindings with (IIS Manager; W-IIS7-REG). A binding with
-# another AppId belongs to another application (e.g. a self-hosted service): the kit never touches it.
-IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
 _STATES = {"started": STARTED, "starting": STARTING, "stopped": STOPPED, "stopping": STOPPING}
 # appcmd start/stop exit codes (Win32, W-IIS7-APPCMD-CTL).
 ERROR_ALREADY_EXISTS = 183
 ERROR_SERVICE_ALREADY_RUNNING = 1056
 ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_NOT_FOUND = 1168
-
-
-@dataclass(frozen=True)
-class HttpSslBinding:
-    """One HTTP.sys SSL binding as the registry holds it."""
-
-    kind: str  # "ipport" or "hostnameport" (netsh's parameter name)
-    endpoint: str  # "0.0.0.0:443" or "www1.example.jp:443" (the subkey name)
-    thumbprint: str
-    store: str
-    app_id: str  # "{…}" lower case, "" when unreadable
-
-    @property
-    def label(self) -> str:
-        return f"HTTP.sys {self.kind}={self.endpoint}"
-
-    @property
-    def owned_by_iis(self) -> bool:
-        return self.app_id.lower() == IIS_APP_ID
-
-
-@dataclass(frozen=True)
-class _RawSite:
-    id: int
-    name: str
-    state: str
-    bindings: tuple[tuple[str, str], ...]  # (protocol, bindingInformation)
-
-    @property
-    def https(self) -> list[SslBinding]:
-        return [SslBinding.parse(info) for proto, info in self.bindings if proto.lower() == "https"]
-
-
-def _key(kind: str, endpoint: str) -> tuple[str, str]:
-    return kind, endpoint.lower()
-
-
-def parse_http_bindings(export: bytes | None) -> dict[tuple[str, str], HttpSslBinding]:
-    """``reg export`` of the HTTP Parameters key → {(kind, endpoint lower case): binding}."""
-    found: dict[tuple[str, str], HttpSslBinding] = {}
-    if export is None:
-        return found
-    for key, values in parse_reg_export(export).items():
-        parent, _, sub = key.rpartition("\\")
-        kind = {"sslbindinginfo": "ipport", "sslsnibindinginfo": "hostnameport"}.get(
-            parent.rpartition("\\")[2].lower()
-        )
-        if kind is None or not sub:
-            continue
-        cert, store, app = values.get("SslCertHash"), values.get("SslCertStoreName"), values.get("AppId")
-        thumb = bytes(cert[1]).hex().upper() if cert and isinstance(cert[1], bytes | bytearray) else ""
-        app_id = (
-            "{" + str(uuid.UUID(bytes_le=bytes(app[1]))) + "}"
-            if app and isinstance(app[1], bytes | bytearray) and len(app[1]) == 16
-            else ""
-        )
-        found[_key(kind, sub)] = HttpSslBinding(kind, sub, thumb, str(store[1]) if store else "MY", app_id)
-    return found
-
-
-def _parse_xml(data: bytes, codepage: int) -> ET.Element:
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError:
-        # appcmd writes in the console code page on some builds [U]; re-read as text without the declaration.
-        text = data.decode(f"cp{codepage}" if codepage else "utf-8", errors="replace")
-        return ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
 
 
 class IIS7Backend:
@@ -189,26 +122,14 @@ class IIS7Backend:
             )
         return result
 
-    def _raw_sites(self) -> list[_RawSite]:
+    def _raw_sites(self) -> list[RawSite]:
         result = self._appcmd("list", "site", "/xml", what="list IIS sites (appcmd)")
-        root = _parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0))
-        out = []
-        for e in root.findall("SITE"):
-            bindings = tuple(
-                (proto, info)
-                for item in (e.get("bindings") or "").split(",")
-                if item
-                for proto, _, info in [item.partition("/")]
-            )
-            out.append(
-                _RawSite(int(e.get("SITE.ID", "0")), e.get("SITE.NAME", ""), e.get("state", ""), bindings)
-            )
-        return sorted(out, key=lambda s: s.id)
+        return raw_sites(parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0)))
 
     def app_pools(self) -> dict[str, str]:
         """Application pool name → state (``appcmd list apppool /xml``)."""
         result = self._appcmd("list", "apppool", "/xml", what="list IIS application pools (appcmd)")
-        root = _parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0))
+        root = parse_xml(result.stdout, int(getattr(self.conn, "codepage", 0) or 0))
         return {e.get("APPPOOL.NAME", ""): e.get("state", "") for e in root.findall("APPPOOL")}
 
     def http_bindings(self) -> dict[tuple[str, str], HttpSslBinding]:
@@ -222,16 +143,16 @@ class IIS7Backend:
     ) -> tuple[str, str] | None:
         """The HTTP.sys binding key a site binding's certificate comes from (None: none)."""
         if binding.host_header and self.sni:
-            key = _key("hostnameport", f"{binding.host_header}:{binding.port}")
+            key = binding_key("hostnameport", f"{binding.host_header}:{binding.port}")
             if key in http:
                 return key
         for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0"]:
-            key = _key("ipport", f"{ip}:{binding.port}")
+            key = binding_key("ipport", f"{ip}:{binding.port}")
             if key in http:
                 return key
         return None
 
-    def _site(self, raw: _RawSite, http: Mapping[tuple[str, str], HttpSslBinding]) -> Site:
+    def _site(self, raw: RawSite, http: Mapping[tuple[str, str], HttpSslBinding]) -> Site:
         state = _STATES.get(raw.state.lower(), 0)
         https = raw.https
         served = self._served_by(https[0], http) if https else None
@@ -251,7 +172,7 @@ class IIS7Backend:
             store_name=cert.store if cert else "",
         )
 
-    def _read(self) -> tuple[list[_RawSite], dict[tuple[str, str], HttpSslBinding], list[Site]]:
+    def _read(self) -> tuple[list[RawSite], dict[tuple[str, str], HttpSslBinding], list[Site]]:
         raws, http = self._raw_sites(), self.http_bindings()
         return raws, http, [self._site(r, http) for r in raws]
 
@@ -299,7 +220,7 @@ class IIS7Backend:
         result = self._run_line(
             self._set_lines(kind, endpoint, thumb, store, exists=binding is not None), what=what
         )
-        after = self.http_bindings().get(_key(kind, endpoint))
+        after = self.http_bindings().get(binding_key(kind, endpoint))
         if after is None or after.thumbprint != thumb:
             raise VerificationFailed(
                 self.host,
@@ -344,7 +265,7 @@ class IIS7Backend:
     # --- bind (seed step 1) ---------------------------------------------------------------------------
 
     def _bind_target(
-        self, raws: list[_RawSite], target: Site, port: int, host_header: str
+        self, raws: list[RawSite], target: Site, port: int, host_header: str
     ) -> tuple[SslBinding, bool]:
         """The work binding (``*:port:NAME`` with SNI, else ``*:port:``) and whether the site has it already."""
         raw = next(r for r in raws if r.id == target.id)
@@ -368,7 +289,7 @@ class IIS7Backend:
 
     def _users(
         self,
-        raws: list[_RawSite],
+        raws: list[RawSite],
         http: Mapping[tuple[str, str], HttpSslBinding],
         key: tuple[str, str],
         *,
@@ -386,7 +307,7 @@ class IIS7Backend:
             if self._served_by(b, probe) == key
         ]
 
-    def _work_key(self, binding: SslBinding) -> tuple[str, str]:
+    def _workbinding_key(self, binding: SslBinding) -> tuple[str, str]:
         if binding.host_header and self.sni:
             return "hostnameport", f"{binding.host_header}:{binding.port}"
         return "ipport", f"{binding.ip or '0.0.0.0'}:{binding.port}"
@@ -398,8 +319,8 @@ class IIS7Backend:
         raws, http, found = self._read()
         target = find_site(found, site.path if isinstance(site, Site) else site, host=self.host)
         binding, has = self._bind_target(raws, target, port, host_header)
-        kind, endpoint = self._work_key(binding)
-        current = http.get(_key(kind, endpoint))
+        kind, endpoint = self._workbinding_key(binding)
+        current = http.get(binding_key(kind, endpoint))
         if current is not None and not current.owned_by_iis:
             raise PreconditionFailed(
                 self.host,
@@ -407,7 +328,7 @@ class IIS7Backend:
                 f"{IIS_APP_ID}); the kit does not change it — nothing was changed",
                 hint="choose another port (ssl_port) or host name for the work site",
             )
-        others = self._users(raws, http, _key(kind, endpoint), but=target.id)
+        others = self._users(raws, http, binding_key(kind, endpoint), but=target.id)
         if others:
             raise PreconditionFailed(
                 self.host,
@@ -480,7 +401,7 @@ class IIS7Backend:
 
     def _production(
         self,
-        raws: list[_RawSite],
+        raws: list[RawSite],
         http: Mapping[tuple[str, str], HttpSslBinding],
         found: list[Site],
         production_site: str,
@@ -595,7 +516,7 @@ class IIS7Backend:
                 )
             elif not production.started:
                 self._control(production, "start")
-            after_http = self.http_bindings().get(_key(current.kind, current.endpoint))
+            after_http = self.http_bindings().get(binding_key(current.kind, current.endpoint))
             after = find_site(self.sites(), production.path, host=self.host)
             if after_http is None or after_http.thumbprint != new or not after.started:
                 raise VerificationFailed(
@@ -618,7 +539,7 @@ class IIS7Backend:
         )
 
     def _restore_certificate(self, current: HttpSslBinding, old: str, old_store: str) -> None:
-        now = self.http_bindings().get(_key(current.kind, current.endpoint))
+        now = self.http_bindings().get(binding_key(current.kind, current.endpoint))
         if now is None or now.thumbprint != old:
             self._set_http(now, current.kind, current.endpoint, old, old_store)
 
