@@ -273,3 +273,20 @@ def test_backend_choice_by_iis_version() -> None:
         CapabilityMissing, match=r"lacks IIS \(HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion"
     ):
         iis.require_backend(caps(0))
+
+
+def test_the_work_binding_may_be_a_second_binding_of_the_production_site(tmp_path: Path) -> None:
+    with serve(tmp_path, "iis10") as env:
+        host, backend = env.host, env.backend
+        work = backend.bind("www1.example.jp", env.new, host_header="renew.www1.example.jp")
+        assert work.secure_bindings == (":443:", ":443:renew.www1.example.jp")
+        assert reg_hash(host, SNI + r"\renew.www1.example.jp:443") == env.new
+        assert reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.current  # production unchanged
+        result = backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
+        assert result.old_secure_bindings == (":443:",) and result.old_thumbprint == env.current
+        assert reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.new
+        rows = backend.check_swap(
+            production_site="www1.example.jp", work_site="www1.example.jp", new_thumbprint=env.new
+        )
+        assert [r["check"] for r in rows if not r["ok"]] == []
+        assert "work site stopped" not in [r["check"] for r in rows]

@@ -155,8 +155,9 @@ class IIS7Backend:
     def _site(self, raw: RawSite, http: Mapping[tuple[str, str], HttpSslBinding]) -> Site:
         state = _STATES.get(raw.state.lower(), 0)
         https = raw.https
-        served = self._served_by(https[0], http) if https else None
-        cert = http[served] if served else None
+        keys = [self._served_by(b, http) for b in https]
+        certs = [http[k].thumbprint if k else "" for k in keys]
+        cert = http[keys[0]] if keys and keys[0] else None
         return Site(
             id=raw.id,
             name=raw.name,
@@ -170,6 +171,7 @@ class IIS7Backend:
             secure_bindings=tuple(b.text for b in https),
             cert_thumbprint=cert.thumbprint if cert else "",
             store_name=cert.store if cert else "",
+            binding_thumbprints=tuple(certs),
         )
 
     def _read(self) -> tuple[list[RawSite], dict[tuple[str, str], HttpSslBinding], list[Site]]:
@@ -389,10 +391,11 @@ class IIS7Backend:
         if current is None or current.thumbprint != thumb or current.store.upper() != "MY":
             self._set_http(current, kind, endpoint, thumb, "MY")
         after = find_site(self.sites(), target.path, host=self.host)
-        if after.cert_thumbprint != thumb:
+        if binding.text not in after.secure_bindings or not after.serves(thumb):
             raise VerificationFailed(
                 self.host,
-                f"{after.label} reads back certificate {after.cert_thumbprint or '(none)'}, expected {thumb}",
+                f"{after.label} reads back secure bindings {' '.join(after.secure_bindings) or '(none)'} "
+                f"serving {' '.join(after.binding_thumbprints) or '(none)'}, expected {binding.text} with {thumb}",
                 hint="look at the site's https binding in IIS Manager and `netsh http show sslcert`",
             )
         return after
