@@ -34,6 +34,7 @@ from .base import (
     thumbprint_of,
     with_expiry,
 )
+from .httpsys import RegistryReader
 from .iis6 import HELPER, IIS6Backend, helper_script
 from .iis7 import IIS7Backend
 
@@ -115,9 +116,16 @@ def require_backend(capabilities: _Versioned) -> None:
     )
 
 
-def backend_for(capabilities: _Versioned, conn: Connection) -> IISBackend:
-    """The backend for the probed IIS version on ``conn``; :class:`CapabilityMissing` when none is."""
+def backend_for(
+    capabilities: _Versioned, conn: Connection, *, read_registry: RegistryReader | None = None
+) -> IISBackend:
+    """The backend for the probed IIS version on ``conn``; :class:`CapabilityMissing` when none is.
+
+    ``read_registry`` (``reg export`` of a key, parsed) is what the IIS 7–10 backend reads HTTP.sys
+    bindings with; :class:`opslib.server.Server` supplies it."""
     require_backend(capabilities)
     if capabilities.iis_major >= 7:
-        return IIS7Backend(conn, host=capabilities.host, iis_major=capabilities.iis_major)
+        return IIS7Backend(
+            conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
+        )
     return BACKENDS[capabilities.iis_major](conn, host=capabilities.host)

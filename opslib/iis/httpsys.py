@@ -12,12 +12,20 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ..server.regfile import parse_reg_export
+from ..winrm import Raw, cmdline, join_commands
 from .base import SslBinding
 
 __all__ = [
+    "served_by",
+    "users_of",
+    "RegistryReader",
+    "set_lines",
+    "site_line",
+    "swap_line",
     "APPCMD",
     "HTTP_PARAMETERS",
     "IIS_APP_ID",
@@ -72,12 +80,18 @@ def binding_key(kind: str, endpoint: str) -> tuple[str, str]:
     return kind, endpoint.lower()
 
 
-def parse_http_bindings(export: bytes | None) -> dict[tuple[str, str], HttpSslBinding]:
-    """``reg export`` of the HTTP Parameters key → {(kind, endpoint lower case): binding}."""
+# A parsed ``reg export`` ({key: {value name: (type, data)}}, as opslib.server.regfile returns it), or None.
+RegistryReader = Callable[[str], "Mapping[str, Mapping[str, tuple[str, Any]]] | None"]
+
+
+def parse_http_bindings(
+    export: Mapping[str, Mapping[str, tuple[str, Any]]] | None,
+) -> dict[tuple[str, str], HttpSslBinding]:
+    """The parsed ``reg export`` of the HTTP Parameters key → {(kind, endpoint lower case): binding}."""
     found: dict[tuple[str, str], HttpSslBinding] = {}
     if export is None:
         return found
-    for key, values in parse_reg_export(export).items():
+    for key, values in export.items():
         parent, _, sub = key.rpartition("\\")
         kind = {"sslbindinginfo": "ipport", "sslsnibindinginfo": "hostnameport"}.get(
             parent.rpartition("\\")[2].lower()
@@ -118,3 +132,97 @@ def raw_sites(root: ET.Element) -> list[RawSite]:
         )
         out.append(RawSite(int(e.get("SITE.ID", "0")), e.get("SITE.NAME", ""), e.get("state", ""), bindings))
     return sorted(out, key=lambda s: s.id)
+
+
+def served_by(
+    sni: bool, binding: SslBinding, http: Mapping[tuple[str, str], HttpSslBinding]
+) -> tuple[str, str] | None:
+    """The HTTP.sys binding key a site binding's certificate comes from (None: none): the SNI name's
+    ``hostname:port`` (IIS 8+), else ``IP:port``, else ``0.0.0.0:port`` (W-IIS7-HTTPSYS-LOOKUP)."""
+    if binding.host_header and sni:
+        key = binding_key("hostnameport", f"{binding.host_header}:{binding.port}")
+        if key in http:
+            return key
+    for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0"]:
+        key = binding_key("ipport", f"{ip}:{binding.port}")
+        if key in http:
+            return key
+    return None
+
+
+def users_of(
+    sni: bool,
+    raws: list[RawSite],
+    http: Mapping[tuple[str, str], HttpSslBinding],
+    key: tuple[str, str],
+    *,
+    but: int,
+) -> list[str]:
+    """Labels of the sites (other than id ``but``) whose https bindings get their certificate from
+    HTTP.sys ``key`` (counting ``key`` as present: what a new binding would serve too)."""
+    probe = dict(http)
+    probe.setdefault(key, HttpSslBinding(key[0], key[1], "", "MY", IIS_APP_ID))
+    return [
+        f'W3SVC/{r.id} "{r.name}" ({b.text})'
+        for r in raws
+        if r.id != but
+        for b in r.https
+        if served_by(sni, b, probe) == key
+    ]
+
+
+# --- command lines (every one built by the one quoting function) -------------------------------------
+
+
+def netsh_line(verb: str, kind: str, endpoint: str, thumb: str = "", store: str = "MY") -> str:
+    """One ``netsh http VERB sslcert`` line (W-IIS7-NETSH)."""
+    argv = ["netsh", "http", verb, "sslcert", f"{kind}={endpoint}"]
+    if verb != "delete":
+        argv += [f"certhash={thumb}", f"appid={IIS_APP_ID}", f"certstorename={store}"]
+    return cmdline(argv)
+
+
+def set_lines(update: bool, kind: str, endpoint: str, thumb: str, store: str, *, exists: bool) -> str:
+    """The line that makes ``kind=endpoint`` serve ``thumb``: add when absent; ``update`` where it exists
+    (IIS 8+), else ``delete && add`` (Server 2008 R2, W-IIS7-NETSH-2008R2)."""
+    if not exists:
+        return netsh_line("add", kind, endpoint, thumb, store)
+    if update:
+        return netsh_line("update", kind, endpoint, thumb, store)
+    return join_commands(
+        [netsh_line("delete", kind, endpoint), netsh_line("add", kind, endpoint, thumb, store)]
+    )
+
+
+def site_line(verb: str, name: str) -> str:
+    """``appcmd start|stop site /site.name:NAME`` (W-IIS7-APPCMD-CTL); ``%windir%`` travels as Raw."""
+    return cmdline([Raw(APPCMD), verb, "site", f"/site.name:{name}"])  # type: ignore[list-item]
+
+
+def swap_line(
+    update: bool,
+    site: str,
+    started: bool,
+    current: HttpSslBinding,
+    thumb: str,
+    store: str,
+    old: str,
+    old_store: str,
+) -> str:
+    """One cmd line: set the certificate, restart the site; on any failure put the old one back.
+
+    ``SET && [STOP &&] START || RESTORE & START`` (W-IIS7-SWAP-LINE): cmd runs it server-side in one
+    process, so a dropped WinRM connection cannot leave it half done between commands. Windows that
+    remain: on IIS 7.x between ``delete`` and ``add`` HTTP.sys has no certificate for the endpoint
+    (handshakes fail for milliseconds; ``update`` on IIS 8+ replaces it in place); between stop and
+    start the site answers nothing; a failed restore is found by the read-back (self-rollback). The
+    trailing START also runs after success and then exits 1056 (already running): the result is
+    decided by the registry and appcmd read-back, never by the line's exit code. The caller checks
+    the length (W-CMD-LINE-8191).
+    """
+    steps = [set_lines(update, current.kind, current.endpoint, thumb, store, exists=True)]
+    if started:
+        steps.append(site_line("stop", site))
+    steps.append(site_line("start", site))
+    restore = set_lines(update, current.kind, current.endpoint, old, old_store, exists=True)
+    return join_commands(steps) + " || " + restore + " & " + site_line("start", site)

@@ -1,31 +1,21 @@
 """The IIS 7–10 backend: sites from ``appcmd … /xml``, certificates from the HTTP.sys SSL bindings.
 
 On IIS 7+ the certificate is not a site property: IIS keeps the site's ``https`` binding
-(``bindingInformation`` ``IP:port:host``,
-https://learn.microsoft.com/en-us/iis/configuration/system.applicationhost/sites/site/bindings/binding),
-HTTP.sys keeps the certificate per ``IP:port`` (``SslBindingInfo``) and, from IIS 8 / Server 2012, per
-``hostname:port`` for SNI (``SslSniBindingInfo``) under ``HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters``
-(W-IIS7-REG). Everything this module decides comes from three locale-independent sources:
-
-* ``%windir%\\system32\\inetsrv\\appcmd.exe list site /xml`` and ``list apppool /xml`` (W-IIS7-APPCMD-LIST);
-* ``reg export`` of the HTTP Parameters key: ``SslCertHash`` (REG_BINARY, the SHA-1), ``SslCertStoreName``
-  (MY / WebHosting), ``AppId`` (REG_BINARY GUID) — the fields of HTTP_SERVICE_CONFIG_SSL_PARAM
-  (https://learn.microsoft.com/en-us/windows/win32/api/http/ns-http-http_service_config_ssl_param);
-* exit codes of ``appcmd start|stop site`` (Win32 codes, W-IIS7-APPCMD-CTL) and ``netsh http
-  add|update|delete sslcert`` (0 / 1, W-IIS7-NETSH) — never their text.
-
-Which certificate a site binding serves is HTTP.sys's lookup: the ``hostname:port`` binding for an SNI
-name (IIS 8+), else ``IP:port``, else ``0.0.0.0:port``. ``netsh http update sslcert`` and
-``hostnameport=`` do not exist on Server 2008 R2 (IIS 7.x): there a change is ``delete`` then ``add``.
+(https://learn.microsoft.com/en-us/iis/configuration/system.applicationhost/sites/site/bindings/binding),
+HTTP.sys keeps the certificate per ``IP:port`` and, from IIS 8, per ``hostname:port`` (SNI) in the
+registry (:mod:`opslib.iis.httpsys`, W-IIS7-REG). Decisions come from ``appcmd list site|apppool /xml``
+(W-IIS7-APPCMD-LIST), the parsed ``reg export`` of the HTTP Parameters key, and exit codes of
+``appcmd start|stop site`` (W-IIS7-APPCMD-CTL) — never from text; every ``netsh http
+add|update|delete sslcert`` (W-IIS7-NETSH; ``delete && add`` on 2008 R2) is read back from the registry.
 
 Seed step 1 (``bind``): the work site gets its own https binding and HTTP.sys binding — ``*:port:NAME``
 with SNI when the server has it and the work site has one host name (or ``host_header`` names one),
-else ``*:port:`` on ``0.0.0.0:port``; a binding another site already uses is refused (HTTP.sys has one
-certificate per IP:port, so on IIS 7.x the work site needs a port of its own, e.g. ``ssl_port: 8443``).
-The work site may also be the production site itself (a second binding).
+else ``*:port:`` on ``0.0.0.0:port``; a binding another site already uses is refused (on IIS 7.x the
+work site needs a port of its own, e.g. ``ssl_port: 8443``). The work binding may also be a second
+binding of the production site itself.
 Seed step 2 (``swap``): exactly the production site's HTTP.sys binding changes, in one cmd line with a
-restore branch (see :meth:`IIS7Backend._swap_line`), then everything is read back; when the site does not
-come back the old certificate is put back (self-rollback) and :class:`VerificationFailed` says so.
+restore branch (:func:`opslib.iis.httpsys.swap_line`), then everything is read back; when the site does
+not come back the old certificate is put back (self-rollback) and :class:`VerificationFailed` says so.
 """
 
 from __future__ import annotations
@@ -40,10 +30,10 @@ from ..errors import (
     OpsError,
     ParameterError,
     PreconditionFailed,
+    RemoteCommandFailed,
     VerificationFailed,
 )
-from ..server.remote import export_key, failed
-from ..winrm import Raw, cmdline, join_commands
+from ..winrm import Raw
 from ..winrm.quoting import CMD_LINE_MAX
 from .base import (
     STARTED,
@@ -70,10 +60,15 @@ from .httpsys import (
     IIS_APP_ID,
     HttpSslBinding,
     RawSite,
+    RegistryReader,
     binding_key,
     parse_http_bindings,
     parse_xml,
     raw_sites,
+    served_by,
+    set_lines,
+    swap_line,
+    users_of,
 )
 
 if TYPE_CHECKING:
@@ -94,8 +89,18 @@ class IIS7Backend:
 
     name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
 
-    def __init__(self, conn: Connection, *, host: str = "", iis_major: int = 10) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        host: str = "",
+        iis_major: int = 10,
+        read_registry: RegistryReader | None = None,
+    ) -> None:
         self.conn = conn
+        # ``reg export`` of a key, parsed (None: the key is absent); the server layer supplies it
+        # (opslib.server.Server), so this package does not import that layer.
+        self.read_registry = read_registry
         self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
         self.iis_major = iis_major
 
@@ -117,9 +122,7 @@ class IIS7Backend:
                 hint="connect with an account in the local Administrators group",
             )
         if check and result.exit_code != 0:
-            raise failed(
-                self.conn, result, what, hint="nothing was parsed; run the same appcmd on the server"
-            )
+            raise self._failed(result, what, "nothing was parsed; run the same appcmd on the server")
         return result
 
     def _raw_sites(self) -> list[RawSite]:
@@ -134,28 +137,18 @@ class IIS7Backend:
 
     def http_bindings(self) -> dict[tuple[str, str], HttpSslBinding]:
         """Every HTTP.sys SSL binding, from ``reg export`` of the HTTP Parameters key (W-IIS7-REG)."""
-        return parse_http_bindings(
-            export_key(self.conn, HTTP_PARAMETERS, what="read the HTTP.sys SSL bindings")
-        )
-
-    def _served_by(
-        self, binding: SslBinding, http: Mapping[tuple[str, str], HttpSslBinding]
-    ) -> tuple[str, str] | None:
-        """The HTTP.sys binding key a site binding's certificate comes from (None: none)."""
-        if binding.host_header and self.sni:
-            key = binding_key("hostnameport", f"{binding.host_header}:{binding.port}")
-            if key in http:
-                return key
-        for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0"]:
-            key = binding_key("ipport", f"{ip}:{binding.port}")
-            if key in http:
-                return key
-        return None
+        if self.read_registry is None:
+            raise CapabilityMissing(
+                self.host,
+                "a registry reader for the IIS 7-10 backend",
+                hint="build the backend through opslib.server.Server (server.iis), which supplies it",
+            )
+        return parse_http_bindings(self.read_registry(HTTP_PARAMETERS))
 
     def _site(self, raw: RawSite, http: Mapping[tuple[str, str], HttpSslBinding]) -> Site:
         state = _STATES.get(raw.state.lower(), 0)
         https = raw.https
-        keys = [self._served_by(b, http) for b in https]
+        keys = [served_by(self.sni, b, http) for b in https]
         certs = [http[k].thumbprint if k else "" for k in keys]
         cert = http[keys[0]] if keys and keys[0] else None
         return Site(
@@ -187,25 +180,16 @@ class IIS7Backend:
 
     # --- HTTP.sys changes --------------------------------------------------------------------------
 
-    def _netsh(self, verb: str, kind: str, endpoint: str, thumb: str = "", store: str = "MY") -> str:
-        """One ``netsh http VERB sslcert`` line (W-IIS7-NETSH), built by the one quoting function."""
-        argv = ["netsh", "http", f"{verb}", "sslcert", f"{kind}={endpoint}"]
-        if verb != "delete":
-            argv += [f"certhash={thumb}", f"appid={IIS_APP_ID}", f"certstorename={store}"]
-        return cmdline(argv)
-
-    def _set_lines(self, kind: str, endpoint: str, thumb: str, store: str, *, exists: bool) -> str:
-        """The line that makes ``kind=endpoint`` serve ``thumb``: update (IIS 8+), else delete && add."""
-        if not exists:
-            return self._netsh("add", kind, endpoint, thumb, store)
-        if self.sni:
-            return self._netsh("update", kind, endpoint, thumb, store)
-        return join_commands(
-            [self._netsh("delete", kind, endpoint), self._netsh("add", kind, endpoint, thumb, store)]
+    def _failed(self, result: CommandResult, what: str, hint: str) -> RemoteCommandFailed:
+        return RemoteCommandFailed(
+            host=self.host,
+            command=result.command_line,
+            exit_code=result.exit_code,
+            stdout=result.stdout_text,
+            stderr=result.stderr_text,
+            what=what,
+            hint=hint,
         )
-
-    def _site_line(self, verb: str, name: str) -> str:
-        return cmdline([Raw(APPCMD), verb, "site", f"/site.name:{name}"])  # type: ignore[list-item]
 
     def _run_line(self, line: str, *, what: str) -> CommandResult:
         if len(line) > CMD_LINE_MAX:
@@ -220,7 +204,7 @@ class IIS7Backend:
         """Point one HTTP.sys binding at ``thumb`` and read it back from the registry."""
         what = f"bind {store}\\{thumb} to HTTP.sys {kind}={endpoint}"
         result = self._run_line(
-            self._set_lines(kind, endpoint, thumb, store, exists=binding is not None), what=what
+            set_lines(self.sni, kind, endpoint, thumb, store, exists=binding is not None), what=what
         )
         after = self.http_bindings().get(binding_key(kind, endpoint))
         if after is None or after.thumbprint != thumb:
@@ -289,27 +273,7 @@ class IIS7Backend:
                 return b, True
         return SslBinding("", port, host_header), False
 
-    def _users(
-        self,
-        raws: list[RawSite],
-        http: Mapping[tuple[str, str], HttpSslBinding],
-        key: tuple[str, str],
-        *,
-        but: int,
-    ) -> list[str]:
-        """Labels of the other sites whose https bindings get their certificate from HTTP.sys ``key``
-        (counting ``key`` as present)."""
-        probe = dict(http)
-        probe.setdefault(key, HttpSslBinding(key[0], key[1], "", "MY", IIS_APP_ID))
-        return [
-            f'W3SVC/{r.id} "{r.name}" ({b.text})'
-            for r in raws
-            if r.id != but
-            for b in r.https
-            if self._served_by(b, probe) == key
-        ]
-
-    def _workbinding_key(self, binding: SslBinding) -> tuple[str, str]:
+    def _work_endpoint(self, binding: SslBinding) -> tuple[str, str]:
         if binding.host_header and self.sni:
             return "hostnameport", f"{binding.host_header}:{binding.port}"
         return "ipport", f"{binding.ip or '0.0.0.0'}:{binding.port}"
@@ -321,7 +285,7 @@ class IIS7Backend:
         raws, http, found = self._read()
         target = find_site(found, site.path if isinstance(site, Site) else site, host=self.host)
         binding, has = self._bind_target(raws, target, port, host_header)
-        kind, endpoint = self._workbinding_key(binding)
+        kind, endpoint = self._work_endpoint(binding)
         current = http.get(binding_key(kind, endpoint))
         if current is not None and not current.owned_by_iis:
             raise PreconditionFailed(
@@ -330,7 +294,7 @@ class IIS7Backend:
                 f"{IIS_APP_ID}); the kit does not change it — nothing was changed",
                 hint="choose another port (ssl_port) or host name for the work site",
             )
-        others = self._users(raws, http, binding_key(kind, endpoint), but=target.id)
+        others = users_of(self.sni, raws, http, binding_key(kind, endpoint), but=target.id)
         if others:
             raise PreconditionFailed(
                 self.host,
@@ -382,11 +346,10 @@ class IIS7Backend:
                 check=False,
             )
             if result.exit_code not in (0, ERROR_ALREADY_EXISTS):
-                raise failed(
-                    self.conn,
+                raise self._failed(
                     result,
                     f"add the https binding to {target.label}",
-                    hint="nothing else was changed; add the binding in IIS Manager",
+                    "nothing else was changed; add the binding in IIS Manager",
                 )
         if current is None or current.thumbprint != thumb or current.store.upper() != "MY":
             self._set_http(current, kind, endpoint, thumb, "MY")
@@ -417,7 +380,7 @@ class IIS7Backend:
         https = raw.https
         if len(https) > 1:  # a second binding (the work binding on the production site): swap the other
             https = [
-                b for b in https if (k := self._served_by(b, http)) is None or http[k].thumbprint != new
+                b for b in https if (k := served_by(self.sni, b, http)) is None or http[k].thumbprint != new
             ] or https[:1]
         if len(https) != 1:
             listing = " ".join(b.text for b in raw.https) or "none"
@@ -427,7 +390,7 @@ class IIS7Backend:
                 "with exactly one (besides the work binding) — nothing was changed",
                 hint="swap this site's certificate in IIS Manager (Bindings → https → SSL certificate)",
             )
-        key = self._served_by(https[0], http)
+        key = served_by(self.sni, https[0], http)
         if key is None:
             raise PreconditionFailed(
                 self.host,
@@ -445,7 +408,7 @@ class IIS7Backend:
         exact = {b.text.lower() for b in https}
         others = [
             u
-            for u in self._users(raws, http, key, but=production.id)
+            for u in users_of(self.sni, raws, http, key, but=production.id)
             if u.rsplit("(", 1)[1][:-1].lower() not in exact
         ]
         if others:
@@ -481,27 +444,6 @@ class IIS7Backend:
         production, binding, current = self._production(raws, http, found, production_site, new)
         return self._plan(production, binding, current, found, new)
 
-    def _swap_line(
-        self, production: Site, current: HttpSslBinding, thumb: str, store: str, old: str, old_store: str
-    ) -> str:
-        """One cmd line: set the certificate, restart the site; on any failure put the old one back.
-
-        ``SET && [STOP &&] START || RESTORE & START``: cmd runs it server-side in one process, so a
-        dropped WinRM connection cannot leave it half done between commands. Windows that remain: on
-        IIS 7.x between ``delete`` and ``add`` HTTP.sys has no certificate for the endpoint (handshakes
-        fail for milliseconds; ``update`` on IIS 8+ replaces it in place); between stop and start the site
-        answers nothing; a failure of the restore itself is found by the read-back (self-rollback).
-        The trailing START also runs after success and then exits 1056 (already running): the result is
-        decided by the registry and appcmd read-back, not by the line's exit code.
-        """
-        set_new = self._set_lines(current.kind, current.endpoint, thumb, store, exists=True)
-        steps = [set_new]
-        if production.started:
-            steps.append(self._site_line("stop", production.name))
-        steps.append(self._site_line("start", production.name))
-        restore = self._set_lines(current.kind, current.endpoint, old, old_store, exists=True)
-        return join_commands(steps) + " || " + restore + " & " + self._site_line("start", production.name)
-
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
         new = thumbprint_of(new_thumbprint, key="new_thumbprint")
         raws, http, found = self._read()
@@ -514,7 +456,16 @@ class IIS7Backend:
         try:
             if current.thumbprint != new or current.store.upper() != "MY":
                 self._run_line(
-                    self._swap_line(production, current, new, "MY", old_thumb, old_store),
+                    swap_line(
+                        self.sni,
+                        production.name,
+                        production.started,
+                        current,
+                        new,
+                        "MY",
+                        old_thumb,
+                        old_store,
+                    ),
                     what=f"serve {new} on {production.label} ({current.label}) and restart it",
                 )
             elif not production.started:
@@ -588,7 +539,7 @@ class IIS7Backend:
         raw = next(r for r in raws if r.id == production.id)
         texts = {SslBinding.parse(b).text.lower() for b in wanted}
         https = [b for b in raw.https if b.text.lower() in texts] or raw.https[:1]
-        key = self._served_by(https[0], http) if https else None
+        key = served_by(self.sni, https[0], http) if https else None
         if not https or key is None:
             raise PreconditionFailed(
                 self.host,
@@ -662,8 +613,3 @@ class IIS7Backend:
         return check_bound(
             self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
         )
-
-
-def is_sni_site(site: Site) -> bool:
-    """Whether any https binding of ``site`` has a host name (an SNI binding on IIS 8+)."""
-    return any(SslBinding.parse(b).host_header for b in site.secure_bindings)

@@ -16,7 +16,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..iis import backend_for
 from .probe import Capabilities, probe
+from .regfile import parse_reg_export
+from .remote import export_key
 
 if TYPE_CHECKING:
     from ..iis import IISBackend
@@ -53,11 +56,14 @@ class Server:
         """The IIS backend for this server; :class:`~opslib.errors.CapabilityMissing` when the kit has
         none for its IIS version (raised before anything changes)."""
         if self._iis is None:
-            # Imported here: opslib.iis.iis7 reads the registry through opslib.server (no import circle).
-            from ..iis import backend_for
-
-            self._iis = backend_for(self.capabilities, self.conn)
+            self._iis = backend_for(self.capabilities, self.conn, read_registry=self.read_registry)
         return self._iis
+
+    def read_registry(self, key: str) -> dict[str, dict[str, tuple[str, Any]]] | None:
+        """``reg export`` of ``key`` (with its subkeys), parsed; None when the key is absent. The IIS 7–10
+        backend reads the HTTP.sys bindings with it (the iis package does not import this layer)."""
+        data = export_key(self.conn, key, what=f"read {key}")
+        return None if data is None else parse_reg_export(data)
 
     def close(self) -> None:
         self.conn.close()
