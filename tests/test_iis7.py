@@ -227,6 +227,7 @@ def test_a_production_site_that_will_not_start_is_rolled_back(tmp_path: Path) ->
     with serve(tmp_path, "iis10") as env:
         host, backend = env.host, env.backend
         backend.bind("renew.www1.example.jp", env.new)
+        host.app_pools["www1.example.jp"].state = "Stopped"  # started again with the swap
         host.web_sites[1].fail_start = True
         host.save_state()
         # The site never starts again: the old certificate is back and the message says the site is down.
@@ -236,6 +237,7 @@ def test_a_production_site_that_will_not_start_is_rolled_back(tmp_path: Path) ->
         ):
             backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
         assert reg_hash(host, IPPORT + r"\0.0.0.0:443") == env.current
+        assert host.app_pools["www1.example.jp"].state == "Started"
         # A failure of the swap line itself (the command is refused): nothing changed, the site still runs.
         host.web_sites[1].fail_start = False
         host.web_sites[1].state = "Started"

@@ -16,10 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ParameterError
 from ..winrm import Raw, cmdline, join_commands
-from .base import SslBinding
+from .base import Site, SslBinding
 
 __all__ = [
+    "work_binding",
+    "work_endpoint",
     "served_by",
     "users_of",
     "RegistryReader",
@@ -171,6 +174,29 @@ def users_of(
     ]
 
 
+def work_binding(sni: bool, raw: RawSite, port: int, host_header: str) -> tuple[SslBinding, bool]:
+    """Step 1's work binding on ``raw`` and whether the site has it already: ``*:port:NAME`` with SNI
+    (``host_header``, else the site's one http host name when the server has SNI), else ``*:port:``."""
+    if not 0 < port < 65536:
+        raise ParameterError("ssl_port", f"{port} is not a TCP port")
+    if not host_header and sni:
+        names = {SslBinding.parse(i).host_header.lower() for p, i in raw.bindings if p.lower() == "http"}
+        names.discard("")
+        if len(names) == 1:
+            host_header = names.pop()
+    for b in raw.https:
+        if b.port == port and b.host_header.lower() == host_header.lower():
+            return b, True
+    return SslBinding("", port, host_header), False
+
+
+def work_endpoint(sni: bool, binding: SslBinding) -> tuple[str, str]:
+    """The HTTP.sys binding (netsh parameter, endpoint) a new work binding gets."""
+    if binding.host_header and sni:
+        return "hostnameport", f"{binding.host_header}:{binding.port}"
+    return "ipport", f"{binding.ip or '0.0.0.0'}:{binding.port}"
+
+
 # --- command lines (every one built by the one quoting function) -------------------------------------
 
 
@@ -199,17 +225,8 @@ def site_line(verb: str, name: str) -> str:
     return cmdline([Raw(APPCMD), verb, "site", f"/site.name:{name}"])  # type: ignore[list-item]
 
 
-def swap_line(
-    update: bool,
-    site: str,
-    started: bool,
-    current: HttpSslBinding,
-    thumb: str,
-    store: str,
-    old: str,
-    old_store: str,
-) -> str:
-    """One cmd line: set the certificate, restart the site; on any failure put the old one back.
+def swap_line(update: bool, site: Site, current: HttpSslBinding, thumb: str, old: str, old_store: str) -> str:
+    """One cmd line: ``thumb`` (MY) on ``current``, restart ``site``; on any failure put ``old`` back.
 
     ``SET && [STOP &&] START || RESTORE & START`` (W-IIS7-SWAP-LINE): cmd runs it server-side in one
     process, so a dropped WinRM connection cannot leave it half done between commands. Windows that
@@ -220,9 +237,9 @@ def swap_line(
     decided by the registry and appcmd read-back, never by the line's exit code. The caller checks
     the length (W-CMD-LINE-8191).
     """
-    steps = [set_lines(update, current.kind, current.endpoint, thumb, store, exists=True)]
-    if started:
-        steps.append(site_line("stop", site))
-    steps.append(site_line("start", site))
+    steps = [set_lines(update, current.kind, current.endpoint, thumb, "MY", exists=True)]
+    if site.started:
+        steps.append(site_line("stop", site.name))
+    steps.append(site_line("start", site.name))
     restore = set_lines(update, current.kind, current.endpoint, old, old_store, exists=True)
-    return join_commands(steps) + " || " + restore + " & " + site_line("start", site)
+    return join_commands(steps) + " || " + restore + " & " + site_line("start", site.name)

@@ -69,6 +69,8 @@ from .httpsys import (
     set_lines,
     swap_line,
     users_of,
+    work_binding,
+    work_endpoint,
 )
 
 if TYPE_CHECKING:
@@ -250,42 +252,20 @@ class IIS7Backend:
 
     # --- bind (seed step 1) ---------------------------------------------------------------------------
 
-    def _bind_target(
-        self, raws: list[RawSite], target: Site, port: int, host_header: str
-    ) -> tuple[SslBinding, bool]:
-        """The work binding (``*:port:NAME`` with SNI, else ``*:port:``) and whether the site has it already."""
-        raw = next(r for r in raws if r.id == target.id)
-        if not 0 < port < 65536:
-            raise ParameterError("ssl_port", f"{port} is not a TCP port")
-        if host_header and not self.sni:
-            raise CapabilityMissing(
-                self.host,
-                f"SNI bindings ({host_header}) on IIS {self.iis_major} (SNI exists from IIS 8)",
-                hint="bind without a host name, on a port of its own (e.g. ssl_port: 8443)",
-            )
-        if not host_header and self.sni:
-            names = {SslBinding.parse(i).host_header.lower() for p, i in raw.bindings if p.lower() == "http"}
-            names.discard("")
-            if len(names) == 1:
-                host_header = names.pop()
-        for b in raw.https:
-            if b.port == port and b.host_header.lower() == host_header.lower():
-                return b, True
-        return SslBinding("", port, host_header), False
-
-    def _work_endpoint(self, binding: SslBinding) -> tuple[str, str]:
-        if binding.host_header and self.sni:
-            return "hostnameport", f"{binding.host_header}:{binding.port}"
-        return "ipport", f"{binding.ip or '0.0.0.0'}:{binding.port}"
-
     def _bind_changes(
         self, site: Site | str, thumbprint: str, port: int, host_header: str
     ) -> tuple[Any, ...]:
         thumb = thumbprint_of(thumbprint)
         raws, http, found = self._read()
         target = find_site(found, site.path if isinstance(site, Site) else site, host=self.host)
-        binding, has = self._bind_target(raws, target, port, host_header)
-        kind, endpoint = self._work_endpoint(binding)
+        if host_header and not self.sni:
+            raise CapabilityMissing(
+                self.host,
+                f"SNI bindings ({host_header}) on IIS {self.iis_major} (SNI exists from IIS 8)",
+                hint="bind without a host name, on a port of its own (e.g. ssl_port: 8443)",
+            )
+        binding, has = work_binding(self.sni, next(r for r in raws if r.id == target.id), port, host_header)
+        kind, endpoint = work_endpoint(self.sni, binding)
         current = http.get(binding_key(kind, endpoint))
         if current is not None and not current.owned_by_iis:
             raise PreconditionFailed(
@@ -421,13 +401,41 @@ class IIS7Backend:
             )
         return production, https[0], current
 
+    def _pool_state(self, pool: str) -> str:
+        return {k.lower(): v for k, v in self.app_pools().items()}.get(pool.lower(), "").lower()
+
+    def _stopped_pool(self, production: Site) -> str:
+        """The production site's application pool when it is stopped ("" otherwise). ``list site /xml``
+        does not name a site's pool; IIS Manager's Add Website creates one named after the site [U], so
+        that pool is the one started (the site would answer 503 with its pool stopped)."""
+        return production.name if self._pool_state(production.name) == "stopped" else ""
+
+    def _start_pool(self, pool: str) -> None:
+        what = f"start the application pool {pool!r}"
+        result = self._appcmd("start", "apppool", f"/apppool.name:{pool}", what=what, check=False)
+        state = self._pool_state(pool)
+        if result.exit_code not in (0, ERROR_SERVICE_ALREADY_RUNNING) or state != "started":
+            raise VerificationFailed(
+                self.host,
+                f"the application pool {pool!r} did not start (appcmd exit {result.exit_code}, state {state or '?'})",
+                hint="look at the System event log (source WAS) on the server",
+            )
+
     def _plan(
-        self, production: Site, binding: SslBinding, current: HttpSslBinding, found: list[Site], new: str
+        self,
+        production: Site,
+        binding: SslBinding,
+        current: HttpSslBinding,
+        found: list[Site],
+        new: str,
+        pool: str = "",
     ) -> list[Change]:
         changes = [
             Change(s.label, "state", s.state_name, "stopped")
             for s in sharing_sites(found, production, [binding.text])
         ]
+        if pool:
+            changes.append(Change(f"application pool {pool!r}", "state", "stopped", "started"))
         if current.thumbprint != new:
             changes.append(Change(current.label, "SslCertHash", current.thumbprint, new))
         if current.store.upper() != "MY":
@@ -442,31 +450,25 @@ class IIS7Backend:
         new = thumbprint_of(new_thumbprint, key="new_thumbprint")
         raws, http, found = self._read()
         production, binding, current = self._production(raws, http, found, production_site, new)
-        return self._plan(production, binding, current, found, new)
+        return self._plan(production, binding, current, found, new, self._stopped_pool(production))
 
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
         new = thumbprint_of(new_thumbprint, key="new_thumbprint")
         raws, http, found = self._read()
         production, binding, current = self._production(raws, http, found, production_site, new)
         old_thumb, old_store, old_bindings = current.thumbprint, current.store, (binding.text,)
-        planned = self._plan(production, binding, current, found, new)
+        pool = self._stopped_pool(production)
+        planned = self._plan(production, binding, current, found, new, pool)
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
         stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding.text]))
         try:
+            if pool:
+                self._start_pool(pool)
             if current.thumbprint != new or current.store.upper() != "MY":
+                line = swap_line(self.sni, production, current, new, old_thumb, old_store)
                 self._run_line(
-                    swap_line(
-                        self.sni,
-                        production.name,
-                        production.started,
-                        current,
-                        new,
-                        "MY",
-                        old_thumb,
-                        old_store,
-                    ),
-                    what=f"serve {new} on {production.label} ({current.label}) and restart it",
+                    line, what=f"serve {new} on {production.label} ({current.label}) and restart it"
                 )
             elif not production.started:
                 self._control(production, "start")
@@ -481,16 +483,7 @@ class IIS7Backend:
         except OpsError as exc:
             self._self_rollback(production, current, old_thumb, old_store, new, exc)
             raise
-        return SwapResult(
-            production=after,
-            old_thumbprint=old_thumb,
-            old_store_name=old_store,
-            old_secure_bindings=old_bindings,
-            new_thumbprint=new,
-            stopped_sites=stopped,
-            already_done=False,
-            changes=tuple(planned),
-        )
+        return SwapResult(after, old_thumb, old_store, old_bindings, new, stopped, False, tuple(planned))
 
     def _restore_certificate(self, current: HttpSslBinding, old: str, old_store: str) -> None:
         now = self.http_bindings().get(binding_key(current.kind, current.endpoint))

@@ -324,7 +324,7 @@ def before(server: Server, *, forbidden_roots: Iterable[str] = ()) -> RootsBefor
     """Probe (refusing a server without an IIS backend, before anything changes) and read every
     physical Trusted Root store; pick out the forbidden entries."""
     caps = server.capabilities
-    server.iis  # noqa: B018 - IIS 7+ is refused here, before anything changes
+    server.iis  # noqa: B018 - an IIS version without a backend is refused here, before anything changes
     roots = trusted_roots(server.conn)
     extra = tuple(forbidden_roots)
     return RootsBefore(caps, tuple(roots), tuple(forbidden_entries(roots, extra)), extra)
