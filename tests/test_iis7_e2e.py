@@ -111,6 +111,7 @@ def test_a_full_run_renews_the_production_binding(tmp_path: Path, secrets_: list
         facts = m["facts"]
         assert (facts["old_thumbprint"], facts["new_thumbprint"]) == (old, new)
         assert facts["pfx_export_route"] == "certutil -exportPFX"
+        assert facts["iis_backend"] == "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
         assert facts["server"]["iis"] == ("7.5" if scenario == "iis75-ja" else "10.0")
         # The production binding in the emulated registry, the sites' states.
         assert cert_hash(host, production_key) == new
