@@ -18,6 +18,7 @@ import pytest
 from opslib import tls
 from opslib.errors import PreconditionFailed, SiteNotFound, VerificationFailed
 from opslib.iis import IIS7Backend
+from opslib.ops import endpoint
 from opslib.rehearsal import iis7 as emulated
 from opslib.rehearsal import scenarios, tlsserve
 from opslib.rehearsal.host import Host, WebBinding
@@ -178,6 +179,33 @@ def test_sni_swap_serves_the_new_certificate_to_www1_only(tmp_path: Path) -> Non
             assert served(env.host, "www1.example.jp") == env.new
             assert served(env.host, "www2.example.jp") == others["www2.example.jp"]
             assert served(env.host, None) == others["legacy.example.jp"]  # a client without SNI
+            # Step 4's judgement: www1 with SNI is held to the new certificate; no SNI is reported only.
+            where, ca = str(env.host.extra["verify_endpoint"]), str(env.host.extra.get("verify_ca_file", ""))
+            check = endpoint.judge(
+                endpoint.fetch(where, servername="www1.example.jp"),
+                expected_thumbprint=env.new,
+                expected_hostnames=["www1.example.jp"],
+                ca_file=ca,
+            )
+            assert isinstance(check, endpoint.SniServedCheck)
+            # Only the cross certificate is missing (step 0, which disables the G5 root, did not run here).
+            assert check.problems == ("SNI www1.example.jp: the cross certificate is not sent",)
+            facts = check.facts()
+            assert (facts["served_leaf_sni"], facts["served_leaf_no_sni"]) == (
+                env.new,
+                others["legacy.example.jp"],
+            )
+            assert "a client without SNI gets" in facts["no_sni_fallback"]
+            # A name no SNI binding has gets the no-SNI certificate: a problem, and the hint says why.
+            wrong = endpoint.judge(
+                endpoint.fetch(where, servername="nosuch.example.jp"), expected_thumbprint=env.new, ca_file=ca
+            )
+            assert (
+                not wrong.ok
+                and "nosuch.example.jp was answered with the certificate sent without SNI" in wrong.hint
+            )
+            with pytest.raises(VerificationFailed, match=r"SNI nosuch.example.jp: serves \w+, expected"):
+                endpoint.verify(wrong)
         finally:
             endpoints.stop()
 

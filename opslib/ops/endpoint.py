@@ -7,7 +7,7 @@ The notebook calls :func:`fetch`, :func:`judge`, :func:`verify` and records ``ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,20 @@ def judge(
     }
     sni = served.sni
     if sni is None or sni.thumbprints[0] == served.no_sni.thumbprints[0]:
-        return tls.check_served(sni, served.no_sni, **kwargs)
+        check = tls.check_served(sni, served.no_sni, **kwargs)
+        if (
+            sni is not None
+            and not check.ok
+            and sni.thumbprints[0] != certs.normalize_thumbprint(expected_thumbprint)
+        ):
+            # The name got what a client without SNI gets: on IIS 8+ no SNI binding answers for it.
+            check = replace(
+                check,
+                hint=f"{sni.servername} was answered with the certificate sent without SNI: if the site "
+                f"has an SNI binding, check its host name (netsh http show sslcert hostnameport="
+                f"{sni.servername}:{sni.port}) and verify.servername; {check.hint}",
+            )
+        return check
     check = tls.check_served(sni, None, **kwargs)
     names = [n for n in expected_hostnames if n.lower() != (sni.servername or "").lower()]
     more = [
