@@ -521,10 +521,21 @@ class IIS7Backend:
             hint="look at the System event log (WAS / W3SVC / HttpEvent) for why, fix it, then run this step again",
         ) from cause
 
+    def _store_of(self, thumb: str) -> str:
+        """MY when it holds ``thumb``, else WebHosting (IIS 8+) when that does, else MY (netsh then fails
+        and the read-back says so). Read from the registry: ``SystemCertificates\\<store>\\Certificates\\<SHA1>``."""
+        if self.read_registry is not None and self.sni:  # WebHosting exists from IIS 8
+            for store in ("MY", "WebHosting"):
+                key = rf"HKLM\SOFTWARE\Microsoft\SystemCertificates\{store}\Certificates\{thumb}"
+                if self.read_registry(key):
+                    return store
+        return "MY"
+
     def rollback(
         self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
     ) -> SwapResult:
-        """The undo of :meth:`swap`: ``old_thumbprint`` (MY) back on the production binding, site started."""
+        """The undo of :meth:`swap`: ``old_thumbprint`` back on the production binding (from the store that
+        holds it: MY, else WebHosting), the site started. Idempotent."""
         old = thumbprint_of(old_thumbprint, key="old_thumbprint")
         wanted = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         raws, http, found = self._read()
@@ -548,7 +559,7 @@ class IIS7Backend:
         planned.append(Change(current.label, "SslCertHash", current.thumbprint, old))
         stopped = tuple(self._control(s, "stop") for s in sharing)
         if current.thumbprint != old:
-            self._set_http(current, current.kind, current.endpoint, old, "MY")
+            self._set_http(current, current.kind, current.endpoint, old, self._store_of(old))
             if production.started:
                 self._control(production, "stop")
         after = find_site(self.sites(), production.path, host=self.host)
