@@ -366,3 +366,14 @@ def check_served(
         raise ValueError("check_served needs at least one served chain")
     endpoint = handshakes[0].served.endpoint
     return ServedCheck(endpoint=endpoint, handshakes=tuple(handshakes))
+
+
+def fetch_names(endpoint: str, names: Sequence[str], *, timeout_s: float = 10) -> dict[str, ServedChain]:
+    """One handshake per host name, each sending that name as SNI (RFC 6066 §3): what HTTP.sys serves
+    for each SNI binding on a shared ``IP:port`` (IIS 8+). A wildcard name (``*.…``) is skipped."""
+    host, port = parse_endpoint(endpoint)
+    return {
+        name: fetch_chain(host, port, servername=name, timeout_s=timeout_s)
+        for name in dict.fromkeys(n.strip().lower() for n in names)
+        if name and not name.startswith("*")
+    }

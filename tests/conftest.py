@@ -47,6 +47,8 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_session": "rehearsal",
     "test_rehearsal_readback": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
+    "test_iis7": "rehearsal",
+    "test_iis7_e2e": "notebooks",
     "test_rehearsal_chains": "rehearsal",
     "test_wsman_conformance": "rehearsal",
     "test_channels": "rehearsal",

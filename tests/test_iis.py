@@ -760,63 +760,6 @@ def _capabilities(major: int, minor: int = 0) -> Any:
     return Capabilities("web01", "6.1.7601", major, minor, 437, True, True, True, (), True, True, True)
 
 
-def test_require_backend_accepts_iis6_only() -> None:
-    from opslib import iis
-    from opslib.errors import CapabilityMissing
-
-    iis.require_backend(_capabilities(6))
-    with pytest.raises(
-        CapabilityMissing,
-        match=r"^web01: the server lacks IIS 6 \(it runs IIS 7.5; IIS 7\+ backend not implemented yet\); "
-        r"nothing was changed — renew this server's certificate by hand",
-    ):
-        iis.require_backend(_capabilities(7, 5))
-    with pytest.raises(CapabilityMissing, match=r"IIS 10.0; IIS 7\+ backend not implemented yet"):
-        iis.require_backend(_capabilities(10))
-    with pytest.raises(
-        CapabilityMissing, match=r"lacks IIS \(HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion"
-    ):
-        iis.require_backend(_capabilities(0))
-    with pytest.raises(CapabilityMissing, match=r"it runs IIS 5.0, which this kit does not support"):
-        iis.require_backend(_capabilities(5))
-
-
-def test_an_iis7_server_is_refused_before_the_helper_runs(tmp_path: Path) -> None:
-    from opslib import iis, rehearsal
-    from opslib import winrm as transport
-    from opslib.errors import CapabilityMissing
-    from opslib.server import Server
-
-    with rehearsal.start(scenario="iis7", state_file=tmp_path / "state.json", workdir=tmp_path / "work") as r:
-        before = r.host.state()
-        with transport.connect(
-            r.url,
-            transport="basic",
-            username=r.user,
-            password=r.password,
-            host_label="web01",
-            allow_unencrypted_basic=True,
-        ) as conn:
-            server = Server(conn)
-            caps = server.capabilities
-            assert (caps.iis_major, caps.iis_minor, caps.windows_version) == (7, 5, "6.1.7601")
-            for call in (
-                lambda: server.iis,
-                lambda: iis.backend_for(caps, conn),
-                lambda: iis.require_backend(caps),
-            ):
-                with pytest.raises(CapabilityMissing, match=r"^web01: .*IIS 7\+ backend not implemented yet"):
-                    call()
-        commands = [str(h["command"]) for h in r.host.history]
-        assert not [c for c in commands if "iis6.js" in c], "the IIS 6 helper was uploaded or run"
-        after = r.host.state()
-    assert (after["sites"], after["registry"], after["keys"]) == (
-        before["sites"],
-        before["registry"],
-        before["keys"],
-    )
-
-
 def test_the_server_probes_once_and_holds_its_iis6_backend(server: Any, conn: Any) -> None:
     from opslib.iis import IIS6Backend
     from opslib.server import Server

@@ -424,9 +424,11 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_a_new_chained_folder(
 # --- a server the kit has no backend for -------------------------------------------------------
 
 
-def test_an_iis7_server_is_refused_in_step_0_before_anything_changes(
+def test_an_iis7_server_without_the_named_sites_is_refused_in_step_0_before_anything_changes(
     tmp_path: Path, _env: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The `iis7` scenario: IIS 7.5 in the registry but no site by the names in the parameters. The IIS 7
+    backend is chosen, finds no such site, and step 0 stops before it disables anything."""
     setup = _start(tmp_path, _env, scenario="iis7")
     try:
         before = setup.reh.host.state()
@@ -436,10 +438,8 @@ def test_an_iis7_server_is_refused_in_step_0_before_anything_changes(
         setup.reh.stop()
     err = capsys.readouterr().err
     assert re.search(
-        r"step 00_precheck_root_store failed, cell \d+: CapabilityMissing: web01: the server lacks IIS 6 "
-        r"\(it runs IIS 7.5; IIS 7\+ backend not implemented yet\); nothing was changed",
-        err,
-    )
+        r"step 00_precheck_root_store failed, cell \d+: SiteNotFound: .*www1\.example\.jp", err
+    ), err
     # The forbidden roots are still enabled, the sites and keys untouched.
     assert (after["registry"], after["sites"], after["keys"]) == (
         before["registry"],

@@ -2,8 +2,8 @@
 
 :func:`backend_for` picks the backend for the probed ``HKLM\\SOFTWARE\\Microsoft\\InetStp``
 MajorVersion from :data:`BACKENDS`; :class:`opslib.server.Server` holds the one it built as
-``server.iis``. IIS 6 is :mod:`opslib.iis.iis6`; IIS 7+ is refused (with what to do by hand) until an
-``iis7`` backend registers itself here.
+``server.iis``. IIS 6 is :mod:`opslib.iis.iis6`; IIS 7.0–10 (7.x, 8.x, 10) is :mod:`opslib.iis.iis7`;
+any other version is refused before anything changes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from .base import (
     thumbprint_of,
     with_expiry,
 )
+from .httpsys import RegistryReader
 from .iis6 import HELPER, IIS6Backend, helper_script
+from .iis7 import IIS7Backend
 
 if TYPE_CHECKING:
     from ..winrm import Connection
@@ -52,6 +54,7 @@ __all__ = [
     "STOPPING",
     "Change",
     "IIS6Backend",
+    "IIS7Backend",
     "IISBackend",
     "Installed",
     "Site",
@@ -69,7 +72,12 @@ __all__ = [
 ]
 
 # IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd).
-BACKENDS: dict[int, Callable[..., IISBackend]] = {6: IIS6Backend}
+BACKENDS: dict[int, Callable[..., IISBackend]] = {
+    6: IIS6Backend,
+    7: IIS7Backend,
+    8: IIS7Backend,
+    10: IIS7Backend,
+}
 
 
 class _Versioned(Protocol):
@@ -88,10 +96,9 @@ class _Versioned(Protocol):
 def require_backend(capabilities: _Versioned) -> None:
     """Refuse a server no backend is registered for, before anything changes.
 
-    On IIS 7+ the certificate lives in the HTTP.sys binding, not in the site
-    (https://learn.microsoft.com/en-us/iis/manage/configuring-security/how-to-set-up-ssl-on-iis);
-    the IIS 6 helper might still reach such a server through the IIS 6 Metabase Compatibility
-    feature [U] and "succeed" without changing what is served, so the kit stops instead.
+    IIS 6 and IIS 7.0–10 have backends; on IIS 7+ the certificate lives in the HTTP.sys binding, not
+    in the site (https://learn.microsoft.com/en-us/iis/manage/configuring-security/how-to-set-up-ssl-on-iis),
+    so a version the kit does not know (a future IIS) is refused rather than driven by a guess.
     """
     major, minor = capabilities.iis_major, capabilities.iis_minor
     if major in BACKENDS:
@@ -102,21 +109,23 @@ def require_backend(capabilities: _Versioned) -> None:
             "IIS (HKLM\\SOFTWARE\\Microsoft\\InetStp MajorVersion not found)",
             hint="check that IIS is installed on this server",
         )
-    if major >= 7:
-        raise CapabilityMissing(
-            capabilities.host,
-            f"IIS 6 (it runs IIS {major}.{minor}; IIS 7+ backend not implemented yet)",
-            hint="renew this server's certificate by hand (IIS Manager → Server Certificates → Complete "
-            "Certificate Request, then the site's https binding); the kit drives IIS 6 only",
-        )
     raise CapabilityMissing(
         capabilities.host,
-        f"IIS 6 (it runs IIS {major}.{minor}, which this kit does not support)",
+        f"IIS 6 or 7–10 (it runs IIS {major}.{minor}, which this kit does not support)",
         hint="renew this server's certificate by hand in IIS Manager",
     )
 
 
-def backend_for(capabilities: _Versioned, conn: Connection) -> IISBackend:
-    """The backend for the probed IIS version on ``conn``; :class:`CapabilityMissing` when none is."""
+def backend_for(
+    capabilities: _Versioned, conn: Connection, *, read_registry: RegistryReader | None = None
+) -> IISBackend:
+    """The backend for the probed IIS version on ``conn``; :class:`CapabilityMissing` when none is.
+
+    ``read_registry`` (``reg export`` of a key, parsed) is what the IIS 7–10 backend reads HTTP.sys
+    bindings with; :class:`opslib.server.Server` supplies it."""
     require_backend(capabilities)
+    if capabilities.iis_major >= 7:
+        return IIS7Backend(
+            conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
+        )
     return BACKENDS[capabilities.iis_major](conn, host=capabilities.host)

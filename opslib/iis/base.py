@@ -1,7 +1,7 @@
 """What every IIS backend offers (:class:`IISBackend`), the facts it returns, and the checks they share.
 
 A backend drives one IIS generation: IIS 6 through the metabase (:mod:`opslib.iis.iis6`); IIS 7–10
-through HTTP.sys SSL bindings and ``appcmd`` (not written yet). Callers (:mod:`opslib.ops`) use only
+through HTTP.sys SSL bindings and ``appcmd`` (:mod:`opslib.iis.iis7`). Callers (:mod:`opslib.ops`) use only
 this Protocol, so a new backend changes no caller. Bindings are data (:class:`SslBinding`: IP, port,
 host header / SNI name), rendered as IIS's own ``IP:port:host`` text, which is both the IIS 6
 SecureBindings form and the IIS 7+ ``bindingInformation`` form
@@ -92,6 +92,13 @@ class Site:
     cert_thumbprint: str  # SSLCertHash as 40 upper-case hex digits, "" when none
     store_name: str  # SSLStoreName ("MY")
     cert_not_after_utc: datetime | None = None  # the bound certificate's expiry, when known
+    # IIS 7+: the certificate each secure binding serves, in the order of ``secure_bindings`` (the
+    # first is ``cert_thumbprint``); empty on IIS 6, where the certificate is one per site.
+    binding_thumbprints: tuple[str, ...] = ()
+
+    def serves(self, thumbprint: str) -> bool:
+        """Whether any of the site's secure bindings serves ``thumbprint``."""
+        return thumbprint in (self.cert_thumbprint, *self.binding_thumbprints)
 
     @property
     def path(self) -> str:
@@ -266,16 +273,19 @@ def thumbprint_of(value: str, *, key: str = "thumbprint") -> str:
     return thumb
 
 
-def _endpoint(binding: str) -> tuple[str, str]:
+def _endpoint(binding: str) -> tuple[str, str, str]:
     ip, _, rest = binding.partition(":")
-    return ip, rest.split(":")[0]
+    port, _, host = rest.partition(":")
+    return ("" if ip == "*" else ip), port, host.lower()
 
 
 def _shares_endpoint(a: Iterable[str], b: Iterable[str]) -> bool:
-    """Whether two SecureBindings lists meet on a port (wildcard IP meets any IP — conservative)."""
-    for ip1, port1 in map(_endpoint, a):
-        for ip2, port2 in map(_endpoint, b):
-            if port1 == port2 and (ip1 == ip2 or not ip1 or not ip2):
+    """Whether two secure-binding lists meet on a port (wildcard IP meets any IP — conservative) with the
+    same host name: IIS 7+ runs ``*:443:a`` and ``*:443:b`` side by side (host header / SNI); on IIS 6
+    the host part is always empty, so only IP and port count there."""
+    for ip1, port1, host1 in map(_endpoint, a):
+        for ip2, port2, host2 in map(_endpoint, b):
+            if port1 == port2 and host1 == host2 and (ip1 == ip2 or not ip1 or not ip2):
                 return True
     return False
 
@@ -418,6 +428,7 @@ def check_bound(
     ``dry_run`` (nothing was installed, so the rows only report)."""
     thumb = thumbprint_of(thumbprint)
     with_key = bool(installed and installed.thumbprint == thumb and installed.key_container)
+    bound = thumb if work_after.serves(thumb) else work_after.cert_thumbprint or "(none)"
     rows = [
         {
             "check": "in MY with its private key",
@@ -428,13 +439,13 @@ def check_bound(
             else "(none)",
             "ok": with_key,
         },
-        _check_row("bound to the work site", work_after, thumb, work_after.cert_thumbprint or "(none)"),
+        _check_row("bound to the work site", work_after, thumb, bound),
     ]
     if not all(row["ok"] for row in rows) and not dry_run:
         raise VerificationFailed(
             host,
             f"after the install: in MY with its key {with_key}, {work_after.label} bound to "
-            f"{work_after.cert_thumbprint or '(none)'} (expected {thumb})",
+            f"{bound} (expected {thumb})",
             hint="look at the MY store (certutil -store MY) and the work site in IIS Manager",
         )
     return rows

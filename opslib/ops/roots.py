@@ -256,6 +256,7 @@ class RootsBefore:
     roots: tuple[StoreEntry, ...]
     forbidden: tuple[StoreEntry, ...]
     forbidden_roots: tuple[str, ...]
+    iis_backend: str = ""  # the backend the probe chose (IIS 6 / IIS 7-10), recorded in run.json
 
     def rows(self) -> list[dict[str, Any]]:
         return [e.row() for e in self.roots]
@@ -306,6 +307,7 @@ class RootsResult:
         production, work = self.production, self.work
         return {
             "server": self.capabilities.row(),
+            "iis_backend": self.done.plan.before.iis_backend,
             "codepage": self.codepage,
             "forbidden_roots_found": self.done.plan.before.forbidden_rows(),
             "forbidden_roots_disabled": self.done.rows(),
@@ -324,10 +326,10 @@ def before(server: Server, *, forbidden_roots: Iterable[str] = ()) -> RootsBefor
     """Probe (refusing a server without an IIS backend, before anything changes) and read every
     physical Trusted Root store; pick out the forbidden entries."""
     caps = server.capabilities
-    server.iis  # noqa: B018 - IIS 7+ is refused here, before anything changes
+    backend = server.iis  # an IIS version without a backend is refused here, before anything changes
     roots = trusted_roots(server.conn)
     extra = tuple(forbidden_roots)
-    return RootsBefore(caps, tuple(roots), tuple(forbidden_entries(roots, extra)), extra)
+    return RootsBefore(caps, tuple(roots), tuple(forbidden_entries(roots, extra)), extra, backend.name)
 
 
 def plan(server: Server, found: RootsBefore) -> RootsPlan:

@@ -147,7 +147,8 @@ def verify(server: Server, done: SwapDone, *, run_dir: str = "") -> SwapStep:
     checks = check_swap(
         sites_after,
         production_site=found.production.path,
-        work_site=found.work.path,
+        # IIS 7+: the work binding may sit on the production site itself (then nothing to see stopped).
+        work_site=found.work.path if found.work.id != found.production.id else "",
         new_thumbprint=found.new_thumbprint,
         host=server.host,
         run_dir=run_dir,

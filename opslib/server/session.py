@@ -22,10 +22,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..iis import IISBackend, backend_for
+from ..iis import backend_for
 from .probe import Capabilities, probe
+from .regfile import parse_reg_export
+from .remote import export_key
 
 if TYPE_CHECKING:
+    from ..iis import IISBackend
     from ..winrm import Connection
 
 __all__ = ["Server", "open_server"]
@@ -86,8 +89,14 @@ class Server:
         """The IIS backend for this server; :class:`~opslib.errors.CapabilityMissing` when the kit has
         none for its IIS version (raised before anything changes)."""
         if self._iis is None:
-            self._iis = backend_for(self.capabilities, self.conn)
+            self._iis = backend_for(self.capabilities, self.conn, read_registry=self.read_registry)
         return self._iis
+
+    def read_registry(self, key: str) -> dict[str, dict[str, tuple[str, Any]]] | None:
+        """``reg export`` of ``key`` (with its subkeys), parsed; None when the key is absent. The IIS 7–10
+        backend reads the HTTP.sys bindings with it (the iis package does not import this layer)."""
+        data = export_key(self.conn, key, what=f"read {key}")
+        return None if data is None else parse_reg_export(data)
 
     def close(self) -> None:
         self.conn.close()
