@@ -41,9 +41,12 @@ def judge(
     forbidden_roots: Sequence[str] = (),
     ca_file: str = "",
     warn_days: int = 30,
+    predicted_chain: Sequence[str] = (),
 ) -> tls.ServedCheck:
-    """Each handshake: the expected leaf, intermediate and cross certificate sent, a complete chain, no
-    forbidden root, the host names covered. ``ca_file`` (PEM, "" = none) adds trust anchors."""
+    """Each handshake: the expected leaf, its intermediate and every certificate of the chain step 1
+    predicted (``predicted_chain``, thumbprints; the root need not be sent) — a cross certificate only
+    when the prediction has one —, a complete chain, no forbidden root, the host names covered.
+    ``ca_file`` (PEM, "" = none) adds trust anchors."""
     anchors = (
         certs.load_certificates(Path(ca_file).read_bytes(), source=ca_file).certificates if ca_file else ()
     )
@@ -55,6 +58,7 @@ def judge(
         forbidden_roots=forbidden_roots,
         anchors=anchors,
         warn_days=warn_days,
+        predicted=predicted_chain,
     )
 
 
