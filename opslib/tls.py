@@ -195,6 +195,7 @@ class HandshakeCheck:
     findings: tuple[certs.Finding, ...]
     predicted: tuple[str, ...] = ()  # the predicted chain (thumbprints, leaf first, root last); () = none
     predicted_missing: tuple[str, ...] = ()  # its certificates (root excluded) the handshake did not send
+    forbidden_anchor: str = ""  # every complete chain of what was sent ends at this forbidden root ("" = no)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -208,6 +209,11 @@ class HandshakeCheck:
                 bool(self.predicted_missing),
             ),
             ("the chain is incomplete", not self.chain_complete),
+            (
+                f"the chain sent ends at the forbidden {self.forbidden_anchor}: the cross certificate that "
+                "leads past it is not sent",
+                bool(self.forbidden_anchor),
+            ),
             ("a forbidden root (G5) is sent", self.forbidden_root_sent),
         ]
         blocking = [f.message for f in self.findings if f.code in BLOCKING_FINDINGS]
@@ -316,6 +322,10 @@ def check_handshake(
     if want and want[0] != sent_thumbprints[0]:
         want = ()  # a prediction for another certificate (the leaf check reports the mismatch)
     missing = tuple(t for t in want[1:-1] if t not in sent_thumbprints[1:])
+    complete = [c for c in chains if c.complete and c.anchor is not None]
+    forbidden_anchor = ""
+    if complete and all(certs.is_forbidden_root(c.anchor, forbidden) for c in complete if c.anchor):
+        forbidden_anchor = certs.describe_certificate(complete[0].path[-1], [*sent, *anchors])
     findings = certs.check_warnings(
         served.leaf,
         now_utc=now_utc,
@@ -339,6 +349,7 @@ def check_handshake(
         findings=tuple(findings),
         predicted=want,
         predicted_missing=missing,
+        forbidden_anchor=forbidden_anchor,
     )
 
 

@@ -444,17 +444,34 @@ def test_pfx_check_ok_legacy_3des(pki: Pki) -> None:
     assert check.row()["leaf"] == certs.thumbprint(pki.new_leaf)
 
 
-def test_pfx_check_reports_missing_cross_and_wrong_thumbprint(pki: Pki) -> None:
+def test_pfx_check_reports_the_missing_part_of_the_expected_chain_and_a_wrong_thumbprint(pki: Pki) -> None:
+    expected = [certs.thumbprint(c) for c in (pki.new_leaf, pki.intermediate, pki.cross, pki.old_root)]
+    data = pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate])
     check = certs.check_pfx(
-        pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate]),
+        data,
         b"Backup-Pa55",
         source="backup.pfx",
         expected_thumbprint=certs.thumbprint(pki.current_leaf),
         anchors=[pki.g5_root],
+        expected_chain=expected,
     )
     assert not check.ok
-    assert any("no cross certificate inside" in p for p in check.problems)
+    assert f"the expected chain is not inside: missing {certs.thumbprint(pki.cross)}" in "; ".join(
+        check.problems
+    )
     assert any(p.startswith("the certificate inside is ") for p in check.problems)
+
+
+def test_pfx_check_needs_a_cross_certificate_only_when_the_path_does(pki: Pki) -> None:
+    data = pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate])
+    # G5 allowed (a modern-like chain: intermediate → trusted root): no cross certificate needed.
+    ok = certs.check_pfx(data, b"Backup-Pa55", source="backup.pfx", anchors=[pki.g5_root])
+    assert ok.ok and not ok.has_cross, ok.problems
+    # Only the old root is trusted: the intermediate alone leads nowhere — the cross certificate is missing.
+    bad = certs.check_pfx(data, b"Backup-Pa55", source="backup.pfx", anchors=[pki.old_root])
+    assert not bad.ok
+    assert "no chain to a trusted, allowed root inside" in bad.problems[0]
+    assert "VeriSign Class 3 Public Primary Certification Authority - G5" in bad.problems[0]
 
 
 def test_pfx_check_wrong_password_raises(pki: Pki) -> None:

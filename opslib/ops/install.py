@@ -67,10 +67,10 @@ class InstallResult:
     key_container: str
     ca_certificates: tuple[str, ...]  # thumbprints of the intermediates/cross certificates now in CA
     skipped_roots: tuple[str, ...]  # self-signed certificates of the bundle that were never sent
-    ignored: tuple[str, ...] = ()  # CA certificates of the bundle on no usable path: never sent
     already_installed: bool
     work_site: str | None
     changes: tuple[Change, ...]
+    ignored: tuple[str, ...] = ()  # CA certificates of the bundle on no usable path: never sent
 
     def row(self) -> dict[str, Any]:
         return {
