@@ -47,6 +47,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_rehearsal_readback": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_rehearsal_chains": "rehearsal",
+    "test_chains_e2e": "notebooks",
     "test_wsman_conformance": "rehearsal",
     "test_inspect": "rehearsal",
     "test_iis": "rehearsal",
