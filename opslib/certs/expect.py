@@ -44,7 +44,7 @@ from .chains import is_forbidden_root
 from .facts import (
     Certificate,
     display_name,
-    is_ca,
+    is_ca_certificate,
     is_self_signed,
     iso_utc,
     key_matches,
@@ -71,21 +71,6 @@ def is_root(cert: Certificate) -> bool:
     """Self-signed: a root (also a version-1 certificate without basicConstraints, as the real
     Class 3 PCA root is — Windows and OpenSSL use such a certificate as a trust anchor)."""
     return is_self_signed(cert)
-
-
-def is_ca_certificate(cert: Certificate) -> bool:
-    """A CA certificate: basicConstraints cA=TRUE, or a self-signed certificate without
-    basicConstraints (a version-1 root; RFC 5280 §6.1.4 (k) requires cA only of intermediates
-    of version 3)."""
-    from cryptography import x509
-
-    if is_ca(cert):
-        return True
-    try:
-        cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        return is_self_signed(cert)
-    return False
 
 
 def _twin_root(cert: Certificate, pool: Iterable[Certificate]) -> Certificate | None:
