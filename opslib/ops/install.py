@@ -7,8 +7,11 @@ The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib
 records ``verify(...).facts()``.
 
 Vendor order (issue 11): the intermediates and cross certificates go into the CA store *first*, then
-``certreq -accept`` completes the request — certreq builds the chain on accept and fails with
-CERT_E_UNTRUSTEDROOT / CERT_E_CHAINING when it cannot (``W-CERTREQ-ACCEPT-CHAIN``). Only the CA
+``certreq -accept`` completes the request — installing a response builds its chain and fails with
+CERT_E_CHAINING / CERT_E_UNTRUSTEDROOT when it cannot (``InstallResponse`` with ``AllowNone``: "Do not
+install untrusted certificates",
+https://learn.microsoft.com/en-us/windows/win32/api/certenroll/nf-certenroll-ix509enrollment-installresponse ;
+that certreq -accept goes through the same check is assumed from public reports of its error text). Only the CA
 certificates on a usable path of the new certificate are installed (issue 12 item 3); the others of
 the CA's file are listed as ignored.
 """
