@@ -210,8 +210,7 @@ class HandshakeCheck:
             ),
             ("the chain is incomplete", not self.chain_complete),
             (
-                f"the chain sent ends at the forbidden {self.forbidden_anchor}: the cross certificate that "
-                "leads past it is not sent",
+                f"the chain sent ends at the forbidden {self.forbidden_anchor}: the cross certificate is not sent",
                 bool(self.forbidden_anchor),
             ),
             ("a forbidden root (G5) is sent", self.forbidden_root_sent),

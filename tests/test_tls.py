@@ -180,7 +180,7 @@ def test_check_served_passes_the_sni_handshake_and_flags_the_other(server: Serve
     g5 = certs.describe_certificate(pki.g5_root)
     assert check.problems == (
         f"no SNI: serves {current}, expected {new}",
-        f"no SNI: the chain sent ends at the forbidden {g5}: the cross certificate that leads past it is not sent",
+        f"no SNI: the chain sent ends at the forbidden {g5}: the cross certificate is not sent",
     )
     assert [r["position"] for r in check.certificate_rows()] == [0, 1, 2, 0, 1]
     facts = check.facts()
