@@ -133,3 +133,42 @@ def test_an_expired_cross_certificate_is_refused_before_any_change(tmp_path: Pat
         STARTED,
     )
     assert after["sites"]["2"]["state"] == STOPPED
+
+
+def test_a_failing_accept_names_the_hresult_and_changes_nothing_else(tmp_path: Path, _env: list[str]) -> None:
+    # The kit's prediction and the server disagree (here: the prediction was made with the new intermediate,
+    # but the file given to step 1 lacks it): the emulated certreq builds the chain itself and refuses.
+    from opslib import open_server
+    from opslib.errors import RemoteCommandFailed
+    from opslib.ops import chain, install
+
+    reh = rehearsal.start(
+        scenario="modern-chain",
+        password=_env[0],
+        workdir=tmp_path / "host",
+        state_file=tmp_path / "state.json",
+    )
+    try:
+        extra = reh.host.extra
+        pki = _pki(extra, "modern")
+        winrm = reh.params(password_env="OPSLIB_CH_WINRM", pfx_password_env="OPSLIB_CH_PFX")["winrm"]
+        server = open_server(winrm, host="web01", run_dir=str(tmp_path / "run"))
+        try:
+            expected = chain.predict(server, pki.new_leaf, supplied=[pki.intermediate])
+            assert expected.ok
+            leaf_only = certs.load_certificates(pki.pem(pki.new_leaf), source="leaf.pem")
+            before = reh.host.state()
+            with pytest.raises(RemoteCommandFailed) as err:
+                install.install_certificate(server, leaf_only, expected=expected)
+            after = reh.host.state()
+        finally:
+            server.close()
+    finally:
+        reh.stop()
+    message = str(err.value.hint)
+    assert "CERT_E_CHAINING 0x800B010A (no chain could be built to a trusted root)" in message, message
+    assert (
+        "the request is still pending and nothing else changed" in message.lower()
+        or "nothing else changed" in message
+    )
+    assert after["registry"] == before["registry"] and after["sites"] == before["sites"]

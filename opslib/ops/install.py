@@ -259,10 +259,9 @@ def install_certificate(
 
     caps = server.capabilities
     conn = server.conn
-    _install_state(conn, bundle)  # no pending request → refused before the chain is predicted
     if expected is None:
-        leaf = bundle.require_leaf()
-        expected = chain.predict(server, leaf, supplied=bundle.others)
+        _install_state(conn, bundle)  # no pending request → refused before the chain is predicted
+        expected = chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
     chain.require_usable(expected, host=server.host)
     state = _install_state(conn, bundle, expected)
     planned = _install_changes(state)
