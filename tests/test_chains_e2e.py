@@ -169,3 +169,44 @@ def test_a_failing_accept_names_the_hresult_and_changes_nothing_else(tmp_path: P
     assert "CERT_E_CHAINING 0x800B010A (no chain could be built to a trusted root)" in message, message
     assert "The request is still pending and nothing else changed" in message, message
     assert after["registry"] == before["registry"] and after["sites"] == before["sites"]
+
+
+def test_only_the_chain_is_installed_and_the_rest_of_the_file_is_listed_as_ignored(
+    tmp_path: Path, _env: list[str]
+) -> None:
+    # Issue 12 item 3: a CA file carrying an unrelated CA certificate (here another CA's intermediate).
+    from opslib import open_server
+    from opslib.ops import chain, install
+    from opslib.server.stores import read_store
+
+    reh = rehearsal.start(
+        scenario="modern-chain",
+        password=_env[0],
+        workdir=tmp_path / "host",
+        state_file=tmp_path / "state.json",
+    )
+    try:
+        pki = _pki(reh.host.extra, "modern")
+        unrelated = make_pki(
+            now_utc=pki.now_utc, hostnames=HOSTNAMES, chain="cross-to-older-root"
+        ).intermediate
+        bundle = certs.load_certificates(pki.pem(pki.new_leaf, pki.intermediate, unrelated), source="ca.pem")
+        winrm = reh.params(password_env="OPSLIB_CH_WINRM", pfx_password_env="OPSLIB_CH_PFX")["winrm"]
+        server = open_server(winrm, host="web01", run_dir=str(tmp_path / "run"))
+        try:
+            expected = chain.predict(server, pki.new_leaf, supplied=bundle.others)
+            plan = install.plan_install(server, bundle, expected)
+            result = install.install_certificate(server, bundle, expected=expected)
+            ca_store = {e.thumbprint for e in read_store(server.conn, "CA")}
+        finally:
+            server.close()
+    finally:
+        reh.stop()
+    # Vendor order: the intermediate goes to CA before the request is completed.
+    targets = [c.target for c in plan]
+    assert targets.index(f"CA\\{certs.thumbprint(pki.intermediate)}") < targets.index(
+        f"MY\\{certs.thumbprint(pki.new_leaf)}"
+    )
+    assert any(c.after.startswith("not sent: on no path of the new certificate") for c in plan)
+    assert result.ignored == (certs.thumbprint(unrelated),)
+    assert certs.thumbprint(pki.intermediate) in ca_store and certs.thumbprint(unrelated) not in ca_store
