@@ -202,8 +202,11 @@ class ExpectedChain:
         lead = describe_certificate(self.leaf, self.pool)
         if self.ok:
             return f"{lead}: {self.describe()}"
-        return f"{lead} has no usable path to a trusted, allowed root: " + "; ".join(
-            p.message for p in self.problems
+        tried = " → ".join(display_name(c.subject) for c in self.path)
+        return (
+            f"{lead} has no usable path to a trusted, allowed root: "
+            + "; ".join(p.message for p in self.problems)
+            + f" (path predicted: {tried})"
         )
 
     def hint(self) -> str:
