@@ -80,12 +80,15 @@ def _leaves(pool: Sequence[certs.Certificate], bundles: Sequence[certs.Bundle]) 
         if b.leaf is not None:
             add(b.leaf)
     for c in pool:  # other end-entity certificates in the pool (e.g. a PEM holding two leaves)
-        if not certs.summarize(c).is_ca and not any(o.issuer == c.subject and o is not c for o in pool):
+        if not certs.is_ca_certificate(c) and not any(o.issuer == c.subject and o is not c for o in pool):
             add(c)
-    if not out:  # only CA certificates: inspect each bottom-most one
-        for c in pool:
-            if not any(o.issuer == c.subject and o is not c and o.subject != c.subject for o in pool):
-                add(c)
+    # Every CA certificate that issued none of the others starts a chain too (a CA's download page: an
+    # intermediate, a cross certificate, roots — no leaf); a self-signed v1 root is a CA, not a leaf.
+    for c in pool:
+        if certs.is_ca_certificate(c) and not any(
+            o.issuer == c.subject and o is not c and o.subject != c.subject for o in pool
+        ):
+            add(c)
     return out
 
 
@@ -149,13 +152,13 @@ def inspect_sources(
         for ch in chains:
             on_chain.update(ch.thumbprints)
             chains_out.append({"leaf": certs.thumbprint(leaf), **ch.to_json(), "names": ch.describe()})
-        if certs.summarize(leaf, now_utc=now).is_ca:
-            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days)
+        if certs.is_ca_certificate(leaf):  # no end-entity checks (no_san, self_signed_leaf, hostname_*)
+            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days, pool=pool)
             if certs.is_forbidden_root(leaf, forbidden_roots):
                 findings.append(
                     certs.Finding(
                         "forbidden_root_in_chain",
-                        f"{certs.summarize(leaf).common_name} is a forbidden root (SHA-1 {certs.thumbprint(leaf)}); "
+                        f"{certs.describe_certificate(leaf, pool)} is a forbidden root (SHA-1 {certs.thumbprint(leaf)}); "
                         "it must not be enabled in the server's Trusted Root store",
                         certs.thumbprint(leaf),
                     )
@@ -172,7 +175,7 @@ def inspect_sources(
             )
     for c in pool:  # intermediates, cross certificates, roots that came from the sources
         if certs.thumbprint(c) not in leaf_tps:
-            findings += certs.certificate_warnings(c, now_utc=now, warn_days=warn_days)
+            findings += certs.certificate_warnings(c, now_utc=now, warn_days=warn_days, pool=pool)
 
     cert_rows = []
     for c in pool:
@@ -261,7 +264,7 @@ def _dedupe(findings: list[certs.Finding]) -> list[certs.Finding]:
 
 def _role(c: certs.Certificate, pool: Sequence[certs.Certificate], leaf_tps: set[str]) -> str:
     if certs.is_self_signed(c):
-        return "root" if certs.summarize(c).is_ca else "leaf"
+        return "root" if certs.is_ca_certificate(c) else "leaf"
     if certs.is_cross_certificate(c, pool):
         return "cross"
     if certs.thumbprint(c) in leaf_tps and not certs.summarize(c).is_ca:

@@ -9,7 +9,9 @@ start. Two layers:
   SHA-1 signed, weak key, self-signed, the issuing intermediate missing, a private key inside);
   :func:`check_pfx_password` refuses a PFX password that step 3 could not pass to ``certutil``.
 * **On the server, read-only** (step 0, before it disables a root): :func:`check_server` — both
-  sites exist (exactly one each) and the new certificate's key belongs to a pending request.
+  sites exist (exactly one each), the new certificate's key belongs to a pending request, and the
+  chain Windows must build for it (:mod:`opslib.ops.chain`, forbidden roots counted as disabled)
+  ends at a trusted, allowed root with every certificate valid — else refused, nothing changed.
 
 Every refusal says what, where (the key path or the file) and what to do; none echoes a secret.
 """
@@ -134,12 +136,14 @@ class ServerReady:
     production: Site
     work: Site
     pending_request: str  # thumbprint of the REQUEST-store placeholder ("" when not checked)
+    predicted: certs.ExpectedChain | None = None  # the new certificate's expected chain (None: not checked)
 
     def row(self) -> dict[str, Any]:
         return {
             "production_site": self.production.label,
             "work_site": self.work.label,
             "pending_request": self.pending_request or "(not checked)",
+            "predicted_chain": self.predicted.describe() if self.predicted else "(not checked)",
         }
 
 
@@ -149,10 +153,13 @@ def check_server(
     production_site: str,
     work_site: str,
     certificate_file: str = "",
+    forbidden_roots: Iterable[str] = (),
     host: str,
 ) -> ServerReady:
-    """Read-only: both sites exist (one each, not the same one), and the certificate in
-    ``certificate_file`` has a pending request on this server (step 1 needs it).
+    """Read-only: both sites exist (one each, not the same one), the certificate in
+    ``certificate_file`` has a pending request on this server (step 1 needs it), and its expected
+    chain (:func:`opslib.ops.chain.predict`, with the CA's certificates of the file and the server's
+    stores, forbidden roots as step 0 will leave them: disabled) is usable.
 
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
@@ -185,6 +192,12 @@ def check_server(
         # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
         # certificate is already in MY with its key (installed_ok: that entry is returned).
         request = match_pending_request(server.conn, leaf, installed_ok=True).thumbprint
+        from .ops import chain
+
+        predicted = chain.require_usable(
+            chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots), host=host
+        )
+        return ServerReady(tuple(found), production, work, request, predicted)
     return ServerReady(tuple(found), production, work, request)
 
 

@@ -188,11 +188,14 @@ class HandshakeCheck:
     expected_thumbprint: str  # "" = any leaf
     leaf_ok: bool
     intermediate_sent: bool
-    cross_sent: bool
+    cross_sent: bool  # shown; required only through ``predicted`` (when the predicted path has one)
     chain_complete: bool
     forbidden_root_sent: bool
     hostnames_ok: bool
     findings: tuple[certs.Finding, ...]
+    predicted: tuple[str, ...] = ()  # the predicted chain (thumbprints, leaf first, root last); () = none
+    predicted_missing: tuple[str, ...] = ()  # its certificates (root excluded) the handshake did not send
+    forbidden_anchor: str = ""  # every complete chain of what was sent ends at this forbidden root ("" = no)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -200,8 +203,16 @@ class HandshakeCheck:
         failed = [
             (f"serves {leaf}, expected {self.expected_thumbprint}", not self.leaf_ok),
             ("the intermediate certificate is not sent", not self.intermediate_sent),
-            ("the cross certificate is not sent", not self.cross_sent),
+            (
+                "the chain differs from the one predicted before the swap: not sent "
+                + ", ".join(self.predicted_missing),
+                bool(self.predicted_missing),
+            ),
             ("the chain is incomplete", not self.chain_complete),
+            (
+                f"the chain sent ends at the forbidden {self.forbidden_anchor}: the cross certificate is not sent",
+                bool(self.forbidden_anchor),
+            ),
             ("a forbidden root (G5) is sent", self.forbidden_root_sent),
         ]
         blocking = [f.message for f in self.findings if f.code in BLOCKING_FINDINGS]
@@ -215,6 +226,7 @@ class HandshakeCheck:
             "leaf_ok": self.leaf_ok,
             "intermediate_sent": self.intermediate_sent,
             "cross_sent": self.cross_sent,
+            "predicted_sent": not self.predicted_missing if self.predicted else "(no prediction)",
             "chain_complete": self.chain_complete,
             "forbidden_root_sent": self.forbidden_root_sent,
             "hostnames_ok": self.hostnames_ok,
@@ -292,16 +304,27 @@ def check_handshake(
     anchors: Sequence[certs.Certificate] = (),
     warn_days: int = 30,
     now_utc: datetime | None = None,
+    predicted: Sequence[str] = (),
 ) -> HandshakeCheck:
     """Judge one handshake: the leaf is ``expected_thumbprint``; the leaf's issuer (the intermediate)
-    and a cross certificate are among the certificates *sent*; a complete chain can be built from
-    what was sent (+ ``anchors``); no forbidden root (G5 or ``forbidden_roots``) is sent; the leaf
-    covers ``expected_hostnames``; plus :func:`opslib.certs.check_warnings` for the leaf."""
+    is among the certificates *sent*; when ``predicted`` (the chain step 1 predicted, leaf first, root
+    last) is for this leaf, every certificate of it but the root is sent — so a cross certificate is
+    required exactly when the predicted path has one; a complete chain can be built from what was
+    sent (+ ``anchors``); no forbidden root (G5 or ``forbidden_roots``) is sent; the leaf covers
+    ``expected_hostnames``; plus :func:`opslib.certs.check_warnings` for the leaf."""
     expected = certs.normalize_thumbprint(expected_thumbprint)
     forbidden = tuple(forbidden_roots)
     sent = served.certificates
     sent_thumbprints = served.thumbprints
     chains = tuple(certs.build_chains(served.leaf, sent[1:], anchors=anchors))
+    want = tuple(certs.normalize_thumbprint(t) for t in predicted)
+    if want and want[0] != sent_thumbprints[0]:
+        want = ()  # a prediction for another certificate (the leaf check reports the mismatch)
+    missing = tuple(t for t in want[1:-1] if t not in sent_thumbprints[1:])
+    complete = [c for c in chains if c.complete and c.anchor is not None]
+    forbidden_anchor = ""
+    if complete and all(certs.is_forbidden_root(c.anchor, forbidden) for c in complete if c.anchor):
+        forbidden_anchor = certs.describe_certificate(complete[0].path[-1], [*sent, *anchors])
     findings = certs.check_warnings(
         served.leaf,
         now_utc=now_utc,
@@ -323,6 +346,9 @@ def check_handshake(
         forbidden_root_sent=any(certs.is_forbidden_root(c, forbidden) for c in sent),
         hostnames_ok=all(certs.hostname_matches(served.leaf, h) for h in expected_hostnames),
         findings=tuple(findings),
+        predicted=want,
+        predicted_missing=missing,
+        forbidden_anchor=forbidden_anchor,
     )
 
 
@@ -336,11 +362,12 @@ def check_served(
     anchors: Sequence[certs.Certificate] = (),
     warn_days: int = 30,
     now_utc: datetime | None = None,
+    predicted: Sequence[str] = (),
 ) -> ServedCheck:
     """Step 4: judge what an endpoint served with SNI and without (either may be None: not fetched).
 
-    Every handshake must serve ``expected_thumbprint`` ("" = any) with the intermediate *and* the
-    cross certificate, a complete chain, no forbidden root, a leaf covering ``expected_hostnames``
+    Every handshake must serve ``expected_thumbprint`` ("" = any) with the intermediate and every
+    certificate of the ``predicted`` chain but its root, a complete chain, no forbidden root, a leaf covering ``expected_hostnames``
     and no blocking finding (:data:`BLOCKING_FINDINGS`). Nothing raises here: read
     :attr:`ServedCheck.problems`, or call :meth:`ServedCheck.raise_for_problems`.
     """
@@ -358,6 +385,7 @@ def check_served(
             anchors=anchors,
             warn_days=warn_days,
             now_utc=now_utc,
+            predicted=predicted,
         )
         for label, served in given
         if served is not None

@@ -4,6 +4,7 @@ A remote program's exit code is read as an HRESULT when it is one (``certutil`` 
 with the HRESULT of their failure: commonly observed, unverified [U]); cmd.exe's own codes (9009) and
 Win32 codes are small numbers. Sources: winerror.h as published in the Windows SDK
 (https://learn.microsoft.com/en-us/windows/win32/debug/system-error-codes ,
+https://learn.microsoft.com/en-us/windows/win32/seccrypto/certificate-and-trust-return-values ,
 https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-erref/705fb797-2175-4a90-b5a3-3918024b10b8),
 the IIS 6 metabase errors (https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525308(v=vs.90)).
 Nothing here reads localized text: only numbers.
@@ -20,6 +21,7 @@ NOT_RECOGNIZED = 9009  # cmd.exe: "'x' is not recognized as an internal or exter
 NTE_BAD_KEY_STATE = 0x8009000B  # key not valid for use in the specified state (created non-exportable)
 NTE_BAD_KEYSET = 0x80090016  # keyset does not exist (the private key is missing)
 CRYPT_E_NOT_FOUND = 0x80092004  # object or property not found
+CERT_E_EXPIRED = 0x800B0101  # a certificate of the chain is outside its validity period
 CERT_E_UNTRUSTEDROOT = 0x800B0109  # chain ends in a root the trust provider does not trust
 CERT_E_CHAINING = 0x800B010A  # a chain could not be built to a trusted root
 HRESULT_ERROR_CANCELLED = 0x800704C7  # HRESULT_FROM_WIN32(ERROR_CANCELLED)
@@ -34,6 +36,7 @@ CODES: dict[int, tuple[str, str]] = {
     NTE_BAD_KEY_STATE: ("NTE_BAD_KEY_STATE", "the private key was created non-exportable"),
     NTE_BAD_KEYSET: ("NTE_BAD_KEYSET", "the private key (keyset) does not exist"),
     CRYPT_E_NOT_FOUND: ("CRYPT_E_NOT_FOUND", "the certificate, request or property was not found"),
+    CERT_E_EXPIRED: ("CERT_E_EXPIRED", "a certificate of the chain has expired or is not yet valid"),
     CERT_E_UNTRUSTEDROOT: ("CERT_E_UNTRUSTEDROOT", "the chain ends in a root that is not trusted"),
     CERT_E_CHAINING: ("CERT_E_CHAINING", "no chain could be built to a trusted root"),
     HRESULT_ERROR_CANCELLED: ("HRESULT_FROM_WIN32(ERROR_CANCELLED)", "the operation was cancelled"),

@@ -50,6 +50,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_iis7": "rehearsal",
     "test_iis7_e2e": "notebooks",
     "test_rehearsal_chains": "rehearsal",
+    "test_chains_e2e": "notebooks",
     "test_wsman_conformance": "rehearsal",
     "test_channels": "rehearsal",
     "test_inspect": "rehearsal",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -444,17 +445,34 @@ def test_pfx_check_ok_legacy_3des(pki: Pki) -> None:
     assert check.row()["leaf"] == certs.thumbprint(pki.new_leaf)
 
 
-def test_pfx_check_reports_missing_cross_and_wrong_thumbprint(pki: Pki) -> None:
+def test_pfx_check_reports_the_missing_part_of_the_expected_chain_and_a_wrong_thumbprint(pki: Pki) -> None:
+    expected = [certs.thumbprint(c) for c in (pki.new_leaf, pki.intermediate, pki.cross, pki.old_root)]
+    data = pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate])
     check = certs.check_pfx(
-        pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate]),
+        data,
         b"Backup-Pa55",
         source="backup.pfx",
         expected_thumbprint=certs.thumbprint(pki.current_leaf),
         anchors=[pki.g5_root],
+        expected_chain=expected,
     )
     assert not check.ok
-    assert any("no cross certificate inside" in p for p in check.problems)
+    assert f"the expected chain is not inside: missing {certs.thumbprint(pki.cross)}" in "; ".join(
+        check.problems
+    )
     assert any(p.startswith("the certificate inside is ") for p in check.problems)
+
+
+def test_pfx_check_needs_a_cross_certificate_only_when_the_path_does(pki: Pki) -> None:
+    data = pki.pkcs12_bundle(b"Backup-Pa55", cas=[pki.intermediate])
+    # G5 allowed (a modern-like chain: intermediate → trusted root): no cross certificate needed.
+    ok = certs.check_pfx(data, b"Backup-Pa55", source="backup.pfx", anchors=[pki.g5_root])
+    assert ok.ok and not ok.has_cross, ok.problems
+    # Only the old root is trusted: the intermediate alone leads nowhere — the cross certificate is missing.
+    bad = certs.check_pfx(data, b"Backup-Pa55", source="backup.pfx", anchors=[pki.old_root])
+    assert not bad.ok
+    assert "no chain to a trusted, allowed root inside" in bad.problems[0]
+    assert "VeriSign Class 3 Public Primary Certification Authority - G5" in bad.problems[0]
 
 
 def test_pfx_check_wrong_password_raises(pki: Pki) -> None:
@@ -538,3 +556,121 @@ def test_facade_keeps_every_name_the_kit_uses() -> None:
     ]:
         assert hasattr(certs, name), name
     assert certs.normalize_thumbprint("4e:b6 d5") == "4EB6D5"
+
+
+# --- the expected chain (certs.expect) -------------------------------------------------------------------
+
+
+def _stores(shape: Any, *, g5_enabled: bool = False) -> list[certs.Source]:
+    out = [certs.Source(r, "ROOT") for r in shape.server_roots]
+    out += [certs.Source(r, "ROOT", g5_enabled) for r in shape.roots_to_disable]
+    return out + [certs.Source(c, "CA") for c in shape.server_cas]
+
+
+@pytest.mark.parametrize(
+    ("chain", "path", "needs_cross"),
+    [
+        ("g5", ("new_leaf", "intermediate", "cross", "old_root"), True),
+        ("modern", ("new_leaf", "intermediate", "root"), False),
+        ("cross-to-older-root", ("new_leaf", "intermediate", "cross", "root"), False),
+    ],
+)
+def test_expected_chain_of_each_shape(chain: str, path: tuple[str, ...], needs_cross: bool) -> None:
+    now = datetime(2026, 11, 26, 19, 45, tzinfo=UTC)
+    p = make_pki(now_utc=now, chain=chain)
+    shape = p.chain
+    named = {
+        "new_leaf": p.new_leaf,
+        "intermediate": p.intermediate,
+        "cross": shape.cross,
+        "old_root": p.old_root,
+        "root": shape.server_roots[0],
+    }
+    expected = certs.expect_chain(
+        p.new_leaf,
+        supplied=shape.mailed,
+        stores=_stores(shape),
+        forbidden_roots=p.forbidden_thumbprints,
+        now_utc=now,
+    )
+    assert expected.ok, expected.message()
+    assert expected.thumbprints == tuple(certs.thumbprint(named[n]) for n in path)
+    assert expected.needs_cross is needs_cross
+    assert [r["role"] for r in expected.rows()][0] == "leaf" and expected.rows()[-1]["sent"] is False
+    assert len(expected.to_send) == len(path) - 1
+
+
+def test_expected_chain_refuses_an_expired_cross_certificate_and_names_it() -> None:
+    now = datetime(2026, 11, 26, 19, 45, tzinfo=UTC)
+    p = make_pki(now_utc=now, chain="expired-cross")
+    cross = p.chain.cross
+    assert cross is not None
+    expected = certs.expect_chain(
+        p.new_leaf,
+        supplied=p.chain.mailed,
+        stores=_stores(p.chain),
+        forbidden_roots=p.forbidden_thumbprints,
+        now_utc=now,
+    )
+    assert not expected.ok and expected.anchor is None
+    codes = [x.code for x in expected.problems]
+    assert codes[0] == "expired_cross" and "forbidden_root" in codes
+    # The path shown is the one through the expired cross certificate; each message says which G5 it is.
+    assert expected.thumbprints[2] == certs.thumbprint(cross)
+    message = expected.message()
+    assert (
+        'cross certificate "VeriSign Class 3 Public Primary Certification Authority - G5" issued by '
+        f'"Class 3 Public Primary Certification Authority (Rehearsal)" ({certs.thumbprint(cross)[:8]}…) '
+        "on the path expired on"
+    ) in message
+    assert (
+        'forbidden root "VeriSign Class 3 Public Primary Certification Authority - G5" (self-signed'
+        in message
+    )
+    assert "ask the CA for its current chain" in expected.hint()
+
+
+def test_expected_chain_untrusted_disabled_and_incomplete() -> None:
+    now = datetime(2026, 11, 26, 19, 45, tzinfo=UTC)
+    p = make_pki(now_utc=now, chain="modern")
+    root = p.chain.server_roots[0]
+    disabled = certs.expect_chain(
+        p.new_leaf, supplied=p.chain.mailed, stores=[certs.Source(root, "ROOT", False)], now_utc=now
+    )
+    assert [x.code for x in disabled.problems] == ["untrusted_root"]
+    assert "is disabled in the server's Trusted Root store" in disabled.message()
+    absent = certs.expect_chain(p.new_leaf, supplied=[p.intermediate, root], now_utc=now)
+    assert "is not in the server's Trusted Root stores" in absent.message()
+    incomplete = certs.expect_chain(p.new_leaf, stores=[certs.Source(root, "ROOT")], now_utc=now)
+    assert [x.code for x in incomplete.problems] == ["incomplete"]
+    assert 'needed: "Rehearsal Global G2 TLS RSA SHA256 2025 CA2"' in incomplete.message()
+    assert "add the missing CA certificate" in incomplete.hint()
+    # Forbidden by thumbprint: the same path, refused.
+    forbidden = certs.expect_chain(
+        p.new_leaf,
+        supplied=p.chain.mailed,
+        stores=[certs.Source(root, "ROOT")],
+        forbidden_roots=[certs.thumbprint(root)],
+        now_utc=now,
+    )
+    assert [x.code for x in forbidden.problems] == ["forbidden_root"]
+
+
+def test_expected_chain_lists_the_ca_certificates_on_no_path_as_ignored() -> None:
+    now = datetime(2026, 11, 26, 19, 45, tzinfo=UTC)
+    p = make_pki(now_utc=now)
+    other = make_pki(now_utc=now, chain="modern")
+    unrelated = other.intermediate
+    expected = certs.expect_chain(
+        p.new_leaf,
+        supplied=[p.intermediate, unrelated],
+        stores=_stores(p.chain),
+        forbidden_roots=p.forbidden_thumbprints,
+        now_utc=now,
+    )
+    assert expected.ok
+    assert [certs.thumbprint(c) for c in expected.ignored] == [certs.thumbprint(unrelated)]
+    assert {certs.thumbprint(c) for c in expected.on_path} == {
+        certs.thumbprint(p.intermediate),
+        certs.thumbprint(p.cross),
+    }

@@ -268,3 +268,65 @@ def test_notebook_committed_without_outputs_and_thin() -> None:
             assert cell["outputs"] == [] and cell["execution_count"] is None
             src = "".join(cell["source"])
             assert "def " not in src and "class " not in src
+
+
+def test_inspect_a_ca_download_page_bundle_without_a_leaf(
+    tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a CA's download page offers: an intermediate (here the PKI factory's, under a G5-like root),
+    # the real G5 root, its real cross certificate (expired 2021-11-07) and the real Class 3 PCA root —
+    # a self-signed version-1 certificate without basicConstraints.
+    data = Path(certs.__file__).parent.parent / "data"
+    real = b"".join(
+        (data / name).read_bytes()
+        for name in (
+            "verisign_class3_g5_root.pem",
+            "verisign_class3_g5_cross_2021.pem",
+            "verisign_class3_pca_g1_root.pem",
+        )
+    )
+    bundle = tmp_path / "ca-download.pem"
+    bundle.write_bytes(pki.pem(pki.intermediate, pki.g5_root) + real)
+    code, out, _ = run(capsys, str(bundle), "--json")
+    assert code == 0
+    report = json.loads(out)
+    by_sha1 = {c["sha1"]: c for c in report["certificates"]}
+    pca = by_sha1["A1DB6393916F17E4185509400415C70240B0AE6B"]
+    cross = by_sha1["32F30882622B87CF8856C63DB873DF0853B4DD27"]
+    intermediate = by_sha1[certs.thumbprint(pki.intermediate)]
+    assert (pca["role"], cross["role"], intermediate["role"]) == ("root", "cross", "intermediate")
+    assert pca["is_ca"] and by_sha1[certs.G5_THUMBPRINT]["role"] == "root"
+    # A chain is built from the intermediate (it issued none of the others), to its G5-like root.
+    (chain,) = [c for c in report["chains"] if c["leaf"] == certs.thumbprint(pki.intermediate)]
+    assert chain["complete"] and chain["path"][-1] == certs.thumbprint(pki.g5_root)
+    # No end-entity warning for a root or CA certificate; the expired one is named apart from its root.
+    end_entity = {"no_san", "self_signed_leaf", "hostname_mismatch", "hostname_cn_only", "weak_key"}
+    assert not [w for w in report["warnings"] if w["code"] in end_entity], report["warnings"]
+    (expired,) = [w for w in report["warnings"] if w["code"] == "expired"]
+    assert expired["certificate"] == cross["sha1"]
+    assert expired["message"].startswith(
+        "VeriSign Class 3 Public Primary Certification Authority - G5 "
+        "(cross certificate issued by Class 3 Public Primary Certification Authority) expired on 2021-11-07"
+    )
+
+
+def test_expected_chain_with_the_real_g5_cross_names_which_certificate(pki: Pki) -> None:
+    # The real certificates (no leaf under the real G5 can be made here): the real cross certificate's own
+    # path ends at the real Class 3 PCA root; the messages tell the G5 root and its cross certificate apart.
+    known = {e.role: e.certificate for e in certs.KNOWN.entries}
+    expected = certs.expect_chain(
+        known["cross"],
+        stores=[certs.Source(known["root"], "ROOT"), certs.Source(known["forbidden_root"], "AuthRoot")],
+        now_utc=NOW,
+    )
+    # The cross certificate is the "leaf" here: its issuer, the Class 3 PCA root, is trusted and valid.
+    assert expected.ok and expected.thumbprints[-1] == "A1DB6393916F17E4185509400415C70240B0AE6B"
+    rows = expected.rows()
+    assert rows[-1]["role"] == "root" and rows[-1]["found_in"] == "ROOT"
+    assert certs.describe_certificate(known["cross"]).startswith(
+        'cross certificate "VeriSign Class 3 Public Primary Certification Authority - G5" issued by '
+        '"Class 3 Public Primary Certification Authority" (32F30882'
+    )
+    assert certs.describe_certificate(known["forbidden_root"]).startswith(
+        'root "VeriSign Class 3 Public Primary Certification Authority - G5" (self-signed, 4EB6D578'
+    )

@@ -176,9 +176,11 @@ def test_check_served_passes_the_sni_handshake_and_flags_the_other(server: Serve
     assert (first["forbidden_root_sent"], first["hostnames_ok"]) == (False, True)
     assert (second["leaf_ok"], second["intermediate_sent"], second["cross_sent"]) == (False, True, False)
     current = certs.thumbprint(pki.current_leaf)
+    # The old leaf's chain ends at the forbidden G5 root: the G5 short-circuit, whatever the prediction.
+    g5 = certs.describe_certificate(pki.g5_root)
     assert check.problems == (
         f"no SNI: serves {current}, expected {new}",
-        "no SNI: the cross certificate is not sent",
+        f"no SNI: the chain sent ends at the forbidden {g5}: the cross certificate is not sent",
     )
     assert [r["position"] for r in check.certificate_rows()] == [0, 1, 2, 0, 1]
     facts = check.facts()
@@ -186,7 +188,7 @@ def test_check_served_passes_the_sni_handshake_and_flags_the_other(server: Serve
     with pytest.raises(
         VerificationFailed,
         match=rf"^127.0.0.1:{server.port}: check failed: no SNI: serves {current}, expected {new}; "
-        r"no SNI: the cross certificate is not sent — if the swap is at fault, put the previous certificate "
+        r"no SNI: the chain sent ends at the forbidden root .* is not sent — if the swap is at fault, put the previous certificate "
         r"back: opslib run <run folder>/rollback.yaml$",
     ):
         check.raise_for_problems()
@@ -198,7 +200,30 @@ def test_check_served_without_sni_only_and_any_leaf(server: Server, pki: Pki) ->
     check = tls.check_served(sni, no_sni, anchors=[pki.old_root, pki.g5_root])
     assert [r["handshake"] for r in check.rows()] == ["no SNI"]
     assert check.rows()[0]["expected_leaf"] == "(any)"
-    assert check.problems == ("no SNI: the cross certificate is not sent",)
+    # G5 not forbidden here and no prediction: a chain without a cross certificate is fine.
+    assert check.problems == ()
+    forbidden = tls.check_served(
+        sni, no_sni, anchors=[pki.old_root, pki.g5_root], forbidden_roots=pki.forbidden_thumbprints
+    )
+    assert [p.split(": the cross")[0] for p in forbidden.problems] == [
+        f"no SNI: the chain sent ends at the forbidden {certs.describe_certificate(pki.g5_root)}"
+    ]
+
+
+def test_check_served_compares_with_the_predicted_chain(pki: Pki) -> None:
+    predicted = [certs.thumbprint(c) for c in (pki.new_leaf, pki.intermediate, pki.cross, pki.old_root)]
+    full = _chain(pki, pki.new_leaf, pki.intermediate, pki.cross)
+    ok = tls.check_served(None, full, anchors=[pki.old_root], predicted=predicted)
+    assert ok.problems == () and ok.rows()[0]["predicted_sent"] is True
+    short = _chain(pki, pki.new_leaf, pki.intermediate)
+    bad = tls.check_served(None, short, anchors=[pki.old_root, pki.g5_root], predicted=predicted)
+    assert bad.problems == (
+        "no SNI: the chain differs from the one predicted before the swap: not sent "
+        + certs.thumbprint(pki.cross),
+    )
+    # A modern-like prediction (no cross certificate): the short chain is what must be sent.
+    modern = [certs.thumbprint(c) for c in (pki.new_leaf, pki.intermediate, pki.g5_root)]
+    assert tls.check_served(None, short, anchors=[pki.g5_root], predicted=modern).problems == ()
 
 
 def test_check_served_finds_a_served_forbidden_root_and_a_wrong_host(pki: Pki) -> None:

@@ -6,6 +6,8 @@
   :func:`hostname_match`; :mod:`.summary` — :func:`summarize` → :class:`CertSummary` (``.row()``).
 * :mod:`.chains` — :data:`KNOWN` (the catalogue shipped in ``opslib/data/``), :func:`is_forbidden_root`,
   :func:`is_cross_certificate`, :func:`build_chains` (cross certificates included).
+* :mod:`.expect` — :func:`expect_chain` → :class:`ExpectedChain`: the path the new certificate must be
+  served with, to a trusted and allowed root (``docs/chains.md``).
 * :mod:`.policy` — :func:`check_warnings` (stable codes, clock passed in), :func:`raise_for_blocking`.
 * :mod:`.pfx` — :func:`load_pkcs12`, :func:`check_pfx` → :class:`PfxCheck` for the backup step.
 * :mod:`.der` — the one small DER/OID reader.
@@ -25,6 +27,16 @@ from .chains import (
     build_chains,
     is_cross_certificate,
     is_forbidden_root,
+)
+from .expect import (
+    ChainProblem,
+    ExpectedChain,
+    Source,
+    cert_role,
+    describe_certificate,
+    expect_chain,
+    is_ca_certificate,
+    is_root,
 )
 from .facts import (
     CSR,
@@ -60,6 +72,14 @@ from .summary import CertSummary, summarize
 
 __all__ = [
     "CSR",
+    "ChainProblem",
+    "ExpectedChain",
+    "Source",
+    "cert_role",
+    "describe_certificate",
+    "expect_chain",
+    "is_ca_certificate",
+    "is_root",
     "G5_THUMBPRINT",
     "INSTALL_BLOCKING",
     "KNOWN",

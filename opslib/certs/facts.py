@@ -147,6 +147,15 @@ def is_ca(cert: Certificate) -> bool:
     return bool(bc and bc.ca)
 
 
+def is_ca_certificate(cert: Certificate) -> bool:
+    """A CA certificate: basicConstraints cA=TRUE, or a self-signed certificate without
+    basicConstraints (a version-1 root such as the real Class 3 PCA root: Windows and OpenSSL use it
+    as a trust anchor; RFC 5280 §6.1.4 (k) asks cA=TRUE of version-3 intermediates only)."""
+    if is_ca(cert):
+        return True
+    return extension(cert, x509.BasicConstraints) is None and is_self_signed(cert)
+
+
 def display_name(name: x509.Name) -> str:
     attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if attrs:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from ..errors import CertificateError
 from .der import first_tlv, is_der, is_pkcs12
-from .facts import CSR, Certificate, is_ca, key_matches, unique
+from .facts import CSR, Certificate, is_ca_certificate, key_matches, unique
 from .summary import summarize
 
 # --- loading -------------------------------------------------------------------------------------
@@ -52,7 +52,9 @@ class Bundle:
                 if key_matches(c, self.private_key):
                     return c
         for c in self.certificates:
-            if not is_ca(c) and not any(o is not c and o.issuer == c.subject for o in self.certificates):
+            if not is_ca_certificate(c) and not any(
+                o is not c and o.issuer == c.subject for o in self.certificates
+            ):
                 return c
         return None
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CertificateError
 from .chains import is_cross_certificate
 from .der import is_pkcs12, oids
+from .expect import Source, expect_chain
 from .facts import Certificate, key_matches, normalize_thumbprint, signed_by, thumbprint, unique
 from .load import Bundle, Collector, load_pfx_into
 
@@ -76,11 +77,20 @@ def check_pfx(
     source: str,
     expected_thumbprint: str = "",
     anchors: Iterable[Certificate] = (),
-    require_cross: bool = True,
+    require_chain: bool = True,
+    expected_chain: Sequence[str] = (),
 ) -> PfxCheck:
     """Open the PFX and check it as a backup: leaf (the expected thumbprint), its private key, the
-    intermediate (the leaf's issuer) and the cross certificate inside. Raises CertificateError when it
-    does not open; otherwise reports ``problems`` (empty = usable)."""
+    intermediate (the leaf's issuer), and the expected chain inside — whatever it is, a cross
+    certificate only when the path needs one:
+
+    * ``expected_chain`` (thumbprints, leaf first, root last; step 1's prediction): every certificate
+      of it but the root is inside;
+    * else, with ``require_chain`` and ``anchors`` (the server's Trusted Root certificates): the PFX's
+      certificates lead from the leaf to one of ``anchors`` that is not forbidden (G5), every one valid
+      (:func:`opslib.certs.expect_chain`).
+
+    Raises CertificateError when it does not open; otherwise reports ``problems`` (empty = usable)."""
     bundle = load_pkcs12(data, password, source=source)
     leaf = bundle.leaf
     problems: list[str] = []
@@ -100,10 +110,27 @@ def check_pfx(
     has_intermediate = any(signed_by(leaf, c) for c in others)
     if not has_intermediate:
         problems.append(f"the intermediate ({leaf.issuer.rfc4514_string()}) is not inside")
-    pool = [*others, *anchors]
+    anchor_list = list(anchors)
+    pool = [*others, *anchor_list]
     has_cross = any(is_cross_certificate(c, pool) for c in others)
-    if require_cross and not has_cross:
-        problems.append("no cross certificate inside (export with the whole chain)")
+    inside = {thumbprint(c) for c in bundle.certificates}
+    want = [normalize_thumbprint(t) for t in expected_chain]
+    if want:
+        missing = [t for t in want[1:-1] if t not in inside]
+        if missing:
+            problems.append(
+                "the expected chain is not inside: missing "
+                + ", ".join(missing)
+                + " (export with the whole chain)"
+            )
+    elif require_chain and anchor_list and has_intermediate:
+        expected = expect_chain(leaf, supplied=others, stores=[Source(a, "ROOT") for a in anchor_list])
+        if not expected.ok:
+            problems.append(
+                "no chain to a trusted, allowed root inside: "
+                + "; ".join(p.message for p in expected.problems)
+                + " (export with the whole chain)"
+            )
     algorithms = tuple(dict.fromkeys(_PBE_NAMES[o] for o in oids(data) if o in _PBE_NAMES))
     return PfxCheck(
         source=source,

@@ -17,8 +17,10 @@ from .facts import (
     display_name,
     encode_der,
     hostname_match,
+    is_ca_certificate,
     is_self_signed,
     iso_utc,
+    key_matches,
     require_now_utc,
     subject_alt_names,
     thumbprint,
@@ -74,13 +76,35 @@ def _weak_signature(cert: Certificate) -> str:
     return ""
 
 
+def _name(cert: Certificate, pool: Iterable[Certificate]) -> str:
+    """The common name; for a root or a cross certificate sharing its subject with another certificate of
+    ``pool`` (or the catalogue), also which one: "… (cross certificate issued by …)" / "… (root, self-signed)"."""
+    name = display_name(cert.subject)
+    twins = [
+        o
+        for o in (*pool, *KNOWN.certificates)
+        if o.subject == cert.subject and encode_der(o) != encode_der(cert) and key_matches(o, cert)
+    ]
+    if not twins:
+        return name
+    if is_self_signed(cert):
+        return f"{name} (root, self-signed)"
+    return f"{name} (cross certificate issued by {display_name(cert.issuer)})"
+
+
 def certificate_warnings(
-    cert: Certificate, *, now_utc: datetime | None = None, warn_days: int = 30
+    cert: Certificate,
+    *,
+    now_utc: datetime | None = None,
+    warn_days: int = 30,
+    pool: Iterable[Certificate] = (),
 ) -> list[Finding]:
-    """Checks that apply to any certificate: validity, signature hash (not for roots), key size."""
+    """Checks that apply to any certificate: validity, signature hash (not for roots), key size (not for
+    roots either: a root's key is the trust store's business, and the real Class 3 PCA root is 1024-bit).
+    ``pool``: the other certificates, so that a root and its cross certificate are named apart."""
     now = require_now_utc(now_utc)
     sha1 = thumbprint(cert)
-    name = display_name(cert.subject)
+    name = _name(cert, pool)
     out: list[Finding] = []
     if now > cert.not_valid_after_utc:
         out.append(Finding("expired", f"{name} expired on {iso_utc(cert.not_valid_after_utc)}", sha1))
@@ -101,7 +125,7 @@ def certificate_warnings(
     weak_sig = _weak_signature(cert)
     if weak_sig and not is_self_signed(cert):  # a root's self-signature is not checked by clients
         out.append(Finding("sha1_signature", f"{name} is signed with {weak_sig}", sha1))
-    weak = _weak(cert)
+    weak = "" if is_self_signed(cert) and is_ca_certificate(cert) else _weak(cert)
     if weak:
         out.append(Finding("weak_key", f"{name} has a weak key: {weak}", sha1))
     return out

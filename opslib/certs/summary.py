@@ -14,6 +14,7 @@ from .facts import (
     Certificate,
     display_name,
     extension,
+    is_ca_certificate,
     is_self_signed,
     iso_utc,
     key_description,
@@ -153,7 +154,7 @@ def summarize(cert: Certificate, *, now_utc: datetime | None = None) -> CertSumm
         signature_algorithm=sig if sig != "Unknown OID" else cert.signature_algorithm_oid.dotted_string,
         key_usage=key_usage,
         extended_key_usage=ekus,
-        is_ca=bool(bc and bc.ca),
+        is_ca=is_ca_certificate(cert),  # a self-signed v1 root without basicConstraints is a CA
         path_length=bc.path_length if bc else None,
         subject_key_id=ski.digest.hex().upper() if ski is not None else None,
         authority_key_id=aki.key_identifier.hex().upper() if aki is not None and aki.key_identifier else None,

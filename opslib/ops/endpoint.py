@@ -69,9 +69,12 @@ def judge(
     forbidden_roots: Sequence[str] = (),
     ca_file: str = "",
     warn_days: int = 30,
+    predicted_chain: Sequence[str] = (),
 ) -> tls.ServedCheck:
-    """Each handshake: the expected leaf, intermediate and cross certificate sent, a complete chain, no
-    forbidden root, the host names covered. ``ca_file`` (PEM, "" = none) adds trust anchors.
+    """Each handshake: the expected leaf, its intermediate and every certificate of the chain step 1
+    predicted (``predicted_chain``, thumbprints; the root need not be sent) — a cross certificate only
+    when the prediction has one —, a complete chain, no forbidden root, the host names covered.
+    ``ca_file`` (PEM, "" = none) adds trust anchors.
 
     When the SNI handshake and the one without SNI get different leaves, the endpoint selects by SNI
     (IIS 8+ ``hostname:port`` bindings): then each of ``expected_hostnames`` is fetched and judged with
@@ -86,6 +89,7 @@ def judge(
         "forbidden_roots": forbidden_roots,
         "anchors": anchors,
         "warn_days": warn_days,
+        "predicted": predicted_chain,
     }
     sni = served.sni
     if sni is None or sni.thumbprints[0] == served.no_sni.thumbprints[0]:

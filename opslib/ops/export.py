@@ -334,7 +334,7 @@ def export_pfx(
             source=f"{host}:{remote}",
             expected_thumbprint=entry.thumbprint,
             anchors=anchors,
-            require_cross=chain,
+            require_chain=chain,
         )
     except CertificateError as exc:
         raise VerificationFailed(host, f"the exported PFX does not open: {exc.problem}") from None

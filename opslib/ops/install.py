@@ -1,8 +1,19 @@
-"""Step 1: complete the pending request with the CA's certificate, install its CA certificates, bind
-it to the work site — read the file, check it, match the request, plan, apply, verify.
+"""Step 1: install the CA certificates on the new certificate's path, complete the pending request
+with it, bind it to the work site — read the file, predict the chain, check, match the request, plan,
+apply, verify.
 
-The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`check_certificate`,
-:func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and records ``verify(...).facts()``.
+The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib.ops.chain.predict`,
+:func:`check_certificate`, :func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and
+records ``verify(...).facts()``.
+
+Vendor order (issue 11): the intermediates and cross certificates go into the CA store *first*, then
+``certreq -accept`` completes the request — installing a response builds its chain and fails with
+CERT_E_CHAINING / CERT_E_UNTRUSTEDROOT when it cannot (``InstallResponse`` with ``AllowNone``: "Do not
+install untrusted certificates",
+https://learn.microsoft.com/en-us/windows/win32/api/certenroll/nf-certenroll-ix509enrollment-installresponse ;
+that certreq -accept goes through the same check is assumed from public reports of its error text). Only the CA
+certificates on a usable path of the new certificate are installed (issue 12 item 3); the others of
+the CA's file are listed as ignored.
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ class InstallResult:
     already_installed: bool
     work_site: str | None
     changes: tuple[Change, ...]
+    ignored: tuple[str, ...] = ()  # CA certificates of the bundle on no usable path: never sent
 
     def row(self) -> dict[str, Any]:
         return {
@@ -70,22 +82,31 @@ class InstallResult:
             "key_container": self.key_container,
             "ca_certificates": ", ".join(self.ca_certificates),
             "skipped_roots": ", ".join(self.skipped_roots),
+            "ignored": ", ".join(self.ignored),
             "already_installed": self.already_installed,
             "work_site": self.work_site or "",
         }
 
 
 def _split_bundle(
-    bundle: certs.Bundle,
-) -> tuple[certs.Certificate, list[certs.Certificate], list[certs.Certificate]]:
+    bundle: certs.Bundle, expected: certs.ExpectedChain | None
+) -> tuple[certs.Certificate, list[certs.Certificate], list[certs.Certificate], list[certs.Certificate]]:
+    """(leaf, CA certificates to install, roots never sent, CA certificates ignored: on no usable path)."""
     leaf = bundle.leaf
     if leaf is None:
         raise CertificateError(bundle.source, "holds no server certificate (only CA certificates)")
+    wanted = None if expected is None else {certs.thumbprint(c) for c in expected.on_path}
     cas: list[certs.Certificate] = []
     roots: list[certs.Certificate] = []
+    ignored: list[certs.Certificate] = []
     for c in bundle.others:
-        (roots if certs.is_self_signed(c) else cas).append(c)
-    return leaf, cas, roots
+        if certs.is_self_signed(c):
+            roots.append(c)
+        elif wanted is None or certs.thumbprint(c) in wanted:
+            cas.append(c)
+        else:
+            ignored.append(c)
+    return leaf, cas, roots, ignored
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class _InstallState:
     thumbprint: str
     cas: list[certs.Certificate]
     roots: list[certs.Certificate]
+    ignored: list[certs.Certificate]
     my: list[StoreEntry]
     request: StoreEntry | None
     ca_held: set[str]
@@ -103,8 +125,10 @@ class _InstallState:
         return next((e for e in self.my if e.thumbprint == self.thumbprint and e.has_key_link), None)
 
 
-def _install_state(conn: Connection, bundle: certs.Bundle) -> _InstallState:
-    leaf, cas, roots = _split_bundle(bundle)
+def _install_state(
+    conn: Connection, bundle: certs.Bundle, expected: certs.ExpectedChain | None = None
+) -> _InstallState:
+    leaf, cas, roots, ignored = _split_bundle(bundle, expected)
     thumb = certs.thumbprint(leaf)
     my = read_store(conn, "MY")
     requests = read_store(conn, "REQUEST")
@@ -116,12 +140,17 @@ def _install_state(conn: Connection, bundle: certs.Bundle) -> _InstallState:
             (r for r in requests if r.certificate is not None and certs.key_matches(r.certificate, leaf)),
             None,
         )
-    return _InstallState(leaf, thumb, cas, roots, my, request, ca_held)
+    return _InstallState(leaf, thumb, cas, roots, ignored, my, request, ca_held)
 
 
 def _install_changes(state: _InstallState) -> list[Change]:
+    """In the order they are made: the CA certificates first, then the request completed."""
     changes: list[Change] = []
     name = certs.summarize(state.leaf).common_name
+    for c in state.cas:
+        tp = certs.thumbprint(c)
+        cn = certs.summarize(c).common_name
+        changes.append(Change(f"CA\\{tp}", "certificate", "present" if tp in state.ca_held else None, cn))
     if state.installed is not None:
         changes.append(
             Change(f"MY\\{state.thumbprint}", "certificate", "present", "present (already installed)")
@@ -138,10 +167,15 @@ def _install_changes(state: _InstallState) -> list[Change]:
                 f"MY\\{state.thumbprint}", "certificate", None, f"{name} (key {state.request.key_container})"
             )
         )
-    for c in state.cas:
-        tp = certs.thumbprint(c)
-        cn = certs.summarize(c).common_name
-        changes.append(Change(f"CA\\{tp}", "certificate", "present" if tp in state.ca_held else None, cn))
+    for c in state.ignored:
+        changes.append(
+            Change(
+                f"CA\\{certs.thumbprint(c)}",
+                "certificate",
+                None,
+                f"not sent: on no path of the new certificate ({certs.describe_certificate(c)})",
+            )
+        )
     for r in state.roots:
         changes.append(
             Change(
@@ -151,26 +185,85 @@ def _install_changes(state: _InstallState) -> list[Change]:
     return changes
 
 
-def plan_install(server: Server, bundle: certs.Bundle) -> list[Change]:
-    """What :func:`install_certificate` would change (reads MY, REQUEST and CA; changes nothing)."""
-    return _install_changes(_install_state(server.conn, bundle))
+def _accept(server: Server, state: _InstallState, added: Sequence[str]) -> None:
+    """``certreq -accept`` the leaf alone; a failure names its HRESULT and what it means."""
+    caps, conn = server.capabilities, server.conn
+    assert state.request is not None
+    cer = remote_path(conn, ".cer")
+    conn.upload(certs.encode_der(state.leaf), cer)
+    # certreq -accept [-machine] [-q] CertFileIn (W-CERTREQ-ACCEPT; 2003:
+    # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc736326(v=ws.10)).
+    argv = ["certreq", "-accept"]
+    if caps.certreq_machine:
+        argv.append("-machine")
+    if caps.certreq_quiet:
+        argv.append("-q")
+    try:
+        result = conn.run([*argv, cer], check=False, what="complete the pending request", timeout_s=120)
+    finally:
+        delete_remote(conn, cer)
+    if result.exit_code == 0:
+        return
+    code = winerror.hresult(result.exit_code)
+    kept = (
+        f"the CA certificates added before ({', '.join(added)}) stay in the CA store (harmless); "
+        if added
+        else ""
+    )
+    undo = "roots disabled by step 0 stay recorded for undo in its .reg backups"
+    if code == winerror.CRYPT_E_NOT_FOUND:
+        hint = (
+            f"certreq found no matching request ({winerror.describe(code)}) although the REQUEST store holds "
+            f"{state.request.thumbprint}; complete it in IIS Manager instead. {kept}{undo}"
+        )
+    elif code in (winerror.CERT_E_UNTRUSTEDROOT, winerror.CERT_E_CHAINING, winerror.CERT_E_EXPIRED):
+        hint = (
+            f"certreq could not build the new certificate's chain: {winerror.describe(code)}. The request "
+            "is still pending and nothing else changed; "
+            f"{kept}give the CA's intermediate and cross certificates in certificate_file (or enable the "
+            f"CA's root in the Trusted Root store), then resume; {undo}"
+        )
+    else:
+        hint = f"the request is still pending ({winerror.describe(code)}); {kept}{undo}"
+    raise failed(conn, result, "complete the pending request", hint=hint)
+
+
+def plan_install(
+    server: Server, bundle: certs.Bundle, expected: certs.ExpectedChain | None = None
+) -> list[Change]:
+    """What :func:`install_certificate` would change (reads MY, REQUEST and CA; changes nothing).
+    ``expected``: the new certificate's expected chain (None = every CA certificate of the file)."""
+    return _install_changes(_install_state(server.conn, bundle, expected))
 
 
 def install_certificate(
-    server: Server, bundle: certs.Bundle, *, work_site: str | None = None
+    server: Server,
+    bundle: certs.Bundle,
+    *,
+    work_site: str | None = None,
+    expected: certs.ExpectedChain | None = None,
 ) -> InstallResult:
-    """Complete the pending request with the bundle's leaf and install its CA certificates.
+    """Install the CA certificates on the new certificate's path, then complete the pending request.
 
-    The leaf goes alone (a DER ``.cer``) to ``certreq -accept``; the intermediates and cross certificates
-    go one by one to ``certutil -addstore CA``; self-signed roots are never sent (a root in the accepted
-    file can make Windows prompt, which would hang over WinRM — windows-commands.md §3). Read back: MY
-    holds the thumbprint with a key link (property 2), the placeholder is gone, CA holds the CA
-    certificates. A lost reply is recognised: MY already holds it with a key → recorded as done.
-    Binding to ``work_site`` is the IIS backend's ``bind``; the name is recorded here.
+    ``expected`` (:func:`opslib.ops.chain.predict`; None = predicted here without ``forbidden_roots``)
+    must be usable, else :class:`~opslib.errors.PreconditionFailed` before anything is sent. Its CA
+    certificates that the CA's file holds go one by one to ``certutil -addstore CA`` first (vendor
+    order); the file's other CA certificates are ignored (listed); then the leaf alone (a DER ``.cer``)
+    goes to ``certreq -accept``. Self-signed roots are never sent (a root in the accepted file can make
+    Windows prompt, which would hang over WinRM). A failing accept names its HRESULT
+    (:mod:`opslib.winerror`). Read back: MY holds the thumbprint with a key link (property 2), the
+    placeholder is gone, CA holds the CA certificates. A lost reply is recognised: MY already holds
+    it with a key → recorded as done. Binding to ``work_site`` is the IIS backend's ``bind``.
     """
+    from . import chain
+
     caps = server.capabilities
     conn = server.conn
-    state = _install_state(conn, bundle)
+    if expected is None:
+        _install_state(conn, bundle)  # no pending request → refused before the chain is predicted
+        expected = chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
+    chain.require_usable(expected, host=server.host)
+    state = _install_state(conn, bundle, expected)
     planned = _install_changes(state)
     need_ca = [c for c in state.cas if certs.thumbprint(c) not in state.ca_held]
     if state.installed is not None and not need_ca:
@@ -180,54 +273,44 @@ def install_certificate(
             key_container=state.installed.key_container,
             ca_certificates=tuple(certs.thumbprint(c) for c in state.cas),
             skipped_roots=tuple(certs.thumbprint(r) for r in state.roots),
+            ignored=tuple(certs.thumbprint(c) for c in state.ignored),
             already_installed=True,
             work_site=work_site,
             changes=tuple(planned),
         )
     require_admin(caps, "installing a certificate")
-    if state.installed is None:
-        if not caps.certreq_accept:
-            raise CapabilityMissing(
-                caps.host,
-                "certreq -accept",
-                hint="complete the pending request in IIS Manager (Directory Security → Server Certificate → "
-                "Process the pending request)",
-            )
-        assert state.request is not None
-        cer = remote_path(conn, ".cer")
-        conn.upload(certs.encode_der(state.leaf), cer)
-        # certreq -accept [-machine] [-q] CertFileIn (certreq reference, windows-commands.md §3:
-        # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc736326(v=ws.10)).
-        argv = ["certreq", "-accept"]
-        if caps.certreq_machine:
-            argv.append("-machine")
-        if caps.certreq_quiet:
-            argv.append("-q")
-        try:
-            result = conn.run([*argv, cer], check=False, what="complete the pending request", timeout_s=120)
-        finally:
-            delete_remote(conn, cer)
-        if result.exit_code != 0:
-            hint = "nothing was installed; check the pending request in IIS Manager"
-            if winerror.hresult(result.exit_code) == winerror.CRYPT_E_NOT_FOUND:
-                hint = (
-                    "certreq found no matching request (CRYPT_E_NOT_FOUND) although the REQUEST store holds "
-                    f"{state.request.thumbprint}; complete it in IIS Manager instead"
-                )
-            raise failed(conn, result, "complete the pending request", hint=hint)
-    for c in need_ca:
+    if state.installed is None and not caps.certreq_accept:
+        raise CapabilityMissing(
+            caps.host,
+            "certreq -accept",
+            hint="complete the pending request in IIS Manager (Directory Security → Server Certificate → "
+            "Process the pending request)",
+        )
+    added: list[str] = []
+    for c in need_ca:  # vendor order: the chain first, so that certreq -accept can build it
         path = remote_path(conn, ".cer")
         conn.upload(certs.encode_der(c), path)
         try:
-            # certutil -addstore CA InFile, one certificate per file (whether the 2003 certutil takes a .p7b is
-            # [U], windows-commands.md §3).
+            # certutil -addstore CA InFile, one certificate per file (W-CERTUTIL-ADDSTORE; whether the 2003
+            # certutil takes a .p7b is unverified).
             result = conn.run(
                 ["certutil", "-addstore", "CA", path], check=False, what=f"add {certs.thumbprint(c)} to CA"
             )
         finally:
             delete_remote(conn, path)
         if result.exit_code != 0:
-            raise failed(conn, result, f"add the CA certificate {certs.thumbprint(c)} to the CA store")
+            raise failed(
+                conn,
+                result,
+                f"add the CA certificate {certs.describe_certificate(c)} to the CA store",
+                hint="the pending request was not completed; "
+                + (f"already added to CA: {', '.join(added)}; " if added else "")
+                + "check certutil on the server, then resume",
+            )
+        added.append(certs.thumbprint(c))
+    if state.installed is None:
+        assert state.request is not None
+        _accept(server, state, added)
     # Read back.
     my = {e.thumbprint: e for e in read_store(conn, "MY")}
     entry = my.get(state.thumbprint)
@@ -253,6 +336,7 @@ def install_certificate(
         key_container=entry.key_container,
         ca_certificates=tuple(certs.thumbprint(c) for c in state.cas),
         skipped_roots=tuple(certs.thumbprint(r) for r in state.roots),
+        ignored=tuple(certs.thumbprint(c) for c in state.ignored),
         already_installed=state.installed is not None,
         work_site=work_site,
         changes=tuple(planned),
@@ -300,6 +384,7 @@ class CheckedCertificate:
     new: NewCertificate
     chains: tuple[certs.Chain, ...]
     findings: tuple[Any, ...]
+    expected: certs.ExpectedChain | None = None  # the predicted chain (usable)
 
     def rows(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.findings]
@@ -312,9 +397,16 @@ def check_certificate(
     hostnames: Sequence[str],
     warn_days: int,
     forbidden_roots: Sequence[str] = (),
+    expected: certs.ExpectedChain | None = None,
+    host: str = "",
 ) -> CheckedCertificate:
     """Validity, host names, chain; a blocking finding raises (:class:`CertificateError`) before
-    anything is sent."""
+    anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.chain.predict`) that is not
+    usable (:class:`~opslib.errors.PreconditionFailed` naming each certificate)."""
+    from . import chain
+
+    if expected is not None:
+        chain.require_usable(expected, host=host or new.source)
     findings = certs.check_warnings(
         new.leaf,
         chains=list(chains),
@@ -324,7 +416,7 @@ def check_certificate(
         supplied=new.bundle.certificates,
     )
     certs.raise_for_blocking(findings, source=new.source)
-    return CheckedCertificate(new, tuple(chains), tuple(findings))
+    return CheckedCertificate(new, tuple(chains), tuple(findings), expected)
 
 
 @dataclass(frozen=True)
@@ -362,7 +454,10 @@ def plan(
 ) -> InstallPlan:
     """What installing and binding change, from → to (read-only)."""
     thumb = checked.new.summary.thumbprint
-    changes = [*plan_install(server, checked.new.bundle), *server.iis.plan_bind(work_site, thumb, port=port)]
+    changes = [
+        *plan_install(server, checked.new.bundle, checked.expected),
+        *server.iis.plan_bind(work_site, thumb, port=port),
+    ]
     return InstallPlan(checked, matched, work_site, port, tuple(changes))
 
 
@@ -381,7 +476,9 @@ def apply(server: Server, planned: InstallPlan, *, dry_run: bool = False) -> Ins
     if dry_run:
         return InstallDone(planned, None, None)
     thumb = planned.checked.new.summary.thumbprint
-    installed = install_certificate(server, planned.checked.new.bundle, work_site=planned.work_site)
+    installed = install_certificate(
+        server, planned.checked.new.bundle, work_site=planned.work_site, expected=planned.checked.expected
+    )
     work = server.iis.bind(planned.work_site, thumb, port=planned.port)
     return InstallDone(planned, installed, work)
 
@@ -409,7 +506,16 @@ class InstallStep:
             "new_issuer": new.issuer,
             "new_dns_names": list(new.dns_names),
             "certificate_formats": list(checked.new.bundle.formats),
-            "chain": checked.chains[0].describe() if checked.chains else "",
+            "chain": checked.expected.describe()
+            if checked.expected
+            else (checked.chains[0].describe() if checked.chains else ""),
+            # The expected chain (thumbprints, leaf first, root last): what step 4 compares the served chain with.
+            "predicted_chain": list(checked.expected.thumbprints) if checked.expected else [],
+            "predicted_needs_cross": checked.expected.needs_cross if checked.expected else None,
+            "ca_certificates_ignored": [
+                {"thumbprint": certs.thumbprint(c), "certificate": certs.describe_certificate(c)}
+                for c in (checked.expected.ignored if checked.expected else ())
+            ],
             "warnings": [f.code for f in checked.findings],
             "pending_request": request.thumbprint,
             "key_container": installed.key_container if installed else request.key_container,

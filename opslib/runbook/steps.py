@@ -3,6 +3,8 @@
 A :class:`Step` declares its contract as data, and the runner reads nothing else:
 
 * ``consumes`` — the facts an earlier step recorded that this notebook receives (and only those);
+  ``consumes_if_recorded`` — facts it receives when an earlier step of this run recorded them (step 4
+  gets step 1's ``predicted_chain`` in a renewal; a rollback run has none);
 * ``records`` — the facts this step promises to record for later steps, ``rollback.yaml`` and the
   summary (a notebook may record more, for the evidence; nothing relies on those);
 * hooks: ``changes_server``, ``needs_confirmation`` (ask the operator first, unless ``--yes``),
@@ -48,6 +50,7 @@ class Step:
     name: str  # notebook file name without ".ipynb"; the step's name in run.json
     title: str
     consumes: tuple[str, ...] = ()
+    consumes_if_recorded: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
     changes_server: bool = True
     needs_confirmation: bool = False
@@ -92,7 +95,7 @@ PRECHECK = Step(
 INSTALL = Step(
     "01_install_certificate",
     "サーバIDのインストール / Install the new certificate",
-    records=("new_thumbprint", "new_not_after_utc"),
+    records=("new_thumbprint", "new_not_after_utc", "predicted_chain"),
     plan="install_plan",
 )
 SWAP = Step(
@@ -127,6 +130,7 @@ VERIFY = Step(
     "04_verify_endpoint",
     "公開状態の確認 / Verify what the site serves",
     consumes=("expected_thumbprint",),
+    consumes_if_recorded=("predicted_chain",),
     changes_server=False,
 )
 ROLLBACK = Step(
@@ -191,7 +195,7 @@ def recorded_by(fact: str, steps: Iterable[Step] = ALL_STEPS) -> list[str]:
 
 def consumed_facts(step: Step, facts: Mapping[str, Any]) -> dict[str, Any]:
     """The facts ``step`` receives: those it declares it consumes, when an earlier step recorded them."""
-    return {name: facts[name] for name in step.consumes if name in facts}
+    return {name: facts[name] for name in (*step.consumes, *step.consumes_if_recorded) if name in facts}
 
 
 def notebook_parameters(
