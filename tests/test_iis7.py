@@ -185,11 +185,14 @@ def test_sni_swap_serves_the_new_certificate_to_www1_only(tmp_path: Path) -> Non
                 endpoint.fetch(where, servername="www1.example.jp"),
                 expected_thumbprint=env.new,
                 expected_hostnames=["www1.example.jp"],
+                forbidden_roots=list(env.host.extra["forbidden_roots"]),
                 ca_file=ca,
             )
             assert isinstance(check, endpoint.SniServedCheck)
             # Only the cross certificate is missing (step 0, which disables the G5 root, did not run here).
-            assert check.problems == ("SNI www1.example.jp: the cross certificate is not sent",)
+            (problem,) = check.problems
+            assert problem.startswith("SNI www1.example.jp: the chain sent ends at the forbidden root")
+            assert problem.endswith("the cross certificate is not sent")
             facts = check.facts()
             assert (facts["served_leaf_sni"], facts["served_leaf_no_sni"]) == (
                 env.new,
