@@ -37,7 +37,8 @@ WINRM_ENV, PFX_ENV = "OPSLIB_BAD_WINRM", "OPSLIB_BAD_PFX"
 # Programs and verbs that change a Windows host (docs/windows-behaviour.md): none may reach it.
 MUTATING = re.compile(
     r"certreq(\.exe)?\"?\s+.*-accept|certutil(\.exe)?\"?\s+.*-(addstore|repairstore|exportpfx|delstore|importpfx)"
-    r"|\breg(\.exe)?\"?\s+(add|import|delete|restore)\b|iis6\.js\"?\s+(set-cert|clear-cert|start|stop)\b",
+    r"|\breg(\.exe)?\"?\s+(add|import|delete|restore)\b|iis6\.js\"?\s+(set-cert|clear-cert|start|stop|swap)\b"
+    r"|\bnetsh(\.exe)?\"?\s+http\s+(add|update|delete)\b|appcmd(\.exe)?\"?\s+(start|stop|set|add|delete)\b",
     re.IGNORECASE,
 )
 

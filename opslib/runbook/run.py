@@ -344,6 +344,13 @@ class _Context:
             file=sys.stderr,
             flush=True,
         )
+        for ignored in facts.get("ca_certificates_ignored") or ():  # step 1: not on the new leaf's path
+            print(
+                f"opslib: warning: not installed (not on the new certificate's chain): "
+                f"{ignored.get('certificate', '')} [{str(ignored.get('thumbprint', ''))[:8]}…]",
+                file=sys.stderr,
+                flush=True,
+            )
         if error is not None:
             record.update(status="failed", error=str(error))
             evidence.update_run(self.run_dir, steps=self.records, failed_step=step.name)
