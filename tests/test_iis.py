@@ -696,6 +696,60 @@ def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any
     assert (prod["state"], prod["ssl_cert_hash"]) == (4, server.host.extra["current_thumbprint"])
 
 
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_swap_whose_connection_drops_completes_on_the_server(
+    server: Any, conn: Any, backend: Any, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap verb is one server-side transaction: a connection dropped after the command ran (the
+    client never learns) still ends with the new certificate served, read back from the journal; one
+    dropped before the command started changes nothing and says so."""
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    backend.sites()  # cscript #1
+    server.set_faults(
+        [f"{when}:cscript#2:drop"]
+    )  # counted from here: #1 is swap's own list, #2 the swap verb
+    if when == "after":
+        result = backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+        assert result.production.started and result.production.cert_thumbprint == thumb
+        journal = backend.swap_journal("W3SVC/1")
+        assert journal is not None and (journal["phase"], journal["before"]["cert_hash"]) == ("done", old)
+        assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, thumb)
+    else:
+        from opslib.iis import iis6
+
+        # The journal never says this swap ended: poll it for 3 s, not the whole command deadline.
+        monkeypatch.setattr(iis6, "SWAP_COMMAND_TIMEOUT_S", 3)
+        with pytest.raises(
+            VerificationFailed,
+            match=rf"connection was lost .*did not start on the server .*still serves {old}.*nothing was changed",
+        ):
+            backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+        assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
+
+
+def test_the_swap_journal_tells_a_later_reader_what_happened(server: Any, conn: Any, backend: Any) -> None:
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    assert backend.swap_journal("W3SVC/1") is None
+    server.host.extra["fail_start_thumbprints"] = [thumb]
+    with pytest.raises(VerificationFailed, match="rolled back to the previous certificate"):
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    journal = backend.swap_journal("www1.example.jp")
+    assert journal is not None
+    assert (journal["ok"], journal["restored"], journal["phase"], journal["new_hash"]) == (
+        False,
+        True,
+        "restored",
+        thumb,
+    )
+    assert journal["site"]["cert_hash"] == old and journal["cause"]["number"] == "0x80070020"
+
+
 def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any, backend: Any) -> None:
 
     thumb = install_new_certificate(server)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources
@@ -35,6 +36,7 @@ from ..errors import (
     ParameterError,
     PreconditionFailed,
     RemoteCommandFailed,
+    TransportError,
     VerificationFailed,
 )
 from .base import (
@@ -59,6 +61,12 @@ if TYPE_CHECKING:
 HELPER = "iis6.js"
 # Helper exit codes (see the header of opslib/scripts/iis6.js).
 _EXIT_ADSI, _EXIT_USAGE, _EXIT_STATE = 1, 2, 3
+# The swap's bound for ServerState 2 after Start() (each of: the new certificate, the restore), and the
+# client's deadline for the whole transaction — longer than everything the helper may wait for.
+SWAP_START_TIMEOUT_S = 60
+SWAP_COMMAND_TIMEOUT_S = 2 * SWAP_START_TIMEOUT_S + 60
+_ENDED = ("done", "restored", "failed")
+_JOURNAL_POLL_S = 1.0
 
 
 def helper_script() -> bytes:
@@ -254,7 +262,12 @@ class IIS6Backend:
         if result.exit_code != 0:
             error = payload.get("error")
             if not isinstance(error, dict):
-                error = {"number": "", "description": "non-zero exit without an error object"}
+                # The swap verb's own answer (ok/restored) on exit 3/4, or a bare failure.
+                error = (
+                    payload
+                    if "ok" in payload
+                    else {"number": "", "description": "non-zero exit without an error object"}
+                )
             raise _HelperError(result.exit_code, error, result)
         return payload
 
@@ -437,20 +450,21 @@ class IIS6Backend:
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
         """Seed step 2: put ``new_thumbprint`` on the production site and make it the one started site.
 
-        Order (windows-commands.md §4): record the old certificate and secure bindings; stop every other
-        started site sharing the production secure binding; set the certificate; (re)start the
-        production site; read back. A started production site is stopped and started again so that the
-        new certificate is what Schannel serves (IIS 6 may also pick up a metabase change on a running
-        site [U]; the restart makes it certain, and is the moment the seed's step 2.8 checks).
-        If the production site does not come back (ServerState ≠ 2) the previous certificate is put
-        back and the site started again, then :class:`VerificationFailed` says so.
+        One server-side transaction (helper verb ``swap``): in a single cscript invocation the helper
+        writes its journal (``%SystemRoot%\\Temp\\opslib-swap-N.json``) with the old certificate and
+        secure bindings, stops every other started site sharing the production secure binding, sets
+        the certificate, restarts the production site and waits for ServerState 2 up to
+        :data:`SWAP_START_TIMEOUT_S`; when the site does not come back (or anything throws) it puts the
+        old SSLCertHash/SSLStoreName/SecureBindings back and starts the site again — on the server,
+        whatever happens to this client. The answer is read from the helper's JSON, or, when the
+        connection is lost meanwhile, from the journal (:meth:`swap_journal`).
+        A restored site raises :class:`VerificationFailed` saying so; one that stays down says DOWN.
         Idempotent: nothing to do → ``SwapResult.already_done``.
         """
         host = self.host
         new = thumbprint_of(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
-        # Rollback data first: the previous certificate, store and secure bindings.
         old_thumb, old_store, old_bindings = (
             production.cert_thumbprint,
             production.store_name,
@@ -460,29 +474,20 @@ class IIS6Backend:
         planned = _swap_plan(found, production, new, binding)
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
-
-        stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding]))
-        try:
-            if _bind_changes(production, new, binding):
-                set_back = self._set_cert(production, new, binding, what=f"set {new} on {production.label}")
-                if set_back.cert_thumbprint != new:
-                    raise VerificationFailed(
-                        host,
-                        f"{production.label} reads back SSLCertHash {set_back.cert_thumbprint}, not {new}",
-                    )
-            if production.started and production.cert_thumbprint != new:
-                self._control(production, "stop")
-            self._control(production, "start")
-            after = find_site(self.sites(), production.path, host=host)
-            if not after.started or after.cert_thumbprint != new:
-                raise VerificationFailed(
-                    host,
-                    f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
-                    f"{after.cert_thumbprint or '(none)'} (expected started, {new})",
-                )
-        except OpsError as exc:
-            self._self_rollback(production, old_thumb, old_bindings or (binding,), new, exc)
-            raise  # not reached: _self_rollback always raises
+        stop_ids = ",".join(str(s.id) for s in sharing_sites(found, production, [binding])) or "-"
+        answer = self._swap_transaction(production, new, binding, stop_ids)
+        if not answer.get("ok"):
+            site = answer.get("site")
+            after = _site_from(site) if isinstance(site, dict) else production
+            self._swap_failed(production, old_thumb, new, answer, after)
+        after = find_site(self.sites(), production.path, host=host)
+        if not after.started or after.cert_thumbprint != new:
+            raise VerificationFailed(
+                host,
+                f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
+                f"{after.cert_thumbprint or '(none)'} after the swap (expected started, {new})",
+                hint="look at the site in IIS Manager; rollback.yaml in the run folder puts the old certificate back",
+            )
         still = sharing_sites(self.sites(), after, after.secure_bindings)
         if still:
             raise VerificationFailed(
@@ -497,42 +502,126 @@ class IIS6Backend:
             old_store_name=old_store,
             old_secure_bindings=old_bindings,
             new_thumbprint=new,
-            stopped_sites=stopped,
+            stopped_sites=tuple(_site_from(s) for s in answer.get("stopped") or ()),
             already_done=False,
             changes=tuple(planned),
         )
 
-    def _self_rollback(
-        self, production: Site, old_thumb: str, bindings: Sequence[str], new: str, cause: OpsError
+    def _swap_transaction(self, production: Site, new: str, binding: str, stop_ids: str) -> dict[str, Any]:
+        """Run the helper's ``swap`` verb; its answer, or the journal's when the connection was lost."""
+        what = f"swap {new} onto {production.label} (one transaction on the server)"
+        try:
+            return self._run_helper(
+                "swap",
+                str(production.id),
+                new,
+                "MY",
+                binding,
+                stop_ids,
+                str(SWAP_START_TIMEOUT_S),
+                what=what,
+                names=["site id", "thumbprint", "store", "secure binding", "sites to stop", "timeout"],
+                # Never shorter than the helper's own bounds (two start waits, the stops): a client
+                # deadline would Signal-terminate the helper in the middle of its transaction.
+                timeout_s=SWAP_COMMAND_TIMEOUT_S,
+            )
+        except _HelperError as exc:
+            if "ok" in exc.error:  # the transaction ran and ended restored (3) or down (4)
+                return exc.error
+            raise self._command_failed(
+                exc,
+                what,
+                f"the helper refused before changing anything; check {production.label} in IIS Manager",
+            ) from None
+        except TransportError as lost:
+            # The helper keeps running on the server (a dropped client does not stop it): wait for its
+            # journal to say how it ended.
+            answer = self.wait_for_journal(production, new=new)
+            if answer is None:
+                self._refuse_unstarted(production, new, lost)
+                raise VerificationFailed(
+                    self.host,
+                    f"the connection was lost during the swap on {production.label} ({reason(lost)}) and the "
+                    "server's swap journal could not be read back",
+                    hint="the swap completes or restores the previous certificate on the server by itself; "
+                    "read what production serves with `opslib resume RUN` (or look in IIS Manager)",
+                ) from lost
+            return answer
+
+    def _refuse_unstarted(self, production: Site, new: str, lost: OpsError) -> None:
+        """No journal for this swap: when production reads back unchanged, the swap never started."""
+        try:
+            journal = self.swap_journal(production)
+            now = find_site(self.sites(), production.path, host=self.host)
+        except OpsError:
+            return
+        if (journal is None or journal.get("new_hash") != new) and now == production:
+            raise VerificationFailed(
+                self.host,
+                f"the connection was lost ({reason(lost)}); the swap did not start on the server (no journal) "
+                f"and {production.label} still serves {production.cert_thumbprint or '(no certificate)'}, "
+                f"{production.state_name} — nothing was changed",
+                hint="check the connection, then run this step again (opslib resume RUN)",
+            ) from lost
+
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
+        _, target = self._resolve(site)
+        payload = self._safe_helper(
+            "journal", str(target.id), what=f"read the swap journal of {target.label}"
+        )
+        text = payload.get("journal")
+        if not isinstance(text, str):
+            return None
+        value = _parse_json(text.encode("ascii", errors="replace"))
+        return value if value and value.get("verb") == "swap" else None
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
+        end = time.monotonic() + (deadline_s or SWAP_COMMAND_TIMEOUT_S)
+        while True:
+            try:
+                answer = self.swap_journal(production)
+            except OpsError:
+                answer = None
+            if answer and answer.get("new_hash") == new and answer.get("phase") in _ENDED:
+                return answer
+            if time.monotonic() >= end:
+                return None
+            time.sleep(_JOURNAL_POLL_S)
+
+    def _swap_failed(
+        self, production: Site, old_thumb: str, new: str, answer: Mapping[str, Any], after: Site
     ) -> None:
-        """Put the previous certificate back and start the site again; always raises VerificationFailed."""
-        host = self.host
-        failed = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
+        """The transaction ended without the new certificate: say whether the old one is back; raises."""
+        cause = answer.get("cause") or {}
+        why = f"ADSI {cause.get('number', '?')}: {cause.get('description', '?')}"
+        failed = f"{production.label} did not come back with the new certificate {new} ({why})"
         old_label = old_thumb or "(no certificate)"
-        try:
-            self._restore_certificate(production, old_thumb, bindings)
-        except OpsError as again:
+        if answer.get("restored"):
             raise VerificationFailed(
-                host,
-                f"{failed}; putting the previous certificate {old_label} back failed too ({reason(again)})",
-                hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
-            ) from cause
-        try:
-            restored = self._restart(production, bindings)
-        except OpsError as again:
+                self.host,
+                f"{failed}; rolled back to the previous certificate {old_label} and the site is "
+                f"{after.state_name} again",
+                hint="look at the System event log (source W3SVC) for why the site would not start with the new "
+                "certificate, fix it, then run this step again",
+            )
+        again = answer.get("restore_error") or {}
+        if after.cert_thumbprint == old_thumb:
             raise VerificationFailed(
-                host,
+                self.host,
                 f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
-                f"again ({reason(again)}) — the site is DOWN",
+                f"again (ADSI {again.get('number', '?')}: {again.get('description', '?')}) — the site is DOWN",
                 hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
-            ) from cause
+            )
         raise VerificationFailed(
-            host,
-            f"{failed}; rolled back to the previous certificate {old_label} and the site is "
-            f"{restored.state_name} again",
-            hint="look at the System event log (source W3SVC) for why the site would not start with the new "
-            "certificate, fix it, then run this step again",
-        ) from cause
+            self.host,
+            f"{failed}; putting the previous certificate {old_label} back failed too "
+            f"(ADSI {again.get('number', '?')}: {again.get('description', '?')})",
+            hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
+        )
 
     def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
         current = find_site(self.sites(), production.path, host=self.host)
