@@ -36,7 +36,7 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, StepFailed, UsageError
-from . import render
+from . import render, signals
 from .kernels import KERNEL, Kernels
 from .lock import locked
 from .rollback import write_rollback
@@ -189,12 +189,16 @@ class _Context:
                     passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
                     if step.needs_confirmation and not self.dry_run and not self.yes:
                         self._confirm(step)
+                    if step.writes_rollback_before and not self.dry_run:
+                        self._write_rollback(step)  # before the swap starts: the undo exists whatever happens
                     kernel = kernels.take()
                     if n + 1 < len(steps):
                         kernels.prestart()  # boots while this step runs
                     ok = False
+                    guard = signals.guard_for(step, dry_run=self.dry_run)
                     try:
-                        self._run_step(step, kernel, passed)
+                        with guard:  # SIGINT/SIGHUP/SIGTERM wait until the step's notebook has ended
+                            self._run_step(step, kernel, passed)
                         ok = True
                     finally:
                         # After a failure the kernel exits gracefully: its open connection's atexit
@@ -203,13 +207,18 @@ class _Context:
                         # Also after a failed swap: its check names this file as the undo.
                         if step.writes_rollback and not self.dry_run:
                             self._write_rollback(step)
+                    guard.check(where=f"after step {step.name}", hint=signals.next_command(self.run_dir))
         except OpsError as exc:
             failure = exc
-        except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
+        except KeyboardInterrupt:  # outside a guarded step (e.g. at the confirmation question)
+            failure = signals.Interrupted(2, hint=signals.next_command(self.run_dir))
+        except BaseException as exc:  # a dead kernel …: still close the evidence
             self._close(status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}")
             raise
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
+            if isinstance(failure, signals.Interrupted):  # run.json says so; status stays one of STATUSES
+                evidence.update_run(self.run_dir, interrupted={"signal": signals.signal_name(failure.signum)})
             self._close(status="failed", error=credentials.redact(str(failure)), failed_step=failed_step)
             raise failure
         self._close(status="succeeded", error=None)

@@ -8,7 +8,8 @@ A :class:`Step` declares its contract as data, and the runner reads nothing else
 * hooks: ``changes_server``, ``needs_confirmation`` (ask the operator first, unless ``--yes``),
   ``writes_backup`` (``backup.directory`` is checked before anything is contacted),
   ``writes_rollback`` (after the step, also a failed one, the runner writes ``rollback.yaml`` from
-  the :class:`RollbackField` list), ``serves`` (the value naming the certificate the site will serve,
+  the :class:`RollbackField` list), ``writes_rollback_before`` (also *before* the step starts, from the
+  facts it consumes: the undo exists whatever happens to the run meanwhile), ``serves`` (the value naming the certificate the site will serve,
   shown in the confirmation question).
 
 Facts versus parameters (:func:`notebook_parameters`): a notebook receives the operator's
@@ -54,6 +55,7 @@ class Step:
     serves: str = ""  # a parameter or consumed fact: the certificate the site serves afterwards
     writes_backup: bool = False
     writes_rollback: tuple[RollbackField, ...] = ()
+    writes_rollback_before: bool = False
 
     @property
     def notebook(self) -> str:
@@ -86,6 +88,7 @@ SWAP = Step(
     records=("old_thumbprint", "old_not_after_utc", "old_secure_bindings", "expected_thumbprint"),
     needs_confirmation=True,
     serves="new_thumbprint",
+    writes_rollback_before=True,
     writes_rollback=(
         RollbackField("old_thumbprint", "old_thumbprint", "production_thumbprint_before"),
         RollbackField("old_not_after_utc", "old_not_after_utc", "production_not_after_utc_before"),
