@@ -35,10 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
     run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+    run.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="break the server's renewal lock another run holds (recorded)",
+    )
 
     res = sub.add_parser("resume", help="continue a failed run from its failed step, in the same folder")
     res.add_argument("run_dir")
     res.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
+    res.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="break the server's renewal lock another run holds (recorded)",
+    )
 
     ins = sub.add_parser("inspect", help="inspect certificates: files, mails, PFX, CSR, or host:port")
     ins.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -135,13 +145,20 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.run(a.params, evidence_root=a.evidence_root, dry_run=a.dry_run, yes=a.yes, steps=a.steps)
+    return runbook.run(
+        a.params,
+        evidence_root=a.evidence_root,
+        dry_run=a.dry_run,
+        yes=a.yes,
+        steps=a.steps,
+        break_lock=a.break_lock,
+    )
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.resume(a.run_dir, yes=a.yes)
+    return runbook.resume(a.run_dir, yes=a.yes, break_lock=a.break_lock)
 
 
 def _cmd_inspect(a: argparse.Namespace) -> int:

@@ -155,3 +155,24 @@ def verify(server: Server, done: SwapDone, *, run_dir: str = "") -> SwapStep:
     )
     production_after = find_site(sites_after, found.production.path, host=server.host)
     return SwapStep(done, production_after, tuple(checks))
+
+
+def served_now(server: Server, *, production_site: str, new_thumbprint: str = "", wait_s: float = 0.0) -> str:
+    """One sentence: what the production site serves now, read back from the server — after the swap's
+    server-side transaction has ended (its journal is polled up to ``wait_s``). For a message after the
+    client side of step 2 died (a killed kernel): the server finished the transaction by itself."""
+    iis = server.iis
+    production = find_site(iis.sites(), production_site, host=server.host)
+    journal: dict[str, Any] | None = None
+    waiter = getattr(iis, "wait_for_journal", None)
+    if waiter is not None and new_thumbprint:
+        journal = waiter(production, new=new_thumbprint.upper(), deadline_s=max(wait_s, 1.0))
+        production = find_site(iis.sites(), production_site, host=server.host)
+    thumb = production.cert_thumbprint or "(no certificate)"
+    which = ""
+    if new_thumbprint and thumb == new_thumbprint.upper():
+        which = " (the new one)"
+    elif new_thumbprint:
+        which = " (not the new one: the previous certificate)"
+    ended = f"; the server-side swap ended: {journal.get('phase')}" if journal else ""
+    return f"{production.label} is {production.state_name} with certificate {thumb}{which}{ended}"

@@ -69,6 +69,7 @@ def run(
     dry_run: bool = False,
     yes: bool = False,
     steps: str | Sequence[str] | None = None,
+    break_lock: bool = False,
 ) -> int:
     """Run a renewal (or, for ``mode: rollback``, a rollback) from a parameters file.
 
@@ -99,10 +100,11 @@ def run(
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
         evidence.update_run(run_dir, parameters_file=str(Path(params_path).resolve()), mode=params.mode)
         ctx = _Context(run_dir, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
+        ctx.server_lock = ctx.hold_server_lock(break_lock=break_lock, resume=False)
         return ctx.execute(list(selected))
 
 
-def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
+def resume(run_dir: str | os.PathLike[str], *, yes: bool = False, break_lock: bool = False) -> int:
     """Continue a failed run from its failed step, in the same run folder."""
     folder = Path(run_dir).resolve()  # absolute: see _evidence_root
     manifest = _read_manifest(folder)
@@ -136,6 +138,7 @@ def resume(run_dir: str | os.PathLike[str], *, yes: bool = False) -> int:
         ctx = _Context(folder, params, notebooks, dry_run=dry_run, yes=yes, env=env, hmac_key=hmac_key)
         ctx.facts = dict(manifest.get("facts") or {})
         ctx.records = list(_read_manifest(folder).get("steps", []))
+        ctx.server_lock = ctx.hold_server_lock(break_lock=break_lock, resume=True)
         return ctx.execute(remaining)
 
 
@@ -179,12 +182,13 @@ class _Context:
     renders: list[Future[None]] = field(default_factory=list)
     ask: Callable[[str], str] = input
     hmac_key: bytes | None = field(default=None, repr=False)  # evidence.hmac_key, resolved
+    server_lock: contextlib.AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
 
     def execute(self, steps: list[Step]) -> int:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         try:
-            with _environment(self.env), Kernels(self.params.base_dir) as kernels:
+            with _environment(self.env), self.server_lock, Kernels(self.params.base_dir) as kernels:
                 for n, step in enumerate(steps):
                     passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
                     if step.needs_confirmation and not self.dry_run and not self.yes:
@@ -223,6 +227,24 @@ class _Context:
             raise failure
         self._close(status="succeeded", error=None)
         return 0
+
+    def hold_server_lock(self, *, break_lock: bool, resume: bool) -> contextlib.AbstractContextManager[Any]:
+        """The server's renewal lock (:mod:`opslib.server.lock`) for this run; none in a dry run."""
+        if self.dry_run:
+            return contextlib.nullcontext()
+        from ..server import lock as server_lock
+        from ..winrm import connect_params
+
+        winrm, run_dir = self.operator_values()["winrm"], str(self.run_dir)
+        return server_lock.hold(
+            lambda: connect_params(winrm, host=self.params.host, run_dir=run_dir),
+            host=self.params.host,
+            run_dir=self.run_dir,
+            operator=_operator(),
+            break_lock=break_lock,
+            resume=resume,
+            record=lambda **fields: evidence.update_run(self.run_dir, **fields),
+        )
 
     def operator_values(self) -> dict[str, Any]:
         """The operator's parameters as notebooks receive them (plus the runner's ``run_dir``, ``dry_run``)."""
@@ -318,6 +340,8 @@ class _Context:
             raise
         except Exception as exc:  # the kernel could not start, died, or papermill itself failed
             cause = credentials.redact(f"{type(exc).__name__}: {exc}")
+            if step.writes_rollback_before and not self.dry_run:
+                cause += f" — read back now: {self._production_now()}"
             error = StepFailed(
                 step.name, str(output), cause, hint=f"fix the cause, then: opslib resume {self.run_dir}"
             )
@@ -334,6 +358,23 @@ class _Context:
         record.update(status="succeeded", facts=facts)
         self.facts.update(facts)
         evidence.update_run(self.run_dir, steps=self.records, facts=self.facts)
+
+    def _production_now(self) -> str:
+        """What production serves now (after a dead step-2 kernel: the server finished the swap itself)."""
+        from .. import open_server
+        from ..ops import swap
+
+        try:
+            values = self.operator_values()
+            with open_server(values["winrm"], host=self.params.host, run_dir=str(self.run_dir)) as server:
+                return swap.served_now(
+                    server,
+                    production_site=str(values.get("production_site") or self.params.site),
+                    new_thumbprint=str(self.facts.get("new_thumbprint") or ""),
+                    wait_s=300,
+                )
+        except OpsError as exc:
+            return f"could not read the production site back ({credentials.redact(str(exc))})"
 
     def env_references(self) -> dict[str, Any]:
         """Notebook values that replace ``prompt`` references (asked once, passed via the environment)."""

@@ -360,7 +360,9 @@ class _Helper:
 
     def swap(self, args: list[str]) -> tuple[int, dict[str, Any]]:
         if len(args) != 6:
-            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S")
+            raise _Failure(
+                EXIT_USAGE, E_INVALIDARG, "usage: swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S"
+            )
         site_id = self._site_id(args[0])
         thumb = args[1].upper()
         if not re.fullmatch(r"[0-9A-F]{40}", thumb):
