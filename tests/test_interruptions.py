@@ -232,7 +232,8 @@ def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Se
     assert code == 1, out
     (run_dir,) = setup.run_dirs()
     notebook = run_dir / "02_swap_certificate.ipynb"
-    assert notebook.is_file() and f"(notebook: {notebook})" in out, out
+    assert notebook.is_file(), "the notebook the message names exists (parameters, no outputs)"
+    assert f"(notebook: {notebook})" in out, out
     new = setup.host.extra["new_thumbprint"]
     assert re.search(
         rf"read back now: W3SVC/1 \S+ is started with certificate {new} \(the new one\); "

@@ -340,6 +340,8 @@ class _Context:
             raise
         except Exception as exc:  # the kernel could not start, died, or papermill itself failed
             cause = credentials.redact(f"{type(exc).__name__}: {exc}")
+            if not output.exists():  # papermill saves only at the end: keep the named notebook real
+                _write_unexecuted(source, output, passed)
             if step.writes_rollback_before and not self.dry_run:
                 cause += f" — read back now: {self._production_now()}"
             error = StepFailed(
@@ -546,6 +548,15 @@ def _archive_failed_attempts(folder: Path, manifest: dict[str, Any]) -> None:
         changed = True
     if changed:
         evidence.update_run(folder, steps=steps)
+
+
+def _write_unexecuted(source: Path, output: Path, passed: dict[str, Any]) -> None:
+    """The step's notebook with its parameters and no outputs (its kernel died before papermill saved)."""
+    from papermill.iorw import load_notebook_node, write_ipynb
+    from papermill.parameterize import parameterize_notebook
+
+    with contextlib.suppress(Exception):
+        write_ipynb(parameterize_notebook(load_notebook_node(str(source)), passed), str(output))
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
