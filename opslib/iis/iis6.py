@@ -39,6 +39,7 @@ from ..errors import (
     TransportError,
     VerificationFailed,
 )
+from ..text import escape_text
 from .base import (
     STATE_NAMES,
     Change,
@@ -597,7 +598,7 @@ class IIS6Backend:
     ) -> None:
         """The transaction ended without the new certificate: say whether the old one is back; raises."""
         cause = answer.get("cause") or {}
-        why = f"ADSI {cause.get('number', '?')}: {cause.get('description', '?')}"
+        why = f"ADSI {escape_text(cause.get('number', '?'))}: {escape_text(cause.get('description', '?'))}"
         failed = f"{production.label} did not come back with the new certificate {new} ({why})"
         old_label = old_thumb or "(no certificate)"
         if answer.get("restored"):
@@ -613,13 +614,14 @@ class IIS6Backend:
             raise VerificationFailed(
                 self.host,
                 f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
-                f"again (ADSI {again.get('number', '?')}: {again.get('description', '?')}) — the site is DOWN",
+                f"again (ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))}) "
+                "— the site is DOWN",
                 hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
             )
         raise VerificationFailed(
             self.host,
             f"{failed}; putting the previous certificate {old_label} back failed too "
-            f"(ADSI {again.get('number', '?')}: {again.get('description', '?')})",
+            f"(ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))})",
             hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
         )
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OpsError, RunLocked, VerificationFailed
+from ..text import escape_text
 from ..winrm import Raw
 
 if TYPE_CHECKING:
@@ -55,9 +56,13 @@ def describe(holder: dict[str, Any]) -> str:
     """``run R by OPERATOR on MACHINE since T (evidence E)`` — who holds a lock."""
     if not holder:
         return "an unknown run (the lock holds no readable holder.json)"
+
+    def field(name: str) -> str:  # what another machine wrote: escaped, bounded
+        return escape_text(holder.get(name, "?"), limit=200)
+
     return (
-        f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} on {holder.get('control_machine', '?')} "
-        f"since {holder.get('started_utc', '?')} (evidence {holder.get('evidence', '?')})"
+        f"run {field('run_id')} by {field('operator')} on {field('control_machine')} "
+        f"since {field('started_utc')} (evidence {field('evidence')})"
     )
 
 
