@@ -696,6 +696,22 @@ def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any
     assert (prod["state"], prod["ssl_cert_hash"]) == (4, server.host.extra["current_thumbprint"])
 
 
+def test_a_swap_command_refused_before_it_ran_changes_nothing_and_says_so(
+    server: Any, conn: Any, backend: Any
+) -> None:
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    server.set_faults(["before:cscript#2:fail"])  # the swap verb answers "access denied", no JSON
+    with pytest.raises(
+        VerificationFailed,
+        match=rf"printed no JSON; the swap did not start .*still serves {old}.*nothing was changed",
+    ):
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
+
+
 @pytest.mark.parametrize("when", ["after", "before"])
 def test_a_swap_whose_connection_drops_completes_on_the_server(
     server: Any, conn: Any, backend: Any, when: str, monkeypatch: pytest.MonkeyPatch
@@ -724,7 +740,7 @@ def test_a_swap_whose_connection_drops_completes_on_the_server(
         monkeypatch.setattr(iis6, "SWAP_COMMAND_TIMEOUT_S", 3)
         with pytest.raises(
             VerificationFailed,
-            match=rf"connection was lost .*did not start on the server .*still serves {old}.*nothing was changed",
+            match=rf"connection failed or dropped.*; the swap did not start on the server .*still serves {old}.*nothing was changed",
         ):
             backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
         assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)

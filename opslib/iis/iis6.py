@@ -548,6 +548,19 @@ class IIS6Backend:
                     "read what production serves with `opslib resume RUN` (or look in IIS Manager)",
                 ) from lost
             return answer
+        except RemoteCommandFailed as unclear:
+            # cscript ended without the helper's JSON (refused to start, crashed): ask the server.
+            answer = self.wait_for_journal(production, new=new, deadline_s=_JOURNAL_POLL_S)
+            if answer is None:
+                self._refuse_unstarted(production, new, unclear)
+                raise VerificationFailed(
+                    self.host,
+                    f"the swap on {production.label} ended without an answer ({reason(unclear)}) and its journal "
+                    "does not say it finished",
+                    hint=f"look at {production.label} in IIS Manager; rollback.yaml in the run folder puts the "
+                    "previous certificate back",
+                ) from unclear
+            return answer
 
     def _refuse_unstarted(self, production: Site, new: str, lost: OpsError) -> None:
         """No journal for this swap: when production reads back unchanged, the swap never started."""
@@ -559,7 +572,7 @@ class IIS6Backend:
         if (journal is None or journal.get("new_hash") != new) and now == production:
             raise VerificationFailed(
                 self.host,
-                f"the connection was lost ({reason(lost)}); the swap did not start on the server (no journal) "
+                f"{reason(lost)}; the swap did not start on the server (no journal) "
                 f"and {production.label} still serves {production.cert_thumbprint or '(no certificate)'}, "
                 f"{production.state_name} — nothing was changed",
                 hint="check the connection, then run this step again (opslib resume RUN)",
