@@ -706,7 +706,8 @@ def test_a_swap_command_refused_before_it_ran_changes_nothing_and_says_so(
     server.set_faults(["before:cscript#2:fail"])  # the swap verb answers "access denied", no JSON
     with pytest.raises(
         VerificationFailed,
-        match=rf"printed no JSON; the swap did not start .*still serves {old}.*nothing was changed",
+        match=rf"printed no JSON: .* exited with 5 .*; the swap did not start on the server .*still serves {old}.*"
+        r"nothing was changed",
     ):
         backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
