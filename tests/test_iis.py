@@ -735,10 +735,10 @@ def test_a_swap_whose_connection_drops_completes_on_the_server(
         assert journal is not None and (journal["phase"], journal["before"]["cert_hash"]) == ("done", old)
         assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, thumb)
     else:
-        from opslib.iis import iis6
+        from opslib.iis import iis6_swap
 
         # The journal never says this swap ended: poll it for 3 s, not the whole command deadline.
-        monkeypatch.setattr(iis6, "SWAP_COMMAND_TIMEOUT_S", 3)
+        monkeypatch.setattr(iis6_swap, "SWAP_COMMAND_TIMEOUT_S", 3)
         with pytest.raises(
             VerificationFailed,
             match=rf"connection failed or dropped.*; the swap did not start on the server .*still serves {old}.*nothing was changed",

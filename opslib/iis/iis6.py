@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources
@@ -32,14 +31,12 @@ from typing import TYPE_CHECKING, Any
 from .. import winerror
 from ..errors import (
     CapabilityMissing,
-    OpsError,
     ParameterError,
     PreconditionFailed,
     RemoteCommandFailed,
-    TransportError,
     VerificationFailed,
 )
-from ..text import escape_text
+from . import iis6_swap
 from .base import (
     STATE_NAMES,
     Change,
@@ -49,7 +46,6 @@ from .base import (
     check_bound,
     check_swap,
     find_site,
-    reason,
     secure_binding,
     sharing_sites,
     thumbprint_of,
@@ -62,12 +58,6 @@ if TYPE_CHECKING:
 HELPER = "iis6.js"
 # Helper exit codes (see the header of opslib/scripts/iis6.js).
 _EXIT_ADSI, _EXIT_USAGE, _EXIT_STATE = 1, 2, 3
-# The swap's bound for ServerState 2 after Start() (each of: the new certificate, the restore), and the
-# client's deadline for the whole transaction — longer than everything the helper may wait for.
-SWAP_START_TIMEOUT_S = 60
-SWAP_COMMAND_TIMEOUT_S = 2 * SWAP_START_TIMEOUT_S + 60
-_ENDED = ("done", "restored", "failed")
-_JOURNAL_POLL_S = 1.0
 
 
 def helper_script() -> bytes:
@@ -75,7 +65,7 @@ def helper_script() -> bytes:
     return (resources.files("opslib") / "scripts" / HELPER).read_bytes()
 
 
-class _HelperError(Exception):
+class HelperError(Exception):
     """The helper answered with its error JSON (exit 1/2/3)."""
 
     def __init__(self, exit_code: int, error: Mapping[str, Any], result: CommandResult) -> None:
@@ -147,7 +137,7 @@ def _code(code: int) -> str:
     return f"{winerror.name(code)} 0x{winerror.hresult(code):08X}"
 
 
-def _parse_json(stdout: bytes) -> dict[str, Any] | None:
+def parse_json(stdout: bytes) -> dict[str, Any] | None:
     # The helper writes one ASCII JSON line; take the last line that parses as an object.
     for line in reversed(stdout.decode("ascii", errors="replace").splitlines()):
         line = line.strip()
@@ -230,7 +220,7 @@ class IIS6Backend:
         names: Sequence[str] = (),
         timeout_s: float = 60,
     ) -> dict[str, Any]:
-        """Run one helper verb; return its JSON, raise :class:`_HelperError` for its error JSON.
+        """Run one helper verb; return its JSON, raise :class:`HelperError` for its error JSON.
 
         ``secrets`` (e.g. the PFX password of ``export-pfx``) are registered for redaction before the
         command is sent; ``names`` name the verb's arguments in a refused-argument message.
@@ -247,7 +237,7 @@ class IIS6Backend:
             secrets=secrets,
             names=["cscript", "", "", "helper", "verb", *names] if names else None,
         )
-        payload = _parse_json(result.stdout)
+        payload = parse_json(result.stdout)
         if result.exit_code == winerror.NOT_RECOGNIZED:
             raise CapabilityMissing(self.host, "cscript.exe (Windows Script Host)", hint="install WSH 5.6")
         if payload is None:
@@ -269,10 +259,10 @@ class IIS6Backend:
                     if "ok" in payload
                     else {"number": "", "description": "non-zero exit without an error object"}
                 )
-            raise _HelperError(result.exit_code, error, result)
+            raise HelperError(result.exit_code, error, result)
         return payload
 
-    def _command_failed(self, exc: _HelperError, what: str, hint: str) -> RemoteCommandFailed:
+    def _command_failed(self, exc: HelperError, what: str, hint: str) -> RemoteCommandFailed:
         return RemoteCommandFailed(
             host=self.host,
             command=exc.result.command_line,
@@ -296,7 +286,7 @@ class IIS6Backend:
     def _safe_helper(self, verb: str, *args: str, what: str) -> dict[str, Any]:
         try:
             return self._run_helper(verb, *args, what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(
                 exc, what, "nothing was changed by the kit; check IIS on the server"
             ) from None
@@ -338,7 +328,7 @@ class IIS6Backend:
     def _set_cert(self, target: Site, thumb: str, binding: str, *, what: str) -> Site:
         try:
             payload = self._run_helper("set-cert", str(target.id), thumb, "MY", binding, what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(
                 exc, what, f"check {target.label} in IIS Manager; its certificate may be unchanged"
             ) from None
@@ -347,7 +337,7 @@ class IIS6Backend:
     def _clear_cert(self, target: Site, *, what: str) -> Site:
         try:
             payload = self._run_helper("clear-cert", str(target.id), what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
         return _site_from(payload["site"])
 
@@ -356,7 +346,7 @@ class IIS6Backend:
         what = f"{verb} {target.label}"
         try:
             payload = self._run_helper(verb, str(target.id), what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             if exc.exit_code in (_EXIT_STATE, _EXIT_ADSI) and "state" in exc.error:
                 state = int(exc.error["state"])
                 raise VerificationFailed(
@@ -395,7 +385,7 @@ class IIS6Backend:
                 names=["site id", "remote path", "PFX password"],
                 timeout_s=120,
             )
-        except _HelperError as exc:
+        except HelperError as exc:
             try:
                 number = int(exc.number, 16)
             except ValueError:
@@ -476,11 +466,11 @@ class IIS6Backend:
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
         stop_ids = ",".join(str(s.id) for s in sharing_sites(found, production, [binding])) or "-"
-        answer = self._swap_transaction(production, new, binding, stop_ids)
+        answer = iis6_swap.transaction(self, production, new, binding, stop_ids)
         if not answer.get("ok"):
             site = answer.get("site")
             after = _site_from(site) if isinstance(site, dict) else production
-            self._swap_failed(production, old_thumb, new, answer, after)
+            iis6_swap.raise_failed(self, production, old_thumb, new, answer, after)
         after = find_site(self.sites(), production.path, host=host)
         if not after.started or after.cert_thumbprint != new:
             raise VerificationFailed(
@@ -508,135 +498,15 @@ class IIS6Backend:
             changes=tuple(planned),
         )
 
-    def _swap_transaction(self, production: Site, new: str, binding: str, stop_ids: str) -> dict[str, Any]:
-        """Run the helper's ``swap`` verb; its answer, or the journal's when the connection was lost."""
-        what = f"swap {new} onto {production.label} (one transaction on the server)"
-        try:
-            return self._run_helper(
-                "swap",
-                str(production.id),
-                new,
-                "MY",
-                binding,
-                stop_ids,
-                str(SWAP_START_TIMEOUT_S),
-                what=what,
-                names=["site id", "thumbprint", "store", "secure binding", "sites to stop", "timeout"],
-                # Never shorter than the helper's own bounds (two start waits, the stops): a client
-                # deadline would Signal-terminate the helper in the middle of its transaction.
-                timeout_s=SWAP_COMMAND_TIMEOUT_S,
-            )
-        except _HelperError as exc:
-            if "ok" in exc.error:  # the transaction ran and ended restored (3) or down (4)
-                return exc.error
-            raise self._command_failed(
-                exc,
-                what,
-                f"the helper refused before changing anything; check {production.label} in IIS Manager",
-            ) from None
-        except TransportError as lost:
-            # The helper keeps running on the server (a dropped client does not stop it): wait for its
-            # journal to say how it ended.
-            answer = self.wait_for_journal(production, new=new)
-            if answer is None:
-                self._refuse_unstarted(production, new, lost)
-                raise VerificationFailed(
-                    self.host,
-                    f"the connection was lost during the swap on {production.label} ({reason(lost)}) and the "
-                    "server's swap journal could not be read back",
-                    hint="the swap completes or restores the previous certificate on the server by itself; "
-                    "read what production serves with `opslib resume RUN` (or look in IIS Manager)",
-                ) from lost
-            return answer
-        except RemoteCommandFailed as unclear:
-            # cscript ended without the helper's JSON (refused to start, crashed): ask the server.
-            answer = self.wait_for_journal(production, new=new, deadline_s=_JOURNAL_POLL_S)
-            if answer is None:
-                self._refuse_unstarted(production, new, unclear)
-                raise VerificationFailed(
-                    self.host,
-                    f"the swap on {production.label} ended without an answer ({reason(unclear)}) and its journal "
-                    "does not say it finished",
-                    hint=f"look at {production.label} in IIS Manager; rollback.yaml in the run folder puts the "
-                    "previous certificate back",
-                ) from unclear
-            return answer
-
-    def _refuse_unstarted(self, production: Site, new: str, lost: OpsError) -> None:
-        """No journal for this swap: when production reads back unchanged, the swap never started."""
-        try:
-            journal = self.swap_journal(production)
-            now = find_site(self.sites(), production.path, host=self.host)
-        except OpsError:
-            return
-        if (journal is None or journal.get("new_hash") != new) and now == production:
-            raise VerificationFailed(
-                self.host,
-                f"{reason(lost)}; the swap did not start on the server (no journal) "
-                f"and {production.label} still serves {production.cert_thumbprint or '(no certificate)'}, "
-                f"{production.state_name} — nothing was changed",
-                hint="check the connection, then run this step again (opslib resume RUN)",
-            ) from lost
-
     def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
         """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
-        _, target = self._resolve(site)
-        payload = self._safe_helper(
-            "journal", str(target.id), what=f"read the swap journal of {target.label}"
-        )
-        text = payload.get("journal")
-        if not isinstance(text, str):
-            return None
-        value = _parse_json(text.encode("ascii", errors="replace"))
-        return value if value and value.get("verb") == "swap" else None
+        return iis6_swap.read_journal(self, site)
 
     def wait_for_journal(
         self, production: Site, *, new: str, deadline_s: float = 0.0
     ) -> dict[str, Any] | None:
         """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
-        end = time.monotonic() + (deadline_s or SWAP_COMMAND_TIMEOUT_S)
-        while True:
-            try:
-                answer = self.swap_journal(production)
-            except OpsError:
-                answer = None
-            if answer and answer.get("new_hash") == new and answer.get("phase") in _ENDED:
-                return answer
-            if time.monotonic() >= end:
-                return None
-            time.sleep(_JOURNAL_POLL_S)
-
-    def _swap_failed(
-        self, production: Site, old_thumb: str, new: str, answer: Mapping[str, Any], after: Site
-    ) -> None:
-        """The transaction ended without the new certificate: say whether the old one is back; raises."""
-        cause = answer.get("cause") or {}
-        why = f"ADSI {escape_text(cause.get('number', '?'))}: {escape_text(cause.get('description', '?'))}"
-        failed = f"{production.label} did not come back with the new certificate {new} ({why})"
-        old_label = old_thumb or "(no certificate)"
-        if answer.get("restored"):
-            raise VerificationFailed(
-                self.host,
-                f"{failed}; rolled back to the previous certificate {old_label} and the site is "
-                f"{after.state_name} again",
-                hint="look at the System event log (source W3SVC) for why the site would not start with the new "
-                "certificate, fix it, then run this step again",
-            )
-        again = answer.get("restore_error") or {}
-        if after.cert_thumbprint == old_thumb:
-            raise VerificationFailed(
-                self.host,
-                f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
-                f"again (ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))}) "
-                "— the site is DOWN",
-                hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
-            )
-        raise VerificationFailed(
-            self.host,
-            f"{failed}; putting the previous certificate {old_label} back failed too "
-            f"(ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))})",
-            hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
-        )
+        return iis6_swap.wait_for_journal(self, production, new=new, deadline_s=deadline_s)
 
     def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
         current = find_site(self.sites(), production.path, host=self.host)
