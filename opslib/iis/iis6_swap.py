@@ -110,7 +110,7 @@ def read_journal(backend: IIS6Backend, site: Site | str) -> dict[str, Any] | Non
     """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
     from .iis6 import parse_json
 
-    _, target = backend._resolve(site)
+    target = site if isinstance(site, Site) else backend._resolve(site)[1]
     payload = backend._safe_helper("journal", str(target.id), what=f"read the swap journal of {target.label}")
     text = payload.get("journal")
     if not isinstance(text, str):
