@@ -166,6 +166,9 @@ def test_a_signal_during_the_swap_waits_for_the_server_then_stops_cleanly(
     assert m["error"].startswith(f"after step 02_swap_certificate: interrupted by {signum.name}")
     assert [s["status"] for s in m["steps"]] == ["succeeded"] * 3, "step 2 ended; nothing started after it"
     assert m["facts"]["expected_thumbprint"] == setup.host.extra["new_thumbprint"]
+    assert (
+        m["facts"]["swap_journal"]["phase"] == "done" and m["facts"]["swap_journal"]["state_after"] == STARTED
+    )
     assert m["files"], "the interrupted run is finalized"
     # The lock on the server was released, the removal read back.
     assert not setup.host.is_dir(LOCK)
@@ -249,8 +252,14 @@ def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Se
     # resume reads the server: step 2 finds the swap done and records it.
     assert cli.main(["resume", str(run_dir), "--yes"]) == 0
     m = setup.manifest(run_dir)
-    assert (
-        m["status"] == "succeeded" and m["facts"]["old_thumbprint"] == setup.host.extra["current_thumbprint"]
+    assert m["status"] == "succeeded"
+    assert m["facts"]["old_thumbprint"] == setup.host.extra["current_thumbprint"]
+    # ... and records what the server's journal says the interrupted attempt did.
+    journal = m["facts"]["swap_journal"]
+    assert (journal["phase"], journal["new_thumbprint"], journal["thumbprint_before"]) == (
+        "done",
+        new,
+        setup.host.extra["current_thumbprint"],
     )
 
 
