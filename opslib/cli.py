@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", action="store_true", help="do not ask before the production swap (step 2)")
     run.add_argument("--steps", default=None, help=argparse.SUPPRESS)
     run.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
+    run.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="break the server's renewal lock another run holds (recorded)",
+    )
 
     res = sub.add_parser(
         "resume", help="continue a failed run from its failed step, in a new run folder chained to it"
@@ -48,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="corrected values (verify.*, backup.*, winrm.*, forbidden_roots, warn_days); others are refused",
     )
     res.add_argument("--verbose", action="store_true", help="show papermill's cell progress too")
+    res.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="break the server's renewal lock another run holds (recorded)",
+    )
 
     rb = sub.add_parser(
         "rollback",
@@ -178,13 +188,16 @@ def _cmd_run(a: argparse.Namespace) -> int:
         yes=a.yes,
         steps=a.steps,
         verbose=a.verbose,
+        break_lock=a.break_lock,
     )
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from . import runbook
 
-    return runbook.resume(a.run_dir, yes=a.yes, params_file=a.params, verbose=a.verbose)
+    return runbook.resume(
+        a.run_dir, yes=a.yes, params_file=a.params, verbose=a.verbose, break_lock=a.break_lock
+    )
 
 
 def _cmd_rollback(a: argparse.Namespace) -> int:

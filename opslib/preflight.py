@@ -164,6 +164,7 @@ def check_server(
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
     from .iis import find_site
+    from .ops import compat
     from .server.stores import match_pending_request
 
     found = server.iis.sites()
@@ -182,6 +183,7 @@ def check_server(
         if leaf is None:
             raise CertificateError(certificate_file, "holds no server certificate (only CA certificates)")
         thumb = certs.thumbprint(leaf)
+        compat.refuse_unusable(leaf, server.capabilities, source=certificate_file, host=host)
         if thumb == production.cert_thumbprint:
             raise PreconditionFailed(
                 host,

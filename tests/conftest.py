@@ -68,6 +68,8 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_security": "notebooks",
     "test_faults": "faults",
     "test_lab": "rehearsal",
+    "test_interruptions": "notebooks",
+    "test_compat": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

@@ -57,7 +57,7 @@ COUNTS: dict[str, int] = dict.fromkeys(
     ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"), 0
 )
 _MUTATING = re.compile(
-    r"^(certutil (-\S+ )*-(repairstore|addstore|exportPFX)|certutil -p |certreq -accept |cscript .* (set-cert|clear-cert|start|stop) )",
+    r"^(certutil (-\S+ )*-(repairstore|addstore|exportPFX)|certutil -p |certreq -accept |cscript .* (set-cert|clear-cert|start|stop|swap) )",
     re.I,
 )
 
@@ -407,6 +407,7 @@ def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
     mutating = {c.shape for c in clean.commands if _MUTATING.match(c.shape)}
     assert any("repairstore" in m for m in mutating) and any("certreq -accept" in m for m in mutating)
     assert any("set-cert" in m for m in mutating) and any("exportPFX" in m for m in mutating)
+    assert any(" swap " in m for m in mutating)  # step 2's server-side transaction
 
 
 class _Summary:
@@ -483,7 +484,7 @@ def evidence_manifest(run_dir: Path) -> dict[str, Any]:
 RUNBOOK_CASES = [  # (step, the first command of the step whose shape matches, fault)
     (0, "-repairstore", "after:{}:drop"),
     (1, "certreq -accept -q", "after:{}:timeout"),
-    (2, " set-cert ", "after:{}:fault500"),
+    (2, " swap ", "before:{}:fail"),  # the one server-side swap refused before it ran: nothing changed
     (3, "-exportPFX MY", "before:{}:fail"),
 ]
 

@@ -50,11 +50,16 @@ def _sites() -> list[Site]:
 
 
 def run_node(
-    sites: list[Site], argv: list[str], tmp_path: Path, *, certs: dict[str, str] | None = None
+    sites: list[Site],
+    argv: list[str],
+    tmp_path: Path,
+    *,
+    certs: dict[str, str] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     assert NODE is not None
     case = tmp_path / "case.json"
-    data = {"sites": [asdict(s) for s in sites], "argv": argv, "certs": certs or {}}
+    data = {"sites": [asdict(s) for s in sites], "argv": argv, "certs": certs or {}, **extra}
     case.write_text(json.dumps(data), encoding="utf-8")
     proc = subprocess.run(
         [NODE, str(HARNESS), str(HELPER), str(case)], capture_output=True, timeout=60, check=False
@@ -221,6 +226,114 @@ def test_emulation_answers_as_the_real_helper(tmp_path: Path, argv: list[str], v
     code, stdout, _ = run_emulated(host, argv)
     assert (code, stdout.decode("ascii")) == (node["exit_code"], node["stdout"])
     assert [asdict(s) for _, s in sorted(host.sites.items())] == node["sites"]
+
+
+# --- swap: one server-side transaction, and its journal -------------------------------------------------
+
+JOURNAL = r"C:\WINDOWS\Temp\opslib-swap-1.json"
+SWAP = ["swap", "1", HASH_B, "MY", ":443:", "2", "30"]
+
+
+def _swap_sites() -> list[Site]:
+    sites = _sites()
+    sites[1].state, sites[1].secure_bindings = STARTED, [":443:"]  # the work site holds :443:
+    sites[0].state = STOPPED
+    return sites
+
+
+@needs_node
+def test_helper_swap_sets_restarts_and_journals(tmp_path: Path) -> None:
+    out = run_node(_swap_sites(), SWAP, tmp_path)
+    assert out["exit_code"] == 0, out["stdout"]
+    answer = json.loads(out["stdout"])
+    assert (answer["ok"], answer["restored"], answer["phase"]) == (True, False, "done")
+    assert answer["before"]["cert_hash"] == HASH_A and answer["site"]["cert_hash"] == HASH_B
+    assert answer["site"]["state"] == STARTED and [s["id"] for s in answer["stopped"]] == [2]
+    prod, work = out["sites"][0], out["sites"][1]
+    assert (prod["state"], prod["ssl_cert_hash"], work["state"]) == (STARTED, HASH_B, STOPPED)
+    # The journal is written before the first change (CreateTextFile precedes every Stop/Put) and
+    # holds the final answer afterwards.
+    calls = out["calls"]
+    first_change = min(i for i, c in enumerate(calls) if c.startswith(("Stop", "Put", "Start")))
+    assert calls.index(f"CreateTextFile {JOURNAL}") < first_change
+    assert json.loads(out["files"][JOURNAL]) == answer
+    assert out["files"][JOURNAL].endswith("\r\n")
+
+
+@needs_node
+def test_helper_swap_restores_the_old_binding_when_the_site_will_not_start(tmp_path: Path) -> None:
+    out = run_node(_swap_sites(), SWAP, tmp_path, fail_start_thumbprints=[HASH_B])
+    assert out["exit_code"] == 3
+    answer = json.loads(out["stdout"])
+    assert (answer["ok"], answer["restored"], answer["phase"]) == (False, True, "restored")
+    assert answer["cause"]["number"] == "0x80070020"
+    prod = out["sites"][0]
+    assert (prod["state"], prod["ssl_cert_hash"], prod["secure_bindings"]) == (STARTED, HASH_A, [":443:"])
+    assert json.loads(out["files"][JOURNAL])["phase"] == "restored"
+
+
+@needs_node
+def test_helper_swap_reports_a_site_that_stays_down(tmp_path: Path) -> None:
+    sites = _swap_sites()
+    sites[0].fail_start = True
+    out = run_node(sites, SWAP, tmp_path)
+    assert out["exit_code"] == 4
+    answer = json.loads(out["stdout"])
+    assert (answer["ok"], answer["restored"], answer["phase"]) == (False, False, "failed")
+    assert answer["restore_error"]["number"] == "0x80070020"
+    assert out["sites"][0]["ssl_cert_hash"] == HASH_A  # the old binding is back even so
+
+
+@needs_node
+def test_helper_swap_without_a_journal_changes_nothing(tmp_path: Path) -> None:
+    out = run_node(_swap_sites(), SWAP, tmp_path, read_only=[JOURNAL])
+    assert out["exit_code"] == 1
+    error = json.loads(out["stdout"])["error"]
+    assert (error["verb"], error["number"]) == ("swap", "0x800A0046")
+    assert out["sites"] == [asdict(s) for s in _swap_sites()]
+    assert not [c for c in out["calls"] if c.startswith(("Stop", "Put", "Start", "SetInfo"))]
+
+
+SWAP_PARITY_CASES = [
+    SWAP,
+    ["swap", "1", HASH_B, "MY", ":443:", "-", "5"],
+    ["swap", "2", HASH_B, "MY", ":443:", "1", "5"],
+    ["swap", "1", HASH_B, "MY", ":443:", "9", "5"],
+    ["swap", "1", HASH_B, "MY", ":443:", "2", "0"],
+    ["swap", "1", "xyz", "MY", ":443:", "2", "5"],
+    ["swap", "1", HASH_B, "MY", ":443:", "2;x", "5"],
+    ["swap", "1"],
+    ["journal", "1"],
+    ["journal", "x"],
+]
+
+
+@needs_node
+@pytest.mark.parametrize("argv", SWAP_PARITY_CASES, ids=lambda a: " ".join(a[:2] + a[5:]))
+@pytest.mark.parametrize("variant", ["plain", "fail_new", "down", "journal_present", "read_only"])
+def test_emulated_swap_answers_as_the_real_helper(tmp_path: Path, argv: list[str], variant: str) -> None:
+    sites = _swap_sites()
+    extra: dict[str, Any] = {}
+    if variant == "fail_new":
+        extra["fail_start_thumbprints"] = [HASH_B]
+    if variant == "down":
+        sites[0].fail_start = True
+    if variant == "journal_present":
+        extra["files"] = {JOURNAL: '{"verb":"swap","phase":"swapping"}\r\n'}
+    if variant == "read_only":
+        extra["read_only"] = [JOURNAL]
+    node = run_node(sites, argv, tmp_path, **extra)
+    host = emulated_host(sites)
+    host.extra["fail_start_thumbprints"] = extra.get("fail_start_thumbprints", [])
+    host.extra["read_only_files"] = extra.get("read_only", [])
+    for path, text in extra.get("files", {}).items():
+        host.write_file(path, text.encode("ascii"))
+    code, stdout, _ = run_emulated(host, argv)
+    assert (code, stdout.decode("ascii")) == (node["exit_code"], node["stdout"])
+    assert [asdict(s) for _, s in sorted(host.sites.items())] == node["sites"]
+    for path, text in node["files"].items():
+        assert host.read_file(path) == text.encode("ascii")
+    assert host.read_file(JOURNAL) is None or JOURNAL in node["files"]
 
 
 # --- export-pfx (IIS.CertObj) ----------------------------------------------------------------------------
@@ -581,6 +694,77 @@ def test_swap_says_when_the_site_stays_down(server: Any, conn: Any, backend: Any
         backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
     prod = site_state(server, 1)
     assert (prod["state"], prod["ssl_cert_hash"]) == (4, server.host.extra["current_thumbprint"])
+
+
+def test_a_swap_command_refused_before_it_ran_changes_nothing_and_says_so(
+    server: Any, conn: Any, backend: Any
+) -> None:
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    server.set_faults(["before:cscript#2:fail"])  # the swap verb answers "access denied", no JSON
+    with pytest.raises(
+        VerificationFailed,
+        match=rf"printed no JSON: .* exited with 5 .*; the swap did not start on the server .*still serves {old}.*"
+        r"nothing was changed",
+    ):
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_swap_whose_connection_drops_completes_on_the_server(
+    server: Any, conn: Any, backend: Any, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap verb is one server-side transaction: a connection dropped after the command ran (the
+    client never learns) still ends with the new certificate served, read back from the journal; one
+    dropped before the command started changes nothing and says so."""
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    backend.sites()  # cscript #1
+    server.set_faults(
+        [f"{when}:cscript#2:drop"]
+    )  # counted from here: #1 is swap's own list, #2 the swap verb
+    if when == "after":
+        result = backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+        assert result.production.started and result.production.cert_thumbprint == thumb
+        journal = backend.swap_journal("W3SVC/1")
+        assert journal is not None and (journal["phase"], journal["before"]["cert_hash"]) == ("done", old)
+        assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, thumb)
+    else:
+        from opslib.iis import iis6_swap
+
+        # The journal never says this swap ended: poll it for 3 s, not the whole command deadline.
+        monkeypatch.setattr(iis6_swap, "SWAP_COMMAND_TIMEOUT_S", 3)
+        with pytest.raises(
+            VerificationFailed,
+            match=rf"connection failed or dropped.*; the swap did not start on the server .*still serves {old}.*nothing was changed",
+        ):
+            backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+        assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, old)
+
+
+def test_the_swap_journal_tells_a_later_reader_what_happened(server: Any, conn: Any, backend: Any) -> None:
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    assert backend.swap_journal("W3SVC/1") is None
+    server.host.extra["fail_start_thumbprints"] = [thumb]
+    with pytest.raises(VerificationFailed, match="rolled back to the previous certificate"):
+        backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    journal = backend.swap_journal("www1.example.jp")
+    assert journal is not None
+    assert (journal["ok"], journal["restored"], journal["phase"], journal["new_hash"]) == (
+        False,
+        True,
+        "restored",
+        thumb,
+    )
+    assert journal["site"]["cert_hash"] == old and journal["cause"]["number"] == "0x80070020"
 
 
 def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any, backend: Any) -> None:

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 from .. import winerror
 from ..errors import (
     CapabilityMissing,
-    OpsError,
     ParameterError,
     PreconditionFailed,
     RemoteCommandFailed,
     VerificationFailed,
 )
+from . import iis6_swap
 from .base import (
     STATE_NAMES,
     Change,
@@ -46,7 +46,6 @@ from .base import (
     check_bound,
     check_swap,
     find_site,
-    reason,
     secure_binding,
     sharing_sites,
     thumbprint_of,
@@ -66,7 +65,7 @@ def helper_script() -> bytes:
     return (resources.files("opslib") / "scripts" / HELPER).read_bytes()
 
 
-class _HelperError(Exception):
+class HelperError(Exception):
     """The helper answered with its error JSON (exit 1/2/3)."""
 
     def __init__(self, exit_code: int, error: Mapping[str, Any], result: CommandResult) -> None:
@@ -138,7 +137,7 @@ def _code(code: int) -> str:
     return f"{winerror.name(code)} 0x{winerror.hresult(code):08X}"
 
 
-def _parse_json(stdout: bytes) -> dict[str, Any] | None:
+def parse_json(stdout: bytes) -> dict[str, Any] | None:
     # The helper writes one ASCII JSON line; take the last line that parses as an object.
     for line in reversed(stdout.decode("ascii", errors="replace").splitlines()):
         line = line.strip()
@@ -221,7 +220,7 @@ class IIS6Backend:
         names: Sequence[str] = (),
         timeout_s: float = 60,
     ) -> dict[str, Any]:
-        """Run one helper verb; return its JSON, raise :class:`_HelperError` for its error JSON.
+        """Run one helper verb; return its JSON, raise :class:`HelperError` for its error JSON.
 
         ``secrets`` (e.g. the PFX password of ``export-pfx``) are registered for redaction before the
         command is sent; ``names`` name the verb's arguments in a refused-argument message.
@@ -238,7 +237,7 @@ class IIS6Backend:
             secrets=secrets,
             names=["cscript", "", "", "helper", "verb", *names] if names else None,
         )
-        payload = _parse_json(result.stdout)
+        payload = parse_json(result.stdout)
         if result.exit_code == winerror.NOT_RECOGNIZED:
             raise CapabilityMissing(self.host, "cscript.exe (Windows Script Host)", hint="install WSH 5.6")
         if payload is None:
@@ -254,11 +253,16 @@ class IIS6Backend:
         if result.exit_code != 0:
             error = payload.get("error")
             if not isinstance(error, dict):
-                error = {"number": "", "description": "non-zero exit without an error object"}
-            raise _HelperError(result.exit_code, error, result)
+                # The swap verb's own answer (ok/restored) on exit 3/4, or a bare failure.
+                error = (
+                    payload
+                    if "ok" in payload
+                    else {"number": "", "description": "non-zero exit without an error object"}
+                )
+            raise HelperError(result.exit_code, error, result)
         return payload
 
-    def _command_failed(self, exc: _HelperError, what: str, hint: str) -> RemoteCommandFailed:
+    def _command_failed(self, exc: HelperError, what: str, hint: str) -> RemoteCommandFailed:
         return RemoteCommandFailed(
             host=self.host,
             command=exc.result.command_line,
@@ -282,7 +286,7 @@ class IIS6Backend:
     def _safe_helper(self, verb: str, *args: str, what: str) -> dict[str, Any]:
         try:
             return self._run_helper(verb, *args, what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(
                 exc, what, "nothing was changed by the kit; check IIS on the server"
             ) from None
@@ -324,7 +328,7 @@ class IIS6Backend:
     def _set_cert(self, target: Site, thumb: str, binding: str, *, what: str) -> Site:
         try:
             payload = self._run_helper("set-cert", str(target.id), thumb, "MY", binding, what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(
                 exc, what, f"check {target.label} in IIS Manager; its certificate may be unchanged"
             ) from None
@@ -333,7 +337,7 @@ class IIS6Backend:
     def _clear_cert(self, target: Site, *, what: str) -> Site:
         try:
             payload = self._run_helper("clear-cert", str(target.id), what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
         return _site_from(payload["site"])
 
@@ -342,7 +346,7 @@ class IIS6Backend:
         what = f"{verb} {target.label}"
         try:
             payload = self._run_helper(verb, str(target.id), what=what)
-        except _HelperError as exc:
+        except HelperError as exc:
             if exc.exit_code in (_EXIT_STATE, _EXIT_ADSI) and "state" in exc.error:
                 state = int(exc.error["state"])
                 raise VerificationFailed(
@@ -381,7 +385,7 @@ class IIS6Backend:
                 names=["site id", "remote path", "PFX password"],
                 timeout_s=120,
             )
-        except _HelperError as exc:
+        except HelperError as exc:
             try:
                 number = int(exc.number, 16)
             except ValueError:
@@ -437,20 +441,21 @@ class IIS6Backend:
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
         """Seed step 2: put ``new_thumbprint`` on the production site and make it the one started site.
 
-        Order (windows-commands.md §4): record the old certificate and secure bindings; stop every other
-        started site sharing the production secure binding; set the certificate; (re)start the
-        production site; read back. A started production site is stopped and started again so that the
-        new certificate is what Schannel serves (IIS 6 may also pick up a metabase change on a running
-        site [U]; the restart makes it certain, and is the moment the seed's step 2.8 checks).
-        If the production site does not come back (ServerState ≠ 2) the previous certificate is put
-        back and the site started again, then :class:`VerificationFailed` says so.
+        One server-side transaction (helper verb ``swap``): in a single cscript invocation the helper
+        writes its journal (``%SystemRoot%\\Temp\\opslib-swap-N.json``) with the old certificate and
+        secure bindings, stops every other started site sharing the production secure binding, sets
+        the certificate, restarts the production site and waits for ServerState 2 up to
+        :data:`SWAP_START_TIMEOUT_S`; when the site does not come back (or anything throws) it puts the
+        old SSLCertHash/SSLStoreName/SecureBindings back and starts the site again — on the server,
+        whatever happens to this client. The answer is read from the helper's JSON, or, when the
+        connection is lost meanwhile, from the journal (:meth:`swap_journal`).
+        A restored site raises :class:`VerificationFailed` saying so; one that stays down says DOWN.
         Idempotent: nothing to do → ``SwapResult.already_done``.
         """
         host = self.host
         new = thumbprint_of(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
-        # Rollback data first: the previous certificate, store and secure bindings.
         old_thumb, old_store, old_bindings = (
             production.cert_thumbprint,
             production.store_name,
@@ -460,29 +465,20 @@ class IIS6Backend:
         planned = _swap_plan(found, production, new, binding)
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
-
-        stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding]))
-        try:
-            if _bind_changes(production, new, binding):
-                set_back = self._set_cert(production, new, binding, what=f"set {new} on {production.label}")
-                if set_back.cert_thumbprint != new:
-                    raise VerificationFailed(
-                        host,
-                        f"{production.label} reads back SSLCertHash {set_back.cert_thumbprint}, not {new}",
-                    )
-            if production.started and production.cert_thumbprint != new:
-                self._control(production, "stop")
-            self._control(production, "start")
-            after = find_site(self.sites(), production.path, host=host)
-            if not after.started or after.cert_thumbprint != new:
-                raise VerificationFailed(
-                    host,
-                    f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
-                    f"{after.cert_thumbprint or '(none)'} (expected started, {new})",
-                )
-        except OpsError as exc:
-            self._self_rollback(production, old_thumb, old_bindings or (binding,), new, exc)
-            raise  # not reached: _self_rollback always raises
+        stop_ids = ",".join(str(s.id) for s in sharing_sites(found, production, [binding])) or "-"
+        answer = iis6_swap.transaction(self, production, new, binding, stop_ids)
+        if not answer.get("ok"):
+            site = answer.get("site")
+            after = _site_from(site) if isinstance(site, dict) else production
+            iis6_swap.raise_failed(self, production, old_thumb, new, answer, after)
+        after = find_site(self.sites(), production.path, host=host)
+        if not after.started or after.cert_thumbprint != new:
+            raise VerificationFailed(
+                host,
+                f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
+                f"{after.cert_thumbprint or '(none)'} after the swap (expected started, {new})",
+                hint="look at the site in IIS Manager; rollback.yaml in the run folder puts the old certificate back",
+            )
         still = sharing_sites(self.sites(), after, after.secure_bindings)
         if still:
             raise VerificationFailed(
@@ -497,42 +493,20 @@ class IIS6Backend:
             old_store_name=old_store,
             old_secure_bindings=old_bindings,
             new_thumbprint=new,
-            stopped_sites=stopped,
+            stopped_sites=tuple(_site_from(s) for s in answer.get("stopped") or ()),
             already_done=False,
             changes=tuple(planned),
         )
 
-    def _self_rollback(
-        self, production: Site, old_thumb: str, bindings: Sequence[str], new: str, cause: OpsError
-    ) -> None:
-        """Put the previous certificate back and start the site again; always raises VerificationFailed."""
-        host = self.host
-        failed = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
-        old_label = old_thumb or "(no certificate)"
-        try:
-            self._restore_certificate(production, old_thumb, bindings)
-        except OpsError as again:
-            raise VerificationFailed(
-                host,
-                f"{failed}; putting the previous certificate {old_label} back failed too ({reason(again)})",
-                hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
-            ) from cause
-        try:
-            restored = self._restart(production, bindings)
-        except OpsError as again:
-            raise VerificationFailed(
-                host,
-                f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
-                f"again ({reason(again)}) — the site is DOWN",
-                hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
-            ) from cause
-        raise VerificationFailed(
-            host,
-            f"{failed}; rolled back to the previous certificate {old_label} and the site is "
-            f"{restored.state_name} again",
-            hint="look at the System event log (source W3SVC) for why the site would not start with the new "
-            "certificate, fix it, then run this step again",
-        ) from cause
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
+        return iis6_swap.read_journal(self, site)
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
+        return iis6_swap.wait_for_journal(self, production, new=new, deadline_s=deadline_s)
 
     def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
         current = find_site(self.sites(), production.path, host=self.host)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PreconditionFailed
+from ..errors import OpsError, PreconditionFailed
 from ..iis import Change, Site, SwapResult, check_swap, find_site
 
 if TYPE_CHECKING:
@@ -54,15 +54,39 @@ def before(
             hint="run step 1 first",
         )
     found = server.iis.sites()
+    production = find_site(found, production_site, host=server.host)
     return SwapBefore(
         sites=tuple(found),
-        production=find_site(found, production_site, host=server.host),
+        production=production,
         work=find_site(found, work_site, host=server.host),
         new_thumbprint=new_thumbprint.strip().upper(),
         thumbprint_before=thumbprint_before,
         not_after_utc_before=str(not_after_utc_before or ""),
         secure_bindings_before=tuple(secure_bindings_before),
     )
+
+
+def _journal_of(server: Server, production: Site) -> dict[str, Any] | None:
+    """The swap journal on the server, summarized for the evidence (backends without one: None)."""
+    reader = getattr(server.iis, "swap_journal", None)
+    if reader is None:
+        return None
+    try:
+        journal = reader(production)
+    except OpsError:
+        return None
+    if not journal:
+        return None
+    before = journal.get("before") or {}
+    after = journal.get("site") or {}
+    return {
+        "phase": journal.get("phase"),
+        "new_thumbprint": journal.get("new_hash"),
+        "thumbprint_before": before.get("cert_hash") if isinstance(before, dict) else None,
+        "thumbprint_after": after.get("cert_hash") if isinstance(after, dict) else None,
+        "state_after": after.get("state") if isinstance(after, dict) else None,
+        "path": journal.get("journal"),
+    }
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,9 @@ class SwapStep:
     done: SwapDone
     production_after: Site
     checks: tuple[dict[str, Any], ...]
+    # The server's swap journal, read back after the step: what the last swap on this server did —
+    # this attempt's, or (a resume that found the swap already done) the interrupted attempt's.
+    journal: dict[str, Any] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         return list(self.checks)
@@ -136,6 +163,7 @@ class SwapStep:
             "stopped_sites": [s.path for s in self.done.result.stopped_sites] if self.done.result else [],
             "production_state": self.production_after.state_name,
             "expected_thumbprint": self.production_after.cert_thumbprint if dry_run else found.new_thumbprint,
+            "swap_journal": self.journal,
         }
 
 
@@ -155,4 +183,25 @@ def verify(server: Server, done: SwapDone, *, run_dir: str = "") -> SwapStep:
         dry_run=done.result is None,
     )
     production_after = find_site(sites_after, found.production.path, host=server.host)
-    return SwapStep(done, production_after, tuple(checks))
+    return SwapStep(done, production_after, tuple(checks), _journal_of(server, production_after))
+
+
+def served_now(server: Server, *, production_site: str, new_thumbprint: str = "", wait_s: float = 0.0) -> str:
+    """One sentence: what the production site serves now, read back from the server — after the swap's
+    server-side transaction has ended (its journal is polled up to ``wait_s``). For a message after the
+    client side of step 2 died (a killed kernel): the server finished the transaction by itself."""
+    iis = server.iis
+    production = find_site(iis.sites(), production_site, host=server.host)
+    journal: dict[str, Any] | None = None
+    waiter = getattr(iis, "wait_for_journal", None)
+    if waiter is not None and new_thumbprint:
+        journal = waiter(production, new=new_thumbprint.upper(), deadline_s=max(wait_s, 1.0))
+        production = find_site(iis.sites(), production_site, host=server.host)
+    thumb = production.cert_thumbprint or "(no certificate)"
+    which = ""
+    if new_thumbprint and thumb == new_thumbprint.upper():
+        which = " (the new one)"
+    elif new_thumbprint:
+        which = " (not the new one: the previous certificate)"
+    ended = f"; the server-side swap ended: {journal.get('phase')}" if journal else ""
+    return f"{production.label} is {production.state_name} with certificate {thumb}{which}{ended}"

@@ -52,8 +52,12 @@ def resume(
     yes: bool = False,
     params_file: str | os.PathLike[str] | None = None,
     verbose: bool = False,
+    break_lock: bool = False,
 ) -> int:
-    """Continue the failed run ``run_dir`` from its failed step, in a new run folder chained like any run."""
+    """Continue the failed run ``run_dir`` from its failed step, in a new run folder chained like any run.
+
+    The server's renewal lock is taken over when the run being resumed still holds it (it died, or was
+    interrupted); ``break_lock`` breaks one another run holds (recorded)."""
     folder = Path(run_dir).resolve()  # absolute: papermill changes the working directory
     earlier = _read_manifest(folder)
     if earlier.get("status") == "succeeded":
@@ -104,6 +108,7 @@ def resume(
             facts=dict(earlier.get("facts") or {}),
             carried=carried,
             prepare=prepare,
+            break_lock=break_lock,
         )
     )
 

@@ -38,7 +38,7 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, StepFailed, UsageError
-from . import console, render
+from . import console, render, signals
 from . import failure as failure_
 from .kernels import KERNEL, Kernels
 from .lock import locked
@@ -73,6 +73,7 @@ def run(
     yes: bool = False,
     steps: str | Sequence[str] | None = None,
     verbose: bool = False,
+    break_lock: bool = False,
 ) -> int:
     """Run a renewal (or, for ``mode: rollback``, a rollback) from a parameters file.
 
@@ -86,7 +87,18 @@ def run(
     fields: dict[str, Any] = {"parameters_file": str(Path(params_path).resolve()), "mode": params.mode}
     if params.mode == params_.ROLLBACK:
         fields["rolls_back"] = _link(root, str(params.get("rollback.run_id")))
-    return launch(Launch(params, root, selected, dry_run=dry_run, yes=yes, verbose=verbose, fields=fields))
+    return launch(
+        Launch(
+            params,
+            root,
+            selected,
+            dry_run=dry_run,
+            yes=yes,
+            verbose=verbose,
+            fields=fields,
+            break_lock=break_lock,
+        )
+    )
 
 
 @dataclass
@@ -99,6 +111,7 @@ class Launch:
     dry_run: bool = False
     yes: bool = False
     verbose: bool = False
+    break_lock: bool = False  # break the server's renewal lock another run holds (recorded)
     fields: dict[str, Any] = field(default_factory=dict)  # more run.json fields (mode, resumes, …)
     facts: dict[str, Any] = field(default_factory=dict)  # carried forward from the run resumed
     carried: list[tuple[Step, dict[str, Any]]] = field(default_factory=list)  # its steps and their facts
@@ -152,6 +165,10 @@ def launch(spec: Launch) -> int:
         for step, _ in spec.carried:  # the resumed run swapped already: its undo belongs here too
             if step.writes_rollback and not spec.dry_run:
                 ctx._write_rollback(step)
+        resumes = fields.get("resumes") if isinstance(fields.get("resumes"), dict) else {}
+        ctx.server_lock = ctx.hold_server_lock(
+            break_lock=spec.break_lock, resumes=str((resumes or {}).get("run_id") or "")
+        )
         return ctx.execute(selected)
 
 
@@ -228,13 +245,14 @@ class _Context:
     serving: console.Serving | None = None  # after a failure: what production serves now
     _index: int = 0  # the step running now, 1-based, and how many this run runs (console lines)
     _total: int = 0
+    server_lock: contextlib.AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
 
     def execute(self, steps: list[Step]) -> int:
         evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         self._total = len(steps)
         try:
-            with _environment(self.env), Kernels(self.params.base_dir) as kernels:
+            with _environment(self.env), self.server_lock, Kernels(self.params.base_dir) as kernels:
                 for n, step in enumerate(steps):
                     self._index = n + 1
                     passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
@@ -243,12 +261,16 @@ class _Context:
                     if step.in_process:
                         self._run_in_process(step)
                         continue
+                    if step.writes_rollback_before and not self.dry_run:
+                        self._write_rollback(step)  # before the swap starts: the undo exists whatever happens
                     kernel = kernels.take()
                     if n + 1 < len(steps) and not steps[n + 1].in_process:
                         kernels.prestart()  # boots while this step runs
                     ok = False
+                    guard = signals.guard_for(step, dry_run=self.dry_run)
                     try:
-                        self._run_step(step, kernel, passed)
+                        with guard:  # SIGINT/SIGHUP/SIGTERM wait until the step's notebook has ended
+                            self._run_step(step, kernel, passed)
                         ok = True
                     finally:
                         # After a failure the kernel exits gracefully: its open connection's atexit
@@ -257,9 +279,12 @@ class _Context:
                         # Also after a failed swap: its check names this file as the undo.
                         if step.writes_rollback and not self.dry_run:
                             self._write_rollback(step)
+                    guard.check(where=f"after step {step.name}", hint=signals.next_command(self.run_dir))
         except OpsError as exc:
             failure = exc
-        except BaseException as exc:  # KeyboardInterrupt, a dead kernel …: still close the evidence
+        except KeyboardInterrupt:  # outside a guarded step (e.g. at the confirmation question)
+            failure = signals.Interrupted(2, hint=signals.next_command(self.run_dir))
+        except BaseException as exc:  # a dead kernel …: still close the evidence
             lines = self._close(
                 status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}"
             )
@@ -267,6 +292,8 @@ class _Context:
             raise
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
+            if isinstance(failure, signals.Interrupted):  # run.json says so; status stays one of STATUSES
+                evidence.update_run(self.run_dir, interrupted={"signal": signals.signal_name(failure.signum)})
             if isinstance(failure, StepFailed):
                 failure = failure_.advise(failure, self._situation())
             lines = self._close(
@@ -278,6 +305,26 @@ class _Context:
             raise failure
         self._close(status="succeeded", error=None)
         return 0
+
+    def hold_server_lock(
+        self, *, break_lock: bool, resumes: str = ""
+    ) -> contextlib.AbstractContextManager[Any]:
+        """The server's renewal lock (:mod:`opslib.server.lock`) for this run; none in a dry run."""
+        if self.dry_run:
+            return contextlib.nullcontext()
+        from ..server import lock as server_lock
+        from ..winrm import connect_params
+
+        winrm, run_dir = self.operator_values()["winrm"], str(self.run_dir)
+        return server_lock.hold(
+            lambda: connect_params(winrm, host=self.params.host, run_dir=run_dir),
+            host=self.params.host,
+            run_dir=self.run_dir,
+            operator=_operator(),
+            break_lock=break_lock,
+            resumes=resumes,
+            record=lambda **fields: evidence.update_run(self.run_dir, **fields),
+        )
 
     def operator_values(self) -> dict[str, Any]:
         """The operator's parameters as notebooks receive them (plus the runner's ``run_dir``, ``dry_run``)."""
@@ -410,12 +457,33 @@ class _Context:
             raise
         except Exception as exc:  # the kernel could not start, died, or papermill itself failed
             cause = credentials.redact(f"{type(exc).__name__}: {exc}")
+            if not output.exists():  # papermill saves only at the end: keep the named notebook real
+                _write_unexecuted(source, output, passed)
+            if step.writes_rollback_before and not self.dry_run:
+                cause += f" — read back now: {self._production_now()}"
             error = StepFailed(step.name, str(output), cause)
         record["redacted"] = render.redact_notebook(output)
         # Rendered in the background while the next kernel starts (waited for before finalizing).
         self.renders.append(render.render_later(output, self.run_dir / "html" / f"{step.name}.html"))
         facts = evidence.read_facts(output) if error is None and output.exists() else {}
         self._finish(step, record, t0, error, facts)
+
+    def _production_now(self) -> str:
+        """What production serves now (after a dead step-2 kernel: the server finished the swap itself)."""
+        from .. import open_server
+        from ..ops import swap
+
+        try:
+            values = self.operator_values()
+            with open_server(values["winrm"], host=self.params.host, run_dir=str(self.run_dir)) as server:
+                return swap.served_now(
+                    server,
+                    production_site=str(values.get("production_site") or self.params.site),
+                    new_thumbprint=str(self.facts.get("new_thumbprint") or ""),
+                    wait_s=300,
+                )
+        except OpsError as exc:
+            return f"could not read the production site back ({credentials.redact(str(exc))})"
 
     def env_references(self) -> dict[str, Any]:
         """Notebook values that replace ``prompt`` references (asked once, passed via the environment)."""
@@ -613,6 +681,15 @@ def _write_report(run_dir: Path) -> None:
         write_report(run_dir, before_finalizing=True)
     except Exception as exc:  # the report is a reading aid; the notebooks and run.json are the evidence
         print(f"opslib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def _write_unexecuted(source: Path, output: Path, passed: dict[str, Any]) -> None:
+    """The step's notebook with its parameters and no outputs (its kernel died before papermill saved)."""
+    from papermill.iorw import load_notebook_node, write_ipynb
+    from papermill.parameterize import parameterize_notebook
+
+    with contextlib.suppress(Exception):
+        write_ipynb(parameterize_notebook(load_notebook_node(str(source)), passed), str(output))
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -10,7 +10,8 @@ A :class:`Step` declares its contract as data, and the runner reads nothing else
 * hooks: ``changes_server``, ``needs_confirmation`` (ask the operator first, unless ``--yes``),
   ``writes_backup`` (``backup.directory`` is checked before anything is contacted),
   ``writes_rollback`` (after the step, also a failed one, the runner writes ``rollback.yaml`` from
-  the :class:`RollbackField` list), ``serves`` (the value naming the certificate the site will serve,
+  the :class:`RollbackField` list), ``writes_rollback_before`` (also *before* the step starts, from the
+  facts it consumes: the undo exists whatever happens to the run meanwhile), ``serves`` (the value naming the certificate the site will serve,
   shown in the confirmation question).
 
 Facts versus parameters (:func:`notebook_parameters`): a notebook receives the operator's
@@ -60,6 +61,7 @@ class Step:
     plan: str = ""  # the fact holding the step's from → to rows (target, field, before, after)
     changed: str = ""  # the fact holding what the step changed, when it is not the plan
     in_process: bool = False  # run by the runner itself (no notebook): see opslib.runbook.recovery
+    writes_rollback_before: bool = False
 
     @property
     def notebook(self) -> str:
@@ -110,6 +112,7 @@ SWAP = Step(
     records=("old_thumbprint", "old_not_after_utc", "old_secure_bindings", "expected_thumbprint"),
     needs_confirmation=True,
     serves="new_thumbprint",
+    writes_rollback_before=True,
     writes_rollback=(
         RollbackField("old_thumbprint", "old_thumbprint", "production_thumbprint_before"),
         RollbackField("old_not_after_utc", "old_not_after_utc", "production_not_after_utc_before"),

@@ -6,11 +6,18 @@
 //   cscript //nologo //E:jscript iis6.js start SITEID
 //   cscript //nologo //E:jscript iis6.js stop SITEID
 //   cscript //nologo //E:jscript iis6.js export-pfx SITEID PATH PASSWORD
+//   cscript //nologo //E:jscript iis6.js swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S
+//   cscript //nologo //E:jscript iis6.js journal SITEID
 //
 // Output: one line of ASCII-only JSON on stdout (non-ASCII escaped as \uXXXX), exit code 0.
 // Failure: {"error": {"verb", "number" (HRESULT as "0x" + 8 hex digits), "description", ...}} and
 //   exit 1 = an ADSI/COM call failed, 2 = bad arguments, 3 = the site did not reach the requested
-//   ServerState. The kit decides by exit code and this JSON only, never by localized text
+//   ServerState.
+// swap is one server-side transaction (see verbSwap): its answer is {"verb": "swap", "ok", "restored",
+//   "cause", "before", "stopped", "site", "journal"}, exit 0 (ok), 3 (the new certificate did not come
+//   up; the previous binding is back and the site started) or 4 (restoring failed too: the site may be
+//   down). It also writes that answer, phase by phase, to %SystemRoot%\Temp\opslib-swap-SITEID.json
+//   (the journal), so that a client that lost its connection can read what happened (verb journal). The kit decides by exit code and this JSON only, never by localized text
 //   (shared/reference/windows-commands.md section 0).
 //
 // Sources (IIS 6.0 SDK and Windows Server 2003 metabase reference; section 4 of
@@ -44,6 +51,7 @@ var EXIT_OK = 0;
 var EXIT_ADSI = 1;
 var EXIT_USAGE = 2;
 var EXIT_STATE = 3;
+var EXIT_DOWN = 4;
 
 var E_INVALIDARG = -2147024809; // 0x80070057
 var E_FAIL = -2147467259; // 0x80004005
@@ -58,6 +66,13 @@ var MD_SERVER_STATE_STOPPED = 4;
 
 var POLL_INTERVAL_MS = 250;
 var POLL_ROUNDS = 40; // 10 s in all
+
+// Scripting.FileSystemObject (Windows Script Host 5.6):
+//   GetSpecialFolder(0) = WindowsFolder (%SystemRoot%)  https://learn.microsoft.com/en-us/office/vba/language/reference/user-interface-help/getspecialfolder-method
+//   CreateTextFile(path, overwrite, unicode=false: ANSI) https://learn.microsoft.com/en-us/office/vba/language/reference/user-interface-help/createtextfile-method
+//   OpenTextFile(path, 1 = ForReading)                 https://learn.microsoft.com/en-us/office/vba/language/reference/user-interface-help/opentextfile-method
+var WINDOWS_FOLDER = 0;
+var FOR_READING = 1;
 
 // ADS_PROPERTY_CLEAR for IADs::PutEx (ADS_PROPERTY_OPERATION_ENUM, iads.h):
 // https://learn.microsoft.com/en-us/windows/win32/api/iads/ne-iads-ads_property_operation_enum
@@ -333,11 +348,12 @@ function verbClearCert(args) {
     return {"verb": "clear-cert", "before": before, "site": describe(openSite(id))};
 }
 
-function waitForState(site, wanted) {
+function waitForState(site, wanted, rounds) {
     // ServerState is read from the ADSI property cache: refresh it with GetInfo() before each read.
     var state = Number(site.Get("ServerState"));
     var round = 0;
-    while (state !== wanted && round < POLL_ROUNDS) {
+    var limit = (rounds === undefined) ? POLL_ROUNDS : rounds;
+    while (state !== wanted && round < limit) {
         WScript.Sleep(POLL_INTERVAL_MS);
         site.GetInfo();
         state = Number(site.Get("ServerState"));
@@ -412,11 +428,193 @@ function verbExportPfx(args) {
     return {"verb": "export-pfx", "exported": args[1], "site": Number(id), "cert_hash": hash};
 }
 
+// --- swap: one server-side transaction ------------------------------------------------------------
+
+function errorBody(err) {
+    if (err instanceof Failure) {
+        return {"number": hresult(err.number), "description": err.description};
+    }
+    return {"number": hresult(err && err.number),
+        "description": String((err && (err.description || err.message)) || "unknown error")};
+}
+
+function journalPath(fso, id) {
+    return String(fso.GetSpecialFolder(WINDOWS_FOLDER).Path) + "\\Temp\\opslib-swap-" + id + ".json";
+}
+
+function writeJournal(fso, path, record) {
+    var f = fso.CreateTextFile(path, true, false);
+    f.WriteLine(toJson(record));
+    f.Close();
+}
+
+function tryJournal(fso, path, record) {
+    // After the change the journal is best effort: the answer on stdout carries the same record.
+    try {
+        writeJournal(fso, path, record);
+    } catch (e) {
+        record.journal_error = errorBody(e);
+    }
+}
+
+function putBinding(site, hash, store, bindings) {
+    if (hash === "") {
+        site.PutEx(ADS_PROPERTY_CLEAR, "SSLCertHash", null);
+        site.PutEx(ADS_PROPERTY_CLEAR, "SSLStoreName", null);
+    } else {
+        site.Put("SSLCertHash", packHash(hash)); // ms525719, ms524780
+        site.Put("SSLStoreName", store === "" ? "MY" : store); // ms525311
+    }
+    if (bindings.length === 0) {
+        site.PutEx(ADS_PROPERTY_CLEAR, "SecureBindings", null);
+    } else {
+        site.Put("SecureBindings", bindings[0]); // ms524481; the kit swaps sites with one secure binding
+    }
+    site.SetInfo();
+}
+
+function stopSite(site, rounds) {
+    // Stop() (ms524486) and wait for ServerState 4; throws a Failure when the site does not stop.
+    var state;
+    site.GetInfo();
+    if (Number(site.Get("ServerState")) === MD_SERVER_STATE_STOPPED) {
+        return;
+    }
+    site.Stop();
+    site.GetInfo();
+    state = waitForState(site, MD_SERVER_STATE_STOPPED, rounds);
+    if (state !== MD_SERVER_STATE_STOPPED) {
+        throw new Failure(EXIT_STATE, E_FAIL, "W3SVC/" + site.Name + " ServerState is " + state +
+            ", not " + MD_SERVER_STATE_STOPPED + " after stop");
+    }
+}
+
+function startSite(site, rounds) {
+    // Start() (ms525370) and wait for ServerState 2 up to the bound; a throwing Start() is rethrown.
+    var state;
+    site.Start();
+    site.GetInfo();
+    state = waitForState(site, MD_SERVER_STATE_STARTED, rounds);
+    if (state !== MD_SERVER_STATE_STARTED) {
+        throw new Failure(EXIT_STATE, E_FAIL, "W3SVC/" + site.Name + " ServerState is " + state + ", not " +
+            MD_SERVER_STATE_STARTED + " after start (see the System event log, source W3SVC)");
+    }
+}
+
+function verbSwap(args) {
+    // One invocation does the whole of seed step 2 on the server, so that it completes (or puts the
+    // previous binding back) whatever happens to the WinRM client: record the old binding in the
+    // journal, stop the other sites sharing the secure binding, set the new certificate, restart the
+    // site and wait for ServerState 2 up to TIMEOUT_S; on any failure restore the old SSLCertHash,
+    // SSLStoreName and SecureBindings and start the site again.
+    if (args.length !== 6) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG,
+            "usage: swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S");
+    }
+    var id = siteId(args[0]);
+    var hash = args[1].toUpperCase();
+    var i, stopIds, others, fso, journal, record, site, before, stopped, cause, after, restored, again;
+    if (!/^[0-9A-F]{40}$/.test(hash)) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "HASH must be 40 hexadecimal digits (SHA-1 thumbprint)");
+    }
+    if (!/^[A-Za-z]{1,32}$/.test(args[2])) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "STORE must be a store name such as MY");
+    }
+    if (!/^[0-9.]*:[0-9]{1,5}:$/.test(args[3])) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "SECUREBINDING must look like IP:PORT: (e.g. :443:)");
+    }
+    if (!/^(-|[0-9]{1,10}(,[0-9]{1,10})*)$/.test(args[4])) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "STOPIDS must be - or site ids separated by commas");
+    }
+    if (!/^[0-9]{1,4}$/.test(args[5]) || parseInt(args[5], 10) < 1) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "TIMEOUT_S must be a number of seconds from 1 to 9999");
+    }
+    var rounds = parseInt(args[5], 10) * (1000 / POLL_INTERVAL_MS);
+    stopIds = (args[4] === "-") ? [] : args[4].split(",");
+    // Open everything before changing anything: a missing site fails here, with nothing changed.
+    site = openSite(id);
+    before = describe(site);
+    others = [];
+    for (i = 0; i < stopIds.length; i++) {
+        others.push(openSite(siteId(stopIds[i])));
+    }
+    fso = new ActiveXObject("Scripting.FileSystemObject");
+    journal = journalPath(fso, id);
+    record = {"verb": "swap", "ok": false, "restored": false, "phase": "swapping", "new_hash": hash,
+        "before": before, "stopped": [], "site": null, "cause": null, "journal": journal};
+    writeJournal(fso, journal, record); // no journal, no change
+    stopped = [];
+    try {
+        for (i = 0; i < others.length; i++) {
+            stopSite(others[i], POLL_ROUNDS);
+            stopped.push(describe(others[i]));
+        }
+        record.stopped = stopped;
+        putBinding(site, hash, args[2], [args[3]]);
+        after = describe(openSite(id));
+        if (after.cert_hash !== hash) {
+            throw new Failure(EXIT_STATE, E_FAIL, "SSLCertHash reads back as '" + after.cert_hash + "', not " + hash);
+        }
+        stopSite(site, POLL_ROUNDS);
+        startSite(site, rounds);
+        record.ok = true;
+        record.phase = "done";
+        record.site = describe(site);
+        tryJournal(fso, journal, record);
+        return {"result": record, "code": EXIT_OK};
+    } catch (err) {
+        cause = errorBody(err);
+    }
+    record.cause = cause;
+    record.phase = "restoring";
+    tryJournal(fso, journal, record);
+    restored = false;
+    try {
+        site = openSite(id);
+        putBinding(site, before.cert_hash, before.store_name, before.secure_bindings);
+        stopSite(site, POLL_ROUNDS);
+        startSite(site, rounds);
+        after = describe(site);
+        restored = after.cert_hash === before.cert_hash;
+    } catch (e2) {
+        again = errorBody(e2);
+        record.restore_error = again;
+        try {
+            after = describe(openSite(id));
+        } catch (e3) {
+            after = null;
+        }
+    }
+    record.restored = restored;
+    record.phase = restored ? "restored" : "failed";
+    record.site = after;
+    tryJournal(fso, journal, record);
+    return {"result": record, "code": restored ? EXIT_STATE : EXIT_DOWN};
+}
+
+function verbJournal(args) {
+    // What the last swap of SITEID left in its journal (null when there is none).
+    if (args.length !== 1) {
+        throw new Failure(EXIT_USAGE, E_INVALIDARG, "usage: journal SITEID");
+    }
+    var id = siteId(args[0]);
+    var fso = new ActiveXObject("Scripting.FileSystemObject");
+    var path = journalPath(fso, id);
+    var text = null;
+    var f;
+    if (fso.FileExists(path)) {
+        f = fso.OpenTextFile(path, FOR_READING, false);
+        text = String(f.ReadAll());
+        f.Close();
+    }
+    return {"verb": "journal", "site": Number(id), "path": path, "journal": text};
+}
+
 // --- main ------------------------------------------------------------------------------------------
 
 function main() {
     var argv = [];
-    var i;
+    var i, swapped;
     for (i = 0; i < WScript.Arguments.length; i++) {
         argv.push(String(WScript.Arguments.Item(i)));
     }
@@ -436,9 +634,15 @@ function main() {
             emit(verbControl(verb, args));
         } else if (verb === "export-pfx") {
             emit(verbExportPfx(args));
+        } else if (verb === "swap") {
+            swapped = verbSwap(args);
+            emit(swapped.result);
+            return swapped.code;
+        } else if (verb === "journal") {
+            emit(verbJournal(args));
         } else {
-            throw new Failure(EXIT_USAGE, E_INVALIDARG,
-                "unknown verb '" + verb + "'; use list, set-cert, clear-cert, start, stop or export-pfx");
+            throw new Failure(EXIT_USAGE, E_INVALIDARG, "unknown verb '" + verb +
+                "'; use list, set-cert, clear-cert, start, stop, export-pfx, swap or journal");
         }
     } catch (err) {
         return fail(verb, err);

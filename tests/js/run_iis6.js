@@ -8,9 +8,11 @@
 // usage: node run_iis6.js SCRIPT CASE.json
 //   CASE.json: {"sites": [{id, comment, state, server_bindings, secure_bindings, ssl_cert_hash,
 //               ssl_store_name, fail_start}], "argv": ["list"],
-//               "certs": {HASH: "exportable" | "not-exportable" | "no-key"}, "is_admin": true}
+//               "certs": {HASH: "exportable" | "not-exportable" | "no-key"}, "is_admin": true,
+//               "fail_start_thumbprints": [HASH ...], "windows_folder": "C:\\WINDOWS",
+//               "files": {PATH: TEXT}, "read_only": [PATH ...]}
 // prints:    {"stdout": "...", "exit_code": N, "sites": [... the table afterwards ...], "calls": [...],
-//             "exports": [... IIS.CertObj Export calls that succeeded ...]}
+//             "exports": [... IIS.CertObj Export calls that succeeded ...], "files": {PATH: TEXT}}
 "use strict";
 
 const fs = require("fs");
@@ -20,6 +22,9 @@ const [scriptPath, casePath] = process.argv.slice(2);
 const source = fs.readFileSync(scriptPath, "latin1");
 const testCase = JSON.parse(fs.readFileSync(casePath, "utf8"));
 const table = testCase.sites;
+const failThumbs = (testCase.fail_start_thumbprints || []).map(t => String(t).toUpperCase());
+const files = Object.assign({}, testCase.files || {});
+const readOnly = new Set((testCase.read_only || []).map(p => p.toLowerCase()));
 const calls = [];
 
 const STARTING = 1, STARTED = 2, STOPPING = 3, STOPPED = 4;
@@ -121,7 +126,7 @@ function adsiSite(row) {
     GetInfo() { calls.push("GetInfo " + row.id); cache = JSON.parse(JSON.stringify(row)); },
     Start() {
       calls.push("Start " + row.id);
-      if (row.fail_start) {
+      if (row.fail_start || failThumbs.includes(String(row.ssl_cert_hash).toUpperCase())) {
         throw comError(0x80070020, "The process cannot access the file because it is being used by another process.");
       }
       if (row.state === STARTED) return;
@@ -189,9 +194,42 @@ function certObj() {
   return obj;
 }
 
+// Scripting.FileSystemObject: GetSpecialFolder(0) is the Windows folder; CreateTextFile(path,
+// overwrite, unicode=false) writes ANSI text, WriteLine ends lines with CR LF; a read-only file makes
+// CreateTextFile throw CTL_E_PERMISSIONDENIED 0x800A0046 ("Permission denied")
+// (https://learn.microsoft.com/en-us/office/vba/language/reference/user-interface-help/createtextfile-method).
+function fileSystem() {
+  const key = p => Object.keys(files).find(k => k.toLowerCase() === p.toLowerCase());
+  return {
+    GetSpecialFolder(n) {
+      if (n !== 0) throw comError(0x80070057, "The parameter is incorrect.");
+      return { Path: testCase.windows_folder || "C:\\WINDOWS" };
+    },
+    FileExists(p) { return key(String(p)) !== undefined; },
+    CreateTextFile(p, overwrite, unicode) {
+      calls.push("CreateTextFile " + p);
+      if (unicode) throw comError(0x80070057, "the harness writes ANSI only");
+      if (readOnly.has(String(p).toLowerCase())) throw comError(0x800A0046, "Permission denied");
+      if (!overwrite && key(String(p)) !== undefined) throw comError(0x800A003A, "File already exists");
+      let text = "";
+      return {
+        WriteLine(line) { text += line + "\r\n"; },
+        Close() { const k = key(String(p)); if (k !== undefined) delete files[k]; files[p] = text; },
+      };
+    },
+    OpenTextFile(p, mode) {
+      calls.push("OpenTextFile " + p);
+      const k = key(String(p));
+      if (mode !== 1 || k === undefined) throw comError(0x800A0035, "File not found");
+      return { ReadAll() { return files[k]; }, Close() {} };
+    },
+  };
+}
+
 function ActiveXObject(progid) {
   calls.push("ActiveXObject " + progid);
   if (progid === "IIS.CertObj") return certObj();
+  if (progid === "Scripting.FileSystemObject") return fileSystem();
   throw comError(0x800A01AD, "Automation server can't create object: " + progid);
 }
 
@@ -213,4 +251,4 @@ try {
   if (e instanceof Quit) exitCode = e.code;
   else { process.stderr.write(String(e && e.stack || e) + "\n"); exitCode = 99; }
 }
-process.stdout.write(JSON.stringify({ stdout, exit_code: exitCode, sites: table, calls, exports: exported }));
+process.stdout.write(JSON.stringify({ stdout, exit_code: exitCode, sites: table, calls, exports: exported, files }));

@@ -38,6 +38,16 @@ IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comme
   administrator → E_ACCESSDENIED; no key → NTE_BAD_KEYSET 0x80090016; a key created non-exportable →
   NTE_BAD_KEY_STATE 0x8009000B; the folder does not exist → 0x80070003. An existing file is
   overwritten [U].
+* ``swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S`` runs the whole step-2 transaction in
+  this one command, in the WS-Management server's worker thread: a client that drops the
+  connection, times out or is killed does not stop it (``--fault after:cscript#N:drop``: the effect
+  happens, the client never learns). Real WinRM keeps a command's process running when the client
+  disappears without deleting the shell, until the shell's idle timeout (W-WINRS-ORPHAN, assumed
+  for 2003's WinRM 1.1). The journal goes to ``%SystemRoot%\\Temp\\opslib-swap-N.json`` (FSO,
+  ``GetSpecialFolder(0)``), written before the first change and after each phase.
+  Rehearsal knob ``host.extra["swap_start_delay_s"]``: ``Start()`` of the swapped site takes that
+  long (a slow start on a loaded server), while the site is stopped with the new certificate set —
+  the window the interruption tests aim at; the host lock is not held meanwhile.
 * COM error descriptions come from the system message table in the UI language (Japanese on a
   Japanese server) [I]; the kit reads only the numbers.
 """
@@ -45,14 +55,17 @@ IIS 6 behaviour emulated (sources in ``opslib/scripts/iis6.js`` and in the comme
 from __future__ import annotations
 
 import re
+import time
 from importlib import resources
 from typing import Any
 
+from .. import cmd
 from ..cmd import resolve_path
 from ..host import STARTED, STOPPED, Host, Invocation, Site
 from . import certutil, stores
 
-EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE = 0, 1, 2, 3
+EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE, EXIT_DOWN = 0, 1, 2, 3, 4
+CTL_E_PERMISSIONDENIED = 0x800A0046  # FSO "Permission denied" (a read-only journal file) [I]
 E_INVALIDARG = 0x80070057
 E_FAIL = 0x80004005
 E_PATH_NOT_FOUND = 0x80070003
@@ -149,6 +162,10 @@ def _fail_thumbprints(host: Host) -> set[str]:
     """Scenario fault ``host.extra["fail_start_thumbprints"]``: Start() fails while the site is bound
     to one of these certificates (a site that will not start with the *new* certificate only)."""
     return {str(t).upper() for t in host.extra.get("fail_start_thumbprints", ())}
+
+
+def _error_body(exc: _Failure) -> dict[str, Any]:
+    return {"number": f"0x{exc.number & 0xFFFFFFFF:08X}", "description": exc.description}
 
 
 class _Helper:
@@ -284,6 +301,138 @@ class _Helper:
         host.write_file(path, certutil.build_pfx(entry, pair, password, chain=chain))
         return {"verb": "export-pfx", "exported": path, "site": site.id, "cert_hash": thumb}
 
+    # --- swap: one server-side transaction (verbSwap in iis6.js) -----------------------------------
+
+    def _journal_path(self, site_id: int) -> str:
+        # FSO GetSpecialFolder(0): the Windows folder, %SystemRoot%.
+        root = next((v for k, v in self.host.env.items() if k.upper() == "SYSTEMROOT"), "C:\\WINDOWS")
+        return f"{root}\\Temp\\opslib-swap-{site_id}.json"
+
+    def _write_journal(self, path: str, record: dict[str, Any]) -> None:
+        if path.lower() in {str(p).lower() for p in self.host.extra.get("read_only_files", ())}:
+            raise _Failure(EXIT_ADSI, CTL_E_PERMISSIONDENIED, "Permission denied")
+        if not self.host.parent_exists(path):
+            raise _Failure(EXIT_ADSI, 0x800A004C, "Path not found")  # CTL_E_PATHNOTFOUND [I]
+        self.host.write_file(path, (to_json(record) + "\r\n").encode("ascii"))
+        self.host.save_state()  # the journal is on disk before the next phase begins
+
+    def _try_journal(self, path: str, record: dict[str, Any]) -> None:
+        try:
+            self._write_journal(path, record)
+        except _Failure as exc:
+            record["journal_error"] = _error_body(exc)
+
+    def _put_binding(self, site: Site, thumb: str, store: str, bindings: list[str]) -> None:
+        with self.host.lock:
+            site.ssl_cert_hash = thumb
+            site.ssl_store_name = (store or "MY") if thumb else ""
+            site.secure_bindings = list(bindings[:1])
+        self.host.save_state()
+
+    def _stop_site(self, site: Site) -> None:
+        with self.host.lock:
+            site.state = STOPPED
+        self.host.save_state()
+
+    def _start_site(self, site: Site, *, delay_s: float = 0.0) -> None:
+        if delay_s > 0:
+            time.sleep(delay_s)  # a slow Start(): the site is stopped meanwhile (module doc)
+        with self.host.lock:
+            if site.fail_start or site.ssl_cert_hash.upper() in _fail_thumbprints(self.host):
+                raise _Failure(
+                    EXIT_ADSI,
+                    E_SHARING_VIOLATION,
+                    self.host.text(
+                        "The process cannot access the file because it is being used by another process.",
+                        "プロセスはファイルにアクセスできません。別のプロセスが使用中です。",
+                    ),
+                )
+            if conflicting_site(self.host, site) is None:
+                site.state = STARTED
+        self.host.save_state()
+        if site.state != STARTED:
+            raise _Failure(
+                EXIT_STATE,
+                E_FAIL,
+                f"W3SVC/{site.id} ServerState is {site.state}, not {STARTED} after start "
+                "(see the System event log, source W3SVC)",
+            )
+
+    def swap(self, args: list[str]) -> tuple[int, dict[str, Any]]:
+        if len(args) != 6:
+            raise _Failure(
+                EXIT_USAGE, E_INVALIDARG, "usage: swap SITEID HASH STORE SECUREBINDING STOPIDS TIMEOUT_S"
+            )
+        site_id = self._site_id(args[0])
+        thumb = args[1].upper()
+        if not re.fullmatch(r"[0-9A-F]{40}", thumb):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "HASH must be 40 hexadecimal digits (SHA-1 thumbprint)")
+        if not re.fullmatch(r"[A-Za-z]{1,32}", args[2]):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "STORE must be a store name such as MY")
+        if not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", args[3]):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "SECUREBINDING must look like IP:PORT: (e.g. :443:)")
+        if not re.fullmatch(r"-|[0-9]{1,10}(,[0-9]{1,10})*", args[4]):
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "STOPIDS must be - or site ids separated by commas")
+        if not re.fullmatch(r"[0-9]{1,4}", args[5]) or int(args[5]) < 1:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "TIMEOUT_S must be a number of seconds from 1 to 9999")
+        site = self._open(site_id)
+        before = describe(site)
+        others = [self._open(self._site_id(x)) for x in ([] if args[4] == "-" else args[4].split(","))]
+        journal = self._journal_path(site_id)
+        record: dict[str, Any] = {
+            "verb": "swap",
+            "ok": False,
+            "restored": False,
+            "phase": "swapping",
+            "new_hash": thumb,
+            "before": before,
+            "stopped": [],
+            "site": None,
+            "cause": None,
+            "journal": journal,
+        }
+        self._write_journal(journal, record)  # no journal, no change
+        delay_s = float(self.host.extra.get("swap_start_delay_s", 0) or 0)
+        stopped: list[dict[str, Any]] = []
+        try:
+            for other in others:
+                self._stop_site(other)
+                stopped.append(describe(other))
+            record["stopped"] = stopped
+            self._put_binding(site, thumb, args[2], [args[3]])
+            self._stop_site(site)
+            self._start_site(site, delay_s=delay_s)
+            record.update(ok=True, phase="done", site=describe(site))
+            self._try_journal(journal, record)
+            return EXIT_OK, record
+        except _Failure as exc:
+            cause = _error_body(exc)
+        record.update(cause=cause, phase="restoring")
+        self._try_journal(journal, record)
+        restored = False
+        after: dict[str, Any] | None
+        try:
+            self._put_binding(site, before["cert_hash"], before["store_name"], before["secure_bindings"])
+            self._stop_site(site)
+            self._start_site(site)
+            after = describe(site)
+            restored = after["cert_hash"] == before["cert_hash"]
+        except _Failure as again:
+            record["restore_error"] = _error_body(again)
+            after = describe(site)
+        record.update(restored=restored, phase="restored" if restored else "failed", site=after)
+        self._try_journal(journal, record)
+        return (EXIT_STATE if restored else EXIT_DOWN), record
+
+    def journal(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 1:
+            raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: journal SITEID")
+        site_id = self._site_id(args[0])
+        path = self._journal_path(site_id)
+        data = self.host.read_file(path)
+        text = None if data is None else data.decode("ascii", errors="replace")
+        return {"verb": "journal", "site": site_id, "path": path, "journal": text}
+
     def run(self, argv: list[str]) -> tuple[int, str]:
         verb = argv[0] if argv else ""
         args = argv[1:]
@@ -298,11 +447,16 @@ class _Helper:
                 result = self.control(verb, args)
             elif verb == "export-pfx":
                 result = self.export_pfx(args)
+            elif verb == "swap":
+                code, result = self.swap(args)
+                return code, to_json(result)
+            elif verb == "journal":
+                result = self.journal(args)
             else:
                 raise _Failure(
                     EXIT_USAGE,
                     E_INVALIDARG,
-                    f"unknown verb '{verb}'; use list, set-cert, clear-cert, start, stop or export-pfx",
+                    f"unknown verb '{verb}'; use list, set-cert, clear-cert, start, stop, export-pfx, swap or journal",
                 )
         except _Failure as exc:
             body: dict[str, Any] = {
@@ -366,3 +520,7 @@ def cscript(inv: Invocation) -> int:
 
 def register(host: Host) -> None:
     host.programs["cscript"] = cscript
+    # %SystemRoot%\Temp, where the swap journal goes, exists on every Windows installation [I].
+    root = next((v for k, v in host.env.items() if k.upper() == "SYSTEMROOT"), "")
+    if root:
+        cmd.make_dirs(host, root + "\\Temp")

@@ -1,0 +1,230 @@
+"""One renewal per server, enforced on the server itself: a lock folder created atomically by ``mkdir``.
+
+``%SystemRoot%\\Temp\\opslib-renewal.lock`` is created with cmd's ``mkdir``, which fails (exit 1) when
+the folder exists (W-MKDIR-LOCK: CreateDirectory is one atomic file-system operation that fails with
+ERROR_ALREADY_EXISTS, so of two runs exactly one creates it). Inside, ``holder.json`` (ASCII JSON,
+uploaded through the one quoting function) names the run id, the operator, the control machine, the
+evidence folder and the start time.
+
+* A second run — from any control machine, any evidence root, any ``host:`` alias of the same server —
+  is refused (:class:`~opslib.errors.RunLocked`) naming who holds the lock.
+* ``opslib resume`` (a new run that continues an earlier one) takes the lock over only when the run it
+  resumes holds it.
+* A lock older than :data:`STALE_AFTER_H` hours is stale (the kit cannot see another machine's
+  evidence to know that run ended): it is broken, and the breaking is recorded in ``run.json``
+  (``server_lock.broken``). ``--break-lock`` breaks a younger one too, also recorded.
+* At the end of the run, success or failure, the folder is removed and the removal read back
+  (``if exist … (exit /b 1)``, W-IF-EXIST). A lock that another run broke and took meanwhile is left alone.
+
+The runner holds the lock across all its steps (:func:`hold`, through its own short connection), so
+it survives between the step kernels. The local lock (:mod:`opslib.runbook.lock`) still guards the
+evidence folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OpsError, RunLocked, VerificationFailed
+from ..text import escape_text
+from ..winrm import Raw
+
+if TYPE_CHECKING:
+    from ..winrm import Connection
+
+__all__ = ["LOCK_NAME", "STALE_AFTER_H", "ServerLock", "hold"]
+
+LOCK_NAME = "opslib-renewal.lock"
+HOLDER = "holder.json"
+STALE_AFTER_H = 6.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def describe(holder: dict[str, Any]) -> str:
+    """``run R by OPERATOR on MACHINE since T (evidence E)`` — who holds a lock."""
+    if not holder:
+        return "an unknown run (the lock holds no readable holder.json)"
+
+    def field(name: str) -> str:  # what another machine wrote: escaped, bounded
+        return escape_text(holder.get(name, "?"), limit=200)
+
+    return (
+        f"run {field('run_id')} by {field('operator')} on {field('control_machine')} "
+        f"since {field('started_utc')} (evidence {field('evidence')})"
+    )
+
+
+def age_h(holder: dict[str, Any], now_utc: datetime) -> float | None:
+    try:
+        started = datetime.fromisoformat(str(holder["started_utc"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return (now_utc - started) / timedelta(hours=1)
+
+
+class ServerLock:
+    """The lock folder on one server, through one connection."""
+
+    def __init__(self, conn: Connection, *, host: str) -> None:
+        self.conn = conn
+        self.host = host
+        self._folder: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """``%SystemRoot%\\Temp\\opslib-renewal.lock``, with %SystemRoot% read from the server once."""
+        if self._folder is None:
+            # `echo %SystemRoot%` prints the Windows folder (the kit's own syntax, as for %TEMP%).
+            result = self.conn.run(
+                ["echo", Raw("%SystemRoot%")], what="find the Windows folder", timeout_s=30
+            )
+            root = result.stdout_text.strip()
+            if not root or "%" in root or not root[1:3] == ":\\":
+                raise VerificationFailed(
+                    self.host, f"the remote %SystemRoot% is not a usable folder ({root!r})"
+                )
+            self._folder = root.rstrip("\\") + "\\Temp\\" + LOCK_NAME
+        return self._folder
+
+    def _mkdir(self) -> bool:
+        # W-MKDIR-LOCK: exit 0 = this call created it; 1 = it exists (another run holds the lock).
+        result = self.conn.run(
+            ["mkdir", self.folder], check=False, what="take the renewal lock on the server"
+        )
+        return result.exit_code == 0
+
+    def holder(self) -> dict[str, Any]:
+        """What ``holder.json`` says ({} when it is missing or unreadable)."""
+        try:
+            data = json.loads(self.conn.download(self.folder + "\\" + HOLDER, what="read the renewal lock"))
+        except (OpsError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, holder: dict[str, Any]) -> None:
+        text = json.dumps(holder, ensure_ascii=True, sort_keys=True) + "\r\n"
+        self.conn.upload(text.encode("ascii"), self.folder + "\\" + HOLDER, what="write the renewal lock")
+
+    def _remove(self) -> None:
+        # rmdir /s /q, then read back: W-RMDIR-SQ, W-IF-EXIST (exit 1 exactly when it is still there).
+        self.conn.run(["rmdir", "/s", "/q", self.folder], check=False, what="remove the renewal lock")
+        still = self.conn.run(
+            ["if", "exist", self.folder, Raw("(exit /b 1)")], check=False, what="read back the lock removal"
+        )
+        if still.exit_code != 0:
+            raise VerificationFailed(
+                self.host,
+                f"the renewal lock {self.folder} is still there after rmdir",
+                hint=f"remove it by hand on the server: rmdir /s /q {self.folder}",
+            )
+
+    def acquire(
+        self,
+        holder: dict[str, Any],
+        *,
+        break_lock: bool = False,
+        resumes: str = "",
+        stale_after_h: float = STALE_AFTER_H,
+    ) -> dict[str, Any] | None:
+        """Take the lock for ``holder`` (run_id, operator, control_machine, evidence, started_utc).
+
+        Returns the previous holder when a lock was broken (or taken over by a resume), else None.
+        ``resumes`` is the run id a resume continues: a lock that run left behind is taken over.
+        Raises :class:`RunLocked` naming who holds it.
+        """
+        if self._mkdir():
+            self._write(holder)
+            return None
+        other = self.holder()
+        if resumes and other.get("run_id") == resumes:
+            self._write(holder)
+            return {**other, "taken_over_by": f"resume {holder.get('run_id')}"}
+        age = age_h(other, _now())
+        stale = age is not None and age > stale_after_h
+        if not (stale or break_lock):
+            young = f"{age:.1f} h old" if age is not None else "of unknown age"
+            refused = RunLocked(f"{self.host}:{self.folder}", f"{describe(other)}; the lock is {young}")
+            refused.hint = (
+                f"one renewal per server: wait for that run to finish; if it is dead, run again with "
+                f"--break-lock (a lock older than {stale_after_h:g} h is broken by itself)"
+            )
+            raise refused
+        self._remove()
+        if not self._mkdir():  # another run took it between our rmdir and mkdir
+            raise RunLocked(self.host + ":" + self.folder, describe(self.holder()))
+        self._write(holder)
+        why = f"older than {stale_after_h:g} h" if stale else "--break-lock"
+        return {**other, "broken_because": why, "age_h": round(age, 2) if age is not None else None}
+
+    def release(self, run_id: str) -> str:
+        """Remove the lock when it is still this run's; returns what happened (for run.json)."""
+        other = self.holder()
+        if other and other.get("run_id") != run_id:
+            return f"left in place: it now belongs to {describe(other)}"
+        self._remove()
+        return "removed (read back)"
+
+
+@contextlib.contextmanager
+def hold(
+    conn_factory: Any,
+    *,
+    host: str,
+    run_dir: Path,
+    operator: str,
+    break_lock: bool = False,
+    resumes: str = "",
+    record: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Hold the server's renewal lock while the block runs (the runner wraps all its steps in it).
+
+    ``conn_factory()`` opens a short connection (used for taking and for releasing); ``record(**fields)``
+    writes into ``run.json`` (``server_lock``: the folder, who took it, what was broken, how it ended).
+    """
+    run_id = run_dir.name
+    holder = {
+        "run_id": run_id,
+        "operator": operator,
+        "control_machine": socket.gethostname(),
+        "evidence": str(run_dir),
+        "started_utc": _iso(_now()),
+    }
+    with conn_factory() as conn:
+        lock = ServerLock(conn, host=host)
+        previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
+        folder = lock.folder
+    info: dict[str, Any] = {"folder": folder, "holder": holder}
+    if previous is not None:
+        info["broken" if "broken_because" in previous else "taken_over"] = previous
+        if "broken_because" in previous:
+            print(f"opslib: broke the server's renewal lock held by {describe(previous)}", flush=True)
+    if record is not None:
+        record(server_lock=info)
+    try:
+        yield info
+    finally:
+        try:
+            with conn_factory() as conn:
+                info["released"] = ServerLock(conn, host=host).release(run_id)
+        except OpsError as exc:
+            info["released"] = f"not removed: {exc}"
+            print(
+                f"opslib: could not remove the server's renewal lock {folder} ({exc}); "
+                f"remove it by hand: rmdir /s /q {folder}",
+                flush=True,
+            )
+        if record is not None:
+            record(server_lock=info)
