@@ -170,9 +170,7 @@ def gone_check(path: str, *, name: str = "remote path") -> str:
     absence. Both branches end in an explicit ``exit /b`` (W-CMD-EXITCODE: the exit code of a line
     whose last command sets no status differs between cmd builds and the rehearsal host).
     """
-    return cmdline(
-        [Raw("if"), Raw("exist"), Raw(_quote(path, name)), Raw("(exit /b 1) else (exit /b 0)")]
-    )
+    return cmdline([Raw("if"), Raw("exist"), Raw(_quote(path, name)), Raw("(exit /b 1) else (exit /b 0)")])
 
 
 def delete_and_check(argv: Sequence[str], path: str, *, names: Sequence[str] | None = None) -> str:

@@ -103,7 +103,9 @@ def digest(data: bytes) -> dict[str, Any]:
 
 CREATE_TEMP = "create the connection's temp folder"
 REMOVE_TEMP = "remove the temp folder (rmdir /s /q) and check it is gone"
-REMOVE_STALE_TEMP = "remove a temp folder an earlier connection of this run left (rmdir /s /q) and check it is gone"
+REMOVE_STALE_TEMP = (
+    "remove a temp folder an earlier connection of this run left (rmdir /s /q) and check it is gone"
+)
 
 
 def stale_temp_dirs(transcript: str | Path) -> list[str]:

@@ -6,7 +6,8 @@ https://learn.microsoft.com/en-us/windows-server/administration/windows-commands
 Upload: base64 lines echoed into a staging file, ``certutil -f -decode``; download: ``certutil -f
 -encode`` to a staging file, ``type``, decode locally. Both compare the size and, where the server's
 certutil can, the SHA-256. Staging files live in the connection's temp folder; a download's staging
-copy is deleted in the ``type`` line, an upload's goes with the folder when the connection closes.
+copy is deleted in the ``type`` line, an upload's in the decode line; the folder's removal at close is
+read back and names a copy that stayed.
 ``del`` and ``rmdir`` exit 0 whether or not anything went (docs/windows-behaviour.md W-DEL, W-DEL-STAGE,
 W-RMDIR-SQ-LOCKED), so absence is proven only by :func:`~opslib.winrm.quoting.gone_check`
 (W-IF-EXIST): :meth:`Transfers.remove_file`, :meth:`Transfers.remove_folder`. What could not be
@@ -235,9 +236,11 @@ class Transfers:
             parts = [begin] if i == 0 else []
             parts.append(cmdline(["echo", piece], redirect=("append", stage)))
             lines.append(join_commands(parts))
-        # The staging copy goes with the temp folder when the connection closes (one rmdir, read back:
-        # W-RMDIR-SQ); a del here would prove nothing by its exit code (W-DEL-STAGE).
-        tail = [end, decode, size_cmd]
+        # The staging copy is deleted in the same line as soon as it is decoded (no extra round trip).
+        # That del's exit code proves nothing (W-DEL-STAGE): the close's rmdir + read-back of the whole
+        # folder does, and names a copy that stays.
+        remove_stage = cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"])
+        tail = [end, decode, remove_stage, size_cmd]
         if not lines:
             lines.append(begin)
         if len(lines[-1]) + sum(len(t) + 2 for t in tail) <= CMD_LINE_MAX:
@@ -257,7 +260,7 @@ class Transfers:
                 stdin=None,
                 what=(
                     f"write base64 part {n}/{len(lines)} of {remote_path} to {stage} (echo)"
-                    + (", decode it (certutil -decode) and read the size" if is_last else "")
+                    + (", decode it (certutil -decode), delete it (del) and read the size" if is_last else "")
                 ),
                 log_line=(summary + (" … " + " && ".join(tail) if is_last else "")),
             )
