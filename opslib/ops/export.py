@@ -192,12 +192,12 @@ class _Route:
 
 
 def _certutil_candidate(caps: Capabilities) -> bool:
-    """certutil -exportPFX is tried first when its ``-?`` probe says so, or when the Windows version is
-    one whose certutil has the verb (Server 2003 = 5.2 and later, W-CERTUTIL-EXPORTPFX). The ``-?``
-    exit code alone is not trusted (W-CERTUTIL-PROBE-EXPORTPFX): the route is proven by use — in the
-    pre-flight (:func:`prove_export_route`) and again in step 3, which falls back to IIS.CertObj."""
-    parts = [int(p) for p in caps.windows_version.split(".")[:2] if p.isdigit()]
-    return caps.has_certutil("exportPFX") or (len(parts) == 2 and (parts[0], parts[1]) >= (5, 2))
+    """certutil -exportPFX is the first route when its ``-?`` probe says the verb exists. That exit code
+    is not trusted alone (W-CERTUTIL-PROBE-EXPORTPFX): the route is proven by use — in the pre-flight
+    (:func:`prove_export_route`) and again in step 3, which falls back to IIS.CertObj when certutil
+    fails as an unknown verb. No Microsoft page dates the verb's arrival, so the Windows version alone
+    does not decide it (W-CERTUTIL-EXPORTPFX)."""
+    return caps.has_certutil("exportPFX")
 
 
 def _certobj_candidate(caps: Capabilities) -> bool:
@@ -290,6 +290,10 @@ def plan_export(
     caps, conn = server.capabilities, server.conn
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
     route = _export_route(server, thumb, site=site, installed=installed)
+    label = route.label
+    if route.certutil and _certobj_candidate(caps):
+        # Not resolved to a site here: reading the sites uploads the IIS 6 helper (the plan stays read-only).
+        label = f"{route.label}; if certutil does not know the verb: IIS.CertObj through the site it is bound to"
     before = "installed by step 1 (not in a dry run)"
     if installed:
         entry = _exportable_entry(conn, thumb)
@@ -302,7 +306,7 @@ def plan_export(
             before,
             "exported to a password-protected PFX"
             + (" with the chain" if with_chain else "")
-            + f" ({route.label})",
+            + f" ({label})",
         ),
         Change(
             f"{caps.host}:{conn.temp_dir}", "temporary PFX", None, "created, downloaded, deleted (read back)"
