@@ -134,12 +134,14 @@ class ServerReady:
     production: Site
     work: Site
     pending_request: str  # thumbprint of the REQUEST-store placeholder ("" when not checked)
+    export_route: dict[str, Any] | None = None  # step 3's route, proven before step 2 (ops.export)
 
     def row(self) -> dict[str, Any]:
         return {
             "production_site": self.production.label,
             "work_site": self.work.label,
             "pending_request": self.pending_request or "(not checked)",
+            **(self.export_route or {}),
         }
 
 
@@ -185,7 +187,11 @@ def check_server(
         # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
         # certificate is already in MY with its key (installed_ok: that entry is returned).
         request = match_pending_request(server.conn, leaf, installed_ok=True).thumbprint
-    return ServerReady(tuple(found), production, work, request)
+    # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
+    from .ops.export import prove_export_route
+
+    route = prove_export_route(server, production).row()
+    return ServerReady(tuple(found), production, work, request, route)
 
 
 def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] | None = None) -> None:

@@ -19,7 +19,7 @@ import yaml
 from secretscan import assert_no_secrets
 
 from opslib import certs, cli, credentials, rehearsal
-from opslib.errors import CapabilityMissing, PreconditionFailed, UnsafeArgument, VerificationFailed
+from opslib.errors import CapabilityMissing, PreconditionFailed, VerificationFailed
 from opslib.ops import export, install, roots
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host

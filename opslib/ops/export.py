@@ -293,7 +293,9 @@ def plan_export(
     label = route.label
     if route.certutil and _certobj_candidate(caps):
         # Not resolved to a site here: reading the sites uploads the IIS 6 helper (the plan stays read-only).
-        label = f"{route.label}; if certutil does not know the verb: IIS.CertObj through the site it is bound to"
+        label = (
+            f"{route.label}; if certutil does not know the verb: IIS.CertObj through the site it is bound to"
+        )
     before = "installed by step 1 (not in a dry run)"
     if installed:
         entry = _exportable_entry(conn, thumb)

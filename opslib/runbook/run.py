@@ -157,10 +157,22 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         )
     if facts.get("backup_file"):
         lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
+    lines += [f"  STILL ON THE SERVER: {advice}" for advice in _left_on_server(Path(run_dir), facts)]
     if m.get("error"):
         lines.append(f"  error: {m['error']}")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
     return "\n".join(lines)
+
+
+def _left_on_server(run_dir: Path, facts: dict[str, Any]) -> list[str]:
+    """What the run could not prove removed from the server (issue 13): the facts' ``remote_left`` and
+    the temp folders the transcript shows created and never read back as gone; with what to do."""
+    from ..winrm.transcript import stale_temp_dirs
+    from ..winrm.transfer import leftover_advice
+
+    left = [str(p) for p in facts.get("remote_left") or [] if isinstance(p, str)]
+    left += stale_temp_dirs(run_dir / "transcript.jsonl")
+    return [leftover_advice(p) for p in dict.fromkeys(left)]
 
 
 # --- one run, step by step -------------------------------------------------------------------
@@ -361,6 +373,7 @@ class _Context:
             finished_utc=_iso(_now()),
             steps=self.records,
             facts=self.facts,
+            left_on_server=_left_on_server(self.run_dir, self.facts),  # issue 13: read back, or named here
         )
         evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)
         print(summarize(self.run_dir), flush=True)
