@@ -45,6 +45,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_errors": "unit",
     "test_layout": "unit",
     "test_rehearsal_readback": "rehearsal",
+    "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_rehearsal_chains": "rehearsal",
     "test_wsman_conformance": "rehearsal",
@@ -66,6 +67,7 @@ TIER_OF_TEST: dict[str, str] = {
     "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",
     "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
+    "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales

@@ -177,10 +177,24 @@ def reprotect_pfx(data: bytes, password: str, new_password: str, *, encryption: 
     )
 
 
+def oid_der(dotted: str) -> bytes:
+    """The DER encoding (tag 06, length, value) of an OID (X.690 8.19)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.insert(0, 0x80 | (arc & 0x7F))
+        body += bytes(chunk)
+    return bytes([0x06, len(body)]) + bytes(body)
+
+
 def encryption_problems(data: bytes, encryption: str) -> list[str]:
-    """What the PFX lacks of ``encryption``'s algorithm OIDs (read by :func:`opslib.certs.der.oids`)."""
-    seen = set(oids(data))
-    missing = sorted(PFX_ENCRYPTION_OIDS[encryption] - seen)
+    """What the PFX lacks of ``encryption``'s algorithm OIDs. The algorithm identifiers of a PKCS#12 sit
+    unencrypted but deep (the shrouded key bag's PBES2 parameters are 12 levels down), so their DER
+    encodings are looked for in the bytes rather than by a bounded walk."""
+    missing = sorted(oid for oid in PFX_ENCRYPTION_OIDS[encryption] if oid_der(oid) not in data)
     return (
         [f"the PFX is not protected with {encryption} (missing OIDs {', '.join(missing)})"] if missing else []
     )
