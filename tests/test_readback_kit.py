@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from opslib import certs, rehearsal
+from opslib import certs, cli, rehearsal
 from opslib.certs.pfx import PFX_3DES_SHA1, PFX_AES256_SHA256, pfx_encryption_for
 from opslib.errors import CapabilityMissing, RemoteCommandFailed
 from opslib.iis import find_site
@@ -333,3 +334,48 @@ def test_the_pfx_is_reprotected_for_the_target_and_the_one_time_password_is_nowh
     evidence = s.transcript.read_text(encoding="utf-8") + json.dumps(pfx.facts()) + json.dumps(pfx.row())
     assert one_time not in evidence and PFX_PASSWORD not in evidence
     assert served and all(re.search(r"-p \S+ -exportPFX", str(e["command_line"])) for e in served)
+
+
+# --- end to end: `opslib run` against a server that holds the exported PFX (notebooks tier) -------------
+
+
+def test_a_full_run_on_a_server_that_holds_the_pfx_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    winrm_pw, pfx_pw = f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"
+    monkeypatch.setenv("OPSLIB_RB_WINRM", winrm_pw)
+    monkeypatch.setenv("OPSLIB_RB_PFX", pfx_pw)
+    reh = rehearsal.start(
+        scenario="pfx-locked",
+        password=winrm_pw,
+        workdir=tmp_path / "host",
+        state_file=tmp_path / "state.json",
+    )
+    try:
+        data = reh.params(
+            password_env="OPSLIB_RB_WINRM",
+            pfx_password_env="OPSLIB_RB_PFX",
+            backup_dir=str(tmp_path / "backups"),
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        code = cli.main(["run", str(params_file), "--evidence-root", str(tmp_path / "evidence"), "--yes"])
+        held = sorted(f for f in reh.host.files if f.endswith(".pfx"))
+    finally:
+        reh.stop()
+    out = capsys.readouterr().out
+    assert code == 0
+    (run_json,) = (tmp_path / "evidence").glob("*/run.json")
+    m = json.loads(run_json.read_text(encoding="utf-8"))
+    facts = m["facts"]
+    assert facts["remote_deleted"] is False and facts["export_route"] == "certutil -exportPFX"
+    assert facts["pfx_encryption"] == PFX_3DES_SHA1
+    step3_pfx = next(p for p in facts["remote_left"] if p.endswith(".pfx"))
+    assert step3_pfx.endswith(".pfx") and Host.norm(step3_pfx) in held
+    assert len(held) == 2  # step 3's and the pre-flight's (step 0) export of the production certificate
+    left = m["left_on_server"]
+    assert any(f'del /f "{step3_pfx}"' in line and "never recorded" in line for line in left)
+    assert sum("rmdir /s /q" in line for line in left) == 2  # the temp folders of step 0 and step 3
+    assert f"STILL ON THE SERVER: {leftover_advice(step3_pfx)}" in out
+    assert pfx_pw not in run_json.read_text(encoding="utf-8") and pfx_pw not in out
