@@ -147,7 +147,10 @@ def check_password(host: str, password: str) -> None:
     if len(password) < 8:
         raise PreconditionFailed(host, "the PFX password must have at least 8 characters — nothing was sent")
     if password[0] in "-/" or "," in password or any(ch.isspace() for ch in password):
-        # certutil reads a leading - or / as an option and (newer builds) a comma as a password list [U].
+        # Kept from when the operator's password went to certutil (a leading - or / reads as an option, a
+        # comma as a password list); it no longer leaves this process, but the runner's pre-flight
+        # (preflight.check_pfx_password) still states these rules, and a password that works with the
+        # server's own tools is easier to use by hand.
         raise PreconditionFailed(
             host,
             "the PFX password must not start with - or / nor contain commas or spaces — nothing was sent",

@@ -14,8 +14,8 @@ from ..errors import (
     UnsafeArgument,
 )
 
-CMD_LINE_MAX = 8191  # cmd.exe's limit (KB830473, winrm.md §3.1)
-ECHO_CHUNK_MAX = 7900  # base64 characters per prefix-redirect echo (winrm.md §3.3)
+CMD_LINE_MAX = 8191  # cmd.exe's limit (docs/windows-behaviour.md W-CMD-LINE-8191)
+ECHO_CHUNK_MAX = 7900  # base64 characters per prefix-redirect echo (W-WINRM-ECHO-CHUNK)
 
 
 CODEPAGE_CODECS = {437: "cp437", 932: "cp932", 65001: "utf-8"}
@@ -82,7 +82,7 @@ def cmdline(
     * ``echo`` prints its text verbatim (quotes included), so its arguments are never quoted:
       they must be free of cmd metacharacters.
     * ``redirect=("append"|"write", path)`` prefixes ``>>"path"`` / ``>"path"`` — the prefix form
-      avoids echo's trailing space and the ``1>>`` handle pitfall (winrm.md §3.1).
+      avoids echo's trailing space and the ``1>>`` handle pitfall (W-CMD-ECHO-SPACE).
     * :class:`Raw` items are kit-owned syntax and pass unchanged.
     """
     if not argv:

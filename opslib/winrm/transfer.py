@@ -206,10 +206,10 @@ class Transfers:
         """Write ``data`` to ``remote_path`` (overwriting it) and check size (and SHA-256 where possible).
 
         base64 with BEGIN/END lines, ``>>"f.b64" echo <chunk>`` of ≤7,900 characters, then
-        ``certutil -f -decode`` (winrm.md §3.1/§3.3; windows-commands.md §0; certutil:
+        ``certutil -f -decode`` (docs/windows-behaviour.md W-ECHO-CHUNK, W-CERTUTIL-DECODE; certutil:
         https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-decode).
         A faster stdin path (one Command + Send) is not used: that a cmd program copies WinRS stdin
-        to a file on Server 2003 is unverified (winrm.md §3.1 "[inferred; test on 2003]").
+        to a file on Server 2003 is unverified (assumed, so not used).
         """
         what = what or f"upload {remote_path}"
         check_argument(remote_path, "remote path")
@@ -291,7 +291,7 @@ class Transfers:
     def download(self, remote_path: str, *, what: str = "", timeout_s: float = 120) -> bytes:
         """Read ``remote_path`` as bytes: ``certutil -f -encode`` to a staging file, ``type`` it, decode locally.
 
-        The staging file's BEGIN/END lines are stripped (windows-commands.md §0). The size (and SHA-256
+        The staging file's BEGIN/END lines are stripped (W-CERTUTIL-ENCODE). The size (and SHA-256
         where the server can) is compared with the remote file. The data is not written to the
         transcript (only its size and SHA-256): downloads may be key backups.
         """
