@@ -534,32 +534,35 @@ def prove_export_route(server: Server, production: Site) -> RouteProof:
             )
         except PreconditionFailed as exc:
             if "non-exportable" not in exc.problem:
-                raise
+                raise _no_route(host, thumb, exc) from None
             return RouteProof(
                 start.label,
                 f"{start.label} ran on the production certificate {thumb}, whose key is not exportable "
                 "(the verb exists; step 3 exports the new key)",
             )
+        except (RemoteCommandFailed, VerificationFailed) as exc:
+            raise _no_route(host, thumb, exc) from None
+        # A transfer failure below is not a route's: it propagates as itself (run again).
         raw = download(conn, remote, what=f"bring the pre-flight PFX {remote} back")
         bundle = certs.load_pkcs12(raw, one_time, source=f"{host}:{remote}")
         if bundle.leaf is None or certs.thumbprint(bundle.leaf) != thumb:
-            raise VerificationFailed(
-                host, f"the pre-flight export of {thumb} ({route.label}) holds another certificate"
-            )
-    except (RemoteCommandFailed, VerificationFailed, CertificateError, PreconditionFailed) as exc:
-        raise CapabilityMissing(
-            host,
-            f"a working PFX export route for step 3 (certutil -exportPFX, IIS.CertObj): the pre-flight export "
-            f"of the production certificate {thumb} failed ({exc}) — nothing was changed",
-            hint="step 3 could not back up the new key after the swap; find out why the export fails, or "
-            "plan to export the new certificate by hand (Certificates MMC, with the chain) right after step 2",
-        ) from None
+            raise _no_route(host, thumb, f"{route.label} exported another certificate")
     finally:
         deleted = delete_remote(conn, remote, what=f"delete the pre-flight PFX {remote} and check it is gone")
     return RouteProof(
         route.label,
         f"pre-flight: {reason}; the production certificate {thumb} was exported, brought back and opened",
         tuple(_left(conn, remote, deleted)),
+    )
+
+
+def _no_route(host: str, thumb: str, cause: object) -> CapabilityMissing:
+    return CapabilityMissing(
+        host,
+        "a working PFX export route for step 3 (certutil -exportPFX, IIS.CertObj): the pre-flight export "
+        f"of the production certificate {thumb} failed ({cause}) — nothing was changed",
+        hint="step 3 could not back up the new key after the swap; find out why the export fails, or "
+        "plan to export the new certificate by hand (Certificates MMC, with the chain) right after step 2",
     )
 
 
