@@ -348,7 +348,7 @@ class Transfers:
                 hint="run again",
             )
         transfer = Transfer(
-            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 4 if remote_sha else 3
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 3 if remote_sha else 2
         )
         self._record_transfer("download", transfer, what)
         return data
