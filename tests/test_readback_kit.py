@@ -379,3 +379,16 @@ def test_a_full_run_on_a_server_that_holds_the_pfx_reports_it(
     assert sum("rmdir /s /q" in line for line in left) == 2  # the temp folders of step 0 and step 3
     assert f"STILL ON THE SERVER: {leftover_advice(step3_pfx)}" in out
     assert pfx_pw not in run_json.read_text(encoding="utf-8") and pfx_pw not in out
+
+
+def test_the_read_back_lines_are_built_by_the_one_quoting_function() -> None:
+    from opslib.errors import UnsafeArgument
+    from opslib.winrm.quoting import delete_and_check, gone_check
+
+    assert gone_check(r"C:\t x\a.pfx") == r'if exist "C:\t x\a.pfx" (exit /b 1) else (exit /b 0)'
+    assert gone_check(r"C:\t\a.pfx") == r"if exist C:\t\a.pfx (exit /b 1) else (exit /b 0)"
+    assert delete_and_check(["rmdir", "/s", "/q", r"C:\t x"], r"C:\t x") == (
+        r'rmdir /s /q "C:\t x"&if exist "C:\t x" (exit /b 1) else (exit /b 0)'
+    )
+    with pytest.raises(UnsafeArgument, match="percent sign"):
+        gone_check(r"C:\%TEMP%\a.pfx")
