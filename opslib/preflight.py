@@ -137,6 +137,7 @@ class ServerReady:
     work: Site
     pending_request: str  # thumbprint of the REQUEST-store placeholder ("" when not checked)
     predicted: certs.ExpectedChain | None = None  # the new certificate's expected chain (None: not checked)
+    export_route: dict[str, Any] | None = None  # step 3's route, proven before step 2 (ops.export)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -144,6 +145,7 @@ class ServerReady:
             "work_site": self.work.label,
             "pending_request": self.pending_request or "(not checked)",
             "predicted_chain": self.predicted.describe() if self.predicted else "(not checked)",
+            **(self.export_route or {}),
         }
 
 
@@ -177,6 +179,7 @@ def check_server(
             hint="work_site is the site where the renewal request was made; nothing was changed",
         )
     request = ""
+    predicted: certs.ExpectedChain | None = None
     if certificate_file:
         bundle = certs.load_certificates(Path(certificate_file).read_bytes(), source=certificate_file)
         leaf = bundle.leaf
@@ -199,8 +202,11 @@ def check_server(
         predicted = chain.require_usable(
             chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots), host=host
         )
-        return ServerReady(tuple(found), production, work, request, predicted)
-    return ServerReady(tuple(found), production, work, request)
+    # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
+    from .ops.export import prove_export_route
+
+    route = prove_export_route(server, production).row()
+    return ServerReady(tuple(found), production, work, request, predicted, route)
 
 
 def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] | None = None) -> None:

@@ -46,6 +46,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_layout": "unit",
     "test_session": "rehearsal",
     "test_rehearsal_readback": "rehearsal",
+    "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_iis7": "rehearsal",
     "test_iis7_e2e": "notebooks",
@@ -77,6 +78,7 @@ TIER_OF_TEST: dict[str, str] = {
     "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
     "test_lab::test_the_lab_check_notebook_runs_under_papermill": "notebooks",
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
+    "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales

@@ -240,11 +240,6 @@ KIT_PASSWORD = "Readback-Test-Pa55"  # WinRM password of the rehearsal endpoint 
 KIT_PFX_PASSWORD = "Readback-Pfx-Pa55word"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 step 1: the kit reads DEL's exit 0 as 'deleted' (docs/windows-behaviour.md W-DEL); "
-    "remove this marker with the kit-side fix",
-)
 def test_kit_does_not_claim_a_held_pfx_deleted(tmp_path: Path) -> None:
     host = build("pfx-locked", tmp_path)
     thumb = str(host.extra["current_thumbprint"])

@@ -143,3 +143,85 @@ def check_pfx(
         encryption=algorithms,
         problems=tuple(problems),
     )
+
+
+# --- re-protecting a PFX for the target Windows (issue 12 item 6) -----------------------------------
+
+# PKCS#12 protected with PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA256) and an HMAC-SHA256 MAC is importable
+# only from Windows 10 1709 / Windows Server 2019 ("Minimum supported server: Windows Server 2019",
+# https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/ns-wincrypt-pkcs12_pbes2_export_params);
+# older Windows (Server 2003 … 2016) imports pbeWithSHAAnd3-KeyTripleDES-CBC with a SHA-1 MAC, the
+# scheme their own certutil/IIS export writes (RFC 7292 appendix C; docs/windows-behaviour.md W-PFX-IMPORT).
+PFX_AES256_SHA256 = "AES-256-CBC + PBKDF2/HMAC-SHA256 (PBES2), MAC SHA-256"
+PFX_3DES_SHA1 = "pbeWithSHAAnd3-KeyTripleDES-CBC, MAC SHA-1"
+_AES_MIN_BUILD = 16299  # Windows 10 1709; Server 2019 is 10.0.17763
+# The OIDs each scheme must show outside the encrypted parts (cipher / PBE and the MAC's digest).
+PFX_ENCRYPTION_OIDS: dict[str, frozenset[str]] = {
+    PFX_AES256_SHA256: frozenset(
+        {"1.2.840.113549.1.5.13", "2.16.840.1.101.3.4.1.42", "1.2.840.113549.2.9", "2.16.840.1.101.3.4.2.1"}
+    ),
+    PFX_3DES_SHA1: frozenset({"1.2.840.113549.1.12.1.3", "1.3.14.3.2.26"}),
+}
+
+
+def pfx_encryption_for(windows_version: str) -> str:
+    """The PKCS#12 protection the server's Windows (``ver``: ``"10.0.17763"``) can import: AES-256/SHA-256
+    from Windows 10 1709 / Server 2019 on, 3DES/SHA-1 before (and when the version is unreadable)."""
+    parts = [int(p) for p in windows_version.split(".") if p.isdigit()]
+    if len(parts) >= 3 and (parts[0], parts[1]) >= (10, 0) and (parts[0] > 10 or parts[2] >= _AES_MIN_BUILD):
+        return PFX_AES256_SHA256
+    return PFX_3DES_SHA1
+
+
+def reprotect_pfx(data: bytes, password: str, new_password: str, *, encryption: str, source: str) -> bytes:
+    """Open ``data`` with ``password`` (the one-time password of the server-side export) and write the
+    same key, certificate and chain (friendly names kept) protected by ``new_password`` with
+    ``encryption`` (:data:`PFX_AES256_SHA256` or :data:`PFX_3DES_SHA1`, 2,048 KDF rounds)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+    if encryption not in PFX_ENCRYPTION_OIDS:
+        raise ValueError(f"unknown PFX encryption {encryption!r}")
+    try:
+        loaded = pkcs12.load_pkcs12(data, password.encode("utf-8"))
+    except ValueError:
+        raise CertificateError(source, "the exported PFX does not open with its one-time password") from None
+    if loaded.key is None or loaded.cert is None:
+        raise CertificateError(source, "the exported PFX holds no private key or no certificate")
+    builder = PrivateFormat.PKCS12.encryption_builder().kdf_rounds(2048)
+    if encryption == PFX_AES256_SHA256:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(
+            hashes.SHA1()
+        )
+    return pkcs12.serialize_key_and_certificates(
+        loaded.cert.friendly_name,
+        loaded.key,  # type: ignore[arg-type]
+        loaded.cert.certificate,
+        loaded.additional_certs or None,
+        builder.build(new_password.encode("utf-8")),
+    )
+
+
+def oid_der(dotted: str) -> bytes:
+    """The DER encoding (tag 06, length, value) of an OID (X.690 8.19)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.insert(0, 0x80 | (arc & 0x7F))
+        body += bytes(chunk)
+    return bytes([0x06, len(body)]) + bytes(body)
+
+
+def encryption_problems(data: bytes, encryption: str) -> list[str]:
+    """What the PFX lacks of ``encryption``'s algorithm OIDs. The algorithm identifiers of a PKCS#12 sit
+    unencrypted but deep (the shrouded key bag's PBES2 parameters are 12 levels down), so their DER
+    encodings are looked for in the bytes rather than by a bounded walk."""
+    missing = sorted(oid for oid in PFX_ENCRYPTION_OIDS[encryption] if oid_der(oid) not in data)
+    return (
+        [f"the PFX is not protected with {encryption} (missing OIDs {', '.join(missing)})"] if missing else []
+    )

@@ -11,17 +11,26 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import backup, certs, credentials, winerror
-from ..errors import CapabilityMissing, CertificateError, PreconditionFailed, VerificationFailed
+from ..certs.pfx import encryption_problems, pfx_encryption_for, reprotect_pfx
+from ..errors import (
+    CapabilityMissing,
+    CertificateError,
+    PreconditionFailed,
+    RemoteCommandFailed,
+    VerificationFailed,
+)
 from ..iis import Change, Site, find_site
 from ..server.probe import Capabilities, require_admin
 from ..server.remote import delete_remote, download, failed, host_of, remote_path
 from ..server.stores import StoreEntry, read_entry, trusted_roots
+from ..winrm.transfer import leftover_advice
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -33,21 +42,33 @@ __all__ = [
     "ExportPlan",
     "ExportResult",
     "ExportStep",
+    "RouteProof",
     "apply",
     "check_password",
     "export_pfx",
+    "finish",
     "plan",
     "plan_export",
     "plan_target",
+    "prove_export_route",
     "verify",
 ]
+
+# E_INVALIDARG: what certutil exits with for a verb its build does not know ("Unknown arg",
+# docs/windows-behaviour.md W-CERTUTIL-UNKNOWN-VERB). The one failure class that sends step 3 to the
+# next route (IIS.CertObj) instead of stopping.
+E_INVALIDARG = 0x80070057
+ONE_TIME_PASSWORD = "one-time PFX password"
 
 
 class ExportResult(bytes):
     """The verified PFX: *is* the PFX bytes (the contract's ``-> bytes``) and carries the facts.
 
-    ``sha256``, ``thumbprint``, ``check`` (:class:`opslib.certs.PfxCheck`), ``remote_path`` (the
-    server-side copy, deleted), ``chain`` and ``route`` (how it was exported). ``.data`` gives plain bytes.
+    ``sha256``, ``thumbprint``, ``check`` (:class:`opslib.certs.PfxCheck` of the re-protected file),
+    ``remote_path`` (the server-side copy), ``remote_deleted`` (True only when read back absent),
+    ``remote_left`` (what stays on the server), ``chain``, ``route`` and ``route_reason`` (how it was
+    exported and why), ``encryption`` (the protection chosen for the server's Windows). ``.data`` gives
+    plain bytes.
     """
 
     sha256: str
@@ -57,6 +78,9 @@ class ExportResult(bytes):
     remote_deleted: bool
     chain: bool
     route: str  # "certutil -exportPFX" or "IIS.CertObj via W3SVC/n"
+    route_reason: str
+    encryption: str
+    remote_left: tuple[str, ...]
 
     def __new__(
         cls,
@@ -68,6 +92,9 @@ class ExportResult(bytes):
         remote_deleted: bool,
         chain: bool,
         route: str = "certutil -exportPFX",
+        route_reason: str = "",
+        encryption: str = "",
+        remote_left: Sequence[str] = (),
     ) -> ExportResult:
         obj = super().__new__(cls, data)
         obj.sha256 = hashlib.sha256(data).hexdigest().upper()
@@ -77,6 +104,9 @@ class ExportResult(bytes):
         obj.remote_deleted = remote_deleted
         obj.chain = chain
         obj.route = route
+        obj.route_reason = route_reason
+        obj.encryption = encryption
+        obj.remote_left = tuple(remote_left)
         return obj
 
     @property
@@ -91,9 +121,14 @@ class ExportResult(bytes):
             "pfx_certificates": list(self.check.certificates),
             "pfx_has_intermediate": self.check.has_intermediate,
             "pfx_has_cross": self.check.has_cross,
-            "pfx_encryption": list(self.check.encryption),
+            "pfx_encryption": self.encryption,
+            "pfx_algorithms": list(self.check.encryption),
             "server_copy_deleted": self.remote_deleted,
+            "remote_deleted": self.remote_deleted,
+            "remote_left": list(self.remote_left),
             "pfx_export_route": self.route,
+            "export_route": self.route,
+            "export_route_reason": self.route_reason,
         }
 
     def row(self) -> dict[str, Any]:
@@ -101,7 +136,10 @@ class ExportResult(bytes):
             **self.check.row(),
             "sha256": self.sha256,
             "route": self.route,
+            "route_reason": self.route_reason,
+            "pfx_encryption": self.encryption,
             "server_copy_deleted": self.remote_deleted,
+            "remote_left": "; ".join(self.remote_left),
         }
 
 
@@ -109,7 +147,10 @@ def check_password(host: str, password: str) -> None:
     if len(password) < 8:
         raise PreconditionFailed(host, "the PFX password must have at least 8 characters — nothing was sent")
     if password[0] in "-/" or "," in password or any(ch.isspace() for ch in password):
-        # certutil reads a leading - or / as an option and (newer builds) a comma as a password list [U].
+        # Kept from when the operator's password went to certutil (a leading - or / reads as an option, a
+        # comma as a password list); it no longer leaves this process, but the runner's pre-flight
+        # (preflight.check_pfx_password) still states these rules, and a password that works with the
+        # server's own tools is easier to use by hand.
         raise PreconditionFailed(
             host,
             "the PFX password must not start with - or / nor contain commas or spaces — nothing was sent",
@@ -153,10 +194,23 @@ class _Route:
         return f"IIS.CertObj via {self.pending}" if self.pending else CERTUTIL_ROUTE
 
 
+def _certutil_candidate(caps: Capabilities) -> bool:
+    """certutil -exportPFX is the first route when its ``-?`` probe says the verb exists. That exit code
+    is not trusted alone (W-CERTUTIL-PROBE-EXPORTPFX): the route is proven by use — in the pre-flight
+    (:func:`prove_export_route`) and again in step 3, which falls back to IIS.CertObj when certutil
+    fails as an unknown verb. No Microsoft page dates the verb's arrival, so the Windows version alone
+    does not decide it (W-CERTUTIL-EXPORTPFX)."""
+    return caps.has_certutil("exportPFX")
+
+
+def _certobj_candidate(caps: Capabilities) -> bool:
+    return caps.iis_major == 6 and caps.cscript
+
+
 def _require_export(caps: Capabilities) -> None:
     """Refuse unless one export route can exist: certutil -exportPFX, or IIS 6 with cscript."""
     require_admin(caps, "exporting a private key")
-    if caps.has_certutil("exportPFX") or (caps.iis_major == 6 and caps.cscript):
+    if _certutil_candidate(caps) or _certobj_candidate(caps):
         return
     if caps.iis_major == 6:
         lacking = "cscript.exe (Windows Script Host), which the IIS.CertObj export fallback needs"
@@ -173,13 +227,19 @@ def _require_export(caps: Capabilities) -> None:
 
 
 def _export_route(server: Server, thumbprint: str, *, site: str | None, installed: bool = True) -> _Route:
-    """certutil when the probe found ``-exportPFX``; otherwise IIS.CertObj through a site that has
-    ``thumbprint`` bound (``site`` names one: ServerComment or W3SVC/n). IIS.CertObj exports only a
-    site's certificate (MS-IMSA ExportToBlob takes an InstanceName, windows-commands.md §5)."""
+    """The first route to try: certutil (:func:`_certutil_candidate`), otherwise IIS.CertObj."""
     caps = server.capabilities
     _require_export(caps)
-    if caps.has_certutil("exportPFX"):
+    if _certutil_candidate(caps):
         return _Route()
+    return _certobj_route(server, thumbprint, site=site, installed=installed)
+
+
+def _certobj_route(server: Server, thumbprint: str, *, site: str | None, installed: bool = True) -> _Route:
+    """IIS.CertObj through a site that has ``thumbprint`` bound (``site`` names one: ServerComment or
+    W3SVC/n). IIS.CertObj exports only a site's certificate (MS-IMSA ExportToBlob takes an
+    InstanceName, W-IIS6-CERTOBJ-EXPORT)."""
+    caps = server.capabilities
     found = server.iis.sites()
     if site:
         chosen = find_site(found, site, host=caps.host)
@@ -233,6 +293,12 @@ def plan_export(
     caps, conn = server.capabilities, server.conn
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
     route = _export_route(server, thumb, site=site, installed=installed)
+    label = route.label
+    if route.certutil and _certobj_candidate(caps):
+        # Not resolved to a site here: reading the sites uploads the IIS 6 helper (the plan stays read-only).
+        label = (
+            f"{route.label}; if certutil does not know the verb: IIS.CertObj through the site it is bound to"
+        )
     before = "installed by step 1 (not in a dry run)"
     if installed:
         entry = _exportable_entry(conn, thumb)
@@ -245,9 +311,11 @@ def plan_export(
             before,
             "exported to a password-protected PFX"
             + (" with the chain" if with_chain else "")
-            + f" ({route.label})",
+            + f" ({label})",
         ),
-        Change(f"{caps.host}:{conn.temp_dir}", "temporary PFX", None, "created, downloaded, deleted"),
+        Change(
+            f"{caps.host}:{conn.temp_dir}", "temporary PFX", None, "created, downloaded, deleted (read back)"
+        ),
     ]
 
 
@@ -261,6 +329,80 @@ def _key_not_exportable(host: str, thumbprint: str) -> PreconditionFailed:
     )
 
 
+def _one_time_password() -> str:
+    """A fresh random password for one server-side export: 32 hex digits (nothing cmd or certutil
+    reads specially), registered for redaction at once and never recorded (issue 12 item 6)."""
+    value = secrets.token_hex(16)
+    credentials.register(value)
+    return value
+
+
+def _probe_said(caps: Capabilities) -> str:
+    return "said present" if caps.has_certutil("exportPFX") else "said absent"
+
+
+def _run_export(
+    server: Server,
+    route: _Route,
+    thumbprint: str,
+    remote: str,
+    one_time: str,
+    *,
+    chain: bool,
+    site: str | None,
+) -> tuple[_Route, str]:
+    """Export MY\\<thumbprint> to ``remote`` protected by ``one_time`` by ``route``; when certutil fails
+    as an unknown verb (E_INVALIDARG, W-CERTUTIL-UNKNOWN-VERB) and IIS.CertObj can exist, export by
+    IIS.CertObj instead — nothing else has changed at that point. Returns the route that ran and why."""
+    caps, conn, host = server.capabilities, server.conn, server.host
+    if route.certutil:
+        argv = ["certutil", "-p", one_time, "-exportPFX", "MY", thumbprint, remote]
+        if not chain:
+            argv.append("NoChain")
+        what = f"export MY\\{thumbprint} to {remote} (certutil -exportPFX, one-time password)"
+        result = conn.run(
+            argv,
+            check=False,
+            what=what,
+            timeout_s=120,
+            secrets=[one_time],
+            names=["certutil", "", ONE_TIME_PASSWORD],
+        )
+        if result.exit_code == 0:
+            return route, (
+                f"certutil -exportPFX ran on Windows {caps.windows_version or '?'} (its -? probe "
+                f"{_probe_said(caps)}; the route is decided by use, and the PFX is proven here)"
+            )
+        code = winerror.hresult(result.exit_code)
+        if code == winerror.NTE_BAD_KEY_STATE:
+            raise _key_not_exportable(host, thumbprint)
+        if code != E_INVALIDARG or not _certobj_candidate(caps):
+            raise failed(conn, result, what)
+        fallback = _certobj_route(server, thumbprint, site=site)
+        reason = (
+            f"certutil -exportPFX failed as an unknown verb (exit 0x{E_INVALIDARG:08X}; its -? probe "
+            f"{_probe_said(caps)}), so {fallback.label} exported it; nothing else had changed"
+        )
+        route = fallback
+    else:
+        reason = f"certutil -exportPFX is not available (its -? probe {_probe_said(caps)}, Windows {caps.windows_version or '?'})"
+    assert route.site is not None
+    exported = server.iis.export_certificate(route.site, remote, password=one_time)
+    if exported != thumbprint:
+        raise VerificationFailed(
+            host,
+            f"{route.site.label} exported {exported or 'no certificate'}, not {thumbprint} "
+            "(its binding changed meanwhile?)",
+            hint="list the sites (server.iis.sites()) and export again",
+        )
+    return route, reason
+
+
+def _left(conn: Connection, remote: str, deleted: bool) -> list[str]:
+    left = list(getattr(conn, "remote_left", None) or ([] if deleted else [remote]))
+    return left
+
+
 def export_pfx(
     server: Server,
     thumbprint: str,
@@ -270,20 +412,25 @@ def export_pfx(
     anchors: Sequence[certs.Certificate] | None = None,
     site: str | None = None,
 ) -> ExportResult:
-    """Export MY\\<thumbprint> with its key (and the chain) to a PFX, bring it back, prove it, delete the
-    server copy (also on failure).
+    """Export MY\\<thumbprint> with its key (and the chain) to a PFX on the server under a one-time
+    password, bring it back, re-protect it here with ``password``, prove it, delete the server copy
+    (also on failure) and read the deletion back.
 
-    Route (:func:`plan_export` names it): ``certutil -p PASSWORD -exportPFX MY THUMB out.pfx [NoChain]``
-    (certutil reference, windows-commands.md §5) when the probe found ``-exportPFX``; otherwise, on
-    IIS 6 with cscript, ``IIS.CertObj`` ``Export`` through the site that has the certificate bound
-    (``site`` names it; default: a started site, else the lowest id) — the IIS backend's ``export_certificate``.
-    IIS.CertObj always includes the chain (``chain=False`` is honoured by certutil only); ``site`` is
-    used on the IIS.CertObj route only.
-    The password is registered for redaction before anything is sent and reaches the server only
-    inside that one command. Verified locally with :func:`opslib.certs.check_pfx`: opens with the
-    password, key matches, the intermediate and (with the chain) the cross certificate inside.
-    ``anchors`` (default: the server's Trusted Root certificates) let the check recognise a cross
-    certificate by its self-signed twin.
+    Route: ``certutil -p ONE-TIME -exportPFX MY THUMB out.pfx [NoChain]`` first when the probe or the
+    Windows version says it can exist (:func:`_certutil_candidate`); when it fails as an unknown verb,
+    or is not available, ``IIS.CertObj`` ``Export`` through the site that has the certificate bound
+    (``site`` names it; default: a started site, else the lowest id) — the IIS backend's
+    ``export_certificate``. IIS.CertObj always includes the chain. ``route`` and ``route_reason`` say
+    which ran and why.
+
+    ``password`` (the operator's) never leaves this process: the server sees only a random one-time
+    password (registered for redaction, never recorded). The PFX is re-written here with
+    :func:`opslib.certs.pfx.reprotect_pfx` in the protection the server's Windows can import
+    (:func:`opslib.certs.pfx.pfx_encryption_for`: AES-256/SHA-256 from Server 2019, 3DES/SHA-1
+    before) and proven with :func:`opslib.certs.check_pfx` with ``password`` (opens, key matches,
+    intermediate and cross certificate inside) and by its algorithm OIDs. ``anchors`` (default: the
+    server's Trusted Root certificates) let the check recognise a cross certificate by its self-signed twin.
+    ``remote_deleted`` is True only when ``if exist`` read the server copy back as gone (W-DEL).
     """
     credentials.register(password)
     conn, host = server.conn, server.host
@@ -292,56 +439,39 @@ def export_pfx(
     thumb = re.sub(r"[^0-9A-Fa-f]", "", thumbprint).upper()
     route = _export_route(server, thumb, site=site)
     entry = _exportable_entry(conn, thumb)
-    if route.site is not None:
-        chain = True
     if anchors is None:
         anchors = [e.certificate for e in trusted_roots(conn) if e.certificate is not None]
+    one_time = _one_time_password()
     remote = remote_path(conn, ".pfx")
     deleted = False
     try:
-        if route.site is not None:
-            exported = server.iis.export_certificate(route.site, remote, password=password)
-            if exported != entry.thumbprint:
-                raise VerificationFailed(
-                    host,
-                    f"{route.site.label} exported {exported or 'no certificate'}, not {entry.thumbprint} "
-                    "(its binding changed meanwhile?)",
-                    hint="list the sites (server.iis.sites()) and export again",
-                )
-        else:
-            argv = ["certutil", "-p", password, "-exportPFX", "MY", entry.thumbprint, remote]
-            if not chain:
-                argv.append("NoChain")
-            result = conn.run(
-                argv,
-                check=False,
-                what=f"export MY\\{entry.thumbprint} to a PFX",
-                timeout_s=120,
-                secrets=[password],
-                names=["certutil", "", "PFX password"],
-            )
-            if result.exit_code != 0:
-                if winerror.hresult(result.exit_code) == winerror.NTE_BAD_KEY_STATE:
-                    raise _key_not_exportable(host, entry.thumbprint)
-                raise failed(conn, result, f"export MY\\{entry.thumbprint} to a PFX")
-        data = download(conn, remote, what="bring the PFX back")
+        route, reason = _run_export(server, route, entry.thumbprint, remote, one_time, chain=chain, site=site)
+        raw = download(conn, remote, what=f"bring the PFX {remote} back")
     finally:
-        deleted = delete_remote(conn, remote)
+        deleted = delete_remote(
+            conn, remote, what=f"delete the server's copy of the PFX {remote} and check it is gone"
+        )
+    if route.site is not None:
+        chain = True
+    encryption = pfx_encryption_for(server.capabilities.windows_version)
+    source = f"{host}:{remote}"
     try:
+        data = reprotect_pfx(raw, one_time, password, encryption=encryption, source=source)
         check = certs.check_pfx(
             data,
             password,
-            source=f"{host}:{remote}",
+            source=source,
             expected_thumbprint=entry.thumbprint,
             anchors=anchors,
             require_chain=chain,
         )
     except CertificateError as exc:
         raise VerificationFailed(host, f"the exported PFX does not open: {exc.problem}") from None
-    if not check.ok:
+    problems = [*check.problems, *encryption_problems(data, encryption)]
+    if problems:
         raise VerificationFailed(
             host,
-            f"the exported PFX ({route.label}) is not a usable backup: " + "; ".join(check.problems),
+            f"the exported PFX ({route.label}) is not a usable backup: " + "; ".join(problems),
             hint="if the cross certificate is missing, disable the G5 root (step 0) and export again",
         )
     return ExportResult(
@@ -352,7 +482,102 @@ def export_pfx(
         remote_deleted=deleted,
         chain=chain,
         route=route.label,
+        route_reason=reason,
+        encryption=encryption,
+        remote_left=_left(conn, remote, deleted),
     )
+
+
+@dataclass(frozen=True)
+class RouteProof:
+    """What :func:`prove_export_route` found: the route that exported the production certificate
+    (the one step 3 will start with or fall back to), why, and what stayed on the server."""
+
+    route: str
+    reason: str
+    remote_left: tuple[str, ...] = ()
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "export_route": self.route,
+            "export_route_reason": self.reason,
+            "remote_left": "; ".join(leftover_advice(p) for p in self.remote_left),
+        }
+
+
+def prove_export_route(server: Server, production: Site) -> RouteProof:
+    """Pre-flight (before step 2): prove step 3's export route by use on a harmless object — the
+    certificate production serves now, exported to the temp folder under a one-time password, brought
+    back, opened, deleted and read back (nothing on the server changes). certutil first; an
+    unknown-verb failure falls back to IIS.CertObj through the production site (as step 3 does).
+
+    A key that refuses export (NTE_BAD_KEY_STATE) still proves the verb exists. Raises
+    :class:`CapabilityMissing` when no route works, so the run stops before the swap.
+    """
+    caps, conn, host = server.capabilities, server.conn, server.host
+    _require_export(caps)
+    thumb = re.sub(r"[^0-9A-Fa-f]", "", production.cert_thumbprint or "").upper()
+    if not thumb or production.store_name.upper() not in ("MY", ""):
+        first = _Route() if _certutil_candidate(caps) else _Route(pending=production.path)
+        return RouteProof(
+            first.label,
+            f"decided by the version facts (Windows {caps.windows_version or '?'}, IIS {caps.iis_major}): "
+            f"{production.label} serves no certificate from MY to try the export on",
+        )
+    start = _Route() if _certutil_candidate(caps) else _Route(site=production)
+    one_time = _one_time_password()
+    remote = remote_path(conn, ".pfx")
+    deleted = False
+    try:
+        try:
+            route, reason = _run_export(
+                server, start, thumb, remote, one_time, chain=False, site=production.path
+            )
+        except PreconditionFailed as exc:
+            if "non-exportable" not in exc.problem:
+                raise _no_route(host, thumb, exc) from None
+            return RouteProof(
+                start.label,
+                f"{start.label} ran on the production certificate {thumb}, whose key is not exportable "
+                "(the verb exists; step 3 exports the new key)",
+            )
+        except (RemoteCommandFailed, VerificationFailed) as exc:
+            raise _no_route(host, thumb, exc) from None
+        # A transfer failure below is not a route's: it propagates as itself (run again).
+        raw = download(conn, remote, what=f"bring the pre-flight PFX {remote} back")
+        bundle = certs.load_pkcs12(raw, one_time, source=f"{host}:{remote}")
+        if bundle.leaf is None or certs.thumbprint(bundle.leaf) != thumb:
+            raise _no_route(host, thumb, f"{route.label} exported another certificate")
+    finally:
+        deleted = delete_remote(conn, remote, what=f"delete the pre-flight PFX {remote} and check it is gone")
+    return RouteProof(
+        route.label,
+        f"pre-flight: {reason}; the production certificate {thumb} was exported, brought back and opened",
+        tuple(_left(conn, remote, deleted)),
+    )
+
+
+def _no_route(host: str, thumb: str, cause: object) -> CapabilityMissing:
+    return CapabilityMissing(
+        host,
+        "a working PFX export route for step 3 (certutil -exportPFX, IIS.CertObj): the pre-flight export "
+        f"of the production certificate {thumb} failed ({cause}) — nothing was changed",
+        hint="step 3 could not back up the new key after the swap; find out why the export fails, or "
+        "plan to export the new certificate by hand (Certificates MMC, with the chain) right after step 2",
+    )
+
+
+def finish(server: Server, step: ExportStep) -> dict[str, Any]:
+    """Close the connection (its temp folder is removed and read back) and return the step's facts,
+    with everything that stayed on the server in ``remote_left`` and what to do in ``remote_left_advice``."""
+    server.close()
+    facts = step.facts()
+    left = list(dict.fromkeys([*facts.get("remote_left", []), *getattr(server.conn, "remote_left", [])]))
+    facts["remote_left"] = left
+    facts["remote_left_advice"] = [leftover_advice(p) for p in left]
+    if step.done.exported is None:
+        facts.setdefault("remote_deleted", True)
+    return facts
 
 
 # --- the step ------------------------------------------------------------------------------------------

@@ -205,6 +205,7 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         )
     if facts.get("backup_file"):
         lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
+    lines += [f"  STILL ON THE SERVER: {advice}" for advice in _left_on_server(Path(run_dir), facts)]
     if m.get("error"):
         lines.append(f"  error: {m['error']}")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
@@ -218,6 +219,17 @@ class RunFailed(StepFailed):
     def __init__(self, failure: StepFailed, recovery: Sequence[str]) -> None:
         super().__init__(failure.step, failure.notebook, failure.cause, cell=failure.cell, hint=failure.hint)
         self.recovery = tuple(recovery)
+
+
+def _left_on_server(run_dir: Path, facts: dict[str, Any]) -> list[str]:
+    """What the run could not prove removed from the server (issue 13): the facts' ``remote_left`` and
+    the temp folders the transcript shows created and never read back as gone; with what to do."""
+    from ..winrm.transcript import stale_temp_dirs
+    from ..winrm.transfer import leftover_advice
+
+    left = [str(p) for p in facts.get("remote_left") or [] if isinstance(p, str)]
+    left += stale_temp_dirs(run_dir / "transcript.jsonl")
+    return [leftover_advice(p) for p in dict.fromkeys(left)]
 
 
 # --- one run, step by step -------------------------------------------------------------------
@@ -545,6 +557,7 @@ class _Context:
             steps=self.records,
             facts=self.facts,
             **extra,
+            left_on_server=_left_on_server(self.run_dir, self.facts),  # issue 13: read back, or named here
         )
         _write_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=_now(), hmac_key=self.hmac_key)

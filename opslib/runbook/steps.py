@@ -125,7 +125,15 @@ BACKUP = Step(
     "03_backup_keypair",
     "キーペアのバックアップ / Back up the key pair",
     consumes=("new_thumbprint",),
-    records=("backup_file", "backup_sha256"),
+    records=(
+        "backup_file",
+        "backup_sha256",
+        "export_route",
+        "export_route_reason",
+        "pfx_encryption",
+        "remote_deleted",
+        "remote_left",
+    ),
     writes_backup=True,
     plan="backup_plan",
 )

@@ -111,14 +111,16 @@ def probe(conn: Connection) -> Capabilities:
     # alternative `net session` works the same way: https://tutorialreference.pages.dev/batch-scripting/examples/faq/batch-script-how-to-check-for-administrator-privileges).
     is_admin = runs(["reg", "query", r"HKU\S-1-5-19"], "does the account have administrator rights?") == 0
 
-    # certutil VERB -? prints the verb's usage and exits 0 when the verb exists; an unknown verb fails
-    # (windows-commands.md §5: "probe `certutil -exportPFX -?` (non-zero/usage ⇒ absent)").
+    # certutil VERB -? prints the verb's usage and exits 0 when the verb exists; an unknown verb fails.
+    # Only a first guess (docs/windows-behaviour.md W-CERTUTIL-PROBE-EXPORTPFX, -HASHFILE): the export
+    # route is proven by use (opslib.ops.export.prove_export_route, before step 2) and -hashfile by the
+    # transport's own use (W-CERTUTIL-HASHFILE).
     verbs = tuple(
         v
         for v in _PROBED_CERTUTIL_VERBS
         if runs(["certutil", f"-{v}", "-?"], f"does certutil know -{v}?") == 0
     )
-    # certreq -accept / -machine / -q: same rule; -machine on 2003 is [U] (windows-commands.md §3, open item 1).
+    # certreq -accept / -machine / -q: same rule; -machine on 2003 is [U] (W-CERTREQ-PROBE).
     certreq_accept = runs(["certreq", "-accept", "-?"], "does certreq know -accept?") == 0
     certreq_machine = (
         certreq_accept and runs(["certreq", "-machine", "-?"], "does certreq know -machine?") == 0

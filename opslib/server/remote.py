@@ -21,15 +21,23 @@ def host_of(conn: Connection) -> str:
 
 
 def remote_path(conn: Connection, suffix: str) -> str:
-    """A fresh file name in the connection's temporary folder (fresh: ``reg export`` on 2003 has no /y)."""
-    return str(conn.temp_dir).rstrip("\\") + f"\\opslib-{uuid.uuid4().hex[:12]}{suffix}"
+    """A fresh file name in the connection's temporary folder (fresh: ``reg export`` on 2003 has no /y).
+    The connection remembers it: if the folder cannot be removed at close, this file is checked."""
+    path = str(conn.temp_dir).rstrip("\\") + f"\\opslib-{uuid.uuid4().hex[:12]}{suffix}"
+    note = getattr(conn, "note_remote_file", None)
+    if note is not None:
+        note(path)
+    return path
 
 
-def delete_remote(conn: Connection, path: str) -> bool:
-    # cmd's DEL (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/del);
-    # its exit code is 0 even for a missing file [I], so this is best effort and reported as such.
-    result = conn.run(["del", "/f", "/q", path], check=False, what="remove a temporary file")
-    return result.exit_code == 0
+def delete_remote(conn: Connection, path: str, *, what: str = "") -> bool:
+    """``del /f /q F``, then prove F gone in the same line (``if exist``); once more when it stays.
+
+    True only when read back absent. cmd's DEL exits 0 also when the file stays (held open, access
+    denied: docs/windows-behaviour.md W-DEL), so its exit code is never the answer (W-IF-EXIST is).
+    A file that stays is in ``conn.remote_left`` for the step's facts and the run's summary.
+    """
+    return bool(conn.remove_file(path, what=what or f"delete {path} and check it is gone"))
 
 
 def download(conn: Connection, path: str, *, what: str) -> bytes:
@@ -58,10 +66,10 @@ def export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
     No ``/y``: the 2003 reg.exe usage does not list it [U]; the file name is always fresh instead.
     """
     path = remote_path(conn, ".reg")
-    result = conn.run(["reg", "export", key, path], check=False, what=what)
+    result = conn.run(["reg", "export", key, path], check=False, what=f"{what}: reg export {key} to {path}")
     if result.exit_code != 0:
         # reg query (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-query)
-        query = conn.run(["reg", "query", key], check=False, what=f"{what} (does the key exist?)")
+        query = conn.run(["reg", "query", key], check=False, what=f"does {key} exist? (reg query)")
         if query.exit_code != 0:
             return None
         raise failed(

@@ -14,8 +14,8 @@ from ..errors import (
     UnsafeArgument,
 )
 
-CMD_LINE_MAX = 8191  # cmd.exe's limit (KB830473, winrm.md §3.1)
-ECHO_CHUNK_MAX = 7900  # base64 characters per prefix-redirect echo (winrm.md §3.3)
+CMD_LINE_MAX = 8191  # cmd.exe's limit (docs/windows-behaviour.md W-CMD-LINE-8191)
+ECHO_CHUNK_MAX = 7900  # base64 characters per prefix-redirect echo (W-WINRM-ECHO-CHUNK)
 
 
 CODEPAGE_CODECS = {437: "cp437", 932: "cp932", 65001: "utf-8"}
@@ -82,7 +82,7 @@ def cmdline(
     * ``echo`` prints its text verbatim (quotes included), so its arguments are never quoted:
       they must be free of cmd metacharacters.
     * ``redirect=("append"|"write", path)`` prefixes ``>>"path"`` / ``>"path"`` — the prefix form
-      avoids echo's trailing space and the ``1>>`` handle pitfall (winrm.md §3.1).
+      avoids echo's trailing space and the ``1>>`` handle pitfall (W-CMD-ECHO-SPACE).
     * :class:`Raw` items are kit-owned syntax and pass unchanged.
     """
     if not argv:
@@ -160,3 +160,21 @@ def size_command(path: str) -> str:
             Raw("%~zI"),
         ]
     )
+
+
+def gone_check(path: str, *, name: str = "remote path") -> str:
+    """``if exist "P" (exit /b 1) else (exit /b 0)``: exit 0 exactly when ``path`` is absent.
+
+    The read-back after a delete (docs/windows-behaviour.md W-IF-EXIST): ``del`` and ``rmdir`` exit 0
+    whether or not they removed anything (W-DEL, W-RMDIR-SQ-LOCKED), so only this exit code proves
+    absence. Both branches end in an explicit ``exit /b`` (W-CMD-EXITCODE: the exit code of a line
+    whose last command sets no status differs between cmd builds and the rehearsal host).
+    """
+    return cmdline([Raw("if"), Raw("exist"), Raw(_quote(path, name)), Raw("(exit /b 1) else (exit /b 0)")])
+
+
+def delete_and_check(argv: Sequence[str], path: str, *, names: Sequence[str] | None = None) -> str:
+    """``<argv> & if exist "P" (exit /b 1) else (exit /b 0)``: run a delete (``del /f /q P`` or
+    ``rmdir /s /q P``), then prove ``path`` gone by :func:`gone_check` in the same line (``&``: the
+    check runs whatever the delete's status; its ``exit /b`` is the line's exit code)."""
+    return join_commands([cmdline(argv, names=names), gone_check(path)], op="&")

@@ -338,6 +338,7 @@ class Connection(_channel.Channels, Transfers):
             "host": self.host,
             "url": self.url,
             "what": what,
+            "codepage": self.codepage,
         }
         if argv is not None:
             entry["argv"] = argv
@@ -514,16 +515,8 @@ class Connection(_channel.Channels, Transfers):
         if self._transcript is None:
             return
         for folder in stale_temp_dirs(self._transcript.path):
-            try:
-                self.run(
-                    ["rmdir", "/s", "/q", folder],
-                    check=False,
-                    timeout_s=30,
-                    what=REMOVE_STALE_TEMP,
-                    names=["rmdir", "", "", "temp folder"],
-                )
-            except OpsError:
-                return
+            # rmdir /s /q + read-back (W-RMDIR-SQ, W-IF-EXIST); a folder that stays is named again.
+            self.remove_folder(folder, what=REMOVE_STALE_TEMP)
 
     # --- closing ---
     def close(self) -> None:
@@ -532,22 +525,10 @@ class Connection(_channel.Channels, Transfers):
             return
         try:
             if self._temp_dir is not None and self._shell_id is not None:
-                # rmdir /s /q: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/rmdir
-                # Tried twice (it is idempotent: a second run finds nothing, exit 2 [I]); a folder that
-                # still stays is named in the transcript and removed by the run's next connection.
-                for _attempt in (1, 2):
-                    try:
-                        removed = self.run(
-                            ["rmdir", "/s", "/q", self._temp_dir],
-                            check=False,
-                            timeout_s=30,
-                            what=REMOVE_TEMP,
-                            names=["rmdir", "", "", "temp folder"],
-                        )
-                    except OpsError:
-                        continue
-                    if removed.exit_code in (0, 2):
-                        break
+                # rmdir /s /q, then proven gone by `if exist` in the same line (its exit 0 proves nothing:
+                # docs/windows-behaviour.md W-RMDIR-SQ-LOCKED, W-IF-EXIST), once more if it stays. What
+                # stays is in self.remote_left and the transcript; the run's next connection tries again.
+                self.remove_folder(self._temp_dir, what=REMOVE_TEMP)
             if self._shell_id is not None:
                 try:
                     self._protocol.close_shell(self._shell_id)

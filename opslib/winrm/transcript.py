@@ -64,9 +64,31 @@ class Transcript:
         self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = _secrets.redact(json.dumps(entry, ensure_ascii=True, sort_keys=False))
+        line = _secrets.redact(json.dumps(with_text(entry), ensure_ascii=True, sort_keys=False))
         with self._lock, self.path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+def with_text(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` plus ``stdout_text``/``stderr_text``: the recorded (redacted) base64 bytes decoded with
+    the entry's ``codepage`` (W-CODEPAGE-DECODE), so a reviewer reads a Japanese host's output without
+    tools. The base64 stays the record; the text is a convenience (undecodable bytes become U+FFFD)."""
+    codepage = entry.get("codepage")
+    if not isinstance(codepage, int) or not codepage:
+        return entry
+    out = dict(entry)
+    for stream in ("stdout", "stderr"):
+        raw = entry.get(f"{stream}_b64")
+        if isinstance(raw, str):
+            try:
+                data = base64.b64decode(raw, validate=True)
+            except ValueError:
+                continue
+            try:
+                out[f"{stream}_text"] = data.decode(codec(codepage), "replace")
+            except LookupError:
+                continue
+    return out
 
 
 def redacted_b64(data: bytes) -> str:
@@ -80,14 +102,18 @@ def digest(data: bytes) -> dict[str, Any]:
 # --- temp folders, as the transcript records them ------------------------------------------------
 
 CREATE_TEMP = "create the connection's temp folder"
-REMOVE_TEMP = "remove the temp folder"
-REMOVE_STALE_TEMP = "remove a temp folder an earlier connection of this run left"
+REMOVE_TEMP = "remove the temp folder (rmdir /s /q) and check it is gone"
+REMOVE_STALE_TEMP = (
+    "remove a temp folder an earlier connection of this run left (rmdir /s /q) and check it is gone"
+)
 
 
 def stale_temp_dirs(transcript: str | Path) -> list[str]:
     """The kit temp folders a run's transcript shows created (or tried) and not yet removed.
 
-    Removed = an ``rmdir`` of that folder that ended with exit code 0, or 2 (nothing there [I]).
+    Removed = an ``rmdir`` of that folder whose line ended with exit code 0: its read-back
+    (``if exist``, W-IF-EXIST) found nothing. Transcripts before the read-back also count exit 2
+    (W-RMDIR-SQ: not found).
     """
     created: list[str] = []
     removed: set[str] = set()
@@ -105,8 +131,11 @@ def stale_temp_dirs(transcript: str | Path) -> list[str]:
             continue
         if entry.get("what") == CREATE_TEMP and argv[-1] not in created:
             created.append(argv[-1])
-        elif entry.get("what") in (REMOVE_TEMP, REMOVE_STALE_TEMP) and entry.get("exit_code") in (0, 2):
-            removed.add(argv[-1])
+        elif str(entry.get("what", "")).startswith((REMOVE_TEMP, REMOVE_STALE_TEMP)):
+            # ["rmdir", "/s", "/q", FOLDER, "&", "if", "exist", FOLDER, …] (read back) or ["rmdir", …, FOLDER]
+            folder = argv[3] if argv[0] == "rmdir" and len(argv) > 3 else argv[-1]
+            if entry.get("exit_code") == 0 or (len(argv) == 4 and entry.get("exit_code") == 2):
+                removed.add(folder)
     return [folder for folder in created if folder not in removed]
 
 

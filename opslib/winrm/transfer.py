@@ -5,7 +5,13 @@ https://learn.microsoft.com/en-us/windows-server/administration/windows-commands
 
 Upload: base64 lines echoed into a staging file, ``certutil -f -decode``; download: ``certutil -f
 -encode`` to a staging file, ``type``, decode locally. Both compare the size and, where the server's
-certutil can, the SHA-256. Staging files live in the connection's temp folder and are deleted at once.
+certutil can, the SHA-256. Staging files live in the connection's temp folder; a download's staging
+copy is deleted in the ``type`` line, an upload's in the decode line; the folder's removal at close is
+read back and names a copy that stayed.
+``del`` and ``rmdir`` exit 0 whether or not anything went (docs/windows-behaviour.md W-DEL, W-DEL-STAGE,
+W-RMDIR-SQ-LOCKED), so absence is proven only by :func:`~opslib.winrm.quoting.gone_check`
+(W-IF-EXIST): :meth:`Transfers.remove_file`, :meth:`Transfers.remove_folder`. What could not be
+removed is listed in :attr:`Transfers.remote_left` (with what to do: :func:`leftover_advice`).
 :class:`Transfers` is mixed into :class:`~opslib.winrm.shell.Connection`.
 """
 
@@ -19,10 +25,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    VerificationFailed,
+from ..errors import OpsError, VerificationFailed
+from .quoting import (
+    CMD_LINE_MAX,
+    ECHO_CHUNK_MAX,
+    check_argument,
+    cmdline,
+    delete_and_check,
+    gone_check,
+    join_commands,
+    size_command,
 )
-from .quoting import CMD_LINE_MAX, ECHO_CHUNK_MAX, check_argument, cmdline, join_commands, size_command
 from .transcript import CommandResult, Transfer
 
 PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
@@ -78,10 +91,85 @@ class Transfers:
 
         def require_confidential(self, what: str) -> None: ...
 
-    # --- staging files ---
+    # --- staging files, and what stays on the server ---
     def _stage_name(self, suffix: str) -> str:
         self._stage += 1
-        return f"{self.temp_dir}\\t{self._stage:04d}.{suffix}"
+        name = f"{self.temp_dir}\\t{self._stage:04d}.{suffix}"
+        self.note_remote_file(name)
+        return name
+
+    @property
+    def remote_left(self) -> list[str]:
+        """Files and folders this connection wrote and could not prove removed (read back), in order."""
+        left: list[str] = self.__dict__.setdefault("_remote_left", [])
+        return left
+
+    def note_remote_file(self, path: str) -> None:
+        """Remember a file the kit writes in the temp folder (checked one by one if the folder stays)."""
+        written: list[str] = self.__dict__.setdefault("_remote_files", [])
+        if path not in written:
+            written.append(path)
+
+    def _note_left(self, path: str) -> None:
+        if path not in self.remote_left:
+            self.remote_left.append(path)
+
+    def _remove_checked(self, argv: list[str], path: str, *, what: str, kind: str) -> bool:
+        """Run ``argv`` (a ``del``/``rmdir`` of ``path``) and prove ``path`` gone in the same line
+        (W-IF-EXIST: exit 0 = absent, 1 = still there); once more when it stays. True only when read back."""
+        line = delete_and_check(argv, path, names=[*[""] * (len(argv) - 1), kind])
+        for attempt in (1, 2):
+            try:
+                result = self._execute(
+                    line,
+                    argv=[*argv, "&", "if", "exist", path, "(exit /b 1) else (exit /b 0)"],
+                    timeout_s=30,
+                    check=False,
+                    stdin=None,
+                    what=what if attempt == 1 else f"{what} (second try)",
+                )
+            except OpsError:
+                continue
+            if result.exit_code == 0:
+                return True
+        return False
+
+    def remove_file(self, path: str, *, what: str = "") -> bool:
+        """``del /f /q F`` and read it back; retried once. False (and F in :attr:`remote_left`) when F stays."""
+        check_argument(path, "remote path")
+        gone = self._remove_checked(
+            ["del", "/f", "/q", path], path, what=what or f"delete {path} and check it is gone", kind="file"
+        )
+        if not gone:
+            self._note_left(path)
+        return gone
+
+    def remove_folder(self, folder: str, *, what: str) -> bool:
+        """``rmdir /s /q D`` and read it back; retried once. When D stays, each file the kit wrote in it
+        is checked (``if exist``) and the ones still there go to :attr:`remote_left`, then D itself."""
+        check_argument(folder, "temp folder")
+        if self._remove_checked(["rmdir", "/s", "/q", folder], folder, what=what, kind="temp folder"):
+            return True
+        prefix = folder.rstrip("\\").lower() + "\\"
+        for path in self.__dict__.get("_remote_files", []):
+            if not path.lower().startswith(prefix):
+                continue
+            try:
+                still = self._execute(
+                    gone_check(path),
+                    argv=["if", "exist", path, "(exit /b 1) else (exit /b 0)"],
+                    timeout_s=30,
+                    check=False,
+                    stdin=None,
+                    what=f"is {path} still on the server?",
+                )
+            except OpsError:
+                self._note_left(path)
+                continue
+            if still.exit_code != 0:
+                self._note_left(path)
+        self._note_left(folder)
+        return False
 
     # --- file transfer ---
     def _remote_size(self, path: str, output: bytes) -> int | None:
@@ -90,7 +178,7 @@ class Transfers:
             return int(lines[-1])
         return None
 
-    def _remote_sha256(self, path: str, *, what: str) -> str | None:
+    def _remote_sha256(self, path: str) -> str | None:
         """SHA-256 by ``certutil -hashfile FILE SHA256`` where the server can (probed once).
 
         https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-hashfile
@@ -102,7 +190,7 @@ class Transfers:
         result = self.run(
             ["certutil", "-hashfile", path, "SHA256"],
             check=False,
-            what=what,
+            what=f"hash {path} on the server (certutil -hashfile SHA256)",
             names=["certutil", "", "remote path", ""],
         )
         if result.exit_code != 0:
@@ -124,10 +212,10 @@ class Transfers:
         ``secret=True`` (key material, a PFX): only over a confidential channel (``require_confidential``).
 
         base64 with BEGIN/END lines, ``>>"f.b64" echo <chunk>`` of ≤7,900 characters, then
-        ``certutil -f -decode`` (winrm.md §3.1/§3.3; windows-commands.md §0; certutil:
+        ``certutil -f -decode`` (docs/windows-behaviour.md W-ECHO-CHUNK, W-CERTUTIL-DECODE; certutil:
         https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-decode).
         A faster stdin path (one Command + Send) is not used: that a cmd program copies WinRS stdin
-        to a file on Server 2003 is unverified (winrm.md §3.1 "[inferred; test on 2003]").
+        to a file on Server 2003 is unverified (assumed, so not used).
         """
         what = what or f"upload {remote_path}"
         check_argument(remote_path, "remote path")
@@ -156,8 +244,9 @@ class Transfers:
             parts = [begin] if i == 0 else []
             parts.append(cmdline(["echo", piece], redirect=("append", stage)))
             lines.append(join_commands(parts))
-        # The staging copy goes as soon as it is decoded: it may hold key material (del reference:
-        # https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/del).
+        # The staging copy is deleted in the same line as soon as it is decoded (no extra round trip).
+        # That del's exit code proves nothing (W-DEL-STAGE): the close's rmdir + read-back of the whole
+        # folder does, and names a copy that stays.
         remove_stage = cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"])
         tail = [end, decode, remove_stage, size_cmd]
         if not lines:
@@ -177,7 +266,10 @@ class Transfers:
                 timeout_s=timeout_s,
                 check=True,
                 stdin=None,
-                what=what,
+                what=(
+                    f"write base64 part {n}/{len(lines)} of {remote_path} to {stage} (echo)"
+                    + (", decode it (certutil -decode), delete it (del) and read the size" if is_last else "")
+                ),
                 log_line=(summary + (" … " + " && ".join(tail) if is_last else "")),
             )
             commands += 1
@@ -190,7 +282,7 @@ class Transfers:
                 hint="run again; if it repeats, check free space and permissions on the server",
             )
         local_sha = hashlib.sha256(data).hexdigest()
-        remote_sha = self._remote_sha256(remote_path, what=what)
+        remote_sha = self._remote_sha256(remote_path)
         commands += 1 if self._hashfile_ok is not None else 0
         if remote_sha is not None and remote_sha != local_sha:
             raise VerificationFailed(
@@ -209,7 +301,7 @@ class Transfers:
     ) -> bytes:
         """Read ``remote_path`` as bytes: ``certutil -f -encode`` to a staging file, ``type`` it, decode locally.
 
-        The staging file's BEGIN/END lines are stripped (windows-commands.md §0). The size (and SHA-256
+        The staging file's BEGIN/END lines are stripped (W-CERTUTIL-ENCODE). The size (and SHA-256
         where the server can) is compared with the remote file. The data is not written to the
         transcript (only its size and SHA-256): downloads may be key backups. ``secret=True`` (a PFX):
         only over a confidential channel (``require_confidential``).
@@ -224,25 +316,25 @@ class Transfers:
             names=["certutil", "", "", "remote path", "staging file"],
         )
         first = self.run_line(
-            join_commands([encode, size_command(remote_path)]), timeout_s=timeout_s, what=what
+            join_commands([encode, size_command(remote_path)]),
+            timeout_s=timeout_s,
+            what=f"encode {remote_path} to base64 in {stage} (certutil -encode) and read its size",
         )
         remote_size = self._remote_size(remote_path, first.stdout)
         # type: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/type
-        try:
-            typed = self.run_line(
-                cmdline(["type", stage], names=["type", "staging file"]),
-                timeout_s=timeout_s,
-                what=what,
-                log_data=False,
-            )
-        finally:
-            # A downloaded PFX must not linger as base64 on the server (del reference as in upload).
-            self.run_line(
-                cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"]),
-                timeout_s=timeout_s,
-                check=False,
-                what="remove the download's staging file",
-            )
+        # The base64 copy (of a PFX, maybe) is deleted in the same line; its exit code proves nothing
+        # (W-DEL-STAGE): the close's rmdir + read-back does, and names it when it stays.
+        typed = self.run_line(
+            join_commands(
+                [
+                    cmdline(["type", stage], names=["type", "staging file"]),
+                    cmdline(["del", "/f", "/q", stage], names=["del", "", "", "staging file"]),
+                ]
+            ),
+            timeout_s=timeout_s,
+            what=f"read the base64 copy {stage} (type), then delete it (del)",
+            log_data=False,
+        )
         body = b"".join(
             line.strip()
             for line in typed.stdout.splitlines()
@@ -260,7 +352,7 @@ class Transfers:
                 f"{remote_path}: downloaded {len(data)} bytes, the server reports {remote_size}",
                 hint="run again",
             )
-        remote_sha = self._remote_sha256(remote_path, what=what)
+        remote_sha = self._remote_sha256(remote_path)
         local_sha = hashlib.sha256(data).hexdigest()
         if remote_sha is not None and remote_sha != local_sha:
             raise VerificationFailed(
@@ -269,7 +361,7 @@ class Transfers:
                 hint="run again",
             )
         transfer = Transfer(
-            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 4 if remote_sha else 3
+            remote_path, len(data), local_sha, "size+sha256" if remote_sha else "size", 3 if remote_sha else 2
         )
         self._record_transfer("download", transfer, what)
         return data
@@ -278,3 +370,20 @@ class Transfers:
         """One transcript line per transfer: sizes and SHA-256 only, never the data (it may be a PFX)."""
         entry = {"time_utc": datetime.now(UTC).isoformat(), "host": self.host, "what": what}
         self._record({**entry, kind: transfer.__dict__})
+
+
+def leftover_advice(path: str) -> str:
+    """What the operator does about a file or folder the kit could not remove from the server."""
+    lower = path.lower()
+    if lower.endswith(".pfx") or lower.endswith(".b64"):
+        what = "a PFX" if lower.endswith(".pfx") else "a base64 copy of a file the kit moved (maybe a PFX)"
+        return (
+            f'{path} ({what}) is still on the server — delete it by hand: del /f "{path}"; '
+            "it holds the private key, protected by the one-time password, which was never recorded"
+        )
+    if "." not in lower.rsplit("\\", 1)[-1]:
+        return (
+            f'the temp folder {path} is still on the server — delete it by hand: rmdir /s /q "{path}" '
+            "(files in it may hold the private key, protected by a one-time password that was never recorded)"
+        )
+    return f'{path} is still on the server — delete it by hand: del /f "{path}"'
