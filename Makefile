@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/winrm_roundtrips.py
 	$(PY) benchmarks/run_overhead.py
 	$(PY) benchmarks/evidence_index.py
+	$(PY) benchmarks/renewal_roundtrips.py
 
 clean:
 	rm -rf $(VENV) evidence build *.egg-info
