@@ -117,6 +117,7 @@ def test_the_reversible_tier_leaves_the_host_byte_identical_and_round_trips(
             password=r.password,
             host_label="web01",
             allow_unencrypted_basic=True,
+            allow_cleartext_secrets=True,  # the throw-away PFX's one-time password over Basic/HTTP: a lab
         ) as conn:
             manifest = lab.capture_connection(
                 conn, tmp_path / "bundle", tier="reversible", source="rehearsal host"

@@ -68,7 +68,14 @@ def test_notebook_is_committed_clean_and_thin(path: Path) -> None:
         assert SEED_TITLES[number] in heading
     for word in ("**Purpose.**", "**Preconditions.**", "**What it changes.**", "**How to undo it.**"):
         assert word in first.source
-    if number in ("00", "01", "02", "03", "04", "05"):  # the step notebooks: the same in Japanese, for auditors
+    if number in (
+        "00",
+        "01",
+        "02",
+        "03",
+        "04",
+        "05",
+    ):  # the step notebooks: the same in Japanese, for auditors
         for word in ("**目的.**", "**前提条件.**", "**変更内容.**", "**元に戻す方法.**"):
             assert word in first.source, f"{path.name}: no Japanese {word}"
     # papermill inspects every line (a line with a second "=" would be skipped silently).

@@ -204,6 +204,8 @@ def capture_rehearsal(
                 password=r.password,
                 host_label=label,
                 allow_unencrypted_basic=True,
+                # A loopback rehearsal host; the reversible tier exports only its own throw-away key.
+                allow_cleartext_secrets=True,
             ) as conn:
                 return capture_connection(conn, out, tier=tier, source="rehearsal host", label=label)
 

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
+from .. import certs
 from ..errors import PreconditionFailed
 from ..text import escape_text
 
@@ -54,7 +52,7 @@ def _os_name(nt: tuple[int, int]) -> str:
     return names.get(nt, f"Windows NT {nt[0]}.{nt[1]}")
 
 
-def key_problem(cert: x509.Certificate, *, windows_version: str) -> str:
+def key_problem(cert: certs.Certificate, *, windows_version: str) -> str:
     """Why a server with ``windows_version`` (``ver``'s "5.2.3790") cannot use ``cert``'s key; "" if it can.
 
     An unreadable version ("") is judged as the oldest the kit supports (Server 2003).
@@ -62,36 +60,39 @@ def key_problem(cert: x509.Certificate, *, windows_version: str) -> str:
     nt = _nt(windows_version) if windows_version else (5, 2)
     nt = nt if nt != (0, 0) else (5, 2)
     os_name = _os_name(nt)
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
+    kind, size = certs.key_description(cert.public_key())  # only opslib.certs reads keys (CONTRIBUTING)
+    if kind == "RSA" and size is not None:
         low = RSA_MIN_BITS_NT63 if nt >= (6, 3) else RSA_MIN_BITS
-        if not low <= key.key_size <= RSA_MAX_BITS:
+        if not low <= size <= RSA_MAX_BITS:
             return (
-                f"an RSA key of {key.key_size} bits, outside what {os_name}'s CryptoAPI takes "
+                f"an RSA key of {size} bits, outside what {os_name}'s CryptoAPI takes "
                 f"({low}–{RSA_MAX_BITS} bits, CryptGenKey)"
             )
         return ""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        curve = _EC_CURVES.get(key.curve.name)
+    if kind.startswith("EC "):
+        name = kind[3:]
+        curve = _EC_CURVES.get(name)
         if nt < (6, 0):
             return (
-                f"an elliptic-curve (ECDSA {curve or escape_text(key.curve.name)}) key: {os_name} has no ECC in "
+                f"an elliptic-curve (ECDSA {curve or escape_text(name)}) key: {os_name} has no ECC in "
                 "Schannel (its TLS cipher suites are RSA and DSS only; ECDSA needs Windows Vista / Server 2008 "
                 "or later) — IIS 6 cannot use this certificate"
             )
         if curve is None:
-            return f"an elliptic-curve key on the curve {escape_text(key.curve.name)}, which {os_name} does not offer"
+            return f"an elliptic-curve key on the curve {escape_text(name)}, which {os_name} does not offer"
         return ""
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"a DSA key ({key.key_size} bits): the kit renews RSA (or, on 2008 and later, ECDSA) server certificates"
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+    if kind == "DSA":
+        return (
+            f"a DSA key ({size} bits): the kit renews RSA (or, on 2008 and later, ECDSA) server certificates"
+        )
+    if kind in ("Ed25519", "Ed448"):
         return f"an EdDSA key: {os_name}'s Schannel cannot authenticate a server with it"
     return (
-        f"a key of type {type(key).__name__}, which {os_name}'s Schannel does not use for server certificates"
+        f"a key of type {escape_text(kind)}, which {os_name}'s Schannel does not use for server certificates"
     )
 
 
-def refuse_unusable(cert: x509.Certificate, capabilities: Capabilities, *, source: str, host: str) -> None:
+def refuse_unusable(cert: certs.Certificate, capabilities: Capabilities, *, source: str, host: str) -> None:
     """Raise :class:`PreconditionFailed` (nothing changed yet) when the server cannot use ``cert``'s key."""
     problem = key_problem(cert, windows_version=capabilities.windows_version)
     if problem:

@@ -20,10 +20,15 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import xmltodict
-from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
 
 from ..errors import WSManFault
-from .shell import ACTION_CREATE, ERROR_WSMAN_OPERATION_TIMEDOUT, Connection
+from .shell import (
+    ACTION_CREATE,
+    ERROR_WSMAN_OPERATION_TIMEDOUT,
+    Connection,
+    WinRMOperationTimeoutError,
+    WSManFaultError,
+)
 
 NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
