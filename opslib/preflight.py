@@ -203,7 +203,7 @@ def check_server(
             chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots), host=host
         )
     # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
-    from .ops.export import prove_export_route
+    from .ops.export_route import prove_export_route
 
     route = prove_export_route(server, production).row()
     return ServerReady(tuple(found), production, work, request, predicted, route)

@@ -121,6 +121,7 @@ def test_preflight_names_an_ec_certificate_iis6_cannot_use(server: Any, tmp_path
         password=server.password,
         host_label="web01",
         allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
     ) as conn:
         srv = Server(conn)
         with pytest.raises(

@@ -523,6 +523,7 @@ def conn(server: Any) -> Iterator[Any]:
         password=server.password,
         host_label="web01",
         allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
     ) as c:
         yield c
 

@@ -69,6 +69,7 @@ def serve(tmp_path: Path, scenario: str) -> Iterator[Env]:
             password=PASSWORD,
             host_label="web01",
             allow_unencrypted_basic=True,
+            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
             codepage=codepage,
         ) as conn:
             server = Server(conn)

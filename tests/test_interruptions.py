@@ -396,6 +396,7 @@ def test_resume_takes_over_only_its_own_lock(setup: Setup) -> None:
         password=setup.secrets[0],
         host_label="web01",
         allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
     ) as conn:
         lock = ServerLock(conn, host="web01")
         with pytest.raises(RunLocked, match="run 20261201T000000Z-dead by someone"):

@@ -24,7 +24,7 @@ from opslib import certs, cli, rehearsal
 from opslib.certs.pfx import PFX_3DES_SHA1, PFX_AES256_SHA256, pfx_encryption_for
 from opslib.errors import CapabilityMissing, RemoteCommandFailed
 from opslib.iis import find_site
-from opslib.ops import export
+from opslib.ops import export, export_route
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import stores
@@ -69,6 +69,7 @@ def session(tmp_path: Path, scenario: str, *, step0: bool = True, **extra: objec
             password=PASSWORD,
             host_label="web01",
             allow_unencrypted_basic=True,
+            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
             codepage=host.default_codepage,
             transcript=transcript,
         )
@@ -177,7 +178,7 @@ def test_a_lying_exportpfx_probe_falls_back_to_iis_certobj_in_step_3(tmp_path: P
 def test_a_lying_exportpfx_probe_is_found_in_the_preflight_before_step_2(tmp_path: Path) -> None:
     with session(tmp_path, "exportpfx-probe-lies") as s:
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
-        proof = export.prove_export_route(s.server, production)
+        proof = export_route.prove_export_route(s.server, production)
         assert s.files(".pfx") == []
     assert proof.route == "IIS.CertObj via W3SVC/1" and proof.remote_left == ()
     assert proof.reason.startswith("pre-flight: certutil -exportPFX failed as an unknown verb")
@@ -190,7 +191,7 @@ def test_a_lying_probe_without_a_fallback_refuses_in_the_preflight(tmp_path: Pat
         s.server.probe(refresh=True)
         sites_before = json.dumps(s.host.state()["sites"], sort_keys=True)
         with pytest.raises(CapabilityMissing, match=r"a working PFX export route .* nothing was changed"):
-            export.prove_export_route(s.server, production)
+            export_route.prove_export_route(s.server, production)
         assert json.dumps(s.host.state()["sites"], sort_keys=True) == sites_before
         assert s.files(".pfx") == []
 
@@ -199,7 +200,7 @@ def test_a_denying_exportpfx_probe_takes_iis_certobj_proven_by_use(tmp_path: Pat
     with session(tmp_path, "exportpfx-probe-denies") as s:
         assert not s.server.capabilities.has_certutil("exportPFX")
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
-        proof = export.prove_export_route(s.server, production)
+        proof = export_route.prove_export_route(s.server, production)
         pfx = _export(s)
     assert proof.route == pfx.route == "IIS.CertObj via W3SVC/1"
     assert "pre-flight" in proof.reason and "said absent" in proof.reason and pfx.check.ok
@@ -218,7 +219,7 @@ def test_a_certutil_failure_other_than_an_unknown_verb_stops_without_fallback(tm
         s.host.programs["certutil"] = exit_one
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
         with pytest.raises(CapabilityMissing, match="pre-flight export of the production certificate"):
-            export.prove_export_route(s.server, production)
+            export_route.prove_export_route(s.server, production)
         with pytest.raises(RemoteCommandFailed, match=r"exited with 1 \("):
             _export(s)
         assert s.files(".pfx") == []

@@ -113,7 +113,7 @@ def probe(conn: Connection) -> Capabilities:
 
     # certutil VERB -? prints the verb's usage and exits 0 when the verb exists; an unknown verb fails.
     # Only a first guess (docs/windows-behaviour.md W-CERTUTIL-PROBE-EXPORTPFX, -HASHFILE): the export
-    # route is proven by use (opslib.ops.export.prove_export_route, before step 2) and -hashfile by the
+    # route is proven by use (opslib.ops.export_route.prove_export_route, before step 2) and -hashfile by the
     # transport's own use (W-CERTUTIL-HASHFILE).
     verbs = tuple(
         v
