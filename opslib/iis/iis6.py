@@ -15,7 +15,7 @@ rollback), stop the other started sites sharing its secure binding (the work sit
 certificate, start the production site and read everything back; when the production site does not
 come back it rolls itself back and says so.
 Seed step 3, when certutil has no ``-exportPFX`` (``export_certificate``): ``IIS.CertObj`` exports the
-certificate a site is bound to, with its key and chain, to a PFX (windows-commands.md §5);
+certificate a site is bound to, with its key and chain, to a PFX (docs/windows-behaviour.md W-IIS6-CERTOBJ-EXPORT);
 :func:`opslib.ops.export.apply` chooses the site, brings the file back, proves it and deletes it.
 """
 
@@ -307,7 +307,7 @@ class IIS6Backend:
     def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
         """Seed step 1: bind ``thumbprint`` (in MY) to ``site`` as the IIS wizard would; returns the read-back.
 
-        Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (windows-commands.md §4);
+        Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (docs/windows-behaviour.md W-IIS6-ADSI-SETCERT);
         does not start the site.
         """
         thumb = thumbprint_of(thumbprint)
@@ -362,7 +362,7 @@ class IIS6Backend:
     def export_certificate(self, site: Site, remote_path: str, *, password: str) -> str:
         """Export the certificate bound to ``site`` with its private key and chain to ``remote_path``
         (a PFX protected by ``password``) through ``IIS.CertObj`` (helper verb ``export-pfx``,
-        windows-commands.md §5). Returns the thumbprint the helper read from the site's SSLCertHash.
+        docs/windows-behaviour.md W-IIS6-CERTOBJ-EXPORT). Returns the thumbprint the helper read from the site's SSLCertHash.
 
         The server-side file is the caller's to bring back, prove and delete
         (:func:`opslib.ops.export.apply` does all three). ``password`` is registered for redaction

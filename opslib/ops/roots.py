@@ -66,7 +66,7 @@ def _inf_disable_all_purposes() -> bytes:
     # certutil -repairstore PropertyInfFile, documented form ("[Properties]", `ID = "{hex}…"`, `ID = "{text}…"`
     # with `_continue_` lines) — certutil reference, -repairstore. Property 9 = the DER of an empty EKU
     # SEQUENCE (30 00): "no valid uses" per CertGetEnhancedKeyUsage [I]; that this equals the GUI's
-    # "Disable all purposes" is [U] (windows-commands.md §2). [Version] as in public examples.
+    # "Disable all purposes" is [U] (docs/windows-behaviour.md W-EKU-EMPTY-DISABLES). [Version] as in public examples.
     return b'[Version]\r\nSignature = "$Windows NT$"\r\n\r\n[Properties]\r\n9 = "{hex}30 00"\r\n'
 
 
@@ -83,7 +83,7 @@ def disable_roots(
     BEFORE any change; ``certutil -repairstore`` with an INF setting property 9 to an empty EKU; read the
     key back (property 9 present and empty). An entry already disabled is recorded, not touched.
     ``allow_registry_fallback`` (when the server's certutil lacks ``-repairstore``) writes the Blob with
-    ``reg add`` instead — [U, high risk] (windows-commands.md §2 option 3).
+    ``reg add`` instead — [U, high risk] (docs/windows-behaviour.md W-EKU-EMPTY-DISABLES).
     Undo: :func:`restore_roots` with the saved files.
     """
     todo = list(entries)
@@ -153,7 +153,7 @@ def disable_roots(
         else:
             # reg add KEY /v Blob /t REG_BINARY /d HEX /f (reg add reference,
             # https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-add) [U, high risk:
-            # CryptoAPI may cache the store; windows-commands.md §2 option 3].
+            # CryptoAPI may cache the store; docs/windows-behaviour.md W-EKU-EMPTY-DISABLES].
             blob = with_property(fresh.blob, ENHKEY_USAGE, EMPTY_EKU)
             result = conn.run(
                 [

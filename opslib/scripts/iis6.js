@@ -18,10 +18,10 @@
 //   up; the previous binding is back and the site started) or 4 (restoring failed too: the site may be
 //   down). It also writes that answer, phase by phase, to %SystemRoot%\Temp\opslib-swap-SITEID.json
 //   (the journal), so that a client that lost its connection can read what happened (verb journal). The kit decides by exit code and this JSON only, never by localized text
-//   (shared/reference/windows-commands.md section 0).
+//   (shared/reference/docs/windows-behaviour.md W-CERTUTIL-EXITCODE).
 //
 // Sources (IIS 6.0 SDK and Windows Server 2003 metabase reference; section 4 of
-// shared/reference/windows-commands.md):
+// shared/reference/docs/windows-behaviour.md):
 //   IIsWebServer (ADSI) ........ https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524487(v=vs.90)
 //   ServerComment .............. https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525102(v=vs.90)
 //   ServerState ................ https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524905(v=vs.90)
@@ -33,7 +33,7 @@
 //   IIsWebServer.Start (ADSI) .. https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525370(v=vs.90)
 //   IIsWebServer.Stop (ADSI) ... https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524486(v=vs.90)
 //   IADs (Class, Name, GetInfo, SetInfo, PutEx) https://learn.microsoft.com/en-us/windows/win32/api/iads/nn-iads-iads
-//   IIS.CertObj (IIsCertObj) ... windows-commands.md section 5; the method semantics are those of
+//   IIS.CertObj (IIsCertObj) ... docs/windows-behaviour.md W-IIS6-CERTOBJ-EXPORT; the method semantics are those of
 //     MS-IMSA IIISCertObj ExportToBlob (InstanceName, Password, bPrivateKey, bCertChain)
 //     https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-imsa/619d71c9-c1a9-4b2d-9b71-cd54981a8ef4
 //     and the object is used as public IIS 6 backup scripts do: InstanceName = "W3SVC/" + n, then
@@ -226,7 +226,7 @@ function readString(site, name) {
 
 function certHashHex(site) {
     // SSLCertHash (ms525719) is BINARY; read it as the public SetSSLCertificate.js does:
-    // new VBArray(site.SSLCertHash).toArray() -> byte values (windows-commands.md section 4).
+    // new VBArray(site.SSLCertHash).toArray() -> byte values (docs/windows-behaviour.md W-IIS6-ADSI-SETCERT).
     var raw, bytes, out, i, h;
     try {
         raw = site.Get("SSLCertHash");
@@ -400,7 +400,7 @@ function verbControl(verb, args) {
 
 function verbExportPfx(args) {
     // The site's server certificate (SSLCertHash in SSLStoreName) with its private key and chain, to
-    // a password-protected PFX file (windows-commands.md section 5, IIS 6 native). The password is
+    // a password-protected PFX file (docs/windows-behaviour.md W-IIS6-CERTOBJ-EXPORT, IIS 6 native). The password is
     // only passed on to Export; it is never written to the output.
     if (args.length !== 3) {
         throw new Failure(EXIT_USAGE, E_INVALIDARG, "usage: export-pfx SITEID PATH PASSWORD");

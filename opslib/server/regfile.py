@@ -16,6 +16,8 @@ import re
 import struct
 from typing import Any
 
+from ..certs.der import sequence_of_oids
+
 __all__ = [
     "CERT_CERT",
     "EMPTY_EKU",
@@ -91,35 +93,10 @@ def key_prov_info(value: bytes) -> tuple[str, str]:
 
 
 def der_oids(value: bytes) -> tuple[str, ...]:
-    """OIDs of a DER ``SEQUENCE OF OBJECT IDENTIFIER`` (the EKU property). Raises ValueError."""
+    """OIDs of a DER ``SEQUENCE OF OBJECT IDENTIFIER`` (the EKU property). Raises ValueError.
 
-    def length(pos: int) -> tuple[int, int]:
-        first = value[pos]
-        if first < 0x80:
-            return first, pos + 1
-        n = first & 0x7F
-        return int.from_bytes(value[pos + 1 : pos + 1 + n], "big"), pos + 1 + n
-
-    if not value or value[0] != 0x30:
-        raise ValueError("EKU property is not a SEQUENCE")
-    total, pos = length(1)
-    end = pos + total
-    oids: list[str] = []
-    while pos < end:
-        if value[pos] != 0x06:
-            raise ValueError("EKU element is not an OBJECT IDENTIFIER")
-        n, pos = length(pos + 1)
-        arcs: list[int] = []
-        acc = 0
-        for b in value[pos : pos + n]:
-            acc = (acc << 7) | (b & 0x7F)
-            if not b & 0x80:
-                arcs.append(acc)
-                acc = 0
-        first = min(arcs[0] // 40, 2)
-        oids.append(".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]]))
-        pos += n
-    return tuple(oids)
+    The one DER reader is :mod:`opslib.certs.der`; this name stays for the store parser."""
+    return sequence_of_oids(value)
 
 
 def parse_reg_export(data: bytes) -> dict[str, dict[str, tuple[str, Any]]]:

@@ -35,13 +35,13 @@ __all__ = [
     "trusted_roots",
 ]
 
-# --- registry layout (windows-commands.md §1) ---------------------------------------------------------
+# --- registry layout (docs/windows-behaviour.md W-REG-STORE-LAYOUT) ---------------------------------------------------------
 
 _SYSTEM_CERTS = r"HKLM\SOFTWARE\Microsoft\SystemCertificates"
 # The physical stores of the LocalMachine Trusted Root store, with the registry key of each and the
 # certutil arguments that open it. Membership [V]
 # (https://learn.microsoft.com/en-us/windows/win32/seccrypto/system-store-locations); the Policies and
-# EnterpriseCertificates paths are [I] (windows-commands.md §1).
+# EnterpriseCertificates paths are [I] (docs/windows-behaviour.md W-REG-STORE-LAYOUT).
 ROOT_STORES: tuple[tuple[str, str], ...] = (
     ("ROOT", _SYSTEM_CERTS + r"\ROOT"),
     ("AuthRoot", _SYSTEM_CERTS + r"\AuthRoot"),
@@ -51,7 +51,7 @@ ROOT_STORES: tuple[tuple[str, str], ...] = (
 STORE_KEYS: dict[str, str] = {
     "MY": _SYSTEM_CERTS + r"\MY",
     "CA": _SYSTEM_CERTS + r"\CA",
-    "REQUEST": _SYSTEM_CERTS + r"\REQUEST",  # [I] path (windows-commands.md §1)
+    "REQUEST": _SYSTEM_CERTS + r"\REQUEST",  # [I] path (docs/windows-behaviour.md W-REG-STORE-LAYOUT)
     **dict(ROOT_STORES),
 }
 # certutil options + store name that open one physical Root store (certutil reference: -enterprise
@@ -214,7 +214,7 @@ def purposes_text(entry: StoreEntry) -> str:
 
 
 def pending_requests(conn: Connection) -> list[StoreEntry]:
-    """The placeholders of pending requests (LocalMachine REQUEST store; windows-commands.md §3)."""
+    """The placeholders of pending requests (LocalMachine REQUEST store; docs/windows-behaviour.md W-CERTREQ-ACCEPT)."""
     return read_store(conn, "REQUEST")
 
 

@@ -1,15 +1,15 @@
 """One WinRS shell per connection: the only module that imports pywinrm.
 
-One command costs Command + Receive(×k) + Signal (winrm.md §0, §1.2). What this adds to pywinrm:
+One command costs Command + Receive(×k) + Signal (docs/windows-behaviour.md W-WINRM-ENVELOPE, W-WINRM-ENVELOPE). What this adds to pywinrm:
 
 * our own Receive loop with a deadline (pywinrm's ``get_command_output`` retries the TimedOut fault
-  forever, winrm.md §1.4); on the deadline the command is terminated (Signal) and
+  forever, docs/windows-behaviour.md W-WINRM-TIMEOUT-FAULT); on the deadline the command is terminated (Signal) and
   :class:`~opslib.errors.CommandTimedOut` is raised. Only Receive is retried, never Command or Send.
 * the shell is reopened once when the server says it is gone (2150858843, 2150859174, 2147943418 —
-  as the Ruby WinRM gem does, winrm.md §1.3); a Command refused that way never ran, so it is re-sent
+  as the Ruby WinRM gem does, docs/windows-behaviour.md W-WINRM-SHELL-GONE); a Command refused that way never ran, so it is re-sent
   on the new shell once.
 * the code page: ``auto`` opens the shell without ``WINRS_CODEPAGE`` (the host's console default,
-  as pypsrp does, winrm.md §1.5) and reads the digits of ``chcp``; output stays bytes and is decoded
+  as pypsrp does, docs/windows-behaviour.md W-CODEPAGE-DECODE) and reads the digits of ``chcp``; output stays bytes and is decoded
   with that code page.
 * errors mapped to :mod:`opslib.errors`; the per-connection temp folder, removed on close.
 """
@@ -67,10 +67,18 @@ from .transfer import Transfers
 
 # --- WS-Management facts ---------------------------------------------------------------------------
 
-ERROR_WSMAN_OPERATION_TIMEDOUT = 2150858793  # w:TimedOut (winrm.md §1.4, §2.1)
-ERROR_WSMAN_SHELL_NOT_FOUND = 2150858843  # shell gone (winrm.md §1.3, §2.1)
-ERROR_WSMAN_QUOTA_MAX_COMMANDS = 2150859174  # too many commands per shell (winrm.md §1.3)
-ERROR_WINRS_SHELL_GONE_WIN32 = 2147943418  # 0x800703FA, reset by the Ruby gem (winrm.md §1.3)
+ERROR_WSMAN_OPERATION_TIMEDOUT = (
+    2150858793  # w:TimedOut (docs/windows-behaviour.md W-WINRM-TIMEOUT-FAULT, W-WINRM-TIMEOUT-FAULT)
+)
+ERROR_WSMAN_SHELL_NOT_FOUND = (
+    2150858843  # shell gone (docs/windows-behaviour.md W-WINRM-SHELL-GONE, W-WINRM-TIMEOUT-FAULT)
+)
+ERROR_WSMAN_QUOTA_MAX_COMMANDS = (
+    2150859174  # too many commands per shell (docs/windows-behaviour.md W-WINRM-SHELL-GONE)
+)
+ERROR_WINRS_SHELL_GONE_WIN32 = (
+    2147943418  # 0x800703FA, reset by the Ruby gem (docs/windows-behaviour.md W-WINRM-SHELL-GONE)
+)
 SHELL_GONE_CODES = frozenset(
     {ERROR_WSMAN_SHELL_NOT_FOUND, ERROR_WSMAN_QUOTA_MAX_COMMANDS, ERROR_WINRS_SHELL_GONE_WIN32}
 )
@@ -166,7 +174,7 @@ class Connection(_channel.Channels, Transfers):
         self.codepage: int = self._requested_cp or 437
         try:
             # ca_trust_path None = the system CAs (pywinrm's "legacy_requests" default would read
-            # REQUESTS_CA_BUNDLE instead; winrm.md §1.7).
+            # REQUESTS_CA_BUNDLE instead; docs/windows-behaviour.md W-WINRM-ENVELOPE).
             options: dict[str, Any] = {
                 "transport": transport,
                 "server_cert_validation": server_cert_validation,
@@ -199,7 +207,7 @@ class Connection(_channel.Channels, Transfers):
         if self._requested_cp is not None:
             return str(self._protocol.open_shell(codepage=self._requested_cp))
         # No WINRS_CODEPAGE: the shell keeps the host's console code page (pypsrp does the same,
-        # winrm.md §1.5). Built with pywinrm's public build_wsman_header.
+        # docs/windows-behaviour.md W-CODEPAGE-DECODE). Built with pywinrm's public build_wsman_header.
         req = {
             "env:Envelope": self._protocol.build_wsman_header(
                 resource_uri=RESOURCE_URI_CMD, action=ACTION_CREATE
@@ -426,7 +434,7 @@ class Connection(_channel.Channels, Transfers):
             err.append(e)
             if done:
                 break
-        # Signal terminate after Done, as MS-WSMV asks (winrm.md §2); failures here do not change the result.
+        # Signal terminate after Done, as MS-WSMV asks (docs/windows-behaviour.md W-WINRM-RECEIVE-LOST); failures here do not change the result.
         try:
             p.cleanup_command(shell_id, command_id)
         except Exception:
@@ -471,7 +479,7 @@ class Connection(_channel.Channels, Transfers):
             self._shell_id = None
 
     def _terminate(self, shell_id: str, command_id: str) -> None:
-        """Signal terminate (…/signal/terminate, winrm.md §2); best effort."""
+        """Signal terminate (…/signal/terminate, docs/windows-behaviour.md W-WINRM-RECEIVE-LOST); best effort."""
         p = self._protocol
         p.operation_timeout_sec = max(1, min(self._operation_timeout_s, 5))
         try:
@@ -486,7 +494,7 @@ class Connection(_channel.Channels, Transfers):
     def temp_dir(self) -> str:
         """A folder of this connection under the remote %TEMP%, created on first use, removed at close."""
         if self._temp_dir is None:
-            # `echo %TEMP%` prints the logon's temp folder (the kit's own command; winrm.md §3.1).
+            # `echo %TEMP%` prints the logon's temp folder (the kit's own command; docs/windows-behaviour.md W-CMD-LINE-8191).
             result = self.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
             base = result.stdout_text.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
             if not re.match(r"^[A-Za-z]:\\", base) or "%" in base:
