@@ -19,6 +19,7 @@ import getpass
 import os
 import re
 import urllib.parse
+from typing import Any
 
 from .errors import SecretUnavailable
 
@@ -74,8 +75,38 @@ def resolve(reference: str, *, purpose: str = "") -> str:
 
 def register(value: str) -> None:
     """Add a secret value to the redactor (values shorter than 4 characters are too common to mask)."""
-    if value and len(value) >= 4:
+    if value and len(value) >= 4 and value not in _secrets:
         _secrets.add(value)
+        _patterns.clear()  # rebuilt on the next redaction
+
+
+# One compiled alternation of every form of every secret, longest first, so that redaction is one pass
+# over the text however many secrets a long-lived process has registered (one-time PFX passwords add up).
+_patterns: dict[str, Any] = {}
+
+
+def _text_pattern() -> re.Pattern[str]:
+    if "text" not in _patterns:
+        needles = sorted({f for s in _secrets for f in forms(s)}, key=len, reverse=True)
+        _patterns["text"] = re.compile("|".join(map(re.escape, needles)))
+    return _patterns["text"]  # type: ignore[no-any-return]
+
+
+def _bytes_pattern() -> tuple[re.Pattern[bytes], dict[bytes, bytes]]:
+    if "bytes" not in _patterns:
+        masks: dict[bytes, bytes] = {}
+        for secret in _secrets:
+            for form in forms(secret):
+                for enc in ("utf-8", "utf-16-le"):
+                    try:
+                        needle = form.encode(enc)
+                    except UnicodeEncodeError:
+                        continue
+                    if needle:
+                        masks.setdefault(needle, MASK.encode(enc))
+        needles = sorted(masks, key=len, reverse=True)
+        _patterns["bytes"] = (re.compile(b"|".join(map(re.escape, needles))), masks)
+    return _patterns["bytes"]  # type: ignore[no-any-return]
 
 
 def forms(value: str) -> list[str]:
@@ -96,27 +127,15 @@ def redact(text: str) -> str:
     """Replace every registered secret (in each of its :func:`forms`) in ``text`` with ``[REDACTED]``."""
     if not _secrets or not text:
         return text
-    for secret in sorted(_secrets, key=len, reverse=True):
-        for form in forms(secret):
-            if form in text:
-                text = text.replace(form, MASK)
-    return text
+    return _text_pattern().sub(MASK, text)
 
 
 def redact_bytes(data: bytes) -> bytes:
     """Byte-level redaction for raw transcripts: UTF-8, UTF-16LE and base64 forms."""
     if not _secrets or not data:
         return data
-    for secret in sorted(_secrets, key=len, reverse=True):
-        for form in forms(secret):
-            for enc in ("utf-8", "utf-16-le"):
-                try:
-                    needle = form.encode(enc)
-                except UnicodeEncodeError:
-                    continue
-                if needle and needle in data:
-                    data = data.replace(needle, MASK.encode(enc))
-    return data
+    pattern, masks = _bytes_pattern()
+    return pattern.sub(lambda m: masks[m.group(0)], data)
 
 
 def registered() -> frozenset[str]:
