@@ -205,7 +205,8 @@ def check_server(
     # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
     from .ops.export_route import prove_export_route
 
-    route = prove_export_route(server, production).row()
+    with server.conn.reading():  # an export to the temp folder, deleted again: the stores do not change
+        route = prove_export_route(server, production).row()
     return ServerReady(tuple(found), production, work, request, predicted, route)
 
 

@@ -279,7 +279,8 @@ class IIS6Backend:
         ``expiry`` (thumbprint → not-after, e.g. from the MY store entries) fills
         :attr:`Site.cert_not_after_utc`.
         """
-        payload = self._safe_helper("list", what="list IIS sites")
+        with self.conn.reading():  # the helper's `list` reads the metabase only
+            payload = self._safe_helper("list", what="list IIS sites")
         found = sorted((_site_from(s) for s in payload.get("sites", [])), key=lambda s: s.id)
         return with_expiry(found, expiry) if expiry else found
 

@@ -174,7 +174,8 @@ class IIS7Backend:
         return raws, http, [self._site(r, http) for r in raws]
 
     def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
-        found = self._read()[2]
+        with self.conn.reading():  # appcmd list and reg export only read
+            found = self._read()[2]
         return with_expiry(found, expiry) if expiry else found
 
     def find_site(self, name: str) -> Site:

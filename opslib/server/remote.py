@@ -65,6 +65,20 @@ def export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
     a failed export is told apart from a missing key by ``reg query KEY`` (exit 1 = absent [I]).
     No ``/y``: the 2003 reg.exe usage does not list it [U]; the file name is always fresh instead.
     """
+    # A key read since the last command that could change the server is not read again (each read
+    # costs reg export + download + delete: about six commands). A change — any command outside
+    # ``conn.reading()`` — makes it stale, so every read-back after a change still goes to the server.
+    cached, value = conn.cached_read(f"reg export {key}")
+    if cached:
+        return value  # type: ignore[no-any-return]
+    started_at = conn.commands_run
+    with conn.reading():
+        data = _export_key(conn, key, what=what)
+    conn.remember_read(f"reg export {key}", data, started_at=started_at)
+    return data
+
+
+def _export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
     path = remote_path(conn, ".reg")
     result = conn.run(["reg", "export", key, path], check=False, what=f"{what}: reg export {key} to {path}")
     if result.exit_code != 0:

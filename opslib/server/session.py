@@ -52,7 +52,8 @@ class Server:
         if self._capabilities is None and not refresh:
             self._capabilities = self._cached()
         if self._capabilities is None or refresh:
-            self._capabilities = probe(self.conn)
+            with self.conn.reading():  # the probes change nothing
+                self._capabilities = probe(self.conn)
             self._iis = None
             self._remember(self._capabilities)
         return self._capabilities
