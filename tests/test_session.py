@@ -63,3 +63,29 @@ def test_a_cache_of_another_server_or_an_unreadable_one_is_not_used(tmp_path: Pa
             assert server.capabilities.iis_major == 6
         assert _probe_commands(run_dir) == 2 * first
         assert json.loads(cache.read_text(encoding="utf-8"))["url"] == r.url  # rewritten by the new probe
+
+
+def test_a_store_read_is_reused_until_a_command_may_have_changed_the_server(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from opslib.server import stores
+
+    monkeypatch.setenv("OPSLIB_SESSION_TEST_PW", PASSWORD)
+    with rehearsal.start(scenario="default", password=PASSWORD, workdir=tmp_path / "host") as r:
+        with session.open_server(_winrm(r), host="web01", run_dir="") as server:
+            conn = server.conn
+            first = stores.read_store(conn, "ROOT")
+            n = conn.commands_run
+            assert (
+                stores.read_store(conn, "ROOT") == first and conn.commands_run == n
+            )  # read again: no command
+            for root in r.host.extra["forbidden_roots"]:  # the server changes by a command the kit sends …
+                conn.run(["certutil", "-f", "-repairstore", "Root", root], check=False, what="a change")
+            from opslib.rehearsal.programs import stores as emulated
+
+            for root in r.host.extra["forbidden_roots"]:
+                emulated.set_eku(r.host, "ROOT", root, [])
+            again = stores.read_store(conn, "ROOT")  # … so the next read goes to the server again
+            assert conn.commands_run > n + 1
+            disabled = {e.thumbprint for e in again if not e.enabled}
+            assert disabled >= {t.upper() for t in r.host.extra["forbidden_roots"]}
