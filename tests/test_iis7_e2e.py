@@ -180,10 +180,14 @@ def test_a_dropped_connection_during_the_swap_resumes_on_iis10(
         assert cert_hash(host, IPPORT_443) in (old, new) and host.web_sites[1].state == "Started"
         setup.reh.set_faults([])
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
-        m = setup.manifest()
-        assert (m["status"], m["failed_step"]) == ("succeeded", None)
+        runs = sorted(p for p in setup.evidence_root.iterdir() if (p / "run.json").is_file())
+        assert len(runs) == 2 and runs[0] == run_dir  # the resume is a new run chained to the failed one
+        m = json.loads((runs[1] / "run.json").read_text(encoding="utf-8"))
+        assert (m["status"], m["failed_step"], m["mode"]) == ("succeeded", None, "resume")
+        assert m["resumes"]["run_id"] == run_dir.name
         assert cert_hash(host, IPPORT_443) == served(host, "www1.example.jp") == new
         assert [host.web_sites[i].state for i in (1, 2)] == ["Started", "Stopped"]
         assert_no_secrets(run_dir, secrets_)
+        assert_no_secrets(runs[1], secrets_)
     finally:
         setup.reh.stop()
