@@ -174,11 +174,13 @@ def test_a_signal_during_the_swap_waits_for_the_server_then_stops_cleanly(
     assert not setup.host.is_dir(LOCK)
     assert m["server_lock"]["released"] == "removed (read back)"
     assert _journal(setup)["phase"] == "done"  # type: ignore[index]
-    if signum == signal.SIGINT:  # the next command works: resume finishes the renewal in the same folder
+    if signum == signal.SIGINT:  # the next command works: resume finishes the renewal in a new chained run
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
-        m = setup.manifest(run_dir)
-        assert (m["status"], [s["status"] for s in m["steps"]]) == ("succeeded", ["succeeded"] * 5)
-        assert m["server_lock"]["holder"]["run_id"] == run_dir.name
+        first, resumed = setup.run_dirs()
+        m = setup.manifest(resumed)
+        assert first == run_dir and m["resumes"]["run_id"] == run_dir.name
+        assert (m["status"], [s["status"] for s in m["steps"]]) == ("succeeded", ["succeeded"] * 2)
+        assert m["server_lock"]["holder"]["run_id"] == resumed.name
         assert not setup.host.is_dir(LOCK)
     assert_no_secrets(run_dir, setup.secrets)
 
@@ -249,9 +251,9 @@ def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Se
     rollback = yaml.safe_load((run_dir / "rollback.yaml").read_text(encoding="utf-8"))
     assert rollback["rollback"]["old_thumbprint"] == setup.host.extra["current_thumbprint"]
     assert not setup.host.is_dir(LOCK)
-    # resume reads the server: step 2 finds the swap done and records it.
+    # resume (a new chained run) reads the server: step 2 finds the swap done and records it.
     assert cli.main(["resume", str(run_dir), "--yes"]) == 0
-    m = setup.manifest(run_dir)
+    m = setup.manifest(setup.run_dirs()[-1])
     assert m["status"] == "succeeded"
     assert m["facts"]["old_thumbprint"] == setup.host.extra["current_thumbprint"]
     # ... and records what the server's journal says the interrupted attempt did.
@@ -269,9 +271,9 @@ def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Se
 def test_a_connection_dropped_after_the_swap_command_is_read_back_from_the_journal(
     setup: Setup, tmp_path: Path
 ) -> None:
-    # The 12th cscript command of a run is step 2's swap verb (steps 0–1 run 8; step 2 lists the sites
-    # for before, plan and the swap itself first) — the same count tests/test_notebooks.py uses.
-    setup.reh.set_faults(["after:cscript#12:drop"])
+    # The 10th cscript command of a run is step 2's swap verb (the probe, then steps 0–1's site lists and
+    # the work-site binding, then step 2's lists) — the same count tests/test_notebooks.py uses.
+    setup.reh.set_faults(["after:cscript#10:drop"])
     proc = _spawn(setup, "--yes", log=tmp_path / "run.log")
     try:
         code = proc.wait(timeout=400)
@@ -399,16 +401,17 @@ def test_resume_takes_over_only_its_own_lock(setup: Setup) -> None:
         allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
     ) as conn:
         lock = ServerLock(conn, host="web01")
-        with pytest.raises(RunLocked, match="run 20261201T000000Z-dead by someone"):
-            lock.acquire({**mine, "run_id": "20261201T010000Z-other"}, resume=True)
-        taken = lock.acquire(mine, resume=True)
-        assert taken is not None and taken["taken_over_by"] == "resume"
-        assert lock.holder()["resumed_utc"] == mine["started_utc"]
-        assert lock.release("20261201T010000Z-other").startswith(
-            "left in place: it now belongs to run 20261201T000000Z-dead"
+        resume = {**mine, "run_id": "20261201T020000Z-resume"}
+        with pytest.raises(RunLocked, match="run 20261201T000000Z-dead by someone"):  # resumes another run
+            lock.acquire(resume, resumes="20261201T010000Z-other")
+        taken = lock.acquire(resume, resumes=holder["run_id"])  # the run it continues holds the lock
+        assert taken is not None and taken["taken_over_by"] == "resume 20261201T020000Z-resume"
+        assert lock.holder()["run_id"] == "20261201T020000Z-resume"
+        assert lock.release(holder["run_id"]).startswith(
+            "left in place: it now belongs to run 20261201T020000Z"
         )
         assert setup.host.is_dir(LOCK)
-        assert lock.release(holder["run_id"]) == "removed (read back)"
+        assert lock.release("20261201T020000Z-resume") == "removed (read back)"
     assert not setup.host.is_dir(LOCK)
     _count("lock: resume takes over its own")
 
