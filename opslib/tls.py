@@ -8,7 +8,7 @@ the certificates as the server sent them; they are converted to ``cryptography``
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -116,11 +116,16 @@ def fetch_chain(host: str, port: int, *, servername: str | None, timeout_s: floa
                 conn.do_handshake()
                 break
             except SSL.WantReadError:
-                wait_read, wait_write = [sock], []
+                event = selectors.EVENT_READ
             except SSL.WantWriteError:
-                wait_read, wait_write = [], [sock]
+                event = selectors.EVENT_WRITE
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not any(select.select(wait_read, wait_write, [], remaining)):
+            # selectors (poll/epoll), not select.select: a long-lived process may hold descriptors
+            # above FD_SETSIZE (1024), which select() cannot wait on.
+            with selectors.DefaultSelector() as waiter:
+                waiter.register(sock, event)
+                ready = waiter.select(remaining) if remaining > 0 else []
+            if not ready:
                 raise EndpointError(where, f"TLS handshake did not finish within {timeout_s:g} s")
         chain = conn.get_peer_cert_chain(as_cryptography=True) or []
         protocol = conn.get_protocol_version_name()
