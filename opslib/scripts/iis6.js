@@ -18,10 +18,10 @@
 //   up; the previous binding is back and the site started) or 4 (restoring failed too: the site may be
 //   down). It also writes that answer, phase by phase, to %SystemRoot%\Temp\opslib-swap-SITEID.json
 //   (the journal), so that a client that lost its connection can read what happened (verb journal). The kit decides by exit code and this JSON only, never by localized text
-//   (shared/reference/docs/windows-behaviour.md W-CERTUTIL-EXITCODE).
+//   (docs/windows-behaviour.md W-CERTUTIL-EXITCODE).
 //
-// Sources (IIS 6.0 SDK and Windows Server 2003 metabase reference; section 4 of
-// shared/reference/docs/windows-behaviour.md):
+// Sources (IIS 6.0 SDK and Windows Server 2003 metabase reference; section 6 of
+// docs/windows-behaviour.md):
 //   IIsWebServer (ADSI) ........ https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524487(v=vs.90)
 //   ServerComment .............. https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525102(v=vs.90)
 //   ServerState ................ https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524905(v=vs.90)
