@@ -46,7 +46,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[
     try:
         assert _run(good, "--yes") == 0
         # The 12th cscript command of a run is step 2's "set-cert" on the production site (IIS 6 helper).
-        bad.reh.set_faults(["before:cscript#12:fail"])
+        bad.reh.set_faults(["before:cscript#10:fail"])  # step 2's server-side swap
         assert _run(bad, "--yes") == 1
         (ok_dir,) = good.run_dirs()
         (failed_dir,) = bad.run_dirs()
