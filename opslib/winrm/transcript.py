@@ -146,34 +146,35 @@ def channels(transcript: str | Path) -> list[dict[str, Any]]:
     encryption), and every line where the operator accepted secrets crossing in clear text.
     """
     out: list[dict[str, Any]] = []
+    for entry in _entries(transcript):
+        item = entry.get("channel")
+        if isinstance(item, dict) and item not in out:
+            out.append(item)
+    return out
+
+
+def _entries(transcript: str | Path) -> list[dict[str, Any]]:
+    """The transcript's JSON objects (unreadable file or lines skipped: these are summaries, not checks)."""
     try:
         lines = Path(transcript).read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
+    out: list[dict[str, Any]] = []
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        item = entry.get("channel") if isinstance(entry, dict) else None
-        if isinstance(item, dict) and item not in out:
-            out.append(item)
+        if isinstance(entry, dict):
+            out.append(entry)
     return out
 
 
 def cleartext_acceptances(transcript: str | Path) -> list[str]:
     """The transcript's plain-words lines saying secrets crossed an unencrypted channel (accepted)."""
     out: list[str] = []
-    try:
-        lines = Path(transcript).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        text = entry.get("cleartext_secrets_accepted") if isinstance(entry, dict) else None
+    for entry in _entries(transcript):
+        text = entry.get("cleartext_secrets_accepted")
         if isinstance(text, str) and text not in out:
             out.append(text)
     return out
