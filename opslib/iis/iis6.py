@@ -204,10 +204,11 @@ class IIS6Backend:
         )
 
     def _helper_path(self) -> str:
-        """Upload the helper once per connection (into ``self.conn.temp_dir``) and return its remote path."""
+        """Upload the helper once (into ``self.conn.temp_dir``; once per run when the run's connections
+        share it, its SHA-256 checked on the server by each later connection) and return its remote path."""
         if self._helper is None:
             path = str(self.conn.temp_dir).rstrip("\\") + "\\" + HELPER
-            self.conn.upload(helper_script(), path)
+            self.conn.upload_once(helper_script(), path, what=f"upload the IIS 6 helper {HELPER}")
             self._helper = path
         return self._helper
 

@@ -24,6 +24,7 @@ from ..server.stores import (
     check_roots_disabled,
     forbidden_entries,
     purposes_text,
+    read_entries,
     read_entry,
     read_store,
     trusted_roots,
@@ -112,8 +113,8 @@ def disable_roots(
     backup_dir.mkdir(parents=True, exist_ok=True)
     # 1. Back up every affected key first.
     current: list[tuple[StoreEntry, Path]] = []
-    for e in pending:
-        fresh, export = read_entry(conn, e.store, e.thumbprint)
+    backups = read_entries(conn, [(e.store, e.thumbprint) for e in pending])  # one command line
+    for e, (fresh, export) in zip(pending, backups, strict=True):
         if fresh is None or export is None:
             raise PreconditionFailed(
                 caps.host,

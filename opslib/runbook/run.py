@@ -264,7 +264,12 @@ class _Context:
         failure: OpsError | None = None
         self._total = len(steps)
         try:
-            with _environment(self.env), self.server_lock, Kernels(self.params.base_dir) as kernels:
+            with (
+                _environment(self.env),
+                self._run_folder(),
+                self.server_lock,
+                Kernels(self.params.base_dir) as kernels,
+            ):
                 for n, step in enumerate(steps):
                     self._index = n + 1
                     passed = self.notebook_inputs(step)  # before asking: a contradiction stops the run here
@@ -317,6 +322,33 @@ class _Context:
             raise failure
         self._close(status="succeeded", error=None)
         return 0
+
+    @contextlib.contextmanager
+    def _run_folder(self) -> Iterator[None]:
+        """At the end of the run, remove the run's temp folder on the server (read back) when a
+        connection of the run left one (``connection.json``: a dry run, or a failed lock release); the
+        lock release removes it on its own connection otherwise."""
+        try:
+            yield
+        finally:
+            from ..winrm import STATE_FILE, connect_params
+
+            state = self.run_dir / STATE_FILE
+            try:
+                named = (
+                    json.loads(state.read_text(encoding="utf-8")).get("work_dir") if state.is_file() else ""
+                )
+            except (OSError, ValueError, AttributeError):
+                named = ""
+            if named:
+                try:
+                    winrm = self.operator_values()["winrm"]
+                    with connect_params(winrm, host=self.params.host, run_dir=str(self.run_dir)) as conn:
+                        conn.finish_run()
+                except (
+                    OpsError
+                ) as exc:  # named in run.json's left_on_server (the transcript has no read-back)
+                    print(f"opslib: could not remove the run's temp folder {named} ({exc})", flush=True)
 
     def hold_server_lock(
         self, *, break_lock: bool, resumes: str = ""

@@ -219,6 +219,7 @@ def hold(
         try:
             with conn_factory() as conn:
                 info["released"] = ServerLock(conn, host=host).release(run_id)
+                conn.finish_run()  # the run's temp folder, on the same connection (read back)
         except OpsError as exc:
             info["released"] = f"not removed: {exc}"
             print(

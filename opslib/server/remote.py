@@ -5,15 +5,20 @@ Every command line goes through :meth:`opslib.winrm.Connection.run` (the one quo
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteCommandFailed
+from ..errors import RemoteCommandFailed, VerificationFailed
+from ..winrm import CMD_LINE_MAX, Raw, cmdline, join_commands
 
 if TYPE_CHECKING:
     from ..winrm import CommandResult, Connection
 
-__all__ = ["delete_remote", "download", "export_key", "failed", "host_of", "remote_path"]
+__all__ = ["delete_remote", "download", "export_key", "export_keys", "failed", "host_of", "remote_path"]
 
 
 def host_of(conn: Connection) -> str:
@@ -58,38 +63,171 @@ def failed(conn: Connection, result: CommandResult, what: str, hint: str = "") -
 
 
 def export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
-    """``reg export`` one key (with its subkeys) to a temporary file, download it, delete it.
+    """``reg export`` one key (with its subkeys): its bytes, or None when the key does not exist."""
+    return export_keys(conn, [key], what=what)[key]
 
-    Returns None when the key does not exist. reg.exe exits 0 on success and 1 on failure
-    (``reg /?``: "0 - Successful, 1 - Failed", https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-export);
-    a failed export is told apart from a missing key by ``reg query KEY`` (exit 1 = absent [I]).
-    No ``/y``: the 2003 reg.exe usage does not list it [U]; the file name is always fresh instead.
+
+def export_keys(conn: Connection, keys: Sequence[str], *, what: str) -> dict[str, bytes | None]:
+    """``reg export`` several keys (each with its subkeys) in as few command lines as cmd takes.
+
+    {key: the .reg file's bytes, or None when the key does not exist}. A key read since the last
+    command that could change the server is not read again: a change — any command outside
+    ``conn.reading()`` — makes every earlier read stale, so every read-back after a change still goes
+    to the server. The keys not cached are read together by :func:`_export_batch` (one command line
+    for all of them, split only when the line would pass cmd's 8,191 characters).
     """
-    # A key read since the last command that could change the server is not read again (each read
-    # costs reg export + download + delete: about six commands). A change — any command outside
-    # ``conn.reading()`` — makes it stale, so every read-back after a change still goes to the server.
-    cached, value = conn.cached_read(f"reg export {key}")
-    if cached:
-        return value  # type: ignore[no-any-return]
-    started_at = conn.commands_run
-    with conn.reading():
-        data = _export_key(conn, key, what=what)
-    conn.remember_read(f"reg export {key}", data, started_at=started_at)
-    return data
+    wanted = list(dict.fromkeys(keys))
+    out: dict[str, bytes | None] = {}
+    todo: list[str] = []
+    for key in wanted:
+        cached, value = conn.cached_read(f"reg export {key}")
+        if cached:
+            out[key] = value
+        else:
+            todo.append(key)
+    if todo:
+        started_at = conn.commands_run
+        with conn.reading():
+            fresh = _export_batch(conn, todo, what=what)
+        for key, data in fresh.items():
+            conn.remember_read(f"reg export {key}", data, started_at=started_at)
+        out.update(fresh)
+    return {key: out[key] for key in keys}
 
 
-def _export_key(conn: Connection, key: str, *, what: str) -> bytes | None:
-    path = remote_path(conn, ".reg")
-    result = conn.run(["reg", "export", key, path], check=False, what=f"{what}: reg export {key} to {path}")
-    if result.exit_code != 0:
-        # reg query (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/reg-query)
-        query = conn.run(["reg", "query", key], check=False, what=f"does {key} exist? (reg query)")
-        if query.exit_code != 0:
-            return None
-        raise failed(
-            conn, result, what, hint="the key exists but could not be exported; check the account's rights"
+# Markers the batch line echoes around each key's part of the output: kit-owned ASCII (never
+# localized), with a hyphen, which base64 never contains, so no data line can be taken for one.
+_MARK = re.compile(rb"^opslib-(begin|end|failed|present)-(\d+)$")
+
+
+def _key_segment(n: int, key: str, reg: str, b64: str) -> str:
+    """One key's part of the batch line (docs/windows-behaviour.md W-CMD-CHAIN-MARKERS)::
+
+        reg export K F >nul 2>&1 && certutil -f -encode F F.b64 >nul 2>&1 && echo opslib-begin-N
+          && type F.b64 && echo opslib-end-N || echo opslib-failed-N
+        & reg query K >nul 2>&1 && echo opslib-present-N
+
+    ``&&``/``||`` run the next command only after success/failure and ``&`` always; ``&`` binds
+    loosest, so each key's part runs whatever the earlier keys did. ``begin``…``end`` frame the
+    base64 copy (its BEGIN/END lines prove it complete); ``failed`` without ``present`` is an absent
+    key (``reg query`` exits 1, W-REG-QUERY-ABSENT), ``failed`` with ``present`` a key that exists but
+    could not be read. No ``/y``: the file names are always fresh.
+    """
+    quiet = [Raw(">nul"), Raw("2>&1")]
+    names = ["reg", "", "registry key", "remote path"]
+    return (
+        join_commands(
+            [
+                cmdline(["reg", "export", key, reg, *quiet], names=names),
+                cmdline(
+                    ["certutil", "-f", "-encode", reg, b64, *quiet],
+                    names=["certutil", "", "", "remote path", "staging file"],
+                ),
+                cmdline(["echo", f"opslib-begin-{n}"]),
+                cmdline(["type", b64], names=["type", "staging file"]),
+                cmdline(["echo", f"opslib-end-{n}"]),
+            ]
         )
-    try:
-        return download(conn, path, what=what)
-    finally:
-        delete_remote(conn, path)
+        + "||"
+        + join_commands(
+            [
+                cmdline(["echo", f"opslib-failed-{n}"]),
+                join_commands(
+                    [
+                        cmdline(["reg", "query", key, *quiet], names=["reg", "", "registry key"]),
+                        cmdline(["echo", f"opslib-present-{n}"]),
+                    ]
+                ),
+            ],
+            op="&",
+        )
+    )
+
+
+def _export_batch(conn: Connection, keys: Sequence[str], *, what: str) -> dict[str, bytes | None]:
+    parts: list[tuple[int, str, str, str]] = []  # (n, key, .reg path, .b64 path)
+    for n, key in enumerate(keys, 1):
+        reg = remote_path(conn, ".reg")
+        parts.append((n, key, reg, reg[: -len(".reg")] + ".b64"))
+    lines: list[list[tuple[int, str, str, str]]] = [[]]
+    for part in parts:
+        trial = [*lines[-1], part]
+        if lines[-1] and len(_batch_line(trial)) > CMD_LINE_MAX:
+            lines.append([part])
+        else:
+            lines[-1] = trial
+    out: dict[str, bytes | None] = {}
+    for batch in lines:
+        line = _batch_line(batch)
+        named = ", ".join(key for _, key, _, _ in batch)
+        result = conn.run_line(
+            line,
+            check=False,
+            what=f"{what}: reg export {named} (each to a fresh file, base64 by certutil -encode, typed)",
+            log_data=False,
+        )
+        out.update(_parse_batch(conn, result, batch, what=what))
+    return out
+
+
+def _batch_line(batch: Sequence[tuple[int, str, str, str]]) -> str:
+    """The keys' segments joined by ``&``, then one ``del`` of every staging file (its exit code proves
+    nothing, W-DEL: the connection's temp folder is removed and read back at the end)."""
+    staged = [p for _, _, reg, b64 in batch for p in (reg, b64)]
+    cleanup = cmdline(
+        ["del", "/f", "/q", *staged, Raw(">nul"), Raw("2>&1")],
+        names=["del", "", "", *["staging file"] * len(staged)],
+    )
+    return join_commands([*(_key_segment(*part) for part in batch), cleanup], op="&")
+
+
+def _parse_batch(
+    conn: Connection, result: CommandResult, batch: Sequence[tuple[int, str, str, str]], *, what: str
+) -> dict[str, bytes | None]:
+    seen: dict[int, set[str]] = {}
+    body: dict[int, list[bytes]] = {}
+    current: int | None = None
+    for raw in result.stdout.splitlines():
+        line = raw.strip()
+        m = _MARK.match(line)
+        if m:
+            kind, n = m.group(1).decode(), int(m.group(2))
+            seen.setdefault(n, set()).add(kind)
+            if kind == "begin":
+                current = n
+                body[n] = []
+            elif kind == "end":
+                current = None
+            continue
+        if current is not None and line and not line.startswith(b"-----"):
+            body[current].append(line)
+    out: dict[str, bytes | None] = {}
+    for n, key, _reg, _b64 in batch:
+        kinds = seen.get(n, set())
+        if "begin" in kinds and "end" in kinds:
+            try:
+                out[key] = base64.b64decode(b"".join(body[n]), validate=True)
+            except (binascii.Error, ValueError):
+                raise VerificationFailed(
+                    host_of(conn), f"{key}: the server's base64 copy could not be decoded", hint="run again"
+                ) from None
+            if not out[key]:
+                raise VerificationFailed(
+                    host_of(conn), f"{key}: the export came back empty", hint="run again"
+                )
+        elif "failed" in kinds and "present" not in kinds:
+            out[key] = None
+        elif "failed" in kinds:
+            raise failed(
+                conn,
+                result,
+                f"{what}: reg export {key}",
+                hint="the key exists but could not be exported; check the account's rights",
+            )
+        else:
+            raise VerificationFailed(
+                host_of(conn),
+                f"{key}: the export line ended before this key's part ran (exit code {result.exit_code})",
+                hint="run again; nothing was changed",
+            )
+    return out

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import certs
 from ..errors import CertificateError, PreconditionFailed, VerificationFailed
 from .regfile import ENHKEY_USAGE, KEY_PROV_INFO, der_oids, key_prov_info, parse_blob, parse_reg_export
-from .remote import export_key, host_of
+from .remote import export_keys, host_of
 
 if TYPE_CHECKING:
     from ..winrm import Connection
@@ -29,8 +29,10 @@ __all__ = [
     "match_pending_request",
     "pending_requests",
     "purposes_text",
+    "read_entries",
     "read_entry",
     "read_store",
+    "read_stores",
     "store_entries",
     "trusted_roots",
 ]
@@ -149,27 +151,56 @@ def store_entries(store: str, registry_key: str, export: bytes | None) -> list[S
     return sorted(entries, key=lambda e: e.thumbprint)
 
 
+# Stores read together (one command line, :func:`opslib.server.remote.export_keys`): the four physical
+# Root stores, which every chain and root check needs at once, and the three stores a renewal writes.
+# AuthRoot can be large on a real server, so it is not re-read with MY/CA/REQUEST after each change.
+STORE_GROUPS: tuple[tuple[str, ...], ...] = (
+    tuple(name for name, _key in ROOT_STORES),
+    ("MY", "CA", "REQUEST"),
+)
+
+
+def read_stores(conn: Connection, stores: Sequence[str]) -> dict[str, list[StoreEntry]]:
+    """The certificates of several physical stores (keys of :data:`STORE_KEYS`), read in one command
+    line together with the rest of each one's :data:`STORE_GROUPS` group (kept until the next change)."""
+    wanted = list(dict.fromkeys(stores))
+    names = list(dict.fromkeys(n for s in wanted for g in STORE_GROUPS if s in g for n in g))
+    names += [s for s in wanted if s not in names]
+    exports = export_keys(
+        conn, [STORE_KEYS[n] for n in names], what="read the certificate stores " + ", ".join(names)
+    )
+    return {s: store_entries(s, STORE_KEYS[s], exports[STORE_KEYS[s]]) for s in wanted}
+
+
 def read_store(conn: Connection, store: str) -> list[StoreEntry]:
     """The certificates of one physical store (a key of :data:`STORE_KEYS`: MY, CA, REQUEST, ROOT,
-    AuthRoot, GroupPolicy, Enterprise) from one ``reg export``; an absent key is an empty store."""
-    key = STORE_KEYS[store]
-    return store_entries(store, key, export_key(conn, key, what=f"read the {store} certificate store"))
+    AuthRoot, GroupPolicy, Enterprise); an absent key is an empty store."""
+    return read_stores(conn, [store])[store]
+
+
+def read_entries(
+    conn: Connection, wanted: Sequence[tuple[str, str]]
+) -> list[tuple[StoreEntry | None, bytes | None]]:
+    """Certificate keys of stores, (store, thumbprint) each, in one command line: for each, (entry,
+    the raw .reg export of that one key — what a backup keeps)."""
+    keys = [STORE_KEYS[store] + "\\Certificates\\" + thumb for store, thumb in wanted]
+    exports = export_keys(conn, keys, what="read " + ", ".join(f"{s}\\{t}" for s, t in wanted))
+    out: list[tuple[StoreEntry | None, bytes | None]] = []
+    for (store, _thumb), key in zip(wanted, keys, strict=True):
+        entries = store_entries(store, STORE_KEYS[store], exports[key])
+        out.append(((entries[0] if entries else None), exports[key]))
+    return out
 
 
 def read_entry(conn: Connection, store: str, thumbprint: str) -> tuple[StoreEntry | None, bytes | None]:
     """One certificate key of a store: (entry, the raw .reg export of that key)."""
-    key = STORE_KEYS[store] + "\\Certificates\\" + thumbprint
-    export = export_key(conn, key, what=f"read {store}\\{thumbprint}")
-    entries = store_entries(store, STORE_KEYS[store], export)
-    return (entries[0] if entries else None), export
+    return read_entries(conn, [(store, thumbprint)])[0]
 
 
 def trusted_roots(conn: Connection) -> list[StoreEntry]:
-    """Every certificate of every physical LocalMachine Trusted Root store (one export per store)."""
-    out: list[StoreEntry] = []
-    for store, _key in ROOT_STORES:
-        out.extend(read_store(conn, store))
-    return out
+    """Every certificate of every physical LocalMachine Trusted Root store (one command line for all)."""
+    stores = read_stores(conn, [name for name, _key in ROOT_STORES])
+    return [e for name, _key in ROOT_STORES for e in stores[name]]
 
 
 def forbidden_entries(entries: Iterable[StoreEntry], forbidden: Iterable[str] = ()) -> list[StoreEntry]:

@@ -12,12 +12,18 @@ One command costs Command + Receive(×k) + Signal (docs/windows-behaviour.md W-W
   as pypsrp does, docs/windows-behaviour.md W-CODEPAGE-DECODE) and reads the digits of ``chcp``; output stays bytes and is decoded
   with that code page.
 * errors mapped to :mod:`opslib.errors`; the per-connection temp folder, removed on close.
+* with a ``state_file`` (``<run_dir>/connection.json``), what one connection of a run learnt is kept
+  for the next ones of the same run (the same URL): the code page, and one temp folder for the whole
+  run, created once and removed (and read back) by :meth:`Connection.finish_run` at the run's end —
+  so a step's connection runs no set-up command at all, and a helper uploaded by one step is reused by
+  the next after its SHA-256 is checked on the server (:meth:`Transfers.upload_once`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import re
 import time
 import urllib.parse
@@ -87,6 +93,7 @@ RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
 
 
+STATE_FILE = "connection.json"  # in the run folder: what the run's connections share (see the module doc)
 RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
 
@@ -113,8 +120,10 @@ class Connection(_channel.Channels, Transfers):
         read_timeout_s: int = 30,
         transcript: Transcript | str | Path | None = None,
         command_timeout_s: float | None = None,
+        state_file: str | Path | None = None,
     ) -> None:
         self.url = url
+        self._state_file = Path(state_file) if state_file else None
         self.host = host_label
         self.username = username  # named in messages (never the password)
         self._tls = tls
@@ -203,7 +212,12 @@ class Connection(_channel.Channels, Transfers):
             self._shell_id = self._open_shell()
         self._record({**self._entry(_channel.CHANNEL), "channel": self.channel})
         if self._requested_cp is None:
-            self.codepage = self._detect_codepage()
+            known = self.run_state().get("codepage")
+            if isinstance(known, int) and known > 0:
+                self.codepage = known  # an earlier connection of this run read it (same host, same account)
+            else:
+                self.codepage = self._detect_codepage()
+                self._save_state(codepage=self.codepage)
         self._remove_stale_temp_dirs()
         # A step whose cell fails never reaches its conn.close(); the runner then shuts the kernel down
         # gracefully, and this removes the temp folder as the interpreter exits (unregistered on close).
@@ -523,8 +537,13 @@ class Connection(_channel.Channels, Transfers):
     # --- temp folder ---
     @property
     def temp_dir(self) -> str:
-        """A folder of this connection under the remote %TEMP%, created on first use, removed at close."""
+        """A folder under the remote %TEMP%, created on first use: this connection's (removed at close),
+        or with a ``state_file`` the run's (shared by its connections, removed by :meth:`finish_run`)."""
         if self._temp_dir is None:
+            shared = self.run_state().get("work_dir")
+            if isinstance(shared, str) and shared:
+                self._temp_dir = shared  # created by an earlier connection of this run; not removed at close
+                return shared
             # `echo %TEMP%` prints the logon's temp folder (the kit's own command; docs/windows-behaviour.md W-CMD-LINE-8191).
             result = self.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
             base = result.stdout_text.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
@@ -539,7 +558,46 @@ class Connection(_channel.Channels, Transfers):
                 names=["mkdir", "temp folder"],
             )
             self._temp_dir = folder
+            if self._state_file is not None:
+                self._save_state(work_dir=folder, uploaded={})
         return self._temp_dir
+
+    @property
+    def shares_temp_dir(self) -> bool:
+        """True when the temp folder is the run's (kept at close for the run's next connection)."""
+        return self._temp_dir is not None and self._temp_dir == self.run_state().get("work_dir")
+
+    def finish_run(self) -> bool:
+        """Remove the run's shared temp folder (``rmdir /s /q`` + read-back) and forget it; True when
+        it is gone (or there was none). What stays is in :attr:`remote_left` and the transcript."""
+        folder = self.run_state().get("work_dir")
+        if not isinstance(folder, str) or not folder:
+            return True
+        gone = self.remove_folder(folder, what=REMOVE_TEMP)
+        if gone:
+            self._save_state(work_dir="", uploaded={})
+            if self._temp_dir == folder:
+                self._temp_dir = None
+        return gone
+
+    # --- what the run's earlier connections learnt (state_file) ---
+    def run_state(self) -> dict[str, Any]:
+        """What earlier connections of this run to this URL recorded ({} without a state file)."""
+        if self._state_file is None or not self._state_file.is_file():
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and data.get("url") == self.url else {}
+
+    def _save_state(self, **fields: Any) -> None:
+        if self._state_file is None or not self._state_file.parent.is_dir():
+            return
+        data = {**self.run_state(), **fields, "url": self.url}
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(self._state_file)
 
     def _remove_stale_temp_dirs(self) -> None:
         """Remove the temp folders earlier connections of this run left on the server.
@@ -553,7 +611,10 @@ class Connection(_channel.Channels, Transfers):
         """
         if self._transcript is None:
             return
+        shared = self.run_state().get("work_dir")
         for folder in stale_temp_dirs(self._transcript.path):
+            if folder == shared:
+                continue  # the run's own folder, in use by the run: finish_run removes it
             # rmdir /s /q + read-back (W-RMDIR-SQ, W-IF-EXIST); a folder that stays is named again.
             self.remove_folder(folder, what=REMOVE_STALE_TEMP)
 
@@ -563,7 +624,7 @@ class Connection(_channel.Channels, Transfers):
         if self._closed:
             return
         try:
-            if self._temp_dir is not None and self._shell_id is not None:
+            if self._temp_dir is not None and self._shell_id is not None and not self.shares_temp_dir:
                 # rmdir /s /q, then proven gone by `if exist` in the same line (its exit 0 proves nothing:
                 # docs/windows-behaviour.md W-RMDIR-SQ-LOCKED, W-IF-EXIST), once more if it stays. What
                 # stays is in self.remote_left and the transcript; the run's next connection tries again.
@@ -608,6 +669,7 @@ def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Co
     reference = str(winrm.get("password") or "")
     password = _secrets.resolve(reference, purpose="WinRM password")
     transcript = Transcript(Path(run_dir) / "transcript.jsonl") if run_dir else None
+    state_file = Path(run_dir) / STATE_FILE if run_dir else None
     return connect(
         str(winrm["url"]),
         transport=str(winrm.get("transport") or "ntlm"),
@@ -625,4 +687,5 @@ def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Co
         read_timeout_s=int(winrm.get("read_timeout_s", 30)),
         transcript=transcript,
         command_timeout_s=float(winrm.get("command_timeout_s") or 0) or None,
+        state_file=state_file,
     )

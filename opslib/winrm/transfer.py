@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from ..errors import OpsError, VerificationFailed
 from .quoting import (
     CMD_LINE_MAX,
     ECHO_CHUNK_MAX,
+    Raw,
     check_argument,
     cmdline,
     delete_and_check,
@@ -46,6 +48,7 @@ class Transfers:
     """Upload and download for :class:`~opslib.winrm.shell.Connection` (which provides the members below)."""
 
     host: str
+    commands_run: int
     _stage: int
     _hashfile_ok: bool | None  # probed on first use: certutil -hashfile SHA256
 
@@ -91,10 +94,18 @@ class Transfers:
 
         def require_confidential(self, what: str) -> None: ...
 
+        @property
+        def shares_temp_dir(self) -> bool: ...
+
+        def run_state(self) -> dict[str, Any]: ...
+
+        def _save_state(self, **fields: Any) -> None: ...
+
     # --- staging files, and what stays on the server ---
     def _stage_name(self, suffix: str) -> str:
+        # Fresh per name, not per connection: the run's connections may share one temp folder.
         self._stage += 1
-        name = f"{self.temp_dir}\\t{self._stage:04d}.{suffix}"
+        name = f"{self.temp_dir}\\t{self._stage:04d}-{uuid.uuid4().hex[:8]}.{suffix}"
         self.note_remote_file(name)
         return name
 
@@ -185,6 +196,9 @@ class Transfers:
         Output: a line of 64 hex digits (Windows 7/2008 R2 space-separated pairs). Unverified on
         Server 2003 → when it fails, this connection falls back to the size check only.
         """
+        if self._hashfile_ok is None:
+            known = self.run_state().get("hashfile_sha256")
+            self._hashfile_ok = known if isinstance(known, bool) else None
         if self._hashfile_ok is False:
             return None
         result = self.run(
@@ -193,15 +207,16 @@ class Transfers:
             what=f"hash {path} on the server (certutil -hashfile SHA256)",
             names=["certutil", "", "remote path", ""],
         )
-        if result.exit_code != 0:
-            self._hashfile_ok = False
-            return None
-        for raw in result.stdout.decode("ascii", "replace").splitlines():
-            compact = raw.replace(" ", "").strip().lower()
-            if re.fullmatch(r"[0-9a-f]{64}", compact):
-                self._hashfile_ok = True
-                return compact
+        if result.exit_code == 0:
+            for raw in result.stdout.decode("ascii", "replace").splitlines():
+                compact = raw.replace(" ", "").strip().lower()
+                if re.fullmatch(r"[0-9a-f]{64}", compact):
+                    self._hashfile_ok = True
+                    self._save_state(hashfile_sha256=True)
+                    return compact
+        # No SHA-256 here (Server 2003: NTE_BAD_ALGID): the run's later connections skip the try.
         self._hashfile_ok = False
+        self._save_state(hashfile_sha256=False)
         return None
 
     def upload(
@@ -282,8 +297,9 @@ class Transfers:
                 hint="run again; if it repeats, check free space and permissions on the server",
             )
         local_sha = hashlib.sha256(data).hexdigest()
+        before = self.commands_run
         remote_sha = self._remote_sha256(remote_path)
-        commands += 1 if self._hashfile_ok is not None else 0
+        commands += self.commands_run - before
         if remote_sha is not None and remote_sha != local_sha:
             raise VerificationFailed(
                 self.host,
@@ -295,6 +311,63 @@ class Transfers:
         )
         self._record_transfer("upload", transfer, what)
         return transfer
+
+    def upload_once(self, data: bytes, remote_path: str, *, what: str = "") -> Transfer:
+        """:meth:`upload`, unless an earlier connection of this run put the same bytes at ``remote_path``
+        in the run's shared temp folder: then one command reads the server's copy back (``certutil -f
+        -encode`` + ``type``, compared byte for byte — Server 2003's certutil has no SHA-256) and the file
+        is uploaded again when it differs or cannot be read."""
+        sha = hashlib.sha256(data).hexdigest()
+        uploaded = self.run_state().get("uploaded") or {}
+        if self.shares_temp_dir and isinstance(uploaded, dict) and uploaded.get(remote_path) == sha:
+            if self._read_back(remote_path) == data:
+                transfer = Transfer(
+                    remote_path, len(data), sha, "read back (uploaded earlier in this run)", 1
+                )
+                self._record_transfer("reuse", transfer, what or f"reuse {remote_path}")
+                return transfer
+        transfer = self.upload(data, remote_path, what=what)
+        if self.shares_temp_dir:
+            now = self.run_state().get("uploaded") or {}
+            self._save_state(uploaded={**(now if isinstance(now, dict) else {}), remote_path: sha})
+        return transfer
+
+    def _read_back(self, remote_path: str) -> bytes | None:
+        """The bytes of ``remote_path`` in one command (``certutil -f -encode`` to a staging file,
+        ``type``, ``del``), or None when anything fails. For comparing a file the kit wrote; not for
+        secrets (use :meth:`download`)."""
+        stage = self._stage_name("b64")
+        line = join_commands(
+            [
+                join_commands(
+                    [
+                        cmdline(
+                            ["certutil", "-f", "-encode", remote_path, stage, Raw(">nul"), Raw("2>&1")],
+                            names=["certutil", "", "", "remote path", "staging file"],
+                        ),
+                        cmdline(["type", stage], names=["type", "staging file"]),
+                    ]
+                ),
+                cmdline(
+                    ["del", "/f", "/q", stage, Raw(">nul"), Raw("2>&1")],
+                    names=["del", "", "", "staging file"],
+                ),
+            ],
+            op="&",
+        )
+        try:
+            result = self.run_line(
+                line, check=False, what=f"read back {remote_path} (certutil -encode, type)", log_data=False
+            )
+        except OpsError:
+            return None
+        body = b"".join(
+            x.strip() for x in result.stdout.splitlines() if x.strip() and not x.strip().startswith(b"-----")
+        )
+        try:
+            return base64.b64decode(body, validate=True) if body else None
+        except (binascii.Error, ValueError):
+            return None
 
     def download(
         self, remote_path: str, *, what: str = "", timeout_s: float = 120, secret: bool = False
