@@ -10,7 +10,7 @@ depend on the kit's own bookkeeping and the same script measures an older checko
 Targets (issue "Fewer round trips"): at most 100 remote commands and 300 HTTP requests per renewal,
 and at 50 ms at most 15 s more wall time than at 0 ms. Run by hand; never a timed test.
 
-    .venv/bin/python benchmarks/renewal_roundtrips.py [--latency-ms 0 50 100] [--json]
+    .venv/bin/python benchmarks/renewal_roundtrips.py [--latency-ms 0 50 100] [--scenario iis10] [--json]
 """
 
 from __future__ import annotations
@@ -98,10 +98,10 @@ def _instrument() -> None:
         wsman.cmd.execute = run_line  # the server module holds its own reference to the interpreter
 
 
-def one_renewal(base: Path, latency_ms: int) -> dict[str, Any]:
+def one_renewal(base: Path, latency_ms: int, scenario: str = "iis6-ja") -> dict[str, Any]:
     base.mkdir(parents=True)
     reh = rehearsal.start(
-        scenario="iis6-ja", password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host"
+        scenario=scenario, password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host"
     )
     data = reh.params(
         password_env="OPSLIB_BENCH_WINRM",
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50, 100])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--scenario", default="iis6-ja", help="rehearsal scenario (the targets are for iis6-ja)")
     a = ap.parse_args(argv)
     os.environ.setdefault("OPSLIB_BENCH_WINRM", "B" + secrets.token_urlsafe(15))
     os.environ.setdefault("OPSLIB_BENCH_PFX", "B" + secrets.token_urlsafe(15))
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="opslib-roundtrips-") as tmp:
         for latency in a.latency_ms:
-            results.append(one_renewal(Path(tmp) / f"{latency}ms", latency))
+            results.append(one_renewal(Path(tmp) / f"{latency}ms", latency, a.scenario))
     if a.json:
         print(json.dumps(results, indent=1))
         return 0

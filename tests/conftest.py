@@ -45,6 +45,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_errors": "unit",
     "test_layout": "unit",
     "test_session": "rehearsal",
+    "test_round_trips": "rehearsal",
     "test_rehearsal_readback": "rehearsal",
     "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",

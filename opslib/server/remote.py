@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteCommandFailed, VerificationFailed
+from ..errors import RemoteCommandFailed, UnsafeArgument, VerificationFailed
 from ..winrm import CMD_LINE_MAX, Raw, cmdline, join_commands
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _export_batch(conn: Connection, keys: Sequence[str], *, what: str) -> dict[s
     lines: list[list[tuple[int, str, str, str]]] = [[]]
     for part in parts:
         trial = [*lines[-1], part]
-        if lines[-1] and len(_batch_line(trial)) > CMD_LINE_MAX:
+        if lines[-1] and not _fits(trial):
             lines.append([part])
         else:
             lines[-1] = trial
@@ -168,6 +168,13 @@ def _export_batch(conn: Connection, keys: Sequence[str], *, what: str) -> dict[s
         )
         out.update(_parse_batch(conn, result, batch, what=what))
     return out
+
+
+def _fits(batch: Sequence[tuple[int, str, str, str]]) -> bool:
+    try:
+        return len(_batch_line(batch)) <= CMD_LINE_MAX
+    except UnsafeArgument:  # join_commands refuses a line over cmd's limit
+        return False
 
 
 def _batch_line(batch: Sequence[tuple[int, str, str, str]]) -> str:
@@ -222,7 +229,7 @@ def _parse_batch(
                 conn,
                 result,
                 f"{what}: reg export {key}",
-                hint="the key exists but could not be exported; check the account's rights",
+                hint="the key exists but could not be exported into the kit's temp folder: check the account's rights and that the folder is still there (a new run makes a new one)",
             )
         else:
             raise VerificationFailed(

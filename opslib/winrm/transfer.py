@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import re
 import uuid
@@ -98,6 +99,8 @@ class Transfers:
         def shares_temp_dir(self) -> bool: ...
 
         def run_state(self) -> dict[str, Any]: ...
+
+        def reading(self) -> contextlib.AbstractContextManager[None]: ...
 
         def _save_state(self, **fields: Any) -> None: ...
 
@@ -356,9 +359,13 @@ class Transfers:
             op="&",
         )
         try:
-            result = self.run_line(
-                line, check=False, what=f"read back {remote_path} (certutil -encode, type)", log_data=False
-            )
+            with self.reading():  # a read: earlier registry reads stay valid
+                result = self.run_line(
+                    line,
+                    check=False,
+                    what=f"read back {remote_path} (certutil -encode, type)",
+                    log_data=False,
+                )
         except OpsError:
             return None
         body = b"".join(
@@ -408,6 +415,10 @@ class Transfers:
             what=f"read the base64 copy {stage} (type), then delete it (del)",
             log_data=False,
         )
+        if secret:
+            # A base64 copy of key material is proven gone now (W-IF-EXIST), not only when the temp
+            # folder goes: with a run-wide folder that is the run's end. What stays is in remote_left.
+            self.remove_file(stage, what=f"check the base64 copy {stage} is gone (del, if exist)")
         body = b"".join(
             line.strip()
             for line in typed.stdout.splitlines()
