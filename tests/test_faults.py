@@ -135,6 +135,24 @@ def snapshot(host: Host) -> dict[str, Any]:
     return snap
 
 
+def without_run_folders(snap: dict[str, Any]) -> None:
+    """Drop the kit's temp folders (and their files) from a snapshot."""
+    folders = {d for d in snap["dirs"] if re.search(r"\\opslib-[0-9a-f]{12}$", d)}
+    snap["dirs"] = {d for d in snap["dirs"] if d not in folders}
+    for name in ("files", "file_case"):
+        snap[name] = {k: v for k, v in snap[name].items() if k.rsplit("\\", 1)[0] not in folders}
+
+
+def end_of_run(values: dict[str, Any]) -> None:
+    """What the runner does at a run's end besides the lock: remove the run's temp folder, read back."""
+    from opslib.winrm import connect_params
+
+    with connect_params(
+        dict(values["winrm"]), host=str(values["host"]), run_dir=str(values["run_dir"])
+    ) as conn:
+        conn.finish_run()
+
+
 def restore(host: Host, snap: dict[str, Any]) -> None:
     """Put the host back into a state the clean run had (as a fresh host after steps 0…k-1 would be)."""
     with host.lock:
@@ -255,9 +273,16 @@ def clean(tmp_path_factory: pytest.TempPathFactory, _env: list[str], notebooks: 
                 shape = _shape(line)
                 clean.commands.append(Remote(k, program, counts[program], line, shape, changes))
                 changes += bool(_MUTATING.match(shape))
+        end_of_run(run_values)
         clean.snapshots.append(snapshot(reh.host))
         clean.facts.append(facts)
         assert_renewed(clean, facts, where="the clean run")
+        # A case starts a new run at step k (as `opslib resume` does): the clean run's own temp folder,
+        # which its steps shared, is not on the host then (the clean run's end removed it).
+        shared = kit_temp_dirs(reh.host)
+        assert not shared, f"the clean run's end left {shared}"
+        for snap in clean.snapshots:
+            without_run_folders(snap)
         COUNTS["commands"] = len(clean.commands)
         yield clean
     finally:
@@ -385,6 +410,10 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
             assert_renewed(clean, clean.facts[-1], where="after the run")
     except AssertionError as exc:
         broken.append(f"not renewed after the resume: {exc}")
+    try:
+        end_of_run(values)
+    except OpsError as exc:
+        broken.append(f"the run's end failed: {exc}")
     if kit_temp_dirs(host):
         broken.append(f"temp folders left after the resume: {kit_temp_dirs(host)}")
     return broken
