@@ -100,9 +100,7 @@ def _instrument() -> None:
 
 def one_renewal(base: Path, latency_ms: int, scenario: str = "iis6-ja") -> dict[str, Any]:
     base.mkdir(parents=True)
-    reh = rehearsal.start(
-        scenario=scenario, password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host"
-    )
+    reh = rehearsal.start(scenario=scenario, password=os.environ["OPSLIB_BENCH_WINRM"], workdir=base / "host")
     data = reh.params(
         password_env="OPSLIB_BENCH_WINRM",
         pfx_password_env="OPSLIB_BENCH_PFX",

@@ -154,6 +154,14 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         ]
         assert m["facts"]["new_thumbprint"] == new and m["facts"]["production_thumbprint_before"] == old
         assert not (c / "00_precheck_root_store.ipynb").exists(), "nothing it did not execute is copied"
+        # The resume reuses A's probe (same connection): no capability probe runs again (issue 18).
+        assert m["capabilities_from"]["run_id"] == a.name
+        probes = [
+            e
+            for e in map(json.loads, (c / "transcript.jsonl").read_text(encoding="utf-8").splitlines())
+            if "command_line" in e and str(e.get("what", "")).endswith("?")
+        ]
+        assert probes == [], probes
         assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (new, STARTED)
         _verify_root(root, capsys)
         assert cli.main(["resume", str(a), "--yes"]) == 2

@@ -30,7 +30,7 @@ from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
 from ..winrm.quoting import size_command
 
-PROBE_SET_VERSION = "1"
+PROBE_SET_VERSION = "2"  # 2: cmd.chain-markers (the batched registry read)
 
 REG_HEADER = "Windows Registry Editor Version 5.00"  # regedit 5 format (W-REG-EXPORT)
 UTF16LE_BOM = b"\xff\xfe"
@@ -270,6 +270,30 @@ def _store_export(store: str) -> Callable[[Recorder], dict[str, Any]]:
     return fn
 
 
+def _chain_markers(rec: Recorder) -> dict[str, Any]:
+    """W-CMD-CHAIN-MARKERS: the kit's batched read line (``opslib.server.remote``) over a key every
+    Windows has (the CA store) and an absent one, run as the kit runs it; its bytes against a plain
+    ``reg export`` of the same key (W-REG-EXPORT)."""
+    from ..server import remote
+
+    present, absent = stores.STORE_KEYS["CA"], r"HKLM\SOFTWARE\opslib-lab-absent-key"
+    reg = rec.temp(".reg")
+    batch = [(1, present, reg, reg[: -len(".reg")] + ".b64"), (2, absent, rec.temp(".reg"), rec.temp(".b64"))]
+    result = rec.run_line("batch-read", remote._batch_line(batch))
+    try:
+        got: dict[str, Any] = remote._parse_batch(rec.conn, result, batch, what="lab probe")
+        parsed = True
+    except OpsError:
+        got, parsed = {}, False
+    _code, single = _exported(rec, "export-ca-alone", present)
+    return {
+        "markers_add_up": parsed,
+        "present_key_read": got.get(present) is not None,
+        "absent_key_is_none": parsed and got.get(absent, b"") is None,
+        "same_bytes_as_a_plain_export": got.get(present) == single,
+    }
+
+
 def _certutil_store(store: str) -> Callable[[Recorder], dict[str, Any]]:
     options, name = stores.CERTUTIL_STORE[store]
 
@@ -412,6 +436,13 @@ READ_ONLY: tuple[Probe, ...] = (
         _exit_chain,
     ),
     Probe(
+        "cmd.chain-markers",
+        "read-only",
+        ("W-CMD-CHAIN-MARKERS", "W-REG-QUERY-ABSENT"),
+        r"one line: reg export CA + an absent key, certutil -encode, type, framed by echoed markers",
+        _chain_markers,
+    ),
+    Probe(
         "cmd.presence",
         "read-only",
         ("W-CMD-NOT-RECOGNIZED",),
@@ -542,6 +573,7 @@ IF_DIFFERENT: dict[str, str] = {
     "cmd.temp": "the kit cannot find its temp folder (%TEMP%): every transfer and step stops",
     "cmd.not-recognized": "a missing program is not told apart by exit 9009: the presence probes misjudge cscript/PowerShell",
     "cmd.exit-chain": "a `&` chain ends with another status: a read-back line the kit builds may be misread",
+    "cmd.chain-markers": "the batched registry read does not behave as the kit expects: every store read stops (nothing is changed) — report it",
     "cmd.presence": "cscript or PowerShell presence differs from the rehearsal: the IIS 6 helper or export fallback may be unavailable",
     "reg.admin": "the administrator check answers otherwise: the kit may refuse (or try) store changes wrongly",
     "reg.inetstp": "the IIS version is not read from InetStp as expected: the backend choice may be wrong",

@@ -109,8 +109,14 @@ def resume(
             carried=carried,
             prepare=prepare,
             break_lock=break_lock,
+            # The probe is reused unless the connection changed (another account may have other rights).
+            probe_from=None if any(str(c.get("key", "")) in _CONNECTION_KEYS for c in changes) else folder,
         )
     )
+
+
+# A change of one of these may connect as another account (other rights) or to another endpoint.
+_CONNECTION_KEYS = frozenset({"winrm.url", "winrm.username", "winrm.password", "winrm.transport"})
 
 
 def done_steps(manifest: Mapping[str, Any]) -> list[str]:

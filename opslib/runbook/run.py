@@ -119,6 +119,8 @@ class Launch:
     root_backups: list[Path] = field(default_factory=list)  # rollback --roots: the .reg files it imports
     # Called under the lock before the new folder exists (the hmac key given); returns more fields.
     prepare: Callable[[bytes | None], dict[str, Any]] | None = None
+    # A resume: the run folder whose probe (capabilities.json) the new run reuses instead of probing again.
+    probe_from: Path | None = None
 
 
 def launch(spec: Launch) -> int:
@@ -144,6 +146,8 @@ def launch(spec: Launch) -> int:
             tls_validation=str(params.get("winrm.server_cert_validation")),
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
+        if spec.probe_from is not None:
+            fields = {**fields, **_reuse_probe(spec.probe_from, run_dir)}
         evidence.update_run(run_dir, **fields)
         ctx = _Context(
             run_dir,
@@ -170,6 +174,18 @@ def launch(spec: Launch) -> int:
             break_lock=spec.break_lock, resumes=str((resumes or {}).get("run_id") or "")
         )
         return ctx.execute(selected)
+
+
+def _reuse_probe(earlier: Path, run_dir: Path) -> dict[str, Any]:
+    """Copy the capabilities an earlier run of the same server probed (a resume, same connection
+    parameters): the steps read them instead of probing again (``Server`` still checks the URL)."""
+    from ..server.session import CAPABILITIES_FILE
+
+    source = earlier / CAPABILITIES_FILE
+    if not source.is_file():
+        return {}
+    (run_dir / CAPABILITIES_FILE).write_bytes(source.read_bytes())
+    return {"capabilities_from": {"run_id": earlier.name, "sha256": evidence.sha256_file(source)}}
 
 
 def summarize(run_dir: str | os.PathLike[str]) -> str:
