@@ -220,3 +220,33 @@ def test_a_run_folder_that_vanished_between_steps_stops_the_next_step_before_any
             with pytest.raises(OpsError):
                 second.iis.sites()  # the helper cannot be written into the missing folder
         assert json.dumps(r.host.state(), sort_keys=True, default=str) == before  # nothing changed
+
+
+# --- a resume removes what the run it continues left -------------------------------------------------
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_a_resume_removes_the_temp_folder_a_killed_run_left_or_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    from opslib.runbook.run import _inherit_leftovers, _left_on_server
+
+    with _host(tmp_path, monkeypatch) as (r, old_run):
+        killed = session.open_server(_winrm(r), host="web01", run_dir=str(old_run))
+        killed.iis.sites()  # the helper is in the run's folder; the run is then killed: no finish_run
+        killed.conn._protocol.transport.close_session()
+        folder = str(json.loads((old_run / STATE_FILE).read_text(encoding="utf-8"))["work_dir"])
+        if held:
+            r.host.locked_files.add(folder + "\\iis6.js")  # another process holds a file in it
+        new_run = tmp_path / "resume"
+        new_run.mkdir()
+        _inherit_leftovers(old_run, new_run, url=r.url)
+        with session.open_server(_winrm(r), host="web01", run_dir=str(new_run)) as resume:
+            assert r.host.is_dir(folder)  # opening a connection touches nothing of the other run
+            left = resume.conn.remove_inherited()  # the runner calls it once the lock is held
+        named = _left_on_server(new_run, {})
+    if held:
+        assert left == [folder] and r.host.is_dir(folder)
+        assert any(folder in line and "rmdir /s /q" in line for line in named), named
+    else:
+        assert left == [] and not r.host.is_dir(folder) and named == []

@@ -111,6 +111,7 @@ def resume(
             break_lock=break_lock,
             # The probe is reused unless the connection changed (another account may have other rights).
             probe_from=None if any(str(c.get("key", "")) in _CONNECTION_KEYS for c in changes) else folder,
+            resumed=folder,
         )
     )
 

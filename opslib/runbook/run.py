@@ -121,6 +121,8 @@ class Launch:
     prepare: Callable[[bytes | None], dict[str, Any]] | None = None
     # A resume: the run folder whose probe (capabilities.json) the new run reuses instead of probing again.
     probe_from: Path | None = None
+    # A resume: the run it continues, whose temp folders left on the server this run removes.
+    resumed: Path | None = None
 
 
 def launch(spec: Launch) -> int:
@@ -148,6 +150,8 @@ def launch(spec: Launch) -> int:
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
         if spec.probe_from is not None:
             fields = {**fields, **_reuse_probe(spec.probe_from, run_dir)}
+        if spec.resumed is not None:
+            _inherit_leftovers(spec.resumed, run_dir, url=str(params.get("winrm.url") or ""))
         evidence.update_run(run_dir, **fields)
         ctx = _Context(
             run_dir,
@@ -174,6 +178,20 @@ def launch(spec: Launch) -> int:
             break_lock=spec.break_lock, resumes=str((resumes or {}).get("run_id") or "")
         )
         return ctx.execute(selected)
+
+
+def _inherit_leftovers(earlier: Path, run_dir: Path, *, url: str) -> None:
+    """The temp folders the resumed run left on the server (its transcript: created, never read back as
+    removed): the new run's first connection removes them (``connection.json`` ``inherited_folders``)."""
+    from ..winrm import STATE_FILE
+    from ..winrm.transcript import stale_temp_dirs
+
+    folders = stale_temp_dirs(earlier / "transcript.jsonl")
+    if folders and url:
+        state = {"url": url, "inherited_folders": folders}
+        (run_dir / STATE_FILE).write_text(
+            json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
 
 
 def _reuse_probe(earlier: Path, run_dir: Path) -> dict[str, Any]:
@@ -245,7 +263,20 @@ def _left_on_server(run_dir: Path, facts: dict[str, Any]) -> list[str]:
 
     left = [str(p) for p in facts.get("remote_left") or [] if isinstance(p, str)]
     left += stale_temp_dirs(run_dir / "transcript.jsonl")
+    left += _inherited_left(run_dir)
     return [leftover_advice(p) for p in dict.fromkeys(left)]
+
+
+def _inherited_left(run_dir: Path) -> list[str]:
+    """The resumed run's folders this run could not prove removed (``connection.json``)."""
+    from ..winrm import STATE_FILE
+
+    try:
+        state = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    folders = state.get("inherited_folders") if isinstance(state, dict) else None
+    return [f for f in folders or [] if isinstance(f, str) and f]
 
 
 # --- one run, step by step -------------------------------------------------------------------

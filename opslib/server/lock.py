@@ -206,6 +206,7 @@ def hold(
         lock = ServerLock(conn, host=host)
         previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
         folder = lock.folder
+        conn.remove_inherited()  # a resume: what the resumed run left in %TEMP% (it is over: we hold its lock)
     info: dict[str, Any] = {"folder": folder, "holder": holder}
     if previous is not None:
         info["broken" if "broken_because" in previous else "taken_over"] = previous

@@ -93,6 +93,7 @@ RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
 
 
+REMOVE_INHERITED_TEMP = "remove a temp folder the resumed run left (rmdir /s /q) and check it is gone"
 STATE_FILE = "connection.json"  # in the run folder: what the run's connections share (see the module doc)
 RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
@@ -580,6 +581,18 @@ class Connection(_channel.Channels, Transfers):
                 self._temp_dir = None
         return gone
 
+    def remove_inherited(self) -> list[str]:
+        """Remove the temp folders the run this one resumes left on the server (``connection.json``
+        ``inherited_folders``, written by the runner), each read back; returns the ones that stay (kept
+        in the list, so the run's summary names them). Called once the server's lock is held: the
+        resumed run is over (its lock was taken over), so nothing uses them."""
+        inherited = [f for f in self.run_state().get("inherited_folders") or [] if isinstance(f, str) and f]
+        if not inherited:
+            return []
+        left = [f for f in inherited if not self.remove_folder(f, what=REMOVE_INHERITED_TEMP)]
+        self._save_state(inherited_folders=left)
+        return left
+
     # --- what the run's earlier connections learnt (state_file) ---
     def run_state(self) -> dict[str, Any]:
         """What earlier connections of this run to this URL recorded ({} without a state file)."""
@@ -608,6 +621,8 @@ class Connection(_channel.Channels, Transfers):
         found" [I]). Only folders this run's own transcript names are touched: runs on one host and
         site are serialized by the runbook's lock, and the steps of a run are sequential, so no other
         live connection uses them. Best effort; a folder that stays is named again next time.
+
+        The folders a resumed run left are :meth:`remove_inherited`'s (only once the lock is held).
         """
         if self._transcript is None:
             return
