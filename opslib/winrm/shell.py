@@ -16,7 +16,7 @@ One command costs Command + Receive(×k) + Signal (docs/windows-behaviour.md W-W
   for the next ones of the same run (the same URL): the code page, and one temp folder for the whole
   run, created once and removed (and read back) by :meth:`Connection.finish_run` at the run's end —
   so a step's connection runs no set-up command at all, and a helper uploaded by one step is reused by
-  the next after its SHA-256 is checked on the server (:meth:`Transfers.upload_once`).
+  the next after it is read back byte for byte (:meth:`Transfers.upload_once`).
 """
 
 from __future__ import annotations
