@@ -117,7 +117,7 @@ DATA = b"-----BEGIN CERTIFICATE-----\r\n//5XAGkA\r\n-----END CERTIFICATE-----\r\
 
 
 def test_the_batch_markers_are_read_per_key() -> None:
-    out = remote._parse_batch(
+    out = remote.parse_batch(
         _Conn(),
         _result(b"opslib-begin-1 \r\n" + DATA + b"opslib-end-1\r\nopslib-failed-2\r\n"),
         BATCH,
@@ -144,11 +144,9 @@ def test_the_batch_markers_are_read_per_key() -> None:
         (b"opslib-begin-1\r\n%%%%\r\nopslib-end-1\r\nopslib-failed-2\r\n", VerificationFailed),
     ],
 )
-def test_a_batch_line_whose_markers_do_not_add_up_stops_the_read(
-    stdout: bytes, error: type[OpsError]
-) -> None:
+def test_abatch_line_whose_markers_do_not_add_up_stops_the_read(stdout: bytes, error: type[OpsError]) -> None:
     with pytest.raises(error):
-        remote._parse_batch(_Conn(), _result(stdout), BATCH, what="t")  # type: ignore[arg-type]
+        remote.parse_batch(_Conn(), _result(stdout), BATCH, what="t")  # type: ignore[arg-type]
 
 
 # --- one temp folder, one code page per run ------------------------------------------------------------

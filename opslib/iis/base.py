@@ -449,3 +449,51 @@ def check_bound(
             hint="look at the MY store (certutil -store MY) and the work site in IIS Manager",
         )
     return rows
+
+
+class ReadBackChecks:
+    """The read-back checks both backends share: the sites read again, then :func:`check_swap` /
+    :func:`check_bound`. A backend provides ``host``, ``sites()`` and ``find_site()``."""
+
+    host: str
+
+    def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
+        raise NotImplementedError
+
+    def find_site(self, name: str) -> Site:
+        raise NotImplementedError
+
+    def check_swap(
+        self,
+        *,
+        production_site: str,
+        work_site: str = "",
+        new_thumbprint: str,
+        run_dir: str = "",
+        dry_run: bool = False,
+        hint: str = "",
+    ) -> list[dict[str, Any]]:
+        found = self.sites()
+        if (
+            work_site
+            and find_site(found, work_site, host=self.host).id
+            == find_site(found, production_site, host=self.host).id
+        ):
+            work_site = ""  # the work binding is on the production site itself (IIS 7–10 with SNI)
+        return check_swap(
+            found,
+            production_site=production_site,
+            work_site=work_site,
+            new_thumbprint=new_thumbprint,
+            host=self.host,
+            run_dir=run_dir,
+            dry_run=dry_run,
+            hint=hint,
+        )
+
+    def check_bound(
+        self, site: str, *, thumbprint: str, installed: Installed | None, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        return check_bound(
+            self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
+        )

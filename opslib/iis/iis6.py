@@ -40,11 +40,9 @@ from . import iis6_swap
 from .base import (
     STATE_NAMES,
     Change,
-    Installed,
+    ReadBackChecks,
     Site,
     SwapResult,
-    check_bound,
-    check_swap,
     find_site,
     secure_binding,
     sharing_sites,
@@ -151,7 +149,7 @@ def parse_json(stdout: bytes) -> dict[str, Any] | None:
     return None
 
 
-class IIS6Backend:
+class IIS6Backend(ReadBackChecks):
     """IIS 6 on one connection: the metabase through ``iis6.js`` (uploaded once, on first use)."""
 
     name = "IIS 6 (metabase, iis6.js)"
@@ -175,37 +173,9 @@ class IIS6Backend:
     def find_site(self, name: str) -> Site:
         return find_site(self.sites(), name, host=self.host)
 
-    def check_swap(
-        self,
-        *,
-        production_site: str,
-        work_site: str = "",
-        new_thumbprint: str,
-        run_dir: str = "",
-        dry_run: bool = False,
-        hint: str = "",
-    ) -> list[dict[str, Any]]:
-        return check_swap(
-            self.sites(),
-            production_site=production_site,
-            work_site=work_site,
-            new_thumbprint=new_thumbprint,
-            host=self.host,
-            run_dir=run_dir,
-            dry_run=dry_run,
-            hint=hint,
-        )
-
-    def check_bound(
-        self, site: str, *, thumbprint: str, installed: Installed | None, dry_run: bool = False
-    ) -> list[dict[str, Any]]:
-        return check_bound(
-            self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
-        )
-
     def _helper_path(self) -> str:
         """Upload the helper once (into ``self.conn.temp_dir``; once per run when the run's connections
-        share it, its SHA-256 checked on the server by each later connection) and return its remote path."""
+        share it, read back byte for byte by each later connection) and return its remote path."""
         if self._helper is None:
             path = str(self.conn.temp_dir).rstrip("\\") + "\\" + HELPER
             self.conn.upload_once(helper_script(), path, what=f"upload the IIS 6 helper {HELPER}")

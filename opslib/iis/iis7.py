@@ -42,12 +42,10 @@ from .base import (
     STOPPED,
     STOPPING,
     Change,
-    Installed,
+    ReadBackChecks,
     Site,
     SslBinding,
     SwapResult,
-    check_bound,
-    check_swap,
     find_site,
     reason,
     sharing_sites,
@@ -86,7 +84,7 @@ ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_NOT_FOUND = 1168
 
 
-class IIS7Backend:
+class IIS7Backend(ReadBackChecks):
     """IIS 7.0–10 on one connection: appcmd for sites, netsh http for HTTP.sys, reg export to read back."""
 
     name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
@@ -582,39 +580,4 @@ class IIS7Backend:
             self.host,
             "an IIS.CertObj export on IIS 7+",
             hint="the kit exports with certutil -exportPFX, which exists from Server 2008 on",
-        )
-
-    def check_swap(
-        self,
-        *,
-        production_site: str,
-        work_site: str = "",
-        new_thumbprint: str,
-        run_dir: str = "",
-        dry_run: bool = False,
-        hint: str = "",
-    ) -> list[dict[str, Any]]:
-        found = self.sites()
-        if (
-            work_site
-            and find_site(found, work_site, host=self.host).id
-            == find_site(found, production_site, host=self.host).id
-        ):
-            work_site = ""  # the work binding is on the production site itself
-        return check_swap(
-            found,
-            production_site=production_site,
-            work_site=work_site,
-            new_thumbprint=new_thumbprint,
-            host=self.host,
-            run_dir=run_dir,
-            dry_run=dry_run,
-            hint=hint,
-        )
-
-    def check_bound(
-        self, site: str, *, thumbprint: str, installed: Installed | None, dry_run: bool = False
-    ) -> list[dict[str, Any]]:
-        return check_bound(
-            self.find_site(site), thumbprint=thumbprint, installed=installed, host=self.host, dry_run=dry_run
         )

@@ -279,9 +279,9 @@ def _chain_markers(rec: Recorder) -> dict[str, Any]:
     present, absent = stores.STORE_KEYS["CA"], r"HKLM\SOFTWARE\opslib-lab-absent-key"
     reg = rec.temp(".reg")
     batch = [(1, present, reg, reg[: -len(".reg")] + ".b64"), (2, absent, rec.temp(".reg"), rec.temp(".b64"))]
-    result = rec.run_line("batch-read", remote._batch_line(batch))
+    result = rec.run_line("batch-read", remote.batch_line(batch))
     try:
-        got: dict[str, Any] = remote._parse_batch(rec.conn, result, batch, what="lab probe")
+        got: dict[str, Any] = remote.parse_batch(rec.conn, result, batch, what="lab probe")
         parsed = True
     except OpsError:
         got, parsed = {}, False

@@ -267,16 +267,21 @@ def _left_on_server(run_dir: Path, facts: dict[str, Any]) -> list[str]:
     return [leftover_advice(p) for p in dict.fromkeys(left)]
 
 
-def _inherited_left(run_dir: Path) -> list[str]:
-    """The resumed run's folders this run could not prove removed (``connection.json``)."""
+def _connection_state(run_dir: Path) -> dict[str, Any]:
+    """``<run_dir>/connection.json`` (what the run's connections share; {} when absent or unreadable)."""
     from ..winrm import STATE_FILE
 
     try:
         state = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
-    folders = state.get("inherited_folders") if isinstance(state, dict) else None
-    return [f for f in folders or [] if isinstance(f, str) and f]
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _inherited_left(run_dir: Path) -> list[str]:
+    """The resumed run's folders this run could not prove removed (``connection.json``)."""
+    folders = _connection_state(run_dir).get("inherited_folders")
+    return [f for f in folders or [] if isinstance(f, str) and f] if isinstance(folders, list) else []
 
 
 # --- one run, step by step -------------------------------------------------------------------
@@ -378,23 +383,15 @@ class _Context:
         try:
             yield
         finally:
-            from ..winrm import STATE_FILE, connect_params
+            from ..winrm import connect_params
 
-            state = self.run_dir / STATE_FILE
-            try:
-                named = (
-                    json.loads(state.read_text(encoding="utf-8")).get("work_dir") if state.is_file() else ""
-                )
-            except (OSError, ValueError, AttributeError):
-                named = ""
+            named = _connection_state(self.run_dir).get("work_dir")
             if named:
                 try:
                     winrm = self.operator_values()["winrm"]
                     with connect_params(winrm, host=self.params.host, run_dir=str(self.run_dir)) as conn:
                         conn.finish_run()
-                except (
-                    OpsError
-                ) as exc:  # named in run.json's left_on_server (the transcript has no read-back)
+                except OpsError as exc:  # named in run.json's left_on_server (no read-back in the transcript)
                     print(f"opslib: could not remove the run's temp folder {named} ({exc})", flush=True)
 
     def hold_server_lock(

@@ -18,7 +18,17 @@ from ..winrm import CMD_LINE_MAX, Raw, cmdline, join_commands
 if TYPE_CHECKING:
     from ..winrm import CommandResult, Connection
 
-__all__ = ["delete_remote", "download", "export_key", "export_keys", "failed", "host_of", "remote_path"]
+__all__ = [
+    "batch_line",
+    "delete_remote",
+    "download",
+    "export_key",
+    "export_keys",
+    "failed",
+    "host_of",
+    "parse_batch",
+    "remote_path",
+]
 
 
 def host_of(conn: Connection) -> str:
@@ -158,7 +168,7 @@ def _export_batch(conn: Connection, keys: Sequence[str], *, what: str) -> dict[s
             lines[-1] = trial
     out: dict[str, bytes | None] = {}
     for batch in lines:
-        line = _batch_line(batch)
+        line = batch_line(batch)
         named = ", ".join(key for _, key, _, _ in batch)
         result = conn.run_line(
             line,
@@ -166,18 +176,18 @@ def _export_batch(conn: Connection, keys: Sequence[str], *, what: str) -> dict[s
             what=f"{what}: reg export {named} (each to a fresh file, base64 by certutil -encode, typed)",
             log_data=False,
         )
-        out.update(_parse_batch(conn, result, batch, what=what))
+        out.update(parse_batch(conn, result, batch, what=what))
     return out
 
 
 def _fits(batch: Sequence[tuple[int, str, str, str]]) -> bool:
     try:
-        return len(_batch_line(batch)) <= CMD_LINE_MAX
+        return len(batch_line(batch)) <= CMD_LINE_MAX
     except UnsafeArgument:  # join_commands refuses a line over cmd's limit
         return False
 
 
-def _batch_line(batch: Sequence[tuple[int, str, str, str]]) -> str:
+def batch_line(batch: Sequence[tuple[int, str, str, str]]) -> str:
     """The keys' segments joined by ``&``, then one ``del`` of every staging file (its exit code proves
     nothing, W-DEL: the connection's temp folder is removed and read back at the end)."""
     staged = [p for _, _, reg, b64 in batch for p in (reg, b64)]
@@ -188,9 +198,11 @@ def _batch_line(batch: Sequence[tuple[int, str, str, str]]) -> str:
     return join_commands([*(_key_segment(*part) for part in batch), cleanup], op="&")
 
 
-def _parse_batch(
+def parse_batch(
     conn: Connection, result: CommandResult, batch: Sequence[tuple[int, str, str, str]], *, what: str
 ) -> dict[str, bytes | None]:
+    """{key: bytes, or None when absent} from a :func:`batch_line`'s output, decided by its markers only;
+    raises when a key's markers are missing, unmatched, or say it exists but could not be read."""
     seen: dict[int, set[str]] = {}
     body: dict[int, list[bytes]] = {}
     current: int | None = None
