@@ -132,11 +132,14 @@ class CommandTimedOut(TransportError):
 
 @dataclass
 class RemoteCommandFailed(OpsError):
-    """A remote command exited non-zero. ``command`` is the redacted command line."""
+    """A remote command exited non-zero. ``command`` is the redacted command line.
+
+    ``remote_exit_code`` is the remote command's exit code; ``exit_code`` stays the CLI's (1), so a remote
+    code such as 256 or 9009 never becomes the process's exit status."""
 
     host: str
     command: str
-    exit_code: int  # type: ignore[assignment]
+    remote_exit_code: int
     stderr: str = ""
     stdout: str = ""
     what: str = ""
@@ -151,7 +154,8 @@ class RemoteCommandFailed(OpsError):
         detail = " ".join(line.strip() for line in (self.stderr or self.stdout).strip().splitlines())
         tail = f"; the server said: {detail[:400]}" if detail else ""
         self.problem = (
-            f"{what}`{self.command}` exited with {self.exit_code} (0x{self.exit_code & 0xFFFFFFFF:08X}){tail}"
+            f"{what}`{self.command}` exited with {self.remote_exit_code} "
+            f"(0x{self.remote_exit_code & 0xFFFFFFFF:08X}){tail}"
         )
 
 

@@ -39,7 +39,11 @@ from opslib import errors
         ),
         (
             errors.RemoteCommandFailed(
-                host="web01", command="reg query X", exit_code=1, stderr="ERROR:\n not found", what="read"
+                host="web01",
+                command="reg query X",
+                remote_exit_code=1,
+                stderr="ERROR:\n not found",
+                what="read",
             ),
             "web01: read: `reg query X` exited with 1 (0x00000001); the server said: ERROR: not found",
         ),
@@ -65,3 +69,81 @@ def test_hint_set_later_still_shows() -> None:
     exc = errors.PreconditionFailed("web01", "no pending request")
     exc.hint = "run certreq -new first"
     assert str(exc) == "web01: no pending request — run certreq -new first"
+
+
+# --- the CLI's exit code is the kit's, never a remote program's ------------------------------------------
+
+
+def _every_ops_error() -> list[type[errors.OpsError]]:
+    import importlib
+    import pkgutil
+
+    import opslib
+
+    for info in pkgutil.walk_packages(opslib.__path__, "opslib."):
+        if info.name != "opslib.__main__":
+            importlib.import_module(info.name)
+    found: list[type[errors.OpsError]] = []
+    todo = [errors.OpsError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(set(found), key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+def _instance(cls: type[errors.OpsError]) -> errors.OpsError:
+    """``cls`` built with placeholder arguments: every int is 256 (a remote exit code that is 0 mod 256)."""
+    import inspect
+
+    kwargs: dict[str, object] = {}
+    for name, param in list(inspect.signature(cls).parameters.items()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is not param.empty:
+            continue
+        annotation = str(param.annotation)
+        kwargs[name] = (
+            256
+            if "int" in annotation
+            else 2.0
+            if "float" in annotation
+            else ()
+            if "Sequence" in annotation
+            else errors.StepFailed("02_swap", "02.ipynb", "cause")
+            if "StepFailed" in annotation
+            else "x"
+        )
+    return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", _every_ops_error(), ids=lambda c: c.__qualname__)
+def test_every_ops_error_leaves_the_cli_with_1_or_2(
+    cls: type[errors.OpsError], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opslib import cli
+    from opslib.runbook.signals import Interrupted
+
+    error = _instance(cls)
+
+    def fail(args: object) -> int:
+        raise error
+
+    monkeypatch.setitem(cli._COMMANDS, "inspect", fail)
+    code = cli.main(["inspect", "x"])
+    if isinstance(error, Interrupted):
+        assert code == 128 + error.signum  # the shell's convention for "killed by signal N"
+    else:
+        assert code == (2 if isinstance(error, errors.UsageError) else 1), cls
+    assert capsys.readouterr().err.startswith("opslib: error: ")
+
+
+def test_a_remote_exit_code_of_256_is_named_and_the_cli_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opslib import cli
+
+    def fail(args: object) -> int:
+        raise errors.RemoteCommandFailed(host="web01", command="echo %SystemRoot%", remote_exit_code=256)
+
+    monkeypatch.setitem(cli._COMMANDS, "inspect", fail)
+    assert cli.main(["inspect", "x"]) == 1
+    assert "`echo %SystemRoot%` exited with 256 (0x00000100)" in capsys.readouterr().err

@@ -215,7 +215,7 @@ class IIS6Backend(ReadBackChecks):
             raise RemoteCommandFailed(
                 host=self.host,
                 command=result.command_line,
-                exit_code=result.exit_code,
+                remote_exit_code=result.exit_code,
                 stdout=result.stdout_text,
                 stderr=result.stderr_text,
                 what=f"{what}: the IIS helper printed no JSON",
@@ -237,7 +237,7 @@ class IIS6Backend(ReadBackChecks):
         return RemoteCommandFailed(
             host=self.host,
             command=exc.result.command_line,
-            exit_code=exc.exit_code,
+            remote_exit_code=exc.exit_code,
             stdout=f"ADSI error {exc.number}: {exc.description}",
             stderr="",
             what=what,

@@ -185,7 +185,7 @@ class IIS7Backend(ReadBackChecks):
         return RemoteCommandFailed(
             host=self.host,
             command=result.command_line,
-            exit_code=result.exit_code,
+            remote_exit_code=result.exit_code,
             stdout=result.stdout_text,
             stderr=result.stderr_text,
             what=what,

@@ -64,7 +64,7 @@ def failed(conn: Connection, result: CommandResult, what: str, hint: str = "") -
     return RemoteCommandFailed(
         host=host_of(conn),
         command=result.command_line,
-        exit_code=result.exit_code,
+        remote_exit_code=result.exit_code,
         stderr=result.stderr_text,
         stdout=result.stdout_text,
         what=what,

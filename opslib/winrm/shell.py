@@ -421,7 +421,7 @@ class Connection(_channel.Channels, Transfers):
             raise RemoteCommandFailed(
                 host=self.host,
                 command=shown,
-                exit_code=code,
+                remote_exit_code=code,
                 stderr=_secrets.redact(result.stderr_text),
                 stdout=_secrets.redact(result.stdout_text) if log_data else "",
                 what=what,
