@@ -16,7 +16,7 @@ from collections.abc import Iterable
 _RANDOM_NAME = re.compile(r"\b(opslib|t\d{4})-[0-9a-f]{8,12}\b")
 _NUMBERED = (
     ("THUMB", re.compile(r"\b[0-9A-F]{40}\b")),
-    ("SECRET", re.compile(r"(?<=-p )[0-9a-f]{32}\b")),
+    ("SECRET", re.compile(r"\b[0-9a-f]{32}\b")),  # one-time PFX passwords (certutil -p, the helper)
     ("GUID", re.compile(r"\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}")),
 )
 _CHUNK = re.compile(r'(>>?"?[^"&>]+\.b64"?) echo (?!-----)[A-Za-z0-9+/=]+')
@@ -33,7 +33,9 @@ def normalize(lines: Iterable[str]) -> list[str]:
         line = _RANDOM_NAME.sub(lambda m: f"{m.group(1)[:1]}-<id>", line)
         for kind, pattern in _NUMBERED:
             table = seen[kind]
-            line = pattern.sub(lambda m, t=table, k=kind: t.setdefault(m.group(0), f"<{k}{len(t) + 1}>"), line)
+            line = pattern.sub(
+                lambda m, t=table, k=kind: t.setdefault(m.group(0), f"<{k}{len(t) + 1}>"), line
+            )
         command, _, code = line.rpartition("\t")
         if _UPLOAD_ONLY.match(command) and out and out[-1] == line:
             continue  # one more chunk of the same file
