@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +136,66 @@ def test_server_and_iis_modules_stay_small() -> None:
     for package in ("server", "iis", "ops"):
         for path in (ROOT / package).glob("*.py"):
             assert len(path.read_text(encoding="utf-8").splitlines()) <= 620, path.name
+
+
+# --- the command line: `opslib.cli` -------------------------------------------------------------------------
+
+# Imported by no command's argument parsing: `opslib --help` and every command's usage errors stay fast.
+HEAVY_FOR_THE_PARSER = (
+    "opslib.rehearsal",
+    "opslib.runbook",
+    "opslib.evidence",
+    "pandas",
+    "cryptography",
+    "winrm",
+)
+
+
+def test_building_the_cli_parser_imports_nothing_heavy() -> None:
+    # In a fresh interpreter: the other tests of this session have imported everything already.
+    probe = (
+        "import json, sys\n"
+        "import opslib.cli\n"
+        "opslib.cli._parser().parse_args(['rehearse', 'serve', '--scenario', 'iis7'])\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env, cwd=ROOT.parent
+    ).stdout
+    loaded = json.loads(out)
+    assert "opslib.cli.parser" in loaded
+    heavy = [h for h in HEAVY_FOR_THE_PARSER if any(m == h or m.startswith(h + ".") for m in loaded)]
+    assert not heavy, f"building the parser imported {heavy}"
+
+
+def test_the_parser_knows_every_rehearsal_scenario() -> None:
+    from opslib.cli.parser import REHEARSAL_SCENARIOS
+    from opslib.rehearsal.scenarios import SCENARIOS
+
+    assert REHEARSAL_SCENARIOS == tuple(sorted(SCENARIOS)), (
+        "update REHEARSAL_SCENARIOS in opslib/cli/parser.py"
+    )
+
+
+def test_an_unknown_scenario_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    from opslib import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["rehearse", "serve", "--scenario", "nope"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --scenario: invalid choice: 'nope' (choose from 'b64-locked', " in err
+    assert "'iis7', " in err
+
+
+@pytest.mark.parametrize("flag", ["--yes", "--json", "--verbose", "--break-lock", "--evidence-root"])
+def test_a_shared_cli_option_is_defined_once(flag: str) -> None:
+    defined = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted((ROOT / "cli").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and any(isinstance(a, ast.Constant) and a.value == flag for a in node.args)
+    ]
+    assert len(defined) == 1, f"{flag} is defined at {defined}; define it once in opslib/cli/parser.py"
