@@ -1,0 +1,255 @@
+"""``opslib evidence list|show|verify|report``: the console text of the evidence commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .. import evidence
+from ..credentials import resolve
+from ..errors import UsageError
+from .text import table
+
+
+def command(a: argparse.Namespace) -> int:
+    """``opslib evidence list|show|verify|report``."""
+    if a.evidence_command == "list":
+        return evidence_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
+    if a.evidence_command == "show":
+        return evidence_show(a.run_dir, as_json=a.json)
+    if a.evidence_command == "report":
+        return evidence_report(a.run_dir, lang=a.lang, out=a.out)
+    return evidence_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
+
+
+def _text_or_blank(value: Any) -> str:
+    return "" if value is None or value != value else str(value)  # None and NaN read as blank
+
+
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: evidence.plain(v) for k, v in row.items()}
+
+
+def evidence_report(run_dir: str, *, lang: str, out: str | None) -> int:
+    """``opslib evidence report``: write the report outside the run folder (its files are hashed)."""
+    from pathlib import Path
+
+    from ..evidence.report import write_report
+
+    folder = Path(run_dir).resolve()
+    target = Path(out) if out else Path(f"{folder.name}.report.html")
+    if target.resolve().parent == folder or folder in target.resolve().parents:
+        raise UsageError(
+            f"--out {target}: inside the run folder, whose files are hashed in run.json",
+            hint="write the report elsewhere (the run's own report.html is already there)",
+        )
+    print(write_report(folder, lang=lang, out=target).resolve())
+    return 0
+
+
+def evidence_list(
+    root: str,
+    *,
+    host: str | None,
+    site: str | None,
+    since: str | None,
+    status: str | None,
+    as_json: bool,
+) -> int:
+    """``opslib evidence list``: one line per run (oldest first), or a JSON list of objects."""
+    df = evidence.select_runs(evidence.load_runs(root), host=host, site=site, since=since, status=status)
+    records = df.to_dict("records")
+    if as_json:
+        print(json.dumps([_json_row(r) for r in records], indent=2, ensure_ascii=False))
+        return 0
+    if not records:
+        filters = ", ".join(
+            f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v
+        )
+        print(f"no runs in {root}" + (f" matching {filters}" if filters else ""))
+        return 0
+    rows = [
+        [
+            str(r["run_id"]),
+            _text_or_blank(r["host"]),
+            _text_or_blank(r["site"]),
+            _text_or_blank(r.get("mode")),
+            evidence.status_text(r),
+            evidence.format_time(r["started_utc"]),
+            f"{evidence.short_thumbprint(r['old_thumbprint'])} → {evidence.short_thumbprint(r['new_thumbprint'])}",
+            evidence.format_time(r["new_not_after_utc"], "%Y-%m-%d"),
+            _exits_text(r.get("nonzero_exits"), r.get("probe_nonzero_exits")),
+        ]
+        for r in records
+    ]
+    print(
+        table(
+            [
+                "RUN",
+                "HOST",
+                "SITE",
+                "MODE",
+                "STATUS",
+                "STARTED (UTC)",
+                "CERTIFICATE OLD → NEW",
+                "NEW EXPIRY",
+                "NON-ZERO EXITS",
+            ],
+            rows,
+        )
+    )
+    return 0
+
+
+def _exits_text(failed: Any, probes: Any) -> str:
+    """``2 (+18 probes)``: non-zero exits, and those that were capability probes answering no."""
+    if failed is None or failed != failed:  # an older run.json (no counts), or NaN
+        return ""
+    return f"{int(failed)}" + (f" (+{int(probes)} probes)" if probes == probes and probes else "")
+
+
+def _fact_lines(name: str, value: Any) -> list[str]:
+    """One fact in full (nothing cut): a list of change rows one row a line, other values as JSON."""
+    rows = value if isinstance(value, list) else None
+    if rows and all(isinstance(r, dict) and {"target", "field"} <= r.keys() for r in rows):
+        return [f"{name}:"] + [
+            f"    {r['target']}: {r['field']} {r.get('before') or '(none)'} → {r.get('after') or '(none)'}"
+            for r in rows
+        ]
+    if rows and all(isinstance(r, dict) for r in rows):
+        return [f"{name}:"] + [f"    {evidence.cell_text(r)}" for r in rows]
+    return [f"{name} = {evidence.cell_text(value)}"]
+
+
+def evidence_show(run_dir: str, *, as_json: bool) -> int:
+    """``opslib evidence show``: summary, per-step status/duration/facts, where the renders are."""
+    record = evidence.load_run(run_dir)
+    summary = evidence.run_summary(record)
+    if as_json:
+        out = {
+            **summary,
+            "steps": [evidence.plain(s) for s in record.run.get("steps") or []],
+            "facts": record.facts,
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    status = summary["status"]
+    if summary["failed_step"]:
+        status = f"{status} at {summary['failed_step']}: {summary['error'] or ''}".rstrip(": ")
+    duration = f" ({summary['duration_s']:g} s)" if summary["duration_s"] is not None else ""
+    lines = [
+        f"run       {summary['run_id']}",
+        f"folder    {summary['path']}",
+        f"mode      {summary['mode']}{_links_text(summary)}",
+        f"host      {summary['host']}    site {summary['site']}",
+        f"operator  {summary['operator']}",
+        f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
+        f"time      {summary['started_utc']} → {summary['finished_utc'] or '(not finished)'}{duration}",
+        f"kit       {summary['kit_version']}    TLS validation: {summary['tls_validation']}",
+        f"old cert  {summary['old_thumbprint'] or '–'}  expires {summary['old_not_after_utc'] or '–'}",
+        f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
+        f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
+        f"chain     previous run {summary['previous_run'] or '(none)'}; "
+        f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
+    ]
+    for change in summary["parameter_changes"]:
+        lines.append(f"corrected {change.get('key')}: {change.get('old')!r} → {change.get('new')!r}")
+    now = summary["production_now"]
+    if isinstance(now, dict):
+        state = f" ({now.get('state')})" if now.get("state") else ""
+        lines.append(
+            f"served    after the failure: {now.get('site')}{state} served {now.get('thumbprint') or '?'}"
+            f" (expires {now.get('not_after_utc') or '?'}) — {now.get('source')}"
+        )
+    t = summary["transcript"]
+    lines.append(
+        f"commands  {t['commands']} remote commands, {t['nonzero_exits']} non-zero exits, "
+        f"{t['total_duration_s']:g} s"
+        + (f" ({t['unreadable_lines']} unreadable lines)" if t["unreadable_lines"] else "")
+        + (
+            f"; {t['probe_nonzero_exits']} more non-zero exits were capability probes answering no (expected)"
+            if t["probe_nonzero_exits"]
+            else ""
+        )
+    )
+    print("\n".join(lines))
+    print("\nsteps")
+    steps = record.steps
+    if steps.empty:
+        print("  (none recorded)")
+    else:
+        records = steps.to_dict("records")
+        rows = [
+            [
+                str(s["name"]),
+                str(s["status"] or ""),
+                "" if s["duration_s"] != s["duration_s"] else f"{s['duration_s']:.1f} s",
+                str(s["error"]) if isinstance(s["error"], str) else "",
+            ]
+            for s in records
+        ]
+        print(_indent(table(["STEP", "STATUS", "DURATION", "ERROR"], rows)))
+        print("\nfacts recorded, by step (in full)")
+        for s in records:
+            facts = s["facts"] if isinstance(s["facts"], dict) else {}
+            print(f"  {s['name']}" + ("" if facts else ": (none)"))
+            for key, value in facts.items():
+                print("\n".join(f"    {line}" for line in _fact_lines(str(key), value)))
+    print("\nrenders (HTML for reviewers)")
+    print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
+    return 0
+
+
+def _links_text(summary: Mapping[str, Any]) -> str:
+    if summary.get("resumes"):
+        return f"    resumes run {summary['resumes']}"
+    if summary.get("rolls_back"):
+        return f"    rolls back run {summary['rolls_back']}"
+    return ""
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | None, as_json: bool) -> int:
+    """``opslib evidence verify RUN_DIR | --root DIR [--hmac-key REF]``: one line per problem, exit 1
+    when anything is wrong, 0 and ``ok`` otherwise."""
+    if bool(run_dir) == bool(root):
+        raise UsageError(
+            "give either RUN_DIR or --root DIR",
+            hint="`opslib evidence verify evidence/<run>` checks one run, `--root evidence` every run and the chain",
+        )
+    key: bytes | None = None
+    if hmac_key:
+        key = resolve(hmac_key, purpose="HMAC key").encode("utf-8")
+    reports = (
+        [evidence.verify_run(run_dir, hmac_key=key)]
+        if run_dir
+        else evidence.verify_root(str(root), hmac_key=key)
+    )
+    problems = [p for r in reports for p in r.problems]
+    if as_json:
+        print(
+            json.dumps(
+                {"ok": not problems, "runs": [r.as_dict() for r in reports]}, indent=2, ensure_ascii=False
+            )
+        )
+        return 1 if problems else 0
+    checks = "file hashes, chain" + (", HMAC" if key else "")
+    if not problems:
+        what = reports[0].run_dir if run_dir else f"{len(reports)} runs in {root}"
+        print(f"ok: {what} ({checks})")
+        return 0
+    for problem in problems:
+        print(problem.line())
+    bad = sum(1 for r in reports if not r.ok)
+    print(
+        f"verify: {len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {len(reports)} "
+        f"run{'s' if len(reports) != 1 else ''} ({checks}) — the evidence changed after it was finalized: "
+        "find out who changed what, and restore it from your backup copy before relying on it"
+    )
+    return 1

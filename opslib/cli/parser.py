@@ -1,0 +1,284 @@
+"""The argument parser of ``opslib``: every command, its arguments, and the options they share.
+
+An option several commands take (``--yes``, ``--json``, ``--verbose``, ``--break-lock``,
+``--evidence-root``) is defined once here as a parent parser and copied into each command with argparse's
+``parents=``; where a command's own help text says what the option means for it, that text is passed in.
+A command lists its options as parents in the order ``--help`` shows them (argparse puts parents before
+the arguments added afterwards).
+
+Building the parser imports nothing heavy: no emulator, no pandas, no cryptography (``opslib --help``
+and every command start fast); the handlers import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .. import __version__
+
+# The rehearsal scenario names (`opslib rehearse serve --scenario`), kept here so that the parser does not
+# import the emulator; tests/test_layout.py checks they are opslib.rehearsal.scenarios.SCENARIOS.
+REHEARSAL_SCENARIOS = (
+    "b64-locked",
+    "cross-to-older-root",
+    "default",
+    "expired-cross",
+    "exportpfx-probe-denies",
+    "exportpfx-probe-lies",
+    "hashfile-probe-denies",
+    "hashfile-probe-lies",
+    "iis10",
+    "iis10-sni",
+    "iis6-ja",
+    "iis7",
+    "iis75-ja",
+    "key-not-exportable",
+    "modern-chain",
+    "no-g5",
+    "no-pending-request",
+    "pfx-locked",
+)
+
+ASK_BEFORE_SWAP = "do not ask before the production swap (step 2)"
+ASK_BEFORE_SITE_CHANGE = "do not ask before changing the production site"
+ASK_BEFORE_REVERSIBLE = "with --reversible: do not ask"
+
+
+def option(*names: str, **settings: Any) -> argparse.ArgumentParser:
+    """A parent parser holding one argument, for ``parents=``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*names, **settings)
+    return parent
+
+
+# --- the shared options ---------------------------------------------------------------------------------
+
+
+def yes(help: str) -> argparse.ArgumentParser:
+    """``--yes``: do not ask before a change (``help`` says which)."""
+    return option("--yes", action="store_true", help=help)
+
+
+def as_json(help: str | None = None) -> argparse.ArgumentParser:
+    """``--json``: machine-readable output."""
+    return option("--json", action="store_true", help=help)
+
+
+def evidence_root(*, default: str | None, help: str | None = None) -> argparse.ArgumentParser:
+    """``--evidence-root``: where run folders go."""
+    return option("--evidence-root", default=default, help=help)
+
+
+VERBOSE = option("--verbose", action="store_true", help="show papermill's cell progress too")
+BREAK_LOCK = option(
+    "--break-lock", action="store_true", help="break the server's renewal lock another run holds (recorded)"
+)
+
+
+# --- the commands -----------------------------------------------------------------------------------------
+
+
+def build() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="opslib",
+        description="Renew SSL server certificates on Microsoft IIS over WinRM, with evidence.",
+    )
+    p.add_argument("--version", action="version", version=f"opslib {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_runbook_commands(sub)
+    _add_inspect(sub)
+    _add_evidence(sub)
+    _add_rehearse(sub)
+    _add_lab(sub)
+    return p
+
+
+def _add_runbook_commands(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a renewal from a parameters file",
+        parents=[
+            evidence_root(default=None, help="where run folders go (default: ./evidence)"),
+            option(
+                "--dry-run", action="store_true", help="read-only checks; record the plan, change nothing"
+            ),
+            yes(ASK_BEFORE_SWAP),
+            option("--steps", default=None, help=argparse.SUPPRESS),
+            VERBOSE,
+            BREAK_LOCK,
+        ],
+    )
+    run.add_argument("params", help="parameters file (YAML)")
+
+    res = sub.add_parser(
+        "resume",
+        help="continue a failed run from its failed step, in a new run folder chained to it",
+        parents=[
+            yes(ASK_BEFORE_SWAP),
+            option(
+                "--params",
+                metavar="FILE",
+                help="corrected values (verify.*, backup.*, winrm.*, forbidden_roots, warn_days); others are refused",
+            ),
+            VERBOSE,
+            BREAK_LOCK,
+        ],
+    )
+    res.add_argument("run_dir")
+
+    rb = sub.add_parser(
+        "rollback",
+        help="put the previous certificate back (a new run chained to RUN); --roots: the roots too",
+        parents=[
+            option(
+                "--roots",
+                action="store_true",
+                help="also re-enable the roots RUN's step 0 disabled (from its .reg backups)",
+            ),
+            yes(ASK_BEFORE_SITE_CHANGE),
+            VERBOSE,
+        ],
+    )
+    rb.add_argument("run_dir", metavar="RUN")
+
+
+def _add_inspect(sub: Any) -> None:
+    ins = sub.add_parser(
+        "inspect",
+        help="inspect certificates: files, mails, PFX, CSR, or host:port",
+        parents=[as_json("machine-readable output (schema in the README)")],
+    )
+    ins.add_argument("sources", nargs="+", metavar="SOURCE")
+    ins.add_argument("--password-env", metavar="VAR", help="environment variable holding the PFX password")
+    ins.add_argument("--servername", metavar="NAME", help="SNI name to send to host:port sources")
+    ins.add_argument("--hostname", metavar="NAME", action="append", help="host name the leaf must cover")
+    ins.add_argument("--warn-days", type=int, default=30, metavar="N", help="expires_soon threshold (30)")
+    ins.add_argument(
+        "--forbidden-root", action="append", metavar="SHA1", help="extra forbidden root thumbprint"
+    )
+
+
+def _add_evidence(sub: Any) -> None:
+    ev = sub.add_parser("evidence", help="list, show and verify renewal evidence")
+    evsub = ev.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--root", default="evidence")
+    filters.add_argument("--host")
+    filters.add_argument("--site")
+    filters.add_argument("--since", help="YYYY-MM-DD (UTC)")
+    filters.add_argument("--status")
+    evsub.add_parser("list", help="one line per run", parents=[filters, as_json()])
+    evsub.add_parser(
+        "show", help="one run: summary, steps, facts, renders", parents=[option("run_dir"), as_json()]
+    )
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("run_dir", nargs="?")
+    which.add_argument("--root")
+    which.add_argument("--hmac-key", metavar="REF", help="secret reference of the HMAC key (env:NAME …)")
+    evsub.add_parser("verify", help="recompute hashes and the chain across runs", parents=[which, as_json()])
+    evr = evsub.add_parser("report", help="an auditor's report of one run: one self-contained HTML file")
+    evr.add_argument("run_dir")
+    evr.add_argument(
+        "--lang", default="ja+en", choices=["ja", "en", "ja+en", "en+ja"], help="ja, en or both (ja+en)"
+    )
+    evr.add_argument("--out", metavar="FILE", help="where to write it (default: ./<run id>.report.html)")
+
+
+def _add_rehearse(sub: Any) -> None:
+    reh = sub.add_parser("rehearse", help="the rehearsal host: an emulated Windows/IIS server")
+    rehsub = reh.add_subparsers(dest="rehearse_command", required=True, metavar="ACTION")
+    srv = rehsub.add_parser("serve", help="serve an emulated host over WS-Management until interrupted")
+    srv.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
+    srv.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
+    srv.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="delay every WS-Management request by N ms, as a slow link would (0)",
+    )
+    srv.add_argument("--https", action="store_true", help="HTTPS with a generated certificate")
+    srv.add_argument("--user", default="Administrator", help="Basic-auth user name (Administrator)")
+    srv.add_argument(
+        "--password-env",
+        default="OPSLIB_REHEARSAL_PASSWORD",
+        metavar="VAR",
+        help="environment variable holding the password (unset: a random one, written to a 0600 file)",
+    )
+    srv.add_argument("--locale", choices=["en", "ja"], default=None, help="language of tool messages")
+    srv.add_argument(
+        "--codepage", type=int, choices=[437, 932, 65001], default=None, help="console code page (ja: 932)"
+    )
+    srv.add_argument(
+        "--scenario",
+        default="default",
+        choices=REHEARSAL_SCENARIOS,
+        metavar="NAME",
+        help="one of: " + ", ".join(REHEARSAL_SCENARIOS) + " (README: the rehearsal host)",
+    )
+    srv.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="before|after:PROGRAM[#N]:drop|timeout|fault500|fail (PROGRAM: certutil, certreq, reg, cscript, * …)",
+    )
+    srv.add_argument(
+        "--state-file", metavar="F", help="JSON picture of the host, rewritten after every command"
+    )
+    srv.add_argument("--params-out", metavar="F", help="write a parameters file for this host")
+    srv.add_argument("--workdir", metavar="DIR", help="where the CA file and mailed certificate are written")
+    srv.add_argument(
+        "--auth",
+        choices=["basic", "ntlm", "negotiate"],
+        default="basic",
+        help="basic (historical rehearsal default) | ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP)",
+    )
+    srv.add_argument(
+        "--allow-basic", action="store_true", default=None, help="with --auth ntlm: also accept Basic"
+    )
+    srv.add_argument(
+        "--allow-unencrypted",
+        action="store_true",
+        default=None,
+        help="with --auth ntlm: accept unencrypted SOAP over HTTP (WinRM AllowUnencrypted=true)",
+    )
+    srv.add_argument(
+        "--tls",
+        choices=["modern", "tls1.0", "tls1.0-no-aes"],
+        default="modern",
+        help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
+    )
+    demo = rehsub.add_parser(
+        "demo",
+        help="a full renewal against a fresh rehearsal host",
+        parents=[evidence_root(default="evidence")],
+    )
+    demo.add_argument("--backup-dir", default="backups", help="where the PFX backup goes (0700)")
+
+
+def _add_lab(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="lab check: capture how a server answers the kit's commands; compare")
+    labsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    capture = argparse.ArgumentParser(add_help=False)
+    capture.add_argument("params", help="parameters file (YAML); only its host and winrm sections are used")
+    capture.add_argument("--out", required=True, metavar="DIR", help="new folder for the bundle")
+    capture.add_argument(
+        "--reversible",
+        action="store_true",
+        help="also add, disable, re-enable, export and delete a throw-away certificate in MY (asks first)",
+    )
+    labsub.add_parser(
+        "capture",
+        help="run the probe set against the host of a parameters file",
+        parents=[capture, yes(ASK_BEFORE_REVERSIBLE)],
+    )
+    compare = argparse.ArgumentParser(add_help=False)
+    compare.add_argument("bundle", metavar="DIR", help="a folder written by `opslib lab capture`")
+    compare.add_argument("--scenario", help="rehearsal scenario (default: chosen from the captured host)")
+    labsub.add_parser(
+        "compare",
+        help="run the same probes on a matching rehearsal host; diff",
+        parents=[compare, as_json("machine-readable output")],
+    )

@@ -1,0 +1,33 @@
+"""``opslib rehearse serve|demo``: the rehearsal host (an emulated Windows/IIS server)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import rehearsal
+
+
+def command(a: argparse.Namespace) -> int:
+    if a.rehearse_command == "serve":
+        return rehearsal.serve_forever(
+            listen=a.host,
+            port=a.port,
+            https=a.https,
+            user=a.user,
+            password_env=a.password_env,
+            locale=a.locale,
+            codepage=a.codepage,
+            scenario=a.scenario,
+            faults=a.fault,
+            state_file=a.state_file,
+            params_out=a.params_out,
+            workdir=a.workdir,
+            auth=a.auth,
+            allow_basic=a.allow_basic,
+            allow_unencrypted=a.allow_unencrypted,
+            tls=a.tls,
+            latency_ms=a.latency_ms,
+        )
+    from ..rehearsal import demo
+
+    return demo.run_demo(evidence_root=a.evidence_root, backup_dir=a.backup_dir)
