@@ -81,7 +81,7 @@ def _every_ops_error() -> list[type[errors.OpsError]]:
     import opslib
 
     for info in pkgutil.walk_packages(opslib.__path__, "opslib."):
-        if info.name != "opslib.__main__":
+        if not info.name.endswith(".__main__"):  # running it would start the command line
             importlib.import_module(info.name)
     found: list[type[errors.OpsError]] = []
     todo = [errors.OpsError]
