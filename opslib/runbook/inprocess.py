@@ -30,6 +30,7 @@ import gc
 import json
 import platform
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +89,19 @@ def _json_plain(data: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(data, default=json_default)))
 
 
+@contextlib.contextmanager
+def _as_in_a_kernel() -> Iterator[None]:
+    """Library settings that differ in a kernel: pandas shows up to 20 columns there (wrapped at
+    ``display.width``), but fits a frame to the terminal (``display.max_columns`` 0) elsewhere."""
+    import pandas as pd
+
+    if pd.get_option("display.max_columns") != 0:
+        yield
+        return
+    with pd.option_context("display.max_columns", 20):
+        yield
+
+
 def _engine_class() -> type:
     """The papermill engine (built on first use: papermill and IPython load slowly)."""
     from IPython.core.displayhook import DisplayHook
@@ -96,6 +110,7 @@ def _engine_class() -> type:
     from nbformat.v4 import new_output
     from papermill.engines import Engine
     from papermill.log import logger
+    from traitlets.config import Config
 
     class Outputs:
         """One cell's outputs, in the order the cell produced them."""
@@ -216,25 +231,28 @@ def _engine_class() -> type:
         def execute_managed_notebook(
             cls, nb_man: Any, kernel_name: str, log_output: bool = False, **kwargs: Any
         ) -> Any:
+            if not InteractiveShell.initialized():  # no history file: nothing of a run is kept on disk
+                InteractiveShell.instance(config=Config({"HistoryManager": {"enabled": False}}))
             shell = InteractiveShell.instance()
-            shell.reset(new_session=False)
+            shell.reset(new_session=True)  # as a fresh kernel: an empty namespace, the first cell is [1]
             before = open_connections()
             failed = False
-            for index, cell in enumerate(nb_man.nb.cells):
-                try:
-                    nb_man.cell_start(cell, index)
-                    if cell.cell_type == "code" and cell.source.strip():
-                        failed = not run_cell(shell, cell, log_output=log_output)
-                        if failed:
-                            nb_man.cell_exception(nb_man.nb.cells[index], cell_index=index)
-                finally:
-                    nb_man.cell_complete(nb_man.nb.cells[index], cell_index=index)
-                if failed:
-                    break
+            with _as_in_a_kernel():
+                for index, cell in enumerate(nb_man.nb.cells):
+                    try:
+                        nb_man.cell_start(cell, index)
+                        if cell.cell_type == "code" and cell.source.strip():
+                            failed = not run_cell(shell, cell, log_output=log_output)
+                            if failed:
+                                nb_man.cell_exception(nb_man.nb.cells[index], cell_index=index)
+                    finally:
+                        nb_man.cell_complete(nb_man.nb.cells[index], cell_index=index)
+                    if failed:
+                        break
             nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
             if failed:
                 close_left_open(before)  # as the failed step's kernel exits
-            shell.reset(new_session=False)
+            shell.reset(new_session=False)  # drop the notebook's objects now
             sys.last_type = sys.last_value = sys.last_traceback = (
                 None  # their frames hold the notebook's objects
             )
