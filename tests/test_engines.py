@@ -246,3 +246,43 @@ def test_both_runs_send_the_same_command_lines(kernel_run: Renewal, inprocess_ru
     kernel_lines, inprocess_lines = normalize(kernel_run.history), normalize(inprocess_run.history)
     assert len(kernel_lines) > 40
     assert inprocess_lines == kernel_lines
+
+
+# --- a failed step: what a dying kernel does, in process ------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "wire"
+
+
+@pytest.mark.parametrize("scenario", ["no-pending-request", "expired-cross", "key-not-exportable"])
+def test_a_failed_in_process_run_sends_the_command_lines_of_the_kernel_run(
+    scenario: str, tmp_path: Path, _secrets: list[str]
+) -> None:
+    """The failing cell's error is papermill's (the cell named, the error cell at the top); the
+    connection the notebook left open is closed as the failed kernel's ``atexit`` closes it: the command
+    lines are those of the recorded kernel run (``tests/golden/wire``), exit code included."""
+    golden = (GOLDEN / f"{scenario}.txt").read_text(encoding="utf-8").splitlines()
+    assert golden[0] == "# exit 1"
+    reh = rehearsal.start(scenario=scenario, password=_secrets[0], workdir=tmp_path / "host")
+    try:
+        data = reh.params(password_env=ENV[0], pfx_password_env=ENV[1], backup_dir=str(tmp_path / "backups"))
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        with pytest.raises(runbook.RunFailed) as failed:
+            runbook.run(path, evidence_root=tmp_path / "ev", yes=True, engine="inprocess")
+        assert normalize(history_lines(reh.host.history)) == golden[1:]
+        # and every shell the run opened is deleted: the one the failed notebook left open too
+        assert not reh._server.shells
+    finally:
+        reh.stop()
+    error = failed.value
+    assert isinstance(error.cell, int) and error.cell > 1
+    (run_dir,) = [p for p in (tmp_path / "ev").iterdir() if (p / "run.json").is_file()]
+    m = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert (m["status"], m["failed_step"]) == ("failed", error.step)
+    assert m["steps"][-1]["engine"] == "inprocess" and m["steps"][-1]["status"] == "failed"
+    nb = nbformat.read(run_dir / f"{error.step}.ipynb", as_version=4)
+    assert "papermill-error-cell-tag" in nb.cells[0].metadata.get("tags", [])
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and c.execution_count == error.cell]
+    (out,) = [o for o in cell.outputs if o.output_type == "error"]
+    assert f"{out.ename}: " in error.cause and out.traceback
+    assert cell.metadata.papermill["status"] == "failed"
