@@ -1,24 +1,24 @@
 """The renewal runbook: the step notebooks run in order with papermill, and the evidence they leave.
 
-=================  ===========================================================================
-:mod:`.steps`      the one step table: each step's notebook, the facts it consumes and records,
-                   its hooks (confirmation, backup folder, rollback.yaml); the facts-vs-parameters rule
-:mod:`.run`        ``run`` / ``launch`` and the checks made before anything is contacted
-:mod:`.context`    ``RunContext``: one run, step by step (parameters, confirmation, rollback.yaml)
-:mod:`.engines`    how a step is executed: ``kernel``, ``inprocess`` (tests), ``runner`` (no notebook)
-:mod:`.inprocess`  the papermill engine behind ``inprocess``: the cells in one IPython shell
-:mod:`.record`     the run record: run.json's step records, renders, report, closing, ``summarize``
-:mod:`.chores`     on the server around the steps: its renewal lock, the run's temp folder,
-                   ``connection.json``, a resume's probe and leftovers, what is left there
-:mod:`.recovery`   ``resume`` and ``rollback``: each a new chained run folder (a finalized run
-                   folder is never written again); corrected parameters on resume
-:mod:`.console`    the operator's lines: one per step, a dry run's plan, the lines after a failure
-:mod:`.failure`    after a failure: the exact next command, what production serves now
-:mod:`.rollback`   ``rollback.yaml``, built from the declarations of the step that writes it
-:mod:`.kernels`    one fresh kernel per step, the next one booting meanwhile; kernel manager options
+=====================  ===========================================================================
+:mod:`.steps`          the one step table: each step's notebook, the facts it consumes and records,
+                       its hooks (confirmation, backup folder, rollback.yaml); the facts-vs-parameters rule
+:mod:`.run`            ``run`` / ``launch`` and the checks made before anything is contacted
+:mod:`.context`        ``RunContext``: one run, step by step (parameters, confirmation, rollback.yaml)
+:mod:`.engines`        how a step is executed: ``kernel``, ``inprocess`` (tests), ``runner`` (no notebook)
+:mod:`.inprocess`      the papermill engine behind ``inprocess``: the cells in one IPython shell
+:mod:`.record`         the run record: run.json's step records, renders, report, closing, ``summarize``
+:mod:`.chores`         on the server around the steps: its renewal lock, the run's temp folder,
+                       ``connection.json``, a resume's probe and leftovers, what is left there
+:mod:`.recovery`       ``resume`` and ``rollback``: each a new chained run folder (a finalized run
+                       folder is never written again); corrected parameters on resume
+:mod:`.console`        the operator's lines: one per step, a dry run's plan, the lines after a failure
+:mod:`.failure`        after a failure: the exact next command, what production serves now
+:mod:`.rollback`       ``rollback.yaml``, built from the declarations of the step that writes it
+:mod:`.kernels`        one fresh kernel per step, the next one booting meanwhile; kernel manager options
 :mod:`.evidence_lock`  the evidence folder's lock for a host and site
-:mod:`.render`     nbconvert HTML renders and the redaction of executed notebooks
-=================  ===========================================================================
+:mod:`.render`         nbconvert HTML renders and the redaction of executed notebooks
+=====================  ===========================================================================
 
 The steps of a renewal (``mode: renew``); ``opslib rollback RUN`` (or ``opslib run RUN/rollback.yaml``, ``mode: rollback``)
 runs ``05_rollback_certificate`` then ``04_verify_endpoint``; ``--roots`` adds ``06_restore_roots``
