@@ -28,6 +28,7 @@ from secretscan import assert_no_secrets
 from wirelines import history_lines, normalize
 
 from opslib import cli, evidence, rehearsal, runbook
+from opslib.errors import UsageError
 from opslib.rehearsal import scenarios
 
 STEPS = [s.name for s in runbook.RENEW_STEPS]
@@ -105,6 +106,29 @@ def kernel_run(tmp_path_factory: pytest.TempPathFactory, _secrets: list[str], _c
 @pytest.fixture(scope="module")
 def inprocess_run(tmp_path_factory: pytest.TempPathFactory, _secrets: list[str], _clock: datetime) -> Renewal:
     return _renewal(tmp_path_factory.mktemp("inproc"), "inprocess", _secrets, _clock)
+
+
+def test_the_engine_of_a_run_is_the_one_named_then_the_environment_then_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(runbook.ENGINE_ENV, raising=False)
+    assert runbook.engine_name() == "kernel"
+    monkeypatch.setenv(runbook.ENGINE_ENV, "inprocess")
+    assert runbook.engine_name() == "inprocess"
+    assert runbook.engine_name("kernel") == "kernel"
+    monkeypatch.setenv(runbook.ENGINE_ENV, "runner")  # runs the runner's own steps, never notebooks
+    with pytest.raises(UsageError, match=r"OPSLIB_STEP_ENGINE: no notebook engine 'runner' — the notebook"):
+        runbook.engine_name()
+    with pytest.raises(UsageError, match=r"engine: no notebook engine 'nbclient'") as refused:
+        runbook.engine_name("nbclient")
+    assert refused.value.exit_code == 2
+    assert {name: runbook.engine_for(name).name for name in runbook.ENGINES} == {
+        "kernel": "kernel",
+        "inprocess": "inprocess",
+        "runner": "runner",
+    }
+    with pytest.raises(UsageError, match=r"no step engine 'remote'"):
+        runbook.engine_for("remote")
 
 
 # --- what differs between two runs --------------------------------------------------------------

@@ -58,11 +58,13 @@ def resume(
     params_file: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     break_lock: bool = False,
+    engine: str | None = None,
 ) -> int:
     """Continue the failed run ``run_dir`` from its failed step, in a new run folder chained like any run.
 
     The server's renewal lock is taken over when the run being resumed still holds it (it died, or was
-    interrupted); ``break_lock`` breaks one another run holds (recorded)."""
+    interrupted); ``break_lock`` breaks one another run holds (recorded). ``engine`` as for
+    :func:`.run.run`."""
     folder = Path(run_dir).resolve()  # absolute: papermill changes the working directory
     earlier = read_manifest(folder)
     if earlier.get("status") == "succeeded":
@@ -117,6 +119,7 @@ def resume(
             # The probe is reused unless the connection changed (another account may have other rights).
             probe_from=None if any(str(c.get("key", "")) in _CONNECTION_KEYS for c in changes) else folder,
             resumed=folder,
+            engine=engine,
         )
     )
 
@@ -264,7 +267,12 @@ def _digest(run_id: str, raw: bytes) -> dict[str, Any]:
 
 
 def rollback(
-    run_dir: str | os.PathLike[str], *, roots: bool = False, yes: bool = False, verbose: bool = False
+    run_dir: str | os.PathLike[str],
+    *,
+    roots: bool = False,
+    yes: bool = False,
+    verbose: bool = False,
+    engine: str | None = None,
 ) -> int:
     """Undo run ``run_dir`` in a new chained run: its ``rollback.yaml`` (step R, then step 4); with
     ``roots`` also re-enable the roots its step 0 disabled, from its ``.reg`` backups, read back."""
@@ -328,6 +336,7 @@ def rollback(
             fields=fields,
             in_process={RESTORE_ROOTS.name: restore} if roots else {},
             root_backups=backups,
+            engine=engine,
         )
     )
 
