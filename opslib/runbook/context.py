@@ -25,6 +25,7 @@ from .. import params as params_
 from ..errors import OpsError, StepFailed
 from ..ops import swap
 from ..server import open_server
+from ..winrm import Connection
 from . import chores, console, signals
 from . import failure as failure_
 from .engines import DEFAULT_ENGINE, RunnerEngine, StepEngine, engine_for
@@ -166,7 +167,7 @@ class RunContext:
 
     # --- the server ---
 
-    def connector(self) -> Callable[[], Any]:
+    def connector(self) -> Callable[[], Connection]:
         """Opens one more connection of this run (the runner's own: lock, temp folder, read-backs)."""
         return chores.connector(self.operator_values()["winrm"], host=self.params.host, run_dir=self.run_dir)
 
