@@ -131,6 +131,54 @@ def test_the_engine_of_a_run_is_the_one_named_then_the_environment_then_kernel(
         runbook.engine_for("remote")
 
 
+def test_the_in_process_papermill_engine_writes_what_a_kernel_sends(tmp_path: Path) -> None:
+    """Each output type a kernel sends, from a notebook of one cell per kind, through papermill."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    cells = [
+        "value = 1  # parameters",
+        "print('a'); print('b'); import sys; print('c', file=sys.stderr)",
+        "import pandas as pd\nopslib_facts = __import__('opslib').evidence.record({'n': value})",
+        "pd.DataFrame([{'x': value}])",
+        "input('?')",
+        "print('never')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source, output = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, source)
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters={"value": 7},
+            engine_name=runbook.inprocess.register(),
+            progress_bar=False,
+        )
+    assert (failed.value.exec_count, failed.value.ename) == (6, "StdinNotImplementedError")
+    done = nbformat.read(output, as_version=4)
+    code = [c for c in done.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2, 3, 4, 5, 6, None]  # the injected parameters: 2
+    streams = [(o.output_type, o.name, o.text) for o in code[2].outputs]
+    assert streams == [("stream", "stdout", "a\nb\n"), ("stream", "stderr", "c\n")]
+    table, facts = code[3].outputs
+    assert (table.output_type, sorted(table.data)) == ("display_data", ["text/html", "text/plain"])
+    assert (facts.output_type, facts.data) == ("display_data", {evidence.FACTS_MIME: {"n": 7}})
+    (result,) = code[4].outputs
+    assert (result.output_type, result.execution_count, sorted(result.data)) == (
+        "execute_result",
+        5,
+        ["text/html", "text/plain"],
+    )
+    (error,) = code[5].outputs
+    assert (error.output_type, error.ename) == ("error", "StdinNotImplementedError")
+    assert "does not support input requests" in error.evalue and error.traceback
+    assert code[5].metadata.papermill["status"] == "failed" and code[6].outputs == []
+    assert evidence.read_facts(output) == {"n": 7}
+
+
 # --- what differs between two runs --------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ the failing cell) are papermill's own. What a kernel would send, this writes as 
 * ``error`` — ``ename`` / ``evalue`` / ``traceback`` as ipykernel sends them; the cell is marked failed
   (papermill's ``cell_exception``) and the notebook stops there, as ``NBClientEngine`` does.
 
+``input()`` and ``getpass()`` are refused as in papermill's kernels (no stdin channel).
+
 The shell is IPython's singleton (``IPython.display.display`` publishes through it), reset at the start
 of every notebook. After a failed cell this does what stopping a failed step's kernel does: the
 kernel's ``atexit`` handlers close the :class:`opslib.winrm.Connection` objects the notebook left open
@@ -25,8 +27,10 @@ There is no cell timeout here (the cells run on the caller's thread).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import gc
+import getpass
 import json
 import platform
 import sys
@@ -106,6 +110,7 @@ def _engine_class() -> type:
     """The papermill engine (built on first use: papermill and IPython load slowly)."""
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.error import StdinNotImplementedError
     from IPython.core.interactiveshell import InteractiveShell
     from nbformat.v4 import new_output
     from papermill.engines import Engine
@@ -200,6 +205,12 @@ def _engine_class() -> type:
         def finish_displayhook(self) -> None:
             pass
 
+    def no_stdin(prompt: object = "", stream: Any = None) -> str:
+        """``input()`` / ``getpass()`` in a cell: refused as ipykernel refuses them without a stdin channel."""
+        raise StdinNotImplementedError(
+            "raw_input was called, but this frontend does not support input requests."
+        )
+
     def run_cell(shell: Any, cell: Any, *, log_output: bool) -> bool:
         """One code cell, its outputs written into ``cell``; True when it raised nothing."""
         cell.outputs = []
@@ -216,13 +227,33 @@ def _engine_class() -> type:
             hook,
         )
         shell._showtraceback = outputs.error  # ipykernel's hook: the traceback as an error message
+        asking = (builtins.input, getpass.getpass)
+        builtins.input = getpass.getpass = no_stdin  # type: ignore[assignment]  # papermill's kernels: no stdin
         try:
             result = shell.run_cell(cell.source, store_history=True)
         finally:
             sys.stdout, sys.stderr, shell.display_pub, shell.displayhook, shell.display_trap.hook = saved
+            builtins.input, getpass.getpass = asking
             del shell._showtraceback
         timing["shell.execute_reply"] = timing["iopub.status.idle"] = _timestamp()
         return bool(result.success)
+
+    def run_cells(shell: Any, nb_man: Any, *, log_output: bool) -> bool:
+        """The notebook's cells in order, as ``PapermillNotebookClient.papermill_execute_cells`` does
+        (papermill's cell metadata, saved per cell); stops at the first error. True when none failed."""
+        for index, cell in enumerate(nb_man.nb.cells):
+            ok = True
+            try:
+                nb_man.cell_start(cell, index)
+                if cell.cell_type == "code" and cell.source.strip():
+                    ok = run_cell(shell, cell, log_output=log_output)
+                    if not ok:
+                        nb_man.cell_exception(nb_man.nb.cells[index], cell_index=index)
+            finally:
+                nb_man.cell_complete(nb_man.nb.cells[index], cell_index=index)
+            if not ok:
+                return False
+        return True
 
     class InProcessNotebookEngine(Engine):  # type: ignore[misc]
         """papermill's engine for :mod:`opslib.runbook.inprocess` (as ``NBClientEngine``, in this process)."""
@@ -236,28 +267,19 @@ def _engine_class() -> type:
             shell = InteractiveShell.instance()
             shell.reset(new_session=True)  # as a fresh kernel: an empty namespace, the first cell is [1]
             before = open_connections()
-            failed = False
-            with _as_in_a_kernel():
-                for index, cell in enumerate(nb_man.nb.cells):
-                    try:
-                        nb_man.cell_start(cell, index)
-                        if cell.cell_type == "code" and cell.source.strip():
-                            failed = not run_cell(shell, cell, log_output=log_output)
-                            if failed:
-                                nb_man.cell_exception(nb_man.nb.cells[index], cell_index=index)
-                    finally:
-                        nb_man.cell_complete(nb_man.nb.cells[index], cell_index=index)
-                    if failed:
-                        break
-            nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
-            if failed:
-                close_left_open(before)  # as the failed step's kernel exits
-            shell.reset(new_session=False)  # drop the notebook's objects now
-            sys.last_type = sys.last_value = sys.last_traceback = (
-                None  # their frames hold the notebook's objects
-            )
-            with contextlib.suppress(AttributeError):  # Python 3.12+
-                delattr(sys, "last_exc")
+            failed = True  # until every cell has run without an error
+            try:
+                with _as_in_a_kernel():
+                    failed = not run_cells(shell, nb_man, log_output=log_output)
+            finally:
+                nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+                if failed:  # also when the runner itself was stopped meanwhile
+                    close_left_open(before)  # as the failed step's kernel exits
+                shell.reset(new_session=False)  # drop the notebook's objects now
+                # The last traceback's frames hold the notebook's objects too.
+                sys.last_type = sys.last_value = sys.last_traceback = None
+                with contextlib.suppress(AttributeError):  # Python 3.12+
+                    delattr(sys, "last_exc")
             return nb_man.nb
 
     return InProcessNotebookEngine
