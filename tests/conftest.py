@@ -64,6 +64,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_windows": "rehearsal",
     "test_bad_inputs": "notebooks",
     "test_notebooks": "notebooks",
+    "test_engines": "notebooks",
     "test_recovery": "notebooks",
     "test_review_notebook": "notebooks",
     "test_report": "notebooks",

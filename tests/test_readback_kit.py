@@ -28,7 +28,7 @@ from opslib.ops import export, export_route
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import stores
-from opslib.runbook.run import _left_on_server
+from opslib.runbook.chores import left_on_server as _left_on_server
 from opslib.server import Server
 from opslib.server.remote import delete_remote, remote_path
 from opslib.winrm import Connection, connect, stale_temp_dirs

@@ -227,7 +227,8 @@ def test_a_run_folder_that_vanished_between_steps_stops_the_next_step_before_any
 def test_a_resume_removes_the_temp_folder_a_killed_run_left_or_names_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
 ) -> None:
-    from opslib.runbook.run import _inherit_leftovers, _left_on_server
+    from opslib.runbook.chores import inherit_leftovers as _inherit_leftovers
+    from opslib.runbook.chores import left_on_server as _left_on_server
 
     with _host(tmp_path, monkeypatch) as (r, old_run):
         killed = session.open_server(_winrm(r), host="web01", run_dir=str(old_run))

@@ -160,13 +160,13 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_step_selection(params_file: Path) -> None:
-    steps = runbook._select(runbook.RENEW_STEPS, "0,4")
+    steps = runbook.select_steps(runbook.RENEW_STEPS, "0,4")
     assert [s.name for s in steps] == ["00_precheck_root_store", "04_verify_endpoint"]
-    assert [s.name for s in runbook._select(runbook.RENEW_STEPS, ["02_swap_certificate"])] == [
+    assert [s.name for s in runbook.select_steps(runbook.RENEW_STEPS, ["02_swap_certificate"])] == [
         "02_swap_certificate"
     ]
     with pytest.raises(UsageError, match=r"--steps: no step '9'; the steps are 00_precheck_root_store, "):
-        runbook._select(runbook.RENEW_STEPS, "9")
+        runbook.select_steps(runbook.RENEW_STEPS, "9")
 
 
 def test_a_notebook_gets_only_what_it_declares_and_the_facts_its_step_consumes() -> None:
@@ -282,7 +282,7 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
     assert [s.name for s in runbook.steps_for(rb.mode)] == ["05_rollback_certificate", "04_verify_endpoint"]
     assert runbook.steps_for(rb.mode) == runbook.ROLLBACK_STEPS
     # The rollback's evidence goes next to the run it rolls back.
-    assert runbook._evidence_root(None, rb) == tmp_path
+    assert runbook.choose_evidence_root(None, rb) == tmp_path
 
 
 def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -293,7 +293,7 @@ def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys: pytest.Ca
 
 def test_on_a_terminal_the_swap_waits_for_a_yes(params_file: Path, tmp_path: Path) -> None:
     asked: list[str] = []
-    ctx = runbook._Context(
+    ctx = runbook.RunContext(
         tmp_path,
         params.load(params_file),
         {},
@@ -319,10 +319,10 @@ def test_a_prompted_secret_reaches_the_kernels_as_an_environment_reference(
     _edit(params_file, winrm__password="prompt")
     monkeypatch.setattr("getpass.getpass", lambda prompt: "Typed-Secret-4410")
     p = params.load(params_file)
-    env = runbook._resolve_secrets(p)
+    env = runbook.resolve_secrets(p)
     assert env == {"winrm.password": "OPSLIB_PROMPTED_WINRM_PASSWORD"}
     assert os.environ.pop("OPSLIB_PROMPTED_WINRM_PASSWORD") == "Typed-Secret-4410"
-    ctx = runbook._Context(Path("."), p, {}, dry_run=False, yes=True, env=env)
+    ctx = runbook.RunContext(Path("."), p, {}, dry_run=False, yes=True, env=env)
     assert ctx.env_references()["winrm"]["password"] == "env:OPSLIB_PROMPTED_WINRM_PASSWORD"
     assert p.data["winrm"]["password"] == "prompt", "run.json keeps the reference as written"
 
@@ -343,7 +343,7 @@ def test_the_runner_stops_before_a_step_whose_consumed_fact_contradicts_a_parame
         now_utc=datetime(2026, 11, 26, 19, 45, tzinfo=UTC),
     )
     step = runbook.Step("01_b", "b", consumes=("work_site",))
-    ctx = runbook._Context(run_dir, p, {}, dry_run=False, yes=True, env={})
+    ctx = runbook.RunContext(run_dir, p, {}, dry_run=False, yes=True, env={})
     ctx.facts["work_site"] = "other.example.jp"
     with pytest.raises(
         ParameterError, match=r"work_site = 'renew\.www1\.example\.jp' differs from the fact"

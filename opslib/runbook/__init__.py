@@ -1,18 +1,24 @@
 """The renewal runbook: the step notebooks run in order with papermill, and the evidence they leave.
 
-=================  ===========================================================================
-:mod:`.steps`      the one step table: each step's notebook, the facts it consumes and records,
-                   its hooks (confirmation, backup folder, rollback.yaml); the facts-vs-parameters rule
-:mod:`.run`        ``run`` / ``launch`` / ``summarize`` and the per-run context
-:mod:`.recovery`   ``resume`` and ``rollback``: each a new chained run folder (a finalized run
-                   folder is never written again); corrected parameters on resume
-:mod:`.console`    the operator's lines: one per step, a dry run's plan, the lines after a failure
-:mod:`.failure`    after a failure: the exact next command, what production serves now
-:mod:`.rollback`   ``rollback.yaml``, built from the declarations of the step that writes it
-:mod:`.kernels`    one fresh kernel per step, the next one booting meanwhile; kernel manager options
-:mod:`.lock`       the host-and-site lock
-:mod:`.render`     nbconvert HTML renders and the redaction of executed notebooks
-=================  ===========================================================================
+=====================  ===========================================================================
+:mod:`.steps`          the one step table: each step's notebook, the facts it consumes and records,
+                       its hooks (confirmation, backup folder, rollback.yaml); the facts-vs-parameters rule
+:mod:`.run`            ``run`` / ``launch`` and the checks made before anything is contacted
+:mod:`.context`        ``RunContext``: one run, step by step (parameters, confirmation, rollback.yaml)
+:mod:`.engines`        how a step is executed: ``kernel``, ``inprocess`` (tests), ``runner`` (no notebook)
+:mod:`.inprocess`      the papermill engine behind ``inprocess``: the cells in one IPython shell
+:mod:`.record`         the run record: run.json's step records, renders, report, closing, ``summarize``
+:mod:`.chores`         on the server around the steps: its renewal lock, the run's temp folder,
+                       ``connection.json``, a resume's probe and leftovers, what is left there
+:mod:`.recovery`       ``resume`` and ``rollback``: each a new chained run folder (a finalized run
+                       folder is never written again); corrected parameters on resume
+:mod:`.console`        the operator's lines: one per step, a dry run's plan, the lines after a failure
+:mod:`.failure`        after a failure: the exact next command, what production serves now
+:mod:`.rollback`       ``rollback.yaml``, built from the declarations of the step that writes it
+:mod:`.kernels`        one fresh kernel per step, the next one booting meanwhile; kernel manager options
+:mod:`.evidence_lock`  the evidence folder's lock for a host and site
+:mod:`.render`         nbconvert HTML renders and the redaction of executed notebooks
+=====================  ===========================================================================
 
 The steps of a renewal (``mode: renew``); ``opslib rollback RUN`` (or ``opslib run RUN/rollback.yaml``, ``mode: rollback``)
 runs ``05_rollback_certificate`` then ``04_verify_endpoint``; ``--roots`` adds ``06_restore_roots``
@@ -29,23 +35,30 @@ runs ``05_rollback_certificate`` then ``04_verify_endpoint``; ``--roots`` adds `
 
 from __future__ import annotations
 
+from .context import RunContext
+from .engines import (
+    CELL_TIMEOUT_S,
+    ENGINE_ENV,
+    ENGINES,
+    StepEngine,
+    StepOutcome,
+    engine_for,
+    engine_name,
+)
+from .evidence_lock import lock_path, locked
 from .kernels import KERNEL, Kernels, kernel_manager_options
-from .lock import lock_path, locked
+from .record import RunFailed, summarize
 from .recovery import CORRECTABLE, corrected_parameters, done_steps, resume, rollback, root_backups
 from .rollback import ROLLBACK_FILE, rollback_text, rollback_values, write_rollback
 from .run import (
-    CELL_TIMEOUT_S,
     Launch,
-    RunFailed,
-    _Context,
-    _evidence_root,
-    _resolve_secrets,
-    _select,
+    choose_evidence_root,
     declared_parameters,
     launch,
     notebooks_dir,
+    resolve_secrets,
     run,
-    summarize,
+    select_steps,
 )
 from .steps import (
     ALL_STEPS,
@@ -65,37 +78,43 @@ __all__ = [
     "ALL_STEPS",
     "CELL_TIMEOUT_S",
     "CORRECTABLE",
-    "RESTORE_ROOTS",
-    "Launch",
-    "RunFailed",
-    "corrected_parameters",
-    "done_steps",
-    "launch",
-    "rollback",
-    "root_backups",
+    "ENGINES",
+    "ENGINE_ENV",
     "KERNEL",
     "RENEW_STEPS",
+    "RESTORE_ROOTS",
     "ROLLBACK_FILE",
     "ROLLBACK_STEPS",
     "Kernels",
+    "Launch",
     "RollbackField",
+    "RunContext",
+    "RunFailed",
     "Step",
-    "_Context",
-    "_evidence_root",
-    "_resolve_secrets",
-    "_select",
+    "StepEngine",
+    "StepOutcome",
+    "choose_evidence_root",
     "consumed_facts",
+    "corrected_parameters",
     "declared_parameters",
+    "done_steps",
+    "engine_for",
+    "engine_name",
     "kernel_manager_options",
+    "launch",
     "lock_path",
     "locked",
     "notebook_parameters",
     "notebooks_dir",
     "recorded_by",
+    "resolve_secrets",
     "resume",
+    "rollback",
     "rollback_text",
     "rollback_values",
+    "root_backups",
     "run",
+    "select_steps",
     "steps_for",
     "summarize",
     "table_problems",

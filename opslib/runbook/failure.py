@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import credentials
+from .. import certs, credentials, tls
 from .. import params as params_
 from ..errors import OpsError, StepFailed
 from ..evidence import iso_utc
@@ -112,8 +112,6 @@ def next_commands(situation: Situation, failed_step: str | None) -> list[str]:
 def serving_now(params: params_.Parameters, facts: Mapping[str, Any], done: Sequence[str]) -> console.Serving:
     """What production serves now: a read-only TLS handshake with ``verify.endpoint`` (with SNI when
     ``verify.servername`` is set); the facts recorded so far when the handshake fails."""
-    from .. import certs, tls
-
     rollback = params.data.get("rollback") if params.mode == params_.ROLLBACK else None
     recorded = console.recorded_serving(params.site, facts, done, rollback=rollback)
     endpoint = str(params.get("verify.endpoint"))

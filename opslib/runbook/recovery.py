@@ -31,8 +31,13 @@ from .. import evidence
 from .. import params as params_
 from ..errors import EvidenceError, ParameterError, UsageError
 from ..evidence.manifest import is_finalized
-from .run import Launch, _Context, _iso, _now, _read_manifest, launch
-from .steps import PRECHECK, RESTORE_ROOTS, ROLLBACK, VERIFY, Step, steps_for
+from ..ops import roots as roots_
+from ..server import Server
+from ..winrm import connect_params
+from .context import RunContext
+from .record import iso_utc, now_utc, read_manifest
+from .run import Launch, launch
+from .steps import ALL_STEPS, PRECHECK, RESTORE_ROOTS, ROLLBACK, VERIFY, Step, steps_for
 
 # Keys a resume may correct: they cannot change what the steps already done did (the checks of step 4,
 # the PFX backup of step 3, the connection, the warnings). Everything else needs a rollback and a new run.
@@ -53,13 +58,15 @@ def resume(
     params_file: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     break_lock: bool = False,
+    engine: str | None = None,
 ) -> int:
     """Continue the failed run ``run_dir`` from its failed step, in a new run folder chained like any run.
 
     The server's renewal lock is taken over when the run being resumed still holds it (it died, or was
-    interrupted); ``break_lock`` breaks one another run holds (recorded)."""
+    interrupted); ``break_lock`` breaks one another run holds (recorded). ``engine`` as for
+    :func:`.run.run`."""
     folder = Path(run_dir).resolve()  # absolute: papermill changes the working directory
-    earlier = _read_manifest(folder)
+    earlier = read_manifest(folder)
     if earlier.get("status") == "succeeded":
         raise UsageError(f"{folder}: this run succeeded; there is nothing to resume")
     root = folder.parent
@@ -83,7 +90,7 @@ def resume(
     carried = _carried(earlier, folder, done)
 
     def prepare(hmac_key: bytes | None) -> dict[str, Any]:
-        if not is_finalized(_read_manifest(folder)):
+        if not is_finalized(read_manifest(folder)):
             _close_interrupted(folder, hmac_key)
         raw = (folder / "run.json").read_bytes()
         return {"resumes": {**_digest(earlier["run_id"], raw), "steps": list(done)}}
@@ -112,6 +119,7 @@ def resume(
             # The probe is reused unless the connection changed (another account may have other rights).
             probe_from=None if any(str(c.get("key", "")) in _CONNECTION_KEYS for c in changes) else folder,
             resumed=folder,
+            engine=engine,
         )
     )
 
@@ -209,8 +217,6 @@ def _refuse_resumed_twice(root: Path, earlier: Mapping[str, Any]) -> None:
 
 def _carried(earlier: Mapping[str, Any], folder: Path, done: list[str]) -> list[tuple[Step, dict[str, Any]]]:
     """The steps done before, with the facts each recorded (from the runs that executed them)."""
-    from .steps import ALL_STEPS
-
     by_name = {s.name: s for s in (*ALL_STEPS, RESTORE_ROOTS)}
     facts_of: dict[str, dict[str, Any]] = {}
     for manifest in _lineage(earlier, folder.parent):
@@ -230,13 +236,13 @@ def _lineage(manifest: Mapping[str, Any], root: Path) -> list[Mapping[str, Any]]
         if run_id in seen or not path.is_file():
             break
         seen.add(run_id)
-        out.append(_read_manifest(path.parent))
+        out.append(read_manifest(path.parent))
     return out
 
 
 def _close_interrupted(folder: Path, hmac_key: bytes | None) -> None:
     """Close the evidence of a run whose process died (status still running) as failed."""
-    doc = _read_manifest(folder)
+    doc = read_manifest(folder)
     steps = list(doc.get("steps") or [])
     running = [s for s in steps if s.get("status") == "running"]
     error = "interrupted: the run stopped without closing its evidence"
@@ -247,10 +253,10 @@ def _close_interrupted(folder: Path, hmac_key: bytes | None) -> None:
         status="failed",
         error=error,
         failed_step=running[-1]["name"] if running else doc.get("failed_step"),
-        finished_utc=_iso(_now()),
+        finished_utc=iso_utc(now_utc()),
         steps=steps,
     )
-    evidence.finalize_run(folder, now_utc=_now(), hmac_key=hmac_key)
+    evidence.finalize_run(folder, now_utc=now_utc(), hmac_key=hmac_key)
 
 
 def _digest(run_id: str, raw: bytes) -> dict[str, Any]:
@@ -261,12 +267,17 @@ def _digest(run_id: str, raw: bytes) -> dict[str, Any]:
 
 
 def rollback(
-    run_dir: str | os.PathLike[str], *, roots: bool = False, yes: bool = False, verbose: bool = False
+    run_dir: str | os.PathLike[str],
+    *,
+    roots: bool = False,
+    yes: bool = False,
+    verbose: bool = False,
+    engine: str | None = None,
 ) -> int:
     """Undo run ``run_dir`` in a new chained run: its ``rollback.yaml`` (step R, then step 4); with
     ``roots`` also re-enable the roots its step 0 disabled, from its ``.reg`` backups, read back."""
     folder = Path(run_dir).resolve()
-    target = _read_manifest(folder)
+    target = read_manifest(folder)
     if (
         target.get("mode") == params_.ROLLBACK
         or (target.get("parameters") or {}).get("mode") == params_.ROLLBACK
@@ -307,7 +318,7 @@ def rollback(
             else "nothing to undo",
         )
 
-    def restore(ctx: _Context) -> dict[str, Any]:
+    def restore(ctx: RunContext) -> dict[str, Any]:
         return _restore_roots(ctx, backups)
 
     fields = {
@@ -325,6 +336,7 @@ def rollback(
             fields=fields,
             in_process={RESTORE_ROOTS.name: restore} if roots else {},
             root_backups=backups,
+            engine=engine,
         )
     )
 
@@ -360,15 +372,11 @@ def root_backups(manifest: Mapping[str, Any], folder: Path) -> list[Path]:
     return []
 
 
-def _restore_roots(ctx: _Context, backups: list[Path]) -> dict[str, Any]:
+def _restore_roots(ctx: RunContext, backups: list[Path]) -> dict[str, Any]:
     """The in-process step ``06_restore_roots``: ``reg import`` each backup on the server, read back."""
-    from ..ops import roots
-    from ..server import Server
-    from ..winrm import connect_params
-
     winrm = {**ctx.params.data["winrm"], **ctx.env_references().get("winrm", {})}
     with Server(connect_params(winrm, host=ctx.params.host, run_dir=str(ctx.run_dir))) as server:
-        changes = roots.restore_roots(server, backups)
+        changes = roots_.restore_roots(server, backups)
     return {
         "roots_restored": [c.row() for c in changes],
         "root_backups_used": [

@@ -1,4 +1,4 @@
-"""The lock that keeps two runs against the same host and site from overlapping.
+"""The evidence folder's lock: it keeps two runs against the same host and site from overlapping.
 
 ``.locks/<host>_<site>.lock`` under the evidence root, created exclusively (``O_EXCL``) and holding
 who took it (pid, machine, time). A lock left by a process of this machine that no longer exists is

@@ -1,0 +1,118 @@
+"""What the runner does on the server around the steps, and what it knows of what a run left there.
+
+* the server's renewal lock (:mod:`opslib.server.lock`) held for the whole run (:func:`hold_server_lock`);
+* the run's temp folder removed (read back) at the run's end when a connection of the run left one
+  (:func:`finish_run_folder`);
+* ``<run_dir>/connection.json`` — what the run's connections share (:mod:`opslib.winrm` writes it): the
+  runbook reads it only here (:func:`connection_state`), and writes it only here, once, for a resume
+  (:func:`inherit_leftovers`: the temp folders the resumed run left, which the new run's first
+  connection removes);
+* a resume reuses the probe of the run it continues (:func:`reuse_probe`);
+* what a run could not prove removed from the server (:func:`left_on_server`), with what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import evidence
+from ..errors import OpsError
+from ..server import lock as server_lock
+from ..server.session import CAPABILITIES_FILE
+from ..winrm import STATE_FILE, Connection, connect_params
+from ..winrm.transcript import stale_temp_dirs
+from ..winrm.transfer import leftover_advice
+
+
+def connection_state(run_dir: Path) -> dict[str, Any]:
+    """``<run_dir>/connection.json`` (what the run's connections share; {} when absent or unreadable)."""
+    try:
+        state = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def inherit_leftovers(earlier: Path, run_dir: Path, *, url: str) -> None:
+    """The temp folders the resumed run left on the server (its transcript: created, never read back as
+    removed): the new run's first connection removes them (``connection.json`` ``inherited_folders``)."""
+    folders = stale_temp_dirs(earlier / "transcript.jsonl")
+    if folders and url:
+        state = {"url": url, "inherited_folders": folders}
+        (run_dir / STATE_FILE).write_text(
+            json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
+
+
+def reuse_probe(earlier: Path, run_dir: Path) -> dict[str, Any]:
+    """Copy the capabilities an earlier run of the same server probed (a resume, same connection
+    parameters): the steps read them instead of probing again (``Server`` still checks the URL)."""
+    source = earlier / CAPABILITIES_FILE
+    if not source.is_file():
+        return {}
+    (run_dir / CAPABILITIES_FILE).write_bytes(source.read_bytes())
+    return {"capabilities_from": {"run_id": earlier.name, "sha256": evidence.sha256_file(source)}}
+
+
+def left_on_server(run_dir: Path, facts: dict[str, Any]) -> list[str]:
+    """What the run could not prove removed from the server: the facts' ``remote_left``, the temp
+    folders the transcript shows created and never read back as gone, and the resumed run's folders
+    this run could not remove; each with what to do."""
+    left = [str(p) for p in facts.get("remote_left") or [] if isinstance(p, str)]
+    left += stale_temp_dirs(run_dir / "transcript.jsonl")
+    left += inherited_left(run_dir)
+    return [leftover_advice(p) for p in dict.fromkeys(left)]
+
+
+def inherited_left(run_dir: Path) -> list[str]:
+    """The resumed run's folders this run could not prove removed (``connection.json``)."""
+    folders = connection_state(run_dir).get("inherited_folders")
+    return [f for f in folders or [] if isinstance(f, str) and f] if isinstance(folders, list) else []
+
+
+def connector(winrm: dict[str, Any], *, host: str, run_dir: Path) -> Callable[[], Connection]:
+    """Opens one more connection of the run (its transcript, its ``connection.json``)."""
+    return lambda: connect_params(winrm, host=host, run_dir=str(run_dir))
+
+
+def hold_server_lock(
+    connect: Callable[[], Connection],
+    *,
+    host: str,
+    run_dir: Path,
+    operator: str,
+    break_lock: bool,
+    resumes: str = "",
+) -> contextlib.AbstractContextManager[Any]:
+    """The server's renewal lock (:mod:`opslib.server.lock`) for the run; taken and released on short
+    connections of ``connect``, recorded in run.json."""
+    return server_lock.hold(
+        connect,
+        host=host,
+        run_dir=run_dir,
+        operator=operator,
+        break_lock=break_lock,
+        resumes=resumes,
+        record=lambda **fields: evidence.update_run(run_dir, **fields),
+    )
+
+
+@contextlib.contextmanager
+def finish_run_folder(connect: Callable[[], Connection], run_dir: Path) -> Iterator[None]:
+    """At the end of the run, remove the run's temp folder on the server (read back) when a
+    connection of the run left one (``connection.json``: a dry run, or a failed lock release); the
+    lock release removes it on its own connection otherwise."""
+    try:
+        yield
+    finally:
+        named = connection_state(run_dir).get("work_dir")
+        if named:
+            try:
+                with connect() as conn:
+                    conn.finish_run()
+            except OpsError as exc:  # named in run.json's left_on_server (no read-back in the transcript)
+                print(f"opslib: could not remove the run's temp folder {named} ({exc})", flush=True)
