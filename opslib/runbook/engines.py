@@ -31,7 +31,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from .. import credentials, evidence
 from ..errors import OpsError, StepFailed, UsageError
@@ -39,9 +40,6 @@ from . import render
 from .inprocess import register as register_inprocess
 from .kernels import KERNEL, Kernels
 from .steps import Step
-
-if TYPE_CHECKING:
-    from .context import RunContext
 
 CELL_TIMEOUT_S = 900  # one cell; the transport has its own, shorter, per-command deadlines
 ENGINE_ENV = "OPSLIB_STEP_ENGINE"  # the notebook engine of runs that do not name one (tests, benchmarks)
@@ -57,6 +55,26 @@ class StepOutcome:
     ended: float = field(default_factory=time.monotonic)  # time.monotonic() when the step's work ended
     record: dict[str, Any] = field(default_factory=dict)  # more fields of the step's run.json record
     render: Future[None] | None = None  # the background HTML render of the executed notebook
+
+
+class RunContext(Protocol):
+    """What an engine reads of the run it executes a step for (:class:`.context.RunContext` is one);
+    declared here so that the engines need not import the context that calls them."""
+
+    run_dir: Path
+    notebooks: dict[str, tuple[Path, dict[str, dict[str, Any]]]]
+    verbose: bool
+    dry_run: bool
+
+    @property
+    def params(self) -> Any: ...
+
+    @property
+    def in_process(self) -> Mapping[str, Callable[[Any], dict[str, Any]]]: ...
+
+    def next_step(self) -> Step | None: ...
+
+    def production_now(self) -> str: ...
 
 
 class StepEngine(Protocol):
