@@ -27,11 +27,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .. import credentials, evidence
