@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import EvidenceError
+from .heads import append_head
 from .index import command_counts, previous_run
 from .manifest import (
     FACTS_MIME,
@@ -160,6 +161,7 @@ def finalize_run(
     if hmac_key:
         doc["hmac"] = sign_hmac(doc, hmac_key)
     write_run_json(path, doc)
+    append_head(path.parent, path, hmac_key=hmac_key, now_utc=now_utc)
     return doc
 
 
