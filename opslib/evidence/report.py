@@ -278,12 +278,17 @@ def integrity(
 ) -> tuple[str, str]:
     """(outcome word, detail): :func:`verify_run` and :func:`.verify.verdict` — ``ok`` (intact) only when
     the HMAC was checked with ``hmac_key``; for the runner's own report, the way to check it."""
-    if before_finalizing or not is_finalized(doc):
+    if before_finalizing:
         return (
             "pending",
             f"this report is part of the evidence; check it with: opslib evidence verify {run_dir}",
         )
     report = verify_run(run_dir, hmac_key=hmac_key)
+    if not is_finalized(doc) and all(p.kind == "unfinalized" for p in report.problems):
+        return (
+            "pending",
+            f"the run was never finalized (interrupted, or still running): opslib resume {run_dir}",
+        )
     word = verdict(report)
     if word == INTACT:
         return "ok", (
@@ -563,7 +568,7 @@ def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any]) -> str:
         if tags & _SKIP_TAGS:
             continue
         if cell.cell_type == "markdown":  # the heading is the section's title already
-            source = cell.source.lstrip().split("\n", 1)[1] if index == heading_cell else cell.source
+            source = cell.source.lstrip().partition("\n")[2] if index == heading_cell else cell.source
             parts.append(_markdown(source))
             continue
         if cell.cell_type != "code":

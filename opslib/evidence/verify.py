@@ -262,6 +262,7 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
     )
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
     problems += _head_problems(heads, by_id, root, hmac_key=hmac_key, only=entry.run_id)
+    problems += _root_problems(heads, by_id, root, hmac_key=hmac_key)
     problems += _check_link(entry, by_id, root)
     problems += _check_recovery_links(entry, by_id, root)
     for later in entries:
@@ -317,16 +318,10 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
                 )
         reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))
     # Runs the head record names that are gone, and breaks in the head record itself.
-    gone = sorted(set(in_head) - set(by_id))
-    for run_id in gone:
-        path = os.path.join(root_s, run_id)
+    for run_id in sorted(set(in_head) - set(by_id)):
         problems = _head_problems(heads, by_id, root_s, hmac_key=hmac_key, only=run_id)
-        reports.append(VerifyReport(run_id, path, tuple(problems)))
-    record = [
-        Problem(f.kind, f.path, f.detail)
-        for f in check_heads(heads, hmac_key=hmac_key)
-        if not (f.kind == "hmac" and _entry_run(heads, f.path) in by_id.keys() | set(gone))
-    ]
+        reports.append(VerifyReport(run_id, os.path.join(root_s, run_id), tuple(problems)))
+    record = _record_problems(heads, root_s, hmac_key=hmac_key)
     if record:
         reports.append(VerifyReport(HEAD_RECORD, os.path.join(root_s, HEADS_DIR), tuple(record)))
     return reports
@@ -335,8 +330,30 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
 HEAD_RECORD = "(head record)"  # the run_id of the report about the head record itself
 
 
-def _entry_run(heads: list[HeadEntry], path: str) -> str:
-    return next((h.run_id for h in heads if h.path == path), "")
+def _record_problems(heads: list[HeadEntry], root: str, *, hmac_key: bytes | None) -> list[Problem]:
+    """Breaks in the head record itself (a gap, an edited entry, an unreadable one); an entry's HMAC
+    mismatch is reported with its run (:func:`_head_problems`)."""
+    listed = finalized_entries(heads)
+    return [
+        Problem(f.kind, f.path, f.detail)
+        for f in check_heads(heads, hmac_key=hmac_key)
+        if not (f.kind == "hmac" and any(e.path == f.path for e in listed.values()))
+    ]
+
+
+def _root_problems(
+    heads: list[HeadEntry], by_id: Mapping[str, ScanEntry], root: str, *, hmac_key: bytes | None
+) -> list[Problem]:
+    """For one run's report: what is wrong with the root it belongs to — a run the head record lists
+    that was removed (the newest run, which no later run points back at) and breaks in the record."""
+    problems: list[Problem] = []
+    for run_id in sorted(set(finalized_entries(heads)) - set(by_id)):
+        problems += [
+            p
+            for p in _head_problems(heads, by_id, root, hmac_key=hmac_key, only=run_id)
+            if p.kind == "removed"
+        ]
+    return problems + _record_problems(heads, root, hmac_key=hmac_key)
 
 
 def _head_problems(
