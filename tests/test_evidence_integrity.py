@@ -114,6 +114,7 @@ def test_a_clean_chain_reads_intact_only_with_the_key(
     plain = _every_reader(capsys, root, runs[-1], keyed=False)
     assert plain["verify root"].startswith(f"0\nok: 3 runs in {root} (file hashes, chain) — {UNPROVEN}")
     assert plain["show"].startswith(f"integrity {UNPROVEN} (10 files, chain, head record)")
+    assert "files hashed; carries an HMAC (checked only with --hmac-key)" in plain["show"]
     assert UNPROVEN in plain["report"] and "intact" not in plain["report"]
     assert json.loads(plain["review"].splitlines()[0]) == {r.name: UNPROVEN for r in runs}
     assert plain["review summary"] == f"0 of 3 runs have integrity problems ({UNPROVEN})"

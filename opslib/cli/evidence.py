@@ -166,7 +166,7 @@ def evidence_show(run_dir: str, *, as_json: bool, hmac_key: str | None = None) -
         f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
         f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
-        f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
+        f"{summary['files']} files hashed{'; carries an HMAC (checked only with --hmac-key)' if summary['signed'] else ''}",
         f"integrity {_integrity_text(report)}",
     ]
     lines += [f"          {p.line()}" for p in report.problems]
