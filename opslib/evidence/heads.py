@@ -63,18 +63,17 @@ def heads_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / HEADS_DIR
 
 
-def read_heads(root: str | os.PathLike[str]) -> list[HeadEntry]:
-    """Every entry of ``root``'s head record, in log order (empty when the root has none)."""
+def read_heads(root: str | os.PathLike[str], *, newest_only: bool = False) -> list[HeadEntry]:
+    """Every entry of ``root``'s head record, in log order (empty when the root has none);
+    ``newest_only``: just the last one (what :func:`append_head` chains to)."""
     folder = heads_dir(root)
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    numbered = sorted((int(m.group(1)), name) for name in names if (m := _ENTRY.match(name)))
     entries: list[HeadEntry] = []
-    for name in names:
-        match = _ENTRY.match(name)
-        if not match:
-            continue
+    for seq, name in numbered[-1:] if newest_only else numbered:
         path = folder / name
         try:
             raw = path.read_bytes()
@@ -84,15 +83,14 @@ def read_heads(root: str | os.PathLike[str]) -> list[HeadEntry]:
             doc = json.loads(raw)
         except ValueError:
             doc = None
-        entries.append(HeadEntry(int(match.group(1)), str(path), raw, doc if isinstance(doc, dict) else None))
-    entries.sort(key=lambda e: e.seq)
+        entries.append(HeadEntry(seq, str(path), raw, doc if isinstance(doc, dict) else None))
     return entries
 
 
 def head_digest(root: str | os.PathLike[str]) -> tuple[int, str] | None:
     """(number, SHA-256) of the newest entry: what to keep elsewhere to detect a cut tail."""
-    entries = read_heads(root)
-    return (entries[-1].seq, entries[-1].sha256) if entries else None
+    newest = read_heads(root, newest_only=True)
+    return (newest[-1].seq, newest[-1].sha256) if newest else None
 
 
 def append_head(
@@ -118,8 +116,8 @@ def append_head(
     folder.mkdir(exist_ok=True)
     when = iso_utc(now_utc or dt.datetime.now(dt.UTC))
     for _ in range(_ATTEMPTS):
-        entries = read_heads(root)
-        last = entries[-1] if entries else None
+        newest = read_heads(root, newest_only=True)
+        last = newest[-1] if newest else None
         doc: dict[str, Any] = {
             "seq": (last.seq if last else 0) + 1,
             "run_id": run_id,

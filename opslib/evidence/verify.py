@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EvidenceError
-from .heads import HEADS_DIR, HeadEntry, check_heads, finalized_entries, read_heads
+from .heads import HEADS_DIR, HeadEntry, HeadFinding, check_heads, finalized_entries, read_heads
 from .index import ScanEntry, scan
 from .manifest import (
     RUN_JSON,
@@ -255,14 +255,13 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
     entry = next((e for e in entries if e.name == real.name), None)
     if entry is None:  # the folder vanished between the checks above and the scan
         raise EvidenceError(str(run_dir), "the run folder disappeared while it was being verified")
-    heads = read_heads(real.parent)
-    in_head = finalized_entries(heads)
+    heads = HeadView.read(real.parent, hmac_key=hmac_key)
     problems, files_checked, hmac_checked = _check_entry(
-        entry, hmac_key=hmac_key, in_head=entry.run_id in in_head
+        entry, hmac_key=hmac_key, in_head=entry.run_id in heads.listed
     )
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
-    problems += _head_problems(heads, by_id, root, hmac_key=hmac_key, only=entry.run_id)
-    problems += _root_problems(heads, by_id, root, hmac_key=hmac_key)
+    problems += _head_problems(heads, by_id, root, only=entry.run_id)
+    problems += _root_problems(heads, by_id, root)
     problems += _check_link(entry, by_id, root)
     problems += _check_recovery_links(entry, by_id, root)
     for later in entries:
@@ -293,14 +292,13 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     first_finished: list[tuple[dt.datetime, str]] = list(
         itertools.accumulate(((f[1], f[2]) for f in finalized), min)
     )
-    heads = read_heads(root)
-    in_head = finalized_entries(heads)
+    heads = HeadView.read(root, hmac_key=hmac_key)
     reports: list[VerifyReport] = []
     for entry in entries:
         problems, files_checked, hmac_checked = _check_entry(
-            entry, hmac_key=hmac_key, in_head=entry.run_id in in_head
+            entry, hmac_key=hmac_key, in_head=entry.run_id in heads.listed
         )
-        problems += _head_problems(heads, by_id, root_s, hmac_key=hmac_key, only=entry.run_id)
+        problems += _head_problems(heads, by_id, root_s, only=entry.run_id)
         problems += _check_link(entry, by_id, root_s)
         problems += _check_recovery_links(entry, by_id, root_s)
         doc = entry.doc
@@ -318,10 +316,10 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
                 )
         reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))
     # Runs the head record names that are gone, and breaks in the head record itself.
-    for run_id in sorted(set(in_head) - set(by_id)):
-        problems = _head_problems(heads, by_id, root_s, hmac_key=hmac_key, only=run_id)
+    for run_id in sorted(set(heads.listed) - set(by_id)):
+        problems = _head_problems(heads, by_id, root_s, only=run_id)
         reports.append(VerifyReport(run_id, os.path.join(root_s, run_id), tuple(problems)))
-    record = _record_problems(heads, root_s, hmac_key=hmac_key)
+    record = _record_problems(heads)
     if record:
         reports.append(VerifyReport(HEAD_RECORD, os.path.join(root_s, HEADS_DIR), tuple(record)))
     return reports
@@ -330,45 +328,56 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
 HEAD_RECORD = "(head record)"  # the run_id of the report about the head record itself
 
 
-def _record_problems(heads: list[HeadEntry], root: str, *, hmac_key: bytes | None) -> list[Problem]:
+@dataclass(frozen=True)
+class HeadView:
+    """A root's head record read once: the newest entry of each run it lists, and every finding of
+    :func:`.heads.check_heads` (HMAC mismatches also by entry path)."""
+
+    listed: Mapping[str, HeadEntry]
+    findings: tuple[HeadFinding, ...]
+    hmac_by_path: Mapping[str, tuple[HeadFinding, ...]]
+
+    @classmethod
+    def read(cls, root: str | os.PathLike[str], *, hmac_key: bytes | None) -> HeadView:
+        heads = read_heads(root)
+        findings = tuple(check_heads(heads, hmac_key=hmac_key))
+        by_path: dict[str, tuple[HeadFinding, ...]] = {}
+        for f in findings:
+            if f.kind == "hmac":
+                by_path[f.path] = (*by_path.get(f.path, ()), f)
+        return cls(finalized_entries(heads), findings, by_path)
+
+    def hmac_findings(self, path: str) -> list[Problem]:
+        return [Problem(f.kind, f.path, f.detail) for f in self.hmac_by_path.get(path, ())]
+
+
+def _record_problems(heads: HeadView) -> list[Problem]:
     """Breaks in the head record itself (a gap, an edited entry, an unreadable one); an entry's HMAC
     mismatch is reported with its run (:func:`_head_problems`)."""
-    listed = finalized_entries(heads)
+    listed = {e.path for e in heads.listed.values()}
     return [
         Problem(f.kind, f.path, f.detail)
-        for f in check_heads(heads, hmac_key=hmac_key)
-        if not (f.kind == "hmac" and any(e.path == f.path for e in listed.values()))
+        for f in heads.findings
+        if not (f.kind == "hmac" and f.path in listed)
     ]
 
 
-def _root_problems(
-    heads: list[HeadEntry], by_id: Mapping[str, ScanEntry], root: str, *, hmac_key: bytes | None
-) -> list[Problem]:
+def _root_problems(heads: HeadView, by_id: Mapping[str, ScanEntry], root: str) -> list[Problem]:
     """For one run's report: what is wrong with the root it belongs to — a run the head record lists
     that was removed (the newest run, which no later run points back at) and breaks in the record."""
     problems: list[Problem] = []
-    for run_id in sorted(set(finalized_entries(heads)) - set(by_id)):
-        problems += [
-            p
-            for p in _head_problems(heads, by_id, root, hmac_key=hmac_key, only=run_id)
-            if p.kind == "removed"
-        ]
-    return problems + _record_problems(heads, root, hmac_key=hmac_key)
+    for run_id in sorted(set(heads.listed) - set(by_id)):
+        problems += [p for p in _head_problems(heads, by_id, root, only=run_id) if p.kind == "removed"]
+    return problems + _record_problems(heads)
 
 
-def _head_problems(
-    heads: list[HeadEntry], by_id: Mapping[str, ScanEntry], root: str, *, hmac_key: bytes | None, only: str
-) -> list[Problem]:
+def _head_problems(heads: HeadView, by_id: Mapping[str, ScanEntry], root: str, *, only: str) -> list[Problem]:
     """What the head record says about run ``only``: removed, or its run.json changed (or set back to
     running) after it was finalized; with a key, its head entry's HMAC."""
-    entry = finalized_entries(heads).get(only)
+    entry = heads.listed.get(only)
     if entry is None or entry.doc is None:
         return []
-    problems = [
-        Problem(f.kind, f.path, f.detail)
-        for f in check_heads(heads, hmac_key=hmac_key)
-        if f.kind == "hmac" and f.path == entry.path
-    ]
+    problems = heads.hmac_findings(entry.path)
     seq, recorded = entry.seq, str(entry.doc.get("run_json_sha256"))
     scanned = by_id.get(only)
     if scanned is None:
