@@ -345,6 +345,24 @@ def test_verify_for_resume_accepts_an_interrupted_run_and_refuses_an_edited_one(
     assert "never finalized (interrupted, or still running) is not damaged" in last
     assert "changed after it was finalized" not in last and "restore" not in last
 
+    code, out, _ = cli(capsys, "evidence", "show", str(run_dir))
+    assert code == 0
+    assert (
+        f"integrity never finalized (interrupted, or still running): resume it with `opslib resume {run_dir}`"
+        in out
+    )
+
+    # Beside a finalized run that was altered, each is called what it is.
+    _forge_running(root / sorted(p.name for p in root.iterdir() if not p.name.startswith("."))[0])
+    code, out, _ = cli(capsys, "evidence", "verify", "--root", str(root))
+    assert code == 1 and ": altered: the head record (entry 1) shows this run was finalized" in out
+    assert f"{run_dir / 'run.json'}: unfinalized: status 'running'" in out
+    assert out.splitlines()[-1].endswith(
+        "the head record shows runs that were finalized and then altered or removed: do not resume them; find "
+        "out who changed what, and restore them from your backup copy; a run that was never finalized "
+        "(interrupted, or still running) is not damaged: finish it with `opslib resume RUN_DIR`"
+    )
+
     # The run's facts edited while it waited for its resume: they no longer match what the notebooks recorded.
     doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     doc["facts"]["thumbprint"] = "FF" * 20

@@ -224,6 +224,8 @@ def _integrity_text(report: evidence.VerifyReport) -> str:
     checked = f"{report.files_checked} files, chain, head record" + (", HMAC" if report.hmac_checked else "")
     if report.ok:
         return f"{evidence.verdict_text(report)} ({checked})"
+    if all(p.kind == "unfinalized" for p in report.problems):
+        return f"never finalized (interrupted, or still running): resume it with `opslib resume {report.run_dir}`"
     return (
         f"PROBLEMS: {evidence.verdict_text(report)} — `opslib evidence verify {report.run_dir}` for details"
     )
