@@ -155,7 +155,8 @@ def test_an_edited_finalized_run_set_back_to_running_is_named_altered_everywhere
     assert json.loads(seen["review"].splitlines()[0])[runs[-1].name] == "1 altered"
     assert seen["review summary"].startswith("1 of 3 runs have integrity problems")
     problems = evidence.verify_for_resume(runs[-1], hmac_key=KEY if with_key else None)
-    assert {p.kind for p in problems} == {"altered"} and "do not resume it" in problems[0].detail
+    assert {p.kind for p in problems} == ({"altered", "hmac"} if with_key else {"altered"})
+    assert "do not resume it" in problems[0].detail
     assert f"{STEPS[3]}'s facts in run.json differ from those its notebook recorded" in problems[-1].detail
 
 
@@ -311,21 +312,31 @@ def test_many_runs_finalizing_at_once_leave_one_chain(tmp_path: Path) -> None:
 # --- before a resume -------------------------------------------------------------------------------
 
 
-def _interrupted(root: Path) -> Path:
+def _interrupted(root: Path, *, hmac_key: bytes | None = None) -> Path:
     """A run interrupted after two steps, written the way the runner writes it (never finalized)."""
     run_dir = evidence.new_run(
-        root, host="web01", site="www1", parameters={}, operator="alice", dry_run=False, now_utc=T0
+        root,
+        host="web01",
+        site="www1",
+        parameters={},
+        operator="alice",
+        dry_run=False,
+        now_utc=T0,
+        hmac_key=hmac_key,
     )
     for i, step in enumerate(STEPS[:2]):
         facts = {"step": i, "thumbprint": f"{i}A" * 20}
         (run_dir / f"{step}.ipynb").write_text(_notebook(step, facts), encoding="utf-8")
         evidence.update_run(
             run_dir,
+            hmac_key=hmac_key,
             steps=[{"name": step, "notebook": f"{step}.ipynb", "status": "succeeded", "facts": facts}],
             facts=facts,
         )
     evidence.update_run(
-        run_dir, steps=[{"name": STEPS[2], "notebook": f"{STEPS[2]}.ipynb", "status": "running"}]
+        run_dir,
+        hmac_key=hmac_key,
+        steps=[{"name": STEPS[2], "notebook": f"{STEPS[2]}.ipynb", "status": "running"}],
     )
     return run_dir
 
@@ -458,3 +469,32 @@ def test_no_control_character_reaches_the_console(tmp_path: Path, capsys: pytest
     code, out, _ = cli(capsys, "evidence", "show", str(run_dir))
     assert "operator  alice\\x1b[2J\\x1b]0;owned\\x07" in out
     assert "html/\\x1b[2J\\x1b]0;owned\\x07" in out
+
+
+def test_with_the_key_a_resume_refuses_what_the_runner_did_not_sign(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keyed: None
+) -> None:
+    """The issue's forgery in full, head entry removed too: with the key the resume still refuses it,
+    because the runner signs every write of an unfinished run.json (progress_hmac)."""
+    root = tmp_path / "evidence"
+    interrupted = _interrupted(root, hmac_key=KEY)
+    assert evidence.verify_for_resume(interrupted, hmac_key=KEY) == []
+    assert json.loads((interrupted / "run.json").read_text(encoding="utf-8"))["progress_hmac"]
+
+    runs = _chain(root, hmac_key=KEY)
+    _forge_running(runs[-1])
+    (root / HEADS_DIR / "00000003.json").unlink()  # the newest entry: its removal leaves no gap
+    nb = runs[-1] / f"{STEPS[3]}.ipynb"  # and the notebook made to agree with the forged facts
+    nb.write_text(nb.read_text(encoding="utf-8").replace("cd" * 32, "ee" * 32), encoding="utf-8")
+    assert evidence.verify_for_resume(runs[-1], hmac_key=None) == [], "without the key: not detectable"
+    (problem,) = evidence.verify_for_resume(runs[-1], hmac_key=KEY)
+    assert (
+        problem.kind == "hmac" and "the unfinished run.json is not signed with the HMAC key" in problem.detail
+    )
+
+    # An unfinished run.json rewritten without the key: its progress signature no longer checks.
+    _edit(interrupted, operator="mallory")
+    (problem,) = evidence.verify_for_resume(interrupted, hmac_key=KEY)
+    assert problem.kind == "hmac" and "rewritten by someone other than the runner" in problem.detail
+    code, out, _ = cli(capsys, "evidence", "verify", str(interrupted), "--hmac-key", f"env:{KEY_ENV}")
+    assert code == 1 and f"{interrupted / 'run.json'}: hmac: HMAC mismatch: the unfinished run.json" in out

@@ -29,6 +29,7 @@ from ..errors import EvidenceError
 from .heads import HEADS_DIR, HeadEntry, HeadFinding, check_heads, finalized_entries, read_heads
 from .index import ScanEntry, scan
 from .manifest import (
+    PROGRESS_HMAC,
     RUN_JSON,
     UNREADABLE,
     hash_files,
@@ -38,6 +39,7 @@ from .manifest import (
     read_run_json,
     redacted_doc,
     sign_hmac,
+    sign_progress,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +123,17 @@ def _check_entry(
                     "restore the folder from your backup copy",
                 )
             )
-        elif not in_head:
+        signed = doc.get(PROGRESS_HMAC)
+        if hmac_key and signed and not hmac_.compare_digest(str(signed), sign_progress(doc, hmac_key)):
+            problems.append(
+                Problem(
+                    "hmac",
+                    run_json,
+                    "HMAC mismatch: the unfinished run.json was rewritten by someone other than the runner "
+                    "(or the key is wrong) — do not resume it",
+                )
+            )
+        if not leftovers and not in_head:
             problems.append(
                 Problem(
                     "unfinalized",
@@ -455,8 +467,11 @@ def verify_for_resume(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None
     """What forbids continuing ``run_dir``: empty when ``opslib resume`` may go on.
 
     An unfinalized run is accepted only when the head record does not list it as finalized, run.json
-    carries nothing that only finalizing writes, and every finished step's facts in run.json are the
-    facts its notebook recorded (and the run's merged facts agree with them). A finalized run must
+    carries nothing that only finalizing writes, every finished step's facts in run.json are the facts
+    its notebook recorded (and the run's merged facts agree with them), and — with ``hmac_key`` — its
+    ``progress_hmac`` checks (the runner signs every write with the key: :func:`.folder.update_run`), so
+    a finalized run set back to running by someone without the key is refused even when its head entry
+    was removed too. A finalized run must
     verify (hashes, chain, head record, and the HMAC where a key is set)."""
     report = verify_run(run_dir, hmac_key=hmac_key)
     path = Path(run_dir)
@@ -464,6 +479,16 @@ def verify_for_resume(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None
     if is_finalized(doc):
         return list(report.problems)
     problems = [p for p in report.problems if p.kind != "unfinalized"]
+    if hmac_key and not doc.get(PROGRESS_HMAC):
+        problems.append(
+            Problem(
+                "hmac",
+                str(path / RUN_JSON),
+                "the unfinished run.json is not signed with the HMAC key (the run was started without it, or "
+                "its signature was removed — as when a finalized run is set back to running): a resume "
+                "cannot trust it; roll it back or start a new run",
+            )
+        )
     problems += _step_consistency(path, doc)
     return problems
 
