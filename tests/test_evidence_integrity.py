@@ -385,6 +385,18 @@ def test_verify_for_resume_accepts_an_interrupted_run_and_refuses_an_edited_one(
         "the run's facts differ from those its steps recorded (thumbprint): run.json was edited",
     ]
 
+    # An older run.json put back over a run that went further: a notebook it does not name, a report.
+    (run_dir / "04_verify_endpoint.ipynb").write_text(_notebook("04_verify_endpoint", {}), encoding="utf-8")
+    (run_dir / "report.html").write_text("<html></html>", encoding="utf-8")
+    problems = evidence.verify_for_resume(run_dir, hmac_key=None)
+    assert [(p.kind, Path(p.path).name) for p in problems] == [
+        ("altered", "run.json"),
+        ("added", "04_verify_endpoint.ipynb"),
+        ("altered", "report.html"),
+        ("altered", "run.json"),
+    ]
+    assert "the runner names a step before it runs it" in problems[1].detail
+
     # A finalized run is held to every check.
     finalized = make_run(root, started_utc=T0 + dt.timedelta(hours=3), hmac_key=KEY)
     assert evidence.verify_for_resume(finalized, hmac_key=KEY) == []

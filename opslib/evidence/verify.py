@@ -494,7 +494,8 @@ def verify_for_resume(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None
 
 
 def _step_consistency(run_dir: Path, doc: Mapping[str, Any]) -> list[Problem]:
-    """Each finished step's facts against its executed notebook, and the merged facts against the steps."""
+    """Each finished step's facts against its executed notebook, the merged facts against the steps, no
+    step notebook that run.json does not name, and no report (written only when finalizing)."""
     from .folder import read_facts
 
     problems: list[Problem] = []
@@ -531,6 +532,26 @@ def _step_consistency(run_dir: Path, doc: Mapping[str, Any]) -> list[Problem]:
                     f"({', '.join(changed)}): run.json was edited",
                 )
             )
+    named = {str(step.get("notebook")) for step in doc.get("steps") or [] if isinstance(step, dict)}
+    for nb_path in sorted(run_dir.glob("*.ipynb")):
+        if nb_path.name not in named:
+            problems.append(
+                Problem(
+                    "added",
+                    str(nb_path),
+                    "a step notebook that run.json does not name (the runner names a step before it runs it): "
+                    "run.json is older than the folder, or the notebook was added",
+                )
+            )
+    if (run_dir / "report.html").exists():
+        problems.append(
+            Problem(
+                "altered",
+                str(run_dir / "report.html"),
+                "the runner writes the report only when it finalizes a run: this run was finished and then "
+                "set back to unfinished",
+            )
+        )
     changed = sorted(k for k in latest if merged.get(k) != latest[k])
     if changed:
         problems.append(
