@@ -8,7 +8,6 @@ leaf's chains. :func:`inspect_sources` returns a JSON-ready report (schema: ``do
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from . import certs, tls
 from .credentials import resolve
 from .errors import CertificateError, UsageError
+from .text import escape_json, escape_text
 
 SCHEMA = 1
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -276,10 +276,13 @@ def _role(c: certs.Certificate, pool: Sequence[certs.Certificate], leaf_tps: set
 
 
 def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False)
+    """The report as JSON; control characters of certificate fields and sources as ``\\uNNNN``."""
+    return escape_json(report)
 
 
 def render_text(report: dict[str, Any]) -> str:
+    """The report for a terminal: every line through :func:`opslib.text.escape_text` (subjects, names,
+    sources and warnings come from certificates, endpoints and file names)."""
     lines: list[str] = []
     certificates = report["certificates"]
     by_tp = {c["sha1"]: c for c in certificates}
@@ -344,7 +347,7 @@ def render_text(report: dict[str, Any]) -> str:
         lines += [f"  ! {w['code']}: {w['message']}" for w in warnings]
     else:
         lines.append("No warnings.")
-    return "\n".join(lines)
+    return "\n".join(escape_text(line) for line in lines)
 
 
 def _catalogue_name(sha1: str | None) -> str:

@@ -38,6 +38,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_backup": "unit",
     "test_certs": "unit",
     "test_evidence": "unit",
+    "test_evidence_integrity": "unit",
     "test_params": "unit",
     "test_project": "unit",
     "test_runbook": "unit",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -409,7 +410,11 @@ def test_verify_clean_run_and_root(
     code, out, _ = cli(capsys, "evidence", "verify", chain[1].name)
     assert code == 0 and out.startswith(f"ok: {chain[1].name} ")
     code, out, _ = cli(capsys, "evidence", "verify", "--root", str(chain[0].parent))
-    assert code == 0 and out.strip() == f"ok: 3 runs in {chain[0].parent} (file hashes, chain)"
+    ok, head = out.splitlines()
+    assert code == 0 and ok == (
+        f"ok: 3 runs in {chain[0].parent} (file hashes, chain) — integrity not provable without the HMAC key"
+    )
+    assert re.fullmatch(r"head record: entry 3, SHA-256 [0-9a-f]{64}", head)
 
 
 def test_verify_names_a_tampered_notebook(chain: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -592,7 +597,10 @@ def test_verify_follows_the_resumes_and_rolls_back_links(
     resumed = _recovery_run(root, T0 + dt.timedelta(hours=3), "resumes", chain[1], "resume")
     undone = _recovery_run(root, T0 + dt.timedelta(hours=4), "rolls_back", resumed, "rollback")
     code, out, _ = cli(capsys, "evidence", "verify", "--root", str(root))
-    assert (code, out.strip()) == (0, f"ok: 5 runs in {root} (file hashes, chain)")
+    assert (code, out.splitlines()[0]) == (
+        0,
+        f"ok: 5 runs in {root} (file hashes, chain) — integrity not provable without the HMAC key",
+    )
     code, out, _ = cli(capsys, "evidence", "list", "--root", str(root))
     assert [line.split()[3] for line in out.splitlines()[1:]] == [
         "renew",

@@ -485,7 +485,7 @@ def test_the_demo_renews_and_prints_a_summary_without_passwords(
         assert re.search(rf"{step.name}\s+succeeded\s+\d+\.\d s", out)
     assert re.search(r"certificate: [0-9A-F]{40} \(until 20\d\d-.*\n\s+→ [0-9A-F]{40} \(until ", out)
     assert f"backup: {(tmp_path / 'backups').resolve()}" in out
-    (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if p.name != ".locks"]
+    (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if not p.name.startswith(".")]
     assert f"evidence: {run_dir.resolve()}" in out
     assert_no_secrets(run_dir, [generated, os.environ[demo.PFX_ENV]])
     assert sorted(p.name for p in (run_dir / "html").iterdir()) == [

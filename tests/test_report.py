@@ -196,7 +196,10 @@ def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_
     assert cli.main(["evidence", "report", str(failed_dir), "--lang", "en", "--out", str(out)]) == 0
     english = out.read_text(encoding="utf-8")
     assert 'lang="ja"' not in english and "This step failed here" in english and "概要" not in english
-    assert re.search(r"intact</span></span></td><td>\d+ files match their SHA-256", english), "verified now"
+    assert re.search(
+        r"integrity not provable without the HMAC key</span></span></td><td>\d+ files match their SHA-256",
+        english,
+    ), "verified now; unsigned, so not called intact"
     assert cli.main(["evidence", "verify", str(failed_dir)]) == 0, "the run folder is untouched"
 
 
@@ -228,7 +231,8 @@ def test_the_report_is_never_written_into_a_finalized_run(
     written = tmp_path / f"{ok_dir.name}.report.html"
     assert capsys.readouterr().out.strip() == str(written)
     japanese = written.read_text(encoding="utf-8")
-    assert 'lang="en"' not in japanese and "概要" in japanese and "問題なし" in japanese
+    assert 'lang="en"' not in japanese and "概要" in japanese
+    assert "HMAC 鍵がないため完全性を証明できません" in japanese and "問題なし" not in japanese
 
 
 def test_the_inspect_notebook_reads_several_sources_with_sni_and_a_ca_file(

@@ -47,7 +47,8 @@ def test_committed_clean_and_thin() -> None:
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     params = pm.inspect_notebook(str(NOTEBOOK))
-    assert list(params) == ["evidence_root", "host", "since", "run_id", "compare_with"]
+    assert list(params) == ["evidence_root", "host", "since", "run_id", "compare_with", "hmac_key"]
+    assert params["hmac_key"]["default"] == '""' and "REFERENCE" in params["hmac_key"]["help"]
     assert params["run_id"]["help"] == "one run in detail (default: the newest)"
 
 
@@ -73,17 +74,29 @@ def _execute(tmp_path: Path, root: Path, **parameters: str) -> nbformat.Notebook
     return nbformat.read(out, as_version=4)
 
 
-def test_review_two_runs(two_runs: list[Path], tmp_path: Path) -> None:
-    first, second = two_runs
-    nb = _execute(tmp_path, first.parent)
+def test_review_two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "evidence"
+    key = "review-hmac-key-1"
+    monkeypatch.setenv(
+        "OPSLIB_TEST_REVIEW_HMAC", key
+    )  # the kernel inherits it; the notebook holds the reference
+    first, second = (
+        make_run(root, started_utc=T0, old="11" * 20, new="22" * 20, hmac_key=key.encode()),
+        make_run(
+            root, started_utc=T0 + dt.timedelta(days=1), old="22" * 20, new="33" * 20, hmac_key=key.encode()
+        ),
+    )
+    nb = _execute(tmp_path, first.parent, hmac_key="env:OPSLIB_TEST_REVIEW_HMAC")
 
-    assert "2 of 2 runs selected; 0 of 2 runs have integrity problems" in _text(
-        _outputs(nb, "import datetime as dt")
+    assert (
+        "2 of 2 runs selected; 0 of 2 runs have integrity problems (HMAC checked with the operator's key)"
+        in _text(_outputs(nb, "import datetime as dt"))
     )
     runs_html = _text(_outputs(nb, "opslib.evidence.style_runs"))
     assert first.name in runs_html and second.name in runs_html
     assert runs_html.index(second.name) < runs_html.index(first.name), "newest first"
-    assert "background-color: #d8f0d8" in runs_html and ">ok<" in runs_html
+    assert "background-color: #d8f0d8" in runs_html and ">intact<" in runs_html
+    assert key not in (tmp_path / "review.ipynb").read_text(encoding="utf-8")
 
     detail = _text(_outputs(nb, "run = opslib.evidence.load_run"))
     assert second.name in detail and "33" * 20 in detail, "the newest run by default"
@@ -111,9 +124,12 @@ def test_review_shows_tampering_and_a_chosen_run(two_runs: list[Path], tmp_path:
     doc = json.loads((first / "run.json").read_text(encoding="utf-8"))
     nb = _execute(tmp_path, first.parent, run_id=first.name)
 
-    assert "1 of 2 runs have integrity problems" in _text(_outputs(nb, "import datetime as dt"))
+    assert "1 of 2 runs have integrity problems (integrity not provable without the HMAC key)" in _text(
+        _outputs(nb, "import datetime as dt")
+    )
     runs_html = _text(_outputs(nb, "opslib.evidence.style_runs"))
-    assert "1 edited" in runs_html
+    assert "1 edited" in runs_html and ">integrity not provable without the HMAC key<" in runs_html
+    assert ">intact<" not in runs_html, "no key: no run reads as intact"
     problems = _text(_outputs(nb, "opslib.evidence.problems_table"))
     assert f"{STEPS[1]}.ipynb" in problems and "edited" in problems
     detail = _text(_outputs(nb, "run = opslib.evidence.load_run"))

@@ -415,7 +415,7 @@ def test_resume_refuses_a_correction_of_a_key_the_done_steps_used(
         "an allowed key is not named as refused"
     )
     assert (run_dir / "run.json").read_bytes() == before
-    assert [p.name for p in (tmp_path / "evidence").iterdir() if p.name != ".locks"] == [run_dir.name]
+    assert [p.name for p in (tmp_path / "evidence").iterdir() if not p.name.startswith(".")] == [run_dir.name]
 
 
 def test_corrected_parameters_records_old_and_new_values(params_file: Path, tmp_path: Path) -> None:

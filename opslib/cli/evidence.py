@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,18 +10,29 @@ from typing import Any
 from .. import evidence
 from ..credentials import resolve
 from ..errors import UsageError
-from .text import table
+from ..text import escape_json, escape_text
+from .text import escaped_errors, table
 
 
 def command(a: argparse.Namespace) -> int:
-    """``opslib evidence list|show|verify|report``."""
+    """``opslib evidence list|show|verify|report``; error lines escaped (:func:`escaped_errors`)."""
+    with escaped_errors():
+        return _command(a)
+
+
+def _command(a: argparse.Namespace) -> int:
     if a.evidence_command == "list":
         return evidence_list(a.root, host=a.host, site=a.site, since=a.since, status=a.status, as_json=a.json)
     if a.evidence_command == "show":
-        return evidence_show(a.run_dir, as_json=a.json)
+        return evidence_show(a.run_dir, as_json=a.json, hmac_key=a.hmac_key)
     if a.evidence_command == "report":
-        return evidence_report(a.run_dir, lang=a.lang, out=a.out)
+        return evidence_report(a.run_dir, lang=a.lang, out=a.out, hmac_key=a.hmac_key)
     return evidence_verify(a.run_dir, root=a.root, hmac_key=a.hmac_key, as_json=a.json)
+
+
+def _key(reference: str | None) -> bytes | None:
+    """The HMAC key from its secret reference (``--hmac-key env:NAME``); never printed."""
+    return resolve(reference, purpose="HMAC key").encode("utf-8") if reference else None
 
 
 def _text_or_blank(value: Any) -> str:
@@ -33,7 +43,7 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: evidence.plain(v) for k, v in row.items()}
 
 
-def evidence_report(run_dir: str, *, lang: str, out: str | None) -> int:
+def evidence_report(run_dir: str, *, lang: str, out: str | None, hmac_key: str | None = None) -> int:
     """``opslib evidence report``: write the report outside the run folder (its files are hashed)."""
     from pathlib import Path
 
@@ -46,7 +56,7 @@ def evidence_report(run_dir: str, *, lang: str, out: str | None) -> int:
             f"--out {target}: inside the run folder, whose files are hashed in run.json",
             hint="write the report elsewhere (the run's own report.html is already there)",
         )
-    print(write_report(folder, lang=lang, out=target).resolve())
+    print(escape_text(write_report(folder, lang=lang, out=target, hmac_key=_key(hmac_key)).resolve()))
     return 0
 
 
@@ -63,13 +73,13 @@ def evidence_list(
     df = evidence.select_runs(evidence.load_runs(root), host=host, site=site, since=since, status=status)
     records = df.to_dict("records")
     if as_json:
-        print(json.dumps([_json_row(r) for r in records], indent=2, ensure_ascii=False))
+        print(escape_json([_json_row(r) for r in records]))
         return 0
     if not records:
         filters = ", ".join(
             f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v
         )
-        print(f"no runs in {root}" + (f" matching {filters}" if filters else ""))
+        print(escape_text(f"no runs in {root}" + (f" matching {filters}" if filters else "")))
         return 0
     rows = [
         [
@@ -124,17 +134,20 @@ def _fact_lines(name: str, value: Any) -> list[str]:
     return [f"{name} = {evidence.cell_text(value)}"]
 
 
-def evidence_show(run_dir: str, *, as_json: bool) -> int:
-    """``opslib evidence show``: summary, per-step status/duration/facts, where the renders are."""
+def evidence_show(run_dir: str, *, as_json: bool, hmac_key: str | None = None) -> int:
+    """``opslib evidence show``: summary, integrity (:func:`opslib.evidence.verify_run`, the HMAC with
+    ``--hmac-key``), per-step status/duration/facts, where the renders are. Every line is escaped."""
     record = evidence.load_run(run_dir)
     summary = evidence.run_summary(record)
+    report = evidence.verify_run(run_dir, hmac_key=_key(hmac_key))
     if as_json:
         out = {
             **summary,
+            "integrity": {"verdict": evidence.verdict(report), **report.as_dict()},
             "steps": [evidence.plain(s) for s in record.run.get("steps") or []],
             "facts": record.facts,
         }
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(escape_json(out))
         return 0
     status = summary["status"]
     if summary["failed_step"]:
@@ -153,8 +166,10 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
         f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
         f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
-        f"{summary['files']} files hashed{'; signed (HMAC)' if summary['signed'] else ''}",
+        f"{summary['files']} files hashed{'; carries an HMAC (checked only with --hmac-key)' if summary['signed'] else ''}",
+        f"integrity {_integrity_text(report)}",
     ]
+    lines += [f"          {p.line()}" for p in report.problems]
     for change in summary["parameter_changes"]:
         lines.append(f"corrected {change.get('key')}: {change.get('old')!r} → {change.get('new')!r}")
     now = summary["production_now"]
@@ -175,7 +190,7 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
             else ""
         )
     )
-    print("\n".join(lines))
+    print("\n".join(escape_text(line) for line in lines))
     print("\nsteps")
     steps = record.steps
     if steps.empty:
@@ -195,12 +210,25 @@ def evidence_show(run_dir: str, *, as_json: bool) -> int:
         print("\nfacts recorded, by step (in full)")
         for s in records:
             facts = s["facts"] if isinstance(s["facts"], dict) else {}
-            print(f"  {s['name']}" + ("" if facts else ": (none)"))
+            print(escape_text(f"  {s['name']}" + ("" if facts else ": (none)")))
             for key, value in facts.items():
-                print("\n".join(f"    {line}" for line in _fact_lines(str(key), value)))
+                print("\n".join(f"    {escape_text(line)}" for line in _fact_lines(str(key), value)))
     print("\nrenders (HTML for reviewers)")
-    print("\n".join(f"  {os.path.join(summary['path'], r)}" for r in summary["renders"]) or "  (none)")
+    renders = [f"  {escape_text(os.path.join(summary['path'], r))}" for r in summary["renders"]]
+    print("\n".join(renders) or "  (none)")
     return 0
+
+
+def _integrity_text(report: evidence.VerifyReport) -> str:
+    """The show command's integrity line, in the words every reader uses (:func:`evidence.verdict_text`)."""
+    checked = f"{report.files_checked} files, chain, head record" + (", HMAC" if report.hmac_checked else "")
+    if report.ok:
+        return f"{evidence.verdict_text(report)} ({checked})"
+    if all(p.kind == "unfinalized" for p in report.problems):
+        return f"never finalized (interrupted, or still running): resume it with `opslib resume {report.run_dir}`"
+    return (
+        f"PROBLEMS: {evidence.verdict_text(report)} — `opslib evidence verify {report.run_dir}` for details"
+    )
 
 
 def _links_text(summary: Mapping[str, Any]) -> str:
@@ -223,33 +251,75 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
             "give either RUN_DIR or --root DIR",
             hint="`opslib evidence verify evidence/<run>` checks one run, `--root evidence` every run and the chain",
         )
-    key: bytes | None = None
-    if hmac_key:
-        key = resolve(hmac_key, purpose="HMAC key").encode("utf-8")
+    key = _key(hmac_key)
     reports = (
         [evidence.verify_run(run_dir, hmac_key=key)]
         if run_dir
         else evidence.verify_root(str(root), hmac_key=key)
     )
     problems = [p for r in reports for p in r.problems]
+    head = evidence.head_digest(str(root)) if root else None
     if as_json:
-        print(
-            json.dumps(
-                {"ok": not problems, "runs": [r.as_dict() for r in reports]}, indent=2, ensure_ascii=False
-            )
-        )
+        out: dict[str, Any] = {"ok": not problems, "runs": [r.as_dict() for r in reports]}
+        out["hmac_checked"] = bool(key)
+        if head:
+            out["head"] = {"entry": head[0], "sha256": head[1]}
+        print(escape_json(out))
         return 1 if problems else 0
     checks = "file hashes, chain" + (", HMAC" if key else "")
+    # The newest head entry: kept elsewhere (a ticket), it shows a later removal of the newest run with it.
+    head_line = f"head record: entry {head[0]}, SHA-256 {head[1]}" if head else ""
     if not problems:
         what = reports[0].run_dir if run_dir else f"{len(reports)} runs in {root}"
-        print(f"ok: {what} ({checks})")
+        unproven = "" if key else f" — {evidence.UNPROVEN_TEXT['en']}"
+        print(escape_text(f"ok: {what} ({checks}){unproven}"))
+        if head_line:
+            print(head_line)
         return 0
     for problem in problems:
-        print(problem.line())
+        print(escape_text(problem.line()))
+    if head_line:
+        print(head_line)
     bad = sum(1 for r in reports if not r.ok)
     print(
         f"verify: {len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {len(reports)} "
-        f"run{'s' if len(reports) != 1 else ''} ({checks}) — the evidence changed after it was finalized: "
-        "find out who changed what, and restore it from your backup copy before relying on it"
+        f"run{'s' if len(reports) != 1 else ''} ({checks}) — {_what_to_do(problems)}"
     )
     return 1
+
+
+_TAMPERED = {
+    "edited",
+    "added",
+    "missing",
+    "hmac",
+    "chain",
+    "renamed",
+    "altered",
+    "removed",
+    "head",
+    "unreadable",
+}
+
+
+def _what_to_do(problems: list[evidence.Problem]) -> str:
+    """What the problems mean: an interrupted run is not a changed one; a run the head record shows
+    finalized and that now differs was altered."""
+    kinds = {p.kind for p in problems}
+    parts = []
+    if kinds & {"altered", "removed"}:
+        parts.append(
+            "the head record shows runs that were finalized and then altered or removed: do not resume them; "
+            "find out who changed what, and restore them from your backup copy"
+        )
+    elif kinds & _TAMPERED:
+        parts.append(
+            "the evidence changed after it was finalized: find out who changed what, and restore it from "
+            "your backup copy before relying on it"
+        )
+    if "unfinalized" in kinds:
+        parts.append(
+            "a run that was never finalized (interrupted, or still running) is not damaged: "
+            "finish it with `opslib resume RUN_DIR`"
+        )
+    return "; ".join(parts)

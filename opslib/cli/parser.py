@@ -169,15 +169,20 @@ def _add_evidence(sub: Any) -> None:
     filters.add_argument("--since", help="YYYY-MM-DD (UTC)")
     filters.add_argument("--status")
     evsub.add_parser("list", help="one line per run", parents=[filters, as_json()])
+    key = argparse.ArgumentParser(add_help=False)
+    key.add_argument("--hmac-key", metavar="REF", help="secret reference of the HMAC key (env:NAME …)")
     evsub.add_parser(
-        "show", help="one run: summary, steps, facts, renders", parents=[option("run_dir"), as_json()]
+        "show", help="one run: summary, steps, facts, renders", parents=[option("run_dir"), key, as_json()]
     )
     which = argparse.ArgumentParser(add_help=False)
     which.add_argument("run_dir", nargs="?")
     which.add_argument("--root")
-    which.add_argument("--hmac-key", metavar="REF", help="secret reference of the HMAC key (env:NAME …)")
-    evsub.add_parser("verify", help="recompute hashes and the chain across runs", parents=[which, as_json()])
-    evr = evsub.add_parser("report", help="an auditor's report of one run: one self-contained HTML file")
+    evsub.add_parser(
+        "verify", help="recompute hashes and the chain across runs", parents=[which, key, as_json()]
+    )
+    evr = evsub.add_parser(
+        "report", help="an auditor's report of one run: one self-contained HTML file", parents=[key]
+    )
     evr.add_argument("run_dir")
     evr.add_argument(
         "--lang", default="ja+en", choices=["ja", "en", "ja+en", "en+ja"], help="ja, en or both (ja+en)"

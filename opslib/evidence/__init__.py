@@ -13,7 +13,9 @@ An optional HMAC-SHA256 over the canonical ``run.json`` also protects the newest
 * :mod:`.manifest` — constants, canonical JSON, hashing, HMAC, atomic ``run.json`` writes.
 * :mod:`.index` — :func:`load_runs` (one row per run, from ``run.json`` files only),
   :func:`select_runs`, :func:`load_run` → :class:`RunRecord`, :func:`run_summary`.
-* :mod:`.verify` — :func:`verify_run`, :func:`verify_root` → :class:`VerifyReport`.
+* :mod:`.heads` — the root's head record: :func:`append_head` (called by :func:`finalize_run`).
+* :mod:`.verify` — :func:`verify_run`, :func:`verify_root` → :class:`VerifyReport`; :func:`verdict`
+  and :func:`verdict_text` (the one wording); :func:`verify_for_resume` (before ``opslib resume``).
 * :mod:`.review` — the review notebook's tables and charts (pandas/matplotlib imported on use).
 
 The console text of ``opslib evidence list|show|verify`` is in :mod:`opslib.cli`.
@@ -23,6 +25,7 @@ Field reference: docs/evidence.md.
 from __future__ import annotations
 
 from .folder import cell_text, finalize_run, new_run, read_facts, record, update_run
+from .heads import append_head, head_digest, read_heads
 from .index import RUN_COLUMNS, RunRecord, load_run, load_runs, previous_run, run_summary, scan, select_runs
 from .manifest import (
     FACTS_MIME,
@@ -51,7 +54,16 @@ from .review import (
     style_runs,
     summary_table,
 )
-from .verify import Problem, VerifyReport, verify_root, verify_run
+from .verify import (
+    UNPROVEN_TEXT,
+    Problem,
+    VerifyReport,
+    verdict,
+    verdict_text,
+    verify_for_resume,
+    verify_root,
+    verify_run,
+)
 
 _plain = plain  # the old name (benchmarks/run_overhead.py)
 
@@ -62,16 +74,19 @@ __all__ = [
     "SCHEMA",
     "STATUSES",
     "TRANSCRIPT",
+    "UNPROVEN_TEXT",
     "UNREADABLE",
     "Problem",
     "RunRecord",
     "VerifyReport",
+    "append_head",
     "canonical_json",
     "cell_text",
     "compare_runs",
     "expiry_table",
     "finalize_run",
     "format_time",
+    "head_digest",
     "integrity_by_run",
     "iso_utc",
     "load_run",
@@ -84,6 +99,7 @@ __all__ = [
     "plot_expiry",
     "previous_run",
     "problems_table",
+    "read_heads",
     "read_facts",
     "record",
     "run_summary",
@@ -95,6 +111,9 @@ __all__ = [
     "style_runs",
     "summary_table",
     "update_run",
+    "verdict",
+    "verdict_text",
+    "verify_for_resume",
     "verify_root",
     "verify_run",
 ]

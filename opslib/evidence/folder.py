@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import EvidenceError
+from .heads import append_head
 from .index import command_counts, previous_run
 from .manifest import (
     FACTS_MIME,
+    PROGRESS_HMAC,
     PROTECTED_FIELDS,
     RUN_JSON,
     SCHEMA,
@@ -30,6 +32,7 @@ from .manifest import (
     require_utc,
     safe_name,
     sign_hmac,
+    signed_progress,
     write_run_json,
 )
 
@@ -50,9 +53,12 @@ def new_run(
     dry_run: bool,
     now_utc: dt.datetime,
     tls_validation: str = "validate",
+    hmac_key: bytes | None = None,
 ) -> Path:
     """Create ``<root>/<UTC yyyymmddThhmmssZ>_<host>_<site>/`` (``-2``, ``-3`` … if taken) and its first
-    ``run.json`` with status ``running``. Returns the folder."""
+    ``run.json`` with status ``running``. Returns the folder. ``hmac_key``: sign the unfinished run.json
+    (``progress_hmac``); pass it to every :func:`update_run` of the run too (:func:`.verify.verify_for_resume`
+    with a key refuses an unfinished run.json that is not signed)."""
     started = require_utc(now_utc, "now_utc")
     root_path = Path(root)
     root_path.mkdir(parents=True, exist_ok=True)
@@ -87,12 +93,15 @@ def new_run(
         "files": {},
         "previous_run": None,
     }
-    write_run_json(run_dir, doc)
+    write_run_json(run_dir, signed_progress(doc, hmac_key))
     return run_dir
 
 
-def update_run(run_dir: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
-    """Rewrite ``run.json`` atomically with ``fields``; returns the new manifest.
+def update_run(
+    run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Rewrite ``run.json`` atomically with ``fields``; returns the new manifest. With ``hmac_key`` the
+    manifest is signed again (``progress_hmac``); without one any earlier progress signature is dropped.
 
     ``steps`` (a list of step dicts, or one) is merged by ``name`` — a known step is updated, its
     ``facts`` merged; a new one is appended. ``facts`` is merged into the run's facts. Any other
@@ -129,6 +138,7 @@ def update_run(run_dir: str | os.PathLike[str], **fields: Any) -> dict[str, Any]
             doc["parameters"] = mask_literal_secrets(plain(value, "parameters"))
         else:
             doc[key] = plain(value, key)
+    doc = signed_progress(doc, hmac_key)
     write_run_json(path, doc)
     return doc
 
@@ -156,10 +166,12 @@ def finalize_run(
     doc["files"] = hash_files(path)
     doc["previous_run"] = previous_run(path, doc)
     doc.pop("hmac", None)
+    doc.pop(PROGRESS_HMAC, None)
     doc = redacted_doc(doc)  # sign exactly what is written
     if hmac_key:
         doc["hmac"] = sign_hmac(doc, hmac_key)
     write_run_json(path, doc)
+    append_head(path.parent, path, hmac_key=hmac_key, now_utc=now_utc)
     return doc
 
 

@@ -33,8 +33,9 @@ STATUSES = ("running", "succeeded", "failed")
 UNREADABLE = "unreadable"  # status shown by load_runs for a run.json that cannot be read
 
 
+PROGRESS_HMAC = "progress_hmac"  # the HMAC of an unfinished run.json (new_run/update_run with a key)
 PROTECTED_FIELDS = frozenset(
-    {"schema", "run_id", "files", "previous_run", "hmac"}
+    {"schema", "run_id", "files", "previous_run", "hmac", PROGRESS_HMAC}
 )  # set by new_run/finalize_run
 _SECRET_KEY = re.compile(r"password|passphrase|secret|hmac_key", re.IGNORECASE)
 _TMP_PREFIX = ".run.json."
@@ -155,6 +156,20 @@ def canonical_json(doc: Mapping[str, Any]) -> bytes:
 
 def sign_hmac(doc: Mapping[str, Any], key: bytes) -> str:
     return hmac_.new(key, canonical_json(doc), hashlib.sha256).hexdigest()
+
+
+def sign_progress(doc: Mapping[str, Any], key: bytes) -> str:
+    """The HMAC of an unfinished run.json: :func:`sign_hmac` of it without ``progress_hmac``."""
+    return sign_hmac({k: v for k, v in doc.items() if k != PROGRESS_HMAC}, key)
+
+
+def signed_progress(doc: dict[str, Any], key: bytes | None) -> dict[str, Any]:
+    """``doc`` as it will be written (redacted) with a fresh ``progress_hmac`` when there is a key, and
+    none without one: whoever rewrites an unfinished run.json without the key cannot sign it again."""
+    out = redacted_doc({k: v for k, v in doc.items() if k != PROGRESS_HMAC})
+    if key:
+        out[PROGRESS_HMAC] = sign_progress(out, key)
+    return out
 
 
 def redacted_doc(doc: dict[str, Any]) -> dict[str, Any]:

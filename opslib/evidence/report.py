@@ -31,7 +31,7 @@ from typing import Any
 from .. import credentials
 from ..errors import EvidenceError, UsageError
 from .manifest import FACTS_MIME, RUN_JSON, is_finalized, parse_utc
-from .verify import verify_run
+from .verify import INTACT, UNPROVEN, UNPROVEN_TEXT, verdict, verify_run
 
 REPORT_FILE = "report.html"  # in the run folder, beside html/
 LANGS = ("ja+en", "en+ja", "ja", "en")
@@ -104,6 +104,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "rollback": ("ロールバック", "rollback"),
     "resume": ("再開", "resume"),
     "ok": ("問題なし", "intact"),
+    UNPROVEN: (UNPROVEN_TEXT["ja"], UNPROVEN_TEXT["en"]),
     "pending": ("確定前に作成", "written before finalizing"),
 }
 # What each step checks (its "Check:" cells); the outcome is the step's status plus the facts below.
@@ -272,16 +273,34 @@ def _check_detail(name: str, f: Mapping[str, Any]) -> str:
     return ""
 
 
-def integrity(run_dir: Path, doc: Mapping[str, Any], *, before_finalizing: bool = False) -> tuple[str, str]:
-    """(outcome word, detail): :func:`verify_run`; for the runner's own report, the way to check it."""
-    if before_finalizing or not is_finalized(doc):
+def integrity(
+    run_dir: Path, doc: Mapping[str, Any], *, before_finalizing: bool = False, hmac_key: bytes | None = None
+) -> tuple[str, str]:
+    """(outcome word, detail): :func:`verify_run` and :func:`.verify.verdict` — ``ok`` (intact) only when
+    the HMAC was checked with ``hmac_key``; for the runner's own report, the way to check it."""
+    if before_finalizing:
         return (
             "pending",
             f"this report is part of the evidence; check it with: opslib evidence verify {run_dir}",
         )
-    report = verify_run(run_dir)
-    if report.ok:
-        return "ok", f"{report.files_checked} files match their SHA-256 in run.json; the chain link is intact"
+    report = verify_run(run_dir, hmac_key=hmac_key)
+    if not is_finalized(doc) and all(p.kind == "unfinalized" for p in report.problems):
+        return (
+            "pending",
+            f"the run was never finalized (interrupted, or still running): opslib resume {run_dir}",
+        )
+    word = verdict(report)
+    if word == INTACT:
+        return "ok", (
+            f"{report.files_checked} files match their SHA-256 in run.json; the chain link and the head record "
+            "hold; the HMAC of run.json checks with the operator's key"
+        )
+    if word == UNPROVEN:
+        return UNPROVEN, (
+            f"{report.files_checked} files match their SHA-256 in run.json and the chain link and the head "
+            "record hold, but whoever can write the folder can recompute those: check it with "
+            f"opslib evidence verify {run_dir} --hmac-key REF"
+        )
     return "failed", "; ".join(p.line() for p in report.problems)
 
 
@@ -331,6 +350,7 @@ _OUTCOME_CLASS = {
     "not run": "skip",
     "planned only": "warn",
     "pending": "warn",
+    UNPROVEN: "warn",
 }
 
 
@@ -363,7 +383,14 @@ def _certificate_rows(t: _Lang, doc: Mapping[str, Any]) -> list[tuple[str, str]]
     return rows
 
 
-def summary_html(t: _Lang, run_dir: Path, doc: Mapping[str, Any], *, before_finalizing: bool = False) -> str:
+def summary_html(
+    t: _Lang,
+    run_dir: Path,
+    doc: Mapping[str, Any],
+    *,
+    before_finalizing: bool = False,
+    hmac_key: bytes | None = None,
+) -> str:
     """The summary section (everything an auditor needs at a glance)."""
     params = doc.get("parameters") or {}
     status = str(doc.get("status") or "running")
@@ -390,7 +417,7 @@ def summary_html(t: _Lang, run_dir: Path, doc: Mapping[str, Any], *, before_fina
         [t.pair(*_STEP_CHECKS.get(key, (name, name))), _badge(t, outcome), html.escape(detail)]
         for name, key, outcome, detail in checks(doc)
     ]
-    word, detail = integrity(run_dir, doc, before_finalizing=before_finalizing)
+    word, detail = integrity(run_dir, doc, before_finalizing=before_finalizing, hmac_key=hmac_key)
     check_rows.append([t("integrity"), _badge(t, word), html.escape(detail)])
     facts = doc.get("facts") or {}
     if facts.get("backup_file"):
@@ -541,7 +568,7 @@ def step_html(t: _Lang, run_dir: Path, step: Mapping[str, Any]) -> str:
         if tags & _SKIP_TAGS:
             continue
         if cell.cell_type == "markdown":  # the heading is the section's title already
-            source = cell.source.lstrip().split("\n", 1)[1] if index == heading_cell else cell.source
+            source = cell.source.lstrip().partition("\n")[2] if index == heading_cell else cell.source
             parts.append(_markdown(source))
             continue
         if cell.cell_type != "code":
@@ -583,6 +610,7 @@ def render_report(
     lang: str = "ja+en",
     now_utc: datetime | None = None,
     before_finalizing: bool = False,
+    hmac_key: bytes | None = None,
 ) -> str:
     """The report of the run in ``run_dir`` as one HTML document (secrets masked)."""
     t = _Lang(lang)
@@ -592,7 +620,7 @@ def render_report(
     steps = list(doc.get("steps") or []) + [
         {"name": n, "status": "not run"} for n in doc.get("selected_steps") or [] if n not in recorded
     ]
-    body = summary_html(t, folder, doc, before_finalizing=before_finalizing)
+    body = summary_html(t, folder, doc, before_finalizing=before_finalizing, hmac_key=hmac_key)
     body += f"<h2>{t('steps')}</h2>"
     body += "".join(step_html(t, folder, s) for s in steps)
     if now_utc is not None:
@@ -616,12 +644,17 @@ def write_report(
     lang: str = "ja+en",
     out: str | os.PathLike[str] | None = None,
     before_finalizing: bool = False,
+    hmac_key: bytes | None = None,
 ) -> Path:
     """Write the report of ``run_dir`` to ``out`` (default: ``report.html`` in the run folder).
 
     ``before_finalizing``: the runner writes it just before :func:`.folder.finalize_run`, so that
-    the file is hashed with the rest; its integrity line then says how to check the evidence."""
+    the file is hashed with the rest; its integrity line then says how to check the evidence.
+    ``hmac_key``: the operator's key (from the caller, never a parameter of its own); without it the
+    integrity line says "integrity not provable without the HMAC key" where it would say "intact"."""
     target = Path(out) if out is not None else Path(run_dir) / REPORT_FILE
-    page = render_report(run_dir, lang=lang, now_utc=datetime.now(UTC), before_finalizing=before_finalizing)
+    page = render_report(
+        run_dir, lang=lang, now_utc=datetime.now(UTC), before_finalizing=before_finalizing, hmac_key=hmac_key
+    )
     target.write_text(page, encoding="utf-8")
     return target

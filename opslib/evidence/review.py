@@ -13,13 +13,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..credentials import redact
+from ..credentials import redact, resolve
 from ..errors import EvidenceError
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
 from .report import run_mode, value_html
-from .verify import VerifyReport
+from .verify import INTACT, UNPROVEN_TEXT, VerifyReport, verdict_text, verify_root
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,18 +70,34 @@ def run_modes(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def integrity_reports(evidence_root: str | os.PathLike[str], hmac_key: str = "") -> list[VerifyReport]:
+    """:func:`.verify.verify_root` for the review notebook. ``hmac_key`` is a secret *reference*
+    (``env:NAME`` or ``keyring:service/user``), never the key: the notebook and its output hold only the
+    reference; without one, no run reads as intact (:data:`.verify.UNPROVEN_TEXT`)."""
+    key: bytes | None = None
+    if hmac_key:
+        if hmac_key.strip().startswith("prompt"):
+            raise EvidenceError(
+                "hmac_key",
+                "a notebook cannot prompt for the HMAC key",
+                hint="pass a reference such as env:OPSLIB_EVIDENCE_HMAC_KEY",
+            )
+        key = resolve(hmac_key, purpose="HMAC key").encode("utf-8")
+    return verify_root(evidence_root, hmac_key=key)
+
+
+def integrity_summary(reports: Iterable[VerifyReport]) -> str:
+    """The notebook's first line about integrity: how many runs have problems, and what "no problem" proves."""
+    reports = list(reports)
+    bad = sum(not r.ok for r in reports)
+    keyed = any(r.hmac_checked for r in reports)
+    proof = "HMAC checked with the operator's key" if keyed else UNPROVEN_TEXT["en"]
+    return f"{bad} of {len(reports)} runs have integrity problems ({proof})"
+
+
 def integrity_by_run(reports: Iterable[VerifyReport]) -> dict[str, str]:
-    """``run_id`` → ``ok`` or a short list of the problems, for the runs table."""
-    out: dict[str, str] = {}
-    for report in reports:
-        if report.ok:
-            out[report.run_id] = "ok"
-        else:
-            kinds: dict[str, int] = {}
-            for p in report.problems:
-                kinds[p.kind] = kinds.get(p.kind, 0) + 1
-            out[report.run_id] = ", ".join(f"{n} {k}" for k, n in kinds.items())
-    return out
+    """``run_id`` → :func:`.verify.verdict_text` (intact / not provable without the key / the problems)."""
+    return {report.run_id: verdict_text(report) for report in reports}
 
 
 def problems_table(reports: Iterable[VerifyReport]) -> pd.DataFrame:
@@ -136,8 +152,10 @@ def style_runs(
         return f"background-color: {colour}" if colour else ""
 
     def integrity_colour(value: str) -> str:
-        if value == "ok":
+        if value == INTACT:
             return "color: #176317"
+        if value == UNPROVEN_TEXT["en"]:
+            return "color: #8a6d00"
         return "" if value == "not checked" else "background-color: #f8d0d0; font-weight: bold"
 
     return (

@@ -1,8 +1,15 @@
 """Integrity: :func:`verify_run`, :func:`verify_root` → :class:`VerifyReport` listing :class:`Problem` s.
 
-Recomputes the SHA-256 of every file, checks the HMAC where a key is given, and follows the chain of
+Recomputes the SHA-256 of every file, checks the HMAC where a key is given, follows the chain of
 ``previous_run`` links across the runs of a root (an edited, added or removed file or run shows up),
-and the recovery links (``resumes``, ``rolls_back``: the run continued or undone, by its run.json hash).
+the recovery links (``resumes``, ``rolls_back``: the run continued or undone, by its run.json hash)
+and the root's head record (:mod:`.heads`: a finalized run removed, rewritten or set back to running).
+
+These are the one verification every reader uses — ``opslib evidence verify`` and ``show``, the
+report's integrity line, the review notebook's table — and :func:`verdict` / :func:`verdict_text` the
+one wording: ``intact`` only when the HMAC was checked; without a key, "integrity not provable without
+the HMAC key" (anyone who can write the folder can recompute every SHA-256). :func:`verify_for_resume`
+is what ``opslib resume`` calls before it continues a run.
 """
 
 from __future__ import annotations
@@ -19,8 +26,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EvidenceError
+from .heads import HEADS_DIR, HeadEntry, HeadFinding, check_heads, finalized_entries, read_heads
 from .index import ScanEntry, scan
-from .manifest import RUN_JSON, UNREADABLE, hash_files, is_finalized, parse_utc, sign_hmac
+from .manifest import (
+    PROGRESS_HMAC,
+    RUN_JSON,
+    UNREADABLE,
+    hash_files,
+    is_finalized,
+    parse_utc,
+    plain,
+    read_run_json,
+    redacted_doc,
+    sign_hmac,
+    sign_progress,
+)
 
 if TYPE_CHECKING:
     pass
@@ -33,7 +53,7 @@ if TYPE_CHECKING:
 class Problem:
     """One thing wrong with the evidence. ``path`` names the file (or run folder) concerned."""
 
-    kind: str  # edited | added | missing | hmac | chain | unfinalized | unreadable | renamed
+    kind: str  # edited | added | missing | hmac | chain | unfinalized | unreadable | renamed | altered | removed | head
     path: str
     detail: str
 
@@ -73,8 +93,11 @@ def _short(digest: str) -> str:
     return f"{digest[:12]}…"
 
 
-def _check_entry(entry: ScanEntry, *, hmac_key: bytes | None) -> tuple[list[Problem], int, bool]:
-    """Files and HMAC of one run; returns (problems, files checked, hmac checked)."""
+def _check_entry(
+    entry: ScanEntry, *, hmac_key: bytes | None, in_head: bool = False
+) -> tuple[list[Problem], int, bool]:
+    """Files and HMAC of one run; returns (problems, files checked, hmac checked). ``in_head``: the head
+    record lists the run as finalized (then a run.json saying "running" is reported by :func:`_head_problems`)."""
     run_json = os.path.join(entry.path, RUN_JSON)
     if entry.doc is None:
         return [Problem(UNREADABLE, run_json, f"{entry.problem}; restore it from your backup copy")], 0, False
@@ -89,14 +112,36 @@ def _check_entry(entry: ScanEntry, *, hmac_key: bytes | None) -> tuple[list[Prob
             )
         )
     if not is_finalized(doc):
-        problems.append(
-            Problem(
-                "unfinalized",
-                run_json,
-                f"status {doc.get('status')!r} and no file hashes: the run is still in progress or was "
-                f"interrupted; finish it with `opslib resume {entry.path}` before relying on it",
+        leftovers = finalize_leftovers(doc)
+        if leftovers:
+            problems.append(
+                Problem(
+                    "altered",
+                    run_json,
+                    f"status {doc.get('status')!r} but run.json carries what only finalizing writes "
+                    f"({', '.join(leftovers)}): the run was finalized and then set back — do not resume it; "
+                    "restore the folder from your backup copy",
+                )
             )
-        )
+        signed = doc.get(PROGRESS_HMAC)
+        if hmac_key and signed and not hmac_.compare_digest(str(signed), sign_progress(doc, hmac_key)):
+            problems.append(
+                Problem(
+                    "hmac",
+                    run_json,
+                    "HMAC mismatch: the unfinished run.json was rewritten by someone other than the runner "
+                    "(or the key is wrong) — do not resume it",
+                )
+            )
+        if not leftovers and not in_head:
+            problems.append(
+                Problem(
+                    "unfinalized",
+                    run_json,
+                    f"status {doc.get('status')!r} and no file hashes: the run was never finalized (still in "
+                    f"progress, or interrupted); resume it with `opslib resume {entry.path}` before relying on it",
+                )
+            )
         return problems, 0, False
     files = doc.get("files")
     recorded: dict[str, Any] = files if isinstance(files, dict) else {}
@@ -222,8 +267,13 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
     entry = next((e for e in entries if e.name == real.name), None)
     if entry is None:  # the folder vanished between the checks above and the scan
         raise EvidenceError(str(run_dir), "the run folder disappeared while it was being verified")
-    problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
+    heads = HeadView.read(real.parent, hmac_key=hmac_key)
+    problems, files_checked, hmac_checked = _check_entry(
+        entry, hmac_key=hmac_key, in_head=entry.run_id in heads.listed
+    )
     by_id = {e.run_id: e for e in entries}  # unreadable ones too, by folder name
+    problems += _head_problems(heads, by_id, root, only=entry.run_id)
+    problems += _root_problems(heads, by_id, root)
     problems += _check_link(entry, by_id, root)
     problems += _check_recovery_links(entry, by_id, root)
     for later in entries:
@@ -254,9 +304,13 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     first_finished: list[tuple[dt.datetime, str]] = list(
         itertools.accumulate(((f[1], f[2]) for f in finalized), min)
     )
+    heads = HeadView.read(root, hmac_key=hmac_key)
     reports: list[VerifyReport] = []
     for entry in entries:
-        problems, files_checked, hmac_checked = _check_entry(entry, hmac_key=hmac_key)
+        problems, files_checked, hmac_checked = _check_entry(
+            entry, hmac_key=hmac_key, in_head=entry.run_id in heads.listed
+        )
+        problems += _head_problems(heads, by_id, root_s, only=entry.run_id)
         problems += _check_link(entry, by_id, root_s)
         problems += _check_recovery_links(entry, by_id, root_s)
         doc = entry.doc
@@ -273,4 +327,238 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
                     )
                 )
         reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))
+    # Runs the head record names that are gone, and breaks in the head record itself.
+    for run_id in sorted(set(heads.listed) - set(by_id)):
+        problems = _head_problems(heads, by_id, root_s, only=run_id)
+        reports.append(VerifyReport(run_id, os.path.join(root_s, run_id), tuple(problems)))
+    record = _record_problems(heads)
+    if record:
+        reports.append(VerifyReport(HEAD_RECORD, os.path.join(root_s, HEADS_DIR), tuple(record)))
     return reports
+
+
+HEAD_RECORD = "(head record)"  # the run_id of the report about the head record itself
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """A root's head record read once: the newest entry of each run it lists, and every finding of
+    :func:`.heads.check_heads` (HMAC mismatches also by entry path)."""
+
+    listed: Mapping[str, HeadEntry]
+    findings: tuple[HeadFinding, ...]
+    hmac_by_path: Mapping[str, tuple[HeadFinding, ...]]
+
+    @classmethod
+    def read(cls, root: str | os.PathLike[str], *, hmac_key: bytes | None) -> HeadView:
+        heads = read_heads(root)
+        findings = tuple(check_heads(heads, hmac_key=hmac_key))
+        by_path: dict[str, tuple[HeadFinding, ...]] = {}
+        for f in findings:
+            if f.kind == "hmac":
+                by_path[f.path] = (*by_path.get(f.path, ()), f)
+        return cls(finalized_entries(heads), findings, by_path)
+
+    def hmac_findings(self, path: str) -> list[Problem]:
+        return [Problem(f.kind, f.path, f.detail) for f in self.hmac_by_path.get(path, ())]
+
+
+def _record_problems(heads: HeadView) -> list[Problem]:
+    """Breaks in the head record itself (a gap, an edited entry, an unreadable one); an entry's HMAC
+    mismatch is reported with its run (:func:`_head_problems`)."""
+    listed = {e.path for e in heads.listed.values()}
+    return [
+        Problem(f.kind, f.path, f.detail)
+        for f in heads.findings
+        if not (f.kind == "hmac" and f.path in listed)
+    ]
+
+
+def _root_problems(heads: HeadView, by_id: Mapping[str, ScanEntry], root: str) -> list[Problem]:
+    """For one run's report: what is wrong with the root it belongs to — a run the head record lists
+    that was removed (the newest run, which no later run points back at) and breaks in the record."""
+    problems: list[Problem] = []
+    for run_id in sorted(set(heads.listed) - set(by_id)):
+        problems += [p for p in _head_problems(heads, by_id, root, only=run_id) if p.kind == "removed"]
+    return problems + _record_problems(heads)
+
+
+def _head_problems(heads: HeadView, by_id: Mapping[str, ScanEntry], root: str, *, only: str) -> list[Problem]:
+    """What the head record says about run ``only``: removed, or its run.json changed (or set back to
+    running) after it was finalized; with a key, its head entry's HMAC."""
+    entry = heads.listed.get(only)
+    if entry is None or entry.doc is None:
+        return []
+    problems = heads.hmac_findings(entry.path)
+    seq, recorded = entry.seq, str(entry.doc.get("run_json_sha256"))
+    scanned = by_id.get(only)
+    if scanned is None:
+        problems.append(
+            Problem(
+                "removed",
+                os.path.join(root, only),
+                f"the head record (entry {seq}) lists this run as finalized, but its folder is gone: the run "
+                "was removed — restore it from your backup copy",
+            )
+        )
+        return problems
+    actual = hashlib.sha256(scanned.raw).hexdigest()
+    if actual == recorded:
+        return problems
+    run_json = os.path.join(scanned.path, RUN_JSON)
+    doc = scanned.doc or {}
+    if not is_finalized(doc):
+        detail = (
+            f"the head record (entry {seq}) shows this run was finalized, but its run.json now says status "
+            f"{doc.get('status')!r} and its SHA-256 {_short(actual)} differs from the {_short(recorded)} "
+            "recorded then: it was altered after finalizing — do not resume it; restore it from your backup copy"
+        )
+    else:
+        detail = (
+            f"SHA-256 {_short(actual)} differs from the {_short(recorded)} the head record (entry {seq}) "
+            "recorded when the run was finalized: run.json was altered after finalizing"
+        )
+    problems.append(Problem("altered", run_json, detail))
+    return problems
+
+
+FINALIZE_FIELDS = ("finished_utc", "files", "previous_run", "commands", "hmac")
+
+
+def finalize_leftovers(doc: Mapping[str, Any]) -> list[str]:
+    """The fields of an unfinalized run.json that only :func:`.folder.finalize_run` writes."""
+    return [k for k in FINALIZE_FIELDS if doc.get(k)]
+
+
+# --- one wording for every reader -------------------------------------------------------------------
+
+INTACT, UNPROVEN, DAMAGED = "intact", "unproven", "problems"
+UNPROVEN_TEXT = {
+    "en": "integrity not provable without the HMAC key",
+    "ja": "HMAC 鍵がないため完全性を証明できません",
+}
+
+
+def verdict(report: VerifyReport) -> str:
+    """``intact`` (every check passed, HMAC included), ``unproven`` (every check passed without a key:
+    hashes can be recomputed by whoever edits the folder) or ``problems``."""
+    if not report.ok:
+        return DAMAGED
+    return INTACT if report.hmac_checked else UNPROVEN
+
+
+def verdict_text(report: VerifyReport, lang: str = "en") -> str:
+    """The verdict in words (``en`` or ``ja``): what every reader prints."""
+    word = verdict(report)
+    if word == UNPROVEN:
+        return UNPROVEN_TEXT[lang]
+    if word == INTACT:
+        return "問題なし" if lang == "ja" else "intact"
+    kinds: dict[str, int] = {}
+    for p in report.problems:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in kinds.items())
+
+
+# --- before a resume --------------------------------------------------------------------------------
+
+
+def verify_for_resume(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None) -> list[Problem]:
+    """What forbids continuing ``run_dir``: empty when ``opslib resume`` may go on.
+
+    An unfinalized run is accepted only when the head record does not list it as finalized, run.json
+    carries nothing that only finalizing writes, every finished step's facts in run.json are the facts
+    its notebook recorded (and the run's merged facts agree with them), and — with ``hmac_key`` — its
+    ``progress_hmac`` checks (the runner signs every write with the key: :func:`.folder.update_run`), so
+    a finalized run set back to running by someone without the key is refused even when its head entry
+    was removed too. A finalized run must
+    verify (hashes, chain, head record, and the HMAC where a key is set)."""
+    report = verify_run(run_dir, hmac_key=hmac_key)
+    path = Path(run_dir)
+    doc = read_run_json(path)
+    if is_finalized(doc):
+        return list(report.problems)
+    problems = [p for p in report.problems if p.kind != "unfinalized"]
+    if hmac_key and not doc.get(PROGRESS_HMAC):
+        problems.append(
+            Problem(
+                "hmac",
+                str(path / RUN_JSON),
+                "the unfinished run.json is not signed with the HMAC key (the run was started without it, or "
+                "its signature was removed — as when a finalized run is set back to running): a resume "
+                "cannot trust it; roll it back or start a new run",
+            )
+        )
+    problems += _step_consistency(path, doc)
+    return problems
+
+
+def _step_consistency(run_dir: Path, doc: Mapping[str, Any]) -> list[Problem]:
+    """Each finished step's facts against its executed notebook, the merged facts against the steps, no
+    step notebook that run.json does not name, and no report (written only when finalizing)."""
+    from .folder import read_facts
+
+    problems: list[Problem] = []
+    run_json = os.path.join(run_dir, RUN_JSON)
+    merged: Mapping[str, Any] = doc["facts"] if isinstance(doc.get("facts"), dict) else {}
+    latest: dict[str, Any] = {}
+    for step in doc.get("steps") or []:
+        if not isinstance(step, dict) or step.get("status") != "succeeded":
+            continue
+        facts: dict[str, Any] = step["facts"] if isinstance(step.get("facts"), dict) else {}
+        latest.update(facts)
+        notebook = step.get("notebook")
+        if not notebook:
+            continue  # a step the runner ran itself
+        nb_path = run_dir / str(notebook)
+        try:
+            recorded = redacted_doc(plain(read_facts(nb_path), "facts"))
+        except EvidenceError as exc:
+            problems.append(
+                Problem(
+                    "missing",
+                    str(nb_path),
+                    f"step {step.get('name')} succeeded but its notebook: {exc.problem}",
+                )
+            )
+            continue
+        changed = sorted(k for k in recorded.keys() | facts.keys() if recorded.get(k) != facts.get(k))
+        if changed:
+            problems.append(
+                Problem(
+                    "altered",
+                    run_json,
+                    f"step {step.get('name')}'s facts in run.json differ from those its notebook recorded "
+                    f"({', '.join(changed)}): run.json was edited",
+                )
+            )
+    named = {str(step.get("notebook")) for step in doc.get("steps") or [] if isinstance(step, dict)}
+    for nb_path in sorted(run_dir.glob("*.ipynb")):
+        if nb_path.name not in named:
+            problems.append(
+                Problem(
+                    "added",
+                    str(nb_path),
+                    "a step notebook that run.json does not name (the runner names a step before it runs it): "
+                    "run.json is older than the folder, or the notebook was added",
+                )
+            )
+    if (run_dir / "report.html").exists():
+        problems.append(
+            Problem(
+                "altered",
+                str(run_dir / "report.html"),
+                "the runner writes the report only when it finalizes a run: this run was finished and then "
+                "set back to unfinished",
+            )
+        )
+    changed = sorted(k for k in latest if merged.get(k) != latest[k])
+    if changed:
+        problems.append(
+            Problem(
+                "altered",
+                run_json,
+                f"the run's facts differ from those its steps recorded ({', '.join(changed)}): run.json was edited",
+            )
+        )
+    return problems
