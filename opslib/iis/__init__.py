@@ -35,7 +35,8 @@ from .base import (
     with_expiry,
 )
 from .httpsys import RegistryReader
-from .iis6 import HELPER, IIS6Backend, helper_script
+from .iis6 import IIS6Backend
+from .iis6_helper import HELPER, IIS6Helper, helper_script
 from .iis7 import IIS7Backend
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ __all__ = [
     "STOPPING",
     "Change",
     "IIS6Backend",
+    "IIS6Helper",
     "IIS7Backend",
     "IISBackend",
     "Installed",

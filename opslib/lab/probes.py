@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import credentials, winerror
 from ..errors import OpsError
-from ..iis.iis6 import helper_script
+from ..iis.iis6_helper import helper_script
 from ..server import regfile, stores
 from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
