@@ -183,6 +183,9 @@ class IISBackend(Protocol):
     name (ServerComment / site name, or the path ``W3SVC/n``)."""
 
     name: str  # "IIS 6 (metabase, iis6.js)"
+    # Whether :meth:`swap` runs as one server-side transaction that keeps a journal on the server
+    # (IIS 6: ``iis6.js swap``); a backend without one answers None from the two journal verbs.
+    keeps_swap_journal: bool
 
     def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
         """Every web site, ordered by id (``expiry``: thumbprint → not-after fills the site's expiry)."""
@@ -217,6 +220,18 @@ class IISBackend(Protocol):
         self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
     ) -> SwapResult:
         """The undo of :meth:`swap`: ``old_thumbprint`` back on ``secure_bindings`` (``IP:port:host``)."""
+        ...
+
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """What the last :meth:`swap` of ``site`` wrote to its journal on the server (None: no journal,
+        or a backend that keeps none)."""
+        ...
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """Poll the journal until the swap of ``new`` has ended (None: not within ``deadline_s``, or a
+        backend that keeps no journal)."""
         ...
 
     def start(self, site: Site | str) -> Site:

@@ -97,6 +97,7 @@ class IIS6Backend(ReadBackChecks):
     """IIS 6 on one connection: the metabase through ``iis6.js`` (uploaded once, on first use)."""
 
     name = "IIS 6 (metabase, iis6.js)"
+    keeps_swap_journal = True  # the swap is one helper run that keeps its journal on the server
 
     def __init__(self, conn: Connection, *, host: str = "") -> None:
         self.conn = conn

@@ -88,6 +88,7 @@ class IIS7Backend(ReadBackChecks):
     """IIS 7.0–10 on one connection: appcmd for sites, netsh http for HTTP.sys, reg export to read back."""
 
     name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
+    keeps_swap_journal = False  # the swap is one cmd line with its restore branch, no journal
 
     def __init__(
         self,
@@ -572,6 +573,16 @@ class IIS7Backend(ReadBackChecks):
         return SwapResult(
             after, current.thumbprint, current.store, (https[0].text,), old, stopped, False, tuple(planned)
         )
+
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """None: the IIS 7–10 swap keeps no journal on the server (nothing is read)."""
+        return None
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """None at once: there is no journal to wait for (nothing is read)."""
+        return None
 
     # --- export, checks -------------------------------------------------------------------------------
 
