@@ -8,7 +8,6 @@ any other version is refused before anything changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CapabilityMissing
@@ -21,9 +20,11 @@ from .base import (
     STATE_NAMES,
     STOPPED,
     STOPPING,
+    BackendFactory,
     Change,
     IISBackend,
     Installed,
+    RegistryReader,
     Site,
     SslBinding,
     SwapResult,
@@ -34,7 +35,6 @@ from .base import (
     thumbprint_of,
     with_expiry,
 )
-from .httpsys import RegistryReader
 from .iis6 import IIS6Backend
 from .iis6_helper import HELPER, IIS6Helper, helper_script
 from .iis7 import IIS7Backend
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "BackendFactory",
     "CONTINUING",
     "HELPER",
     "PAUSED",
@@ -59,6 +60,7 @@ __all__ = [
     "IIS7Backend",
     "IISBackend",
     "Installed",
+    "RegistryReader",
     "Site",
     "SslBinding",
     "SwapResult",
@@ -73,8 +75,9 @@ __all__ = [
     "with_expiry",
 ]
 
-# IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd).
-BACKENDS: dict[int, Callable[..., IISBackend]] = {
+# IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd);
+# the only way to a backend (:func:`backend_for`), each built with the one signature of :class:`BackendFactory`.
+BACKENDS: dict[int, BackendFactory] = {
     6: IIS6Backend,
     7: IIS7Backend,
     8: IIS7Backend,
@@ -126,8 +129,6 @@ def backend_for(
     ``read_registry`` (``reg export`` of a key, parsed) is what the IIS 7–10 backend reads HTTP.sys
     bindings with; :class:`opslib.server.Server` supplies it."""
     require_backend(capabilities)
-    if capabilities.iis_major >= 7:
-        return IIS7Backend(
-            conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
-        )
-    return BACKENDS[capabilities.iis_major](conn, host=capabilities.host)
+    return BACKENDS[capabilities.iis_major](
+        conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
+    )

@@ -11,12 +11,15 @@ SecureBindings form and the IIS 7+ ``bindingInformation`` form
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import OpsError, ParameterError, SiteNotFound, VerificationFailed
+
+if TYPE_CHECKING:
+    from ..winrm import Connection
 
 # ServerState (IIS 6.0 SDK, https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524905(v=vs.90)).
 STARTING, STARTED, STOPPING, STOPPED, PAUSING, PAUSED, CONTINUING = 1, 2, 3, 4, 5, 6, 7
@@ -265,6 +268,20 @@ class IISBackend(Protocol):
     ) -> list[dict[str, Any]]:
         """Read the site back after step 1's bind: :func:`check_bound`'s rows (raises unless dry_run)."""
         ...
+
+
+# A parsed ``reg export`` ({key: {value name: (type, data)}}, as opslib.server.regfile returns it), or None.
+RegistryReader = Callable[[str], "Mapping[str, Mapping[str, tuple[str, Any]]] | None"]
+
+
+class BackendFactory(Protocol):
+    """How every backend is built (:data:`opslib.iis.BACKENDS`): the connection, the host label, the
+    probed IIS major version and a registry reader (``reg export`` of a key, parsed; the server layer
+    supplies it, so this package does not import that layer). A backend ignores what it does not need."""
+
+    def __call__(
+        self, conn: Connection, *, host: str, iis_major: int, read_registry: RegistryReader | None
+    ) -> IISBackend: ...
 
 
 class Installed(Protocol):

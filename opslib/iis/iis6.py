@@ -37,6 +37,7 @@ from .base import (
     STATE_NAMES,
     Change,
     ReadBackChecks,
+    RegistryReader,
     Site,
     SwapResult,
     find_site,
@@ -99,8 +100,16 @@ class IIS6Backend(ReadBackChecks):
     name = "IIS 6 (metabase, iis6.js)"
     keeps_swap_journal = True  # the swap is one helper run that keeps its journal on the server
 
-    def __init__(self, conn: Connection, *, host: str = "") -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        host: str = "",
+        iis_major: int = 6,
+        read_registry: RegistryReader | None = None,  # not needed: the helper reads the metabase
+    ) -> None:
         self.conn = conn
+        self.iis_major = iis_major
         self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
         self.helper = IIS6Helper(conn, host=self.host)
 
