@@ -24,8 +24,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import certs
+from . import certs, credentials
 from .errors import CertificateError, OpsError, ParameterError, PreconditionFailed, SiteNotFound, UsageError
+from .iis import find_site
+from .ops import chain, compat
+from .ops.export import check_password
+from .ops.export_route import prove_export_route
+from .server.stores import match_pending_request
+from .winrm import cmdline
 
 if TYPE_CHECKING:
     from .iis import Site
@@ -115,9 +121,6 @@ def check_pfx_password(password: str) -> str:
     Never contains the password. Mirrors the checks step 3 makes (:func:`opslib.ops.export.check_password`
     and the one quoting function), so the run stops before anything changes rather than after the swap.
     """
-    from .ops.export import check_password
-    from .winrm import cmdline
-
     try:
         cmdline(["certutil", password], names=["certutil", "the PFX password"])
         check_password("", password)
@@ -165,10 +168,6 @@ def check_server(
 
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
-    from .iis import find_site
-    from .ops import compat
-    from .server.stores import match_pending_request
-
     found = server.iis.sites()
     production = find_site(found, production_site, host=host)
     work = find_site(found, work_site, host=host)
@@ -197,14 +196,10 @@ def check_server(
         # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
         # certificate is already in MY with its key (installed_ok: that entry is returned).
         request = match_pending_request(server.conn, leaf, installed_ok=True).thumbprint
-        from .ops import chain
-
         predicted = chain.require_usable(
             chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots), host=host
         )
     # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
-    from .ops.export_route import prove_export_route
-
     with server.conn.reading():  # an export to the temp folder, deleted again: the stores do not change
         route = prove_export_route(server, production).row()
     return ServerReady(tuple(found), production, work, request, predicted, route)
@@ -228,8 +223,6 @@ def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] 
             forbidden_roots=params.get("forbidden_roots"),
         )
     if "03_backup_keypair" in steps:
-        from . import credentials
-
         ref = str(params.get("backup.pfx_password"))
         var = (prompted or {}).get("backup.pfx_password")
         try:

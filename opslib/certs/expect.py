@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .chains import is_forbidden_root
+from .chains import KNOWN, is_forbidden_root
 from .facts import (
     Certificate,
     display_name,
@@ -83,8 +83,6 @@ def _twin_root(cert: Certificate, pool: Iterable[Certificate]) -> Certificate | 
 def cert_role(cert: Certificate, pool: Iterable[Certificate] = ()) -> str:
     """``root`` (self-signed), ``cross certificate`` (not self-signed, same subject and key as a root in
     ``pool`` or the catalogue), ``intermediate`` (another CA certificate) or ``certificate`` (end entity)."""
-    from .chains import KNOWN
-
     if is_self_signed(cert):
         return "root"
     if not is_ca_certificate(cert):

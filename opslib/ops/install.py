@@ -36,6 +36,7 @@ from ..server.stores import (
     trusted_roots,
 )
 from ..server.stores import match_request as _match_request
+from . import chain
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -255,8 +256,6 @@ def install_certificate(
     placeholder is gone, CA holds the CA certificates. A lost reply is recognised: MY already holds
     it with a key → recorded as done. Binding to ``work_site`` is the IIS backend's ``bind``.
     """
-    from . import chain
-
     caps = server.capabilities
     conn = server.conn
     if expected is None:
@@ -403,8 +402,6 @@ def check_certificate(
     """Validity, host names, chain; a blocking finding raises (:class:`CertificateError`) before
     anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.chain.predict`) that is not
     usable (:class:`~opslib.errors.PreconditionFailed` naming each certificate)."""
-    from . import chain
-
     if expected is not None:
         chain.require_usable(expected, host=host or new.source)
     findings = certs.check_warnings(
