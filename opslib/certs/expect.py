@@ -30,7 +30,7 @@ problems that make it unusable. The rule (``docs/chains.md`` has the worked exam
    (absent from, or disabled in, the Trusted Root stores), ``forbidden_root``, ``expired`` /
    ``expired_cross``.
 
-Pure: no server access here (:mod:`opslib.ops.chain` reads the stores); the clock is passed in.
+Pure: no server access here (:mod:`opslib.ops.served_chain` reads the stores); the clock is passed in.
 """
 
 from __future__ import annotations

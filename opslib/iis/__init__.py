@@ -28,11 +28,11 @@ from .base import (
     Site,
     SslBinding,
     SwapResult,
+    canonical_thumbprint,
     check_bound,
     check_swap,
     find_site,
     secure_binding,
-    thumbprint_of,
     with_expiry,
 )
 from .iis6 import IIS6Backend
@@ -71,7 +71,7 @@ __all__ = [
     "helper_script",
     "require_backend",
     "secure_binding",
-    "thumbprint_of",
+    "canonical_thumbprint",
     "with_expiry",
 ]
 

@@ -297,7 +297,7 @@ class Installed(Protocol):
 # --- shared helpers and checks ---------------------------------------------------------------------
 
 
-def thumbprint_of(value: str, *, key: str = "thumbprint") -> str:
+def canonical_thumbprint(value: str, *, key: str = "thumbprint") -> str:
     """``value`` as 40 upper-case hex digits (spaces and colons dropped); :class:`ParameterError` otherwise."""
     thumb = re.sub(r"[\s:]", "", value or "").upper()
     if not _THUMB.match(thumb):
@@ -396,7 +396,7 @@ def check_swap(
     (``opslib run <run_dir>/rollback.yaml``) — unless ``dry_run`` (nothing was changed, so the rows
     only report). ``hint`` replaces the default advice (the rollback step has its own).
     """
-    new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+    new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
     production = find_site(sites_after, production_site, host=host)
     sharing = sharing_sites(sites_after, production, production.secure_bindings)
     rows = [
@@ -458,7 +458,7 @@ def check_bound(
     """Step 1's read-back: ``thumbprint`` is in MY with its private key (``installed``) and bound to
     the work site. Returns one row per check; a failure raises :class:`VerificationFailed` unless
     ``dry_run`` (nothing was installed, so the rows only report)."""
-    thumb = thumbprint_of(thumbprint)
+    thumb = canonical_thumbprint(thumbprint)
     with_key = bool(installed and installed.thumbprint == thumb and installed.key_container)
     bound = thumb if work_after.serves(thumb) else work_after.cert_thumbprint or "(none)"
     rows = [

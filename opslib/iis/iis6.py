@@ -40,10 +40,10 @@ from .base import (
     RegistryReader,
     Site,
     SwapResult,
+    canonical_thumbprint,
     find_site,
     secure_binding,
     sharing_sites,
-    thumbprint_of,
     with_expiry,
 )
 from .iis6_helper import EXIT_ADSI, EXIT_STATE, HELPER, HelperError, IIS6Helper, helper_script, site_from
@@ -145,7 +145,7 @@ class IIS6Backend(ReadBackChecks):
         self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
     ) -> list[Change]:
         """What :func:`bind` would change (read-only)."""
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         _, target = self._resolve(site)
         return _bind_changes(target, thumb, self._binding(port, host_header))
 
@@ -155,7 +155,7 @@ class IIS6Backend(ReadBackChecks):
         Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (docs/windows-behaviour.md W-IIS6-ADSI-SETCERT);
         does not start the site.
         """
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         binding = self._binding(port, host_header)
         _, target = self._resolve(site)
         if not _bind_changes(target, thumb, binding):
@@ -278,7 +278,7 @@ class IIS6Backend(ReadBackChecks):
     def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
         """What :func:`swap` would change, from → to (read-only; an empty list means already done)."""
         host = self.host
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
         return _swap_plan(found, production, new, _production_binding(host, production, port))
@@ -298,7 +298,7 @@ class IIS6Backend(ReadBackChecks):
         Idempotent: nothing to do → ``SwapResult.already_done``.
         """
         host = self.host
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
         old_thumb, old_store, old_bindings = (
@@ -386,7 +386,7 @@ class IIS6Backend(ReadBackChecks):
         restarted when its certificate changes. Idempotent.
         """
         host = self.host
-        old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+        old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
         bindings = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         if not bindings or not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", bindings[0]):
             raise ParameterError(

@@ -2,7 +2,7 @@
 with it, bind it to the work site — read the file, predict the chain, check, match the request, plan,
 apply, verify.
 
-The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib.ops.chain.predict`,
+The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib.ops.served_chain.predict`,
 :func:`check_certificate`, :func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and
 records ``verify(...).facts()``.
 
@@ -36,7 +36,7 @@ from ..server.stores import (
     trusted_roots,
 )
 from ..server.stores import match_request as _match_request
-from . import chain
+from . import served_chain
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -246,7 +246,7 @@ def install_certificate(
 ) -> InstallResult:
     """Install the CA certificates on the new certificate's path, then complete the pending request.
 
-    ``expected`` (:func:`opslib.ops.chain.predict`; None = predicted here without ``forbidden_roots``)
+    ``expected`` (:func:`opslib.ops.served_chain.predict`; None = predicted here without ``forbidden_roots``)
     must be usable, else :class:`~opslib.errors.PreconditionFailed` before anything is sent. Its CA
     certificates that the CA's file holds go one by one to ``certutil -addstore CA`` first (vendor
     order); the file's other CA certificates are ignored (listed); then the leaf alone (a DER ``.cer``)
@@ -260,8 +260,8 @@ def install_certificate(
     conn = server.conn
     if expected is None:
         _install_state(conn, bundle)  # no pending request → refused before the chain is predicted
-        expected = chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
-    chain.require_usable(expected, host=server.host)
+        expected = served_chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
+    served_chain.require_usable(expected, host=server.host)
     state = _install_state(conn, bundle, expected)
     planned = _install_changes(state)
     need_ca = [c for c in state.cas if certs.thumbprint(c) not in state.ca_held]
@@ -400,10 +400,10 @@ def check_certificate(
     host: str = "",
 ) -> CheckedCertificate:
     """Validity, host names, chain; a blocking finding raises (:class:`CertificateError`) before
-    anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.chain.predict`) that is not
+    anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.served_chain.predict`) that is not
     usable (:class:`~opslib.errors.PreconditionFailed` naming each certificate)."""
     if expected is not None:
-        chain.require_usable(expected, host=host or new.source)
+        served_chain.require_usable(expected, host=host or new.source)
     findings = certs.check_warnings(
         new.leaf,
         chains=list(chains),

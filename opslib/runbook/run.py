@@ -400,7 +400,7 @@ class _Context:
         """The server's renewal lock (:mod:`opslib.server.lock`) for this run; none in a dry run."""
         if self.dry_run:
             return contextlib.nullcontext()
-        from ..server import lock as server_lock
+        from ..server import renewal_lock as server_lock
         from ..winrm import connect_params
 
         winrm, run_dir = self.operator_values()["winrm"], str(self.run_dir)
