@@ -200,7 +200,8 @@ def check_server(
             served_chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots),
             host=host,
         )
-    # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
+    # Step 3's export route, proven by use on the current production certificate before step 2, so no
+    # route decision can first fail after the production swap.
     with server.conn.reading():  # an export to the temp folder, deleted again: the stores do not change
         route = prove_export_route(server, production).row()
     return ServerReady(tuple(found), production, work, request, predicted, route)

@@ -215,7 +215,8 @@ def plan_export(
 
 def one_time_password() -> str:
     """A fresh random password for one server-side export: 32 hex digits (nothing cmd or certutil
-    reads specially), registered for redaction at once and never recorded (issue 12 item 6)."""
+    reads specially), registered for redaction at once and never recorded: the server-side PFX is
+    protected only by it, and the PFX kept here is re-protected with the operator's password."""
     value = secrets.token_hex(16)
     credentials.register(value)
     return value

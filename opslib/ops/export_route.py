@@ -1,4 +1,4 @@
-"""Step 3's export route, proven before step 2 (issue "Claim only what was read back").
+"""Step 3's export route, proven before step 2 (claim only what was read back: the route is proven by use).
 
 The pre-flight exports the certificate production serves now — a harmless object — through the route
 step 3 will take (certutil ``-exportPFX``, else IIS.CertObj), under a one-time password, brings it

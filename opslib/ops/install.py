@@ -6,14 +6,15 @@ The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib
 :func:`check_certificate`, :func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and
 records ``verify(...).facts()``.
 
-Vendor order (issue 11): the intermediates and cross certificates go into the CA store *first*, then
+Vendor order — the CA certificates before the server certificate: the intermediates and cross
+certificates go into the CA store *first*, then
 ``certreq -accept`` completes the request — installing a response builds its chain and fails with
 CERT_E_CHAINING / CERT_E_UNTRUSTEDROOT when it cannot (``InstallResponse`` with ``AllowNone``: "Do not
 install untrusted certificates",
 https://learn.microsoft.com/en-us/windows/win32/api/certenroll/nf-certenroll-ix509enrollment-installresponse ;
 that certreq -accept goes through the same check is assumed from public reports of its error text). Only the CA
-certificates on a usable path of the new certificate are installed (issue 12 item 3); the others of
-the CA's file are listed as ignored.
+certificates on a usable path of the new certificate are installed (nothing the chain does not need
+is added to the server's stores); the others of the CA's file are listed as ignored.
 """
 
 from __future__ import annotations
