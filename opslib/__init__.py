@@ -1,7 +1,8 @@
 """opslib: renew SSL server certificates on Microsoft IIS over WinRM, leaving evidence.
 
-The notebooks call this library; see README.md. Submodules are imported on first use so that
-``import opslib`` stays cheap in every kernel.
+The notebooks call this library; see README.md. ``opslib.connect(winrm, host=, run_dir=)`` opens a
+connection and ``opslib.open_server(...)`` a :class:`~opslib.server.Server`; the other subpackages
+(``opslib.ops``, ``opslib.evidence``, …) are imported on first attribute access.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .server import open_server
+from .version import __version__
+from .winrm import connect_params as connect
+
+__all__ = ["__version__", "connect", "open_server"]
 
 _SUBMODULES = {
     "backup",
@@ -33,12 +38,4 @@ _SUBMODULES = {
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name == "connect":
-        from .winrm import connect_params
-
-        return connect_params
-    if name == "open_server":
-        from .server import open_server
-
-        return open_server
     raise AttributeError(f"module 'opslib' has no attribute {name!r}")
