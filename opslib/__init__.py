@@ -1,7 +1,9 @@
 """opslib: renew SSL server certificates on Microsoft IIS over WinRM, leaving evidence.
 
-The notebooks call this library; see README.md. Submodules are imported on first use so that
-``import opslib`` stays cheap in every kernel.
+The notebooks call this library; see README.md. ``opslib.connect(winrm, host=, run_dir=)`` opens a
+connection and ``opslib.open_server(...)`` a :class:`~opslib.server.Server`; the other subpackages
+(``opslib.ops``, ``opslib.evidence``, …) are imported on first attribute access (PEP 562), so that
+``import opslib`` — and every ``opslib.x`` import, the command line's parser included — stays cheap.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "connect", "open_server"]
 
 _SUBMODULES = {
     "backup",
@@ -28,17 +32,14 @@ _SUBMODULES = {
     "params",
     "preflight",
 }
+# The facade's verbs: name → (subpackage, attribute), imported on first use like the subpackages.
+_VERBS = {"connect": ("winrm", "connect_params"), "open_server": ("server", "open_server")}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name == "connect":
-        from .winrm import connect_params
-
-        return connect_params
-    if name == "open_server":
-        from .server import open_server
-
-        return open_server
+    if name in _VERBS:
+        package, attribute = _VERBS[name]
+        return getattr(importlib.import_module(f".{package}", __name__), attribute)
     raise AttributeError(f"module 'opslib' has no attribute {name!r}")

@@ -10,7 +10,7 @@ start. Two layers:
   :func:`check_pfx_password` refuses a PFX password that step 3 could not pass to ``certutil``.
 * **On the server, read-only** (step 0, before it disables a root): :func:`check_server` — both
   sites exist (exactly one each), the new certificate's key belongs to a pending request, and the
-  chain Windows must build for it (:mod:`opslib.ops.chain`, forbidden roots counted as disabled)
+  chain Windows must build for it (:mod:`opslib.ops.served_chain`, forbidden roots counted as disabled)
   ends at a trusted, allowed root with every certificate valid — else refused, nothing changed.
 
 Every refusal says what, where (the key path or the file) and what to do; none echoes a secret.
@@ -24,8 +24,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import certs
+from . import certs, credentials
 from .errors import CertificateError, OpsError, ParameterError, PreconditionFailed, SiteNotFound, UsageError
+from .iis import find_site
+from .ops import compat, served_chain
+from .ops.export import check_password
+from .ops.export_route import prove_export_route
+from .server.stores import match_pending_request
+from .winrm import cmdline
 
 if TYPE_CHECKING:
     from .iis import Site
@@ -115,9 +121,6 @@ def check_pfx_password(password: str) -> str:
     Never contains the password. Mirrors the checks step 3 makes (:func:`opslib.ops.export.check_password`
     and the one quoting function), so the run stops before anything changes rather than after the swap.
     """
-    from .ops.export import check_password
-    from .winrm import cmdline
-
     try:
         cmdline(["certutil", password], names=["certutil", "the PFX password"])
         check_password("", password)
@@ -160,15 +163,11 @@ def check_server(
 ) -> ServerReady:
     """Read-only: both sites exist (one each, not the same one), the certificate in
     ``certificate_file`` has a pending request on this server (step 1 needs it), and its expected
-    chain (:func:`opslib.ops.chain.predict`, with the CA's certificates of the file and the server's
+    chain (:func:`opslib.ops.served_chain.predict`, with the CA's certificates of the file and the server's
     stores, forbidden roots as step 0 will leave them: disabled) is usable.
 
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
-    from .iis import find_site
-    from .ops import compat
-    from .server.stores import match_pending_request
-
     found = server.iis.sites()
     production = find_site(found, production_site, host=host)
     work = find_site(found, work_site, host=host)
@@ -197,14 +196,12 @@ def check_server(
         # As step 1 does: the key must be pending here, or, after an interrupted step 1, the
         # certificate is already in MY with its key (installed_ok: that entry is returned).
         request = match_pending_request(server.conn, leaf, installed_ok=True).thumbprint
-        from .ops import chain
-
-        predicted = chain.require_usable(
-            chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots), host=host
+        predicted = served_chain.require_usable(
+            served_chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots),
+            host=host,
         )
-    # Step 3's export route, proven by use on the current production certificate before step 2 (issue 13).
-    from .ops.export_route import prove_export_route
-
+    # Step 3's export route, proven by use on the current production certificate before step 2, so no
+    # route decision can first fail after the production swap.
     with server.conn.reading():  # an export to the temp folder, deleted again: the stores do not change
         route = prove_export_route(server, production).row()
     return ServerReady(tuple(found), production, work, request, predicted, route)
@@ -228,8 +225,6 @@ def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] 
             forbidden_roots=params.get("forbidden_roots"),
         )
     if "03_backup_keypair" in steps:
-        from . import credentials
-
         ref = str(params.get("backup.pfx_password"))
         var = (prompted or {}).get("backup.pfx_password")
         try:

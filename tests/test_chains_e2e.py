@@ -141,7 +141,7 @@ def test_a_failing_accept_names_the_hresult_and_changes_nothing_else(tmp_path: P
     # but the file given to step 1 lacks it): the emulated certreq builds the chain itself and refuses.
     from opslib import open_server
     from opslib.errors import RemoteCommandFailed
-    from opslib.ops import chain, install
+    from opslib.ops import install, served_chain
 
     reh = rehearsal.start(
         scenario="modern-chain",
@@ -155,7 +155,7 @@ def test_a_failing_accept_names_the_hresult_and_changes_nothing_else(tmp_path: P
         winrm = reh.params(password_env="OPSLIB_CH_WINRM", pfx_password_env="OPSLIB_CH_PFX")["winrm"]
         server = open_server(winrm, host="web01", run_dir=str(tmp_path / "run"))
         try:
-            expected = chain.predict(server, pki.new_leaf, supplied=[pki.intermediate])
+            expected = served_chain.predict(server, pki.new_leaf, supplied=[pki.intermediate])
             assert expected.ok
             leaf_only = certs.load_certificates(pki.pem(pki.new_leaf), source="leaf.pem")
             before = reh.host.state()
@@ -177,7 +177,7 @@ def test_only_the_chain_is_installed_and_the_rest_of_the_file_is_listed_as_ignor
 ) -> None:
     # Issue 12 item 3: a CA file carrying an unrelated CA certificate (here another CA's intermediate).
     from opslib import open_server
-    from opslib.ops import chain, install
+    from opslib.ops import install, served_chain
     from opslib.server.stores import read_store
 
     reh = rehearsal.start(
@@ -195,7 +195,7 @@ def test_only_the_chain_is_installed_and_the_rest_of_the_file_is_listed_as_ignor
         winrm = reh.params(password_env="OPSLIB_CH_WINRM", pfx_password_env="OPSLIB_CH_PFX")["winrm"]
         server = open_server(winrm, host="web01", run_dir=str(tmp_path / "run"))
         try:
-            expected = chain.predict(server, pki.new_leaf, supplied=bundle.others)
+            expected = served_chain.predict(server, pki.new_leaf, supplied=bundle.others)
             plan = install.plan_install(server, bundle, expected)
             result = install.install_certificate(server, bundle, expected=expected)
             ca_store = {e.thumbprint for e in read_store(server.conn, "CA")}

@@ -386,7 +386,7 @@ def test_a_stale_lock_is_broken_and_recorded(setup: Setup) -> None:
 
 def test_resume_takes_over_only_its_own_lock(setup: Setup) -> None:
     from opslib.errors import RunLocked
-    from opslib.server.lock import ServerLock
+    from opslib.server.renewal_lock import ServerLock
     from opslib.winrm import connect
 
     holder = _plant_lock(setup, age_h=1)  # e.g. its runner was killed (SIGKILL) and never removed it

@@ -30,7 +30,7 @@ problems that make it unusable. The rule (``docs/chains.md`` has the worked exam
    (absent from, or disabled in, the Trusted Root stores), ``forbidden_root``, ``expired`` /
    ``expired_cross``.
 
-Pure: no server access here (:mod:`opslib.ops.chain` reads the stores); the clock is passed in.
+Pure: no server access here (:mod:`opslib.ops.served_chain` reads the stores); the clock is passed in.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .chains import is_forbidden_root
+from .chains import KNOWN, is_forbidden_root
 from .facts import (
     Certificate,
     display_name,
@@ -83,8 +83,6 @@ def _twin_root(cert: Certificate, pool: Iterable[Certificate]) -> Certificate | 
 def cert_role(cert: Certificate, pool: Iterable[Certificate] = ()) -> str:
     """``root`` (self-signed), ``cross certificate`` (not self-signed, same subject and key as a root in
     ``pool`` or the catalogue), ``intermediate`` (another CA certificate) or ``certificate`` (end entity)."""
-    from .chains import KNOWN
-
     if is_self_signed(cert):
         return "root"
     if not is_ca_certificate(cert):

@@ -145,7 +145,7 @@ def check_pfx(
     )
 
 
-# --- re-protecting a PFX for the target Windows (issue 12 item 6) -----------------------------------
+# --- re-protecting a PFX for the target Windows (a scheme the Windows it goes back to can import) ---
 
 # PKCS#12 protected with PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA256) and an HMAC-SHA256 MAC is importable
 # only from Windows 10 1709 / Windows Server 2019 ("Minimum supported server: Windows Server 2019",

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..errors import EvidenceError
+from ..version import __version__
 from .heads import append_head
 from .index import command_counts, previous_run
 from .manifest import (

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..credentials import redact, resolve
 from ..errors import EvidenceError
+from ..winrm.quoting import codec
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
@@ -235,8 +236,6 @@ def facts_table(record: RunRecord, step: str = "") -> Styler:
 
 def _decode(raw: Any, codepage: int) -> str:
     """Base64 of a command's raw output bytes → text in the console's code page (CRLF → LF)."""
-    from ..winrm.quoting import codec
-
     if not raw:
         return ""
     try:

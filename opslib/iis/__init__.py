@@ -8,7 +8,6 @@ any other version is refused before anything changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CapabilityMissing
@@ -21,21 +20,23 @@ from .base import (
     STATE_NAMES,
     STOPPED,
     STOPPING,
+    BackendFactory,
     Change,
     IISBackend,
     Installed,
+    RegistryReader,
     Site,
     SslBinding,
     SwapResult,
+    canonical_thumbprint,
     check_bound,
     check_swap,
     find_site,
     secure_binding,
-    thumbprint_of,
     with_expiry,
 )
-from .httpsys import RegistryReader
-from .iis6 import HELPER, IIS6Backend, helper_script
+from .iis6 import IIS6Backend
+from .iis6_helper import HELPER, IIS6Helper, helper_script
 from .iis7 import IIS7Backend
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "BackendFactory",
     "CONTINUING",
     "HELPER",
     "PAUSED",
@@ -54,9 +56,11 @@ __all__ = [
     "STOPPING",
     "Change",
     "IIS6Backend",
+    "IIS6Helper",
     "IIS7Backend",
     "IISBackend",
     "Installed",
+    "RegistryReader",
     "Site",
     "SslBinding",
     "SwapResult",
@@ -67,12 +71,13 @@ __all__ = [
     "helper_script",
     "require_backend",
     "secure_binding",
-    "thumbprint_of",
+    "canonical_thumbprint",
     "with_expiry",
 ]
 
-# IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd).
-BACKENDS: dict[int, Callable[..., IISBackend]] = {
+# IIS major version → the backend class for it (IIS 7–10 share one model: HTTP.sys bindings, appcmd);
+# the only way to a backend (:func:`backend_for`), each built with the one signature of :class:`BackendFactory`.
+BACKENDS: dict[int, BackendFactory] = {
     6: IIS6Backend,
     7: IIS7Backend,
     8: IIS7Backend,
@@ -124,8 +129,6 @@ def backend_for(
     ``read_registry`` (``reg export`` of a key, parsed) is what the IIS 7–10 backend reads HTTP.sys
     bindings with; :class:`opslib.server.Server` supplies it."""
     require_backend(capabilities)
-    if capabilities.iis_major >= 7:
-        return IIS7Backend(
-            conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
-        )
-    return BACKENDS[capabilities.iis_major](conn, host=capabilities.host)
+    return BACKENDS[capabilities.iis_major](
+        conn, host=capabilities.host, iis_major=capabilities.iis_major, read_registry=read_registry
+    )

@@ -11,12 +11,15 @@ SecureBindings form and the IIS 7+ ``bindingInformation`` form
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import OpsError, ParameterError, SiteNotFound, VerificationFailed
+
+if TYPE_CHECKING:
+    from ..winrm import Connection
 
 # ServerState (IIS 6.0 SDK, https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms524905(v=vs.90)).
 STARTING, STARTED, STOPPING, STOPPED, PAUSING, PAUSED, CONTINUING = 1, 2, 3, 4, 5, 6, 7
@@ -183,6 +186,9 @@ class IISBackend(Protocol):
     name (ServerComment / site name, or the path ``W3SVC/n``)."""
 
     name: str  # "IIS 6 (metabase, iis6.js)"
+    # Whether :meth:`swap` runs as one server-side transaction that keeps a journal on the server
+    # (IIS 6: ``iis6.js swap``); a backend without one answers None from the two journal verbs.
+    keeps_swap_journal: bool
 
     def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
         """Every web site, ordered by id (``expiry``: thumbprint → not-after fills the site's expiry)."""
@@ -219,6 +225,18 @@ class IISBackend(Protocol):
         """The undo of :meth:`swap`: ``old_thumbprint`` back on ``secure_bindings`` (``IP:port:host``)."""
         ...
 
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """What the last :meth:`swap` of ``site`` wrote to its journal on the server (None: no journal,
+        or a backend that keeps none)."""
+        ...
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """Poll the journal until the swap of ``new`` has ended (None: not within ``deadline_s``, or a
+        backend that keeps no journal)."""
+        ...
+
     def start(self, site: Site | str) -> Site:
         """Start a site and wait until it is started."""
         ...
@@ -252,6 +270,20 @@ class IISBackend(Protocol):
         ...
 
 
+# A parsed ``reg export`` ({key: {value name: (type, data)}}, as opslib.server.regfile returns it), or None.
+RegistryReader = Callable[[str], "Mapping[str, Mapping[str, tuple[str, Any]]] | None"]
+
+
+class BackendFactory(Protocol):
+    """How every backend is built (:data:`opslib.iis.BACKENDS`): the connection, the host label, the
+    probed IIS major version and a registry reader (``reg export`` of a key, parsed; the server layer
+    supplies it, so this package does not import that layer). A backend ignores what it does not need."""
+
+    def __call__(
+        self, conn: Connection, *, host: str, iis_major: int, read_registry: RegistryReader | None
+    ) -> IISBackend: ...
+
+
 class Installed(Protocol):
     """What :func:`check_bound` needs of an install result (``opslib.ops.install.InstallResult``)."""
 
@@ -265,7 +297,7 @@ class Installed(Protocol):
 # --- shared helpers and checks ---------------------------------------------------------------------
 
 
-def thumbprint_of(value: str, *, key: str = "thumbprint") -> str:
+def canonical_thumbprint(value: str, *, key: str = "thumbprint") -> str:
     """``value`` as 40 upper-case hex digits (spaces and colons dropped); :class:`ParameterError` otherwise."""
     thumb = re.sub(r"[\s:]", "", value or "").upper()
     if not _THUMB.match(thumb):
@@ -364,7 +396,7 @@ def check_swap(
     (``opslib run <run_dir>/rollback.yaml``) — unless ``dry_run`` (nothing was changed, so the rows
     only report). ``hint`` replaces the default advice (the rollback step has its own).
     """
-    new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+    new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
     production = find_site(sites_after, production_site, host=host)
     sharing = sharing_sites(sites_after, production, production.secure_bindings)
     rows = [
@@ -426,7 +458,7 @@ def check_bound(
     """Step 1's read-back: ``thumbprint`` is in MY with its private key (``installed``) and bound to
     the work site. Returns one row per check; a failure raises :class:`VerificationFailed` unless
     ``dry_run`` (nothing was installed, so the rows only report)."""
-    thumb = thumbprint_of(thumbprint)
+    thumb = canonical_thumbprint(thumbprint)
     with_key = bool(installed and installed.thumbprint == thumb and installed.key_container)
     bound = thumb if work_after.serves(thumb) else work_after.cert_thumbprint or "(none)"
     rows = [

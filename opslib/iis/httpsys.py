@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParameterError
 from ..winrm import Raw, cmdline, join_commands
-from .base import Site, SslBinding
+from .base import RegistryReader, Site, SslBinding
 
 __all__ = [
     "work_binding",
@@ -81,10 +81,6 @@ class RawSite:
 
 def binding_key(kind: str, endpoint: str) -> tuple[str, str]:
     return kind, endpoint.lower()
-
-
-# A parsed ``reg export`` ({key: {value name: (type, data)}}, as opslib.server.regfile returns it), or None.
-RegistryReader = Callable[[str], "Mapping[str, Mapping[str, tuple[str, Any]]] | None"]
 
 
 def parse_http_bindings(

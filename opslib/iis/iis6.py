@@ -1,10 +1,9 @@
 """The IIS 6 backend: sites, their certificate binding, start/stop, export — through the metabase.
 
 IIS 6 (Windows Server 2003, the seed's target) is driven through the kit's JScript helper
-``opslib/scripts/iis6.js`` (ADSI, ``IIS://localhost/W3SVC``), uploaded once per connection into
-``conn.temp_dir`` and run with ``cscript //nologo //E:jscript``. The helper prints ASCII-only JSON
-and decides nothing by localized text; this module reads only its JSON and exit codes
-(0 ok, 1 an ADSI call failed, 2 bad arguments, 3 the site did not reach the requested state).
+``opslib/scripts/iis6.js`` (ADSI, ``IIS://localhost/W3SVC``) by one :class:`opslib.iis.iis6_helper.IIS6Helper`
+per backend (uploaded once per connection, run with ``cscript``, answers read from its ASCII JSON and
+exit codes only); the swap transaction (:mod:`opslib.iis.iis6_swap`) takes the same helper object.
 IIS 7+ (HTTP.sys bindings, ``appcmd``) gets its own backend behind :class:`opslib.iis.base.IISBackend`;
 :func:`opslib.iis.backend_for` chooses by the probed InetStp MajorVersion.
 
@@ -21,11 +20,9 @@ certificate a site is bound to, with its key and chain, to a PFX (docs/windows-b
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .. import winerror
@@ -33,7 +30,6 @@ from ..errors import (
     CapabilityMissing,
     ParameterError,
     PreconditionFailed,
-    RemoteCommandFailed,
     VerificationFailed,
 )
 from . import iis6_swap
@@ -41,58 +37,21 @@ from .base import (
     STATE_NAMES,
     Change,
     ReadBackChecks,
+    RegistryReader,
     Site,
     SwapResult,
+    canonical_thumbprint,
     find_site,
     secure_binding,
     sharing_sites,
-    thumbprint_of,
     with_expiry,
 )
+from .iis6_helper import EXIT_ADSI, EXIT_STATE, HELPER, HelperError, IIS6Helper, helper_script, site_from
 
 if TYPE_CHECKING:
-    from ..winrm import CommandResult, Connection
+    from ..winrm import Connection
 
-HELPER = "iis6.js"
-# Helper exit codes (see the header of opslib/scripts/iis6.js).
-_EXIT_ADSI, _EXIT_USAGE, _EXIT_STATE = 1, 2, 3
-
-
-def helper_script() -> bytes:
-    """The packaged IIS 6 helper, byte for byte as it is uploaded."""
-    return (resources.files("opslib") / "scripts" / HELPER).read_bytes()
-
-
-class HelperError(Exception):
-    """The helper answered with its error JSON (exit 1/2/3)."""
-
-    def __init__(self, exit_code: int, error: Mapping[str, Any], result: CommandResult) -> None:
-        super().__init__(str(error.get("description", "")))
-        self.exit_code = exit_code
-        self.error = dict(error)
-        self.result = result
-
-    @property
-    def number(self) -> str:
-        return str(self.error.get("number", ""))
-
-    @property
-    def description(self) -> str:
-        return str(self.error.get("description", ""))
-
-
-def _site_from(data: Mapping[str, Any]) -> Site:
-    state = int(data.get("state", 0))
-    return Site(
-        id=int(data["id"]),
-        name=str(data.get("name", "")),
-        state=state,
-        state_name=STATE_NAMES.get(state, f"unknown ({state})"),
-        bindings=tuple(str(b) for b in data.get("bindings", ())),
-        secure_bindings=tuple(str(b) for b in data.get("secure_bindings", ())),
-        cert_thumbprint=str(data.get("cert_hash", "")).upper(),
-        store_name=str(data.get("store_name", "")),
-    )
+__all__ = ["HELPER", "IIS6Backend", "helper_script"]
 
 
 def _bind_changes(target: Site, thumb: str, binding: str) -> list[Change]:
@@ -135,29 +94,24 @@ def _code(code: int) -> str:
     return f"{winerror.name(code)} 0x{winerror.hresult(code):08X}"
 
 
-def parse_json(stdout: bytes) -> dict[str, Any] | None:
-    # The helper writes one ASCII JSON line; take the last line that parses as an object.
-    for line in reversed(stdout.decode("ascii", errors="replace").splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
-
-
 class IIS6Backend(ReadBackChecks):
     """IIS 6 on one connection: the metabase through ``iis6.js`` (uploaded once, on first use)."""
 
     name = "IIS 6 (metabase, iis6.js)"
+    keeps_swap_journal = True  # the swap is one helper run that keeps its journal on the server
 
-    def __init__(self, conn: Connection, *, host: str = "") -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        host: str = "",
+        iis_major: int = 6,
+        read_registry: RegistryReader | None = None,  # not needed: the helper reads the metabase
+    ) -> None:
         self.conn = conn
+        self.iis_major = iis_major
         self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
-        self._helper: str | None = None
+        self.helper = IIS6Helper(conn, host=self.host)
 
     def _binding(self, port: int, host_header: str) -> str:
         """SecureBindings ``:port:``. The kit binds IIS 6 sites without an SSL host header (IIS 6.0
@@ -173,95 +127,14 @@ class IIS6Backend(ReadBackChecks):
     def find_site(self, name: str) -> Site:
         return find_site(self.sites(), name, host=self.host)
 
-    def _helper_path(self) -> str:
-        """Upload the helper once (into ``self.conn.temp_dir``; once per run when the run's connections
-        share it, read back byte for byte by each later connection) and return its remote path."""
-        if self._helper is None:
-            path = str(self.conn.temp_dir).rstrip("\\") + "\\" + HELPER
-            self.conn.upload_once(helper_script(), path, what=f"upload the IIS 6 helper {HELPER}")
-            self._helper = path
-        return self._helper
-
-    def _run_helper(
-        self,
-        verb: str,
-        *args: str,
-        what: str,
-        secrets: Sequence[str] = (),
-        names: Sequence[str] = (),
-        timeout_s: float = 60,
-    ) -> dict[str, Any]:
-        """Run one helper verb; return its JSON, raise :class:`HelperError` for its error JSON.
-
-        ``secrets`` (e.g. the PFX password of ``export-pfx``) are registered for redaction before the
-        command is sent; ``names`` name the verb's arguments in a refused-argument message.
-        """
-        path = self._helper_path()
-        # cscript host options //nologo (no banner) and //E:jscript (engine), WSH 5.6 on 2003:
-        # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2003/cc738482(v=ws.10)
-        argv = ["cscript", "//nologo", "//E:jscript", path, verb, *args]
-        result = self.conn.run(
-            argv,
-            check=False,
-            what=what,
-            timeout_s=timeout_s,
-            secrets=secrets,
-            names=["cscript", "", "", "helper", "verb", *names] if names else None,
-        )
-        payload = parse_json(result.stdout)
-        if result.exit_code == winerror.NOT_RECOGNIZED:
-            raise CapabilityMissing(self.host, "cscript.exe (Windows Script Host)", hint="install WSH 5.6")
-        if payload is None:
-            raise RemoteCommandFailed(
-                host=self.host,
-                command=result.command_line,
-                remote_exit_code=result.exit_code,
-                stdout=result.stdout_text,
-                stderr=result.stderr_text,
-                what=f"{what}: the IIS helper printed no JSON",
-                hint="run the same cscript command on the server and look at its output; nothing was parsed",
-            )
-        if result.exit_code != 0:
-            error = payload.get("error")
-            if not isinstance(error, dict):
-                # The swap verb's own answer (ok/restored) on exit 3/4, or a bare failure.
-                error = (
-                    payload
-                    if "ok" in payload
-                    else {"number": "", "description": "non-zero exit without an error object"}
-                )
-            raise HelperError(result.exit_code, error, result)
-        return payload
-
-    def _command_failed(self, exc: HelperError, what: str, hint: str) -> RemoteCommandFailed:
-        return RemoteCommandFailed(
-            host=self.host,
-            command=exc.result.command_line,
-            remote_exit_code=exc.exit_code,
-            stdout=f"ADSI error {exc.number}: {exc.description}",
-            stderr="",
-            what=what,
-            hint=hint,
-        )
-
     def sites(self, *, expiry: Mapping[str, datetime] | None = None) -> list[Site]:
         """Every web site of the server, ordered by id.
 
         ``expiry`` (thumbprint → not-after, e.g. from the MY store entries) fills
         :attr:`Site.cert_not_after_utc`.
         """
-        with self.conn.reading():  # the helper's `list` reads the metabase only
-            payload = self._safe_helper("list", what="list IIS sites")
-        found = sorted((_site_from(s) for s in payload.get("sites", [])), key=lambda s: s.id)
+        found = self.helper.sites()
         return with_expiry(found, expiry) if expiry else found
-
-    def _safe_helper(self, verb: str, *args: str, what: str) -> dict[str, Any]:
-        try:
-            return self._run_helper(verb, *args, what=what)
-        except HelperError as exc:
-            raise self._command_failed(
-                exc, what, "nothing was changed by the kit; check IIS on the server"
-            ) from None
 
     def _resolve(self, site: Site | str) -> tuple[list[Site], Site]:
         found = self.sites()
@@ -272,7 +145,7 @@ class IIS6Backend(ReadBackChecks):
         self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = ""
     ) -> list[Change]:
         """What :func:`bind` would change (read-only)."""
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         _, target = self._resolve(site)
         return _bind_changes(target, thumb, self._binding(port, host_header))
 
@@ -282,7 +155,7 @@ class IIS6Backend(ReadBackChecks):
         Sets SSLCertHash, SSLStoreName ``MY`` and SecureBindings ``:<port>:`` (docs/windows-behaviour.md W-IIS6-ADSI-SETCERT);
         does not start the site.
         """
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         binding = self._binding(port, host_header)
         _, target = self._resolve(site)
         if not _bind_changes(target, thumb, binding):
@@ -299,27 +172,27 @@ class IIS6Backend(ReadBackChecks):
 
     def _set_cert(self, target: Site, thumb: str, binding: str, *, what: str) -> Site:
         try:
-            payload = self._run_helper("set-cert", str(target.id), thumb, "MY", binding, what=what)
+            payload = self.helper.run("set-cert", str(target.id), thumb, "MY", binding, what=what)
         except HelperError as exc:
-            raise self._command_failed(
+            raise self.helper.command_failed(
                 exc, what, f"check {target.label} in IIS Manager; its certificate may be unchanged"
             ) from None
-        return _site_from(payload["site"])
+        return site_from(payload["site"])
 
     def _clear_cert(self, target: Site, *, what: str) -> Site:
         try:
-            payload = self._run_helper("clear-cert", str(target.id), what=what)
+            payload = self.helper.run("clear-cert", str(target.id), what=what)
         except HelperError as exc:
-            raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
-        return _site_from(payload["site"])
+            raise self.helper.command_failed(exc, what, f"check {target.label} in IIS Manager") from None
+        return site_from(payload["site"])
 
     def _control(self, target: Site, verb: str) -> Site:
         """Start/stop one site; a site that does not reach the state raises VerificationFailed."""
         what = f"{verb} {target.label}"
         try:
-            payload = self._run_helper(verb, str(target.id), what=what)
+            payload = self.helper.run(verb, str(target.id), what=what)
         except HelperError as exc:
-            if exc.exit_code in (_EXIT_STATE, _EXIT_ADSI) and "state" in exc.error:
+            if exc.exit_code in (EXIT_STATE, EXIT_ADSI) and "state" in exc.error:
                 state = int(exc.error["state"])
                 raise VerificationFailed(
                     self.host,
@@ -328,8 +201,8 @@ class IIS6Backend(ReadBackChecks):
                     hint="look at the System event log (source W3SVC) on the server, e.g. event 1007 for a "
                     "binding another site or program already uses",
                 ) from None
-            raise self._command_failed(exc, what, f"check {target.label} in IIS Manager") from None
-        return _site_from(payload["site"])
+            raise self.helper.command_failed(exc, what, f"check {target.label} in IIS Manager") from None
+        return site_from(payload["site"])
 
     def export_certificate(self, site: Site, remote_path: str, *, password: str) -> str:
         """Export the certificate bound to ``site`` with its private key and chain to ``remote_path``
@@ -347,7 +220,7 @@ class IIS6Backend(ReadBackChecks):
         host = self.host
         what = f"export the certificate of {site.label} to a PFX (IIS.CertObj)"
         try:
-            payload = self._run_helper(
+            payload = self.helper.run(
                 "export-pfx",
                 str(site.id),
                 remote_path,
@@ -385,7 +258,7 @@ class IIS6Backend(ReadBackChecks):
                     f"{exc.description}) — nothing was changed",
                     hint="bind the certificate to a site first (steps 1–2), then export again",
                 ) from None
-            raise self._command_failed(
+            raise self.helper.command_failed(
                 exc,
                 what,
                 "nothing was changed; export the certificate by hand in IIS Manager if this persists",
@@ -405,7 +278,7 @@ class IIS6Backend(ReadBackChecks):
     def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
         """What :func:`swap` would change, from → to (read-only; an empty list means already done)."""
         host = self.host
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
         return _swap_plan(found, production, new, _production_binding(host, production, port))
@@ -425,7 +298,7 @@ class IIS6Backend(ReadBackChecks):
         Idempotent: nothing to do → ``SwapResult.already_done``.
         """
         host = self.host
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         found = self.sites()
         production = find_site(found, production_site, host=host)
         old_thumb, old_store, old_bindings = (
@@ -438,11 +311,11 @@ class IIS6Backend(ReadBackChecks):
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
         stop_ids = ",".join(str(s.id) for s in sharing_sites(found, production, [binding])) or "-"
-        answer = iis6_swap.transaction(self, production, new, binding, stop_ids)
+        answer = iis6_swap.transaction(self.helper, production, new, binding, stop_ids)
         if not answer.get("ok"):
             site = answer.get("site")
-            after = _site_from(site) if isinstance(site, dict) else production
-            iis6_swap.raise_failed(self, production, old_thumb, new, answer, after)
+            after = site_from(site) if isinstance(site, dict) else production
+            iis6_swap.raise_failed(self.helper, production, old_thumb, new, answer, after)
         after = find_site(self.sites(), production.path, host=host)
         if not after.started or after.cert_thumbprint != new:
             raise VerificationFailed(
@@ -465,20 +338,20 @@ class IIS6Backend(ReadBackChecks):
             old_store_name=old_store,
             old_secure_bindings=old_bindings,
             new_thumbprint=new,
-            stopped_sites=tuple(_site_from(s) for s in answer.get("stopped") or ()),
+            stopped_sites=tuple(site_from(s) for s in answer.get("stopped") or ()),
             already_done=False,
             changes=tuple(planned),
         )
 
     def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
         """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
-        return iis6_swap.read_journal(self, site)
+        return iis6_swap.read_journal(self.helper, site)
 
     def wait_for_journal(
         self, production: Site, *, new: str, deadline_s: float = 0.0
     ) -> dict[str, Any] | None:
         """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
-        return iis6_swap.wait_for_journal(self, production, new=new, deadline_s=deadline_s)
+        return iis6_swap.wait_for_journal(self.helper, production, new=new, deadline_s=deadline_s)
 
     def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
         current = find_site(self.sites(), production.path, host=self.host)
@@ -513,7 +386,7 @@ class IIS6Backend(ReadBackChecks):
         restarted when its certificate changes. Idempotent.
         """
         host = self.host
-        old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+        old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
         bindings = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         if not bindings or not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", bindings[0]):
             raise ParameterError(

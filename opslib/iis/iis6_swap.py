@@ -1,6 +1,7 @@
 """IIS 6 step 2 as one server-side transaction: the helper's ``swap`` verb and its journal.
 
-:meth:`opslib.iis.iis6.IIS6Backend.swap` plans, then :func:`transaction` runs ``iis6.js swap`` (one
+:meth:`opslib.iis.iis6.IIS6Backend.swap` plans, then :func:`transaction` runs ``iis6.js swap`` through
+the backend's :class:`~opslib.iis.iis6_helper.IIS6Helper` (one
 cscript invocation that sets, restarts, waits and restores by itself — W-IIS6-SWAP) and returns its
 answer; when the connection is lost meanwhile, or cscript ends without the helper's JSON, the answer
 is read back from the journal the helper keeps on the server (``%SystemRoot%\\Temp\\opslib-swap-N.json``,
@@ -11,14 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import OpsError, RemoteCommandFailed, TransportError, VerificationFailed
 from ..text import escape_text
 from .base import Site, find_site, reason
-
-if TYPE_CHECKING:
-    from .iis6 import IIS6Backend
+from .iis6_helper import HelperError, IIS6Helper, parse_json
 
 # The swap's bound for ServerState 2 after Start() (each of: the new certificate, the restore), and the
 # client's deadline for the whole transaction — longer than everything the helper may wait for (a
@@ -30,15 +29,12 @@ _JOURNAL_POLL_S = 1.0
 
 
 def transaction(
-    backend: IIS6Backend, production: Site, new: str, binding: str, stop_ids: str
+    helper: IIS6Helper, production: Site, new: str, binding: str, stop_ids: str
 ) -> dict[str, Any]:
     """Run the helper's ``swap`` verb; its answer, or the journal's when the connection was lost."""
-
-    from .iis6 import HelperError
-
     what = f"swap {new} onto {production.label} (one transaction on the server)"
     try:
-        return backend._run_helper(
+        return helper.run(
             "swap",
             str(production.id),
             new,
@@ -55,7 +51,7 @@ def transaction(
     except HelperError as exc:
         if "ok" in exc.error:  # the transaction ran and ended restored (3) or down (4)
             return exc.error
-        raise backend._command_failed(
+        raise helper.command_failed(
             exc,
             what,
             f"the helper refused before changing anything; check {production.label} in IIS Manager",
@@ -63,11 +59,11 @@ def transaction(
     except TransportError as lost:
         # The helper keeps running on the server (a dropped client does not stop it): wait for its
         # journal to say how it ended.
-        answer = wait_for_journal(backend, production, new=new)
+        answer = wait_for_journal(helper, production, new=new)
         if answer is None:
-            _refuse_unstarted(backend, production, new, lost)
+            _refuse_unstarted(helper, production, new, lost)
             raise VerificationFailed(
-                backend.host,
+                helper.host,
                 f"the connection was lost during the swap on {production.label} ({reason(lost)}) and the "
                 "server's swap journal could not be read back",
                 hint="the swap completes or restores the previous certificate on the server by itself; "
@@ -76,11 +72,11 @@ def transaction(
         return answer
     except RemoteCommandFailed as unclear:
         # cscript ended without the helper's JSON (refused to start, crashed): ask the server.
-        answer = wait_for_journal(backend, production, new=new, deadline_s=_JOURNAL_POLL_S)
+        answer = wait_for_journal(helper, production, new=new, deadline_s=_JOURNAL_POLL_S)
         if answer is None:
-            _refuse_unstarted(backend, production, new, unclear)
+            _refuse_unstarted(helper, production, new, unclear)
             raise VerificationFailed(
-                backend.host,
+                helper.host,
                 f"the swap on {production.label} ended without an answer ({reason(unclear)}) and its journal "
                 "does not say it finished",
                 hint=f"look at {production.label} in IIS Manager; rollback.yaml in the run folder puts the "
@@ -89,16 +85,16 @@ def transaction(
         return answer
 
 
-def _refuse_unstarted(backend: IIS6Backend, production: Site, new: str, lost: OpsError) -> None:
+def _refuse_unstarted(helper: IIS6Helper, production: Site, new: str, lost: OpsError) -> None:
     """No journal for this swap: when production reads back unchanged, the swap never started."""
     try:
-        journal = read_journal(backend, production)
-        now = find_site(backend.sites(), production.path, host=backend.host)
+        journal = read_journal(helper, production)
+        now = find_site(helper.sites(), production.path, host=helper.host)
     except OpsError:
         return
     if (journal is None or journal.get("new_hash") != new) and now == production:
         raise VerificationFailed(
-            backend.host,
+            helper.host,
             f"{reason(lost)}; the swap did not start on the server (no journal) "
             f"and {production.label} still serves {production.cert_thumbprint or '(no certificate)'}, "
             f"{production.state_name} — nothing was changed",
@@ -106,12 +102,10 @@ def _refuse_unstarted(backend: IIS6Backend, production: Site, new: str, lost: Op
         ) from lost
 
 
-def read_journal(backend: IIS6Backend, site: Site | str) -> dict[str, Any] | None:
+def read_journal(helper: IIS6Helper, site: Site | str) -> dict[str, Any] | None:
     """What the last ``swap`` of ``site`` wrote to its journal on the server (None: no journal)."""
-    from .iis6 import parse_json
-
-    target = site if isinstance(site, Site) else backend._resolve(site)[1]
-    payload = backend._safe_helper("journal", str(target.id), what=f"read the swap journal of {target.label}")
+    target = site if isinstance(site, Site) else find_site(helper.sites(), site, host=helper.host)
+    payload = helper.run_read_only("journal", str(target.id), what=f"read the swap journal of {target.label}")
     text = payload.get("journal")
     if not isinstance(text, str):
         return None
@@ -120,13 +114,13 @@ def read_journal(backend: IIS6Backend, site: Site | str) -> dict[str, Any] | Non
 
 
 def wait_for_journal(
-    backend: IIS6Backend, production: Site, *, new: str, deadline_s: float = 0.0
+    helper: IIS6Helper, production: Site, *, new: str, deadline_s: float = 0.0
 ) -> dict[str, Any] | None:
     """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
     end = time.monotonic() + (deadline_s or SWAP_COMMAND_TIMEOUT_S)
     while True:
         try:
-            answer = read_journal(backend, production)
+            answer = read_journal(helper, production)
         except OpsError:
             answer = None
         if answer and answer.get("new_hash") == new and answer.get("phase") in _ENDED:
@@ -137,7 +131,7 @@ def wait_for_journal(
 
 
 def raise_failed(
-    backend: IIS6Backend, production: Site, old_thumb: str, new: str, answer: Mapping[str, Any], after: Site
+    helper: IIS6Helper, production: Site, old_thumb: str, new: str, answer: Mapping[str, Any], after: Site
 ) -> None:
     """The transaction ended without the new certificate: say whether the old one is back; raises."""
     cause = answer.get("cause") or {}
@@ -146,7 +140,7 @@ def raise_failed(
     old_label = old_thumb or "(no certificate)"
     if answer.get("restored"):
         raise VerificationFailed(
-            backend.host,
+            helper.host,
             f"{failed}; rolled back to the previous certificate {old_label} and the site is "
             f"{after.state_name} again",
             hint="look at the System event log (source W3SVC) for why the site would not start with the new "
@@ -155,14 +149,14 @@ def raise_failed(
     again = answer.get("restore_error") or {}
     if after.cert_thumbprint == old_thumb:
         raise VerificationFailed(
-            backend.host,
+            helper.host,
             f"{failed}; rolled back to the previous certificate {old_label}, but the site did not start "
             f"again (ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))}) "
             "— the site is DOWN",
             hint="look at the System event log (source W3SVC), fix the cause and start the site in IIS Manager",
         )
     raise VerificationFailed(
-        backend.host,
+        helper.host,
         f"{failed}; putting the previous certificate {old_label} back failed too "
         f"(ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))})",
         hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",

@@ -43,13 +43,14 @@ from .base import (
     STOPPING,
     Change,
     ReadBackChecks,
+    RegistryReader,
     Site,
     SslBinding,
     SwapResult,
+    canonical_thumbprint,
     find_site,
     reason,
     sharing_sites,
-    thumbprint_of,
     with_expiry,
 )
 from .httpsys import (
@@ -58,7 +59,6 @@ from .httpsys import (
     IIS_APP_ID,
     HttpSslBinding,
     RawSite,
-    RegistryReader,
     binding_key,
     parse_http_bindings,
     parse_xml,
@@ -88,6 +88,7 @@ class IIS7Backend(ReadBackChecks):
     """IIS 7.0–10 on one connection: appcmd for sites, netsh http for HTTP.sys, reg export to read back."""
 
     name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
+    keeps_swap_journal = False  # the swap is one cmd line with its restore branch, no journal
 
     def __init__(
         self,
@@ -254,7 +255,7 @@ class IIS7Backend(ReadBackChecks):
     def _bind_changes(
         self, site: Site | str, thumbprint: str, port: int, host_header: str
     ) -> tuple[Any, ...]:
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         raws, http, found = self._read()
         target = find_site(found, site.path if isinstance(site, Site) else site, host=self.host)
         if host_header and not self.sni:
@@ -306,7 +307,7 @@ class IIS7Backend(ReadBackChecks):
     def bind(self, site: Site | str, thumbprint: str, *, port: int = 443, host_header: str = "") -> Site:
         """Seed step 1 on IIS 7+: the work site's own https binding and HTTP.sys binding serve
         ``thumbprint`` (MY); the site is not started. Read back from appcmd and the registry."""
-        thumb = thumbprint_of(thumbprint)
+        thumb = canonical_thumbprint(thumbprint)
         target, binding, has, kind, endpoint, current, changes = self._bind_changes(
             site, thumb, port, host_header
         )
@@ -446,13 +447,13 @@ class IIS7Backend(ReadBackChecks):
         return changes
 
     def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         raws, http, found = self._read()
         production, binding, current = self._production(raws, http, found, production_site, new)
         return self._plan(production, binding, current, found, new, self._stopped_pool(production))
 
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
-        new = thumbprint_of(new_thumbprint, key="new_thumbprint")
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
         raws, http, found = self._read()
         production, binding, current = self._production(raws, http, found, production_site, new)
         old_thumb, old_store, old_bindings = current.thumbprint, current.store, (binding.text,)
@@ -535,7 +536,7 @@ class IIS7Backend(ReadBackChecks):
     ) -> SwapResult:
         """The undo of :meth:`swap`: ``old_thumbprint`` back on the production binding (from the store that
         holds it: MY, else WebHosting), the site started. Idempotent."""
-        old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+        old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
         wanted = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         raws, http, found = self._read()
         production = find_site(found, production_site, host=self.host)
@@ -572,6 +573,16 @@ class IIS7Backend(ReadBackChecks):
         return SwapResult(
             after, current.thumbprint, current.store, (https[0].text,), old, stopped, False, tuple(planned)
         )
+
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """None: the IIS 7–10 swap keeps no journal on the server (nothing is read)."""
+        return None
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """None at once: there is no journal to wait for (nothing is read)."""
+        return None
 
     # --- export, checks -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The lab check: capture how a server answers every command the kit relies on, and compare the
-rehearsal host with it (issue 15).
+rehearsal host with it (so the emulator's answers are checked against a real server's).
 
 * :mod:`.probes` — the fixed, versioned probe set (:data:`PROBE_SET_VERSION`), each probe with the
   behaviour rows (docs/windows-behaviour.md) it can verify and its decision-relevant facts;

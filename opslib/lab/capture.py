@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, credentials
+from .. import credentials
 from ..errors import OpsError, UsageError
+from ..params import read_yaml
+from ..version import __version__
 from ..winrm import Connection, connect_params
 from .probes import PROBE_SET_VERSION, READ_ONLY, Probe, Recorder, probe_error
 from .reversible import REVERSIBLE
@@ -159,8 +161,6 @@ def capture(
     if isinstance(params, Mapping):
         data: Mapping[str, Any] = params
     else:
-        from ..params import read_yaml
-
         data = read_yaml(params)
     host = str(data.get("host") or "server")
     probes_for(tier)

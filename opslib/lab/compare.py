@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import rehearsal
 from ..errors import UsageError
+from ..winrm import connect
 from .capture import capture_connection, load
 from .probes import PROBE_SET_VERSION, meaning
 
@@ -184,9 +186,6 @@ def capture_rehearsal(
     ``faults`` are extra endpoint fault specs (a deliberately different host); the stand-in for a slow
     command (:data:`SLOW_COMMAND_FAULTS`) is always added.
     """
-    from .. import rehearsal
-    from ..winrm import connect
-
     with tempfile.TemporaryDirectory(prefix="opslib-lab-host-") as tmp:
         with rehearsal.start(
             scenario=scenario,

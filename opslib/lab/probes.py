@@ -24,8 +24,8 @@ from typing import Any
 
 from .. import credentials, winerror
 from ..errors import OpsError
-from ..iis.iis6 import helper_script
-from ..server import regfile, stores
+from ..iis.iis6_helper import helper_script
+from ..server import regfile, remote, stores
 from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
 from ..winrm.quoting import size_command
@@ -274,8 +274,6 @@ def _chain_markers(rec: Recorder) -> dict[str, Any]:
     """W-CMD-CHAIN-MARKERS: the kit's batched read line (``opslib.server.remote``) over a key every
     Windows has (the CA store) and an absent one, run as the kit runs it; its bytes against a plain
     ``reg export`` of the same key (W-REG-EXPORT)."""
-    from ..server import remote
-
     present, absent = stores.STORE_KEYS["CA"], r"HKLM\SOFTWARE\opslib-lab-absent-key"
     reg = rec.temp(".reg")
     batch = [(1, present, reg, reg[: -len(".reg")] + ".b64"), (2, absent, rec.temp(".reg"), rec.temp(".b64"))]

@@ -6,8 +6,8 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 * :mod:`.swap` — step 2, the production site serves it;
 * :mod:`.export` — step 3, the PFX backup;
 * :mod:`.endpoint` — step 4, what the site serves (read-only);
-* :mod:`.rollback` — step R, the previous certificate back;
-* :mod:`.chain` — the expected chain of the new certificate, predicted from the server's stores
+* :mod:`.restore` — step R, the previous certificate back;
+* :mod:`.served_chain` — the expected chain of the new certificate, predicted from the server's stores
   (steps 0, 1 and 2 refuse an unusable one before anything changes; step 4 compares with it).
 
 ``apply(..., dry_run=True)`` returns the plan-only Result, so the notebooks have no branches.
@@ -15,6 +15,6 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 
 from __future__ import annotations
 
-from . import chain, endpoint, export, install, rollback, roots, swap
+from . import endpoint, export, install, restore, roots, served_chain, swap
 
-__all__ = ["chain", "endpoint", "export", "install", "rollback", "roots", "swap"]
+__all__ = ["endpoint", "export", "install", "restore", "roots", "served_chain", "swap"]

@@ -1,4 +1,4 @@
-"""Step 3's export route, proven before step 2 (issue "Claim only what was read back").
+"""Step 3's export route, proven before step 2 (claim only what was read back: the route is proven by use).
 
 The pre-flight exports the certificate production serves now — a harmless object — through the route
 step 3 will take (certutil ``-exportPFX``, else IIS.CertObj), under a one-time password, brings it
@@ -17,7 +17,14 @@ from ..errors import CapabilityMissing, PreconditionFailed, RemoteCommandFailed,
 from ..iis import Site
 from ..server.remote import delete_remote, download, remote_path
 from ..winrm.transfer import leftover_advice
-from .export import _certutil_candidate, _left, _one_time_password, _require_export, _Route, _run_export
+from .export import one_time_password
+from .pfx_routes import (
+    Route,
+    certutil_candidate,
+    left_on_server,
+    require_export,
+    run_export,
+)
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -52,22 +59,22 @@ def prove_export_route(server: Server, production: Site) -> RouteProof:
     :class:`CapabilityMissing` when no route works, so the run stops before the swap.
     """
     caps, conn, host = server.capabilities, server.conn, server.host
-    _require_export(caps)
+    require_export(caps)
     thumb = re.sub(r"[^0-9A-Fa-f]", "", production.cert_thumbprint or "").upper()
     if not thumb or production.store_name.upper() not in ("MY", ""):
-        first = _Route() if _certutil_candidate(caps) else _Route(pending=production.path)
+        first = Route() if certutil_candidate(caps) else Route(pending=production.path)
         return RouteProof(
             first.label,
             f"decided by the version facts (Windows {caps.windows_version or '?'}, IIS {caps.iis_major}): "
             f"{production.label} serves no certificate from MY to try the export on",
         )
-    start = _Route() if _certutil_candidate(caps) else _Route(site=production)
-    one_time = _one_time_password()
+    start = Route() if certutil_candidate(caps) else Route(site=production)
+    one_time = one_time_password()
     remote = remote_path(conn, ".pfx")
     deleted = False
     try:
         try:
-            route, reason = _run_export(
+            route, reason = run_export(
                 server, start, thumb, remote, one_time, chain=False, site=production.path
             )
         except PreconditionFailed as exc:
@@ -90,7 +97,7 @@ def prove_export_route(server: Server, production: Site) -> RouteProof:
     return RouteProof(
         route.label,
         f"pre-flight: {reason}; the production certificate {thumb} was exported, brought back and opened",
-        tuple(_left(conn, remote, deleted)),
+        tuple(left_on_server(conn, remote, deleted)),
     )
 
 

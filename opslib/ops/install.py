@@ -2,18 +2,19 @@
 with it, bind it to the work site — read the file, predict the chain, check, match the request, plan,
 apply, verify.
 
-The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib.ops.chain.predict`,
+The notebook calls :func:`read_certificate`, :func:`build_chains`, :func:`opslib.ops.served_chain.predict`,
 :func:`check_certificate`, :func:`match_request`, :func:`plan`, :func:`apply`, :func:`verify` and
 records ``verify(...).facts()``.
 
-Vendor order (issue 11): the intermediates and cross certificates go into the CA store *first*, then
+Vendor order — the CA certificates before the server certificate: the intermediates and cross
+certificates go into the CA store *first*, then
 ``certreq -accept`` completes the request — installing a response builds its chain and fails with
 CERT_E_CHAINING / CERT_E_UNTRUSTEDROOT when it cannot (``InstallResponse`` with ``AllowNone``: "Do not
 install untrusted certificates",
 https://learn.microsoft.com/en-us/windows/win32/api/certenroll/nf-certenroll-ix509enrollment-installresponse ;
 that certreq -accept goes through the same check is assumed from public reports of its error text). Only the CA
-certificates on a usable path of the new certificate are installed (issue 12 item 3); the others of
-the CA's file are listed as ignored.
+certificates on a usable path of the new certificate are installed (nothing the chain does not need
+is added to the server's stores); the others of the CA's file are listed as ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..server.stores import (
     trusted_roots,
 )
 from ..server.stores import match_request as _match_request
+from . import served_chain
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -245,7 +247,7 @@ def install_certificate(
 ) -> InstallResult:
     """Install the CA certificates on the new certificate's path, then complete the pending request.
 
-    ``expected`` (:func:`opslib.ops.chain.predict`; None = predicted here without ``forbidden_roots``)
+    ``expected`` (:func:`opslib.ops.served_chain.predict`; None = predicted here without ``forbidden_roots``)
     must be usable, else :class:`~opslib.errors.PreconditionFailed` before anything is sent. Its CA
     certificates that the CA's file holds go one by one to ``certutil -addstore CA`` first (vendor
     order); the file's other CA certificates are ignored (listed); then the leaf alone (a DER ``.cer``)
@@ -255,14 +257,12 @@ def install_certificate(
     placeholder is gone, CA holds the CA certificates. A lost reply is recognised: MY already holds
     it with a key → recorded as done. Binding to ``work_site`` is the IIS backend's ``bind``.
     """
-    from . import chain
-
     caps = server.capabilities
     conn = server.conn
     if expected is None:
         _install_state(conn, bundle)  # no pending request → refused before the chain is predicted
-        expected = chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
-    chain.require_usable(expected, host=server.host)
+        expected = served_chain.predict(server, bundle.require_leaf(), supplied=bundle.others)
+    served_chain.require_usable(expected, host=server.host)
     state = _install_state(conn, bundle, expected)
     planned = _install_changes(state)
     need_ca = [c for c in state.cas if certs.thumbprint(c) not in state.ca_held]
@@ -401,12 +401,10 @@ def check_certificate(
     host: str = "",
 ) -> CheckedCertificate:
     """Validity, host names, chain; a blocking finding raises (:class:`CertificateError`) before
-    anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.chain.predict`) that is not
+    anything is sent, and so does an ``expected`` chain (:func:`opslib.ops.served_chain.predict`) that is not
     usable (:class:`~opslib.errors.PreconditionFailed` naming each certificate)."""
-    from . import chain
-
     if expected is not None:
-        chain.require_usable(expected, host=host or new.source)
+        served_chain.require_usable(expected, host=host or new.source)
     findings = certs.check_warnings(
         new.leaf,
         chains=list(chains),

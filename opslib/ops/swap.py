@@ -68,11 +68,8 @@ def before(
 
 def _journal_of(server: Server, production: Site) -> dict[str, Any] | None:
     """The swap journal on the server, summarized for the evidence (backends without one: None)."""
-    reader = getattr(server.iis, "swap_journal", None)
-    if reader is None:
-        return None
     try:
-        journal = reader(production)
+        journal = server.iis.swap_journal(production)
     except OpsError:
         return None
     if not journal:
@@ -193,9 +190,8 @@ def served_now(server: Server, *, production_site: str, new_thumbprint: str = ""
     iis = server.iis
     production = find_site(iis.sites(), production_site, host=server.host)
     journal: dict[str, Any] | None = None
-    waiter = getattr(iis, "wait_for_journal", None)
-    if waiter is not None and new_thumbprint:
-        journal = waiter(production, new=new_thumbprint.upper(), deadline_s=max(wait_s, 1.0))
+    if iis.keeps_swap_journal and new_thumbprint:
+        journal = iis.wait_for_journal(production, new=new_thumbprint.upper(), deadline_s=max(wait_s, 1.0))
         production = find_site(iis.sites(), production_site, host=server.host)
     thumb = production.cert_thumbprint or "(no certificate)"
     which = ""

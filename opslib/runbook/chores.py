@@ -1,6 +1,6 @@
 """What the runner does on the server around the steps, and what it knows of what a run left there.
 
-* the server's renewal lock (:mod:`opslib.server.lock`) held for the whole run (:func:`hold_server_lock`);
+* the server's renewal lock (:mod:`opslib.server.renewal_lock`) held for the whole run (:func:`hold_server_lock`);
 * the run's temp folder removed (read back) at the run's end when a connection of the run left one
   (:func:`finish_run_folder`);
 * ``<run_dir>/connection.json`` — what the run's connections share (:mod:`opslib.winrm` writes it): the
@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import evidence
 from ..errors import OpsError
-from ..server import lock as server_lock
+from ..server import renewal_lock as server_lock
 from ..server.session import CAPABILITIES_FILE
 from ..winrm import STATE_FILE, Connection, connect_params
 from ..winrm.transcript import stale_temp_dirs
@@ -88,7 +88,7 @@ def hold_server_lock(
     break_lock: bool,
     resumes: str = "",
 ) -> contextlib.AbstractContextManager[Any]:
-    """The server's renewal lock (:mod:`opslib.server.lock`) for the run; taken and released on short
+    """The server's renewal lock (:mod:`opslib.server.renewal_lock`) for the run; taken and released on short
     connections of ``connect``, recorded in run.json."""
     return server_lock.hold(
         connect,

@@ -174,7 +174,7 @@ class RunContext:
     def hold_server_lock(
         self, *, break_lock: bool, resumes: str = ""
     ) -> contextlib.AbstractContextManager[Any]:
-        """The server's renewal lock (:mod:`opslib.server.lock`) for this run; none in a dry run."""
+        """The server's renewal lock (:mod:`opslib.server.renewal_lock`) for this run; none in a dry run."""
         if self.dry_run:
             return contextlib.nullcontext()
         return chores.hold_server_lock(

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..iis import backend_for
+from ..winrm import connect_params
 from .probe import Capabilities, probe
 from .regfile import parse_reg_export
 from .remote import export_key
@@ -124,7 +125,5 @@ def open_server(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Serve
     """Connect from the parameters file's ``winrm`` mapping (the password is a reference) and wrap
     the connection in a :class:`Server`. Nothing is probed until something needs it; with ``run_dir``
     the probe's answer is shared by every step of the run (``capabilities.json``)."""
-    from ..winrm import connect_params
-
     cache = Path(run_dir) / CAPABILITIES_FILE if run_dir else None
     return Server(connect_params(winrm, host=host, run_dir=run_dir), capabilities_file=cache)

@@ -9,8 +9,8 @@
   ``w:OperationTimeout`` (MS-WSMV 3.1.4.1.6 OperationTimeout,
   https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/).
 
-Kept apart from :mod:`.shell` on purpose: these use the connection's pywinrm protocol object but are no
-part of the renewal path.
+Kept apart from :mod:`.shell` on purpose: these use the connection's pywinrm protocol object
+(:attr:`Connection.protocol`, :meth:`Connection.start_command`) but are no part of the renewal path.
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ from xml.etree import ElementTree as ET
 import xmltodict
 
 from ..errors import WSManFault
-from .shell import (
-    ACTION_CREATE,
-    ERROR_WSMAN_OPERATION_TIMEDOUT,
-    Connection,
-    WinRMOperationTimeoutError,
-    WSManFaultError,
-)
+from .shell import Connection, WinRMOperationTimeoutError, WSManFaultError
+from .wsman import ACTION_CREATE, ERROR_WSMAN_OPERATION_TIMEDOUT
 
 NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -40,8 +35,8 @@ def identify(conn: Connection) -> dict[str, str]:
         f'<s:Envelope xmlns:s="{NS_SOAP}" xmlns:wsmid="{NS_WSMID}"><s:Header/>'
         "<s:Body><wsmid:Identify/></s:Body></s:Envelope>"
     )
-    with conn._mapped("identify the WS-Management service"):
-        reply = conn._protocol.send_message(envelope)
+    with conn.mapped("identify the WS-Management service"):
+        reply = conn.protocol.send_message(envelope)
     root = ET.fromstring(reply)
     facts: dict[str, str] = {}
     for name in ("ProtocolVersion", "ProductVendor", "ProductVersion", "SecurityProfiles"):
@@ -54,7 +49,7 @@ def identify(conn: Connection) -> dict[str, str]:
 def create_fault(conn: Connection, resource_uri: str) -> dict[str, Any]:
     """Ask for a shell of ``resource_uri``: ``{"fault_code": N, "subcode": …}``, or ``{"created": True}``
     when the host has such a plug-in (the shell is then deleted at once, best effort)."""
-    p = conn._protocol
+    p = conn.protocol
     req = {"env:Envelope": p.build_wsman_header(resource_uri=resource_uri, action=ACTION_CREATE)}
     shell = req["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Shell", {})
     shell["rsp:InputStreams"] = "stdin"
@@ -75,15 +70,13 @@ def create_fault(conn: Connection, resource_uri: str) -> dict[str, Any]:
 def receive_timeout_fault(conn: Connection, line: str, *, operation_timeout_s: int = 1) -> dict[str, Any]:
     """Start ``line`` (built by ``cmdline``; it must print nothing for a while) and Receive once with a
     short OperationTimeout; report the fault code (or how the command ended), then terminate it."""
-    p = conn._protocol
+    p = conn.protocol
     t0 = time.monotonic()
     try:
-        with conn._mapped("start the timeout probe"):
-            command_id = conn._start_command(line)
+        with conn.mapped("start the timeout probe"):
+            shell_id, command_id = conn.start_command(line)
     except WSManFault as exc:  # refused at Command: the fault is the answer
         return {"fault_code": exc.code, "at": "Command", "waited_s": round(time.monotonic() - t0, 3)}
-    assert conn._shell_id is not None
-    shell_id = conn._shell_id
     saved = p.operation_timeout_sec
     outcome: dict[str, Any] = {}
     try:
@@ -97,6 +90,6 @@ def receive_timeout_fault(conn: Connection, line: str, *, operation_timeout_s: i
             outcome = {"fault_code": int(exc.wsman_fault_code or 0), "at": "Receive"}
     finally:
         p.operation_timeout_sec = saved
-        conn._terminate(shell_id, command_id)
+        conn.terminate(shell_id, command_id)
     outcome["waited_s"] = round(time.monotonic() - t0, 3)
     return outcome

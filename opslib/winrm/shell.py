@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,47 +57,29 @@ from ..errors import (
     WSManFault,
 )
 from . import channel as _channel
-from .quoting import Raw, cmdline, codec
+from .quoting import cmdline, codec
+from .runfolder import RunFolder
 from .transcript import (
-    CREATE_TEMP,
-    REMOVE_STALE_TEMP,
     REMOVE_TEMP,
     CommandResult,
     Transcript,
     digest,
     redacted_b64,
-    stale_temp_dirs,
 )
 from .transfer import Transfers
+from .wsman import (
+    ACTION_CREATE,
+    ERROR_WSMAN_OPERATION_TIMEDOUT,
+    RESOURCE_URI_CMD,
+    SHELL_GONE_CODES,
+)
 
-# --- WS-Management facts ---------------------------------------------------------------------------
-
-ERROR_WSMAN_OPERATION_TIMEDOUT = (
-    2150858793  # w:TimedOut (docs/windows-behaviour.md W-WINRM-TIMEOUT-FAULT, W-WINRM-TIMEOUT-FAULT)
-)
-ERROR_WSMAN_SHELL_NOT_FOUND = (
-    2150858843  # shell gone (docs/windows-behaviour.md W-WINRM-SHELL-GONE, W-WINRM-TIMEOUT-FAULT)
-)
-ERROR_WSMAN_QUOTA_MAX_COMMANDS = (
-    2150859174  # too many commands per shell (docs/windows-behaviour.md W-WINRM-SHELL-GONE)
-)
-ERROR_WINRS_SHELL_GONE_WIN32 = (
-    2147943418  # 0x800703FA, reset by the Ruby gem (docs/windows-behaviour.md W-WINRM-SHELL-GONE)
-)
-SHELL_GONE_CODES = frozenset(
-    {ERROR_WSMAN_SHELL_NOT_FOUND, ERROR_WSMAN_QUOTA_MAX_COMMANDS, ERROR_WINRS_SHELL_GONE_WIN32}
-)
-RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
-ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
-
-
-REMOVE_INHERITED_TEMP = "remove a temp folder the resumed run left (rmdir /s /q) and check it is gone"
 STATE_FILE = "connection.json"  # in the run folder: what the run's connections share (see the module doc)
 RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
 
 
-class Connection(_channel.Channels, Transfers):
+class Connection(_channel.Channels, Transfers, RunFolder):
     """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
 
     def __init__(
@@ -535,103 +515,25 @@ class Connection(_channel.Channels, Transfers):
         finally:
             p.operation_timeout_sec = self._operation_timeout_s
 
-    # --- temp folder ---
+    # --- for WS-Management questions besides running commands (opslib.winrm.identify, the lab check) ---
     @property
-    def temp_dir(self) -> str:
-        """A folder under the remote %TEMP%, created on first use: this connection's (removed at close),
-        or with a ``state_file`` the run's (shared by its connections, removed by :meth:`finish_run`)."""
-        if self._temp_dir is None:
-            shared = self.run_state().get("work_dir")
-            if isinstance(shared, str) and shared:
-                self._temp_dir = shared  # created by an earlier connection of this run; not removed at close
-                return shared
-            # `echo %TEMP%` prints the logon's temp folder (the kit's own command; docs/windows-behaviour.md W-CMD-LINE-8191).
-            result = self.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
-            base = result.stdout_text.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
-            if not re.match(r"^[A-Za-z]:\\", base) or "%" in base:
-                raise VerificationFailed(self.host, f"the remote %TEMP% is not a usable folder ({base!r})")
-            folder = f"{base}\\opslib-{uuid.uuid4().hex[:12]}"
-            # mkdir: https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/mkdir
-            self.run(
-                ["mkdir", folder],
-                what=CREATE_TEMP,
-                timeout_s=30,
-                names=["mkdir", "temp folder"],
-            )
-            self._temp_dir = folder
-            if self._state_file is not None:
-                self._save_state(work_dir=folder, uploaded={})
-        return self._temp_dir
+    def protocol(self) -> winrm.protocol.Protocol:
+        """This connection's pywinrm protocol object (its HTTP session, credentials and encryption)."""
+        return self._protocol
 
-    @property
-    def shares_temp_dir(self) -> bool:
-        """True when the temp folder is the run's (kept at close for the run's next connection)."""
-        return self._temp_dir is not None and self._temp_dir == self.run_state().get("work_dir")
+    def mapped(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """A block whose pywinrm/requests errors are raised as the kit's errors, as a command's are."""
+        return self._mapped(doing)
 
-    def finish_run(self) -> bool:
-        """Remove the run's shared temp folder (``rmdir /s /q`` + read-back) and forget it; True when
-        it is gone (or there was none). What stays is in :attr:`remote_left` and the transcript."""
-        folder = self.run_state().get("work_dir")
-        if not isinstance(folder, str) or not folder:
-            return True
-        gone = self.remove_folder(folder, what=REMOVE_TEMP)
-        if gone:
-            self._save_state(work_dir="", uploaded={})
-            if self._temp_dir == folder:
-                self._temp_dir = None
-        return gone
+    def start_command(self, line: str) -> tuple[str, str]:
+        """Start ``line`` (built by ``cmdline``) without reading its output: (shell id, command id)."""
+        command_id = self._start_command(line)
+        assert self._shell_id is not None
+        return self._shell_id, command_id
 
-    def remove_inherited(self) -> list[str]:
-        """Remove the temp folders the run this one resumes left on the server (``connection.json``
-        ``inherited_folders``, written by the runner), each read back; returns the ones that stay (kept
-        in the list, so the run's summary names them). Called once the server's lock is held: the
-        resumed run is over (its lock was taken over), so nothing uses them."""
-        inherited = [f for f in self.run_state().get("inherited_folders") or [] if isinstance(f, str) and f]
-        if not inherited:
-            return []
-        left = [f for f in inherited if not self.remove_folder(f, what=REMOVE_INHERITED_TEMP)]
-        self._save_state(inherited_folders=left)
-        return left
-
-    # --- what the run's earlier connections learnt (state_file) ---
-    def run_state(self) -> dict[str, Any]:
-        """What earlier connections of this run to this URL recorded ({} without a state file)."""
-        if self._state_file is None or not self._state_file.is_file():
-            return {}
-        try:
-            data = json.loads(self._state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) and data.get("url") == self.url else {}
-
-    def _save_state(self, **fields: Any) -> None:
-        if self._state_file is None or not self._state_file.parent.is_dir():
-            return
-        data = {**self.run_state(), **fields, "url": self.url}
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(self._state_file)
-
-    def _remove_stale_temp_dirs(self) -> None:
-        """Remove the temp folders earlier connections of this run left on the server.
-
-        A step that fails keeps its connection open until its kernel is stopped, and a dropped
-        connection cannot run ``rmdir``: such a folder (it may hold a staging copy) is named in the
-        run's transcript (``mkdir`` without a later ``rmdir`` that ended with exit code 0 or 2, "not
-        found" [I]). Only folders this run's own transcript names are touched: runs on one host and
-        site are serialized by the runbook's lock, and the steps of a run are sequential, so no other
-        live connection uses them. Best effort; a folder that stays is named again next time.
-
-        The folders a resumed run left are :meth:`remove_inherited`'s (only once the lock is held).
-        """
-        if self._transcript is None:
-            return
-        shared = self.run_state().get("work_dir")
-        for folder in stale_temp_dirs(self._transcript.path):
-            if folder == shared:
-                continue  # the run's own folder, in use by the run: finish_run removes it
-            # rmdir /s /q + read-back (W-RMDIR-SQ, W-IF-EXIST); a folder that stays is named again.
-            self.remove_folder(folder, what=REMOVE_STALE_TEMP)
+    def terminate(self, shell_id: str, command_id: str) -> None:
+        """Signal terminate a command started by :meth:`start_command` (best effort)."""
+        self._terminate(shell_id, command_id)
 
     # --- closing ---
     def close(self) -> None:
@@ -673,34 +575,3 @@ class Connection(_channel.Channels, Transfers):
 # ``connect(url, *, username, password, host_label, ...)`` opens one WinRS shell (a context manager);
 # ``password`` is the value, not a reference. It is the class itself: one signature, not two.
 connect = Connection
-
-
-def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Connection:
-    """Open a connection from the parameters file's ``winrm`` mapping (the password is a reference)."""
-    if not isinstance(winrm, dict) or not winrm.get("url"):
-        raise ParameterError(
-            "winrm.url", "missing", hint="give the WS-Management URL, e.g. https://web01:443/wsman"
-        )
-    reference = str(winrm.get("password") or "")
-    password = _secrets.resolve(reference, purpose="WinRM password")
-    transcript = Transcript(Path(run_dir) / "transcript.jsonl") if run_dir else None
-    state_file = Path(run_dir) / STATE_FILE if run_dir else None
-    return connect(
-        str(winrm["url"]),
-        transport=str(winrm.get("transport") or "ntlm"),
-        username=str(winrm.get("username") or ""),
-        password=password,
-        host_label=host,
-        codepage=winrm.get("codepage") or "auto",
-        ca_trust_path=str(winrm.get("ca_trust_path") or "") or None,
-        server_cert_validation=str(winrm.get("server_cert_validation") or "validate"),
-        allow_unencrypted_basic=bool(winrm.get("allow_unencrypted_basic", False)),
-        tls=str(winrm.get("tls") or "default"),
-        message_encryption=str(winrm.get("message_encryption") or "auto"),
-        allow_cleartext_secrets=bool(winrm.get("allow_cleartext_secrets", False)),
-        operation_timeout_s=int(winrm.get("operation_timeout_s", 20)),
-        read_timeout_s=int(winrm.get("read_timeout_s", 30)),
-        transcript=transcript,
-        command_timeout_s=float(winrm.get("command_timeout_s") or 0) or None,
-        state_file=state_file,
-    )

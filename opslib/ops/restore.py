@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..iis import Change, Site, SwapResult, check_swap, find_site, secure_binding, thumbprint_of
+from ..iis import Change, Site, SwapResult, canonical_thumbprint, check_swap, find_site, secure_binding
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -56,7 +56,7 @@ def before(
     port: int = 443,
 ) -> RollbackBefore:
     """Read every site; the bindings to restore are the recorded ones, else ``:<port>:``."""
-    old = thumbprint_of(old_thumbprint, key="old_thumbprint")
+    old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
     found = server.iis.sites()
     return RollbackBefore(
         sites=tuple(found),

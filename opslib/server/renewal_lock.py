@@ -17,7 +17,7 @@ evidence folder and the start time.
   (``if exist … (exit /b 1)``, W-IF-EXIST). A lock that another run broke and took meanwhile is left alone.
 
 The runner holds the lock across all its steps (:func:`hold`, through its own short connection), so
-it survives between the step kernels. The local lock (:mod:`opslib.runbook.lock`) still guards the
+it survives between the step kernels. The local lock (:mod:`opslib.runbook.evidence_lock`) still guards the
 evidence folder.
 """
 
