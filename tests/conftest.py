@@ -72,6 +72,8 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_security": "notebooks",
     "test_faults": "faults",
     "test_lab": "rehearsal",
+    "test_lab_serve": "rehearsal",
+    "test_conformance_winrm": "rehearsal",
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
@@ -87,7 +89,8 @@ TIER_OF_TEST: dict[str, str] = {
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
 # (74 tests, about half of the rehearsal tier's time).
-SLOW_MODULES = {"test_windows"}
+# test_lab_serve captures and compares every scenario's own `opslib rehearse serve` host.
+SLOW_MODULES = {"test_windows", "test_lab_serve"}
 SLOW: set[str] = set()  # further "module::test name" entries marked slow
 
 

@@ -19,7 +19,6 @@ from opslib import lab, rehearsal
 from opslib.cli import main
 from opslib.errors import UsageError
 from opslib.lab import behaviour
-from opslib.lab.compare import SLOW_COMMAND_FAULTS
 from opslib.winrm import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +106,7 @@ def test_the_reversible_tier_leaves_the_host_byte_identical_and_round_trips(
     scenario: str, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.json"
-    with rehearsal.start(scenario=scenario, faults=list(SLOW_COMMAND_FAULTS), state_file=state) as r:
+    with rehearsal.start(scenario=scenario, state_file=state) as r:
         before = state.read_bytes()
         mine_before = json.dumps(r.host.state(), sort_keys=True)
         with connect(
@@ -146,7 +145,7 @@ def test_an_iis7_plus_capture_round_trips_with_the_appcmd_site_list(scenario: st
 def test_cli_capture_through_a_parameters_file_then_compare(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with rehearsal.start(scenario="iis6-ja", faults=list(SLOW_COMMAND_FAULTS)) as r:
+    with rehearsal.start(scenario="iis6-ja") as r:
         params = _params_file(r, tmp_path, monkeypatch)
         out = tmp_path / "bundle"
         assert main(["lab", "capture", str(params), "--out", str(out)]) == 0
@@ -265,7 +264,7 @@ def test_a_different_language_is_cosmetic_only(tmp_path: Path) -> None:
 def test_the_lab_check_notebook_runs_under_papermill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import papermill as pm
 
-    with rehearsal.start(scenario="exportpfx-probe-denies", faults=list(SLOW_COMMAND_FAULTS)) as r:
+    with rehearsal.start(scenario="exportpfx-probe-denies") as r:
         params = _params_file(r, tmp_path, monkeypatch)
         out = tmp_path / "lab_check.ipynb"
         pm.execute_notebook(

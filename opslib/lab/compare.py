@@ -19,12 +19,6 @@ from ..winrm import connect
 from .capture import capture_connection, load
 from .probes import PROBE_SET_VERSION, meaning
 
-# The emulator has no ping.exe: a program that prints nothing for longer than the OperationTimeout is
-# stood in for by the endpoint's fault injection (``before:ping:timeout`` answers each Receive of that
-# command with w:TimedOut after the OperationTimeout, opslib/rehearsal/server.py). Every comparison host
-# gets it; the probe it serves is winrm.receive-timeout.
-SLOW_COMMAND_FAULTS = ("before:ping:timeout",)
-
 
 @dataclass
 class ProbeVerdict:
@@ -183,8 +177,9 @@ def capture_rehearsal(
 ) -> dict[str, Any]:
     """Start a fresh rehearsal host and capture it into ``out`` (``source: rehearsal host``).
 
-    ``faults`` are extra endpoint fault specs (a deliberately different host); the stand-in for a slow
-    command (:data:`SLOW_COMMAND_FAULTS`) is always added.
+    The host is built as ``opslib rehearse serve`` builds it (nothing added for the lab: the slow command of
+    winrm.receive-timeout is the host's own ``ping``); ``faults`` are extra endpoint fault specs (a
+    deliberately different host).
     """
     with tempfile.TemporaryDirectory(prefix="opslib-lab-host-") as tmp:
         with rehearsal.start(
@@ -192,7 +187,7 @@ def capture_rehearsal(
             codepage=codepage,
             locale=locale,
             winrm_version=winrm_version,
-            faults=(*faults, *SLOW_COMMAND_FAULTS),  # the first matching spec wins
+            faults=faults,
             workdir=Path(tmp),
             state_file=state_file,
         ) as r:

@@ -869,9 +869,31 @@ def _whoami(inv: Invocation) -> int:
     return 0
 
 
-# hostname.exe and whoami.exe (built in since Server 2003) answer even on a bare Host; a scenario
-# may register its own under the same name.
-_FALLBACK_PROGRAMS = {"hostname": _hostname, "whoami": _whoami}
+def ping_count(argv: list[str]) -> int:
+    """``ping -n N`` sends N echo requests, about a second apart (default 4):
+    https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/ping"""
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag.lower() in ("-n", "/n") and value.isdigit():
+            return max(1, int(value))
+    return 4
+
+
+def _ping(inv: Invocation) -> int:
+    """ping.exe to a loopback address only (the lab's slow command): N replies, exit 0. The wall-clock
+    wait (about N-1 s) is the endpoint's (``server._start``), outside the host's lock."""
+    target = next((a for a in inv.argv[1:] if not a.startswith(("-", "/")) and not a.isdigit()), "")
+    if not target.startswith("127."):
+        inv.write_err(f"Ping request could not find host {target}.\r\n")  # [U] no network in the model
+        return 1
+    inv.write(f"\r\nPinging {target} with 32 bytes of data:\r\n")
+    for _ in range(ping_count(inv.argv)):
+        inv.write(f"Reply from {target}: bytes=32 time<1ms TTL=128\r\n")
+    return 0
+
+
+# hostname.exe, whoami.exe and ping.exe (built in since Server 2003) answer even on a bare Host; a
+# scenario may register its own under the same name.
+_FALLBACK_PROGRAMS = {"hostname": _hostname, "whoami": _whoami, "ping": _ping}
 
 
 def _cd(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:

@@ -78,8 +78,11 @@ STATE_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command
 
 # WSManFault codes (winerror/wsmerror.h; values as published in windows-docs-rs RemoteManagement).
 ERROR_WSMAN_OPERATION_TIMEDOUT = 2150858793  # 0x80338029, subcode w:TimedOut
-ERROR_WSMAN_UNEXPECTED_SELECTORS = 2150858843  # 0x8033805B: the shell is gone ("shell was not found")
-ERROR_WSMAN_INVALID_SELECTOR_VALUE = 2150858845  # 0x8033805D: unknown CommandId [U: Windows' exact code]
+# 0x8033805B, subcode w:InvalidSelectors, for a shell that is gone *and* for a command id the live shell does
+# not know: pypsrp's recordings of real servers, tests/responses/test_winrs_bad_cmd_id.yml and
+# test_psrp_is_alive_invalid_selectors.yml (https://github.com/jborean93/pypsrp; W-WINRM-SHELL-GONE,
+# W-WINRM-UNKNOWN-COMMAND, tests/conformance/winrm/).
+ERROR_WSMAN_UNEXPECTED_SELECTORS = 2150858843
 ERROR_WSMAN_SCHEMA_VALIDATION = 2150858817  # 0x80338041, subcode w:SchemaValidationError
 ERROR_WSMAN_ACTION_NOT_SUPPORTED = 2150858771  # 0x80338013, subcode a:ActionNotSupported
 ERROR_WSMAN_OPTIONS_NOT_SUPPORTED = 2150858833  # 0x80338051: e.g. a code page the host lacks
@@ -88,6 +91,10 @@ ERROR_FILE_NOT_FOUND_HRESULT = 2147942402  # 0x80070002: skip_cmd_shell and no s
 # 0x8033803B, subcode w:DestinationUnreachable: Create for a resource URI this host has no plug-in for
 # (https://learn.microsoft.com/en-us/windows/win32/winrm/windows-remote-management-error-constants)
 ERROR_WSMAN_INVALID_RESOURCE_URI = 2150858811
+
+FAULT_DETAIL_UNEXPECTED_SELECTORS = (
+    "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors"
+)
 
 AUTH_MODES = ("basic", "ntlm", "negotiate")
 WINRM_VERSIONS = ("1.1", "2.0", "3.0")
@@ -121,7 +128,8 @@ OPERATION_TIMEOUT_MAX_S = 60.0  # the server clamps larger values silently (MS-W
 
 # --- fault injection ------------------------------------------------------------------------------
 
-FAULT_ACTIONS = ("drop", "timeout", "fault500", "fail")
+# forget: the command runs, then the shell no longer knows its id (a Receive gets W-WINRM-UNKNOWN-COMMAND).
+FAULT_ACTIONS = ("drop", "timeout", "fault500", "fail", "forget")
 _FAULT = re.compile(
     r"^(?P<when>before|after):(?P<program>[^:#]+)(?:#(?P<nth>\d+))?:(?P<action>[a-z0-9]+)$", re.I
 )
@@ -173,6 +181,8 @@ class _Command:
     result: CommandResult | None = None
     out_pos: int = 0
     err_pos: int = 0
+    received: int = 0  # ReceiveResponses sent: the first one of a multi-line output streams State Running
+    cancelled: threading.Event = field(default_factory=threading.Event)  # Signal terminate
 
 
 @dataclass
@@ -187,12 +197,15 @@ class _Shell:
 class SoapFault(Exception):
     """Answered as HTTP 500 with a SOAP/WS-Management fault."""
 
-    def __init__(self, code: int, subcode: str, reason: str, *, sender: bool = False) -> None:
+    def __init__(
+        self, code: int, subcode: str, reason: str, *, sender: bool = False, detail: str = ""
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.subcode = subcode
         self.reason = reason
         self.sender = sender
+        self.detail = detail  # w:FaultDetail URI, when Windows sends one
 
 
 class _Drop(Exception):
@@ -207,6 +220,20 @@ def _shell_gone(shell_id: str) -> SoapFault:
         "found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer "
         "exists on the server. Provide the correct ShellId or create a new shell and retry the operation.",
         sender=True,
+        detail=FAULT_DETAIL_UNEXPECTED_SELECTORS,
+    )
+
+
+def _unknown_command() -> SoapFault:
+    """A command id the live shell does not know, as recorded (W-WINRM-UNKNOWN-COMMAND)."""
+    return SoapFault(
+        ERROR_WSMAN_UNEXPECTED_SELECTORS,
+        "w:InvalidSelectors",
+        "The Windows Remote Shell received a request to perform an operation on a command identifier "
+        "that does not exist. Either the command has completed execution or the client specified an "
+        "invalid command identifier.",
+        sender=True,
+        detail=FAULT_DETAIL_UNEXPECTED_SELECTORS,
     )
 
 
@@ -553,10 +580,11 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
     def _fault_body(self, fault: SoapFault) -> str:
         code = "s:Sender" if fault.sender else "s:Receiver"
         reason = escape(fault.reason)
+        detail = f"<w:FaultDetail>{fault.detail}</w:FaultDetail>" if fault.detail else ""
         return (
             f"<s:Fault><s:Code><s:Value>{code}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value>"
             f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>'
-            f'<s:Detail><f:WSManFault Code="{fault.code}" Machine="{escape(self.server.host.hostname)}">'
+            f'<s:Detail>{detail}<f:WSManFault Code="{fault.code}" Machine="{escape(self.server.host.hostname)}">'
             f"<f:Message>{reason}</f:Message></f:WSManFault></s:Detail></s:Fault>"
         )
 
@@ -723,12 +751,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         with self.server.lock:
             command = shell.commands.get(command_id)
         if command is None:
-            raise SoapFault(
-                ERROR_WSMAN_INVALID_SELECTOR_VALUE,
-                "w:InvalidParameter",
-                f"The command with CommandId {command_id} was not found in shell {shell.id}.",
-                sender=True,
-            )
+            raise _unknown_command()
         return command
 
     def _send(self, shell: _Shell, body: ET.Element) -> tuple[str, str]:
@@ -757,6 +780,9 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         def work() -> None:
             host = self.server.host
             fault = command.fault
+            if command.program == "ping":
+                # ping -n N takes about N-1 s (cmd.ping_count); waited here, outside the host's lock.
+                command.cancelled.wait(max(0, cmd.ping_count(cmd.split_argv(command.command_line)) - 1))
             try:
                 if fault and fault.when == "before" and fault.action == "fail":
                     result = _access_denied(host, shell.codepage)
@@ -777,6 +803,9 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
                 log.exception("rehearsal command failed: %s", command.command_line)
                 result = CommandResult(b"", b"[rehearsal host] internal error; see the server log\r\n", 1)
             command.result = result
+            if fault and fault.when == "after" and fault.action == "forget":
+                with self.server.lock:
+                    shell.commands.pop(command.id, None)
             command.done.set()
 
         threading.Thread(target=work, name=f"winrs-{command.id[:8]}", daemon=True).start()
@@ -794,6 +823,8 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
             raise _timed_out()
         if not command.done.wait(op_timeout):
             raise _timed_out()
+        if fault and fault.when == "after" and fault.action == "forget":
+            raise _unknown_command()  # it ran; the shell no longer knows its id
         if fault and fault.when == "after" and fault.action == "drop":
             log.info("fault %s: dropping the connection at Receive after %r ran", fault, command.command_line)
             raise _Drop()
@@ -806,6 +837,12 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         result = command.result
         assert result is not None
         budget = max(1024, (max_env - ENVELOPE_OVERHEAD) * 3 // 4)
+        first_line = result.stdout.find(b"\n", command.out_pos) + 1
+        if command.received == 0 and 0 < first_line < len(result.stdout):
+            # Real Receive streams output as the command writes it, CommandState Running before Done
+            # (pypsrp's recordings; W-WINRM-RECEIVE-STREAM): the first answer carries the first line only.
+            budget = min(budget, first_line - command.out_pos)
+        command.received += 1
         out = result.stdout[command.out_pos : command.out_pos + budget]
         budget -= len(out)
         err = result.stderr[command.err_pos : command.err_pos + budget] if budget > 0 else b""
@@ -841,7 +878,9 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         with self.server.lock:
             # terminate / ctrl_c: the command is gone. A worker thread still running finishes in the
             # background (the model cannot kill it); its result is never read.
-            shell.commands.pop(command_id, None)
+            gone = shell.commands.pop(command_id, None)
+        if gone is not None:
+            gone.cancelled.set()
         return ACTION_SIGNAL + "Response", "<rsp:SignalResponse/>"
 
 

@@ -72,6 +72,7 @@ from .wsman import (
     ERROR_WSMAN_OPERATION_TIMEDOUT,
     RESOURCE_URI_CMD,
     SHELL_GONE_CODES,
+    is_invalid_selectors,
 )
 
 STATE_FILE = "connection.json"  # in the run folder: what the run's connections share (see the module doc)
@@ -119,6 +120,7 @@ class Connection(_channel.Channels, Transfers, RunFolder):
         self._temp_dir: str | None = None
         self._stage = 0
         self._hashfile_ok: bool | None = None  # probed on first use: certutil -hashfile SHA256
+        self.size_only_transfers: list[str] = []  # what this connection checked by size only, and why
         self._shell_id: str | None = None
         self._closed = False
         # Read caching (server.remote.export_key): every command counts; a command run outside
@@ -446,8 +448,7 @@ class Connection(_channel.Channels, Transfers, RunFolder):
                         raise
                 continue
             except WSManFaultError as exc:
-                if exc.wsman_fault_code in SHELL_GONE_CODES:
-                    self._reopen()
+                self._after_receive_fault(exc, shell_id, command_id, shown)
                 with self._mapped("receive the output of the command"):
                     raise
             except Exception:
@@ -486,7 +487,12 @@ class Connection(_channel.Channels, Transfers, RunFolder):
                 return str(self._protocol.run_command(self._shell_id, line))
             except WSManFaultError as exc:
                 if exc.wsman_fault_code in SHELL_GONE_CODES and attempt == 1:
-                    self._shell_id = None  # the server refused the Command: it never ran; resend once
+                    # The server refused the Command: it never ran; resend once on a new shell. A Command
+                    # names no command id, so InvalidSelectors here means the shell is gone; for the other
+                    # codes the shell may still exist, so it is deleted first: never two shells at once.
+                    if not is_invalid_selectors(exc.wsman_fault_code, exc.fault_subcode):
+                        self._delete_shell(self._shell_id)
+                    self._shell_id = None
                     continue
                 with self._mapped("start the command"):
                     raise
@@ -496,13 +502,46 @@ class Connection(_channel.Channels, Transfers, RunFolder):
                 raise
         raise AssertionError("unreachable")
 
-    def _reopen(self) -> None:
-        self._shell_id = None
-        try:
-            with self._mapped("reopen the shell"):
-                self._shell_id = self._open_shell()
-        except OpsError:
+    def _after_receive_fault(self, exc: WSManFaultError, shell_id: str, command_id: str, shown: str) -> None:
+        """A Receive faulted. 2150858843 + w:InvalidSelectors means the shell is gone *or* the live shell
+        does not know the command id (docs/windows-behaviour.md W-WINRM-SHELL-GONE, W-WINRM-UNKNOWN-COMMAND):
+        a Command on the shell tells which. A live shell is kept (no second shell is opened) and the
+        command's outcome is reported unknown; a shell that is gone is replaced by the next command."""
+        if is_invalid_selectors(exc.wsman_fault_code, exc.fault_subcode):
+            if self._shell_alive(shell_id):
+                raise WSManFault(
+                    self.url,
+                    exc.wsman_fault_code,
+                    f"the server's shell is alive but no longer knows the command it was running ({shown}); "
+                    "whether the command finished, and with what result, is unknown",
+                    hint="check the server's state before running it again (the same shell is kept; no second "
+                    "shell was opened)",
+                ) from None
+            self._shell_id = None  # the shell is gone: the next command opens one
+        elif exc.wsman_fault_code in SHELL_GONE_CODES:
+            self._delete_shell(shell_id)  # it may still exist: delete it before another is opened
             self._shell_id = None
+
+    def _shell_alive(self, shell_id: str) -> bool:
+        """Start ``ver`` (W-VER, read-only) on the shell: refused with InvalidSelectors = the shell is gone.
+        Any other answer counts as alive, so a second shell is never opened on a guess."""
+        try:
+            probe = str(self._protocol.run_command(shell_id, cmdline(["ver"])))
+        except WSManFaultError as exc:
+            return not is_invalid_selectors(exc.wsman_fault_code, exc.fault_subcode)
+        except Exception:
+            return True
+        self._terminate(shell_id, probe)
+        return True
+
+    def _delete_shell(self, shell_id: str | None) -> None:
+        """Delete a shell the kit gives up (best effort: a shell that is gone faults, which is the answer)."""
+        if shell_id is None:
+            return
+        try:
+            self._protocol.close_shell(shell_id, close_session=False)  # keep the HTTP session (NTLM)
+        except Exception:
+            pass
 
     def _terminate(self, shell_id: str, command_id: str) -> None:
         """Signal terminate (…/signal/terminate, docs/windows-behaviour.md W-WINRM-RECEIVE-LOST); best effort."""

@@ -18,5 +18,21 @@ ERROR_WINRS_SHELL_GONE_WIN32 = (
 SHELL_GONE_CODES = frozenset(
     {ERROR_WSMAN_SHELL_NOT_FOUND, ERROR_WSMAN_QUOTA_MAX_COMMANDS, ERROR_WINRS_SHELL_GONE_WIN32}
 )
+# Real servers answer 2150858843 with subcode w:InvalidSelectors both for a shell that is gone and for a
+# command id the live shell does not know (pypsrp's recordings test_psrp_is_alive_invalid_selectors and
+# test_winrs_bad_cmd_id; docs/windows-behaviour.md W-WINRM-SHELL-GONE, W-WINRM-UNKNOWN-COMMAND). Code and
+# subcode cannot tell the two apart on a Receive; a Command on the shell can (it names no command id).
+SUBCODE_INVALID_SELECTORS = "InvalidSelectors"
+
+
+def is_invalid_selectors(code: int | None, subcode: str | None) -> bool:
+    """2150858843 with subcode w:InvalidSelectors (any prefix): a selector — the shell or the command id —
+    names nothing on the server. Decided by code and subcode, never by the fault's text."""
+    return (
+        code == ERROR_WSMAN_SHELL_NOT_FOUND
+        and (subcode or "").rpartition(":")[2] == SUBCODE_INVALID_SELECTORS
+    )
+
+
 RESOURCE_URI_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ACTION_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
