@@ -25,6 +25,12 @@ CERT_E_EXPIRED = 0x800B0101  # a certificate of the chain is outside its validit
 CERT_E_UNTRUSTEDROOT = 0x800B0109  # chain ends in a root the trust provider does not trust
 CERT_E_CHAINING = 0x800B010A  # a chain could not be built to a trusted root
 HRESULT_ERROR_CANCELLED = 0x800704C7  # HRESULT_FROM_WIN32(ERROR_CANCELLED)
+NTE_BAD_ALGID = 0x80090008  # certutil -hashfile: the algorithm does not exist here (SHA256 on Server 2003)
+E_INVALIDARG = 0x80070057  # certutil: an unknown verb or argument (W-CERTUTIL-UNKNOWN-VERB)
+HRESULT_SHARING_VIOLATION = (
+    0x80070020  # HRESULT_FROM_WIN32(ERROR_SHARING_VIOLATION): another process holds it
+)
+HRESULT_FILE_INVALID = 0x800703EE  # HRESULT_FROM_WIN32(ERROR_FILE_INVALID): e.g. hashing a zero-byte file
 
 # IIS 6 metabase (ADSI)
 MD_ERROR_DATA_NOT_FOUND = 0x800CC801  # the metabase property does not exist (no certificate bound)
@@ -36,6 +42,13 @@ CODES: dict[int, tuple[str, str]] = {
     NTE_BAD_KEY_STATE: ("NTE_BAD_KEY_STATE", "the private key was created non-exportable"),
     NTE_BAD_KEYSET: ("NTE_BAD_KEYSET", "the private key (keyset) does not exist"),
     CRYPT_E_NOT_FOUND: ("CRYPT_E_NOT_FOUND", "the certificate, request or property was not found"),
+    NTE_BAD_ALGID: ("NTE_BAD_ALGID", "the hash algorithm does not exist on this server"),
+    E_INVALIDARG: ("E_INVALIDARG", "an unknown verb or a bad argument"),
+    HRESULT_SHARING_VIOLATION: (
+        "ERROR_SHARING_VIOLATION",
+        "another process holds the file (an antivirus scanning a freshly written file)",
+    ),
+    HRESULT_FILE_INVALID: ("ERROR_FILE_INVALID", "the file cannot be read as asked (a zero-byte file)"),
     CERT_E_EXPIRED: ("CERT_E_EXPIRED", "a certificate of the chain has expired or is not yet valid"),
     CERT_E_UNTRUSTEDROOT: ("CERT_E_UNTRUSTEDROOT", "the chain ends in a root that is not trusted"),
     CERT_E_CHAINING: ("CERT_E_CHAINING", "no chain could be built to a trusted root"),

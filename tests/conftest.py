@@ -74,6 +74,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_lab": "rehearsal",
     "test_lab_serve": "rehearsal",
     "test_conformance_winrm": "rehearsal",
+    "test_transfer_hashfile": "rehearsal",
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
@@ -85,6 +86,7 @@ TIER_OF_TEST: dict[str, str] = {
     "test_lab::test_the_lab_check_notebook_runs_under_papermill": "notebooks",
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
     "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",
+    "test_transfer_hashfile::test_a_run_that_fell_back_to_size_says_so_in_run_json_the_console_and_the_report": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales

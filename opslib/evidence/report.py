@@ -78,6 +78,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "sha256": ("SHA-256", "SHA-256"),
     "no_backup": ("この実行ではバックアップを取得していません", "This run made no backup"),
     "integrity": ("証跡の完全性", "Evidence integrity"),
+    "size_only": ("ファイル転送の検証 (サイズのみ)", "A file transfer checked by size only"),
     "steps": ("手順ごとの記録", "The steps"),
     "facts": ("記録された事実", "Recorded facts"),
     "cut": (
@@ -106,6 +107,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "ok": ("問題なし", "intact"),
     UNPROVEN: (UNPROVEN_TEXT["ja"], UNPROVEN_TEXT["en"]),
     "pending": ("確定前に作成", "written before finalizing"),
+    "size only": ("サイズのみ", "size only"),
 }
 # What each step checks (its "Check:" cells); the outcome is the step's status plus the facts below.
 _STEP_CHECKS: dict[str, tuple[str, str]] = {
@@ -350,6 +352,7 @@ _OUTCOME_CLASS = {
     "not run": "skip",
     "planned only": "warn",
     "pending": "warn",
+    "size only": "warn",
     UNPROVEN: "warn",
 }
 
@@ -419,6 +422,11 @@ def summary_html(
     ]
     word, detail = integrity(run_dir, doc, before_finalizing=before_finalizing, hmac_key=hmac_key)
     check_rows.append([t("integrity"), _badge(t, word), html.escape(detail)])
+    # No silent downgrade (W-CERTUTIL-HASHFILE): every transfer the run checked by size only, and why.
+    check_rows += [
+        [t("size_only"), _badge(t, "size only"), html.escape(str(line))]
+        for line in doc.get("size_only_checks") or []
+    ]
     facts = doc.get("facts") or {}
     if facts.get("backup_file"):
         backup = _kv(

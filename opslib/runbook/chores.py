@@ -37,6 +37,23 @@ def connection_state(run_dir: Path) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def size_only_checks(run_dir: Path) -> list[str]:
+    """The run's file transfers checked by size only, and why (``connection.json``; docs/windows-behaviour.md
+    W-CERTUTIL-HASHFILE): run.json ``size_only_checks``, the console and the report say so."""
+    state = connection_state(run_dir)
+    out: list[str] = []
+    if state.get("hashfile_sha256") is False:
+        out.append(
+            "every file transfer was checked by size only: this server has no certutil -hashfile SHA256 "
+            f"({state.get('hashfile_absent') or 'its exit code said so'})"
+        )
+    entries = state.get("size_only_transfers")
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict):
+            out.append(f"{e.get('direction')} {e.get('path')}: checked by size only — {e.get('reason')}")
+    return out
+
+
 def inherit_leftovers(earlier: Path, run_dir: Path, *, url: str) -> None:
     """The temp folders the resumed run left on the server (its transcript: created, never read back as
     removed): the new run's first connection removes them (``connection.json`` ``inherited_folders``)."""

@@ -26,7 +26,7 @@ from .. import evidence
 from ..errors import StepFailed, UsageError
 from ..evidence.report import write_report
 from ..winrm.transcript import channels, cleartext_acceptances
-from .chores import left_on_server
+from .chores import left_on_server, size_only_checks
 from .steps import Step
 
 
@@ -154,6 +154,7 @@ class RunRecorder:
             channels=channels(transcript),  # what each connection ran over (TLS version, cipher, sealing)
             cleartext_secrets_accepted=cleartext_acceptances(transcript),
             left_on_server=left_on_server(self.run_dir, facts),  # read back, or named here
+            size_only_checks=size_only_checks(self.run_dir),  # no silent downgrade (W-CERTUTIL-HASHFILE)
         )
         write_run_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=now_utc(), hmac_key=hmac_key)
@@ -202,6 +203,7 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
     if facts.get("backup_file"):
         lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
     lines += [f"  STILL ON THE SERVER: {advice}" for advice in left_on_server(Path(run_dir), facts)]
+    lines += [f"  CHECKED BY SIZE ONLY: {line}" for line in size_only_checks(Path(run_dir))]
     if m.get("error"):
         lines.append(f"  error: {m['error']}")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")

@@ -22,11 +22,13 @@ import binascii
 import contextlib
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import winerror
 from ..errors import OpsError, VerificationFailed
 from .quoting import (
     CMD_LINE_MAX,
@@ -41,6 +43,14 @@ from .quoting import (
 )
 from .transcript import CommandResult, Transfer
 
+# certutil -hashfile: the exit codes that say the algorithm or the verb does not exist (decided for the
+# run); every other failure is tried again, then that one transfer is checked by size only (W-CERTUTIL-HASHFILE).
+HASHFILE_ABSENT = frozenset({winerror.NTE_BAD_ALGID, winerror.E_INVALIDARG})
+HASHFILE_TRIES = 3
+HASHFILE_RETRY_WAIT_S = (
+    2.0  # an antivirus holds a freshly written file for a moment (W-CERTUTIL-HASHFILE-HELD)
+)
+
 PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 PEM_END = "-----END CERTIFICATE-----"
 
@@ -52,6 +62,7 @@ class Transfers:
     commands_run: int
     _stage: int
     _hashfile_ok: bool | None  # probed on first use: certutil -hashfile SHA256
+    size_only_transfers: list[str]  # transfers checked by size only after certutil -hashfile kept failing
 
     if TYPE_CHECKING:
 
@@ -192,34 +203,62 @@ class Transfers:
             return int(lines[-1])
         return None
 
-    def _remote_sha256(self, path: str) -> str | None:
-        """SHA-256 by ``certutil -hashfile FILE SHA256`` where the server can (probed once).
+    def _remote_sha256(self, path: str, size: int, direction: str) -> str | None:
+        """SHA-256 by ``certutil -hashfile FILE SHA256`` (docs/windows-behaviour.md W-CERTUTIL-HASHFILE).
 
         https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-hashfile
-        Output: a line of 64 hex digits (Windows 7/2008 R2 space-separated pairs). Unverified on
-        Server 2003 → when it fails, this connection falls back to the size check only.
+        Output: a line of 64 hex digits (2003–2008 R2: space-separated pairs). No silent downgrade: only
+        an exit code that says the algorithm or the verb does not exist (NTE_BAD_ALGID, E_INVALIDARG:
+        W-CERTUTIL-HASHFILE-2003, W-CERTUTIL-UNKNOWN-VERB) decides "no SHA-256 on this server" for the run
+        (``connection.json`` ``hashfile_sha256: false`` + ``hashfile_absent``). Any other failure — a file
+        held by another process (ERROR_SHARING_VIOLATION: an antivirus scanning the fresh file), output
+        without a digest — is tried again (:data:`HASHFILE_TRIES`), then this one transfer is checked by
+        size only and named in ``connection.json`` ``size_only_transfers`` (run.json, console, report).
+        A zero-byte file is not hashed (certutil fails on it, ERROR_FILE_INVALID): its size fixes its content.
         """
+        if size == 0:
+            return None
         if self._hashfile_ok is None:
             known = self.run_state().get("hashfile_sha256")
             self._hashfile_ok = known if isinstance(known, bool) else None
         if self._hashfile_ok is False:
             return None
-        result = self.run(
-            ["certutil", "-hashfile", path, "SHA256"],
-            check=False,
-            what=f"hash {path} on the server (certutil -hashfile SHA256)",
-            names=["certutil", "", "remote path", ""],
+        failures: list[str] = []
+        for attempt in range(1, HASHFILE_TRIES + 1):
+            if attempt > 1:
+                time.sleep(HASHFILE_RETRY_WAIT_S)
+            result = self.run(
+                ["certutil", "-hashfile", path, "SHA256"],
+                check=False,
+                what=f"hash {path} on the server (certutil -hashfile SHA256)",
+                names=["certutil", "", "remote path", ""],
+            )
+            if result.exit_code == 0:
+                for raw in result.stdout.decode("ascii", "replace").splitlines():
+                    compact = raw.replace(" ", "").strip().lower()
+                    if re.fullmatch(r"[0-9a-f]{64}", compact):
+                        if self._hashfile_ok is not True:
+                            self._hashfile_ok = True
+                            self._save_state(hashfile_sha256=True)
+                        return compact
+                failures.append("exit 0 without a SHA-256 line")
+                continue
+            code = winerror.hresult(result.exit_code)
+            if code in HASHFILE_ABSENT and self._hashfile_ok is not True:
+                # The algorithm or the verb does not exist here (Server 2003: NTE_BAD_ALGID): decided for
+                # the run, said in run.json, the console and the report (no silent downgrade).
+                self._hashfile_ok = False
+                self._save_state(hashfile_sha256=False, hashfile_absent=winerror.describe(result.exit_code))
+                return None
+            failures.append(winerror.describe(result.exit_code))
+        reason = f"certutil -hashfile SHA256 failed {HASHFILE_TRIES} times: " + "; ".join(
+            dict.fromkeys(failures)
         )
-        if result.exit_code == 0:
-            for raw in result.stdout.decode("ascii", "replace").splitlines():
-                compact = raw.replace(" ", "").strip().lower()
-                if re.fullmatch(r"[0-9a-f]{64}", compact):
-                    self._hashfile_ok = True
-                    self._save_state(hashfile_sha256=True)
-                    return compact
-        # No SHA-256 here (Server 2003: NTE_BAD_ALGID): the run's later connections skip the try.
-        self._hashfile_ok = False
-        self._save_state(hashfile_sha256=False)
+        left = self.run_state().get("size_only_transfers")
+        entries = list(left) if isinstance(left, list) else []
+        entries.append({"direction": direction, "path": path, "reason": reason})
+        self._save_state(size_only_transfers=entries)
+        self.size_only_transfers.append(f"{direction} {path}: checked by size only — {reason}")
         return None
 
     def upload(
@@ -301,7 +340,7 @@ class Transfers:
             )
         local_sha = hashlib.sha256(data).hexdigest()
         before = self.commands_run
-        remote_sha = self._remote_sha256(remote_path)
+        remote_sha = self._remote_sha256(remote_path, len(data), "upload")
         commands += self.commands_run - before
         if remote_sha is not None and remote_sha != local_sha:
             raise VerificationFailed(
@@ -436,7 +475,7 @@ class Transfers:
                 f"{remote_path}: downloaded {len(data)} bytes, the server reports {remote_size}",
                 hint="run again",
             )
-        remote_sha = self._remote_sha256(remote_path)
+        remote_sha = self._remote_sha256(remote_path, len(data), "download")
         local_sha = hashlib.sha256(data).hexdigest()
         if remote_sha is not None and remote_sha != local_sha:
             raise VerificationFailed(

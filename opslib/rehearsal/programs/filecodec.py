@@ -39,6 +39,8 @@ HRESULT_PATH_NOT_FOUND = -2147024893  # 0x80070003 ERROR_PATH_NOT_FOUND
 HRESULT_BAD_DATA = -2146893819  # 0x80090005 NTE_BAD_DATA
 HRESULT_BAD_ALGID = -2146893816  # 0x80090008 NTE_BAD_ALGID
 HRESULT_INVALID_ARG = -2147024809  # 0x80070057 E_INVALIDARG
+HRESULT_SHARING_VIOLATION = -2147024864  # 0x80070020 ERROR_SHARING_VIOLATION (W-CERTUTIL-HASHFILE-HELD)
+HRESULT_FILE_INVALID = -2147023890  # 0x800703EE ERROR_FILE_INVALID (W-CERTUTIL-HASHFILE-EMPTY)
 
 _HEX = {
     HRESULT_FILE_NOT_FOUND: (
@@ -67,7 +69,23 @@ _HEX = {
         "The parameter is incorrect.",
         "パラメーターが間違っています。",
     ),
+    HRESULT_SHARING_VIOLATION: (
+        "0x80070020 (WIN32: 32 ERROR_SHARING_VIOLATION)",
+        "The process cannot access the file because it is being used by another process.",
+        "プロセスはファイルにアクセスできません。別のプロセスが使用中です。",  # [U]
+    ),
+    HRESULT_FILE_INVALID: (
+        "0x800703ee (WIN32: 1006 ERROR_FILE_INVALID)",
+        "The volume for a file has been externally altered so that the opened file is no longer valid.",
+        "ファイルのボリュームが外部から変更されたため、開かれているファイルは無効になりました。",  # [U]
+    ),
 }
+
+# An "antivirus" (host.extra["hashfile_held_reads"] = N): each file written by certutil -decode is held
+# open for its next N ``-hashfile`` reads, which fail with ERROR_SHARING_VIOLATION as on real Windows while
+# a scanner holds a fresh file (W-CERTUTIL-HASHFILE-HELD); host.extra["hashfile_held"] counts per file.
+HELD_READS = "hashfile_held_reads"
+
 
 _PEM_LINE = re.compile(r"^-----(BEGIN|END)[^-\r\n]*-----\s*$", re.M)
 _HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
@@ -145,6 +163,8 @@ def decode(inv: Invocation) -> int:
     except (binascii.Error, ValueError):
         return fail(inv, "decode", HRESULT_BAD_DATA)
     inv.host.write_file(dst, raw)
+    if inv.host.extra.get(HELD_READS):
+        inv.host.extra.setdefault("hashfile_held", {})[Host.norm(dst)] = int(inv.host.extra[HELD_READS])
     inv.say(f"Input Length = {len(data)}", f"入力長 = {len(data)}")
     inv.say(f"Output Length = {len(raw)}", f"出力長 = {len(raw)}")
     return done(inv, "decode")
@@ -184,6 +204,12 @@ def hashfile(inv: Invocation) -> int:
     data = inv.host.read_file(path)
     if data is None:
         return fail(inv, "hashfile", HRESULT_FILE_NOT_FOUND)
+    held = inv.host.extra.setdefault("hashfile_held", {})
+    if held.get(Host.norm(path), 0) > 0:
+        held[Host.norm(path)] -= 1
+        return fail(inv, "hashfile", HRESULT_SHARING_VIOLATION)
+    if not data:
+        return fail(inv, "hashfile", HRESULT_FILE_INVALID)  # a zero-byte file (W-CERTUTIL-HASHFILE-EMPTY)
     digest = hashlib.new(_HASHES[alg], data).hexdigest()
     spaced = inv.host.windows_version.split(".")[:2] in (["5", "2"], ["6", "0"], ["6", "1"])
     shown = " ".join(digest[i : i + 2] for i in range(0, len(digest), 2)) if spaced else digest
