@@ -33,6 +33,7 @@ from ..errors import OpsError, PreconditionFailed
 from ..ops import export as export_step
 from ..ops import roots as roots_step
 from ..server import Server, stores
+from ..server.regfile import ENHKEY_USAGE, parse_blob
 from ..winrm import Raw
 from .probes import Probe, Recorder
 
@@ -123,10 +124,13 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
                 roots_step.disable_roots(Server(conn), [entry], backup_dir=Path(local))
                 after, _ = stores.read_entry(conn, "MY", thumb)
                 out["disabled_read_back"] = after is not None and after.purposes == ()
+                rec.facts["eku_property9_after_kit_inf"] = _property9(after)
                 backups = sorted(Path(local).glob("root-backup_*.reg"))
                 roots_step.restore_roots(Server(conn), backups)
                 again, _ = stores.read_entry(conn, "MY", thumb)
                 out["restored_read_back"] = again is not None and again.blob == entry.blob
+                _documented_eku_form(rec, thumb)  # W-CERTUTIL-REPAIRSTORE-INF: the form Microsoft documents
+                roots_step.restore_roots(Server(conn), backups)
             except OpsError as exc:
                 out["disable_restore_error"] = type(exc).__name__
             # Export: the kit's export when there is a key, else the bare verb (its failure is the fact).
@@ -167,6 +171,41 @@ def _throwaway(rec: Recorder) -> dict[str, Any]:
             gone, _ = stores.read_entry(conn, "MY", thumb)
             out["absent_after_delete"] = gone is None
     return out
+
+
+# certutil's page documents the EKU property only as `9 = "{text}"` + `_continue_ = "OID,"` lines
+# (https://learn.microsoft.com/en-us/windows-server/administration/windows-commands/certutil#-repairstore);
+# the kit writes `9 = "{hex}30 00"` (an empty EKU list, a form the page shows only for custom properties).
+# A real server settles both: the kit's form by disabled_read_back (its effect, read back before anything
+# else changes) and the documented form here, on the throw-away certificate: its property 9 must read back
+# as the DER of the one OID it names (SEQUENCE { serverAuth } = 300a06082b06010505070301).
+DOCUMENTED_EKU_INF = (
+    b'[Version]\r\nSignature = "$Windows NT$"\r\n\r\n[Properties]\r\n'
+    b'9 = "{text}"\r\n  _continue_ = "1.3.6.1.5.5.7.3.1,"\r\n'
+)
+SERVER_AUTH_EKU_DER = "300a06082b06010505070301"
+
+
+def _property9(entry: stores.StoreEntry | None) -> str | None:
+    """Property 9 (EKU) of the key's Blob as hex, or None when the property (or the key) is absent."""
+    if entry is None:
+        return None
+    value = parse_blob(entry.blob)[0].get(ENHKEY_USAGE)
+    return value.hex() if value is not None else None
+
+
+def _documented_eku_form(rec: Recorder, thumb: str) -> None:
+    inf = rec.temp(".inf")
+    rec.conn.upload(DOCUMENTED_EKU_INF, inf, what="lab probe: upload the documented EKU INF")
+    try:
+        rec.facts["eku_documented_text_form_exit_code"] = rec.run(
+            "repairstore-text-eku", ["certutil", "-repairstore", "MY", thumb, inf]
+        ).exit_code
+    finally:
+        _gone(rec, "inf", inf)
+    after, _ = stores.read_entry(rec.conn, "MY", thumb)
+    rec.facts["eku_property9_after_documented_text_inf"] = _property9(after)
+    rec.facts["eku_documented_text_form_as_documented"] = _property9(after) == SERVER_AUTH_EKU_DER
 
 
 REVERSIBLE: tuple[Probe, ...] = (
