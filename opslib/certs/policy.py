@@ -40,6 +40,8 @@ WARNING_CODES = (
     "chain_incomplete",
     "forbidden_root_in_chain",
     "self_signed_leaf",
+    "too_many_paths",
+    "certificates_left_out",
 )
 
 
@@ -178,12 +180,28 @@ def check_warnings(
         out.append(Finding("chain_incomplete", f"no complete chain for {name}: {missing}", sha1))
     elif not chains and not is_self_signed(leaf):
         out.append(Finding("chain_incomplete", f"no chain for {name}", sha1))
+    return out + forbidden_root_findings(leaf, chains, forbidden_roots=forbidden, supplied=supplied)
+
+
+def forbidden_root_findings(
+    start: Certificate,
+    chains: Sequence[Chain],
+    *,
+    forbidden_roots: Iterable[str] = (),
+    supplied: Iterable[Certificate] | None = None,
+) -> list[Finding]:
+    """``forbidden_root_in_chain`` for each forbidden root (G5 or ``forbidden_roots``) on a chain of
+    ``start`` (a leaf, or the CA certificate a CA's bundle starts at) that was *supplied* (``supplied``;
+    default: every certificate of the chains, the catalogue's own copies excepted)."""
+    forbidden = tuple(forbidden_roots)
+    name = display_name(start.subject)
     supplied_ders = (
         {encode_der(c) for c in supplied}
         if supplied is not None
         else {encode_der(c) for ch in chains for c in ch.path}
     )
     catalogue_ders = {encode_der(c) for c in KNOWN.certificates}
+    out: list[Finding] = []
     flagged: set[str] = set()
     for chain in chains:
         for cert in chain.path[1:]:
