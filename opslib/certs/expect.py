@@ -361,7 +361,7 @@ def expect_chain(
         )
     else:
         for built in search.paths:
-            problems = _problems(
+            found = _problems(
                 built.certs,
                 trusted=trusted,
                 forbidden=forbidden,
@@ -369,7 +369,7 @@ def expect_chain(
                 now_utc=now,
                 complete=built.complete,
             )
-            paths.append(_Path(built.certs, problems))
+            paths.append(_Path(built.certs, found))
     tried = tuple(p.certs for p in paths)
     too_many = search.too_many_paths(display_name(leaf.subject))
     usable = sorted((p for p in paths if p.usable), key=lambda p: len(p.certs))

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
@@ -69,7 +70,7 @@ class PathSearch:
 
 def _key_id(cert: Certificate, cls: type) -> bytes | None:
     try:
-        value = cert.extensions.get_extension_for_class(cls).value
+        value: Any = cert.extensions.get_extension_for_class(cls).value
     except (x509.ExtensionNotFound, ValueError):
         return None
     return value.digest if isinstance(value, x509.SubjectKeyIdentifier) else value.key_identifier
