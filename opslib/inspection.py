@@ -152,6 +152,7 @@ def inspect_sources(
     leaf_tps = {certs.thumbprint(c) for c in leaves}
     on_chain: set[str] = set()
     builder = certs.PathBuilder([*pool, *anchors])  # the kit's one path builder, shared by every leaf
+    named = certs.SubjectIndex(pool)  # built once: names a root and its cross certificate apart
     for leaf in leaves:
         search = certs.search_chains(leaf, pool, anchors=anchors, builder=builder)
         chains = list(search.chains)
@@ -169,7 +170,7 @@ def inspect_sources(
                 }
             )
         if certs.is_ca_certificate(leaf):  # no end-entity checks (no_san, self_signed_leaf, hostname_*)
-            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days, pool=pool)
+            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days, pool=named)
             findings += certs.forbidden_root_findings(
                 leaf, chains, forbidden_roots=forbidden_roots, supplied=pool
             )
@@ -190,7 +191,7 @@ def inspect_sources(
         tp = certs.thumbprint(c)
         if tp in leaf_tps:
             continue
-        found = certs.certificate_warnings(c, now_utc=now, warn_days=warn_days, pool=pool)
+        found = certs.certificate_warnings(c, now_utc=now, warn_days=warn_days, pool=named)
         if tp in on_chain or not leaf_tps:
             findings += found
             continue
@@ -210,10 +211,13 @@ def inspect_sources(
         )
 
     cert_rows = []
+    by_key: dict[bytes, list[certs.Certificate]] = {}  # one pass, not pairwise: a 500-certificate bundle
+    for c in pool:
+        by_key.setdefault(certs.public_key_info(c), []).append(c)
     for c in pool:
         s = certs.summarize(c, now_utc=now)
         tp = s.thumbprint
-        same_key = [certs.thumbprint(o) for o in pool if o is not c and certs.key_matches(o, c)]
+        same_key = [certs.thumbprint(o) for o in by_key[certs.public_key_info(c)] if o is not c]
         row = s.to_json()
         row.update(
             {
