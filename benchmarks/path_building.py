@@ -60,7 +60,11 @@ def _bundles() -> dict[str, tuple[certs.Certificate, list[certs.Certificate]]]:
     leaf35, cas35 = branching(6, 4, NOW)
     leaf57, cas57 = branching(8, 0, NOW)
     vendor = vendor_bundle(497, NOW)
-    return {"branching-35": (leaf35, cas35), "branching-57": (leaf57, cas57), "vendor-500": (vendor[0], vendor[1:])}
+    return {
+        "branching-35": (leaf35, cas35),
+        "branching-57": (leaf57, cas57),
+        "vendor-500": (vendor[0], vendor[1:]),
+    }
 
 
 def _preflight(repeat: int, base: Path) -> dict[str, float]:
@@ -115,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-preflight", action="store_true", help="skip the rehearsal-host pre-flight timing")
+    ap.add_argument("--only", default="", help="comma-separated bundle names (default: all)")
     a = ap.parse_args(argv)
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         for name, (leaf, cas) in _bundles().items():
+            if a.only and name not in a.only.split(","):
+                continue
             pem = base / f"{name}.pem"
             pem.write_bytes(certs.encode_pem(leaf, *cas))
             print(f"{name}: {1 + len(cas)} certificates", flush=True)
