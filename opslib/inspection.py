@@ -9,6 +9,7 @@ leaf's chains. :func:`inspect_sources` returns a JSON-ready report (schema: ``do
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,9 +82,12 @@ def _starts(pool: Sequence[certs.Certificate], bundles: Sequence[certs.Bundle]) 
     for b in bundles:
         if b.leaf is not None:
             add(b.leaf)
-    issuer_names = {c.issuer.public_bytes() for c in pool}  # one pass: a 500-certificate bundle stays linear
+    # One pass (a 500-certificate bundle stays linear): how many certificates name each issuer.
+    named = Counter(c.issuer.public_bytes() for c in pool)
     for c in pool:  # other end-entity certificates in the pool (e.g. a PEM holding two leaves)
-        if not certs.is_ca_certificate(c) and c.subject.public_bytes() not in issuer_names:
+        subject = c.subject.public_bytes()
+        by_others = named[subject] - (1 if c.issuer.public_bytes() == subject else 0)
+        if not certs.is_ca_certificate(c) and by_others == 0:
             add(c)
     if out:
         return out  # CA certificates on none of the leaves' chains are "left out" (one grouped warning)

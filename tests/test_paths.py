@@ -247,3 +247,14 @@ def test_the_rehearsal_engine_and_the_kit_agree_once_step_0_disabled_the_forbidd
     assert kit.ok is emulated.ok, (kit.message(), emulated.error)
     if kit.ok:
         assert list(kit.thumbprints) == tp(*emulated.certs)
+
+
+def test_two_self_signed_leaves_in_one_file_each_get_their_chain(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pki = make_pki(now_utc=NOW)
+    other = make_pki(now_utc=NOW, hostnames=("other.example.jp",))
+    report = inspect(capsys, tmp_path, pki.self_signed_leaf, other.self_signed_leaf, pki.intermediate)
+    leaves = {c["leaf"] for c in report["chains"]}
+    assert {certs.thumbprint(pki.self_signed_leaf), certs.thumbprint(other.self_signed_leaf)} <= leaves
+    assert [e["sha1"] for e in report["left_out"]] == [certs.thumbprint(pki.intermediate)]
