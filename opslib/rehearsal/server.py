@@ -124,7 +124,8 @@ def default_winrm_version(windows_version: str) -> str:
 MAX_ENVELOPE_DEFAULT = 153600  # pywinrm's w:MaxEnvelopeSize; WinRM 1.1's MaxEnvelopeSizekb 150
 ENVELOPE_OVERHEAD = 4096  # room for the SOAP header and stream tags in a ReceiveResponse
 OPERATION_TIMEOUT_DEFAULT_S = 60.0  # MaxTimeoutms 60000 (W-WINRM-TIMEOUT-FAULT)
-OPERATION_TIMEOUT_MAX_S = 60.0  # the server clamps larger values silently (MS-WSMV 3.1.4.1.6)
+OPERATION_TIMEOUT_MAX_S = 60.0
+STREAM_AFTER_S = 0.5  # a command that ran this long streams its output (State Running first)  # the server clamps larger values silently (MS-WSMV 3.1.4.1.6)
 
 # --- fault injection ------------------------------------------------------------------------------
 
@@ -181,7 +182,8 @@ class _Command:
     result: CommandResult | None = None
     out_pos: int = 0
     err_pos: int = 0
-    received: int = 0  # ReceiveResponses sent: the first one of a multi-line output streams State Running
+    received: int = 0  # ReceiveResponses sent: the first one of a slow command's output streams State Running
+    ran_s: float = 0.0  # how long the command ran (a slow one streams its output, see _receive)
     cancelled: threading.Event = field(default_factory=threading.Event)  # Signal terminate
 
 
@@ -780,6 +782,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         def work() -> None:
             host = self.server.host
             fault = command.fault
+            t0 = time.monotonic()
             if command.program == "ping":
                 # ping -n N takes about N-1 s (cmd.ping_count); waited here, outside the host's lock.
                 command.cancelled.wait(max(0, cmd.ping_count(cmd.split_argv(command.command_line)) - 1))
@@ -803,6 +806,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
                 log.exception("rehearsal command failed: %s", command.command_line)
                 result = CommandResult(b"", b"[rehearsal host] internal error; see the server log\r\n", 1)
             command.result = result
+            command.ran_s = time.monotonic() - t0
             if fault and fault.when == "after" and fault.action == "forget":
                 with self.server.lock:
                     shell.commands.pop(command.id, None)
@@ -838,9 +842,10 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
         assert result is not None
         budget = max(1024, (max_env - ENVELOPE_OVERHEAD) * 3 // 4)
         first_line = result.stdout.find(b"\n", command.out_pos) + 1
-        if command.received == 0 and 0 < first_line < len(result.stdout):
-            # Real Receive streams output as the command writes it, CommandState Running before Done
-            # (pypsrp's recordings; W-WINRM-RECEIVE-STREAM): the first answer carries the first line only.
+        if command.received == 0 and command.ran_s >= STREAM_AFTER_S and 0 < first_line < len(result.stdout):
+            # Real Receive streams a running command's output as it is written, CommandState Running
+            # before Done (pypsrp's recordings; W-WINRM-RECEIVE-STREAM); a quick command answers Done at
+            # once (test_winrs_standard). A slow command's first answer carries its first line only.
             budget = min(budget, first_line - command.out_pos)
         command.received += 1
         out = result.stdout[command.out_pos : command.out_pos + budget]
