@@ -33,7 +33,9 @@ def normalize(lines: Iterable[str]) -> list[str]:
         line = _RANDOM_NAME.sub(lambda m: f"{m.group(1)[:1]}-<id>", line)
         for kind, pattern in _NUMBERED:
             table = seen[kind]
-            line = pattern.sub(lambda m, t=table, k=kind: t.setdefault(m.group(0), f"<{k}{len(t) + 1}>"), line)
+            line = pattern.sub(
+                lambda m, t=table, k=kind: t.setdefault(m.group(0), f"<{k}{len(t) + 1}>"), line
+            )
         command, _, code = line.rpartition("\t")
         if _UPLOAD_ONLY.match(command) and out and out[-1] == line:
             continue  # one more chunk of the same file

@@ -32,6 +32,8 @@ from .tlsconfig import make_tls_files, server_ssl_context
 
 __all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "FaultSpec", "Host"]
 
+POLL_S = 0.02  # serve_forever's poll: stop() returns within it
+
 
 def shipped_options(windows_version: str) -> dict[str, object]:
     """``start()`` options for WinRM as this Windows ships it (``server.WINDOWS_DEFAULTS``).
@@ -68,7 +70,10 @@ class Rehearsal:
         scheme = "https" if server.ssl_context or server.tls != "modern" else "http"
         where = f"[{address}]" if ":" in address else address
         self.url = f"{scheme}://{where}:{port}/wsman"
-        self._thread = threading.Thread(target=server.serve_forever, name="rehearsal-wsman", daemon=True)
+        # A short poll: shutdown() waits for serve_forever to notice (the default 0.5 s, per stop()).
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="rehearsal-wsman", daemon=True
+        )
         self._thread.start()
         self._stopped = False
 
