@@ -18,10 +18,12 @@ everything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from secretscan import scan_runs
@@ -162,35 +164,139 @@ def endpoint(bare_host: Host) -> Iterator[rehearsal.Rehearsal]:
         yield r
 
 
+# --- counts a test module adds to the terminal summary (added up over xdist workers) ------------------
+
+_COUNTS_OUTPUT = "opslib_summary_counts"
+# name → (the line's template, its counts, the counts every worker reports alike: merged by max, not sum)
+SUMMARY_COUNTS: dict[str, tuple[str, dict[str, int], tuple[str, ...]]] = {}
+_WORKER_COUNTS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def summary_counts(
+    name: str, template: str, keys: Sequence[str], *, same: Sequence[str] = ()
+) -> dict[str, int]:
+    """Counts shown in the terminal summary as ``template.format(**counts)`` when any is not zero.
+
+    Under xdist each worker counts its own tests; the controller adds them up (``same``: the largest)."""
+    counts = dict.fromkeys(keys, 0)
+    SUMMARY_COUNTS[name] = (template, counts, tuple(same))
+    return counts
+
+
+def _merged_counts(config: pytest.Config) -> dict[str, tuple[str, dict[str, int], tuple[str, ...]]]:
+    if not _is_xdist_controller(config):
+        return SUMMARY_COUNTS
+    merged: dict[str, tuple[str, dict[str, int], tuple[str, ...]]] = {}
+    for output in config.stash.get(_WORKER_COUNTS, []):
+        for name, (template, counts, same) in output.items():
+            _, total, _ = merged.setdefault(name, (template, dict.fromkeys(counts, 0), tuple(same)))
+            for key, value in counts.items():
+                total[key] = max(total[key], value) if key in same else total[key] + value
+    return merged
+
+
 # --- every evidence folder the session produced goes through the secret scan --------------------------
+#
+# Without xdist this process scans its own base temp with the secrets registered in it. Under xdist the
+# secrets are registered in the worker that ran the test, so each worker scans its own base temp
+# (``<base>/popen-gwN``) with its own secrets and sends the result to the controller
+# (``config.workeroutput``); the controller adds them up (``pytest_testnodedown``) and fails the session
+# on any finding, or when a worker went down without a result (its folders were not scanned).
 
 TEST_SECRETS = [REHEARSAL_PASSWORD]  # literals of the tests; generated ones are registered by the kit
-_SCAN = pytest.StashKey[tuple[int, int, list[str]]]()
+_SCAN = pytest.StashKey["ScanResult"]()
+_WORKER_SCANS = pytest.StashKey[list[dict[str, Any]]]()
+_WORKER_OUTPUT = "opslib_secret_scan"
+
+
+class ScanResult(NamedTuple):
+    folders: int
+    secrets: int
+    findings: list[str]
+    workers: int = 0
+
+
+def _scan_here(config: pytest.Config) -> dict[str, Any] | None:
+    """This process's scan: its base temp, the secrets registered here (only SHA-256 leaves the process)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return None
+    secrets = sorted(set(opslib_secrets.registered()) | set(TEST_SECRETS))
+    folders, findings = scan_runs(factory.getbasetemp(), secrets)
+    digests = [hashlib.sha256(s.encode("utf-8")).hexdigest() for s in secrets if len(s) >= 6]
+    return {"folders": len(folders), "secret_digests": digests, "findings": list(findings)}
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("dsession")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """Controller: keep each worker's scan result (a worker that crashed has none: a finding)."""
+    scans = node.config.stash.setdefault(_WORKER_SCANS, [])
+    result = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    if result is None:
+        worker = getattr(node, "gateway", None)
+        name = getattr(worker, "id", "a worker")
+        result = {
+            "folders": 0,
+            "secret_digests": [],
+            "findings": [f"{name} went down without a secret scan ({error or 'no result'}): not scanned"],
+        }
+    scans.append(result)
+    counts = getattr(node, "workeroutput", {}).get(_COUNTS_OUTPUT)
+    if counts:
+        node.config.stash.setdefault(_WORKER_COUNTS, []).append(counts)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Scan every run folder under the session's temporary base for every registered secret (all forms),
     PEM private-key headers and PKCS#8 / PKCS#1 / PKCS#12 DER; a finding fails the session."""
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None:
-        return
-    secrets = sorted(set(opslib_secrets.registered()) | set(TEST_SECRETS))
-    folders, findings = scan_runs(factory.getbasetemp(), secrets)
-    session.config.stash[_SCAN] = (len(folders), len([s for s in secrets if len(s) >= 6]), findings)
-    if findings:
+    config = session.config
+    if _is_xdist_controller(config):
+        scans = config.stash.get(_WORKER_SCANS, [])
+        if not scans:
+            return
+        digests = {d for scan in scans for d in scan["secret_digests"]}
+        findings = [f for scan in scans for f in scan["findings"]]
+        result = ScanResult(sum(scan["folders"] for scan in scans), len(digests), findings, len(scans))
+    else:
+        scan = _scan_here(config)
+        if scan is None:
+            return
+        if _is_xdist_worker(config):
+            config.workeroutput[_WORKER_OUTPUT] = scan  # type: ignore[attr-defined]
+            config.workeroutput[_COUNTS_OUTPUT] = {  # type: ignore[attr-defined]
+                name: [template, counts, list(same)]
+                for name, (template, counts, same) in SUMMARY_COUNTS.items()
+            }
+        result = ScanResult(scan["folders"], len(scan["secret_digests"]), scan["findings"])
+    config.stash[_SCAN] = result
+    if result.findings:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for template, counts, _ in _merged_counts(config).values():
+        if any(counts.values()):
+            terminalreporter.write_line(template.format(**counts))
     result = config.stash.get(_SCAN, None)
     if result is None:
         return
-    folders, secrets, findings = result
-    if findings:
+    workers = f" ({result.workers} workers)" if result.workers else ""
+    if result.findings:
         terminalreporter.write_line(
-            f"SECRET SCAN FAILED: {len(findings)} findings in {folders} evidence folders:", red=True
+            f"SECRET SCAN FAILED: {len(result.findings)} findings in {result.folders} evidence folders{workers}:",
+            red=True,
         )
-        for item in findings:
+        for item in result.findings:
             terminalreporter.write_line(f"  {item}", red=True)
     else:
-        terminalreporter.write_line(f"secret scan: {folders} evidence folders, {secrets} secrets: clean")
+        terminalreporter.write_line(
+            f"secret scan: {result.folders} evidence folders, {result.secrets} secrets{workers}: clean"
+        )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
 import conftest
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +35,62 @@ def test_every_tier_is_a_registered_marker() -> None:
     used = set(conftest.TIER_OF_MODULE.values()) | set(conftest.TIER_OF_TEST.values())
     assert used <= set(conftest.TIERS)
     assert {*conftest.TIERS, "slow"} <= registered
+
+
+# --- the session's secret scan, with and without xdist --------------------------------------------------
+
+LEAK_TESTS = """
+import json
+from opslib import credentials
+
+
+def _run(tmp_path, name, value):
+    credentials.register(value)  # registered in the process that runs the test (an xdist worker)
+    folder = tmp_path / name
+    folder.mkdir()
+    note = value if name == "a" else "nothing to see"
+    (folder / "run.json").write_text(json.dumps({"note": note}), encoding="utf-8")
+
+
+def test_a(tmp_path):
+    _run(tmp_path, "a", "worker-secret-AAAA-1234")
+
+
+def test_b(tmp_path):
+    _run(tmp_path, "b", "worker-secret-BBBB-1234")
+"""
+
+
+def _session(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A pytest session of ``LEAK_TESTS`` with this suite's conftest (its own base temp, removed after)."""
+    (tmp_path / "conftest.py").write_text(
+        f"exec(compile(open({str(ROOT / 'tests' / 'conftest.py')!r}).read(), 'conftest.py', 'exec'))\n"
+        'TIER_OF_MODULE["test_leaks"] = "unit"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "test_leaks.py").write_text(LEAK_TESTS, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    with tempfile.TemporaryDirectory(prefix="opslib-scan-") as base:  # not under this session's base temp
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", base, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_the_secret_scan_fails_the_session_on_a_secret_registered_in_any_process(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Under xdist the secrets are registered in the workers: each scans its own folders, the controller
+    adds the results up and fails the session (exit status 1) though every test passed."""
+    leaked = _session(tmp_path, *args)
+    assert leaked.returncode == 1, leaked.stdout + leaked.stderr
+    assert "2 passed" in leaked.stdout
+    workers = " (2 workers)" if args else ""
+    assert f"SECRET SCAN FAILED: 1 findings in 2 evidence folders{workers}:" in leaked.stdout, leaked.stdout
+    assert "a/run.json" in leaked.stdout and "b/run.json" not in leaked.stdout
+    assert "worker-secret" not in leaked.stdout  # the report names the file, never the secret
