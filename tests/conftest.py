@@ -30,7 +30,8 @@ from secretscan import scan_runs
 
 from opslib import credentials as opslib_secrets
 from opslib import rehearsal
-from opslib.rehearsal.host import Host, Invocation
+from opslib.rehearsal import scenarios
+from opslib.rehearsal.host import Host, HostSnapshot, Invocation
 from opslib.rehearsal.programs import filecodec
 
 # --- tiers ---------------------------------------------------------------------------------------------
@@ -162,6 +163,61 @@ def endpoint(bare_host: Host) -> Iterator[rehearsal.Rehearsal]:
     """A plain-HTTP rehearsal endpoint on ``bare_host`` (user Administrator, REHEARSAL_PASSWORD)."""
     with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD) as r:
         yield r
+
+
+# --- rehearsal endpoints shared by the session, put back before each test --------------------------------
+
+
+class SharedEndpoints:
+    """One running rehearsal endpoint per (scenario, options) for the whole session (per xdist worker).
+
+    :meth:`get` puts it back into the state it had when it started before handing it out (``Host.restore``:
+    registry, files, sites, keys, programs, env, history, extra; no faults, no open shells; the host's
+    change hooks as they were) and points its state file at this test's ``state_file`` — so a test
+    never sees another test's leftovers. Starting a host costs a scenario build, a TLS endpoint per
+    started site and the WS-Management listener; a restore costs a deep copy of the model.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._live: dict[str, tuple[rehearsal.Rehearsal, HostSnapshot, list[Any]]] = {}
+
+    def get(
+        self,
+        scenario: str = "default",
+        *,
+        state_file: Path | None = None,
+        build: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> rehearsal.Rehearsal:
+        """The endpoint of ``scenario`` (``options``: :func:`opslib.rehearsal.start`'s; ``build``:
+        ``scenarios.build_host``'s, e.g. ``now_utc``) as it started, writing its state to ``state_file``."""
+        key = repr((scenario, sorted((build or {}).items()), sorted(options.items())))
+        if key not in self._live:
+            workdir = self.base / f"{len(self._live):02d}-{scenario}"
+            host = None
+            if build:
+                host = scenarios.build_host(scenario, workdir=workdir, **build)
+            reh = rehearsal.start(host, scenario=scenario, workdir=workdir, **options)
+            self._live[key] = (reh, reh.snapshot(), list(reh.host.on_change))
+        reh, snap, hooks = self._live[key]
+        reh.host.state_file = state_file
+        reh.host.on_change[:] = hooks
+        reh.restore(snap)
+        return reh
+
+    def stop(self) -> None:
+        for reh, _, _ in self._live.values():
+            reh.stop()
+        self._live.clear()
+
+
+@pytest.fixture(scope="session")
+def shared_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEndpoints]:
+    """Session-wide endpoints; a test takes one with ``shared_endpoints.get(scenario, ...)``."""
+    endpoints = SharedEndpoints(tmp_path_factory.mktemp("shared-hosts"))
+    yield endpoints
+    endpoints.stop()
 
 
 # --- counts a test module adds to the terminal summary (added up over xdist workers) ------------------

@@ -498,18 +498,15 @@ LOCALES = [pytest.param(("en", 437), id="en-437"), pytest.param(("ja", 932), id=
 
 
 @pytest.fixture(params=LOCALES)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    from opslib import rehearsal
-
+def server(request: pytest.FixtureRequest, tmp_path: Path, shared_endpoints: Any) -> Any:
+    """The session's endpoint of the locale's IIS 6 scenario, put back as it started (tests/conftest.py)."""
     locale, codepage = request.param
-    with rehearsal.start(
-        scenario="iis6-ja" if locale == "ja" else "default",
+    return shared_endpoints.get(
+        "iis6-ja" if locale == "ja" else "default",
         locale=locale,
         codepage=codepage,
         state_file=tmp_path / "state.json",
-        workdir=tmp_path / "work",
-    ) as r:
-        yield r
+    )
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any
 from ..credentials import register as _register_secret
 from ..errors import UsageError
 from . import tlsconfig
-from .host import Host
+from .host import Host, HostSnapshot
 from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer
 from .tlsconfig import make_tls_files, server_ssl_context
 
@@ -98,6 +98,18 @@ class Rehearsal:
     def set_faults(self, specs: Sequence[str]) -> None:
         """Replace the active fault specs (``[]`` clears them, e.g. before a ``resume``)."""
         self._server.set_faults(list(specs))
+
+    def snapshot(self) -> HostSnapshot:
+        """The host's state now (``Host.snapshot``), for :meth:`restore`."""
+        return self.host.snapshot()
+
+    def restore(self, snap: HostSnapshot) -> None:
+        """Put the endpoint back as it was at ``snap``: no faults, no open shells, the host's state
+        (tests that share one endpoint restore it before each test)."""
+        self._server.set_faults([])
+        with self._server.lock:
+            self._server.shells.clear()
+        self.host.restore(snap)
 
     def params(
         self,
