@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,10 +97,18 @@ def tier_of(module: str, test: str) -> str | None:
     return TIER_OF_TEST.get(f"{module}::{test}") or TIER_OF_MODULE.get(module)
 
 
+# Module-scoped fixtures that cost a renewal (kernels): under ``--dist loadgroup`` the tests that use one
+# run on one xdist worker (an ``xdist_group``), so it runs once, not once per worker.
+SHARED_RUNS = {"renewal", "runs", "shared"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     unmapped: set[str] = set()
     for item in items:
         module = Path(str(item.fspath)).stem
+        for name in sorted(SHARED_RUNS & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.xdist_group(f"{module}::{name}"))
         test = getattr(item, "originalname", None) or item.name.split("[")[0]
         tier = tier_of(module, test)
         if tier is None:
@@ -112,6 +121,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"tests/conftest.py: no tier for {', '.join(sorted(unmapped))}; add the module to TIER_OF_MODULE"
         )
+
+
+# --- the step engine: real kernels only where the test is about them ---------------------------------------
+#
+# The runbook's in-process step engine (OPSLIB_STEP_ENGINE=inprocess; no effect until it lands) runs the
+# step notebooks' code without a kernel. Notebook-tier tests use it unless marked ``kernel`` (about kernels,
+# interruptions, papermill itself); a renewal per IIS family stays on real kernels (the ``renewal`` of
+# test_notebooks for IIS 6, the iis10 full run of test_iis7_e2e for IIS 10). A module-scoped fixture (a
+# renewal shared by a module) runs in the module's setting: in-process unless the module is marked kernel.
+
+STEP_ENGINE_ENV = "OPSLIB_STEP_ENGINE"
+IN_PROCESS = "inprocess"
+
+
+def _module_is_kernel(module: Any) -> bool:
+    marks = getattr(module, "pytestmark", [])
+    return any(m.name == "kernel" for m in (marks if isinstance(marks, list) else [marks]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _step_engine_of_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    module = request.module
+    if TIER_OF_MODULE.get(Path(str(module.__file__)).stem) != "notebooks" or _module_is_kernel(module):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(STEP_ENGINE_ENV, IN_PROCESS)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _step_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = request.node
+    if node.get_closest_marker("kernel"):
+        monkeypatch.delenv(STEP_ENGINE_ENV, raising=False)
+    elif node.get_closest_marker("notebooks"):
+        monkeypatch.setenv(STEP_ENGINE_ENV, IN_PROCESS)
+
+
+@contextmanager
+def on_real_kernels() -> Iterator[None]:
+    """For a module-scoped fixture whose tests are marked kernel (a renewal that must use kernels)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(STEP_ENGINE_ENV, raising=False)
+        yield
 
 
 # --- tools a test needs: a skip is a failure in CI -------------------------------------------------------

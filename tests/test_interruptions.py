@@ -37,6 +37,8 @@ from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED
 from opslib.rehearsal.programs import stores
 
+pytestmark = pytest.mark.kernel  # signals, dead kernels, the runner as a subprocess: real kernels
+
 OPSLIB = Path(sys.executable).parent / "opslib"
 JOURNAL = r"C:\WINDOWS\Temp\opslib-swap-1.json"
 LOCK = r"C:\WINDOWS\Temp\opslib-renewal.lock"

@@ -61,14 +61,17 @@ def test_b(tmp_path):
 """
 
 
-def _session(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A pytest session of ``LEAK_TESTS`` with this suite's conftest (its own base temp, removed after)."""
+def _session(
+    tmp_path: Path, *args: str, tests: str = LEAK_TESTS, tier: str = "unit"
+) -> subprocess.CompletedProcess[str]:
+    """A pytest session of ``tests`` (module test_leaks in ``tier``) with this suite's conftest (its own
+    base temp, removed after)."""
     (tmp_path / "conftest.py").write_text(
         f"exec(compile(open({str(ROOT / 'tests' / 'conftest.py')!r}).read(), 'conftest.py', 'exec'))\n"
-        'TIER_OF_MODULE["test_leaks"] = "unit"\n',
+        f"TIER_OF_MODULE['test_leaks'] = {tier!r}\n",
         encoding="utf-8",
     )
-    (tmp_path / "test_leaks.py").write_text(LEAK_TESTS, encoding="utf-8")
+    (tmp_path / "test_leaks.py").write_text(tests, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     with tempfile.TemporaryDirectory(prefix="opslib-scan-") as base:  # not under this session's base temp
         return subprocess.run(
@@ -94,3 +97,28 @@ def test_the_secret_scan_fails_the_session_on_a_secret_registered_in_any_process
     assert f"SECRET SCAN FAILED: 1 findings in 2 evidence folders{workers}:" in leaked.stdout, leaked.stdout
     assert "a/run.json" in leaked.stdout and "b/run.json" not in leaked.stdout
     assert "worker-secret" not in leaked.stdout  # the report names the file, never the secret
+
+
+ENGINE_TESTS = """
+import os
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared_run():
+    return os.environ.get("OPSLIB_STEP_ENGINE")  # what a renewal shared by the module would run under
+
+
+def test_steps_run_in_process(shared_run):
+    assert os.environ.get("OPSLIB_STEP_ENGINE") == "inprocess" and shared_run == "inprocess"
+
+
+@pytest.mark.kernel
+def test_about_kernels_runs_on_real_kernels():
+    assert "OPSLIB_STEP_ENGINE" not in os.environ
+"""
+
+
+def test_notebook_tier_tests_take_the_in_process_engine_unless_marked_kernel(tmp_path: Path) -> None:
+    result = _session(tmp_path, tests=ENGINE_TESTS, tier="notebooks")
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
