@@ -285,7 +285,8 @@ _WORKER_COUNTS = pytest.StashKey[list[dict[str, Any]]]()
 def summary_counts(
     name: str, template: str, keys: Sequence[str], *, same: Sequence[str] = ()
 ) -> dict[str, int]:
-    """Counts shown in the terminal summary as ``template.format(**counts)`` when any is not zero.
+    """Counts shown in the terminal summary as ``template.format(**counts)`` when any is not zero (an empty
+    ``template``: ``name: {counts as JSON}``, for counts whose keys the tests add).
 
     Under xdist each worker counts its own tests; the controller adds them up (``same``: the largest)."""
     counts = dict.fromkeys(keys, 0)
@@ -301,7 +302,7 @@ def _merged_counts(config: pytest.Config) -> dict[str, tuple[str, dict[str, int]
         for name, (template, counts, same) in output.items():
             _, total, _ = merged.setdefault(name, (template, dict.fromkeys(counts, 0), tuple(same)))
             for key, value in counts.items():
-                total[key] = max(total[key], value) if key in same else total[key] + value
+                total[key] = max(total.get(key, 0), value) if key in same else total.get(key, 0) + value
     return merged
 
 
@@ -392,9 +393,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    for template, counts, _ in _merged_counts(config).values():
+    for name, (template, counts, _) in _merged_counts(config).items():
         if any(counts.values()):
-            terminalreporter.write_line(template.format(**counts))
+            line = template.format(**counts) if template else f"{name}: {json.dumps(counts, sort_keys=True)}"
+            terminalreporter.write_line(line)
     result = config.stash.get(_SCAN, None)
     if result is None:
         return
