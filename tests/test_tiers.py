@@ -122,3 +122,35 @@ def test_about_kernels_runs_on_real_kernels():
 def test_notebook_tier_tests_take_the_in_process_engine_unless_marked_kernel(tmp_path: Path) -> None:
     result = _session(tmp_path, tests=ENGINE_TESTS, tier="notebooks")
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
+
+
+GROUP_TESTS = """
+import os
+import pytest
+
+
+@pytest.fixture(scope="module")
+def renewal(tmp_path_factory):
+    print(f"renewal set up in {os.getpid()}", file=open(os.environ["SETUPS_FILE"], "a"))
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_uses_the_shared_renewal(renewal, i):
+    pass
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_other(i):
+    pass
+"""
+
+
+def test_tests_sharing_a_module_renewal_run_on_one_xdist_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under --dist loadgroup a module's renewal (SHARED_RUNS) is set up once, not once per worker."""
+    setups = tmp_path / "setups.txt"
+    monkeypatch.setenv("SETUPS_FILE", str(setups))
+    result = _session(tmp_path, "-n", "3", "--dist", "loadgroup", tests=GROUP_TESTS)
+    assert result.returncode == 0 and "12 passed" in result.stdout, result.stdout + result.stderr
+    assert len(setups.read_text(encoding="utf-8").splitlines()) == 1
