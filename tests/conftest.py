@@ -52,6 +52,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_rehearsal_iis7": "rehearsal",
     "test_httpsys": "rehearsal",
     "test_iis7": "rehearsal",
+    "test_httpsys_e2e": "notebooks",
     "test_iis7_e2e": "notebooks",
     "test_rehearsal_chains": "rehearsal",
     "test_chains_e2e": "notebooks",

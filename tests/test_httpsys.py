@@ -7,6 +7,7 @@ holds afterwards.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,11 @@ def failing_at(host: Host, k: int, *, with_effect: bool) -> Iterator[list[str]]:
         host.programs.update(originals)
 
 
+def snapshot(host: Host) -> str:
+    """The emulated registry, deep (a later change cannot alias it)."""
+    return json.dumps(host.state()["registry"], sort_keys=True, default=str)
+
+
 def _reset(env: Env, scenario: str) -> None:
     kind, _, endpoint = PROD_KEY[scenario].rpartition("\\")
     from opslib.rehearsal import iis7 as emulated
@@ -134,9 +140,9 @@ def test_the_netsh_verbs_are_found_read_only_and_the_swap_uses_them(
     tmp_path: Path, scenario: str, update: bool
 ) -> None:
     with serve(tmp_path, scenario) as env:
-        before = dict(env.host.registry)
+        before = snapshot(env.host)
         assert env.backend.netsh_verbs() == {"update": update, "delete": True, "add": True}
-        assert dict(env.host.registry) == before  # the probe changed nothing
+        assert snapshot(env.host) == before  # the probe changed nothing
         line = env.backend.swap_command(production_site="www1.example.jp", new_thumbprint=env.new)
         assert (" update sslcert " in line) is update and " delete sslcert " in line
         port = 8443 if scenario == "iis75-ja" else 443
@@ -175,7 +181,7 @@ def test_dual_stack_swaps_and_reads_back_both_endpoints(tmp_path: Path) -> None:
 
 def test_a_foreign_app_id_on_the_ipv6_endpoint_stops_before_any_change(tmp_path: Path) -> None:
     with serve(tmp_path, "iis10-dualstack-foreign") as env:
-        before = dict(env.host.registry)
+        before = snapshot(env.host)
         with pytest.raises(
             PreconditionFailed,
             match=r"HTTP.sys ipport=\[::\]:443 serves W3SVC/1 .*belongs to another application.*nothing was changed",
@@ -183,7 +189,7 @@ def test_a_foreign_app_id_on_the_ipv6_endpoint_stops_before_any_change(tmp_path:
             env.backend.plan_swap(production_site="www1.example.jp", new_thumbprint=env.new)
         with pytest.raises(PreconditionFailed, match=r"ipport=\[::\]:443"):
             env.backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
-        assert dict(env.host.registry) == before
+        assert snapshot(env.host) == before
 
 
 # --- bare tokens -------------------------------------------------------------------------------------
@@ -197,3 +203,26 @@ def test_netsh_tokens_travel_bare_and_anything_unsafe_is_refused() -> None:
     for bad in ("hostnameport=a b:443", "certhash=AB&echo", "x=1|2", "=1", 'certstorename=MY"x'):
         with pytest.raises(UnsafeArgument, match="bare key=value token"):
             cmdline(["netsh", Bare(bad)])
+
+
+# --- binding conflicts in the pre-flight ------------------------------------------------------------
+
+
+def test_the_preflight_finds_binding_conflicts_and_names_endpoints_and_verbs(tmp_path: Path) -> None:
+    from opslib import preflight
+
+    with serve(tmp_path, "iis75-ja") as env:
+        before = snapshot(env.host)
+        mail = str(env.host.extra["certificate_file"])
+        kwargs = dict(
+            production_site="www1.example.jp", work_site="renew.www1.example.jp", certificate_file=mail
+        )
+        # ssl_port 443 on IIS 7.5: step 1 would refuse (one certificate per IP:port); found before step 0.
+        with pytest.raises(PreconditionFailed, match=r"would change the certificate of W3SVC/1.*ssl_port"):
+            preflight.check_server(env.server, host="web01", ssl_port=443, **kwargs)  # type: ignore[arg-type]
+        ready = preflight.check_server(env.server, host="web01", ssl_port=8443, **kwargs)  # type: ignore[arg-type]
+        row = ready.row()
+        assert row["swap_endpoints"] == "HTTP.sys ipport=0.0.0.0:443"
+        assert row["work_binding"] == "HTTP.sys ipport=0.0.0.0:8443"
+        assert row["netsh_verbs"] == "delete, add (no `update sslcert` here)"
+        assert snapshot(env.host) == before

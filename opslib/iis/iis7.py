@@ -433,6 +433,20 @@ class IIS7Backend(ReadBackChecks):
         found, production, binding, currents = self._swap_target(production_site, new)
         return self._plan(production, binding, currents, found, new, self._stopped_pool(production))
 
+    def check_bindings(
+        self, *, production_site: str, work_site: str, new_thumbprint: str, port: int
+    ) -> dict[str, str]:
+        """Read-only, in the pre-flight (before step 0 changes anything): whatever step 1 (the work
+        binding) or step 2 (the production endpoints) would refuse for a binding reason raises here; the
+        row names the endpoints the swap touches and the netsh verbs it runs (found, not assumed)."""
+        swap = self.plan_swap(production_site=production_site, new_thumbprint=new_thumbprint)
+        bind = self.plan_bind(work_site, new_thumbprint, port=port)
+        return {
+            "netsh_verbs": self.verbs_text() + ("" if self.update_verb else " (no `update sslcert` here)"),
+            "swap_endpoints": ", ".join(c.target for c in swap if c.field == "SslCertHash") or "(none)",
+            "work_binding": ", ".join(c.target for c in bind if c.field == "SslCertHash") or "(in place)",
+        }
+
     def swap_command(self, *, production_site: str, new_thumbprint: str) -> str:
         """The one cmd line :meth:`swap` sends for the server as it is now (read-only: for the plan,
         the lab and the tests that run it with every command failing in turn)."""

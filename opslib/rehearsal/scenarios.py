@@ -214,6 +214,16 @@ SCENARIOS: dict[str, str] = {s.name: s.description for s in _ALL}
 _BY_NAME = {s.name: s for s in _ALL}
 
 
+def shipped_auth(name: str) -> str:
+    """The WinRM authentication a scenario's Windows ships with: ``ntlm`` (Negotiate, message encryption;
+    Basic and unencrypted HTTP refused) from Server 2008 R2 / WinRM 2.0 on, ``basic`` for the Server 2003
+    scenarios (the historical rehearsal endpoint). README "WinRM as shipped"."""
+    scenario = _BY_NAME.get(name)
+    if scenario is None:
+        raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return "ntlm" if int(scenario.windows_version.split(".")[0]) >= 6 else "basic"
+
+
 def _set_versions(host: Host) -> None:
     # IIS version: HKLM\SOFTWARE\Microsoft\InetStp MajorVersion/MinorVersion (REG_DWORD) [I: the key
     # IIS setup writes; read by the kit's probe instead of assuming a version].
