@@ -50,6 +50,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_rehearsal_readback": "rehearsal",
     "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
+    "test_conformance_httpsys": "rehearsal",
     "test_httpsys": "rehearsal",
     "test_iis7": "rehearsal",
     "test_httpsys_e2e": "notebooks",
