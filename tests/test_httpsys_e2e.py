@@ -108,3 +108,23 @@ def test_a_foreign_app_id_endpoint_stops_the_run_before_step_0_changes_anything(
         assert json.dumps(reh.host.state()["registry"], sort_keys=True, default=str) == before
     finally:
         reh.stop()
+
+
+def test_the_dry_run_plan_names_every_endpoint_and_the_netsh_verbs(
+    tmp_path: Path, secrets_: list[str]
+) -> None:
+    reh, params = _start(tmp_path, secrets_, "iis10-dualstack")
+    try:
+        before = json.dumps(reh.host.state()["registry"], sort_keys=True, default=str)
+        evidence = tmp_path / "evidence"
+        assert cli.main(["run", str(params), "--evidence-root", str(evidence), "--dry-run", "--yes"]) == 0
+        run_dir = next(p for p in evidence.iterdir() if (p / "run.json").is_file())
+        facts = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["facts"]
+        plan = {(r["target"], r["field"]): r for r in facts["swap_plan"]}
+        new = reh.host.extra["new_thumbprint"]
+        assert plan[("HTTP.sys ipport=0.0.0.0:443", "SslCertHash")]["after"] == new
+        assert plan[("HTTP.sys ipport=[::]:443", "SslCertHash")]["after"] == new
+        assert plan[("HTTP.sys (netsh http)", "verbs")]["after"].startswith("netsh http update sslcert;")
+        assert json.dumps(reh.host.state()["registry"], sort_keys=True, default=str) == before
+    finally:
+        reh.stop()
