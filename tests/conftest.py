@@ -37,6 +37,8 @@ TIERS = ("unit", "rehearsal", "notebooks", "faults")
 TIER_OF_MODULE: dict[str, str] = {
     "test_backup": "unit",
     "test_certs": "unit",
+    "test_paths": "unit",
+    "test_conformance_certs": "unit",
     "test_evidence": "unit",
     "test_evidence_integrity": "unit",
     "test_params": "unit",
