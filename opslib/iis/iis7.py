@@ -231,7 +231,16 @@ class IIS7Backend(ReadBackChecks):
         """Point one HTTP.sys binding at ``thumb`` and read it back from the registry."""
         what = f"bind {store}\\{thumb} to HTTP.sys {kind}={endpoint}"
         result = self._run_line(
-            set_lines(self.update_verb, kind, endpoint, thumb, store, exists=binding is not None), what=what
+            # A new binding is an `add` on every release: the verb probe only for an existing one.
+            set_lines(
+                binding is not None and self.update_verb,
+                kind,
+                endpoint,
+                thumb,
+                store,
+                exists=binding is not None,
+            ),
+            what=what,
         )
         after = self.http_bindings().get(binding_key(kind, endpoint))
         if after is None or after.thumbprint != thumb:
