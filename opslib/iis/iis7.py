@@ -6,15 +6,15 @@ HTTP.sys keeps the certificate per ``IP:port`` and, from IIS 8, per ``hostname:p
 registry (:mod:`opslib.iis.httpsys`, W-IIS7-REG). Decisions come from ``appcmd list site|apppool /xml``
 (W-IIS7-APPCMD-LIST), the parsed ``reg export`` of the HTTP Parameters key, and exit codes of
 ``appcmd start|stop site`` (W-IIS7-APPCMD-CTL) — never from text; every ``netsh http
-add|update|delete sslcert`` (W-IIS7-NETSH; ``delete && add`` on 2008 R2) is read back from the registry.
+add|update|delete sslcert`` (W-IIS7-NETSH; ``update`` only where netsh has it) is read back from the registry.
 
 Seed step 1 (``bind``): the work site gets its own https binding and HTTP.sys binding — ``*:port:NAME``
 with SNI when the server has it and the work site has one host name (or ``host_header`` names one),
 else ``*:port:`` on ``0.0.0.0:port``; a binding another site already uses is refused (on IIS 7.x the
 work site needs a port of its own, e.g. ``ssl_port: 8443``). The work binding may also be a second
 binding of the production site itself.
-Seed step 2 (``swap``): exactly the production site's HTTP.sys binding changes, in one cmd line with a
-restore branch (:func:`opslib.iis.httpsys.swap_line`), then everything is read back; when the site does
+Seed step 2 (``swap``): exactly the production site's HTTP.sys bindings (IPv4, IPv6, SNI) change, in one
+cmd line with a restore branch (:func:`opslib.iis.httpsys.swap_line`), then everything is read back; when the site does
 not come back the old certificate is put back (self-rollback) and :class:`VerificationFailed` says so.
 """
 
@@ -115,25 +115,21 @@ class IIS7Backend(ReadBackChecks):
         return self.iis_major >= 8
 
     def netsh_verbs(self) -> dict[str, bool]:
-        """Which optional ``netsh http`` verbs this server has, asked read-only once per backend:
-        ``netsh http update sslcert /?`` exit 0 = present (W-IIS7-NETSH-VERBS). Never assumed from the
-        IIS version: Server 2012 R2 answers "command not found" for ``update`` (W-IIS7-NETSH-UPDATE).
-        ``delete`` and ``add`` are documented on every release and are what the restore uses."""
+        """The ``netsh http`` verbs this server has, asked read-only once per backend (W-IIS7-NETSH-VERBS:
+        ``update sslcert /?`` exit 0 = present; never from the IIS version, W-IIS7-NETSH-UPDATE)."""
         if self._verbs is None:
             with self.conn.reading():
-                result = self.conn.run_line(
-                    verb_probe_line("update"), check=False, what="does netsh http know `update sslcert`?"
-                )
-            self._verbs = {"update": result.exit_code == 0, "delete": True, "add": True}
+                probe = self.conn.run_line(verb_probe_line("update"), check=False, what="netsh http update?")
+            self._verbs = {"update": probe.exit_code == 0, "delete": True, "add": True}
         return self._verbs
 
     @property
     def update_verb(self) -> bool:
         return self.netsh_verbs()["update"]
 
-    def verbs_text(self, *, exists: bool = True) -> str:
+    def verbs_text(self) -> str:
         """The netsh verbs a change of an existing binding runs here (for the plan)."""
-        return "update" if exists and self.update_verb else ("delete, add" if exists else "add")
+        return "update" if self.update_verb else "delete, add"
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -230,18 +226,9 @@ class IIS7Backend(ReadBackChecks):
     ) -> None:
         """Point one HTTP.sys binding at ``thumb`` and read it back from the registry."""
         what = f"bind {store}\\{thumb} to HTTP.sys {kind}={endpoint}"
-        result = self._run_line(
-            # A new binding is an `add` on every release: the verb probe only for an existing one.
-            set_lines(
-                binding is not None and self.update_verb,
-                kind,
-                endpoint,
-                thumb,
-                store,
-                exists=binding is not None,
-            ),
-            what=what,
-        )
+        exists = binding is not None  # a new binding is an `add` everywhere: no verb probe for it
+        line = set_lines(exists and self.update_verb, kind, endpoint, thumb, store, exists=exists)
+        result = self._run_line(line, what=what)
         after = self.http_bindings().get(binding_key(kind, endpoint))
         if after is None or after.thumbprint != thumb:
             raise VerificationFailed(
