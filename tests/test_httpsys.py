@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_iis7 import IPPORT, SNI, Env, reg_hash, serve
 
-from opslib.errors import PreconditionFailed, UnsafeArgument
+from opslib.errors import PreconditionFailed, UnsafeArgument, VerificationFailed
 from opslib.rehearsal import cmd, scenarios
 from opslib.rehearsal.host import Host, Invocation
 from opslib.winrm import Bare, cmdline
@@ -150,6 +150,23 @@ def test_the_netsh_verbs_are_found_read_only_and_the_swap_uses_them(
         result = env.backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
         assert result.production.cert_thumbprint == env.new
         assert reg_hash(env.host, PROD_KEY[scenario]) == env.new
+
+
+def test_a_verb_probe_that_says_present_for_a_missing_update_leaves_the_old_certificate(
+    tmp_path: Path,
+) -> None:
+    # W-IIS7-NETSH-VERBS's opposite: `update sslcert /?` exits 0 on a server without `update`.
+    with serve(tmp_path, "iis85") as env:
+        env.host.extra["netsh_probe_lies"] = ["update"]
+        env.host.save_state()
+        env.backend.bind("renew.www1.example.jp", env.new)
+        assert env.backend.netsh_verbs()["update"] is True  # the wrong answer
+        with pytest.raises(
+            VerificationFailed, match=r"rolled back to the previous certificate \w+ and the site is started"
+        ):
+            env.backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
+        assert reg_hash(env.host, PROD_KEY["iis85"]) == env.current
+        assert env.host.web_sites[1].state == "Started"
 
 
 # --- dual stack --------------------------------------------------------------------------------------
