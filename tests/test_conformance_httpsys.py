@@ -11,6 +11,7 @@ from pathlib import Path
 
 import corpus
 import pytest
+from conftest import SharedEndpoints
 from test_iis7 import serve
 
 from opslib.errors import PreconditionFailed
@@ -47,7 +48,9 @@ def test_the_corpus_has_the_entries_the_behaviour_table_cites() -> None:
 # --- netsh http update missing (Server 2012 R2) --------------------------------------------------------
 
 
-def test_update_missing_the_kit_never_sends_update_where_netsh_lacks_it(tmp_path: Path) -> None:
+def test_update_missing_the_kit_never_sends_update_where_netsh_lacks_it(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     entry = ENTRIES["netsh-update-missing-2012r2"]
     # (b) The iis85 host answers the published command with the published answer and a failure.
     host = scenarios.build_host("iis85", workdir=tmp_path / "h")
@@ -56,7 +59,7 @@ def test_update_missing_the_kit_never_sends_update_where_netsh_lacks_it(tmp_path
     assert result.stdout.decode().strip() == entry.extra["netsh_answer"]
     assert entry.extra["netsh_answer"] in entry.output
     # (a) The kit, on a server answering so, finds `update` absent (read-only) and swaps with delete + add.
-    with serve(tmp_path / "s", "iis85") as env:
+    with serve(shared_endpoints, tmp_path / "s", "iis85") as env:
         assert env.backend.netsh_verbs()["update"] is False
         line = env.backend.swap_command(production_site="www1.example.jp", new_thumbprint=env.new)
         assert "netsh http update" not in line and "netsh http delete sslcert hostnameport=" in line
@@ -65,7 +68,9 @@ def test_update_missing_the_kit_never_sends_update_where_netsh_lacks_it(tmp_path
 # --- [::]:443 beside 0.0.0.0:443 -------------------------------------------------------------------------
 
 
-def test_dual_stack_listing_the_kit_stops_on_the_published_foreign_app_id(tmp_path: Path) -> None:
+def test_dual_stack_listing_the_kit_stops_on_the_published_foreign_app_id(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     entry = ENTRIES["netsh-show-dualstack"]
     published = records(entry.output)
     assert [r["IP:port"] for r in published] == ["0.0.0.0:443", "[::]:443"]
@@ -79,7 +84,7 @@ def test_dual_stack_listing_the_kit_stops_on_the_published_foreign_app_id(tmp_pa
     assert len(layout.findall(cmd.execute(host, entry.command, codepage=437).stdout.decode())) == 2
     # (a) The server state the listing shows (AppIds as published; the hashes were redacted, so the
     # host's own certificate stands in): the kit refuses before any change, naming [::]:443.
-    with serve(tmp_path / "s", "iis10-dualstack") as env:
+    with serve(shared_endpoints, tmp_path / "s", "iis10-dualstack") as env:
         for record in published:
             emulated.set_ssl_binding(
                 env.host, "ipport", record["IP:port"], thumbprint=env.current, app_id=record["Application ID"]

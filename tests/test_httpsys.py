@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import SharedEndpoints
 from test_iis7 import IPPORT, SNI, Env, reg_hash, serve
 
 from opslib.errors import PreconditionFailed, UnsafeArgument, VerificationFailed
@@ -103,8 +104,10 @@ def _reset(env: Env, scenario: str) -> None:
 
 
 @pytest.mark.parametrize("scenario", ["iis75-ja", "iis85", "iis10"])
-def test_the_swap_line_restores_from_any_state(tmp_path: Path, scenario: str) -> None:
-    with serve(tmp_path, scenario) as env:
+def test_the_swap_line_restores_from_any_state(
+    shared_endpoints: SharedEndpoints, tmp_path: Path, scenario: str
+) -> None:
+    with serve(shared_endpoints, tmp_path, scenario) as env:
         line = env.backend.swap_command(production_site="www1.example.jp", new_thumbprint=env.new)
         chain = line.split(" || (")[0]
         commands = chain.count("&&") + 1
@@ -123,9 +126,11 @@ def test_the_swap_line_restores_from_any_state(tmp_path: Path, scenario: str) ->
                 assert env.host.web_sites[1].state == "Started", (k, with_effect, seen)
 
 
-def test_a_certificate_missing_from_my_leaves_the_old_one_bound_by_the_line_alone(tmp_path: Path) -> None:
+def test_a_certificate_missing_from_my_leaves_the_old_one_bound_by_the_line_alone(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     # The reproduction: on 2008 R2 `add NEW` fails (1312) after `delete` succeeded.
-    with serve(tmp_path, "iis75-ja") as env:
+    with serve(shared_endpoints, tmp_path, "iis75-ja") as env:
         line = env.backend.swap_command(production_site="www1.example.jp", new_thumbprint="AB" * 20)
         env.server.conn.run_line(line, check=False, what="the swap line")
         assert reg_hash(env.host, PROD_KEY["iis75-ja"]) == env.current
@@ -137,9 +142,9 @@ def test_a_certificate_missing_from_my_leaves_the_old_one_bound_by_the_line_alon
 
 @pytest.mark.parametrize(("scenario", "update"), [("iis75-ja", False), ("iis85", False), ("iis10", True)])
 def test_the_netsh_verbs_are_found_read_only_and_the_swap_uses_them(
-    tmp_path: Path, scenario: str, update: bool
+    shared_endpoints: SharedEndpoints, tmp_path: Path, scenario: str, update: bool
 ) -> None:
-    with serve(tmp_path, scenario) as env:
+    with serve(shared_endpoints, tmp_path, scenario) as env:
         before = snapshot(env.host)
         assert env.backend.netsh_verbs() == {"update": update, "delete": True, "add": True}
         assert snapshot(env.host) == before  # the probe changed nothing
@@ -153,10 +158,11 @@ def test_the_netsh_verbs_are_found_read_only_and_the_swap_uses_them(
 
 
 def test_a_verb_probe_that_says_present_for_a_missing_update_leaves_the_old_certificate(
+    shared_endpoints: SharedEndpoints,
     tmp_path: Path,
 ) -> None:
     # W-IIS7-NETSH-VERBS's opposite: `update sslcert /?` exits 0 on a server without `update`.
-    with serve(tmp_path, "iis85") as env:
+    with serve(shared_endpoints, tmp_path, "iis85") as env:
         env.host.extra["netsh_probe_lies"] = ["update"]
         env.host.save_state()
         env.backend.bind("renew.www1.example.jp", env.new)
@@ -172,9 +178,11 @@ def test_a_verb_probe_that_says_present_for_a_missing_update_leaves_the_old_cert
 # --- dual stack --------------------------------------------------------------------------------------
 
 
-def test_dual_stack_swaps_and_reads_back_both_endpoints(tmp_path: Path) -> None:
+def test_dual_stack_swaps_and_reads_back_both_endpoints(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     v4, v6 = IPPORT + r"\0.0.0.0:443", IPPORT + r"\[::]:443"
-    with serve(tmp_path, "iis10-dualstack") as env:
+    with serve(shared_endpoints, tmp_path, "iis10-dualstack") as env:
         assert reg_hash(env.host, v6) == env.current
         env.backend.bind("renew.www1.example.jp", env.new)
         plan = env.backend.plan_swap(production_site="www1.example.jp", new_thumbprint=env.new)
@@ -196,8 +204,10 @@ def test_dual_stack_swaps_and_reads_back_both_endpoints(tmp_path: Path) -> None:
         assert (reg_hash(env.host, v4), reg_hash(env.host, v6)) == (env.current, env.current)
 
 
-def test_a_foreign_app_id_on_the_ipv6_endpoint_stops_before_any_change(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis10-dualstack-foreign") as env:
+def test_a_foreign_app_id_on_the_ipv6_endpoint_stops_before_any_change(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with serve(shared_endpoints, tmp_path, "iis10-dualstack-foreign") as env:
         before = snapshot(env.host)
         with pytest.raises(
             PreconditionFailed,
@@ -225,10 +235,12 @@ def test_netsh_tokens_travel_bare_and_anything_unsafe_is_refused() -> None:
 # --- binding conflicts in the pre-flight ------------------------------------------------------------
 
 
-def test_the_preflight_finds_binding_conflicts_and_names_endpoints_and_verbs(tmp_path: Path) -> None:
+def test_the_preflight_finds_binding_conflicts_and_names_endpoints_and_verbs(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     from opslib import preflight
 
-    with serve(tmp_path, "iis75-ja") as env:
+    with serve(shared_endpoints, tmp_path, "iis75-ja") as env:
         before = snapshot(env.host)
         mail = str(env.host.extra["certificate_file"])
         kwargs = dict(
