@@ -128,3 +128,27 @@ def test_the_dry_run_plan_names_every_endpoint_and_the_netsh_verbs(
         assert json.dumps(reh.host.state()["registry"], sort_keys=True, default=str) == before
     finally:
         reh.stop()
+
+
+def test_a_work_port_step_1_would_refuse_stops_the_run_in_step_0_with_nothing_changed(
+    tmp_path: Path, secrets_: list[str]
+) -> None:
+    # The new-user case: iis75-ja with ssl_port 443 (IIS 7.5 has one certificate per IP:port).
+    reh, params = _start(tmp_path, secrets_, "iis75-ja")
+    try:
+        data = yaml.safe_load(params.read_text(encoding="utf-8"))
+        data["ssl_port"] = 443
+        params.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        before = json.dumps(reh.host.state()["registry"], sort_keys=True, default=str)
+        evidence = tmp_path / "evidence"
+        assert cli.main(["run", str(params), "--evidence-root", str(evidence), "--yes"]) != 0
+        run_dir = next(p for p in evidence.iterdir() if (p / "run.json").is_file())
+        manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        assert manifest["failed_step"] == "00_precheck_root_store"
+        assert (
+            "would change the certificate of W3SVC/1" in manifest["error"] and "ssl_port" in manifest["error"]
+        )
+        # The G5 root step 0 would disable is still enabled: the registry is as it was.
+        assert json.dumps(reh.host.state()["registry"], sort_keys=True, default=str) == before
+    finally:
+        reh.stop()
