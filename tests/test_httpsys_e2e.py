@@ -111,7 +111,7 @@ def test_a_foreign_app_id_endpoint_stops_the_run_before_step_0_changes_anything(
 
 
 def test_the_dry_run_plan_names_every_endpoint_and_the_netsh_verbs(
-    tmp_path: Path, secrets_: list[str]
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     reh, params = _start(tmp_path, secrets_, "iis10-dualstack")
     try:
@@ -125,6 +125,15 @@ def test_the_dry_run_plan_names_every_endpoint_and_the_netsh_verbs(
         assert plan[("HTTP.sys ipport=0.0.0.0:443", "SslCertHash")]["after"] == new
         assert plan[("HTTP.sys ipport=[::]:443", "SslCertHash")]["after"] == new
         assert plan[("HTTP.sys (netsh http)", "verbs")]["after"].startswith("netsh http update sslcert;")
+        # The console's plan, as the operator (and the change approver) reads it.
+        shown = "".join(capsys.readouterr())
+        assert (
+            f"HTTP.sys ipport=[::]:443: SslCertHash {reh.host.extra['current_thumbprint']} → {new}" in shown
+        )
+        assert (
+            "HTTP.sys (netsh http): verbs (none) → netsh http update sslcert; on failure: delete, add"
+            in shown
+        )
         assert json.dumps(reh.host.state()["registry"], sort_keys=True, default=str) == before
     finally:
         reh.stop()
