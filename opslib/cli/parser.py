@@ -29,10 +29,13 @@ REHEARSAL_SCENARIOS = (
     "hashfile-probe-denies",
     "hashfile-probe-lies",
     "iis10",
+    "iis10-dualstack",
+    "iis10-dualstack-foreign",
     "iis10-sni",
     "iis6-ja",
     "iis7",
     "iis75-ja",
+    "iis85",
     "key-not-exportable",
     "modern-chain",
     "no-g5",
@@ -237,8 +240,9 @@ def _add_rehearse(sub: Any) -> None:
     srv.add_argument(
         "--auth",
         choices=["basic", "ntlm", "negotiate"],
-        default="basic",
-        help="basic (historical rehearsal default) | ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP)",
+        default=None,
+        help="ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP; the default for Server 2008 R2+ "
+        "scenarios) | basic (Basic over HTTP: the default for the Server 2003 scenarios)",
     )
     srv.add_argument(
         "--allow-basic", action="store_true", default=None, help="with --auth ntlm: also accept Basic"
