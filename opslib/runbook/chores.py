@@ -87,6 +87,7 @@ def hold_server_lock(
     operator: str,
     break_lock: bool,
     resumes: str = "",
+    hmac_key: bytes | None = None,
 ) -> contextlib.AbstractContextManager[Any]:
     """The server's renewal lock (:mod:`opslib.server.renewal_lock`) for the run; taken and released on short
     connections of ``connect``, recorded in run.json."""
@@ -97,7 +98,7 @@ def hold_server_lock(
         operator=operator,
         break_lock=break_lock,
         resumes=resumes,
-        record=lambda **fields: evidence.update_run(run_dir, **fields),
+        record=lambda **fields: evidence.update_run(run_dir, hmac_key=hmac_key, **fields),
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import credentials, evidence
+from .. import credentials
 from .. import params as params_
 from ..errors import OpsError, StepFailed
 from ..ops import swap
@@ -63,10 +63,10 @@ class RunContext:
     _index: int = 0
 
     def __post_init__(self) -> None:
-        self.record = RunRecorder(self.run_dir)
+        self.record = RunRecorder(self.run_dir, hmac_key=self.hmac_key)
 
     def execute(self, steps: list[Step]) -> int:
-        evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
+        self.record.write(selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         self._steps = list(steps)
         runner: StepEngine = RunnerEngine()
@@ -112,7 +112,7 @@ class RunContext:
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
             if isinstance(failure, signals.Interrupted):  # run.json says so; status stays one of STATUSES
-                evidence.update_run(self.run_dir, interrupted={"signal": signals.signal_name(failure.signum)})
+                self.record.write(interrupted={"signal": signals.signal_name(failure.signum)})
             if isinstance(failure, StepFailed):
                 failure = failure_.advise(failure, self.situation())
             lines = self.close(
@@ -184,6 +184,7 @@ class RunContext:
             operator=operator(),
             break_lock=break_lock,
             resumes=resumes,
+            hmac_key=self.hmac_key,
         )
 
     def production_now(self) -> str:

@@ -84,6 +84,13 @@ class RunRecorder:
     run_dir: Path
     steps: list[dict[str, Any]] = field(default_factory=list)
     renders: list[Future[None]] = field(default_factory=list)  # waited for before finalizing
+    # evidence.hmac_key: every write of the unfinished run.json is signed (progress_hmac), so that a
+    # resume can tell the runner's writes from anyone else's (evidence.verify_for_resume).
+    hmac_key: bytes | None = field(default=None, repr=False)
+
+    def write(self, **fields: Any) -> None:
+        """Update run.json (signed with the run's key when one is set): the runner's one writer."""
+        evidence.update_run(self.run_dir, hmac_key=self.hmac_key, **fields)
 
     def open_step(self, step: Step, *, engine: str) -> dict[str, Any]:
         """A new record for ``step`` (status ``running``), written to run.json at once."""
@@ -100,7 +107,7 @@ class RunRecorder:
             "error": None,
         }
         self.steps.append(record)
-        evidence.update_run(self.run_dir, steps=self.steps)
+        self.write(steps=self.steps)
         return record
 
     def end_step(self, record: dict[str, Any], *, duration_s: float) -> None:
@@ -108,13 +115,13 @@ class RunRecorder:
 
     def step_failed(self, record: dict[str, Any], error: StepFailed, *, step: str) -> None:
         record.update(status="failed", error=str(error))
-        evidence.update_run(self.run_dir, steps=self.steps, failed_step=step)
+        self.write(steps=self.steps, failed_step=step)
 
     def step_succeeded(
         self, record: dict[str, Any], facts: dict[str, Any], *, all_facts: dict[str, Any]
     ) -> None:
         record.update(status="succeeded", facts=facts)
-        evidence.update_run(self.run_dir, steps=self.steps, facts=all_facts)
+        self.write(steps=self.steps, facts=all_facts)
 
     def stop_running(self, error: str | None) -> None:
         """A step still running as the run closes (the runner itself was stopped) failed."""
@@ -142,8 +149,7 @@ class RunRecorder:
     ) -> None:
         """Close the evidence: the last fields of run.json, the report, the file hashes (finalized)."""
         transcript = self.run_dir / "transcript.jsonl"
-        evidence.update_run(
-            self.run_dir,
+        self.write(
             status=status,
             error=error,
             failed_step=failed_step if status == "failed" else None,
