@@ -75,6 +75,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
+    "test_forward": "notebooks",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

@@ -29,6 +29,7 @@ from .. import params as params_
 from ..errors import PreconditionFailed
 from ..server import open_server
 from ..text import escape_text
+from .record import now_utc
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -159,7 +160,7 @@ def newer_run(root: Path, thumbprint: str, *, exclude: str) -> str:
 
 
 def check_rollback_target(
-    params: params_.Parameters, *, force_expired: bool, now_utc: datetime | None = None
+    params: params_.Parameters, *, force_expired: bool, moment: datetime | None = None
 ) -> dict[str, Any]:
     """A rollback's target certificate: expired → :class:`PreconditionFailed` (before any run folder)
     unless ``force_expired``; within ``warn_days`` → a console warning. Returns run.json's fields."""
@@ -174,7 +175,7 @@ def check_rollback_target(
         return {}
     if until.tzinfo is None:
         until = until.replace(tzinfo=UTC)
-    now = now_utc or datetime.now(UTC)
+    now = moment or now_utc()
     left = until - now
     if left <= timedelta(0):
         if not force_expired:
