@@ -76,6 +76,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
     "test_forward": "notebooks",
+    "test_locks": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

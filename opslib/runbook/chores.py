@@ -23,6 +23,7 @@ from .. import evidence
 from ..errors import OpsError
 from ..server import renewal_lock as server_lock
 from ..server.session import CAPABILITIES_FILE
+from ..text import escape_text
 from ..winrm import STATE_FILE, Connection, connect_params
 from ..winrm.transcript import stale_temp_dirs
 from ..winrm.transfer import leftover_advice
@@ -102,6 +103,21 @@ def hold_server_lock(
     )
 
 
+def refuse_if_locked(winrm: dict[str, Any], *, host: str, break_lock: bool, resumes: str = "") -> None:
+    """Before the run folder exists: a run the server's lock would refuse is refused here, on a short
+    connection of its own (no failed run folder that would suggest resuming itself; the message names
+    the run that holds the lock). Taking the lock later stays the atomic step."""
+    with connect_params(winrm, host=host) as conn:
+        server_lock.ServerLock(conn, host=host).check_free(break_lock=break_lock, resumes=resumes)
+
+
+def check_lock(connect: Callable[[], Connection], *, host: str, run_dir: Path) -> None:
+    """Before a step that changes the server: the server's renewal lock is still this run's (a run
+    whose lock another run broke stops here, naming who broke it)."""
+    with connect() as conn:
+        server_lock.check_held(conn, host=host, run_id=run_dir.name)
+
+
 @contextlib.contextmanager
 def finish_run_folder(connect: Callable[[], Connection], run_dir: Path) -> Iterator[None]:
     """At the end of the run, remove the run's temp folder on the server (read back) when a
@@ -116,4 +132,6 @@ def finish_run_folder(connect: Callable[[], Connection], run_dir: Path) -> Itera
                 with connect() as conn:
                     conn.finish_run()
             except OpsError as exc:  # named in run.json's left_on_server (no read-back in the transcript)
-                print(f"opslib: could not remove the run's temp folder {named} ({exc})", flush=True)
+                print(
+                    escape_text(f"opslib: could not remove the run's temp folder {named} ({exc})"), flush=True
+                )

@@ -25,6 +25,7 @@ from .. import params as params_
 from ..errors import OpsError, StepFailed
 from ..ops import swap
 from ..server import open_server
+from ..text import escape_text
 from ..winrm import Connection
 from . import chores, console, signals
 from . import failure as failure_
@@ -127,6 +128,8 @@ class RunContext:
 
     def _run(self, step: Step, engine: StepEngine, passed: dict[str, Any]) -> None:
         """One step on ``engine``: its record, the engine's outcome, the console line; raises its failure."""
+        if step.changes_server and not self.dry_run:  # another run may have broken this run's lock
+            chores.check_lock(self.connector(), host=self.params.host, run_dir=self.run_dir)
         record = self.record.open_step(step, engine=engine.name)
         t0 = time.monotonic()
         outcome = engine.execute(step, self, passed)
@@ -150,7 +153,8 @@ class RunContext:
         for ignored in facts.get("ca_certificates_ignored") or ():  # step 1: not on the new leaf's path
             print(
                 f"opslib: warning: not installed (not on the new certificate's chain): "
-                f"{ignored.get('certificate', '')} [{str(ignored.get('thumbprint', ''))[:8]}…]",
+                f"{escape_text(ignored.get('certificate', ''), limit=300)} "
+                f"[{escape_text(str(ignored.get('thumbprint', ''))[:8])}…]",
                 file=sys.stderr,
                 flush=True,
             )
@@ -283,6 +287,7 @@ class RunContext:
         extra: dict[str, Any] = {}
         if status == "failed":
             lines, self.serving = failure_.recovery_lines(self.situation(), failed)
+            lines = [escape_text(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()
         self.record.close(
             status=status,

@@ -136,12 +136,17 @@ def read_production(
     """:func:`check_production` on a short connection of its own, before the run folder exists (a
     refusal leaves no run folder that would suggest resuming itself); returns run.json's
     ``production_check``. ``env``: prompted secrets ({key path: environment variable})."""
+    site = str(params.get("production_site") or params.site)
+    with open_server(winrm_values(params, env), host=params.host) as server:
+        return check_production(server, site=site, expected=expected, root=root)
+
+
+def winrm_values(params: params_.Parameters, env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``winrm`` mapping for a connection of the runner (a prompted password through its variable)."""
     winrm = dict(params.data["winrm"])
     if "winrm.password" in env:
         winrm["password"] = f"env:{env['winrm.password']}"
-    site = str(params.get("production_site") or params.site)
-    with open_server(winrm, host=params.host) as server:
-        return check_production(server, site=site, expected=expected, root=root)
+    return winrm
 
 
 def newer_run(root: Path, thumbprint: str, *, exclude: str) -> str:
@@ -209,5 +214,6 @@ __all__ = [
     "for_rollback",
     "newer_run",
     "read_production",
+    "winrm_values",
     "served_thumbprints",
 ]

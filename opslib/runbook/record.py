@@ -25,6 +25,7 @@ from typing import Any
 from .. import evidence
 from ..errors import StepFailed, UsageError
 from ..evidence.report import write_report
+from ..text import escape_text
 from ..winrm.transcript import channels, cleartext_acceptances
 from .chores import left_on_server
 from .steps import Step
@@ -171,7 +172,9 @@ def write_run_report(run_dir: Path) -> None:
     try:
         write_report(run_dir, before_finalizing=True)
     except Exception as exc:  # the report is a reading aid; the notebooks and run.json are the evidence
-        print(f"opslib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
+        print(
+            escape_text(f"opslib: could not write the report ({type(exc).__name__}: {exc})"), file=sys.stderr
+        )
 
 
 def summarize(run_dir: str | os.PathLike[str]) -> str:
@@ -211,4 +214,5 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
     if m.get("error"):
         lines.append(f"  error: {m['error']}")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
-    return "\n".join(lines)
+    # Certificate, server and file-name text: control characters escaped line by line.
+    return "\n".join(escape_text(part) for line in lines for part in line.split("\n"))

@@ -149,6 +149,14 @@ def launch(spec: Launch) -> int:
     with locked(spec.root, params.host, params.site):
         preflight.check_inputs(params, steps=[s.name for s in selected], prompted=env)
         fields = {**spec.fields, **(spec.prepare(hmac_key) if spec.prepare else {})}
+        resumes = fields.get("resumes") if isinstance(fields.get("resumes"), dict) else {}
+        if not spec.dry_run:  # a run the server's lock refuses leaves no run folder
+            chores.refuse_if_locked(
+                forward.winrm_values(params, env),
+                host=params.host,
+                break_lock=spec.break_lock,
+                resumes=str((resumes or {}).get("run_id") or ""),
+            )
         if expected is not None:  # before any run folder or change: production has not moved on
             checked["production_check"] = forward.read_production(params, env, expected, root=spec.root)
         fields = {**fields, **checked, **({"forced": forced} if forced else {})}
@@ -190,7 +198,6 @@ def launch(spec: Launch) -> int:
         for step, _ in spec.carried:  # the resumed run swapped already: its undo belongs here too
             if step.writes_rollback and not spec.dry_run:
                 ctx.write_rollback_file(step)
-        resumes = fields.get("resumes") if isinstance(fields.get("resumes"), dict) else {}
         ctx.server_lock = ctx.hold_server_lock(
             break_lock=spec.break_lock, resumes=str((resumes or {}).get("run_id") or "")
         )
