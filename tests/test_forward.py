@@ -13,6 +13,7 @@ making step 3's first call raise, as a real fault there would.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets as random
@@ -181,3 +182,42 @@ def test_a_resume_refuses_a_run_whose_evidence_does_not_verify(
     assert len(_runs(root)) == 1
     assert _served(reh) == reh.host.extra["current_thumbprint"]
     assert os.environ.get("OPSLIB_STEP_ENGINE") == "inprocess"
+
+
+@pytest.mark.timeout(600)
+def test_a_full_evidence_disk_stops_with_one_message_cleans_the_server_and_resumes_later(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    params, root = _params(reh, tmp_path), tmp_path / "evidence"
+    from opslib.evidence import folder
+
+    real = folder.write_run_json
+
+    def full_once_step_1_starts(run_dir: Any, doc: dict[str, Any]) -> None:
+        if any(s.get("name") == "01_install_certificate" for s in doc.get("steps") or []):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(run_dir, doc)
+
+    with monkeypatch.context() as m:
+        m.setattr(folder, "write_run_json", full_once_step_1_starts)
+        assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes"]) == 1
+    err = capsys.readouterr().err
+    (a,) = _runs(root)
+    assert err.count("cannot write the evidence (No space left on device)") >= 1
+    assert "Traceback" not in err
+    assert f"opslib: error: {a}: cannot write the evidence (No space left on device)" in err
+    assert f"then continue: opslib resume {a}" in err
+    state = reh.host.state()
+    left = [d for d in state["dirs"] if "opslib-" in d.lower()]
+    assert left == [], f"the lock and the run's temp folder are removed: {left}"
+    assert _manifest(a)["status"] == "running", "the evidence stays unfinished: the resume closes it"
+    assert _served(reh) == reh.host.extra["current_thumbprint"], "step 01 never ran"
+
+    # The disk is back: the run is resumed from step 01 and the evidence verifies.
+    assert cli.main(["resume", str(a), "--yes"]) == 0
+    assert _served(reh) == reh.host.extra["new_thumbprint"]
+    assert _manifest(a)["status"] == "failed"
+    assert cli.main(["evidence", "verify", "--root", str(root)]) == 0

@@ -99,8 +99,15 @@ def hold_server_lock(
         operator=operator,
         break_lock=break_lock,
         resumes=resumes,
-        record=lambda **fields: evidence.update_run(run_dir, hmac_key=hmac_key, **fields),
+        record=lambda **fields: _record_lock(run_dir, hmac_key, fields),
     )
+
+
+def _record_lock(run_dir: Path, hmac_key: bytes | None, fields: dict[str, Any]) -> None:
+    """run.json's ``server_lock``; a full or read-only disk never keeps the lock from being released
+    (the run's own next write stops the run with the one message)."""
+    with contextlib.suppress(OSError):
+        evidence.update_run(run_dir, hmac_key=hmac_key, **fields)
 
 
 def refuse_if_locked(winrm: dict[str, Any], *, host: str, break_lock: bool, resumes: str = "") -> None:

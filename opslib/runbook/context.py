@@ -30,7 +30,7 @@ from ..winrm import Connection
 from . import chores, console, signals
 from . import failure as failure_
 from .engines import DEFAULT_ENGINE, RunnerEngine, StepEngine, engine_for
-from .record import RunFailed, RunRecorder, operator, summarize
+from .record import RunFailed, RunRecorder, operator, printable, summarize, write_failure
 from .rollback import write_rollback
 from .steps import Step, consumed_facts, notebook_parameters
 
@@ -104,6 +104,8 @@ class RunContext:
                     guard.check(where=f"after step {step.name}", hint=signals.next_command(self.run_dir))
         except OpsError as exc:
             failure = exc
+        except OSError as exc:  # the evidence folder (a notebook, a render) could not be written
+            failure = self.record.write_failed or write_failure(self.run_dir, exc)
         except KeyboardInterrupt:  # outside a guarded step (e.g. at the confirmation question)
             failure = signals.Interrupted(2, hint=signals.next_command(self.run_dir))
         except BaseException as exc:  # a dead kernel …: still close the evidence
@@ -287,7 +289,7 @@ class RunContext:
         extra: dict[str, Any] = {}
         if status == "failed":
             lines, self.serving = failure_.recovery_lines(self.situation(), failed)
-            lines = [escape_text(line) for line in lines]  # server and certificate text, escaped
+            lines = [printable(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()
         self.record.close(
             status=status,
