@@ -28,6 +28,7 @@ from opslib import cli, rehearsal
 from opslib.errors import RunLocked
 from opslib.server import renewal_lock
 from opslib.winrm import Connection, Raw, connect_params
+from opslib.winrm.transcript import CREATE_TEMP
 
 WINRM_ENV, PFX_ENV = "OPSLIB_LOCKS_WINRM", "OPSLIB_LOCKS_PFX"
 
@@ -176,3 +177,42 @@ def test_a_run_refused_by_the_lock_leaves_no_run_folder_and_names_the_holder(
     assert not root.exists() or not [p for p in root.iterdir() if (p / "run.json").is_file()]
     state = reh.host.state()
     assert all(s["ssl_cert_hash"] != reh.host.extra["new_thumbprint"] for s in state["sites"].values())
+
+
+@pytest.mark.timeout(600)
+def test_breaking_a_dead_runs_lock_removes_what_it_left_on_the_server(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run died in step 3 (its temp folder holds the exported PFX and its base64 copy) and its lock
+    stays; the operator breaks the lock: the new run reads the dead run's transcript, removes that
+    folder (read back) and records whom it broke."""
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    dead = tmp_path / "elsewhere" / "20260101T000000Z_web01_www1.example.jp"
+    dead.mkdir(parents=True)
+    with _connect(reh, tmp_path) as conn:
+        temp = conn.run(["echo", Raw("%TEMP%")]).stdout_text.strip() + "\\opslib-0123456789ab"
+        conn.run(["mkdir", temp])
+        conn.upload(b"PFX", temp + "\\export.pfx")
+        conn.upload(b"UEZY", temp + "\\export.b64")
+        entry = {"what": CREATE_TEMP, "argv": ["mkdir", temp], "exit_code": 0}
+        (dead / "transcript.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, json.dumps(_holder(dead.name, evidence=str(dead))).encode())
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes", "--break-lock"]) == 0
+    out = capsys.readouterr().out
+    assert f"broke the server's renewal lock held by run {dead.name}" in out
+    state = reh.host.state()
+    assert not [f for f in state["files"] if "opslib-0123456789ab" in f.lower()], "the PFX copies are gone"
+    assert not [d for d in state["dirs"] if "opslib-" in d.lower()], "nothing of the kit's is left"
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert doc["server_lock"]["broken"]["run_id"] == dead.name
+    assert doc["left_on_server"] == []
+    transcript = (run / "transcript.jsonl").read_text(encoding="utf-8")
+    assert "opslib-0123456789ab" in transcript  # the removal and its read-back are in this run's evidence

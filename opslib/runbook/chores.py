@@ -100,7 +100,29 @@ def hold_server_lock(
         break_lock=break_lock,
         resumes=resumes,
         record=lambda **fields: _record_lock(run_dir, hmac_key, fields),
+        on_broken=lambda previous, url: inherit_from_broken(run_dir, previous, url=url),
     )
+
+
+def inherit_from_broken(run_dir: Path, previous: dict[str, Any], *, url: str) -> list[str]:
+    """A run that broke another run's lock: the temp folders the broken run's transcript shows it left
+    (its evidence folder, when this machine can read it) join what this run's lock connection removes and
+    reads back (``connection.json`` ``inherited_folders``; the PFX copies a dead step 3 left are in them);
+    what stays is named in this run's summary. Returns the folders found."""
+    evidence_dir = previous.get("evidence")
+    if not isinstance(evidence_dir, str) or not evidence_dir or not url:
+        return []
+    folders = stale_temp_dirs(Path(evidence_dir) / "transcript.jsonl")
+    if folders:
+        state = connection_state(run_dir)
+        if state.get("url") not in (None, url):
+            state = {}
+        known = [f for f in state.get("inherited_folders") or [] if isinstance(f, str)]
+        state.update(url=url, inherited_folders=list(dict.fromkeys([*known, *folders])))
+        (run_dir / STATE_FILE).write_text(
+            json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    return folders
 
 
 def _record_lock(run_dir: Path, hmac_key: bytes | None, fields: dict[str, Any]) -> None:

@@ -319,11 +319,14 @@ def hold(
     break_lock: bool = False,
     resumes: str = "",
     record: Any = None,
+    on_broken: Any = None,
 ) -> Iterator[dict[str, Any]]:
     """Hold the server's renewal lock while the block runs (the runner wraps all its steps in it).
 
     ``conn_factory()`` opens a short connection (used for taking and for releasing); ``record(**fields)``
     writes into ``run.json`` (``server_lock``: the folder, who took it, what was broken, how it ended).
+    ``on_broken(previous, url)``: after breaking another run's lock, before ``remove_inherited`` — the
+    runner adds the temp folders the broken run left (its transcript) to what this connection removes.
     """
     run_id = run_dir.name
     holder = {
@@ -339,7 +342,9 @@ def hold(
         lock = ServerLock(conn, host=host)
         previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
         folder = lock.folder
-        conn.remove_inherited()  # a resume: what the resumed run left in %TEMP% (it is over: we hold its lock)
+        if previous is not None and "broken_because" in previous and on_broken is not None:
+            on_broken(previous, conn.url)
+        conn.remove_inherited()  # what the resumed or broken run left in %TEMP% (it is over: we hold its lock)
     info: dict[str, Any] = {"folder": folder, "holder": holder}
     if previous is not None:
         info["broken" if "broken_because" in previous else "taken_over"] = previous
