@@ -216,3 +216,40 @@ def test_breaking_a_dead_runs_lock_removes_what_it_left_on_the_server(
     assert doc["left_on_server"] == []
     transcript = (run / "transcript.jsonl").read_text(encoding="utf-8")
     assert "opslib-0123456789ab" in transcript  # the removal and its read-back are in this run's evidence
+
+
+@pytest.mark.timeout(600)
+def test_a_run_whose_lock_was_broken_stops_before_its_next_change(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    import opslib.ops.roots as roots
+
+    real_verify = roots.verify
+
+    def verify_then_broken(*args: Any, **kwargs: Any) -> Any:  # during step 0, another run breaks the lock
+        result = real_verify(*args, **kwargs)
+        with _connect(reh, tmp_path) as conn:
+            lock = renewal_lock.ServerLock(conn, host="web01")
+            conn.upload(
+                json.dumps(_holder("BREAKER", operator="eve")).encode(), lock.folder + "\\holder.json"
+            )
+        return result
+
+    monkeypatch.setattr(roots, "verify", verify_then_broken)
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "this run's lock was broken: it now belongs to run BREAKER by eve on elsewhere" in err
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert [s["name"] for s in doc["steps"]] == ["00_precheck_root_store"], "step 01 never started"
+    assert doc["server_lock"]["released"].startswith("left in place: it now belongs to run BREAKER")
+    state = reh.host.state()
+    assert all(s["ssl_cert_hash"] != reh.host.extra["new_thumbprint"] for s in state["sites"].values())
+    assert not any(reh.host.extra["new_thumbprint"] in k for k in state["registry"]), "nothing installed"
