@@ -185,13 +185,20 @@ def test_a_resume_refuses_a_run_whose_evidence_does_not_verify(
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("keyed", [False, True], ids=["no-key", "hmac-key"])
 def test_a_full_evidence_disk_stops_with_one_message_cleans_the_server_and_resumes_later(
     reh: rehearsal.Rehearsal,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    keyed: bool,
 ) -> None:
     params, root = _params(reh, tmp_path), tmp_path / "evidence"
+    if keyed:  # with a key every write of the unfinished run.json is signed, so the resume accepts it
+        monkeypatch.setenv("OPSLIB_FORWARD_HMAC", random.token_urlsafe(24))
+        data = yaml.safe_load(params.read_text(encoding="utf-8"))
+        data["evidence"] = {**(data.get("evidence") or {}), "hmac_key": "env:OPSLIB_FORWARD_HMAC"}
+        params.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     from opslib.evidence import folder
 
     real = folder.write_run_json
@@ -214,10 +221,13 @@ def test_a_full_evidence_disk_stops_with_one_message_cleans_the_server_and_resum
     left = [d for d in state["dirs"] if "opslib-" in d.lower()]
     assert left == [], f"the lock and the run's temp folder are removed: {left}"
     assert _manifest(a)["status"] == "running", "the evidence stays unfinished: the resume closes it"
+    assert ("progress_hmac" in _manifest(a)) is keyed
     assert _served(reh) == reh.host.extra["current_thumbprint"], "step 01 never ran"
 
     # The disk is back: the run is resumed from step 01 and the evidence verifies.
     assert cli.main(["resume", str(a), "--yes"]) == 0
     assert _served(reh) == reh.host.extra["new_thumbprint"]
     assert _manifest(a)["status"] == "failed"
-    assert cli.main(["evidence", "verify", "--root", str(root)]) == 0
+    key = ["--hmac-key", "env:OPSLIB_FORWARD_HMAC"] if keyed else []
+    assert cli.main(["evidence", "verify", "--root", str(root), *key]) == 0
+    assert ("hmac" in _manifest(a)) is keyed
