@@ -231,3 +231,32 @@ def test_a_full_evidence_disk_stops_with_one_message_cleans_the_server_and_resum
     key = ["--hmac-key", "env:OPSLIB_FORWARD_HMAC"] if keyed else []
     assert cli.main(["evidence", "verify", "--root", str(root), *key]) == 0
     assert ("hmac" in _manifest(a)) is keyed
+
+
+@pytest.mark.timeout(600)
+def test_certificate_text_reaches_the_console_escaped(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The "not installed" warning and the run's summary carry certificate text: control characters
+    (a terminal's clear-screen and title sequences here) are escaped before they reach the console."""
+    from opslib.ops import install
+
+    real = install.InstallStep.facts
+    hostile = "\x1b[2J\x1b]0;owned\x07 Rogue CA"
+
+    def with_a_hostile_ca(self: Any) -> dict[str, Any]:
+        facts = real(self)
+        facts["ca_certificates_ignored"] = [{"thumbprint": "AB" * 20, "certificate": hostile}]
+        facts["new_subject"] = hostile
+        return facts
+
+    monkeypatch.setattr(install.InstallStep, "facts", with_a_hostile_ca)
+    params, root = _params(reh, tmp_path), tmp_path / "evidence"
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes", "--steps", "0,1"]) == 0
+    out, err = capsys.readouterr()
+    line = "opslib: warning: not installed (not on the new certificate's chain): "
+    assert f"{line}\\x1b[2J\\x1b]0;owned\\x07 Rogue CA [ABABABAB…]" in err
+    assert "\x1b" not in out + err and "\x07" not in out + err

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import evidence
-from ..errors import OpsError
+from ..errors import OpsError, RunLocked
 from ..server import renewal_lock as server_lock
 from ..server.session import CAPABILITIES_FILE
 from ..text import escape_text
@@ -136,8 +136,13 @@ def refuse_if_locked(winrm: dict[str, Any], *, host: str, break_lock: bool, resu
     """Before the run folder exists: a run the server's lock would refuse is refused here, on a short
     connection of its own (no failed run folder that would suggest resuming itself; the message names
     the run that holds the lock). Taking the lock later stays the atomic step."""
-    with connect_params(winrm, host=host) as conn:
-        server_lock.ServerLock(conn, host=host).check_free(break_lock=break_lock, resumes=resumes)
+    try:
+        with connect_params(winrm, host=host) as conn:
+            server_lock.ServerLock(conn, host=host).check_free(break_lock=break_lock, resumes=resumes)
+    except RunLocked:
+        raise
+    except OpsError:  # unreachable, refused …: the run's own first connection meets it, on the record
+        return
 
 
 def check_lock(connect: Callable[[], Connection], *, host: str, run_dir: Path) -> None:
