@@ -257,6 +257,6 @@ def test_certificate_text_reaches_the_console_escaped(
     params, root = _params(reh, tmp_path), tmp_path / "evidence"
     assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes", "--steps", "0,1"]) == 0
     out, err = capsys.readouterr()
-    line = "opslib: warning: not installed (not on the new certificate's chain): "
-    assert f"{line}\\x1b[2J\\x1b]0;owned\\x07 Rogue CA [ABABABAB…]" in err
+    assert "opslib: warning: 1 CA certificate(s) of the file not installed" in err
+    assert "facts.ca_certificates_ignored): \\x1b[2J\\x1b]0;owned\\x07 Rogue CA [ABABABAB…]" in err
     assert "\x1b" not in out + err and "\x07" not in out + err
