@@ -136,7 +136,7 @@ def test_a_rollback_of_an_expired_certificate_stops_and_one_that_expires_soon_wa
         assert cli.main(["rollback", str(a), "--yes"]) == 1
         err = capsys.readouterr().err
         assert f"the certificate this rollback would put back, {old}, expired at" in err
-        assert "Renew instead" in err and "--force-expired" in err
+        assert "Renew instead" in err and f"opslib rollback {a} --force-expired" in err
         assert len(_runs(root)) == 1, "nothing was created"
         assert _served(reh) == new
         # Said by name, it goes on and run.json records it.

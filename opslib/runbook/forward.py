@@ -126,7 +126,8 @@ def check_production(server: Server, *, site: str, expected: Expected, root: Pat
         site,
         text,
         hint="nothing was changed: production moved forward since that run. Check it with opslib inspect; "
-        "to put the older certificate back anyway, add --force-older (recorded in run.json)",
+        "to go on anyway, give the same command with --force-older (opslib resume / opslib rollback; "
+        "recorded in run.json)",
     )
 
 
@@ -139,6 +140,14 @@ def read_production(
     site = str(params.get("production_site") or params.site)
     with open_server(winrm_values(params, env), host=params.host) as server:
         return check_production(server, site=site, expected=expected, root=root)
+
+
+def run_folder(params: params_.Parameters) -> str:
+    """The run a rollback undoes, as ``opslib rollback`` takes it (its folder, next to rollback.yaml)."""
+    section = params.data.get("rollback") or {}
+    if (params.base_dir / "run.json").is_file():
+        return str(params.base_dir)
+    return str(section.get("run_id") or "RUN")
 
 
 def winrm_values(params: params_.Parameters, env: Mapping[str, str]) -> dict[str, Any]:
@@ -188,8 +197,8 @@ def check_rollback_target(
                 params.host,
                 f"the certificate this rollback would put back, {thumb}, expired at {text}",
                 hint="nothing was changed; production would serve an expired certificate. Renew instead "
-                "(opslib run PARAMS.yaml with a new certificate); to put it back anyway, add --force-expired "
-                "(recorded in run.json)",
+                "(opslib run PARAMS.yaml with a new certificate); to put it back anyway: "
+                f"opslib rollback {run_folder(params)} --force-expired (recorded in run.json)",
             )
         print(
             f"opslib: warning: putting back {thumb}, which expired at {text} (--force-expired)",
