@@ -30,7 +30,7 @@ from ..winrm import Connection
 from . import chores, console, signals
 from . import failure as failure_
 from .engines import DEFAULT_ENGINE, RunnerEngine, StepEngine, engine_for
-from .record import RunFailed, RunRecorder, operator, printable, summarize, write_failure
+from .record import DISK_ERRNOS, RunFailed, RunRecorder, operator, printable, summarize, write_failure
 from .rollback import write_rollback
 from .steps import Step, consumed_facts, notebook_parameters
 
@@ -105,7 +105,15 @@ class RunContext:
         except OpsError as exc:
             failure = exc
         except OSError as exc:  # the evidence folder (a notebook, a render) could not be written
-            failure = self.record.write_failed or write_failure(self.run_dir, exc)
+            failure = self.record.write_failed or (
+                write_failure(self.run_dir, exc) if exc.errno in DISK_ERRNOS else None
+            )
+            if failure is None:  # another OSError (a socket …): as below
+                lines = self.close(
+                    status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}"
+                )
+                print("\n".join(lines), file=sys.stderr, flush=True)
+                raise
         except KeyboardInterrupt:  # outside a guarded step (e.g. at the confirmation question)
             failure = signals.Interrupted(2, hint=signals.next_command(self.run_dir))
         except BaseException as exc:  # a dead kernel …: still close the evidence

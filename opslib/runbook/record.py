@@ -10,6 +10,7 @@ auditor's report and finalizes the evidence (:func:`opslib.evidence.finalize_run
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
@@ -199,6 +200,10 @@ class RunRecorder:
         )
         write_run_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=now_utc(), hmac_key=hmac_key)
+
+
+# What a full or read-only evidence disk raises (a notebook or render written by an engine): one message.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO})
 
 
 def write_failure(run_dir: Path, exc: OSError) -> EvidenceError:
