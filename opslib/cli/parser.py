@@ -77,6 +77,11 @@ VERBOSE = option("--verbose", action="store_true", help="show papermill's cell p
 BREAK_LOCK = option(
     "--break-lock", action="store_true", help="break the server's renewal lock another run holds (recorded)"
 )
+FORCE_OLDER = option(
+    "--force-older",
+    action="store_true",
+    help="go on although production serves another certificate than RUN recorded (a newer run's; recorded)",
+)
 
 
 # --- the commands -----------------------------------------------------------------------------------------
@@ -126,6 +131,7 @@ def _add_runbook_commands(sub: Any) -> None:
             ),
             VERBOSE,
             BREAK_LOCK,
+            FORCE_OLDER,
         ],
     )
     res.add_argument("run_dir")
@@ -141,6 +147,12 @@ def _add_runbook_commands(sub: Any) -> None:
             ),
             yes(ASK_BEFORE_SITE_CHANGE),
             VERBOSE,
+            FORCE_OLDER,
+            option(
+                "--force-expired",
+                action="store_true",
+                help="put back a certificate that has expired (recorded); renewing is the way forward",
+            ),
         ],
     )
     rb.add_argument("run_dir", metavar="RUN")
