@@ -92,7 +92,7 @@ def _preflight(repeat: int, base: Path) -> dict[str, float]:
             server = Server(conn)
             for label, path in (("normal mail", mail), ("crafted 35", str(crafted))):
 
-                def check(path: str = path) -> None:
+                def check(path: str = path, label: str = label) -> None:
                     try:
                         preflight.check_server(
                             server,

@@ -3,13 +3,20 @@
 1. A clean renewal against a fresh host enumerates the remote commands (``host.history``): for each,
    its step and its ``PROGRAM#N`` ordinal counted from the start of the step (faults are set there).
 2. Matrix: for each command and each fault of :data:`FAULTS`, the host is put back into the clean
-   run's state at the start of that step, the fault is set, and the step's notebook code runs
-   in-process (the code cells, with the parameters the runbook would pass — no kernel). Then: the
+   run's state at the start of that step, the fault is set, and the step's notebook runs as the
+   runbook's ``inprocess`` step engine runs it (papermill, the cells in this process, the parameters the
+   runbook would pass — no kernel). Then: the
    error is an ``OpsError`` naming the cause; the production site holds the old or the new certificate,
    fully bound and with its key; the faults are cleared and the steps from the failed one run again
    (what ``opslib resume`` does) and the renewal completes; no kit temp folder is left behind.
    By default each *kind* of command runs (same step, same command line up to temp names, same
    number of changes made before it in the step); ``OPSLIB_FAULTS_FULL=1`` runs every command.
+   Each (command, fault) is its own test (``-k "02-cscript-3 and after-drop"``). Pytest needs the ids at
+   collection, so the clean run's commands are committed in :data:`COMMANDS_FILE`;
+   ``test_the_committed_commands_are_the_clean_runs`` checks them against the clean run
+   (``OPSLIB_FAULTS_WRITE=1`` rewrites the file). The waits are short: the swap journal is polled every
+   :data:`JOURNAL_POLL_S` for :data:`JOURNAL_WAIT_S` (the rehearsal helper writes it before it answers),
+   the WinRM deadlines are the smallest the parameters file accepts (:data:`FAST`).
 3. Runbook level (papermill, five kernels): one case per step and a production site that will not
    start after the swap — exit 1, run.json, the failed notebook, the secret scan, ``resume``.
 """
@@ -20,32 +27,41 @@ import copy
 import os
 import re
 import secrets as random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
+import conftest
+import papermill
 import pytest
 import yaml
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
+from papermill.exceptions import PapermillExecutionError
 from secretscan import assert_no_secrets
 
 from opslib import certs, cli, evidence, params, rehearsal, runbook
 from opslib.errors import OpsError
 from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED, STOPPED, Host
+from opslib.runbook import inprocess
 from opslib.server import regfile, stores
-from opslib.winrm import Connection, stale_temp_dirs
+from opslib.winrm import stale_temp_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [s for s in runbook.RENEW_STEPS if s.changes_server]
 FAULTS = ("before:{}:drop", "after:{}:drop", "after:{}:timeout", "after:{}:fault500", "before:{}:fail")
 FULL = os.environ.get("OPSLIB_FAULTS_FULL") == "1"
-# Short deadlines: a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
-FAST = {"operation_timeout_s": 1, "read_timeout_s": 3, "command_timeout_s": 1}
+# Short deadlines, the smallest the parameters file accepts (whole seconds; the read timeout must exceed
+# the OperationTimeout): a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
+FAST = {"operation_timeout_s": 1, "read_timeout_s": 2, "command_timeout_s": 1}
+# The swap's journal wait after a lost connection (opslib.iis.iis6_swap): the kit polls every 1 s for the
+# whole swap deadline (180 s); the rehearsal's helper has written its journal before it answers, so a
+# journal that does not say "ended" at the first read never will (``before:cscript#N:drop``).
+JOURNAL_POLL_S = 0.05
+JOURNAL_WAIT_S = 1
+_THUMB = re.compile(r"\b[0-9A-F]{40}\b")
+COMMANDS_FILE = ROOT / "tests" / "golden" / "fault_commands.txt"
+WRITE = os.environ.get("OPSLIB_FAULTS_WRITE") == "1"
 # What a fault's cause looks like in the error message.
 CAUSES = {
     "drop": r"connection failed or dropped|connection dropped",
@@ -53,8 +69,14 @@ CAUSES = {
     "fault500": r"injected fault|cannot process the request",
     "fail": r"exited with 5 |exit code 5\b|ADSI|did not|reads back|no JSON|not a usable|does not|no longer",
 }
-COUNTS: dict[str, int] = dict.fromkeys(
-    ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"), 0
+# What the matrix ran, in pytest's terminal summary (added up over xdist workers by tests/conftest.py).
+COUNTS = conftest.summary_counts(
+    "fault matrix",
+    "fault matrix: {commands} remote commands enumerated, {cases} faults injected in-process ({failed} stopped "
+    "the step, {tolerated} tolerated), {resumed} resumes completed; runbook level: {runbook_cases} cases, "
+    "{runbook_resumes} resumes" + (" (full matrix)" if FULL else ""),
+    ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"),
+    same=("commands",),  # every worker's clean run enumerates the same commands
 )
 _MUTATING = re.compile(
     r"^(certutil (-\S+ )*-(repairstore|addstore|exportPFX)|certutil -p |certreq -accept |cscript .* (set-cert|clear-cert|start|stop|swap) )",
@@ -65,55 +87,55 @@ _MUTATING = re.compile(
 # --- running the step notebooks in-process ------------------------------------------------------
 
 
-def _code_cells(step: runbook.Step) -> list[str]:
-    nb = nbformat.read(ROOT / "notebooks" / step.notebook, as_version=4)
-    return [
-        c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-    ]
+def _ops_error_names() -> set[str]:
+    """The class names of every :class:`OpsError` (what a failed cell's ``ename`` must be)."""
+    names, todo = set(), [OpsError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 @dataclass
 class StepError(Exception):
+    """A step's notebook failed: the cell papermill names, and the error as the notebook recorded it."""
+
     step: str
-    cell: int
-    error: BaseException
+    cell: int | None
+    ename: str
+    evalue: str
 
 
 class Notebooks:
-    """The step notebooks' code, run cell by cell in one in-process IPython shell (one reset per step)."""
+    """The step notebooks run as the runbook's ``inprocess`` step engine runs them: papermill with the
+    in-process engine (:mod:`opslib.runbook.inprocess`), the parameters the runbook would pass (only the
+    declared ones), the facts read from the executed notebook, a failed cell's connections closed as a
+    dying kernel's ``atexit`` closes them."""
 
     def __init__(self) -> None:
-        self.shell = InteractiveShell.instance()
-        self.shell.ast_node_interactivity = "none"  # no table reprs
-        self.cells = {s.name: _code_cells(s) for s in STEPS}
+        self.engine = inprocess.register()
         self.declared = {
             s.name: list(runbook.declared_parameters(ROOT / "notebooks" / s.notebook)) for s in STEPS
         }
 
     def run_step(self, step: runbook.Step, values: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-        """Run one step as the runbook would (only declared parameters); return its recorded facts."""
-        self.shell.reset(new_session=False)
-        self.shell.user_ns.update(runbook.notebook_parameters(step, self.declared[step.name], values, facts))
-        recorded: dict[str, Any] = {}
-        for n, source in enumerate(self.cells[step.name], 1):
-            with capture_output(display=True) as captured:
-                result = self.shell.run_cell(source, store_history=False, silent=True)
-            for out in captured.outputs:
-                recorded.update(out.data.get(evidence.FACTS_MIME) or {})
-            if result.error_in_exec is not None:
-                self._kernel_dies()
-                raise StepError(step.name, n, result.error_in_exec.with_traceback(None))
-            if result.error_before_exec is not None:
-                raise result.error_before_exec
-        return recorded
-
-    def _kernel_dies(self) -> None:
-        """What stopping a failed step's kernel does: its sockets close, nothing more is sent."""
-        for value in list(self.shell.user_ns.values()):
-            if isinstance(value, Connection):
-                value._protocol.transport.close_session()
-        self.shell.reset(new_session=False)
-        sys.last_traceback = sys.last_value = sys.last_type = None  # frames hold the connection
+        """Run one step as the runbook would; return its recorded facts (:class:`StepError` on a failure)."""
+        passed = runbook.notebook_parameters(step, self.declared[step.name], values, facts)
+        output = Path(str(values["run_dir"])) / step.notebook
+        try:
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / step.notebook),
+                str(output),
+                parameters=passed,
+                engine_name=self.engine,
+                kernel_name="python3",
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
+        except PapermillExecutionError as exc:
+            raise StepError(step.name, exc.exec_count, exc.ename, exc.evalue) from None
+        return evidence.read_facts(output)
 
     def run(self, values: dict[str, Any], facts: dict[str, Any], start: int = 0) -> dict[str, Any]:
         """Steps ``start``…3 in order; facts accumulate as the runbook passes them on."""
@@ -245,7 +267,19 @@ def _params(reh: rehearsal.Rehearsal, base: Path, *, fast: bool) -> dict[str, An
 
 @pytest.fixture(scope="module")
 def notebooks() -> Notebooks:
+    """The one place the step notebooks run for the matrix (the runbook's in-process step engine)."""
     return Notebooks()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_waits() -> Iterator[None]:
+    """The swap's journal wait in this process (the in-process steps): :data:`JOURNAL_POLL_S`, :data:`JOURNAL_WAIT_S`."""
+    from opslib.iis import iis6_swap
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(iis6_swap, "_JOURNAL_POLL_S", JOURNAL_POLL_S)
+        mp.setattr(iis6_swap, "SWAP_COMMAND_TIMEOUT_S", JOURNAL_WAIT_S)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -335,12 +369,10 @@ def assert_renewed(clean: Clean, facts: dict[str, Any], *, where: str) -> None:
 # --- the matrix -----------------------------------------------------------------------------------
 
 
-def _selected(commands: list[Remote]) -> list[Remote]:
-    """Every command with ``OPSLIB_FAULTS_FULL=1``; by default the ones around each change: the run's
-    first command, the last command of each step, every mutating command and the command right after it (its reply
-    lost or its read-back failing is where a step must recognise its own work)."""
-    if FULL:
-        return commands
+def _selected_kinds(commands: list[Remote]) -> list[Remote]:
+    """The default matrix's commands (``OPSLIB_FAULTS_FULL=1`` runs every command): the ones around each
+    change: the run's first command, the last command of each step, every mutating command and the command
+    right after it (its reply lost or its read-back failing is where a step must recognise its own work)."""
     out = []
     for n, c in enumerate(commands):
         first = n == 0  # connecting is the same code in every step
@@ -378,10 +410,9 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
         COUNTS["tolerated"] += 1  # the kit carried on (e.g. a best-effort cleanup that failed)
     else:
         COUNTS["failed"] += 1
-        error = failure.error
-        message = str(error)
-        if not isinstance(error, OpsError):
-            broken.append(f"not an OpsError: {type(error).__name__}: {message[:300]}")
+        message = failure.evalue
+        if failure.ename not in _ops_error_names():
+            broken.append(f"not an OpsError: {failure.ename}: {message[:300]}")
         elif not re.search(CAUSES[action], message):
             broken.append(f"the message does not name the cause: {message[:400]}")
         if any(s in message for s in clean.secrets):
@@ -398,7 +429,7 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
     except StepError as exc:
         return [
             *broken,
-            f"resume failed in {exc.step} cell {exc.cell}: {type(exc.error).__name__}: {exc.error}",
+            f"resume failed in {exc.step} cell {exc.cell}: {exc.ename}: {exc.evalue}",
         ]
     if start == len(STEPS):
         facts = clean.facts[-1]
@@ -419,15 +450,59 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
     return broken
 
 
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("template", FAULTS, ids=lambda t: t.format("X"))
-def test_every_command_survives_the_fault(clean: Clean, notebooks: Notebooks, template: str) -> None:
-    report = []
-    for command in _selected(clean.commands):
-        broken = _case(clean, notebooks, command, template)
-        if broken:
-            report.append(f"{template.format(command.target)} ({command}):\n    " + "\n    ".join(broken))
-    assert not report, f"{len(report)} cases broke a promise:\n" + "\n".join(report)
+def command_lines(commands: list[Remote]) -> list[str]:
+    """The committed form of the clean run's commands: ``step<TAB>target<TAB>selected<TAB>shape``, the
+    shape with the host's thumbprints numbered in order of first appearance."""
+    selected = {id(c) for c in _selected_kinds(commands)}
+    seen: dict[str, str] = {}
+    lines = []
+    for c in commands:
+        shape = _THUMB.sub(lambda m: seen.setdefault(m.group(0), f"<THUMB{len(seen) + 1}>"), c.shape)
+        lines.append(f"{c.step}\t{c.target}\t{int(id(c) in selected)}\t{shape}")
+    return lines
+
+
+def committed_commands() -> list[tuple[int, str, bool]]:
+    """(step, target, selected) of every command the committed clean run ran (read at collection)."""
+    out = []
+    for line in COMMANDS_FILE.read_text(encoding="utf-8").splitlines():
+        step, target, selected, _shape_text = line.split("\t", 3)
+        out.append((int(step), target, selected == "1"))
+    return out
+
+
+def _matrix() -> list[Any]:
+    cases = []
+    for step, target, selected in committed_commands():
+        if not (selected or FULL):
+            continue
+        for template in FAULTS:
+            when, _, action = template.split(":")
+            case_id = f"{step:02d}-{target.replace('#', '-')}-{when}-{action}"
+            cases.append(pytest.param(step, target, template, id=case_id))
+    return cases
+
+
+def test_the_committed_commands_are_the_clean_runs(clean: Clean) -> None:
+    """The matrix's cases (collected from :data:`COMMANDS_FILE`) are the clean run's commands."""
+    lines = command_lines(clean.commands)
+    if WRITE:
+        COMMANDS_FILE.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    committed = COMMANDS_FILE.read_text(encoding="utf-8").splitlines()
+    assert lines == committed, (
+        f"the clean run's remote commands differ from {COMMANDS_FILE.name}; "
+        "if the change is meant, rewrite it with OPSLIB_FAULTS_WRITE=1 and review the diff"
+    )
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("step", "target", "template"), _matrix())
+def test_the_command_survives_the_fault(
+    clean: Clean, notebooks: Notebooks, step: int, target: str, template: str
+) -> None:
+    (command,) = [c for c in clean.commands if (c.step, c.target) == (step, target)]
+    broken = _case(clean, notebooks, command, template)
+    assert not broken, f"{template.format(command.target)} ({command}):\n    " + "\n    ".join(broken)
 
 
 def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
@@ -437,25 +512,6 @@ def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
     assert any("repairstore" in m for m in mutating) and any("certreq -accept" in m for m in mutating)
     assert any("set-cert" in m for m in mutating) and any("exportPFX" in m for m in mutating)
     assert any(" swap " in m for m in mutating)  # step 2's server-side transaction
-
-
-class _Summary:
-    """Prints what the matrix ran in pytest's terminal summary (registered by :func:`_summary`)."""
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if COUNTS["cases"] or COUNTS["runbook_cases"]:
-            terminalreporter.write_line(
-                f"fault matrix: {COUNTS['commands']} remote commands enumerated, {COUNTS['cases']} faults "
-                f"injected in-process ({COUNTS['failed']} stopped the step, {COUNTS['tolerated']} tolerated), "
-                f"{COUNTS['resumed']} resumes completed; runbook level: {COUNTS['runbook_cases']} cases, "
-                f"{COUNTS['runbook_resumes']} resumes{' (full matrix)' if FULL else ''}"
-            )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> None:
-    if not request.config.pluginmanager.has_plugin("opslib-fault-matrix"):
-        request.config.pluginmanager.register(_Summary(), "opslib-fault-matrix")
 
 
 # --- runbook level: papermill, five kernels ---------------------------------------------------------
