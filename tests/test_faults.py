@@ -566,6 +566,45 @@ def evidence_manifest(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
 
 
+@pytest.fixture(scope="module")
+def full_run(clean: Clean, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """A whole clean run through the runbook (``opslib run --yes``, the in-process step engine) on the
+    matrix's host: every command line in order, the runner's own (the server lock, its checks before each
+    change, the run's end) included — what a fault position counted from the run's start counts."""
+    base = tmp_path_factory.mktemp("full-run")
+    restore(clean.reh.host, clean.snapshots[0])
+    params_file = base / "web01.yaml"
+    params_file.write_text(yaml.safe_dump(_params(clean.reh, base, fast=True), sort_keys=False), "utf-8")
+    saved = os.environ.get(conftest.STEP_ENGINE_ENV)
+    os.environ[conftest.STEP_ENGINE_ENV] = "inprocess"
+    try:
+        code = cli.main(["run", str(params_file), "--evidence-root", str(base / "evidence"), "--yes"])
+    finally:
+        if saved is None:
+            os.environ.pop(conftest.STEP_ENGINE_ENV, None)
+        else:
+            os.environ[conftest.STEP_ENGINE_ENV] = saved
+    assert code == 0
+    lines = [str(entry["command"]) for entry in clean.reh.host.history]
+    restore(clean.reh.host, clean.snapshots[0])
+    return lines
+
+
+def position_in_run(clean: Clean, full_run: list[str], target: Remote) -> str:
+    """``PROGRAM#N`` of ``target`` counted from the run's start: the same-shaped command of the whole run
+    (the runner's commands between the steps included), found by how many commands of that shape the
+    steps ran before it."""
+    earlier = sum(1 for c in clean.commands[: clean.commands.index(target)] if c.shape == target.shape)
+    seen = 0
+    for n, line in enumerate(full_run):
+        if _shape(line) == target.shape:
+            if seen == earlier:
+                ordinal = sum(1 for x in full_run[: n + 1] if cmd.program_name(x) == target.program)
+                return f"{target.program}#{ordinal}"
+            seen += 1
+    raise AssertionError(f"the whole run never sent {target.shape!r} (#{earlier + 1})")
+
+
 RUNBOOK_CASES = [  # (step, the first command of the step whose shape matches, fault)
     (0, "-repairstore", "after:{}:drop"),
     (1, "certreq -accept -q", "after:{}:timeout"),
@@ -580,14 +619,14 @@ RUNBOOK_CASES = [  # (step, the first command of the step whose shape matches, f
 def test_a_fault_stops_the_runbook_and_resume_completes(
     case: tuple[int, str, str],
     clean: Clean,
+    full_run: list[str],
     tmp_path: Path,
     _env: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     k, needle, template = case
     target = next(c for c in clean.commands if c.step == k and needle in c.shape)
-    before = sum(1 for c in clean.commands if c.step < k and c.program == target.program)
-    spec = template.format(f"{target.program}#{before + target.nth}")  # counted from the run's start
+    spec = template.format(position_in_run(clean, full_run, target))  # counted from the run's start
     reh = rehearsal.start(scenario="iis6-ja", password=_env[0], workdir=tmp_path / "host", faults=[spec])
     try:
         old, new = reh.host.extra["current_thumbprint"], reh.host.extra["new_thumbprint"]
