@@ -19,7 +19,8 @@ from ..winrm.quoting import codec
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
-from .report import run_mode, value_html
+from .report import run_mode
+from .report_parts import value_html
 from .verify import INTACT, UNPROVEN_TEXT, VerifyReport, verdict_text, verify_root
 
 if TYPE_CHECKING:

@@ -283,6 +283,7 @@ class RunContext:
         if status == "failed":
             lines, self.serving = failure_.recovery_lines(self.situation(), failed)
             extra["production_now"] = self.serving.facts()
+            extra["next_commands"] = failure_.next_commands(self.situation(), failed)  # for the report
         self.record.close(
             status=status,
             error=error,
