@@ -390,7 +390,7 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_a_new_chained_folder(
     setup = _start(tmp_path, _env)
     try:
         # The 10th cscript command of a run is step 2's one server-side "swap" (IIS 6 helper): refused before it runs.
-        setup.reh.set_faults(["before:cscript#10:fail"])
+        setup.reh.set_faults(["before:swap:fail"])
         assert _run(setup, "--yes") == 1
         err = capsys.readouterr().err
         (run_dir,) = setup.run_dirs()

@@ -45,8 +45,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[
     bad = _start(tmp_path_factory.mktemp("report-failed"), _env)
     try:
         assert _run(good, "--yes") == 0
-        # The 12th cscript command of a run is step 2's "set-cert" on the production site (IIS 6 helper).
-        bad.reh.set_faults(["before:cscript#10:fail"])  # step 2's server-side swap
+        bad.reh.set_faults(["before:swap:fail"])  # step 2's server-side swap (IIS 6 helper), by its name
         assert _run(bad, "--yes") == 1
         (ok_dir,) = good.run_dirs()
         (failed_dir,) = bad.run_dirs()
