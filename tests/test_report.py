@@ -10,6 +10,8 @@ summary fits the 1280×800 viewport, and it holds no code, no traceback, no valu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -35,6 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+CONSOLE: dict[str, str] = {}  # what the failed run printed (stdout and stderr)
 DOCS_PNG = Path(__file__).resolve().parent.parent / "docs" / "report-summary.png"
 
 
@@ -46,7 +49,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[
     try:
         assert _run(good, "--yes") == 0
         bad.reh.set_faults(["before:swap:fail"])  # step 2's server-side swap (IIS 6 helper), by its name
-        assert _run(bad, "--yes") == 1
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            assert _run(bad, "--yes") == 1
+        CONSOLE["failed"] = out.getvalue() + err.getvalue()
         (ok_dir,) = good.run_dirs()
         (failed_dir,) = bad.run_dirs()
         bad.reh.set_faults([])
@@ -302,6 +308,40 @@ def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_
         english,
     ), "verified now; unsigned, so not called intact"
     assert cli.main(["evidence", "verify", str(failed_dir)]) == 0, "the run folder is untouched"
+
+
+def test_a_failure_is_printed_once_with_the_hint_that_fits(runs: tuple[Setup, Path, Path]) -> None:
+    """The failed swap's console: the error once, one spelling of the next commands, "wrote rollback.yaml"
+    once, and for "access denied" (exit 5) a hint about the account's rights, not the connection."""
+    _, _, failed_dir = runs
+    console = CONSOLE["failed"]
+    assert console.count("opslib: error: ") == 1 and console.count("the IIS helper printed no JSON") == 1, (
+        console
+    )
+    assert console.count(f"wrote {failed_dir / 'rollback.yaml'}") == 1
+    assert "exit 5 is access denied: the WinRM account lacks the rights to change IIS" in console
+    assert "check the connection" not in console
+    assert "opslib resume RUN" not in console and "--params FILE" not in console, (
+        "one spelling: the next lines"
+    )
+    assert console.count(f"opslib resume {failed_dir} --yes") == 1
+    assert "failed: step 02_swap_certificate — the error and what to do next follow" in console
+
+
+def test_the_expected_failure_of_the_sha256_probe_is_no_nonzero_exit(
+    runs: tuple[Setup, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Server 2003's certutil cannot hash with SHA-256: the run's first try is a probe, not a failure."""
+    _, ok_dir, _ = runs
+    rows = [
+        json.loads(line) for line in (ok_dir / "transcript.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    hashing = [r for r in rows if "-hashfile" in str(r.get("command_line")) and r.get("exit_code")]
+    assert hashing and all(str(r["what"]).endswith("?") for r in hashing), "it failed, as a probe"
+    assert _manifest(ok_dir)["commands"]["nonzero_exits"] == 0
+    assert cli.main(["evidence", "list", "--root", str(ok_dir.parent)]) == 0
+    (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith(ok_dir.name)]
+    assert re.search(r"\s0 \(\+\d+ probes\)$", line), line
 
 
 def test_a_missing_chromium_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,7 +202,8 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
     if facts.get("backup_file"):
         lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
     lines += [f"  STILL ON THE SERVER: {advice}" for advice in left_on_server(Path(run_dir), facts)]
-    if m.get("error"):
-        lines.append(f"  error: {m['error']}")
+    if m.get("error"):  # the message itself is printed once, by the command line's error line
+        where = f"step {m['failed_step']}" if m.get("failed_step") else "the run"
+        lines.append(f"  failed: {where} — the error and what to do next follow")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
     return "\n".join(lines)
