@@ -20,6 +20,7 @@ NOT_RECOGNIZED = 9009  # cmd.exe: "'x' is not recognized as an internal or exter
 # CryptoAPI / certificates (HRESULTs)
 NTE_BAD_KEY_STATE = 0x8009000B  # key not valid for use in the specified state (created non-exportable)
 NTE_BAD_KEYSET = 0x80090016  # keyset does not exist (the private key is missing)
+NTE_BAD_ALGID = 0x80090008  # invalid algorithm specified (certutil -hashfile SHA256 on Server 2003)
 CRYPT_E_NOT_FOUND = 0x80092004  # object or property not found
 CERT_E_EXPIRED = 0x800B0101  # a certificate of the chain is outside its validity period
 CERT_E_UNTRUSTEDROOT = 0x800B0109  # chain ends in a root the trust provider does not trust
@@ -35,6 +36,7 @@ CODES: dict[int, tuple[str, str]] = {
     NOT_RECOGNIZED: ("9009", "cmd.exe does not know the command (program not installed or not on PATH)"),
     NTE_BAD_KEY_STATE: ("NTE_BAD_KEY_STATE", "the private key was created non-exportable"),
     NTE_BAD_KEYSET: ("NTE_BAD_KEYSET", "the private key (keyset) does not exist"),
+    NTE_BAD_ALGID: ("NTE_BAD_ALGID", "the algorithm is not supported here (no SHA-256 on Server 2003)"),
     CRYPT_E_NOT_FOUND: ("CRYPT_E_NOT_FOUND", "the certificate, request or property was not found"),
     CERT_E_EXPIRED: ("CERT_E_EXPIRED", "a certificate of the chain has expired or is not yet valid"),
     CERT_E_UNTRUSTEDROOT: ("CERT_E_UNTRUSTEDROOT", "the chain ends in a root that is not trusted"),

@@ -204,15 +204,10 @@ class Transfers:
             self._hashfile_ok = known if isinstance(known, bool) else None
         if self._hashfile_ok is False:
             return None
-        # The run's first try is a probe, labelled as a question (opslib.evidence.index.is_probe): its
-        # expected failure on Server 2003 is not a non-zero exit of the run.
-        first = self._hashfile_ok is None
         result = self.run(
             ["certutil", "-hashfile", path, "SHA256"],
             check=False,
-            what=f"can the server hash {path} with SHA-256 (certutil -hashfile SHA256)?"
-            if first
-            else f"hash {path} on the server (certutil -hashfile SHA256)",
+            what=f"hash {path} on the server (certutil -hashfile SHA256)",
             names=["certutil", "", "remote path", ""],
         )
         if result.exit_code == 0:
