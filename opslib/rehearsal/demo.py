@@ -41,7 +41,7 @@ def _password(variable: str) -> str:
     """The password in ``variable``, or a new random one put there (never printed)."""
     value = os.environ.get(variable, "")
     if not value:
-        # A letter first: certutil would read a leading "-" or "/" as an option (see windows.export_pfx).
+        # Any 8+ printable characters would do (credentials.PFX_PASSWORD_RULE); a letter first reads well.
         value = "D" + random.token_urlsafe(18)
         os.environ[variable] = value
     register(value)
