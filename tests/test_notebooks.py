@@ -13,6 +13,7 @@ import os
 import re
 import secrets as random
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -487,6 +488,12 @@ def test_the_demo_renews_and_prints_a_summary_without_passwords(
     assert f"backup: {(tmp_path / 'backups').resolve()}" in out
     (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if not p.name.startswith(".")]
     assert f"evidence: {run_dir.resolve()}" in out
+    # How a newcomer gets `opslib` on the PATH after `make demo` (the virtual environment it ran from).
+    venv = Path(sys.prefix)
+    assert sys.prefix == sys.base_prefix or re.search(
+        rf"opslib on your PATH: \. \S*{re.escape(venv.name)}/bin/activate  \(or type \S*{re.escape(venv.name)}/bin/opslib",
+        out,
+    ), out
     assert_no_secrets(run_dir, [generated, os.environ[demo.PFX_ENV]])
     assert sorted(p.name for p in (run_dir / "html").iterdir()) == [
         f"{s.name}.html" for s in runbook.RENEW_STEPS

@@ -40,6 +40,21 @@ _STATUS_COLOURS = {
 # --- review notebook helpers --------------------------------------------------------------------
 
 
+def check_root(evidence_root: str | os.PathLike[str]) -> Path:
+    """The review notebook's first check: ``evidence_root`` is a folder; if not, what to set, in the
+    notebook's words (its parameters cell), not the command line's."""
+    root = Path(evidence_root)
+    if not root.is_dir():
+        raise EvidenceError(
+            str(evidence_root),
+            f"no evidence folder here (looked in {root.resolve()})",
+            hint="set evidence_root in this notebook's parameters cell to the folder of run folders: after "
+            "`make demo`, from notebooks/ that is ../evidence (the default); with papermill add "
+            "-p evidence_root DIR; no run yet: `make demo` makes one",
+        )
+    return root
+
+
 def format_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if value is None or value != value:  # None, NaN, NaT
         return ""

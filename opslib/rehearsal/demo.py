@@ -48,6 +48,18 @@ def _password(variable: str) -> str:
     return value
 
 
+def _activate_hint() -> str:
+    """How to get ``opslib`` on the PATH in this shell: the virtual environment this runs from."""
+    if sys.prefix == sys.base_prefix:
+        return "it is already installed in this Python (pip install -e .)"
+    venv = Path(sys.prefix)
+    try:
+        shown = f"{venv.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(venv)
+    return f". {shown}/bin/activate  (or type {shown}/bin/opslib instead of opslib)"
+
+
 def run_demo(
     *,
     evidence_root: str | os.PathLike[str],
@@ -116,6 +128,7 @@ def run_demo(
     print(f"  the rehearsal host's production site now serves {served}")
     if runs:
         print(f"  review it: opslib evidence show {runs[-1]}")
+    print(f"  opslib on your PATH: {_activate_hint()}")
     print(f"opslib demo: {'done' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.1f} s")
     return code
 
