@@ -9,6 +9,7 @@ leaf's chains. :func:`inspect_sources` returns a JSON-ready report (schema: ``do
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +67,9 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _leaves(pool: Sequence[certs.Certificate], bundles: Sequence[certs.Bundle]) -> list[certs.Certificate]:
+def _starts(pool: Sequence[certs.Certificate], bundles: Sequence[certs.Bundle]) -> list[certs.Certificate]:
+    """The certificates whose chains are built: the leaves; without any leaf (a CA's download page: an
+    intermediate, a cross certificate, roots), every CA certificate that issued none of the others."""
     out: list[certs.Certificate] = []
     seen: set[str] = set()
 
@@ -79,15 +82,20 @@ def _leaves(pool: Sequence[certs.Certificate], bundles: Sequence[certs.Bundle]) 
     for b in bundles:
         if b.leaf is not None:
             add(b.leaf)
+    # One pass (a 500-certificate bundle stays linear): how many certificates name each issuer.
+    named = Counter(c.issuer.public_bytes() for c in pool)
     for c in pool:  # other end-entity certificates in the pool (e.g. a PEM holding two leaves)
-        if not certs.is_ca_certificate(c) and not any(o.issuer == c.subject and o is not c for o in pool):
+        subject = c.subject.public_bytes()
+        by_others = named[subject] - (1 if c.issuer.public_bytes() == subject else 0)
+        if not certs.is_ca_certificate(c) and by_others == 0:
             add(c)
-    # Every CA certificate that issued none of the others starts a chain too (a CA's download page: an
-    # intermediate, a cross certificate, roots — no leaf); a self-signed v1 root is a CA, not a leaf.
+    if out:
+        return out  # CA certificates on none of the leaves' chains are "left out" (one grouped warning)
+    # A self-signed v1 root is a CA, not a leaf. "Issued none": no other certificate with another subject
+    # names it as issuer.
+    issued: set[bytes] = {c.issuer.public_bytes() for c in pool if c.issuer != c.subject}
     for c in pool:
-        if certs.is_ca_certificate(c) and not any(
-            o.issuer == c.subject and o is not c and o.subject != c.subject for o in pool
-        ):
+        if certs.is_ca_certificate(c) and c.subject.public_bytes() not in issued:
             add(c)
     return out
 
@@ -141,28 +149,37 @@ def inspect_sources(
         else:  # pragma: no cover - loaders raise before this
             raise CertificateError(only, "no certificate found")
 
-    leaves = _leaves(pool, bundles) if pool else []
+    leaves = _starts(pool, bundles) if pool else []
     anchors = certs.KNOWN.certificates
     chains_out: list[dict[str, Any]] = []
     findings: list[certs.Finding] = []
     leaf_tps = {certs.thumbprint(c) for c in leaves}
     on_chain: set[str] = set()
+    builder = certs.PathBuilder([*pool, *anchors])  # the kit's one path builder, shared by every leaf
+    named = certs.SubjectIndex(pool)  # built once: names a root and its cross certificate apart
     for leaf in leaves:
-        chains = certs.build_chains(leaf, pool, anchors=anchors)
+        search = certs.search_chains(leaf, pool, anchors=anchors, builder=builder)
+        chains = list(search.chains)
+        if search.warning:
+            findings.append(certs.Finding("too_many_paths", search.warning, certs.thumbprint(leaf)))
         for ch in chains:
             on_chain.update(ch.thumbprints)
-            chains_out.append({"leaf": certs.thumbprint(leaf), **ch.to_json(), "names": ch.describe()})
+            forbidden = ch.anchor is not None and certs.is_forbidden_root(ch.anchor, forbidden_roots)
+            chains_out.append(
+                {
+                    "leaf": certs.thumbprint(leaf),
+                    **ch.to_json(),
+                    "forbidden_root": forbidden,
+                    "names": ch.describe(),
+                }
+            )
         if certs.is_ca_certificate(leaf):  # no end-entity checks (no_san, self_signed_leaf, hostname_*)
-            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days, pool=pool)
+            findings += certs.certificate_warnings(leaf, now_utc=now, warn_days=warn_days, pool=named)
+            findings += certs.forbidden_root_findings(
+                leaf, chains, forbidden_roots=forbidden_roots, supplied=pool
+            )
             if certs.is_forbidden_root(leaf, forbidden_roots):
-                findings.append(
-                    certs.Finding(
-                        "forbidden_root_in_chain",
-                        f"{certs.describe_certificate(leaf, pool)} is a forbidden root (SHA-1 {certs.thumbprint(leaf)}); "
-                        "it must not be enabled in the server's Trusted Root store",
-                        certs.thumbprint(leaf),
-                    )
-                )
+                findings.append(_forbidden_in_sources(leaf, pool))
         else:
             findings += certs.check_warnings(
                 leaf,
@@ -173,15 +190,38 @@ def inspect_sources(
                 forbidden_roots=forbidden_roots,
                 supplied=pool,
             )
+    left_out: list[dict[str, Any]] = []
     for c in pool:  # intermediates, cross certificates, roots that came from the sources
-        if certs.thumbprint(c) not in leaf_tps:
-            findings += certs.certificate_warnings(c, now_utc=now, warn_days=warn_days, pool=pool)
+        tp = certs.thumbprint(c)
+        if tp in leaf_tps:
+            continue
+        found = certs.certificate_warnings(c, now_utc=now, warn_days=warn_days, pool=named)
+        if tp in on_chain or not leaf_tps:
+            findings += found
+            continue
+        # On no chain of any leaf: one grouped warning line; the list (with each one's codes) in the JSON.
+        if certs.is_forbidden_root(c, forbidden_roots):
+            findings.append(_forbidden_in_sources(c, pool))
+        left_out.append(
+            {"sha1": tp, "common_name": certs.summarize(c).common_name, "warnings": [f.code for f in found]}
+        )
+    if left_out:
+        findings.append(
+            certs.Finding(
+                "certificates_left_out",
+                f"{len(left_out)} certificate(s) of the sources are on no chain of the leaf and were left out "
+                "(not needed for it; listed in the JSON report's left_out, with their own warnings)",
+            )
+        )
 
     cert_rows = []
+    by_key: dict[bytes, list[certs.Certificate]] = {}  # one pass, not pairwise: a 500-certificate bundle
+    for c in pool:
+        by_key.setdefault(certs.public_key_info(c), []).append(c)
     for c in pool:
         s = certs.summarize(c, now_utc=now)
         tp = s.thumbprint
-        same_key = [certs.thumbprint(o) for o in pool if o is not c and certs.key_matches(o, c)]
+        same_key = [certs.thumbprint(o) for o in by_key[certs.public_key_info(c)] if o is not c]
         row = s.to_json()
         row.update(
             {
@@ -240,10 +280,20 @@ def inspect_sources(
         ],
         "certificates": cert_rows,
         "chains": chains_out,
+        "left_out": left_out,
         "keys": keys_out,
         "csrs": csrs_out,
         "warnings": [f.to_json() for f in _dedupe(findings)],
     }
+
+
+def _forbidden_in_sources(cert: certs.Certificate, pool: Sequence[certs.Certificate]) -> certs.Finding:
+    return certs.Finding(
+        "forbidden_root_in_chain",
+        f"{certs.describe_certificate(cert, pool)} is a forbidden root (SHA-1 {certs.thumbprint(cert)}); "
+        "it must not be enabled in the server's Trusted Root store",
+        certs.thumbprint(cert),
+    )
 
 
 def _csr_dns(csr: certs.CSR) -> list[str]:
@@ -339,6 +389,8 @@ def render_text(report: dict[str, Any]) -> str:
         anchor = ch["anchor"]
         anchor_name = by_tp[anchor]["common_name"] if anchor in by_tp else _catalogue_name(anchor)
         anchor_text = f", anchor {anchor_name}" if anchor else ""
+        if ch.get("forbidden_root"):
+            anchor_text += " (FORBIDDEN ROOT)"
         lines.append(f"  {state}{anchor_text}: {ch['names']}")
     lines.append("")
     warnings = report["warnings"]

@@ -211,3 +211,44 @@ def test_only_the_chain_is_installed_and_the_rest_of_the_file_is_listed_as_ignor
     assert any(c.after.startswith("not sent: on no path of the new certificate") for c in plan)
     assert result.ignored == (certs.thumbprint(unrelated),)
     assert certs.thumbprint(pki.intermediate) in ca_store and certs.thumbprint(unrelated) not in ca_store
+
+
+def test_a_ca_file_of_many_unrelated_cross_certificates_gives_one_warning_line(
+    tmp_path: Path, _env: list[str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 24 item 7: a vendor bundle as certificate_file — the CA certificates on no path of the new
+    # certificate are listed in run.json, and the console says so in one line, not one line each.
+    from chain_shapes import branching
+
+    reh = rehearsal.start(
+        scenario="modern-chain",
+        password=_env[0],
+        workdir=tmp_path / "host",
+        state_file=tmp_path / "state.json",
+    )
+    try:
+        pki = _pki(reh.host.extra, "modern")
+        _, unrelated = branching(6, 0, pki.now_utc)  # 30 cross certificates of another hierarchy
+        ca_file = tmp_path / "vendor.pem"
+        ca_file.write_bytes(certs.encode_pem(pki.new_leaf, pki.intermediate, *unrelated))
+        data = reh.params(
+            password_env="OPSLIB_CH_WINRM",
+            pfx_password_env="OPSLIB_CH_PFX",
+            backup_dir=str(tmp_path / "backups"),
+            certificate_file=str(ca_file),
+        )
+        params_file = tmp_path / "web01.yaml"
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        capfd.readouterr()
+        code = cli.main(["run", str(params_file), "--evidence-root", str(tmp_path / "evidence"), "--dry-run"])
+    finally:
+        reh.stop()
+    err = capfd.readouterr().err
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "not on the new certificate's chain" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("opslib: warning: 30 CA certificate(s) of the file not installed") and (
+        "; and 27 more" in lines[0]
+    )
+    ignored = _manifest(tmp_path / "evidence")["facts"]["ca_certificates_ignored"]
+    assert {i["thumbprint"] for i in ignored} == {certs.thumbprint(c) for c in unrelated}

@@ -8,7 +8,6 @@ preflight case; nothing is stubbed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,11 +98,9 @@ def test_escape_text_escapes_controls_and_bidi_and_keeps_japanese() -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Any]:
-    from opslib import rehearsal
-
-    with rehearsal.start(scenario="default", state_file=tmp_path / "state.json", workdir=tmp_path / "w") as r:
-        yield r
+def server(tmp_path: Path, shared_endpoints: Any) -> Any:
+    """The session's default endpoint, put back as it started (tests/conftest.py)."""
+    return shared_endpoints.get("default", state_file=tmp_path / "state.json")
 
 
 def test_preflight_names_an_ec_certificate_iis6_cannot_use(server: Any, tmp_path: Path) -> None:

@@ -244,6 +244,7 @@ def test_finalize_hashes_every_file_and_chains_to_the_previous_run(chain: list[P
     assert doc["finished_utc"] == "2026-11-26T21:45:47Z"
 
 
+@pytest.mark.kernel
 def test_record_and_read_facts_through_a_real_kernel(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [

@@ -10,6 +10,12 @@
    (what ``opslib resume`` does) and the renewal completes; no kit temp folder is left behind.
    By default each *kind* of command runs (same step, same command line up to temp names, same
    number of changes made before it in the step); ``OPSLIB_FAULTS_FULL=1`` runs every command.
+   Each (command, fault) is its own test (``-k "02-cscript-3 and after-drop"``). Pytest needs the ids at
+   collection, so the clean run's commands are committed in :data:`COMMANDS_FILE`;
+   ``test_the_committed_commands_are_the_clean_runs`` checks them against the clean run
+   (``OPSLIB_FAULTS_WRITE=1`` rewrites the file). The waits are short: the swap journal is polled every
+   :data:`JOURNAL_POLL_S` for :data:`JOURNAL_WAIT_S` (the rehearsal helper writes it before it answers),
+   the WinRM deadlines are the smallest the parameters file accepts (:data:`FAST`).
 3. Runbook level (papermill, five kernels): one case per step and a production site that will not
    start after the swap — exit 1, run.json, the failed notebook, the secret scan, ``resume``.
 """
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import conftest
 import nbformat
 import pytest
 import yaml
@@ -44,8 +51,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = [s for s in runbook.RENEW_STEPS if s.changes_server]
 FAULTS = ("before:{}:drop", "after:{}:drop", "after:{}:timeout", "after:{}:fault500", "before:{}:fail")
 FULL = os.environ.get("OPSLIB_FAULTS_FULL") == "1"
-# Short deadlines: a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
-FAST = {"operation_timeout_s": 1, "read_timeout_s": 3, "command_timeout_s": 1}
+# Short deadlines, the smallest the parameters file accepts (whole seconds; the read timeout must exceed
+# the OperationTimeout): a timed-out command costs ~1 s (OperationTimeout 1 s, command cap 1 s).
+FAST = {"operation_timeout_s": 1, "read_timeout_s": 2, "command_timeout_s": 1}
+# The swap's journal wait after a lost connection (opslib.iis.iis6_swap): the kit polls every 1 s for the
+# whole swap deadline (180 s); the rehearsal's helper has written its journal before it answers, so a
+# journal that does not say "ended" at the first read never will (``before:cscript#N:drop``).
+JOURNAL_POLL_S = 0.05
+JOURNAL_WAIT_S = 1
+_THUMB = re.compile(r"\b[0-9A-F]{40}\b")
+COMMANDS_FILE = ROOT / "tests" / "golden" / "fault_commands.txt"
+WRITE = os.environ.get("OPSLIB_FAULTS_WRITE") == "1"
 # What a fault's cause looks like in the error message.
 CAUSES = {
     "drop": r"connection failed or dropped|connection dropped",
@@ -53,8 +69,14 @@ CAUSES = {
     "fault500": r"injected fault|cannot process the request",
     "fail": r"exited with 5 |exit code 5\b|ADSI|did not|reads back|no JSON|not a usable|does not|no longer",
 }
-COUNTS: dict[str, int] = dict.fromkeys(
-    ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"), 0
+# What the matrix ran, in pytest's terminal summary (added up over xdist workers by tests/conftest.py).
+COUNTS = conftest.summary_counts(
+    "fault matrix",
+    "fault matrix: {commands} remote commands enumerated, {cases} faults injected in-process ({failed} stopped "
+    "the step, {tolerated} tolerated), {resumed} resumes completed; runbook level: {runbook_cases} cases, "
+    "{runbook_resumes} resumes" + (" (full matrix)" if FULL else ""),
+    ("commands", "cases", "failed", "tolerated", "resumed", "runbook_cases", "runbook_resumes"),
+    same=("commands",),  # every worker's clean run enumerates the same commands
 )
 _MUTATING = re.compile(
     r"^(certutil (-\S+ )*-(repairstore|addstore|exportPFX)|certutil -p |certreq -accept |cscript .* (set-cert|clear-cert|start|stop|swap) )",
@@ -245,7 +267,20 @@ def _params(reh: rehearsal.Rehearsal, base: Path, *, fast: bool) -> dict[str, An
 
 @pytest.fixture(scope="module")
 def notebooks() -> Notebooks:
+    """The one place the step notebooks run in-process for the matrix (the ``Notebooks`` runner; the
+    runbook's in-process step engine replaces it here)."""
     return Notebooks()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_waits() -> Iterator[None]:
+    """The swap's journal wait in this process (the in-process steps): :data:`JOURNAL_POLL_S`, :data:`JOURNAL_WAIT_S`."""
+    from opslib.iis import iis6_swap
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(iis6_swap, "_JOURNAL_POLL_S", JOURNAL_POLL_S)
+        mp.setattr(iis6_swap, "SWAP_COMMAND_TIMEOUT_S", JOURNAL_WAIT_S)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -335,12 +370,10 @@ def assert_renewed(clean: Clean, facts: dict[str, Any], *, where: str) -> None:
 # --- the matrix -----------------------------------------------------------------------------------
 
 
-def _selected(commands: list[Remote]) -> list[Remote]:
-    """Every command with ``OPSLIB_FAULTS_FULL=1``; by default the ones around each change: the run's
-    first command, the last command of each step, every mutating command and the command right after it (its reply
-    lost or its read-back failing is where a step must recognise its own work)."""
-    if FULL:
-        return commands
+def _selected_kinds(commands: list[Remote]) -> list[Remote]:
+    """The default matrix's commands (``OPSLIB_FAULTS_FULL=1`` runs every command): the ones around each
+    change: the run's first command, the last command of each step, every mutating command and the command
+    right after it (its reply lost or its read-back failing is where a step must recognise its own work)."""
     out = []
     for n, c in enumerate(commands):
         first = n == 0  # connecting is the same code in every step
@@ -419,15 +452,59 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
     return broken
 
 
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("template", FAULTS, ids=lambda t: t.format("X"))
-def test_every_command_survives_the_fault(clean: Clean, notebooks: Notebooks, template: str) -> None:
-    report = []
-    for command in _selected(clean.commands):
-        broken = _case(clean, notebooks, command, template)
-        if broken:
-            report.append(f"{template.format(command.target)} ({command}):\n    " + "\n    ".join(broken))
-    assert not report, f"{len(report)} cases broke a promise:\n" + "\n".join(report)
+def command_lines(commands: list[Remote]) -> list[str]:
+    """The committed form of the clean run's commands: ``step<TAB>target<TAB>selected<TAB>shape``, the
+    shape with the host's thumbprints numbered in order of first appearance."""
+    selected = {id(c) for c in _selected_kinds(commands)}
+    seen: dict[str, str] = {}
+    lines = []
+    for c in commands:
+        shape = _THUMB.sub(lambda m: seen.setdefault(m.group(0), f"<THUMB{len(seen) + 1}>"), c.shape)
+        lines.append(f"{c.step}\t{c.target}\t{int(id(c) in selected)}\t{shape}")
+    return lines
+
+
+def committed_commands() -> list[tuple[int, str, bool]]:
+    """(step, target, selected) of every command the committed clean run ran (read at collection)."""
+    out = []
+    for line in COMMANDS_FILE.read_text(encoding="utf-8").splitlines():
+        step, target, selected, _shape_text = line.split("\t", 3)
+        out.append((int(step), target, selected == "1"))
+    return out
+
+
+def _matrix() -> list[Any]:
+    cases = []
+    for step, target, selected in committed_commands():
+        if not (selected or FULL):
+            continue
+        for template in FAULTS:
+            when, _, action = template.split(":")
+            case_id = f"{step:02d}-{target.replace('#', '-')}-{when}-{action}"
+            cases.append(pytest.param(step, target, template, id=case_id))
+    return cases
+
+
+def test_the_committed_commands_are_the_clean_runs(clean: Clean) -> None:
+    """The matrix's cases (collected from :data:`COMMANDS_FILE`) are the clean run's commands."""
+    lines = command_lines(clean.commands)
+    if WRITE:
+        COMMANDS_FILE.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    committed = COMMANDS_FILE.read_text(encoding="utf-8").splitlines()
+    assert lines == committed, (
+        f"the clean run's remote commands differ from {COMMANDS_FILE.name}; "
+        "if the change is meant, rewrite it with OPSLIB_FAULTS_WRITE=1 and review the diff"
+    )
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("step", "target", "template"), _matrix())
+def test_the_command_survives_the_fault(
+    clean: Clean, notebooks: Notebooks, step: int, target: str, template: str
+) -> None:
+    (command,) = [c for c in clean.commands if (c.step, c.target) == (step, target)]
+    broken = _case(clean, notebooks, command, template)
+    assert not broken, f"{template.format(command.target)} ({command}):\n    " + "\n    ".join(broken)
 
 
 def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
@@ -437,25 +514,6 @@ def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
     assert any("repairstore" in m for m in mutating) and any("certreq -accept" in m for m in mutating)
     assert any("set-cert" in m for m in mutating) and any("exportPFX" in m for m in mutating)
     assert any(" swap " in m for m in mutating)  # step 2's server-side transaction
-
-
-class _Summary:
-    """Prints what the matrix ran in pytest's terminal summary (registered by :func:`_summary`)."""
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if COUNTS["cases"] or COUNTS["runbook_cases"]:
-            terminalreporter.write_line(
-                f"fault matrix: {COUNTS['commands']} remote commands enumerated, {COUNTS['cases']} faults "
-                f"injected in-process ({COUNTS['failed']} stopped the step, {COUNTS['tolerated']} tolerated), "
-                f"{COUNTS['resumed']} resumes completed; runbook level: {COUNTS['runbook_cases']} cases, "
-                f"{COUNTS['runbook_resumes']} resumes{' (full matrix)' if FULL else ''}"
-            )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> None:
-    if not request.config.pluginmanager.has_plugin("opslib-fault-matrix"):
-        request.config.pluginmanager.register(_Summary(), "opslib-fault-matrix")
 
 
 # --- runbook level: papermill, five kernels ---------------------------------------------------------

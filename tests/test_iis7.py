@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SharedEndpoints
 
 from opslib import tls
 from opslib.errors import PreconditionFailed, SiteNotFound, VerificationFailed
@@ -54,28 +55,29 @@ def env_fault(env: Env, spec: str) -> Iterator[None]:
 
 
 @contextmanager
-def serve(tmp_path: Path, scenario: str) -> Iterator[Env]:
-    from opslib import rehearsal
-
-    host = scenarios.build_host(scenario, workdir=tmp_path / "work", now_utc=CLOCK)
+def serve(endpoints: SharedEndpoints, tmp_path: Path, scenario: str) -> Iterator[Env]:
+    """A connection to the session's endpoint of ``scenario`` (put back as it started, tests/conftest.py)
+    holding the new certificate (what step 1 installs)."""
+    r = endpoints.get(scenario, build={"now_utc": CLOCK}, password=PASSWORD)
+    host = r.host
     pki = make_pki(now_utc=CLOCK, hostnames=scenarios.HOSTNAMES)
     new = stores.add_certificate(host, "MY", pki.new_leaf, key=pki.new_key)  # what step 1 installs
-    with rehearsal.start(host, password=PASSWORD) as r:
-        codepage = host.default_codepage
-        with connect(
-            r.url,
-            transport="basic",
-            username=r.user,
-            password=PASSWORD,
-            host_label="web01",
-            allow_unencrypted_basic=True,
-            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
-            codepage=codepage,
-        ) as conn:
-            server = Server(conn)
-            backend = server.iis
-            assert isinstance(backend, IIS7Backend)
-            yield Env(host, server, backend, str(host.extra["current_thumbprint"]), new, r)
+    host.save_state()
+    codepage = host.default_codepage
+    with connect(
+        r.url,
+        transport="basic",
+        username=r.user,
+        password=PASSWORD,
+        host_label="web01",
+        allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
+        codepage=codepage,
+    ) as conn:
+        server = Server(conn)
+        backend = server.iis
+        assert isinstance(backend, IIS7Backend)
+        yield Env(host, server, backend, str(host.extra["current_thumbprint"]), new, r)
 
 
 def reg_hash(host: Host, key: str) -> str:
@@ -89,8 +91,10 @@ def served(host: Host, servername: str | None) -> str:
 
 
 @pytest.mark.parametrize("scenario", ["iis75-ja", "iis10", "iis10-sni"])
-def test_sites_and_certificates_come_from_appcmd_xml_and_the_registry(tmp_path: Path, scenario: str) -> None:
-    with serve(tmp_path, scenario) as env:
+def test_sites_and_certificates_come_from_appcmd_xml_and_the_registry(
+    shared_endpoints: SharedEndpoints, tmp_path: Path, scenario: str
+) -> None:
+    with serve(shared_endpoints, tmp_path, scenario) as env:
         assert env.server.capabilities.iis_major in (7, 10)
         assert env.server.capabilities.has_certutil("exportPFX")  # step 3 takes the certutil route
         sites = {s.name: s for s in env.backend.sites()}
@@ -117,9 +121,9 @@ def test_sites_and_certificates_come_from_appcmd_xml_and_the_registry(tmp_path: 
     ],
 )
 def test_bind_swap_and_rollback_change_exactly_the_production_binding(
-    tmp_path: Path, scenario: str, port: int, key: str
+    shared_endpoints: SharedEndpoints, tmp_path: Path, scenario: str, port: int, key: str
 ) -> None:
-    with serve(tmp_path, scenario) as env:
+    with serve(shared_endpoints, tmp_path, scenario) as env:
         host, backend = env.host, env.backend
         prod_key = SNI + r"\www1.example.jp:443" if scenario == "iis10-sni" else IPPORT + r"\0.0.0.0:443"
         before = {k: v for k, v in host.registry.items() if "HTTP\\PARAMETERS" in k.upper()}
@@ -162,16 +166,20 @@ def test_bind_swap_and_rollback_change_exactly_the_production_binding(
         assert set(after) - set(before) == {key.upper()}  # the work binding is the only new key
 
 
-def test_iis75_refuses_a_work_binding_on_the_production_ip_port(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis75-ja") as env:
+def test_iis75_refuses_a_work_binding_on_the_production_ip_port(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with serve(shared_endpoints, tmp_path, "iis75-ja") as env:
         with pytest.raises(PreconditionFailed, match=r"would change the certificate of W3SVC/1.*ssl_port"):
             env.backend.bind("renew.www1.example.jp", env.new, port=443)
         assert env.host.web_sites[2].bindings[-1].protocol == "http"  # nothing added
         assert reg_hash(env.host, IPPORT + r"\0.0.0.0:443") == env.current
 
 
-def test_sni_swap_serves_the_new_certificate_to_www1_only(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis10-sni") as env:
+def test_sni_swap_serves_the_new_certificate_to_www1_only(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with serve(shared_endpoints, tmp_path, "iis10-sni") as env:
         endpoints = tlsserve.attach(env.host)
         try:
             env.backend.bind("renew.www1.example.jp", env.new)
@@ -214,8 +222,8 @@ def test_sni_swap_serves_the_new_certificate_to_www1_only(tmp_path: Path) -> Non
             endpoints.stop()
 
 
-def test_bad_inputs_are_refused_before_any_change(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis10-sni") as env:
+def test_bad_inputs_are_refused_before_any_change(shared_endpoints: SharedEndpoints, tmp_path: Path) -> None:
+    with serve(shared_endpoints, tmp_path, "iis10-sni") as env:
         host, backend = env.host, env.backend
         # Two sites with the same name.
         emulated.add_site(host, 5, "www1.example.jp", [WebBinding("http", "*:8080:")])
@@ -247,16 +255,18 @@ def test_bad_inputs_are_refused_before_any_change(tmp_path: Path) -> None:
         assert reg_hash(host, IPPORT + r"\0.0.0.0:443") == others["legacy.example.jp"]
 
 
-def test_iis75_sni_host_name_is_refused(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis75-ja") as env:
+def test_iis75_sni_host_name_is_refused(shared_endpoints: SharedEndpoints, tmp_path: Path) -> None:
+    with serve(shared_endpoints, tmp_path, "iis75-ja") as env:
         from opslib.errors import CapabilityMissing
 
         with pytest.raises(CapabilityMissing, match="SNI exists from IIS 8"):
             env.backend.plan_bind("renew.www1.example.jp", env.new, port=8443, host_header="renew.example.jp")
 
 
-def test_a_production_site_that_will_not_start_is_rolled_back(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis10") as env:
+def test_a_production_site_that_will_not_start_is_rolled_back(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with serve(shared_endpoints, tmp_path, "iis10") as env:
         host, backend = env.host, env.backend
         backend.bind("renew.www1.example.jp", env.new)
         host.app_pools["www1.example.jp"].state = "Stopped"  # started again with the swap
@@ -309,8 +319,10 @@ def test_backend_choice_by_iis_version() -> None:
         iis.require_backend(caps(0))
 
 
-def test_the_work_binding_may_be_a_second_binding_of_the_production_site(tmp_path: Path) -> None:
-    with serve(tmp_path, "iis10") as env:
+def test_the_work_binding_may_be_a_second_binding_of_the_production_site(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with serve(shared_endpoints, tmp_path, "iis10") as env:
         host, backend = env.host, env.backend
         work = backend.bind("www1.example.jp", env.new, host_header="renew.www1.example.jp")
         assert work.secure_bindings == (":443:", ":443:renew.www1.example.jp")

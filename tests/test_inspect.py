@@ -235,6 +235,7 @@ def test_inspect_csr_and_request_placeholder_key_match(
     ]
 
 
+@pytest.mark.kernel
 def test_notebook_inspect_certificate_runs_under_papermill(tmp_path: Path, pki: Pki) -> None:
     import nbformat
     import papermill

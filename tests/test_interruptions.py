@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest
 import psutil
 import pytest
 import yaml
@@ -37,12 +38,14 @@ from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED
 from opslib.rehearsal.programs import stores
 
+pytestmark = pytest.mark.kernel  # signals, dead kernels, the runner as a subprocess: real kernels
+
 OPSLIB = Path(sys.executable).parent / "opslib"
 JOURNAL = r"C:\WINDOWS\Temp\opslib-swap-1.json"
 LOCK = r"C:\WINDOWS\Temp\opslib-renewal.lock"
 DELAY_S = 8.0  # the emulated Start() of the swapped site: the window the interruptions aim at
 WAITING = "waiting for the production swap to finish on the server; it restores itself if it fails"
-COUNTS: dict[str, int] = {}
+COUNTS = conftest.summary_counts("interruption cases", "", ())  # in the terminal summary (tests/conftest.py)
 
 
 @dataclass
@@ -414,8 +417,3 @@ def test_resume_takes_over_only_its_own_lock(setup: Setup) -> None:
         assert lock.release("20261201T020000Z-resume") == "removed (read back)"
     assert not setup.host.is_dir(LOCK)
     _count("lock: resume takes over its own")
-
-
-def test_zz_report_counts() -> None:
-    """Printed for the report (interruption points × signals tried)."""
-    print("interruption cases:", json.dumps(COUNTS, sort_keys=True))

@@ -262,6 +262,7 @@ def test_a_different_language_is_cosmetic_only(tmp_path: Path) -> None:
 # --- the operator's notebook -----------------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_the_lab_check_notebook_runs_under_papermill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import papermill as pm
 

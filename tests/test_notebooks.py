@@ -1,5 +1,8 @@
 """The step notebooks, run by the runbook under papermill against the rehearsal host.
 
+Tests marked ``kernel`` (papermill and notebook-level checks, and the shared IIS 6 renewal) run on real
+kernels; the others take the in-process step engine once it lands (tests/conftest.py).
+
 One full renewal is shared by several tests (module-scoped fixture: five kernels); the dry run, the
 failure + resume and the rollback each get their own rehearsal host. Every evidence folder goes
 through the secret scan (``tests/secretscan.py``).
@@ -23,6 +26,7 @@ import nbformat
 import papermill
 import pytest
 import yaml
+from conftest import on_real_kernels
 from secretscan import assert_no_secrets
 
 from opslib import certs, cli, evidence, params, rehearsal, runbook
@@ -49,6 +53,7 @@ def _parameters_cell(nb: Any) -> Any:
     return cells[0]
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("path", STEP_NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_committed_clean_and_thin(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
@@ -94,6 +99,7 @@ def test_notebook_is_committed_clean_and_thin(path: Path) -> None:
     assert "opslib.evidence.record(" in nb.cells[-1].source
 
 
+@pytest.mark.kernel
 def test_every_key_of_the_parameter_files_reaches_a_notebook(tmp_path: Path) -> None:
     declared = {p.stem: set(papermill.inspect_notebook(str(p))) for p in STEP_NOTEBOOKS}
     for path in sorted((ROOT / "parameters").glob("*.yaml")):
@@ -167,7 +173,8 @@ def renewal(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterat
     """One full renewal (steps 0–4, --yes) on a Japanese IIS 6 rehearsal host; evidence signed (HMAC)."""
     setup = _start(tmp_path_factory.mktemp("renewal"), _env, hmac=True)
     try:
-        code = _run(setup, "--yes")
+        with on_real_kernels():  # the IIS 6 renewal on real kernels (its tests are marked kernel)
+            code = _run(setup, "--yes")
         assert code == 0
         (run_dir,) = setup.run_dirs()
         yield setup, run_dir, setup.reh.host.state()
@@ -175,6 +182,7 @@ def renewal(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterat
         setup.reh.stop()
 
 
+@pytest.mark.kernel
 def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, state = renewal
     extra = state["extra"]
@@ -208,6 +216,7 @@ def test_a_full_run_renews_the_certificate_on_the_server(renewal: tuple[Setup, P
     assert facts["chain_ok"] is True and facts["verify_problems"] == []
 
 
+@pytest.mark.kernel
 def test_the_backup_is_owner_only_outside_the_evidence_and_opens(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, state = renewal
     facts = setup.manifest(run_dir)["facts"]
@@ -226,6 +235,7 @@ def test_the_backup_is_owner_only_outside_the_evidence_and_opens(renewal: tuple[
     assert not list(setup.evidence_root.rglob("*.pfx"))
 
 
+@pytest.mark.kernel
 def test_the_evidence_folder_is_complete_and_verifies(
     renewal: tuple[Setup, Path, dict], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -248,6 +258,7 @@ def test_the_evidence_folder_is_complete_and_verifies(
     assert not list((setup.evidence_root / ".locks").iterdir())
 
 
+@pytest.mark.kernel
 def test_the_evidence_is_signed_with_the_hmac_key(
     renewal: tuple[Setup, Path, dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -269,6 +280,7 @@ def test_the_evidence_is_signed_with_the_hmac_key(
         assert "evidence" not in passed and "hmac_key" not in json.dumps(passed)
 
 
+@pytest.mark.kernel
 def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, _ = renewal
     facts = setup.manifest(run_dir)["facts"]
@@ -286,12 +298,14 @@ def test_each_notebook_got_only_what_it_declares(renewal: tuple[Setup, Path, dic
     assert any("new_thumbprint" in step.consumes for step in runbook.RENEW_STEPS)
 
 
+@pytest.mark.kernel
 def test_no_secret_in_the_renewal_evidence(renewal: tuple[Setup, Path, dict]) -> None:
     setup, run_dir, _ = renewal
     assert_no_secrets(run_dir, setup.secrets)
     assert all(s["redacted"] == 0 for s in setup.manifest(run_dir)["steps"]), "a notebook printed a secret"
 
 
+@pytest.mark.kernel
 def test_rollback_yaml_puts_the_old_certificate_back(
     renewal: tuple[Setup, Path, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,6 +330,7 @@ def test_rollback_yaml_puts_the_old_certificate_back(
     assert_no_secrets(later[0], setup.secrets)
 
 
+@pytest.mark.kernel
 def test_the_review_notebook_reads_two_real_rehearsal_runs(
     renewal: tuple[Setup, Path, dict], tmp_path: Path
 ) -> None:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SharedEndpoints
 
 from opslib import certs, cli, rehearsal
 from opslib.certs.pfx import PFX_3DES_SHA1, PFX_AES256_SHA256, pfx_encryption_for
 from opslib.errors import CapabilityMissing, RemoteCommandFailed
 from opslib.iis import find_site
 from opslib.ops import export, export_route
-from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host, Invocation
 from opslib.rehearsal.programs import stores
 from opslib.runbook.chores import left_on_server as _left_on_server
@@ -54,29 +54,33 @@ class Session:
 
 
 @contextmanager
-def session(tmp_path: Path, scenario: str, *, step0: bool = True, **extra: object) -> Iterator[Session]:
-    host = scenarios.build_host(scenario, workdir=tmp_path / "work")
+def session(
+    endpoints: SharedEndpoints, tmp_path: Path, scenario: str, *, step0: bool = True, **extra: object
+) -> Iterator[Session]:
+    """A connection to the session's endpoint of ``scenario`` (put back as it started, tests/conftest.py)."""
+    r = endpoints.get(scenario, password=PASSWORD)
+    host = r.host
     host.extra.update(extra)
     if step0:  # step 0 done: the chain runs through the cross certificate, which the backup must hold
         for root in host.extra["forbidden_roots"]:
             stores.set_eku(host, "ROOT", root, [])
+    host.save_state()
     transcript = tmp_path / "run" / "transcript.jsonl"
-    with rehearsal.start(host, password=PASSWORD) as r:
-        conn = connect(
-            r.url,
-            transport="basic",
-            username=r.user,
-            password=PASSWORD,
-            host_label="web01",
-            allow_unencrypted_basic=True,
-            allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
-            codepage=host.default_codepage,
-            transcript=transcript,
-        )
-        try:
-            yield Session(host, conn, Server(conn), transcript)
-        finally:
-            conn.close()
+    conn = connect(
+        r.url,
+        transport="basic",
+        username=r.user,
+        password=PASSWORD,
+        host_label="web01",
+        allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,  # a Basic/HTTP lab host: accepted explicitly
+        codepage=host.default_codepage,
+        transcript=transcript,
+    )
+    try:
+        yield Session(host, conn, Server(conn), transcript)
+    finally:
+        conn.close()
 
 
 def _export(s: Session, thumb: str = "") -> export.ExportResult:
@@ -88,8 +92,10 @@ def _export(s: Session, thumb: str = "") -> export.ExportResult:
 # --- deletes are read back (W-DEL, W-DEL-STAGE, W-RMDIR-SQ-LOCKED, W-IF-EXIST) ---------------------------
 
 
-def test_a_held_pfx_is_reported_on_the_server_not_claimed_deleted(tmp_path: Path) -> None:
-    with session(tmp_path, "pfx-locked") as s:
+def test_a_held_pfx_is_reported_on_the_server_not_claimed_deleted(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "pfx-locked") as s:
         pfx = _export(s)
         assert s.files(".pfx") == [Host.norm(pfx.remote_path)]  # Windows would keep it too
         folder = s.conn.temp_dir
@@ -111,8 +117,10 @@ def test_a_held_pfx_is_reported_on_the_server_not_claimed_deleted(tmp_path: Path
     assert stale_temp_dirs(s.transcript) == [folder]
 
 
-def test_a_held_base64_copy_is_reported_and_the_summary_says_what_to_do(tmp_path: Path) -> None:
-    with session(tmp_path, "b64-locked", step0=False) as s:
+def test_a_held_base64_copy_is_reported_and_the_summary_says_what_to_do(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "b64-locked", step0=False) as s:
         target = remote_path(s.conn, ".bin")
         s.conn.upload(b"not a key, but it could be" * 40, target, what="upload a test file")
         assert s.conn.download(target, what="download it again") == b"not a key, but it could be" * 40
@@ -128,8 +136,10 @@ def test_a_held_base64_copy_is_reported_and_the_summary_says_what_to_do(tmp_path
     assert "base64 copy" in leftover_advice(s.conn.remote_left[0])
 
 
-def test_on_a_normal_host_deletes_are_proven_and_nothing_is_left(tmp_path: Path) -> None:
-    with session(tmp_path, "default") as s:
+def test_on_a_normal_host_deletes_are_proven_and_nothing_is_left(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "default") as s:
         path = remote_path(s.conn, ".txt")
         s.conn.upload(b"x" * 10, path)
         assert delete_remote(s.conn, path) is True
@@ -145,8 +155,10 @@ def test_on_a_normal_host_deletes_are_proven_and_nothing_is_left(tmp_path: Path)
 # --- transcript labels and decoded text ------------------------------------------------------------------
 
 
-def test_helper_commands_have_their_own_labels_and_decoded_text(tmp_path: Path) -> None:
-    with session(tmp_path, "iis6-ja", step0=False) as s:
+def test_helper_commands_have_their_own_labels_and_decoded_text(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "iis6-ja", step0=False) as s:
         s.server.probe()
         entries = s.entries()
     by_line = {str(e.get("command_line")).split(" ")[0] + " " + str(e.get("what")) for e in entries}
@@ -169,8 +181,10 @@ def test_helper_commands_have_their_own_labels_and_decoded_text(tmp_path: Path) 
 # --- export routes: proven by use, with fallback (W-CERTUTIL-PROBE-EXPORTPFX, W-CERTUTIL-UNKNOWN-VERB) -----
 
 
-def test_a_lying_exportpfx_probe_falls_back_to_iis_certobj_in_step_3(tmp_path: Path) -> None:
-    with session(tmp_path, "exportpfx-probe-lies") as s:
+def test_a_lying_exportpfx_probe_falls_back_to_iis_certobj_in_step_3(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "exportpfx-probe-lies") as s:
         assert s.server.capabilities.has_certutil("exportPFX")  # the probe says yes …
         pfx = _export(s)  # … the use says "unknown verb": IIS.CertObj through the production site
         assert s.files(".pfx") == []
@@ -180,8 +194,10 @@ def test_a_lying_exportpfx_probe_falls_back_to_iis_certobj_in_step_3(tmp_path: P
     assert "unknown verb" in facts["export_route_reason"] and "0x80070057" in facts["export_route_reason"]
 
 
-def test_a_lying_exportpfx_probe_is_found_in_the_preflight_before_step_2(tmp_path: Path) -> None:
-    with session(tmp_path, "exportpfx-probe-lies") as s:
+def test_a_lying_exportpfx_probe_is_found_in_the_preflight_before_step_2(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "exportpfx-probe-lies") as s:
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
         proof = export_route.prove_export_route(s.server, production)
         assert s.files(".pfx") == []
@@ -189,8 +205,10 @@ def test_a_lying_exportpfx_probe_is_found_in_the_preflight_before_step_2(tmp_pat
     assert proof.reason.startswith("pre-flight: certutil -exportPFX failed as an unknown verb")
 
 
-def test_a_lying_probe_without_a_fallback_refuses_in_the_preflight(tmp_path: Path) -> None:
-    with session(tmp_path, "exportpfx-probe-lies") as s:
+def test_a_lying_probe_without_a_fallback_refuses_in_the_preflight(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "exportpfx-probe-lies") as s:
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
         del s.host.programs["cscript"]
         s.server.probe(refresh=True)
@@ -201,8 +219,10 @@ def test_a_lying_probe_without_a_fallback_refuses_in_the_preflight(tmp_path: Pat
         assert s.files(".pfx") == []
 
 
-def test_a_denying_exportpfx_probe_takes_iis_certobj_proven_by_use(tmp_path: Path) -> None:
-    with session(tmp_path, "exportpfx-probe-denies") as s:
+def test_a_denying_exportpfx_probe_takes_iis_certobj_proven_by_use(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
+    with session(shared_endpoints, tmp_path, "exportpfx-probe-denies") as s:
         assert not s.server.capabilities.has_certutil("exportPFX")
         production = find_site(s.server.iis.sites(), "W3SVC/1", host="web01")
         proof = export_route.prove_export_route(s.server, production)
@@ -211,10 +231,12 @@ def test_a_denying_exportpfx_probe_takes_iis_certobj_proven_by_use(tmp_path: Pat
     assert "pre-flight" in proof.reason and "said absent" in proof.reason and pfx.check.ok
 
 
-def test_a_certutil_failure_other_than_an_unknown_verb_stops_without_fallback(tmp_path: Path) -> None:
+def test_a_certutil_failure_other_than_an_unknown_verb_stops_without_fallback(
+    shared_endpoints: SharedEndpoints, tmp_path: Path
+) -> None:
     """W-CERTUTIL-EXITCODE, opposite case: certutil exits 1 (not E_INVALIDARG) for the unknown verb.
     The kit does not guess a fallback: the pre-flight refuses before step 2, step 3 stops with the code."""
-    with session(tmp_path, "exportpfx-probe-lies") as s:
+    with session(shared_endpoints, tmp_path, "exportpfx-probe-lies") as s:
         real = s.host.programs["certutil"]
 
         def exit_one(inv: Invocation) -> int:
@@ -230,9 +252,9 @@ def test_a_certutil_failure_other_than_an_unknown_verb_stops_without_fallback(tm
         assert s.files(".pfx") == []
 
 
-def test_a_probe_cmd_cannot_start_stops_the_probe(tmp_path: Path) -> None:
+def test_a_probe_cmd_cannot_start_stops_the_probe(shared_endpoints: SharedEndpoints, tmp_path: Path) -> None:
     """W-CMD-DENIED-5, opposite case: cmd answers 5 (access denied) for a probe: no answer, not "absent"."""
-    with session(tmp_path, "default", step0=False) as s:
+    with session(shared_endpoints, tmp_path, "default", step0=False) as s:
         real = s.host.programs["certutil"]
 
         def denied(inv: Invocation) -> int:
@@ -256,9 +278,14 @@ def test_a_probe_cmd_cannot_start_stops_the_probe(tmp_path: Path) -> None:
     ],
 )
 def test_hashfile_is_decided_by_use_not_by_its_probe(
-    tmp_path: Path, scenario: str, extra: dict[str, object], probe_says: bool, verified_by: str
+    shared_endpoints: SharedEndpoints,
+    tmp_path: Path,
+    scenario: str,
+    extra: dict[str, object],
+    probe_says: bool,
+    verified_by: str,
 ) -> None:
-    with session(tmp_path, scenario, step0=False, **extra) as s:
+    with session(shared_endpoints, tmp_path, scenario, step0=False, **extra) as s:
         assert s.server.capabilities.has_certutil("hashfile") is probe_says
         data = random.token_bytes(3000)
         path = remote_path(s.conn, ".bin")
@@ -310,6 +337,7 @@ def test_pfx_encryption_follows_the_windows_version(version: str, expected: str)
     ],
 )
 def test_the_pfx_is_reprotected_for_the_target_and_the_one_time_password_is_nowhere(
+    shared_endpoints: SharedEndpoints,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     scenario: str,
@@ -325,7 +353,7 @@ def test_the_pfx_is_reprotected_for_the_target_and_the_one_time_password_is_nowh
         return seen[-1]
 
     monkeypatch.setattr(export.secrets, "token_hex", remember)
-    with session(tmp_path, scenario) as s:
+    with session(shared_endpoints, tmp_path, scenario) as s:
         pfx = _export(s)
         served = [e for e in s.entries() if "-exportPFX MY" in str(e.get("command_line"))]
     (one_time,) = seen

@@ -313,6 +313,7 @@ def test_on_a_terminal_the_swap_waits_for_a_yes(params_file: Path, tmp_path: Pat
     ctx._confirm(swap)  # goes on
 
 
+@pytest.mark.kernel
 def test_a_prompted_secret_reaches_the_kernels_as_an_environment_reference(
     params_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

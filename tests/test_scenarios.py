@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,58 @@ def test_stop_detaches_from_the_host(tmp_path: Path) -> None:
     endpoints.stop()
     assert endpoints.refresh not in host.on_change
     host.save_state()  # no error after stop
+
+
+# --- snapshots: tests that share one endpoint never see each other's leftovers -------------------------
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_restore_puts_every_scenario_back_exactly(name: str, tmp_path: Path) -> None:
+    host = build(name, tmp_path)
+    before = json.dumps(host.state(), sort_keys=True, default=str)
+    programs, keys, locked = dict(host.programs), dict(host.keys), set(host.locked_files)
+    snap = host.snapshot()
+    cmd.execute(host, r"mkdir C:\leftover && echo x> C:\leftover\f.txt", codepage=437)
+    host.registry.clear()
+    host.sites.clear()
+    host.web_sites.clear()
+    host.keys.clear()
+    host.programs["certutil"] = lambda inv: 9
+    host.extra["leftover"] = True
+    host.env["LEFTOVER"] = "1"
+    host.locked_files.add("*")
+    host.is_admin = False
+    host.leftover = 1  # type: ignore[attr-defined]
+    host.restore(snap)
+    assert json.dumps(host.state(), sort_keys=True, default=str) == before
+    assert (host.programs, host.keys, host.history, host.locked_files) == (programs, keys, [], locked)
+    assert host.is_admin and "LEFTOVER" not in host.env and not hasattr(host, "leftover")
+    host.extra["again"] = 1  # the snapshot itself is not changed by later changes
+    host.restore(snap)
+    assert "again" not in host.extra
+
+
+def test_a_shared_endpoint_is_handed_out_as_it_started(shared_endpoints: Any, tmp_path: Path) -> None:
+    from opslib.winrm import connect
+
+    first = shared_endpoints.get("default", state_file=tmp_path / "a.json")
+    before = json.dumps(first.host.state(), sort_keys=True, default=str)
+    first.set_faults(["before:certutil:fail"])
+    first.host.on_change.append(lambda host: None)
+    with connect(
+        first.url,
+        transport="basic",
+        username=first.user,
+        password=first.password,
+        host_label="web01",
+        allow_unencrypted_basic=True,
+        allow_cleartext_secrets=True,
+    ) as conn:
+        conn.run(["mkdir", r"C:\leftover"], what="leave something behind")
+    assert first.host.is_dir(r"C:\leftover") and first.host.history
+    again = shared_endpoints.get("default", state_file=tmp_path / "b.json")
+    assert again is first  # the same endpoint, put back
+    assert json.dumps(again.host.state(), sort_keys=True, default=str) == before
+    assert not again.faults and not again.host.history and not again._server.shells
+    assert len(again.host.on_change) == 1  # the TLS endpoints' hook only
+    assert json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))["dirs"] == sorted(again.host.dirs)

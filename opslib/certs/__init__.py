@@ -5,7 +5,9 @@
 * :mod:`.facts` — :func:`thumbprint`, :func:`normalize_thumbprint`, :func:`key_matches`, encodings,
   :func:`hostname_match`; :mod:`.summary` — :func:`summarize` → :class:`CertSummary` (``.row()``).
 * :mod:`.chains` — :data:`KNOWN` (the catalogue shipped in ``opslib/data/``), :func:`is_forbidden_root`,
-  :func:`is_cross_certificate`, :func:`build_chains` (cross certificates included).
+  :func:`is_cross_certificate`, :func:`build_chains` / :func:`search_chains` (cross certificates included).
+* :mod:`.paths` — :class:`PathBuilder`: the kit's one path builder (bounded, memoized), used by
+  :mod:`.chains` and :mod:`.expect`.
 * :mod:`.expect` — :func:`expect_chain` → :class:`ExpectedChain`: the path the new certificate must be
   served with, to a trusted and allowed root (``docs/chains.md``).
 * :mod:`.policy` — :func:`check_warnings` (stable codes, clock passed in), :func:`raise_for_blocking`.
@@ -23,10 +25,12 @@ from .chains import (
     KNOWN,
     Catalogue,
     Chain,
+    ChainSearch,
     KnownCertificate,
     build_chains,
     is_cross_certificate,
     is_forbidden_root,
+    search_chains,
 )
 from .expect import (
     ChainProblem,
@@ -59,13 +63,16 @@ from .facts import (
     thumbprint,
 )
 from .load import Bundle, load_certificates
+from .paths import MAX_DEPTH, MAX_ISSUERS, MAX_PATHS, MAX_STEPS, PathBuilder
 from .pfx import PfxCheck, check_pfx, load_pkcs12
 from .policy import (
     INSTALL_BLOCKING,
     WARNING_CODES,
     Finding,
+    SubjectIndex,
     certificate_warnings,
     check_warnings,
+    forbidden_root_findings,
     raise_for_blocking,
 )
 from .summary import CertSummary, summarize
@@ -89,7 +96,16 @@ __all__ = [
     "CertSummary",
     "Certificate",
     "Chain",
+    "ChainSearch",
+    "MAX_DEPTH",
+    "MAX_ISSUERS",
+    "MAX_PATHS",
+    "MAX_STEPS",
+    "PathBuilder",
+    "forbidden_root_findings",
+    "search_chains",
     "Finding",
+    "SubjectIndex",
     "HostnameMatch",
     "KnownCertificate",
     "PfxCheck",

@@ -19,14 +19,12 @@ from .facts import (
     display_name,
     encode_der,
     is_ca,
-    is_self_signed,
     key_matches,
     normalize_thumbprint,
-    public_key_info,
-    signed_by,
     thumbprint,
     unique,
 )
+from .paths import PathBuilder
 
 # --- the catalogue -------------------------------------------------------------------------------
 
@@ -131,10 +129,10 @@ class Chain:
     """One path from a leaf towards a root: ``path[0]`` is the leaf."""
 
     path: tuple[Certificate, ...]
-    anchor: Certificate | None  # the self-signed root (or given anchor) the path ends at
+    anchor: Certificate | None  # the self-signed root the path ends at (None when incomplete)
     complete: bool
     missing: str = ""  # what is missing when incomplete: the issuer name not found
-    trusted: bool = False  # the anchor is one of the given anchors
+    trusted: bool = False  # the root is one of the given anchors
 
     @property
     def thumbprints(self) -> tuple[str, ...]:
@@ -156,51 +154,55 @@ class Chain:
         }
 
 
+@dataclass(frozen=True)
+class ChainSearch:
+    """The chains of one certificate and, when the builder's limits cut the search, why ("" if not)."""
+
+    chains: tuple[Chain, ...]
+    truncated: str = ""
+    warning: str = ""  # the "too many paths" sentence for people ("" if not cut)
+
+
+def search_chains(
+    leaf: Certificate,
+    pool: Iterable[Certificate],
+    *,
+    anchors: Iterable[Certificate] = (),
+    builder: PathBuilder | None = None,
+) -> ChainSearch:
+    """Every path from ``leaf`` through ``pool`` ∪ ``anchors``, by the kit's one path builder
+    (:mod:`opslib.certs.paths`: bounded, memoized).
+
+    An issuer is any certificate whose subject is the current certificate's issuer and whose key
+    verifies its signature — so a cross certificate (same subject and key as a root, another issuer)
+    yields a second path. A path is complete only when it ends at a self-signed certificate; ``trusted``
+    says that root is one of ``anchors``. Incomplete paths name the issuer not found (``missing``).
+    Complete paths come first, trusted before untrusted, shorter before longer. ``builder``: one
+    :class:`~opslib.certs.paths.PathBuilder` shared by several leaves over the same pool (its memo).
+    """
+    anchor_list = unique(anchors)
+    anchor_ders = {encode_der(a) for a in anchor_list}
+    paths = builder or PathBuilder([*pool, *anchor_list])
+    found = paths.search(leaf)
+    chains = [
+        Chain(
+            p.certs,
+            p.certs[-1] if p.complete else None,
+            p.complete,
+            p.missing,
+            p.complete and encode_der(p.certs[-1]) in anchor_ders,
+        )
+        for p in found.paths
+    ]
+    chains.sort(key=lambda ch: (not ch.complete, not ch.trusted, len(ch.path)))
+    return ChainSearch(tuple(chains), found.truncated, found.too_many_paths(display_name(leaf.subject)))
+
+
 def build_chains(
     leaf: Certificate,
     pool: Iterable[Certificate],
     *,
     anchors: Iterable[Certificate] = (),
-    max_depth: int = 8,
 ) -> list[Chain]:
-    """Every path from ``leaf`` through ``pool`` ∪ ``anchors``.
-
-    An issuer is any certificate whose subject is the current certificate's issuer and whose key
-    verifies its signature — so a cross certificate (same subject and key as a root, another issuer)
-    yields a second path. A path ends at a self-signed certificate or at one of ``anchors``
-    (complete), or where no issuer is found (incomplete; ``missing`` names the issuer). A path never
-    visits the same subject+key twice. Complete paths come first, shorter before longer.
-    """
-    anchor_list = unique(anchors)
-    anchor_ders = {encode_der(a) for a in anchor_list}
-    candidates = unique([*pool, *anchor_list])
-    chains: list[Chain] = []
-
-    def identity(c: Certificate) -> tuple[bytes, bytes]:
-        return (c.subject.public_bytes(), public_key_info(c))
-
-    def walk(path: list[Certificate]) -> None:
-        current = path[-1]
-        der = encode_der(current)
-        if is_self_signed(current) or (der in anchor_ders and len(path) > 1):
-            chains.append(Chain(tuple(path), current, True, "", der in anchor_ders))
-            return
-        if len(path) > max_depth:
-            chains.append(Chain(tuple(path), None, False, "path too long (loop?)"))
-            return
-        seen = {identity(c) for c in path}
-        issuers = [
-            c
-            for c in candidates
-            if identity(c) not in seen and c.subject == current.issuer and signed_by(current, c)
-        ]
-        if not issuers:
-            missing = f"issuer not found: {current.issuer.rfc4514_string()}"
-            chains.append(Chain(tuple(path), None, False, missing))
-            return
-        for issuer in issuers:
-            walk([*path, issuer])
-
-    walk([leaf])
-    chains.sort(key=lambda ch: (not ch.complete, not ch.trusted, len(ch.path)))
-    return chains
+    """The chains of :func:`search_chains` (for callers that need no "too many paths" flag)."""
+    return list(search_chains(leaf, pool, anchors=anchors).chains)

@@ -49,9 +49,9 @@ from .facts import (
     iso_utc,
     key_matches,
     require_now_utc,
-    signed_by,
     thumbprint,
 )
+from .paths import PathBuilder
 
 __all__ = [
     "ChainProblem",
@@ -63,8 +63,6 @@ __all__ = [
     "is_ca_certificate",
     "is_root",
 ]
-
-MAX_DEPTH = 8
 
 
 def is_root(cert: Certificate) -> bool:
@@ -122,7 +120,7 @@ class Source:
 class ChainProblem:
     """Why one path is not usable: ``code`` (stable) and a message naming the certificate."""
 
-    code: str  # incomplete | untrusted_root | forbidden_root | expired | expired_cross
+    code: str  # incomplete | untrusted_root | forbidden_root | expired | expired_cross | too_many_paths
     message: str
     thumbprint: str = ""
 
@@ -152,6 +150,8 @@ class ExpectedChain:
     usable_paths: tuple[tuple[Certificate, ...], ...] = field(repr=False, default=())
     supplied: tuple[Certificate, ...] = field(repr=False, default=())  # the CA's certificates (file)
     pool: tuple[Certificate, ...] = field(repr=False, default=())
+    tried: tuple[tuple[Certificate, ...], ...] = field(repr=False, default=())  # every path built
+    too_many_paths: str = ""  # the builder's limit cut the search ("" if not): why, for people
 
     @property
     def ok(self) -> bool:
@@ -209,6 +209,11 @@ class ExpectedChain:
 
     def hint(self) -> str:
         codes = {p.code for p in self.problems}
+        if "too_many_paths" in codes:
+            return (
+                "give certificate_file with only the new certificate and the CA certificates of its chain "
+                "(not a whole vendor bundle of cross certificates); nothing was changed"
+            )
         if "expired_cross" in codes or "expired" in codes:
             return (
                 "ask the CA for its current chain (an intermediate or cross certificate that is valid today "
@@ -253,6 +258,7 @@ class ExpectedChain:
             "chain": self.describe(),
             "needs_cross": self.needs_cross,
             "problems": self.problem_rows(),
+            "too_many_paths": self.too_many_paths or None,
         }
 
 
@@ -347,51 +353,39 @@ def expect_chain(
             trusted[tp] = trusted.get(tp, False) or s.enabled
     pool = tuple(candidates.values())
 
+    search = PathBuilder(pool).search(leaf)  # the kit's one path builder (bounded; opslib.certs.paths)
     paths: list[_Path] = []
-
-    def walk(path: list[Certificate]) -> None:
-        current = path[-1]
-        if len(path) > 1 and is_root(current):
-            paths.append(
-                _Path(
-                    tuple(path),
-                    _problems(
-                        path, trusted=trusted, forbidden=forbidden, pool=pool, now_utc=now, complete=True
-                    ),
-                )
-            )
-            return
-        # A path never visits the same subject + key twice (a loop through cross certificates).
-        issuers = [
-            c
-            for c in pool
-            if not any(c.subject == p.subject and key_matches(c, p) for p in path) and signed_by(current, c)
-        ]
-        if not issuers or len(path) > MAX_DEPTH:
-            paths.append(
-                _Path(
-                    tuple(path),
-                    _problems(
-                        path, trusted=trusted, forbidden=forbidden, pool=pool, now_utc=now, complete=False
-                    ),
-                )
-            )
-            return
-        for issuer in issuers:
-            walk([*path, issuer])
-
     if is_root(leaf):
         paths.append(
             _Path((leaf,), (ChainProblem("untrusted_root", "the certificate is self-signed", leaf_tp),))
         )
     else:
-        walk([leaf])
+        for built in search.paths:
+            found = _problems(
+                built.certs,
+                trusted=trusted,
+                forbidden=forbidden,
+                pool=pool,
+                now_utc=now,
+                complete=built.complete,
+            )
+            paths.append(_Path(built.certs, found))
+    tried = tuple(p.certs for p in paths)
+    too_many = search.too_many_paths(display_name(leaf.subject))
     usable = sorted((p for p in paths if p.usable), key=lambda p: len(p.certs))
     frozen_sources = {tp: tuple(dict.fromkeys(v)) for tp, v in sources.items()}
     if usable:
         best = usable[0]
         return ExpectedChain(
-            leaf, best.certs, (), frozen_sources, tuple(p.certs for p in usable), tuple(supplied_list), pool
+            leaf,
+            best.certs,
+            (),
+            frozen_sources,
+            tuple(p.certs for p in usable),
+            tuple(supplied_list),
+            pool,
+            tried,
+            too_many,
         )
     # No usable path: show the most promising one (complete first, fewer problems, shorter) and every problem.
     ranked = sorted(
@@ -404,9 +398,19 @@ def expect_chain(
         ),
     )
     problems: dict[tuple[str, str], ChainProblem] = {}
+    if too_many:  # the limit may have cut the usable path: say so first
+        problems[("too_many_paths", too_many)] = ChainProblem("too_many_paths", too_many, leaf_tp)
     for p in ranked:
         for x in p.problems:
             problems.setdefault((x.code, x.message), x)
     return ExpectedChain(
-        leaf, ranked[0].certs, tuple(problems.values()), frozen_sources, (), tuple(supplied_list), pool
+        leaf,
+        ranked[0].certs,
+        tuple(problems.values()),
+        frozen_sources,
+        (),
+        tuple(supplied_list),
+        pool,
+        tried,
+        too_many,
     )

@@ -23,6 +23,7 @@ from .facts import (
     key_matches,
     require_now_utc,
     subject_alt_names,
+    subject_der,
     thumbprint,
 )
 
@@ -40,6 +41,8 @@ WARNING_CODES = (
     "chain_incomplete",
     "forbidden_root_in_chain",
     "self_signed_leaf",
+    "too_many_paths",
+    "certificates_left_out",
 )
 
 
@@ -76,15 +79,25 @@ def _weak_signature(cert: Certificate) -> str:
     return ""
 
 
-def _name(cert: Certificate, pool: Iterable[Certificate]) -> str:
+class SubjectIndex:
+    """Certificates by subject (DER), built once: naming a root and its cross certificate apart in a
+    500-certificate bundle is then one lookup per certificate, not a pass over the bundle."""
+
+    def __init__(self, pool: Iterable[Certificate]) -> None:
+        self._by_subject: dict[bytes, list[Certificate]] = {}
+        for c in (*pool, *KNOWN.certificates):
+            self._by_subject.setdefault(subject_der(c), []).append(c)
+
+    def same_subject(self, cert: Certificate) -> list[Certificate]:
+        return self._by_subject.get(subject_der(cert), [])
+
+
+def _name(cert: Certificate, pool: Iterable[Certificate] | SubjectIndex) -> str:
     """The common name; for a root or a cross certificate sharing its subject with another certificate of
     ``pool`` (or the catalogue), also which one: "… (cross certificate issued by …)" / "… (root, self-signed)"."""
     name = display_name(cert.subject)
-    twins = [
-        o
-        for o in (*pool, *KNOWN.certificates)
-        if o.subject == cert.subject and encode_der(o) != encode_der(cert) and key_matches(o, cert)
-    ]
+    index = pool if isinstance(pool, SubjectIndex) else SubjectIndex(pool)
+    twins = [o for o in index.same_subject(cert) if o != cert and key_matches(o, cert)]
     if not twins:
         return name
     if is_self_signed(cert):
@@ -97,11 +110,12 @@ def certificate_warnings(
     *,
     now_utc: datetime | None = None,
     warn_days: int = 30,
-    pool: Iterable[Certificate] = (),
+    pool: Iterable[Certificate] | SubjectIndex = (),
 ) -> list[Finding]:
     """Checks that apply to any certificate: validity, signature hash (not for roots), key size (not for
     roots either: a root's key is the trust store's business, and the real Class 3 PCA root is 1024-bit).
-    ``pool``: the other certificates, so that a root and its cross certificate are named apart."""
+    ``pool``: the other certificates (or their :class:`SubjectIndex`, built once for many calls), so that a
+    root and its cross certificate are named apart."""
     now = require_now_utc(now_utc)
     sha1 = thumbprint(cert)
     name = _name(cert, pool)
@@ -178,12 +192,28 @@ def check_warnings(
         out.append(Finding("chain_incomplete", f"no complete chain for {name}: {missing}", sha1))
     elif not chains and not is_self_signed(leaf):
         out.append(Finding("chain_incomplete", f"no chain for {name}", sha1))
+    return out + forbidden_root_findings(leaf, chains, forbidden_roots=forbidden, supplied=supplied)
+
+
+def forbidden_root_findings(
+    start: Certificate,
+    chains: Sequence[Chain],
+    *,
+    forbidden_roots: Iterable[str] = (),
+    supplied: Iterable[Certificate] | None = None,
+) -> list[Finding]:
+    """``forbidden_root_in_chain`` for each forbidden root (G5 or ``forbidden_roots``) on a chain of
+    ``start`` (a leaf, or the CA certificate a CA's bundle starts at) that was *supplied* (``supplied``;
+    default: every certificate of the chains, the catalogue's own copies excepted)."""
+    forbidden = tuple(forbidden_roots)
+    name = display_name(start.subject)
     supplied_ders = (
         {encode_der(c) for c in supplied}
         if supplied is not None
         else {encode_der(c) for ch in chains for c in ch.path}
     )
     catalogue_ders = {encode_der(c) for c in KNOWN.certificates}
+    out: list[Finding] = []
     flagged: set[str] = set()
     for chain in chains:
         for cert in chain.path[1:]:

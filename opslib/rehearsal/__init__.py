@@ -26,11 +26,13 @@ from typing import Any
 from ..credentials import register as _register_secret
 from ..errors import UsageError
 from . import tlsconfig
-from .host import Host
+from .host import Host, HostSnapshot
 from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer
 from .tlsconfig import make_tls_files, server_ssl_context
 
 __all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "FaultSpec", "Host"]
+
+POLL_S = 0.02  # serve_forever's poll: stop() returns within it
 
 
 def shipped_options(windows_version: str) -> dict[str, object]:
@@ -68,7 +70,10 @@ class Rehearsal:
         scheme = "https" if server.ssl_context or server.tls != "modern" else "http"
         where = f"[{address}]" if ":" in address else address
         self.url = f"{scheme}://{where}:{port}/wsman"
-        self._thread = threading.Thread(target=server.serve_forever, name="rehearsal-wsman", daemon=True)
+        # A short poll: shutdown() waits for serve_forever to notice (the default 0.5 s, per stop()).
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="rehearsal-wsman", daemon=True
+        )
         self._thread.start()
         self._stopped = False
 
@@ -98,6 +103,18 @@ class Rehearsal:
     def set_faults(self, specs: Sequence[str]) -> None:
         """Replace the active fault specs (``[]`` clears them, e.g. before a ``resume``)."""
         self._server.set_faults(list(specs))
+
+    def snapshot(self) -> HostSnapshot:
+        """The host's state now (``Host.snapshot``), for :meth:`restore`."""
+        return self.host.snapshot()
+
+    def restore(self, snap: HostSnapshot) -> None:
+        """Put the endpoint back as it was at ``snap``: no faults, no open shells, the host's state
+        (tests that share one endpoint restore it before each test)."""
+        self._server.set_faults([])
+        with self._server.lock:
+            self._server.shells.clear()
+        self.host.restore(snap)
 
     def params(
         self,

@@ -15,6 +15,7 @@ implementing code says so in a comment. The emulation never bends to make the ki
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import os
@@ -29,6 +30,12 @@ from typing import Any
 STARTING, STARTED, STOPPING, STOPPED, PAUSING, PAUSED, CONTINUING = 1, 2, 3, 4, 5, 6, 7
 
 HKLM_CERTS = r"HKLM\SOFTWARE\Microsoft\SystemCertificates"
+
+# Host.snapshot(): what is not the host's state (the lock, the change hooks of its running endpoints,
+# where it writes its state file), and what is copied one level deep only (KeyPair values are never
+# changed in place and hold key objects; programs are functions).
+_NOT_STATE = frozenset({"lock", "on_change", "state_file"})
+_SHALLOW = frozenset({"keys", "programs"})
 
 
 @dataclass
@@ -243,6 +250,25 @@ class Host:
         parent = self.norm(path).rsplit("\\", 1)[0]
         return len(parent) <= 2 or parent in self.dirs  # "c:" is the drive root
 
+    # --- snapshots (tests share one endpoint and put its host back between them) ------------------
+    def snapshot(self) -> HostSnapshot:
+        """Everything the host holds (registry, files, dirs, sites, web_sites, app_pools, keys,
+        locked_files, env, history, extra, programs, locale, …) as a copy that later changes do not touch."""
+        with self.lock:
+            return HostSnapshot(
+                {name: _copy(name, value) for name, value in vars(self).items() if name not in _NOT_STATE}
+            )
+
+    def restore(self, snap: HostSnapshot) -> None:
+        """Put the host back to ``snap`` exactly (attributes added since are removed); then the change
+        hooks run and the state file is written, as after a command."""
+        with self.lock:
+            for name in [n for n in vars(self) if n not in _NOT_STATE and n not in snap.values]:
+                delattr(self, name)
+            for name, value in snap.values.items():
+                setattr(self, name, _copy(name, value))
+        self.save_state()
+
     # --- state file -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """A JSON-ready picture of what the host holds, for tests and operators."""
@@ -283,3 +309,14 @@ class Host:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(data)
         os.replace(tmp, self.state_file)
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """What :meth:`Host.snapshot` took: attribute name → a private copy (restored by :meth:`Host.restore`)."""
+
+    values: dict[str, Any]
+
+
+def _copy(name: str, value: Any) -> Any:
+    return dict(value) if name in _SHALLOW else copy.deepcopy(value)

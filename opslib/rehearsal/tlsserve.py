@@ -369,6 +369,8 @@ class _Listener:
     def close(self) -> None:
         self._stop.set()
         with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() at once (Linux), not after its timeout
+        with contextlib.suppress(OSError):
             self.sock.close()
         self._thread.join(timeout=2)
 

@@ -148,10 +148,15 @@ class RunContext:
             file=sys.stderr,
             flush=True,
         )
-        for ignored in facts.get("ca_certificates_ignored") or ():  # step 1: not on the new leaf's path
+        ignored = list(facts.get("ca_certificates_ignored") or ())  # step 1: not on the new leaf's path
+        if ignored:  # one line, however long the CA's file (a vendor bundle): the list is in run.json
+            shown = "; ".join(
+                f"{i.get('certificate', '')} [{str(i.get('thumbprint', ''))[:8]}…]" for i in ignored[:3]
+            )
+            more = f"; and {len(ignored) - 3} more" if len(ignored) > 3 else ""
             print(
-                f"opslib: warning: not installed (not on the new certificate's chain): "
-                f"{ignored.get('certificate', '')} [{str(ignored.get('thumbprint', ''))[:8]}…]",
+                f"opslib: warning: {len(ignored)} CA certificate(s) of the file not installed (not on the new "
+                f"certificate's chain; listed in run.json, facts.ca_certificates_ignored): {shown}{more}",
                 file=sys.stderr,
                 flush=True,
             )
