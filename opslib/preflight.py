@@ -129,6 +129,7 @@ class ServerReady:
     pending_request: str  # thumbprint of the REQUEST-store placeholder ("" when not checked)
     predicted: certs.ExpectedChain | None = None  # the new certificate's expected chain (None: not checked)
     export_route: dict[str, Any] | None = None  # step 3's route, proven before step 2 (ops.export)
+    bindings: dict[str, str] | None = None  # IIS 7–10: endpoints and netsh verbs of steps 1 and 2
 
     def row(self) -> dict[str, Any]:
         return {
@@ -137,6 +138,7 @@ class ServerReady:
             "pending_request": self.pending_request or "(not checked)",
             "predicted_chain": self.predicted.describe() if self.predicted else "(not checked)",
             **(self.export_route or {}),
+            **(self.bindings or {}),
         }
 
 
@@ -148,11 +150,16 @@ def check_server(
     certificate_file: str = "",
     forbidden_roots: Iterable[str] = (),
     host: str,
+    ssl_port: int | None = None,
 ) -> ServerReady:
     """Read-only: both sites exist (one each, not the same one), the certificate in
     ``certificate_file`` has a pending request on this server (step 1 needs it), and its expected
     chain (:func:`opslib.ops.served_chain.predict`, with the CA's certificates of the file and the server's
     stores, forbidden roots as step 0 will leave them: disabled) is usable.
+
+    With ``ssl_port`` (IIS 7–10), everything steps 1 and 2 would refuse for a binding reason (the work
+    binding shared with another site, a production endpoint under another AppId or shared, …) is
+    found here too, before step 0 changes anything (the backend's ``check_bindings``).
 
     Raises :class:`SiteNotFound` / :class:`PreconditionFailed`; nothing is changed either way.
     """
@@ -167,6 +174,7 @@ def check_server(
         )
     request = ""
     predicted: certs.ExpectedChain | None = None
+    bindings: dict[str, str] | None = None
     if certificate_file:
         bundle = certs.load_certificates(Path(certificate_file).read_bytes(), source=certificate_file)
         leaf = bundle.leaf
@@ -188,11 +196,16 @@ def check_server(
             served_chain.predict(server, leaf, supplied=bundle.others, forbidden_roots=forbidden_roots),
             host=host,
         )
+        check_bindings = getattr(server.iis, "check_bindings", None)
+        if ssl_port is not None and check_bindings is not None:
+            bindings = check_bindings(
+                production_site=production.path, work_site=work.path, new_thumbprint=thumb, port=ssl_port
+            )
     # Step 3's export route, proven by use on the current production certificate before step 2, so no
     # route decision can first fail after the production swap.
     with server.conn.reading():  # an export to the temp folder, deleted again: the stores do not change
         route = prove_export_route(server, production).row()
-    return ServerReady(tuple(found), production, work, request, predicted, route)
+    return ServerReady(tuple(found), production, work, request, predicted, route, bindings)
 
 
 def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] | None = None) -> None:

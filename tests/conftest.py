@@ -56,7 +56,10 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_rehearsal_readback": "rehearsal",
     "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
+    "test_conformance_httpsys": "rehearsal",
+    "test_httpsys": "rehearsal",
     "test_iis7": "rehearsal",
+    "test_httpsys_e2e": "notebooks",
     "test_iis7_e2e": "notebooks",
     "test_rehearsal_chains": "rehearsal",
     "test_chains_e2e": "notebooks",
@@ -82,9 +85,13 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
+    "test_forward": "notebooks",
+    "test_locks": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {
+    "test_locks::test_breaking_a_dead_runs_lock_removes_what_it_left_on_the_server": "notebooks",
+    "test_locks::test_a_run_whose_lock_was_broken_stops_before_its_next_change": "notebooks",
     "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",
     "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
     "test_lab::test_the_lab_check_notebook_runs_under_papermill": "notebooks",

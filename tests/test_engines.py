@@ -11,6 +11,7 @@ placeholders (thumbprints and other hex values, times, durations, temp names, po
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -293,7 +294,12 @@ def test_the_executed_notebooks_match_output_for_output(kernel_run: Renewal, inp
             where = f"{step}, code cell {n}"
             assert [o["output_type"] for o in got] == [o["output_type"] for o in expected], where
             assert [o.get("mime") for o in got] == [o.get("mime") for o in expected], where
-            assert got == expected, where
+            if got != expected:  # show where the two runs' normalized texts part
+                a, b = json.dumps(expected, indent=1).splitlines(), json.dumps(got, indent=1).splitlines()
+                diff = "\n".join(
+                    list(difflib.unified_diff(a, b, "kernel", "inprocess", lineterm="", n=1))[:40]
+                )
+                pytest.fail(f"{where}: the outputs differ:\n{diff}")
         # the facts the runner read from each notebook: the same names, the same values once normalized
         facts = [evidence.read_facts(run.run_dir / f"{step}.ipynb") for run in (kernel_run, inprocess_run)]
         assert facts[0].keys() == facts[1].keys(), step

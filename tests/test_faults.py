@@ -3,8 +3,9 @@
 1. A clean renewal against a fresh host enumerates the remote commands (``host.history``): for each,
    its step and its ``PROGRAM#N`` ordinal counted from the start of the step (faults are set there).
 2. Matrix: for each command and each fault of :data:`FAULTS`, the host is put back into the clean
-   run's state at the start of that step, the fault is set, and the step's notebook code runs
-   in-process (the code cells, with the parameters the runbook would pass — no kernel). Then: the
+   run's state at the start of that step, the fault is set, and the step's notebook runs as the
+   runbook's ``inprocess`` step engine runs it (papermill, the cells in this process, the parameters the
+   runbook would pass — no kernel). Then: the
    error is an ``OpsError`` naming the cause; the production site holds the old or the new certificate,
    fully bound and with its key; the faults are cleared and the steps from the failed one run again
    (what ``opslib resume`` does) and the renewal completes; no kit temp folder is left behind.
@@ -26,26 +27,25 @@ import copy
 import os
 import re
 import secrets as random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import conftest
-import nbformat
+import papermill
 import pytest
 import yaml
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
+from papermill.exceptions import PapermillExecutionError
 from secretscan import assert_no_secrets
 
 from opslib import certs, cli, evidence, params, rehearsal, runbook
 from opslib.errors import OpsError
 from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED, STOPPED, Host
+from opslib.runbook import inprocess
 from opslib.server import regfile, stores
-from opslib.winrm import Connection, stale_temp_dirs
+from opslib.winrm import stale_temp_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [s for s in runbook.RENEW_STEPS if s.changes_server]
@@ -87,55 +87,55 @@ _MUTATING = re.compile(
 # --- running the step notebooks in-process ------------------------------------------------------
 
 
-def _code_cells(step: runbook.Step) -> list[str]:
-    nb = nbformat.read(ROOT / "notebooks" / step.notebook, as_version=4)
-    return [
-        c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-    ]
+def _ops_error_names() -> set[str]:
+    """The class names of every :class:`OpsError` (what a failed cell's ``ename`` must be)."""
+    names, todo = set(), [OpsError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 @dataclass
 class StepError(Exception):
+    """A step's notebook failed: the cell papermill names, and the error as the notebook recorded it."""
+
     step: str
-    cell: int
-    error: BaseException
+    cell: int | None
+    ename: str
+    evalue: str
 
 
 class Notebooks:
-    """The step notebooks' code, run cell by cell in one in-process IPython shell (one reset per step)."""
+    """The step notebooks run as the runbook's ``inprocess`` step engine runs them: papermill with the
+    in-process engine (:mod:`opslib.runbook.inprocess`), the parameters the runbook would pass (only the
+    declared ones), the facts read from the executed notebook, a failed cell's connections closed as a
+    dying kernel's ``atexit`` closes them."""
 
     def __init__(self) -> None:
-        self.shell = InteractiveShell.instance()
-        self.shell.ast_node_interactivity = "none"  # no table reprs
-        self.cells = {s.name: _code_cells(s) for s in STEPS}
+        self.engine = inprocess.register()
         self.declared = {
             s.name: list(runbook.declared_parameters(ROOT / "notebooks" / s.notebook)) for s in STEPS
         }
 
     def run_step(self, step: runbook.Step, values: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-        """Run one step as the runbook would (only declared parameters); return its recorded facts."""
-        self.shell.reset(new_session=False)
-        self.shell.user_ns.update(runbook.notebook_parameters(step, self.declared[step.name], values, facts))
-        recorded: dict[str, Any] = {}
-        for n, source in enumerate(self.cells[step.name], 1):
-            with capture_output(display=True) as captured:
-                result = self.shell.run_cell(source, store_history=False, silent=True)
-            for out in captured.outputs:
-                recorded.update(out.data.get(evidence.FACTS_MIME) or {})
-            if result.error_in_exec is not None:
-                self._kernel_dies()
-                raise StepError(step.name, n, result.error_in_exec.with_traceback(None))
-            if result.error_before_exec is not None:
-                raise result.error_before_exec
-        return recorded
-
-    def _kernel_dies(self) -> None:
-        """What stopping a failed step's kernel does: its sockets close, nothing more is sent."""
-        for value in list(self.shell.user_ns.values()):
-            if isinstance(value, Connection):
-                value._protocol.transport.close_session()
-        self.shell.reset(new_session=False)
-        sys.last_traceback = sys.last_value = sys.last_type = None  # frames hold the connection
+        """Run one step as the runbook would; return its recorded facts (:class:`StepError` on a failure)."""
+        passed = runbook.notebook_parameters(step, self.declared[step.name], values, facts)
+        output = Path(str(values["run_dir"])) / step.notebook
+        try:
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / step.notebook),
+                str(output),
+                parameters=passed,
+                engine_name=self.engine,
+                kernel_name="python3",
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
+        except PapermillExecutionError as exc:
+            raise StepError(step.name, exc.exec_count, exc.ename, exc.evalue) from None
+        return evidence.read_facts(output)
 
     def run(self, values: dict[str, Any], facts: dict[str, Any], start: int = 0) -> dict[str, Any]:
         """Steps ``start``…3 in order; facts accumulate as the runbook passes them on."""
@@ -267,8 +267,7 @@ def _params(reh: rehearsal.Rehearsal, base: Path, *, fast: bool) -> dict[str, An
 
 @pytest.fixture(scope="module")
 def notebooks() -> Notebooks:
-    """The one place the step notebooks run in-process for the matrix (the ``Notebooks`` runner; the
-    runbook's in-process step engine replaces it here)."""
+    """The one place the step notebooks run for the matrix (the runbook's in-process step engine)."""
     return Notebooks()
 
 
@@ -411,10 +410,9 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
         COUNTS["tolerated"] += 1  # the kit carried on (e.g. a best-effort cleanup that failed)
     else:
         COUNTS["failed"] += 1
-        error = failure.error
-        message = str(error)
-        if not isinstance(error, OpsError):
-            broken.append(f"not an OpsError: {type(error).__name__}: {message[:300]}")
+        message = failure.evalue
+        if failure.ename not in _ops_error_names():
+            broken.append(f"not an OpsError: {failure.ename}: {message[:300]}")
         elif not re.search(CAUSES[action], message):
             broken.append(f"the message does not name the cause: {message[:400]}")
         if any(s in message for s in clean.secrets):
@@ -431,7 +429,7 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
     except StepError as exc:
         return [
             *broken,
-            f"resume failed in {exc.step} cell {exc.cell}: {type(exc.error).__name__}: {exc.error}",
+            f"resume failed in {exc.step} cell {exc.cell}: {exc.ename}: {exc.evalue}",
         ]
     if start == len(STEPS):
         facts = clean.facts[-1]

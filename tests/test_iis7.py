@@ -136,7 +136,9 @@ def test_bind_swap_and_rollback_change_exactly_the_production_binding(
         assert backend.plan_bind("renew.www1.example.jp", env.new, port=port) == []  # idempotent
         # Step 2: only the production binding changes; the site is restarted and read back.
         changes = backend.plan_swap(production_site="www1.example.jp", new_thumbprint=env.new)
+        verbs = "delete, add" if scenario == "iis75-ja" else "update"
         assert [(c.field, c.before, c.after) for c in changes] == [
+            ("verbs", None, f"netsh http {verbs} sslcert; on failure: delete, add (the old one back)"),
             ("SslCertHash", env.current, env.new),
             ("state", "started", "restarted"),
         ]

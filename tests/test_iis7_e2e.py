@@ -152,7 +152,10 @@ def test_a_dry_run_changes_nothing_on_iis10(tmp_path: Path, secrets_: list[str])
         m = setup.manifest()
         assert (m["status"], m["dry_run"]) == ("succeeded", True)
         plan = m["facts"]["swap_plan"]
-        assert {"field": "SslCertHash", "target": "HTTP.sys ipport=0.0.0.0:443"}.items() <= plan[0].items()
+        assert plan[0]["target"] == "HTTP.sys (netsh http)" and plan[0]["after"].startswith(
+            "netsh http update"
+        )
+        assert {"field": "SslCertHash", "target": "HTTP.sys ipport=0.0.0.0:443"}.items() <= plan[1].items()
     finally:
         setup.reh.stop()
     assert http_keys_of(after) == http_keys_of(before)
@@ -166,9 +169,10 @@ def http_keys_of(state: dict[str, Any]) -> dict[str, Any]:
 def test_a_dropped_connection_during_the_swap_resumes_on_iis10(
     tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # netsh #1 is step 1's work binding; #2 is step 2's one-line swap: it runs to its end on the server,
-    # then the connection drops before the answer arrives.
-    setup = start(tmp_path, secrets_, "iis10", faults=["after:netsh#2:drop"])
+    # netsh #1 is step 0's read-only verb probe (`update sslcert /?`), #2 step 1's work binding, #3 step 2's
+    # verb probe, #4 step 2's one-line swap: it runs to its end on the server, then the connection drops
+    # before the answer arrives.
+    setup = start(tmp_path, secrets_, "iis10", faults=["after:netsh#4:drop"])
     host = setup.host
     old, new = host.extra["current_thumbprint"], host.extra["new_thumbprint"]
     try:

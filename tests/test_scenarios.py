@@ -53,6 +53,10 @@ def test_scenarios_are_listed_with_descriptions() -> None:
         "iis75-ja",
         "iis10",
         "iis10-sni",
+        # HTTP.sys as Windows ships it (issue 23)
+        "iis85",
+        "iis10-dualstack",
+        "iis10-dualstack-foreign",
         # chains operators meet now
         "modern-chain",
         "cross-to-older-root",

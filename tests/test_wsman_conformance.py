@@ -522,7 +522,19 @@ def test_serve_cli_accepts_the_new_flags() -> None:
     )
     assert (a.auth, a.allow_basic, a.allow_unencrypted, a.tls) == ("ntlm", True, True, "tls1.0")
     a = parser.parse_args(["rehearse", "serve"])
-    assert (a.auth, a.allow_basic, a.allow_unencrypted, a.tls) == ("basic", None, None, "modern")
+    assert (a.auth, a.allow_basic, a.allow_unencrypted, a.tls) == (None, None, None, "modern")
+    # No --auth: the scenario's Windows as shipped (NTLM with message encryption from 2008 R2 on).
+    from opslib.rehearsal.scenarios import SCENARIOS, shipped_auth
+
+    assert {n: shipped_auth(n) for n in ("default", "iis6-ja", "iis7", "iis75-ja", "iis85", "iis10")} == {
+        "default": "basic",
+        "iis6-ja": "basic",
+        "iis7": "ntlm",
+        "iis75-ja": "ntlm",
+        "iis85": "ntlm",
+        "iis10": "ntlm",
+    }
+    assert {shipped_auth(n) for n in SCENARIOS if n.startswith("iis1")} == {"ntlm"}
 
 
 def test_cli_serve_with_ntlm(tmp_path: Path) -> None:

@@ -29,10 +29,13 @@ REHEARSAL_SCENARIOS = (
     "hashfile-probe-denies",
     "hashfile-probe-lies",
     "iis10",
+    "iis10-dualstack",
+    "iis10-dualstack-foreign",
     "iis10-sni",
     "iis6-ja",
     "iis7",
     "iis75-ja",
+    "iis85",
     "key-not-exportable",
     "modern-chain",
     "no-g5",
@@ -73,6 +76,11 @@ def evidence_root(*, default: str | None, help: str | None = None) -> argparse.A
 VERBOSE = option("--verbose", action="store_true", help="show papermill's cell progress too")
 BREAK_LOCK = option(
     "--break-lock", action="store_true", help="break the server's renewal lock another run holds (recorded)"
+)
+FORCE_OLDER = option(
+    "--force-older",
+    action="store_true",
+    help="go on although production serves another certificate than RUN recorded (a newer run's; recorded)",
 )
 
 
@@ -123,6 +131,7 @@ def _add_runbook_commands(sub: Any) -> None:
             ),
             VERBOSE,
             BREAK_LOCK,
+            FORCE_OLDER,
         ],
     )
     res.add_argument("run_dir")
@@ -138,6 +147,12 @@ def _add_runbook_commands(sub: Any) -> None:
             ),
             yes(ASK_BEFORE_SITE_CHANGE),
             VERBOSE,
+            FORCE_OLDER,
+            option(
+                "--force-expired",
+                action="store_true",
+                help="put back a certificate that has expired (recorded); renewing is the way forward",
+            ),
         ],
     )
     rb.add_argument("run_dir", metavar="RUN")
@@ -238,8 +253,9 @@ def _add_rehearse(sub: Any) -> None:
     srv.add_argument(
         "--auth",
         choices=["basic", "ntlm", "negotiate"],
-        default="basic",
-        help="basic (historical rehearsal default) | ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP)",
+        default=None,
+        help="ntlm/negotiate (WinRM as shipped: NTLM, encrypted HTTP; the default for Server 2008 R2+ "
+        "scenarios) | basic (Basic over HTTP: the default for the Server 2003 scenarios)",
     )
     srv.add_argument(
         "--allow-basic", action="store_true", default=None, help="with --auth ntlm: also accept Basic"

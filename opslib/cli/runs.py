@@ -21,9 +21,21 @@ def run(a: argparse.Namespace) -> int:
 
 def resume(a: argparse.Namespace) -> int:
     return runbook.resume(
-        a.run_dir, yes=a.yes, params_file=a.params, verbose=a.verbose, break_lock=a.break_lock
+        a.run_dir,
+        yes=a.yes,
+        params_file=a.params,
+        verbose=a.verbose,
+        break_lock=a.break_lock,
+        force_older=a.force_older,
     )
 
 
 def rollback(a: argparse.Namespace) -> int:
-    return runbook.rollback(a.run_dir, roots=a.roots, yes=a.yes, verbose=a.verbose)
+    return runbook.rollback(
+        a.run_dir,
+        roots=a.roots,
+        yes=a.yes,
+        verbose=a.verbose,
+        force_older=a.force_older,
+        force_expired=a.force_expired,
+    )

@@ -75,7 +75,8 @@ class SslBinding:
     @classmethod
     def parse(cls, text: str, *, thumbprint: str = "", store: str = "MY") -> SslBinding:
         """``IP:port:host`` (or ``IP:port``) → a binding; :class:`ParameterError` for anything else."""
-        m = re.fullmatch(r"\s*([0-9.*]*):([0-9]{1,5})(?::([^:\s]*))?\s*", text or "")
+        # IPv6 addresses come in brackets (``[::]:443:``, ``[2001:db8::1]:443:host``), as IIS writes them.
+        m = re.fullmatch(r"\s*(\[[0-9A-Fa-f:.]+\]|[0-9.*]*):([0-9]{1,5})(?::([^:\s]*))?\s*", text or "")
         if m is None or not 0 < int(m.group(2)) < 65536:
             raise ParameterError("secure_bindings", f"{text!r}: expected a secure binding such as :443:")
         ip = "" if m.group(1) in ("", "*") else m.group(1)

@@ -12,15 +12,19 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ParameterError
-from ..winrm import Raw, cmdline, join_commands
+from ..errors import ParameterError, PreconditionFailed
+from ..winrm import Bare, Raw, cmdline, join_commands
 from .base import RegistryReader, Site, SslBinding
 
 __all__ = [
+    "endpoints_of",
+    "restore_lines",
+    "verb_probe_line",
+    "production_endpoints",
     "work_binding",
     "work_endpoint",
     "served_by",
@@ -142,11 +146,30 @@ def served_by(
         key = binding_key("hostnameport", f"{binding.host_header}:{binding.port}")
         if key in http:
             return key
-    for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0"]:
+    for ip in ([binding.ip] if binding.ip else []) + ["0.0.0.0", "[::]"]:
         key = binding_key("ipport", f"{ip}:{binding.port}")
         if key in http:
             return key
     return None
+
+
+def endpoints_of(
+    sni: bool, binding: SslBinding, http: Mapping[tuple[str, str], HttpSslBinding]
+) -> list[tuple[str, str]]:
+    """Every HTTP.sys binding a site binding's clients can get their certificate from: the one
+    :func:`served_by` names and, for IIS's ``*`` (all addresses) on ``IP:port``, both wildcards present —
+    ``0.0.0.0:port`` for IPv4 clients and ``[::]:port`` for IPv6 clients (W-IIS7-HTTPSYS-DUALSTACK:
+    real ``netsh http show sslcert`` lists them side by side, each with its own certificate and AppId)."""
+    key = served_by(sni, binding, http)
+    if key is None:
+        return []
+    keys = [key]
+    if key[0] == "ipport" and not binding.ip:
+        for wildcard in (f"0.0.0.0:{binding.port}", f"[::]:{binding.port}"):
+            other = binding_key("ipport", wildcard)
+            if other in http and other not in keys:
+                keys.append(other)
+    return keys
 
 
 def users_of(
@@ -166,7 +189,7 @@ def users_of(
         for r in raws
         if r.id != but
         for b in r.https
-        if served_by(sni, b, probe) == key
+        if key in endpoints_of(sni, b, probe)
     ]
 
 
@@ -197,16 +220,22 @@ def work_endpoint(sni: bool, binding: SslBinding) -> tuple[str, str]:
 
 
 def netsh_line(verb: str, kind: str, endpoint: str, thumb: str = "", store: str = "MY") -> str:
-    """One ``netsh http VERB sslcert`` line (W-IIS7-NETSH)."""
-    argv = ["netsh", "http", verb, "sslcert", f"{kind}={endpoint}"]
+    """One ``netsh http VERB sslcert`` line (W-IIS7-NETSH); its ``key=value`` tokens travel bare, as
+    Microsoft's examples write them (:class:`opslib.winrm.Bare`, W-NETSH-BARE-TOKENS)."""
+    argv: list[str] = ["netsh", "http", verb, "sslcert", Bare(f"{kind}={endpoint}")]
     if verb != "delete":
-        argv += [f"certhash={thumb}", f"appid={IIS_APP_ID}", f"certstorename={store}"]
+        argv += [Bare(f"certhash={thumb}"), Bare(f"appid={IIS_APP_ID}"), Bare(f"certstorename={store}")]
     return cmdline(argv)
 
 
+def verb_probe_line(verb: str) -> str:
+    """``netsh http VERB sslcert /?``: read-only; exit 0 = netsh knows the verb (W-IIS7-NETSH-VERBS)."""
+    return cmdline(["netsh", "http", verb, "sslcert", "/?"])
+
+
 def set_lines(update: bool, kind: str, endpoint: str, thumb: str, store: str, *, exists: bool) -> str:
-    """The line that makes ``kind=endpoint`` serve ``thumb``: add when absent; ``update`` where it exists
-    (IIS 8+), else ``delete && add`` (Server 2008 R2, W-IIS7-NETSH-2008R2)."""
+    """The line that makes ``kind=endpoint`` serve ``thumb``: add when absent; ``update`` where the
+    pre-flight found that verb (W-IIS7-NETSH-VERBS), else ``delete && add`` (present on every release)."""
     if not exists:
         return netsh_line("add", kind, endpoint, thumb, store)
     if update:
@@ -216,26 +245,119 @@ def set_lines(update: bool, kind: str, endpoint: str, thumb: str, store: str, *,
     )
 
 
+def restore_lines(kind: str, endpoint: str, thumb: str, store: str) -> str:
+    """``delete & add OLD``: puts ``thumb`` back whatever state a failed change left — the binding still
+    old (delete, add), gone (delete fails, add), new (delete, add) — because ``&`` runs the add whatever
+    the delete returned (W-IIS7-SWAP-LINE)."""
+    return join_commands(
+        [netsh_line("delete", kind, endpoint), netsh_line("add", kind, endpoint, thumb, store)], op="&"
+    )
+
+
 def site_line(verb: str, name: str) -> str:
     """``appcmd start|stop site /site.name:NAME`` (W-IIS7-APPCMD-CTL); ``%windir%`` travels as Raw."""
     return cmdline([Raw(APPCMD), verb, "site", f"/site.name:{name}"])  # type: ignore[list-item]
 
 
-def swap_line(update: bool, site: Site, current: HttpSslBinding, thumb: str, old: str, old_store: str) -> str:
-    """One cmd line: ``thumb`` (MY) on ``current``, restart ``site``; on any failure put ``old`` back.
+def swap_line(
+    update: bool, site: Site, currents: Sequence[HttpSslBinding], thumb: str, olds: Sequence[tuple[str, str]]
+) -> str:
+    """One cmd line: ``thumb`` (MY) on every endpoint of ``currents``, restart ``site``; on any failure
+    every endpoint gets its old ``(thumbprint, store)`` of ``olds`` back and the site is started.
 
-    ``SET && [STOP &&] START || RESTORE & START`` (W-IIS7-SWAP-LINE): cmd runs it server-side in one
-    process, so a dropped WinRM connection cannot leave it half done between commands. Windows that
-    remain: on IIS 7.x between ``delete`` and ``add`` HTTP.sys has no certificate for the endpoint
-    (handshakes fail for milliseconds; ``update`` on IIS 8+ replaces it in place); between stop and
-    start the site answers nothing; a failed restore is found by the read-back (self-rollback). The
-    trailing START also runs after success and then exits 1056 (already running): the result is
-    decided by the registry and appcmd read-back, never by the line's exit code. The caller checks
-    the length (W-CMD-LINE-8191).
+    ``SET1 && SET2 && [STOP &&] START || (RESTORE1 & RESTORE2 & START)`` (W-IIS7-SWAP-LINE, W-CMD-GROUP):
+    cmd runs it server-side in one process, so a dropped WinRM connection cannot stop it halfway. A
+    failure at any command of the ``&&`` chain runs the block; each RESTORE is ``delete & add OLD``,
+    which ends with OLD bound whatever the chain left (:func:`restore_lines`). After a success the block
+    does not run. The result is read back, never taken from the line's exit code; the caller checks
+    the length (W-CMD-LINE-8191). Windows that remain: between a ``delete`` and its ``add`` the endpoint
+    has no certificate for milliseconds (``update`` replaces in place where the server has it); between
+    stop and start the site answers nothing.
     """
-    steps = [set_lines(update, current.kind, current.endpoint, thumb, "MY", exists=True)]
+    steps = [set_lines(update, c.kind, c.endpoint, thumb, "MY", exists=True) for c in currents]
     if site.started:
         steps.append(site_line("stop", site.name))
     steps.append(site_line("start", site.name))
-    restore = set_lines(update, current.kind, current.endpoint, old, old_store, exists=True)
-    return join_commands(steps) + " || " + restore + " & " + site_line("start", site.name)
+    restore = [
+        restore_lines(c.kind, c.endpoint, old, store) for c, (old, store) in zip(currents, olds, strict=True)
+    ]
+    return (
+        join_commands(steps)
+        + " || ("
+        + join_commands([*restore, site_line("start", site.name)], op="&")
+        + ")"
+    )
+
+
+# --- which HTTP.sys bindings a swap changes (pure: the backend passes what it read) -----------------
+
+
+def production_endpoints(
+    sni: bool,
+    raws: list[RawSite],
+    http: Mapping[tuple[str, str], HttpSslBinding],
+    production: Site,
+    new: str,
+    *,
+    host: str,
+) -> tuple[SslBinding, list[HttpSslBinding]]:
+    """The production site's https binding to swap and every HTTP.sys binding serving it (IPv4, IPv6,
+    SNI: :func:`endpoints_of`); :class:`PreconditionFailed` (nothing changed) for what the kit must not
+    touch: no or several https bindings, an endpoint under another application's AppId, an endpoint
+    other sites share, endpoints serving different old certificates."""
+    raw = next(r for r in raws if r.id == production.id)
+    https = raw.https
+    if len(https) > 1:  # a second binding (the work binding on the production site): swap the other
+        https = [
+            b for b in https if (k := served_by(sni, b, http)) is None or http[k].thumbprint != new
+        ] or https[:1]
+    if len(https) != 1:
+        listing = " ".join(b.text for b in raw.https) or "none"
+        raise PreconditionFailed(
+            host,
+            f"{production.label} has {len(raw.https)} https bindings ({listing}); the kit swaps a site "
+            "with exactly one (besides the work binding) — nothing was changed",
+            hint="swap this site's certificate in IIS Manager (Bindings → https → SSL certificate)",
+        )
+    keys = endpoints_of(sni, https[0], http)
+    if not keys:
+        raise PreconditionFailed(
+            host,
+            f"{production.label}'s binding {https[0].text} has no HTTP.sys certificate — nothing was changed",
+            hint="select its SSL certificate in IIS Manager (Bindings → https) first",
+        )
+    currents = [http[k] for k in keys]
+    for current in currents:
+        if not current.owned_by_iis:
+            raise PreconditionFailed(
+                host,
+                f"{current.label} serves {production.label} but belongs to another application (AppId "
+                f"{current.app_id or '?'}, not IIS's {IIS_APP_ID}) — nothing was changed",
+                hint="change it with the tool of the application that owns it, or remove it "
+                "(netsh http delete sslcert) if nothing uses it, then run again",
+            )
+    exact = {b.text.lower() for b in https}
+    for key, current in zip(keys, currents, strict=True):
+        others = [
+            u
+            for u in users_of(sni, raws, http, key, but=production.id)
+            if u.rsplit("(", 1)[1][:-1].lower() not in exact
+        ]
+        if others:
+            raise PreconditionFailed(
+                host,
+                f"{current.label} also serves {', '.join(others)}; swapping it would change their certificate "
+                "too — nothing was changed",
+                hint="give the production site an SNI binding of its own (IIS 8+) or renew these sites "
+                "together by hand",
+            )
+    olds = {c.thumbprint for c in currents if c.thumbprint != new}
+    if len(olds) > 1:
+        raise PreconditionFailed(
+            host,
+            f"{production.label}'s endpoints serve different certificates ("
+            + ", ".join(f"{c.label} {c.thumbprint}" for c in currents)
+            + ") — nothing was changed",
+            hint="bind the same certificate to every endpoint of the site first (netsh http show sslcert)",
+        )
+    return https[0], currents

@@ -6,15 +6,15 @@ HTTP.sys keeps the certificate per ``IP:port`` and, from IIS 8, per ``hostname:p
 registry (:mod:`opslib.iis.httpsys`, W-IIS7-REG). Decisions come from ``appcmd list site|apppool /xml``
 (W-IIS7-APPCMD-LIST), the parsed ``reg export`` of the HTTP Parameters key, and exit codes of
 ``appcmd start|stop site`` (W-IIS7-APPCMD-CTL) — never from text; every ``netsh http
-add|update|delete sslcert`` (W-IIS7-NETSH; ``delete && add`` on 2008 R2) is read back from the registry.
+add|update|delete sslcert`` (W-IIS7-NETSH; ``update`` only where netsh has it) is read back from the registry.
 
 Seed step 1 (``bind``): the work site gets its own https binding and HTTP.sys binding — ``*:port:NAME``
 with SNI when the server has it and the work site has one host name (or ``host_header`` names one),
 else ``*:port:`` on ``0.0.0.0:port``; a binding another site already uses is refused (on IIS 7.x the
 work site needs a port of its own, e.g. ``ssl_port: 8443``). The work binding may also be a second
 binding of the production site itself.
-Seed step 2 (``swap``): exactly the production site's HTTP.sys binding changes, in one cmd line with a
-restore branch (:func:`opslib.iis.httpsys.swap_line`), then everything is read back; when the site does
+Seed step 2 (``swap``): exactly the production site's HTTP.sys bindings (IPv4, IPv6, SNI) change, in one
+cmd line with a restore branch (:func:`opslib.iis.httpsys.swap_line`), then everything is read back; when the site does
 not come back the old certificate is put back (self-rollback) and :class:`VerificationFailed` says so.
 """
 
@@ -60,13 +60,16 @@ from .httpsys import (
     HttpSslBinding,
     RawSite,
     binding_key,
+    endpoints_of,
     parse_http_bindings,
     parse_xml,
+    production_endpoints,
     raw_sites,
     served_by,
     set_lines,
     swap_line,
     users_of,
+    verb_probe_line,
     work_binding,
     work_endpoint,
 )
@@ -104,11 +107,29 @@ class IIS7Backend(ReadBackChecks):
         self.read_registry = read_registry
         self.host = host or str(getattr(conn, "host", "") or getattr(conn, "url", "") or "server")
         self.iis_major = iis_major
+        self._verbs: dict[str, bool] | None = None
 
     @property
     def sni(self) -> bool:
         """SNI bindings and ``netsh http update sslcert`` exist from IIS 8 / Server 2012 on (W-IIS7-NETSH)."""
         return self.iis_major >= 8
+
+    def netsh_verbs(self) -> dict[str, bool]:
+        """The ``netsh http`` verbs this server has, asked read-only once per backend (W-IIS7-NETSH-VERBS:
+        ``update sslcert /?`` exit 0 = present; never from the IIS version, W-IIS7-NETSH-UPDATE)."""
+        if self._verbs is None:
+            with self.conn.reading():
+                probe = self.conn.run_line(verb_probe_line("update"), check=False, what="netsh http update?")
+            self._verbs = {"update": probe.exit_code == 0, "delete": True, "add": True}
+        return self._verbs
+
+    @property
+    def update_verb(self) -> bool:
+        return self.netsh_verbs()["update"]
+
+    def verbs_text(self) -> str:
+        """The netsh verbs a change of an existing binding runs here (for the plan)."""
+        return "update" if self.update_verb else "delete, add"
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -205,9 +226,9 @@ class IIS7Backend(ReadBackChecks):
     ) -> None:
         """Point one HTTP.sys binding at ``thumb`` and read it back from the registry."""
         what = f"bind {store}\\{thumb} to HTTP.sys {kind}={endpoint}"
-        result = self._run_line(
-            set_lines(self.sni, kind, endpoint, thumb, store, exists=binding is not None), what=what
-        )
+        exists = binding is not None  # a new binding is an `add` everywhere: no verb probe for it
+        line = set_lines(exists and self.update_verb, kind, endpoint, thumb, store, exists=exists)
+        result = self._run_line(line, what=what)
         after = self.http_bindings().get(binding_key(kind, endpoint))
         if after is None or after.thumbprint != thumb:
             raise VerificationFailed(
@@ -345,62 +366,6 @@ class IIS7Backend(ReadBackChecks):
 
     # --- swap (seed step 2) ---------------------------------------------------------------------------
 
-    def _production(
-        self,
-        raws: list[RawSite],
-        http: Mapping[tuple[str, str], HttpSslBinding],
-        found: list[Site],
-        production_site: str,
-        new: str,
-    ) -> tuple[Site, SslBinding, HttpSslBinding]:
-        """The production site, the https binding to swap and the HTTP.sys binding behind it; refuses
-        (nothing changed) what the kit must not touch."""
-        production = find_site(found, production_site, host=self.host)
-        raw = next(r for r in raws if r.id == production.id)
-        https = raw.https
-        if len(https) > 1:  # a second binding (the work binding on the production site): swap the other
-            https = [
-                b for b in https if (k := served_by(self.sni, b, http)) is None or http[k].thumbprint != new
-            ] or https[:1]
-        if len(https) != 1:
-            listing = " ".join(b.text for b in raw.https) or "none"
-            raise PreconditionFailed(
-                self.host,
-                f"{production.label} has {len(raw.https)} https bindings ({listing}); the kit swaps a site "
-                "with exactly one (besides the work binding) — nothing was changed",
-                hint="swap this site's certificate in IIS Manager (Bindings → https → SSL certificate)",
-            )
-        key = served_by(self.sni, https[0], http)
-        if key is None:
-            raise PreconditionFailed(
-                self.host,
-                f"{production.label}'s binding {https[0].text} has no HTTP.sys certificate — nothing was changed",
-                hint="select its SSL certificate in IIS Manager (Bindings → https) first",
-            )
-        current = http[key]
-        if not current.owned_by_iis:
-            raise PreconditionFailed(
-                self.host,
-                f"{current.label} belongs to another application (AppId {current.app_id or '?'}, not IIS's "
-                f"{IIS_APP_ID}) — nothing was changed",
-                hint="change it with the tool of the application that owns it",
-            )
-        exact = {b.text.lower() for b in https}
-        others = [
-            u
-            for u in users_of(self.sni, raws, http, key, but=production.id)
-            if u.rsplit("(", 1)[1][:-1].lower() not in exact
-        ]
-        if others:
-            raise PreconditionFailed(
-                self.host,
-                f"{current.label} also serves {', '.join(others)}; swapping it would change their certificate "
-                "too — nothing was changed",
-                hint="give the production site an SNI binding of its own (IIS 8+) or renew these sites together "
-                "by hand",
-            )
-        return production, https[0], current
-
     def _pool_state(self, pool: str) -> str:
         return {k.lower(): v for k, v in self.app_pools().items()}.get(pool.lower(), "").lower()
 
@@ -425,7 +390,7 @@ class IIS7Backend(ReadBackChecks):
         self,
         production: Site,
         binding: SslBinding,
-        current: HttpSslBinding,
+        currents: list[HttpSslBinding],
         found: list[Site],
         new: str,
         pool: str = "",
@@ -436,72 +401,121 @@ class IIS7Backend(ReadBackChecks):
         ]
         if pool:
             changes.append(Change(f"application pool {pool!r}", "state", "stopped", "started"))
-        if current.thumbprint != new:
-            changes.append(Change(current.label, "SslCertHash", current.thumbprint, new))
-        if current.store.upper() != "MY":
-            changes.append(Change(current.label, "SslCertStoreName", current.store, "MY"))
+        if any(c.thumbprint != new or c.store.upper() != "MY" for c in currents):
+            # The commands an approver signs off, then every endpoint (IPv4, IPv6, SNI) that changes.
+            verbs = f"netsh http {self.verbs_text()} sslcert; on failure: delete, add (the old one back)"
+            changes.append(Change("HTTP.sys (netsh http)", "verbs", None, verbs))
+        for current in currents:
+            if current.thumbprint != new:
+                changes.append(Change(current.label, "SslCertHash", current.thumbprint, new))
+            if current.store.upper() != "MY":
+                changes.append(Change(current.label, "SslCertStoreName", current.store, "MY"))
         if not production.started:
             changes.append(Change(production.label, "state", production.state_name, "started"))
-        elif current.thumbprint != new:
+        elif any(c.thumbprint != new for c in currents):
             changes.append(Change(production.label, "state", "started", "restarted"))
         return changes
 
+    def _swap_target(
+        self, production_site: str, new: str
+    ) -> tuple[list[Site], Site, SslBinding, list[HttpSslBinding]]:
+        raws, http, found = self._read()
+        production = find_site(found, production_site, host=self.host)
+        binding, currents = production_endpoints(self.sni, raws, http, production, new, host=self.host)
+        return found, production, binding, currents
+
     def plan_swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> list[Change]:
         new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
-        raws, http, found = self._read()
-        production, binding, current = self._production(raws, http, found, production_site, new)
-        return self._plan(production, binding, current, found, new, self._stopped_pool(production))
+        found, production, binding, currents = self._swap_target(production_site, new)
+        return self._plan(production, binding, currents, found, new, self._stopped_pool(production))
+
+    def check_bindings(
+        self, *, production_site: str, work_site: str, new_thumbprint: str, port: int
+    ) -> dict[str, str]:
+        """Read-only, in the pre-flight (before step 0 changes anything): whatever step 1 (the work
+        binding) or step 2 (the production endpoints) would refuse for a binding reason raises here; the
+        row names the endpoints the swap touches and the netsh verbs it runs (found, not assumed)."""
+        swap = self.plan_swap(production_site=production_site, new_thumbprint=new_thumbprint)
+        bind = self.plan_bind(work_site, new_thumbprint, port=port)
+        return {
+            "netsh_verbs": self.verbs_text() + ("" if self.update_verb else " (no `update sslcert` here)"),
+            "swap_endpoints": ", ".join(c.target for c in swap if c.field == "SslCertHash") or "(none)",
+            "work_binding": ", ".join(c.target for c in bind if c.field == "SslCertHash") or "(in place)",
+        }
+
+    def swap_command(self, *, production_site: str, new_thumbprint: str) -> str:
+        """The one cmd line :meth:`swap` sends for the server as it is now (read-only: for the plan,
+        the lab and the tests that run it with every command failing in turn)."""
+        new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
+        _, production, _, currents = self._swap_target(production_site, new)
+        before = next((c for c in currents if c.thumbprint != new), currents[0])
+        olds = [(before.thumbprint, before.store)] * len(currents)
+        return swap_line(self.update_verb, production, currents, new, olds)
 
     def swap(self, *, production_site: str, new_thumbprint: str, port: int = 443) -> SwapResult:
         new = canonical_thumbprint(new_thumbprint, key="new_thumbprint")
-        raws, http, found = self._read()
-        production, binding, current = self._production(raws, http, found, production_site, new)
-        old_thumb, old_store, old_bindings = current.thumbprint, current.store, (binding.text,)
+        found, production, binding, currents = self._swap_target(production_site, new)
+        before = next((c for c in currents if c.thumbprint != new), currents[0])
+        old_thumb, old_store, old_bindings = before.thumbprint, before.store, (binding.text,)
         pool = self._stopped_pool(production)
-        planned = self._plan(production, binding, current, found, new, pool)
+        planned = self._plan(production, binding, currents, found, new, pool)
         if not planned:
             return SwapResult(production, old_thumb, old_store, old_bindings, new, (), already_done=True)
         stopped = tuple(self._control(s, "stop") for s in sharing_sites(found, production, [binding.text]))
+        olds = [(old_thumb, old_store)] * len(currents)
         try:
             if pool:
                 self._start_pool(pool)
-            if current.thumbprint != new or current.store.upper() != "MY":
-                line = swap_line(self.sni, production, current, new, old_thumb, old_store)
-                self._run_line(
-                    line, what=f"serve {new} on {production.label} ({current.label}) and restart it"
-                )
+            if any(c.thumbprint != new or c.store.upper() != "MY" for c in currents):
+                line = swap_line(self.update_verb, production, currents, new, olds)
+                labels = ", ".join(c.label for c in currents)
+                self._run_line(line, what=f"serve {new} on {production.label} ({labels}) and restart it")
             elif not production.started:
                 self._control(production, "start")
-            after_http = self.http_bindings().get(binding_key(current.kind, current.endpoint))
+            after_http = self.http_bindings()
             after = find_site(self.sites(), production.path, host=self.host)
-            if after_http is None or after_http.thumbprint != new or not after.started:
+            wrong = [
+                f"{c.label} {got.thumbprint if got else '(no binding)'}"
+                for c in currents
+                if (got := after_http.get(binding_key(c.kind, c.endpoint))) is None or got.thumbprint != new
+            ]
+            if wrong or not after.started:
                 raise VerificationFailed(
                     self.host,
-                    f"{after.label} reads back {after.state_name}, {current.label} "
-                    f"{after_http.thumbprint if after_http else '(no binding)'} (expected started, {new})",
+                    f"{after.label} reads back {after.state_name}, {'; '.join(wrong) or 'every endpoint new'} "
+                    f"(expected started, {new} on every endpoint)",
                 )
         except OpsError as exc:
-            self._self_rollback(production, current, old_thumb, old_store, new, exc)
+            self._self_rollback(production, currents, old_thumb, old_store, new, exc)
             raise
         return SwapResult(after, old_thumb, old_store, old_bindings, new, stopped, False, tuple(planned))
 
-    def _restore_certificate(self, current: HttpSslBinding, old: str, old_store: str) -> None:
-        now = self.http_bindings().get(binding_key(current.kind, current.endpoint))
-        if now is None or now.thumbprint != old:
-            self._set_http(now, current.kind, current.endpoint, old, old_store)
+    def _restore_certificate(self, currents: list[HttpSslBinding], old: str, old_store: str) -> None:
+        now = self.http_bindings()
+        for current in currents:
+            got = now.get(binding_key(current.kind, current.endpoint))
+            if got is None or got.thumbprint != old:
+                self._set_http(got, current.kind, current.endpoint, old, old_store)
 
     def _self_rollback(
-        self, production: Site, current: HttpSslBinding, old: str, old_store: str, new: str, cause: OpsError
+        self,
+        production: Site,
+        currents: list[HttpSslBinding],
+        old: str,
+        old_store: str,
+        new: str,
+        cause: OpsError,
     ) -> None:
-        """Put the previous certificate back and start the site; always raises VerificationFailed."""
+        """Put the previous certificate back on every endpoint and start the site; always raises."""
         failed_text = f"{production.label} did not come back with the new certificate {new} ({reason(cause)})"
         try:
-            self._restore_certificate(current, old, old_store)
+            self._restore_certificate(currents, old, old_store)
         except OpsError as again:
+            labels = ", ".join(c.label for c in currents)
             raise VerificationFailed(
                 self.host,
                 f"{failed_text}; putting the previous certificate {old} back failed too ({reason(again)})",
-                hint=f"put {old} back on {current.label} (netsh http add sslcert) and start the site NOW",
+                hint=f"put {old} back on {labels} (netsh http add sslcert) and start the site NOW",
             ) from cause
         try:
             restored = find_site(self.sites(), production.path, host=self.host)
@@ -543,23 +557,29 @@ class IIS7Backend(ReadBackChecks):
         raw = next(r for r in raws if r.id == production.id)
         texts = {SslBinding.parse(b).text.lower() for b in wanted}
         https = [b for b in raw.https if b.text.lower() in texts] or raw.https[:1]
-        key = served_by(self.sni, https[0], http) if https else None
-        if not https or key is None:
+        keys = endpoints_of(self.sni, https[0], http) if https else []
+        if not keys:
             raise PreconditionFailed(
                 self.host,
                 f"{production.label} has no https binding with an HTTP.sys certificate "
                 f"({' '.join(wanted)}) — nothing was changed",
                 hint="put the old certificate back in IIS Manager (Bindings → https)",
             )
-        current = http[key]
+        currents = [http[k] for k in keys]
+        current = currents[0]
         sharing = sharing_sites(found, production, [https[0].text])
-        if current.thumbprint == old and production.started and not sharing:
+        if all(c.thumbprint == old for c in currents) and production.started and not sharing:
             return SwapResult(production, old, current.store, (https[0].text,), old, (), already_done=True)
         planned = [Change(s.label, "state", s.state_name, "stopped") for s in sharing]
-        planned.append(Change(current.label, "SslCertHash", current.thumbprint, old))
+        planned += [
+            Change(c.label, "SslCertHash", c.thumbprint, old) for c in currents if c.thumbprint != old
+        ]
         stopped = tuple(self._control(s, "stop") for s in sharing)
-        if current.thumbprint != old:
-            self._set_http(current, current.kind, current.endpoint, old, self._store_of(old))
+        if any(c.thumbprint != old for c in currents):
+            store = self._store_of(old)
+            for c in currents:
+                if c.thumbprint != old:
+                    self._set_http(c, c.kind, c.endpoint, old, store)
             if production.started:
                 self._control(production, "stop")
         after = find_site(self.sites(), production.path, host=self.host)

@@ -110,6 +110,8 @@ def scenario_for(host: dict[str, Any]) -> str:
         return "iis6-ja" if ja else "default"
     if iis == 7:
         return "iis75-ja"  # the IIS 7.5 site model; language and code page follow the capture
+    if iis == 8:
+        return "iis85"  # Server 2012 (R2): `netsh http update` reported missing (W-IIS7-NETSH-UPDATE)
     if iis >= 8:
         return "iis10"
     return "iis6-ja" if ja else "default"

@@ -29,8 +29,9 @@ from ..server import regfile, remote, stores
 from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
 from ..winrm.quoting import size_command
+from .httpsys_probes import HTTPSYS_IF_DIFFERENT, HTTPSYS_PROBES
 
-PROBE_SET_VERSION = "2"  # 2: cmd.chain-markers (the batched registry read)
+PROBE_SET_VERSION = "3"  # 2: cmd.chain-markers (the batched registry read); 3: httpsys.*
 
 REG_HEADER = "Windows Registry Editor Version 5.00"  # regedit 5 format (W-REG-EXPORT)
 UTF16LE_BOM = b"\xff\xfe"
@@ -558,6 +559,10 @@ READ_ONLY: tuple[Probe, ...] = (
 )
 
 
+# HTTP.sys (issue 23): what a real IIS 7–10 server can settle (:mod:`.httpsys_probes`).
+READ_ONLY += tuple(Probe(i, "read-only", rows, what, fn) for i, rows, what, fn in HTTPSYS_PROBES)
+
+
 def probe_error(exc: OpsError) -> dict[str, Any]:
     """A probe that could not finish: the error class decides, its message is cosmetic."""
     return {"error": type(exc).__name__}
@@ -587,6 +592,7 @@ IF_DIFFERENT: dict[str, str] = {
     "files.del-rmdir": "deletes and their read-back behave otherwise: a PFX copy could stay on the server unnoticed",
     "winrm.unknown-uri": "the WinRM fault codes differ: error messages may name a wrong cause",
     "winrm.receive-timeout": "long commands end with another fault: the kit's Receive loop may stop early or never",
+    **HTTPSYS_IF_DIFFERENT,
     "store.throwaway": "adding, disabling, restoring, exporting or deleting a certificate does not behave as the kit "
     "expects: do not run steps 0–3 on this host",
 }

@@ -319,7 +319,7 @@ def serve_forever(
     state_file: str | None = None,
     params_out: str | None = None,
     workdir: str | None = None,
-    auth: str = "basic",
+    auth: str | None = None,
     allow_basic: bool | None = None,
     allow_unencrypted: bool | None = None,
     tls: str = "modern",
@@ -330,6 +330,8 @@ def serve_forever(
 
     for spec in faults:
         FaultSpec.parse(spec)  # a bad spec is a usage error before anything starts
+    if auth is None:  # the scenario's Windows as shipped: NTLM with message encryption from 2008 R2 on
+        auth = importlib.import_module(".scenarios", __name__).shipped_auth(scenario)
     password = os.environ.get(password_env, "")
     generated = not password
     if generated:

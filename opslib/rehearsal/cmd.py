@@ -4,7 +4,9 @@
 
 * phase 1, ``%VAR%`` expansion from the host's environment (command-line mode: an undefined
   variable is left as typed, as cmd does outside batch files);
-* the operators ``&&``, ``||`` and ``&`` (``if`` and ``for`` swallow the rest of the line, as in cmd);
+* the operators ``&&``, ``||`` and ``&`` evaluated left to right on the previous status (``&`` always runs;
+  ``a && b || c`` runs ``c`` when ``a`` or ``b`` failed) and ``( … )`` blocks as one command (W-CMD-GROUP;
+  ``if`` and ``for`` swallow the rest of the line, as in cmd);
 * redirections anywhere in a command, including the prefix form ``>>"C:\\t\\f.b64" echo chunk``:
   ``>``, ``>>``, ``n>``, ``n>>``, ``n>&m``, ``<``; ``^`` escapes outside double quotes;
 * built-ins: ``echo`` (``echo.``, and the trailing space that ``echo x >f`` keeps), ``type``,
@@ -371,6 +373,23 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
+def _group_end(line: str, open_at: int) -> int:
+    """The index just after the ``)`` that closes the ``(`` at ``open_at`` (quotes and nesting
+    respected); the end of the line when it is not closed."""
+    depth, in_quote = 0, False
+    for i in range(open_at, len(line)):
+        c = line[i]
+        if c == '"':
+            in_quote = not in_quote
+        elif not in_quote and c == "(":
+            depth += 1
+        elif not in_quote and c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(line)
+
+
 def _split_ops(line: str) -> list[tuple[str, str]]:
     """Split at ``&&``, ``||``, ``&`` (and ``|``) outside quotes → [(operator before, segment)].
 
@@ -387,6 +406,9 @@ def _split_ops(line: str) -> list[tuple[str, str]]:
             result.append((op, line[start:]))
             return result
         in_quote = False
+        if head.startswith("("):
+            # A parenthesised block is one command: skip to its closing parenthesis (W-CMD-GROUP).
+            i = _group_end(line, line.index("(", start))
         while i < n:
             c = line[i]
             if c == '"':
@@ -534,6 +556,14 @@ def _run_simple(ctx: _Ctx, segment: str, *, streams: _Streams | None = None) -> 
     if m:
         # The body of if/for is parsed as its own command line (its redirections are its own).
         return _BUILTINS[m.group(1).lower()](ctx, head[m.end() :], outer, b"")
+    if head.startswith("("):
+        # ``(A & B)``: the block's commands as one line; its status is its last command's
+        # (Microsoft's "Command shell overview": ``(command1 & command2)`` groups; W-CMD-GROUP).
+        end = _group_end(head, 0)
+        if end > len(head) or head[end - 1] != ")" or head[end:].strip():
+            _line(ctx, outer, MSG_UNSUPPORTED, "a block without its closing parenthesis", err=True)
+            return 1
+        return _run_line(ctx, head[1 : end - 1])
     text, redirs = _parse_redirects(segment)
     # Handle table: where handle 1 and 2 go. A file target is created/truncated before the command runs.
     targets: dict[int, tuple[str, str]] = {1: ("stream", "1"), 2: ("stream", "2")}
@@ -662,6 +692,8 @@ def _type(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
         return 1
     rc: int | None = 0
     for name in names:
+        if _is_nul(name):  # the NUL device reads as empty: `type NUL` succeeds (Wine's test_builtins.bat.exp)
+            continue
         data = ctx.host.read_file(resolve_path(ctx.host, name, cwd=ctx.cwd))
         if data is None:
             _line(ctx, streams, MSG_FILE_NOT_FOUND, err=True)

@@ -63,6 +63,9 @@ class Scenario:
     probe_lies: tuple[str, ...] = ()  # certutil verbs whose "-?" says present but whose use fails
     probe_denies: tuple[str, ...] = ()  # certutil verbs whose "-?" says absent but whose use works
     chain: str = "g5"  # the CA chain shape (opslib.rehearsal.pki.CHAINS)
+    netsh_missing: tuple[str, ...] = ()  # netsh http verbs this server answers "command not found" for
+    dualstack: str = ""  # "iis": production also on [::]:443 with IIS's AppId; "foreign": another AppId
+    ssl_port: int = 443  # the work site's port --params-out writes (IIS 7.x: no SNI, so one of its own)
 
 
 _ALL = (
@@ -101,6 +104,36 @@ _ALL = (
         windows_version="6.1.7601",
         iis_major=7,
         iis7_model=True,
+        ssl_port=8443,
+    ),
+    Scenario(
+        "iis85",
+        "English Windows Server 2012 R2 / IIS 8.5: like iis10-sni (SNI sites on *:443, a non-SNI site on "
+        '0.0.0.0:443), but `netsh http update sslcert` answers "The following command was not found" as '
+        "reported on real 2012 R2 servers",
+        windows_version="6.3.9600",
+        iis_major=8,
+        iis7_model=True,
+        sni=True,
+        netsh_missing=("update",),
+    ),
+    Scenario(
+        "iis10-dualstack",
+        "English Windows Server 2019 / IIS 10: production site on *:443 served by HTTP.sys 0.0.0.0:443 and "
+        "[::]:443, both with IIS's AppId (IPv4 and IPv6 clients)",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+        dualstack="iis",
+    ),
+    Scenario(
+        "iis10-dualstack-foreign",
+        "like iis10-dualstack, but [::]:443 carries another application's AppId: the kit must refuse "
+        "before anything changes",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+        dualstack="foreign",
     ),
     Scenario(
         "iis10",
@@ -173,6 +206,7 @@ _ALL = (
 _PRODUCTS = {
     "5.2": ("Microsoft Windows Server 2003", "Service Pack 2"),
     "6.1": ("Windows Server 2008 R2", "Service Pack 1"),
+    "6.3": ("Windows Server 2012 R2 Standard", ""),
     "10.0": ("Windows Server 2019 Standard", ""),  # no service packs after 2008 R2: no CSDVersion [I]
 }
 
@@ -180,12 +214,22 @@ SCENARIOS: dict[str, str] = {s.name: s.description for s in _ALL}
 _BY_NAME = {s.name: s for s in _ALL}
 
 
+def shipped_auth(name: str) -> str:
+    """The WinRM authentication a scenario's Windows ships with: ``ntlm`` (Negotiate, message encryption;
+    Basic and unencrypted HTTP refused) from Server 2008 R2 / WinRM 2.0 on, ``basic`` for the Server 2003
+    scenarios (the historical rehearsal endpoint). README "WinRM as shipped"."""
+    scenario = _BY_NAME.get(name)
+    if scenario is None:
+        raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return "ntlm" if int(scenario.windows_version.split(".")[0]) >= 6 else "basic"
+
+
 def _set_versions(host: Host) -> None:
     # IIS version: HKLM\SOFTWARE\Microsoft\InetStp MajorVersion/MinorVersion (REG_DWORD) [I: the key
     # IIS setup writes; read by the kit's probe instead of assuming a version].
     host.reg_set(r"HKLM\SOFTWARE\Microsoft\InetStp", "MajorVersion", "REG_DWORD", host.iis_major)
     host.reg_set(
-        r"HKLM\SOFTWARE\Microsoft\InetStp", "MinorVersion", "REG_DWORD", 5 if host.iis_major == 7 else 0
+        r"HKLM\SOFTWARE\Microsoft\InetStp", "MinorVersion", "REG_DWORD", 5 if host.iis_major in (7, 8) else 0
     )
     host.reg_set(r"HKLM\SOFTWARE\Microsoft\InetStp", "PathWWWRoot", "REG_SZ", r"C:\Inetpub\wwwroot")
     # Windows version: HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion (5.2 build 3790 = 2003).
@@ -300,7 +344,7 @@ def build_host(
     register_all(host)
     _populate_stores(host, pki, scenario)
     if scenario.iis7_model:
-        iis7_sites = scenarios_iis7.populate(host, pki, sni=scenario.sni)
+        iis7_sites = scenarios_iis7.populate(host, pki, sni=scenario.sni, dualstack=scenario.dualstack)
     else:
         _populate_sites(host, pki)
         iis7_sites = {}
@@ -311,7 +355,7 @@ def build_host(
             "now_utc": clock.isoformat(),
             "production_site": PRODUCTION_SITE,
             "work_site": WORK_SITE,
-            "ssl_port": 443,
+            "ssl_port": scenario.ssl_port,
             "hostnames": list(HOSTNAMES),
             "expected_hostnames": list(HOSTNAMES),
             "forbidden_roots": list(pki.forbidden_thumbprints),
@@ -323,6 +367,8 @@ def build_host(
             **iis7_sites,
         }
     )
+    if scenario.netsh_missing:
+        host.extra["netsh_missing"] = list(scenario.netsh_missing)
     if scenario.probe_lies:
         host.extra["certutil_probe_lies"] = list(scenario.probe_lies)
     if scenario.probe_denies:

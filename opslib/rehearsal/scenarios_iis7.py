@@ -1,4 +1,5 @@
-"""The IIS 7–10 sites of the rehearsal scenarios (``iis75-ja``, ``iis10``, ``iis10-sni``).
+"""The IIS 7–10 sites of the rehearsal scenarios (``iis75-ja``, ``iis85``, ``iis10``, ``iis10-sni``,
+``iis10-dualstack``, ``iis10-dualstack-foreign``).
 
 Same seed situation as the IIS 6 scenarios (:mod:`opslib.rehearsal.scenarios`): the production site
 serves the current certificate, the stopped work site is where the renewal CSR was made (its key
@@ -43,7 +44,11 @@ def _other_leaf(pki: Pki, hostname: str) -> tuple[x509.Certificate, Any]:
     return cert, key
 
 
-def populate(host: Host, pki: Pki, *, sni: bool) -> dict[str, Any]:
+# An AppId that is not IIS's: a self-hosted service bound on [::]:443 (scenario iis10-dualstack-foreign).
+FOREIGN_APP_ID = "{a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d}"
+
+
+def populate(host: Host, pki: Pki, *, sni: bool, dualstack: str = "") -> dict[str, Any]:
     """Sites, application pools and HTTP.sys bindings; returns facts for ``host.extra``."""
     current = certs.thumbprint(pki.current_leaf)
     iis7.ensure_http_keys(host)
@@ -67,6 +72,11 @@ def populate(host: Host, pki: Pki, *, sni: bool) -> dict[str, Any]:
     facts: dict[str, Any] = {"iis_sites": [PRODUCTION_SITE, WORK_SITE]}
     if not sni:
         iis7.set_ssl_binding(host, "ipport", "0.0.0.0:443", thumbprint=current)
+        if dualstack:
+            # IPv6 clients: [::]:443 beside 0.0.0.0:443, as real `netsh http show sslcert` lists them
+            # (win-acme issue 198; W-IIS7-HTTPSYS-DUALSTACK).
+            app_id = iis7.IIS_APP_ID if dualstack == "iis" else FOREIGN_APP_ID
+            iis7.set_ssl_binding(host, "ipport", "[::]:443", thumbprint=current, app_id=app_id)
         return facts
     iis7.set_ssl_binding(host, "hostnameport", f"{PRODUCTION_SITE}:443", thumbprint=current)
     thumbs: dict[str, str] = {}

@@ -12,6 +12,9 @@
                        ``connection.json``, a resume's probe and leftovers, what is left there
 :mod:`.recovery`       ``resume`` and ``rollback``: each a new chained run folder (a finalized run
                        folder is never written again); corrected parameters on resume
+:mod:`.forward`        before a resume / rollback changes anything: production still serves what the
+                       run recorded (else refused, naming the newer run; ``--force-older``); a
+                       rollback target that expired (``--force-expired``) or expires soon
 :mod:`.console`        the operator's lines: one per step, a dry run's plan, the lines after a failure
 :mod:`.failure`        after a failure: the exact next command, what production serves now
 :mod:`.rollback`       ``rollback.yaml``, built from the declarations of the step that writes it

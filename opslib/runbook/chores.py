@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import evidence
-from ..errors import OpsError
+from ..errors import OpsError, RunLocked
 from ..server import renewal_lock as server_lock
 from ..server.session import CAPABILITIES_FILE
+from ..text import escape_text
 from ..winrm import STATE_FILE, Connection, connect_params
 from ..winrm.transcript import stale_temp_dirs
 from ..winrm.transfer import leftover_advice
@@ -87,6 +88,7 @@ def hold_server_lock(
     operator: str,
     break_lock: bool,
     resumes: str = "",
+    hmac_key: bytes | None = None,
 ) -> contextlib.AbstractContextManager[Any]:
     """The server's renewal lock (:mod:`opslib.server.renewal_lock`) for the run; taken and released on short
     connections of ``connect``, recorded in run.json."""
@@ -97,8 +99,57 @@ def hold_server_lock(
         operator=operator,
         break_lock=break_lock,
         resumes=resumes,
-        record=lambda **fields: evidence.update_run(run_dir, **fields),
+        record=lambda **fields: _record_lock(run_dir, hmac_key, fields),
+        on_broken=lambda previous, url: inherit_from_broken(run_dir, previous, url=url),
     )
+
+
+def inherit_from_broken(run_dir: Path, previous: dict[str, Any], *, url: str) -> list[str]:
+    """A run that broke another run's lock: the temp folders the broken run's transcript shows it left
+    (its evidence folder, when this machine can read it) join what this run's lock connection removes and
+    reads back (``connection.json`` ``inherited_folders``; the PFX copies a dead step 3 left are in them);
+    what stays is named in this run's summary. Returns the folders found."""
+    evidence_dir = previous.get("evidence")
+    if not isinstance(evidence_dir, str) or not evidence_dir or not url:
+        return []
+    folders = stale_temp_dirs(Path(evidence_dir) / "transcript.jsonl")
+    if folders:
+        state = connection_state(run_dir)
+        if state.get("url") not in (None, url):
+            state = {}
+        known = [f for f in state.get("inherited_folders") or [] if isinstance(f, str)]
+        state.update(url=url, inherited_folders=list(dict.fromkeys([*known, *folders])))
+        (run_dir / STATE_FILE).write_text(
+            json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    return folders
+
+
+def _record_lock(run_dir: Path, hmac_key: bytes | None, fields: dict[str, Any]) -> None:
+    """run.json's ``server_lock``; a full or read-only disk never keeps the lock from being released
+    (the run's own next write stops the run with the one message)."""
+    with contextlib.suppress(OSError):
+        evidence.update_run(run_dir, hmac_key=hmac_key, **fields)
+
+
+def refuse_if_locked(winrm: dict[str, Any], *, host: str, break_lock: bool, resumes: str = "") -> None:
+    """Before the run folder exists: a run the server's lock would refuse is refused here, on a short
+    connection of its own (no failed run folder that would suggest resuming itself; the message names
+    the run that holds the lock). Taking the lock later stays the atomic step."""
+    try:
+        with connect_params(winrm, host=host) as conn:
+            server_lock.ServerLock(conn, host=host).check_free(break_lock=break_lock, resumes=resumes)
+    except RunLocked:
+        raise
+    except OpsError:  # unreachable, refused …: the run's own first connection meets it, on the record
+        return
+
+
+def check_lock(connect: Callable[[], Connection], *, host: str, run_dir: Path) -> None:
+    """Before a step that changes the server: the server's renewal lock is still this run's (a run
+    whose lock another run broke stops here, naming who broke it)."""
+    with connect() as conn:
+        server_lock.check_held(conn, host=host, run_id=run_dir.name)
 
 
 @contextlib.contextmanager
@@ -115,4 +166,6 @@ def finish_run_folder(connect: Callable[[], Connection], run_dir: Path) -> Itera
                 with connect() as conn:
                     conn.finish_run()
             except OpsError as exc:  # named in run.json's left_on_server (no read-back in the transcript)
-                print(f"opslib: could not remove the run's temp folder {named} ({exc})", flush=True)
+                print(
+                    escape_text(f"opslib: could not remove the run's temp folder {named} ({exc})"), flush=True
+                )

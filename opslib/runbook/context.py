@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import credentials, evidence
+from .. import credentials
 from .. import params as params_
 from ..errors import OpsError, StepFailed
 from ..ops import swap
 from ..server import open_server
+from ..text import escape_text
 from ..winrm import Connection
 from . import chores, console, signals
 from . import failure as failure_
 from .engines import DEFAULT_ENGINE, RunnerEngine, StepEngine, engine_for
-from .record import RunFailed, RunRecorder, operator, summarize
+from .record import DISK_ERRNOS, RunFailed, RunRecorder, operator, printable, summarize, write_failure
 from .rollback import write_rollback
 from .steps import Step, consumed_facts, notebook_parameters
 
@@ -64,10 +65,10 @@ class RunContext:
     _rollback_announced: bool = False  # "wrote rollback.yaml" is said once per run
 
     def __post_init__(self) -> None:
-        self.record = RunRecorder(self.run_dir)
+        self.record = RunRecorder(self.run_dir, hmac_key=self.hmac_key)
 
     def execute(self, steps: list[Step]) -> int:
-        evidence.update_run(self.run_dir, selected_steps=[s.name for s in steps] or None)
+        self.record.write(selected_steps=[s.name for s in steps] or None)
         failure: OpsError | None = None
         self._steps = list(steps)
         runner: StepEngine = RunnerEngine()
@@ -104,6 +105,16 @@ class RunContext:
                     guard.check(where=f"after step {step.name}", hint=signals.next_command(self.run_dir))
         except OpsError as exc:
             failure = exc
+        except OSError as exc:  # the evidence folder (a notebook, a render) could not be written
+            failure = self.record.write_failed or (
+                write_failure(self.run_dir, exc) if exc.errno in DISK_ERRNOS else None
+            )
+            if failure is None:  # another OSError (a socket …): as below
+                lines = self.close(
+                    status="failed", error=f"{type(exc).__name__}: {credentials.redact(str(exc))}"
+                )
+                print("\n".join(lines), file=sys.stderr, flush=True)
+                raise
         except KeyboardInterrupt:  # outside a guarded step (e.g. at the confirmation question)
             failure = signals.Interrupted(2, hint=signals.next_command(self.run_dir))
         except BaseException as exc:  # a dead kernel …: still close the evidence
@@ -113,7 +124,7 @@ class RunContext:
         if failure is not None:
             failed_step = failure.step if isinstance(failure, StepFailed) else None
             if isinstance(failure, signals.Interrupted):  # run.json says so; status stays one of STATUSES
-                evidence.update_run(self.run_dir, interrupted={"signal": signals.signal_name(failure.signum)})
+                self.record.write(interrupted={"signal": signals.signal_name(failure.signum)})
             if isinstance(failure, StepFailed):
                 failure = failure_.advise(failure, self.situation())
             lines = self.close(
@@ -128,6 +139,8 @@ class RunContext:
 
     def _run(self, step: Step, engine: StepEngine, passed: dict[str, Any]) -> None:
         """One step on ``engine``: its record, the engine's outcome, the console line; raises its failure."""
+        if step.changes_server and not self.dry_run:  # another run may have broken this run's lock
+            chores.check_lock(self.connector(), host=self.params.host, run_dir=self.run_dir)
         record = self.record.open_step(step, engine=engine.name)
         t0 = time.monotonic()
         outcome = engine.execute(step, self, passed)
@@ -151,7 +164,9 @@ class RunContext:
         ignored = list(facts.get("ca_certificates_ignored") or ())  # step 1: not on the new leaf's path
         if ignored:  # one line, however long the CA's file (a vendor bundle): the list is in run.json
             shown = "; ".join(
-                f"{i.get('certificate', '')} [{str(i.get('thumbprint', ''))[:8]}…]" for i in ignored[:3]
+                # certificate text: control characters escaped before they reach the terminal
+                f"{escape_text(i.get('certificate', ''), limit=300)} [{escape_text(str(i.get('thumbprint', ''))[:8])}…]"
+                for i in ignored[:3]
             )
             more = f"; and {len(ignored) - 3} more" if len(ignored) > 3 else ""
             print(
@@ -190,6 +205,7 @@ class RunContext:
             operator=operator(),
             break_lock=break_lock,
             resumes=resumes,
+            hmac_key=self.hmac_key,
         )
 
     def production_now(self) -> str:
@@ -289,6 +305,7 @@ class RunContext:
         extra: dict[str, Any] = {}
         if status == "failed":
             lines, self.serving = failure_.recovery_lines(self.situation(), failed)
+            lines = [printable(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()
             extra["next_commands"] = failure_.next_commands(self.situation(), failed)  # for the report
         self.record.close(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunLocked
+from ..text import escape_text
 
 
 def lock_path(root: str | os.PathLike[str], host: str, site: str) -> Path:
@@ -79,7 +80,8 @@ def _stale(holder: dict[str, Any]) -> bool:
 def _describe(holder: dict[str, Any]) -> str:
     if not holder:
         return "holder unknown"
-    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_utc')}"
+    text = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_utc')}"
+    return escape_text(text, limit=300)  # what a file says: escaped before it reaches a terminal
 
 
 def _safe(name: str) -> str:

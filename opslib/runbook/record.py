@@ -10,6 +10,7 @@ auditor's report and finalizes the evidence (:func:`opslib.evidence.finalize_run
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import evidence
-from ..errors import StepFailed, UsageError
+from ..errors import EvidenceError, StepFailed, UsageError
 from ..evidence.report import write_report
+from ..text import escape_text
 from ..winrm.transcript import channels, cleartext_acceptances
 from .chores import left_on_server
 from .steps import Step
@@ -84,6 +86,20 @@ class RunRecorder:
     run_dir: Path
     steps: list[dict[str, Any]] = field(default_factory=list)
     renders: list[Future[None]] = field(default_factory=list)  # waited for before finalizing
+    # evidence.hmac_key: every write of the unfinished run.json is signed (progress_hmac), so that a
+    # resume can tell the runner's writes from anyone else's (evidence.verify_for_resume).
+    hmac_key: bytes | None = field(default=None, repr=False)
+    # The first write that failed (disk full, read-only): the run stops there, with one message.
+    write_failed: EvidenceError | None = None
+
+    def write(self, **fields: Any) -> None:
+        """Update run.json (signed with the run's key when one is set): the runner's one writer. A
+        failed write raises :class:`EvidenceError` (:func:`write_failure`) and stops the run."""
+        try:
+            evidence.update_run(self.run_dir, hmac_key=self.hmac_key, **fields)
+        except OSError as exc:
+            self.write_failed = self.write_failed or write_failure(self.run_dir, exc)
+            raise self.write_failed from None
 
     def open_step(self, step: Step, *, engine: str) -> dict[str, Any]:
         """A new record for ``step`` (status ``running``), written to run.json at once."""
@@ -100,7 +116,7 @@ class RunRecorder:
             "error": None,
         }
         self.steps.append(record)
-        evidence.update_run(self.run_dir, steps=self.steps)
+        self.write(steps=self.steps)
         return record
 
     def end_step(self, record: dict[str, Any], *, duration_s: float) -> None:
@@ -108,13 +124,13 @@ class RunRecorder:
 
     def step_failed(self, record: dict[str, Any], error: StepFailed, *, step: str) -> None:
         record.update(status="failed", error=str(error))
-        evidence.update_run(self.run_dir, steps=self.steps, failed_step=step)
+        self.write(steps=self.steps, failed_step=step)
 
     def step_succeeded(
         self, record: dict[str, Any], facts: dict[str, Any], *, all_facts: dict[str, Any]
     ) -> None:
         record.update(status="succeeded", facts=facts)
-        evidence.update_run(self.run_dir, steps=self.steps, facts=all_facts)
+        self.write(steps=self.steps, facts=all_facts)
 
     def stop_running(self, error: str | None) -> None:
         """A step still running as the run closes (the runner itself was stopped) failed."""
@@ -140,10 +156,37 @@ class RunRecorder:
         hmac_key: bytes | None,
         extra: dict[str, Any],
     ) -> None:
-        """Close the evidence: the last fields of run.json, the report, the file hashes (finalized)."""
+        """Close the evidence: the last fields of run.json, the report, the file hashes (finalized).
+
+        After a failed write (:attr:`write_failed`) a second failure here is not reported again: the
+        evidence stays unfinished, and ``opslib resume`` closes it once the disk is back."""
+        try:
+            self._close(
+                status=status,
+                error=error,
+                failed_step=failed_step,
+                facts=facts,
+                hmac_key=hmac_key,
+                extra=extra,
+            )
+        except (OSError, EvidenceError) as exc:
+            if self.write_failed is not None:
+                return
+            self.write_failed = exc if isinstance(exc, EvidenceError) else write_failure(self.run_dir, exc)
+            raise self.write_failed from None
+
+    def _close(
+        self,
+        *,
+        status: str,
+        error: str | None,
+        failed_step: str | None,
+        facts: dict[str, Any],
+        hmac_key: bytes | None,
+        extra: dict[str, Any],
+    ) -> None:
         transcript = self.run_dir / "transcript.jsonl"
-        evidence.update_run(
-            self.run_dir,
+        self.write(
             status=status,
             error=error,
             failed_step=failed_step if status == "failed" else None,
@@ -159,13 +202,30 @@ class RunRecorder:
         evidence.finalize_run(self.run_dir, now_utc=now_utc(), hmac_key=hmac_key)
 
 
+# What a full or read-only evidence disk raises (a notebook or render written by an engine): one message.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def write_failure(run_dir: Path, exc: OSError) -> EvidenceError:
+    """The one message of a run whose evidence folder cannot be written (disk full, read-only)."""
+    why = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return EvidenceError(
+        str(run_dir),
+        f"cannot write the evidence ({why}): the run stopped before its next change",
+        hint="the server's lock is released and the run's temp folder removed on the way out; free space "
+        f"(or make the folder writable), then continue: opslib resume {run_dir}",
+    )
+
+
 def write_run_report(run_dir: Path) -> None:
     """The auditor's report (``report.html``, :mod:`opslib.evidence.report`); a failure to write it
     never stops the evidence from being finalized."""
     try:
         write_report(run_dir, before_finalizing=True)
     except Exception as exc:  # the report is a reading aid; the notebooks and run.json are the evidence
-        print(f"opslib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
+        print(
+            escape_text(f"opslib: could not write the report ({type(exc).__name__}: {exc})"), file=sys.stderr
+        )
 
 
 def summarize(run_dir: str | os.PathLike[str]) -> str:
@@ -206,4 +266,11 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         where = f"step {m['failed_step']}" if m.get("failed_step") else "the run"
         lines.append(f"  failed: {where} — the error and what to do next follow")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
-    return "\n".join(lines)
+    # Certificate, server and file-name text: control characters escaped line by line.
+    return "\n".join(printable(part) for line in lines for part in line.split("\n"))
+
+
+def printable(line: str) -> str:
+    """One console line with every control character escaped (:func:`opslib.text.escape_text`, piece
+    by piece between backslashes: Windows paths and store names keep their single backslashes)."""
+    return "\\".join(escape_text(piece) for piece in line.split("\\"))

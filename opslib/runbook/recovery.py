@@ -33,7 +33,9 @@ from ..errors import EvidenceError, ParameterError, UsageError
 from ..evidence.manifest import is_finalized
 from ..ops import roots as roots_
 from ..server import Server
+from ..text import escape_text
 from ..winrm import connect_params
+from . import forward
 from .context import RunContext
 from .record import iso_utc, now_utc, read_manifest
 from .run import Launch, launch
@@ -59,12 +61,14 @@ def resume(
     verbose: bool = False,
     break_lock: bool = False,
     engine: str | None = None,
+    force_older: bool = False,
 ) -> int:
     """Continue the failed run ``run_dir`` from its failed step, in a new run folder chained like any run.
 
     The server's renewal lock is taken over when the run being resumed still holds it (it died, or was
     interrupted); ``break_lock`` breaks one another run holds (recorded). ``engine`` as for
-    :func:`.run.run`."""
+    :func:`.run.run`. Before anything changes, production must still serve what the run recorded
+    (:mod:`.forward`) unless ``force_older``; the run must verify (:func:`opslib.evidence.verify_for_resume`)."""
     folder = Path(run_dir).resolve()  # absolute: papermill changes the working directory
     earlier = read_manifest(folder)
     if earlier.get("status") == "succeeded":
@@ -90,6 +94,7 @@ def resume(
     carried = _carried(earlier, folder, done)
 
     def prepare(hmac_key: bytes | None) -> dict[str, Any]:
+        refuse_unverified(folder, hmac_key)  # before the kit signs or continues anything of it
         if not is_finalized(read_manifest(folder)):
             _close_interrupted(folder, hmac_key)
         raw = (folder / "run.json").read_bytes()
@@ -120,8 +125,25 @@ def resume(
             probe_from=None if any(str(c.get("key", "")) in _CONNECTION_KEYS for c in changes) else folder,
             resumed=folder,
             engine=engine,
+            expected=forward.for_resume(earlier, done, force_older=force_older),
+            force_older=force_older,
         )
     )
+
+
+def refuse_unverified(folder: Path, hmac_key: bytes | None) -> None:
+    """A run is resumed only when its evidence verifies (file hashes, the head record, the HMAC where a
+    key is set): otherwise the resume would continue — and finally sign — content the kit did not write."""
+    problems = evidence.verify_for_resume(folder, hmac_key=hmac_key)
+    if problems:
+        shown = "; ".join(escape_text(p.line(), limit=300) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise EvidenceError(
+            str(folder),
+            f"this run's evidence does not verify, so it cannot be resumed: {shown}{more}",
+            hint=f"nothing was changed; see opslib evidence verify {folder}; restore the folder from your "
+            "backup copy, or roll it back (opslib rollback) / start a new run",
+        )
 
 
 # A change of one of these may connect as another account (other rights) or to another endpoint.
@@ -250,6 +272,7 @@ def _close_interrupted(folder: Path, hmac_key: bytes | None) -> None:
         record.update(status="failed", error=error)
     evidence.update_run(
         folder,
+        hmac_key=hmac_key,
         status="failed",
         error=error,
         failed_step=running[-1]["name"] if running else doc.get("failed_step"),
@@ -273,6 +296,8 @@ def rollback(
     yes: bool = False,
     verbose: bool = False,
     engine: str | None = None,
+    force_older: bool = False,
+    force_expired: bool = False,
 ) -> int:
     """Undo run ``run_dir`` in a new chained run: its ``rollback.yaml`` (step R, then step 4); with
     ``roots`` also re-enable the roots its step 0 disabled, from its ``.reg`` backups, read back."""
@@ -337,6 +362,8 @@ def rollback(
             in_process={RESTORE_ROOTS.name: restore} if roots else {},
             root_backups=backups,
             engine=engine,
+            force_older=force_older,
+            force_expired=force_expired,
         )
     )
 

@@ -34,7 +34,7 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, UsageError
-from . import chores
+from . import chores, forward
 from .context import RunContext
 from .engines import engine_name
 from .evidence_lock import locked
@@ -123,6 +123,11 @@ class Launch:
     resumed: Path | None = None
     # The engine of the notebook steps (:mod:`.engines`); None: $OPSLIB_STEP_ENGINE, else kernel.
     engine: str | None = None
+    # A resume: what production must serve before anything changes (:mod:`.forward`; a rollback's is
+    # taken from its parameters). --force-older / --force-expired: go on anyway, recorded.
+    expected: forward.Expected | None = None
+    force_older: bool = False
+    force_expired: bool = False
 
 
 def launch(spec: Launch) -> int:
@@ -135,9 +140,26 @@ def launch(spec: Launch) -> int:
     hmac_key = _hmac_key(params, env)
     _check_backup_directory(params, spec.root, selected)
     notebooks = _check_notebooks([s for s in selected if not s.in_process])
+    expected, checked = spec.expected, {}
+    if params.mode == params_.ROLLBACK:  # the target's expiry: before any run folder exists
+        if expected is None:
+            expected = forward.for_rollback(params, force_older=spec.force_older)
+        checked = forward.check_rollback_target(params, force_expired=spec.force_expired)
+    forced = {**({"older": True} if spec.force_older else {}), **checked.pop("forced", {})}
     with locked(spec.root, params.host, params.site):
         preflight.check_inputs(params, steps=[s.name for s in selected], prompted=env)
         fields = {**spec.fields, **(spec.prepare(hmac_key) if spec.prepare else {})}
+        resumes = fields.get("resumes") if isinstance(fields.get("resumes"), dict) else {}
+        if not spec.dry_run:  # a run the server's lock refuses leaves no run folder
+            chores.refuse_if_locked(
+                forward.winrm_values(params, env),
+                host=params.host,
+                break_lock=spec.break_lock,
+                resumes=str((resumes or {}).get("run_id") or ""),
+            )
+        if expected is not None:  # before any run folder or change: production has not moved on
+            checked["production_check"] = forward.read_production(params, env, expected, root=spec.root)
+        fields = {**fields, **checked, **({"forced": forced} if forced else {})}
         run_dir = evidence.new_run(
             spec.root,
             host=params.host,
@@ -147,13 +169,14 @@ def launch(spec: Launch) -> int:
             dry_run=spec.dry_run,
             now_utc=now_utc(),
             tls_validation=str(params.get("winrm.server_cert_validation")),
+            hmac_key=hmac_key,  # the unfinished run.json is signed at every write (progress_hmac)
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
         if spec.probe_from is not None:
             fields = {**fields, **chores.reuse_probe(spec.probe_from, run_dir)}
         if spec.resumed is not None:
             chores.inherit_leftovers(spec.resumed, run_dir, url=str(params.get("winrm.url") or ""))
-        evidence.update_run(run_dir, **fields)
+        evidence.update_run(run_dir, hmac_key=hmac_key, **fields)
         ctx = RunContext(
             run_dir,
             params,
@@ -171,11 +194,10 @@ def launch(spec: Launch) -> int:
         )
         if spec.facts:
             ctx.facts = dict(spec.facts)
-            evidence.update_run(run_dir, facts=ctx.facts)
+            ctx.record.write(facts=ctx.facts)
         for step, _ in spec.carried:  # the resumed run swapped already: its undo belongs here too
             if step.writes_rollback and not spec.dry_run:
                 ctx.write_rollback_file(step)
-        resumes = fields.get("resumes") if isinstance(fields.get("resumes"), dict) else {}
         ctx.server_lock = ctx.hold_server_lock(
             break_lock=spec.break_lock, resumes=str((resumes or {}).get("run_id") or "")
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,16 @@ from ..winrm import Raw
 if TYPE_CHECKING:
     from ..winrm import Connection
 
-__all__ = ["LOCK_NAME", "STALE_AFTER_H", "ServerLock", "hold"]
+__all__ = [
+    "LOCK_NAME",
+    "STALE_AFTER_H",
+    "ServerLock",
+    "alive_here",
+    "check_held",
+    "describe",
+    "hold",
+    "process_started",
+]
 
 LOCK_NAME = "opslib-renewal.lock"
 HOLDER = "holder.json"
@@ -61,18 +71,72 @@ def describe(holder: dict[str, Any]) -> str:
     def field(name: str) -> str:  # what another machine wrote: escaped, bounded
         return escape_text(holder.get(name, "?"), limit=200)
 
+    pid = f", pid {field('pid')}" if "pid" in holder else ""
     return (
-        f"run {field('run_id')} by {field('operator')} on {field('control_machine')} "
+        f"run {field('run_id')} by {field('operator')} on {field('control_machine')}{pid} "
         f"since {field('started_utc')} (evidence {field('evidence')})"
     )
 
 
-def age_h(holder: dict[str, Any], now_utc: datetime) -> float | None:
+def started_utc(holder: dict[str, Any], now_utc: datetime) -> tuple[datetime | None, str]:
+    """When the holder says it took the lock, or None and why not (never raises on what another
+    machine wrote: a time without a zone, a date in the future, garbage)."""
+    text = holder.get("started_utc")
+    if not isinstance(text, str) or not text:
+        return None, "the holder file gives no start time"
     try:
-        started = datetime.fromisoformat(str(holder["started_utc"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return None
-    return (now_utc - started) / timedelta(hours=1)
+        started = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"the holder file's start time {escape_text(text, limit=60)!s} is not a time"
+    if started.tzinfo is None:
+        return None, f"the holder file's start time {escape_text(text, limit=60)} has no time zone"
+    if started > now_utc + timedelta(minutes=5):
+        return None, f"the holder file's start time {escape_text(text, limit=60)} is in the future"
+    return started, ""
+
+
+def age_h(holder: dict[str, Any], now_utc: datetime) -> float | None:
+    """How old the lock is by its holder file (None when that cannot be told: :func:`started_utc`)."""
+    started, _ = started_utc(holder, now_utc)
+    return None if started is None else (now_utc - started) / timedelta(hours=1)
+
+
+def process_started() -> str:
+    """This process's start, as the kernel counts it (Linux ``/proc/self/stat`` field 22, in clock ticks
+    since boot, with the boot id): a pid reused by another process has another start. "" elsewhere."""
+    return _process_started("self")
+
+
+def _process_started(pid: str) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else ""
+
+
+def alive_here(holder: dict[str, Any]) -> bool:
+    """Whether the holder is a process still running on this machine (same pid, same start)."""
+    pid = holder.get("pid")
+    if holder.get("control_machine") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        pass  # it exists (another user's process)
+    recorded = holder.get("process_started")
+    now = _process_started(str(pid))
+    return not (isinstance(recorded, str) and recorded and now and recorded != now)
+
+
+def _locked(where: str, holder: str, *, hint: str) -> RunLocked:
+    refused = RunLocked(where, holder)
+    refused.hint = hint
+    return refused
 
 
 class ServerLock:
@@ -146,28 +210,90 @@ class ServerLock:
         Raises :class:`RunLocked` naming who holds it.
         """
         if self._mkdir():
-            self._write(holder)
+            self._write_read_back(holder)
             return None
         other = self.holder()
         if resumes and other.get("run_id") == resumes:
-            self._write(holder)
-            return {**other, "taken_over_by": f"resume {holder.get('run_id')}"}
-        age = age_h(other, _now())
-        stale = age is not None and age > stale_after_h
-        if not (stale or break_lock):
-            young = f"{age:.1f} h old" if age is not None else "of unknown age"
-            refused = RunLocked(f"{self.host}:{self.folder}", f"{describe(other)}; the lock is {young}")
-            refused.hint = (
-                f"one renewal per server: wait for that run to finish; if it is dead, run again with "
-                f"--break-lock (a lock older than {stale_after_h:g} h is broken by itself)"
-            )
-            raise refused
+            return self._take_over(holder, other, resumes)
+        stale, age = self.refuse(other, break_lock=break_lock, stale_after_h=stale_after_h)
         self._remove()
         if not self._mkdir():  # another run took it between our rmdir and mkdir
             raise RunLocked(self.host + ":" + self.folder, describe(self.holder()))
-        self._write(holder)
+        self._write_read_back(holder)
         why = f"older than {stale_after_h:g} h" if stale else "--break-lock"
         return {**other, "broken_because": why, "age_h": round(age, 2) if age is not None else None}
+
+    def refuse(
+        self, other: dict[str, Any], *, break_lock: bool, stale_after_h: float = STALE_AFTER_H
+    ) -> tuple[bool, float | None]:
+        """Whether the lock ``other`` holds may be broken: returns (stale, age in hours) or raises
+        :class:`RunLocked` naming the holder and the run to resume (a refused run changes nothing)."""
+        why_unknown = started_utc(other, _now())[1]
+        age = age_h(other, _now())
+        stale = age is not None and age > stale_after_h
+        if break_lock and alive_here(other):
+            raise _locked(
+                f"{self.host}:{self.folder}",
+                f"{describe(other)}; that process is still running on this machine",
+                hint="--break-lock does not break the lock of a live run: wait for it, or stop it first",
+            )
+        if not (stale or break_lock):
+            young = f"{age:.1f} h old" if age is not None else f"of unknown age ({why_unknown})"
+            refused = RunLocked(f"{self.host}:{self.folder}", f"{describe(other)}; the lock is {young}")
+            holder_dir = escape_text(other.get("evidence") or "", limit=300)
+            resume = f"resume it (opslib resume {holder_dir}) or " if holder_dir else ""
+            refused.hint = (
+                f"one renewal per server: wait for that run to finish; if it is dead, {resume}run again "
+                f"with --break-lock (a lock older than {stale_after_h:g} h is broken by itself); "
+                "nothing was changed"
+            )
+            raise refused
+        return stale, age
+
+    def check_free(self, *, break_lock: bool, resumes: str = "") -> None:
+        """Read-only, before a run folder exists: raises :class:`RunLocked` when :meth:`acquire` would
+        (W-IF-EXIST: exit 1 exactly when the lock folder is there)."""
+        there = self.conn.run(
+            ["if", "exist", self.folder, Raw("(exit /b 1)")], check=False, what="look at the renewal lock"
+        )
+        if there.exit_code == 0:
+            return
+        other = self.holder()
+        if resumes and other.get("run_id") == resumes:
+            return
+        self.refuse(other, break_lock=break_lock)
+
+    def _write_read_back(self, holder: dict[str, Any]) -> None:
+        self._write(holder)
+        if self.holder() != holder:
+            raise RunLocked(
+                f"{self.host}:{self.folder}", f"the holder file reads back as {describe(self.holder())}"
+            )
+
+    def _take_over(self, holder: dict[str, Any], other: dict[str, Any], resumes: str) -> dict[str, Any]:
+        """A resume takes over the lock its run left: ``mkdir takeover-<run id>`` inside the lock folder
+        (W-MKDIR-LOCK: only one resume of that run can create it), then the holder file, read back."""
+        marker = self.folder + "\\takeover-" + resumes
+        made = self.conn.run(["mkdir", marker], check=False, what="take over the renewal lock")
+        if made.exit_code != 0:
+            raise _locked(
+                f"{self.host}:{self.folder}",
+                f"another resume of run {escape_text(resumes, limit=200)} took the lock over first "
+                f"(it now belongs to {describe(self.holder())})",
+                hint="one renewal per server: wait for that resume to finish; nothing was changed",
+            )
+        self._write_read_back(holder)
+        return {**other, "taken_over_by": f"resume {holder.get('run_id')}"}
+
+    def check_held(self, run_id: str) -> None:
+        """Before a server change: the lock is still this run's (:class:`RunLocked` naming who broke it)."""
+        other = self.holder()
+        if other.get("run_id") != run_id:
+            raise _locked(
+                f"{self.host}:{self.folder}",
+                f"this run's lock was broken: it now belongs to {describe(other)}",
+                hint="this run stopped before its next change; the other run holds the server now",
+            )
 
     def release(self, run_id: str) -> str:
         """Remove the lock when it is still this run's; returns what happened (for run.json)."""
@@ -176,6 +302,11 @@ class ServerLock:
             return f"left in place: it now belongs to {describe(other)}"
         self._remove()
         return "removed (read back)"
+
+
+def check_held(conn: Connection, *, host: str, run_id: str) -> None:
+    """Before a server change: the server's lock is still ``run_id``'s (:meth:`ServerLock.check_held`)."""
+    ServerLock(conn, host=host).check_held(run_id)
 
 
 @contextlib.contextmanager
@@ -188,11 +319,14 @@ def hold(
     break_lock: bool = False,
     resumes: str = "",
     record: Any = None,
+    on_broken: Any = None,
 ) -> Iterator[dict[str, Any]]:
     """Hold the server's renewal lock while the block runs (the runner wraps all its steps in it).
 
     ``conn_factory()`` opens a short connection (used for taking and for releasing); ``record(**fields)``
     writes into ``run.json`` (``server_lock``: the folder, who took it, what was broken, how it ended).
+    ``on_broken(previous, url)``: after breaking another run's lock, before ``remove_inherited`` — the
+    runner adds the temp folders the broken run left (its transcript) to what this connection removes.
     """
     run_id = run_dir.name
     holder = {
@@ -201,12 +335,16 @@ def hold(
         "control_machine": socket.gethostname(),
         "evidence": str(run_dir),
         "started_utc": _iso(_now()),
+        "pid": os.getpid(),  # with its start: --break-lock refuses a holder alive on its machine
+        "process_started": process_started(),
     }
     with conn_factory() as conn:
         lock = ServerLock(conn, host=host)
         previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
         folder = lock.folder
-        conn.remove_inherited()  # a resume: what the resumed run left in %TEMP% (it is over: we hold its lock)
+        if previous is not None and "broken_because" in previous and on_broken is not None:
+            on_broken(previous, conn.url)
+        conn.remove_inherited()  # what the resumed or broken run left in %TEMP% (it is over: we hold its lock)
     info: dict[str, Any] = {"folder": folder, "holder": holder}
     if previous is not None:
         info["broken" if "broken_because" in previous else "taken_over"] = previous

@@ -35,6 +35,17 @@ class Raw(str):
     """
 
 
+class Bare(str):
+    """A ``key=value`` token made only of safe characters (letters, digits, ``. : - _ * { } [ ]``), passed
+    by :func:`cmdline` without quotes, as Microsoft's netsh examples write them
+    (``ipport=0.0.0.0:443 certhash=… appid={…}``,
+    https://learn.microsoft.com/en-us/windows-server/networking/technologies/netsh/netsh-http). cmd.exe
+    hands a program its quotes unchanged, and no public capture shows netsh taking a quoted
+    ``key=value`` from cmd (W-NETSH-BARE-TOKENS). Anything else in it raises :class:`UnsafeArgument`.
+    """
+
+
+_BARE_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9]*=[A-Za-z0-9.:_*{}\[\]-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # also what XML 1.0 cannot carry
 _NEEDS_QUOTES = re.compile(r"[\s&|<>()^,;=@]")
 _ECHO_UNSAFE = re.compile(r"[&|<>()^\"%!\x00-\x1f\x7f]")
@@ -83,7 +94,8 @@ def cmdline(
       they must be free of cmd metacharacters.
     * ``redirect=("append"|"write", path)`` prefixes ``>>"path"`` / ``>"path"`` — the prefix form
       avoids echo's trailing space and the ``1>>`` handle pitfall (W-CMD-ECHO-SPACE).
-    * :class:`Raw` items are kit-owned syntax and pass unchanged.
+    * :class:`Raw` items are kit-owned syntax and pass unchanged; :class:`Bare` ``key=value`` tokens of
+      safe characters pass without quotes (anything else in them is refused).
     """
     if not argv:
         raise UnsafeArgument("command", "no program given")
@@ -109,6 +121,10 @@ def cmdline(
     is_echo = not isinstance(argv[0], Raw) and argv[0].lower() in ("echo", "@echo")
     for i, arg in enumerate(argv):
         if isinstance(arg, Raw):
+            parts.append(str(arg))
+        elif isinstance(arg, Bare):
+            if not _BARE_SAFE.fullmatch(arg):
+                raise UnsafeArgument(label(i), "a bare key=value token holds a character that needs quotes")
             parts.append(str(arg))
         elif is_echo and i > 0:
             if _ECHO_UNSAFE.search(arg) or not arg:
