@@ -44,6 +44,7 @@ _RULES = (
     _rule("swap", "cscript", r"iis6\.js\"?\s+swap\s"),
     _rule("export.certobj", "cscript", r"iis6\.js\"?\s+export-pfx\s"),
     _rule("export.pfx", "certutil", r"\s-exportpfx\s"),
+    _rule("swap.update", "netsh", r"\bhttp\s+update\s+sslcert\b"),
     _rule("swap.delete", "netsh", r"\bhttp\s+delete\s+sslcert\b"),
     _rule("swap.add", "netsh", r"\bhttp\s+add\s+sslcert\b"),
     _rule("install.site", "appcmd", r"\bset\s+site\b"),
