@@ -141,3 +141,26 @@ def redact_bytes(data: bytes) -> bytes:
 def registered() -> frozenset[str]:
     """The values currently registered (for tests and the evidence secret scan)."""
     return frozenset(_secrets)
+
+
+# --- the PFX password: the one rule ------------------------------------------------------------------
+
+PFX_PASSWORD_MIN = 8
+PFX_PASSWORD_RULE = (
+    f"a PFX password has at least {PFX_PASSWORD_MIN} characters, every one printable (letters, digits, spaces "
+    "and any punctuation — commas, quotes, % and ! included — in any script; no control characters such "
+    "as tabs or line breaks)"
+)
+# Why only these two conditions: the operator's password never reaches the server (step 3 exports under a
+# one-time password and re-protects the PFX here, opslib.certs.pfx.reprotect_pfx), so cmd.exe and certutil
+# quoting no longer apply; PKCS#12 encodes the password as UTF-16 (RFC 7292 appendix B.1), as Windows'
+# import does; a control character is refused because nobody can type it into the Windows import dialog.
+
+
+def pfx_password_problem(password: str) -> str:
+    """What is wrong with a PFX password under :data:`PFX_PASSWORD_RULE` ("": nothing); never contains it."""
+    if len(password) < PFX_PASSWORD_MIN:
+        return f"the PFX password must have at least {PFX_PASSWORD_MIN} characters"
+    if not password.isprintable():
+        return "the PFX password holds a control character (a tab, a line break, …): every character must be printable"
+    return ""

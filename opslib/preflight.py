@@ -7,7 +7,7 @@ start. Two layers:
   :func:`check_certificate_file` reads ``certificate_file`` the way step 1 will and refuses what
   step 1 would refuse (no server certificate, several, expired, not yet valid, wrong host names,
   SHA-1 signed, weak key, self-signed, the issuing intermediate missing, a private key inside);
-  :func:`check_pfx_password` refuses a PFX password that step 3 could not pass to ``certutil``.
+  :func:`check_pfx_password` refuses a PFX password outside the one rule (``credentials.PFX_PASSWORD_RULE``).
 * **On the server, read-only** (step 0, before it disables a root): :func:`check_server` — both
   sites exist (exactly one each), the new certificate's key belongs to a pending request, and the
   chain Windows must build for it (:mod:`opslib.ops.served_chain`, forbidden roots counted as disabled)
@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import certs, credentials
-from .errors import CertificateError, OpsError, ParameterError, PreconditionFailed, SiteNotFound, UsageError
+from .errors import CertificateError, OpsError, ParameterError, PreconditionFailed, SiteNotFound
 from .iis import find_site
 from .ops import compat, served_chain
-from .ops.export import check_password
 from .ops.export_route import prove_export_route
 from .server.stores import match_pending_request
-from .winrm import cmdline
 
 if TYPE_CHECKING:
     from .iis import Site
@@ -116,19 +114,9 @@ def check_certificate_file(
 
 
 def check_pfx_password(password: str) -> str:
-    """The problem with a PFX password step 3 could not pass to ``certutil -exportPFX``; "" if none.
-
-    Never contains the password. Mirrors the checks step 3 makes (:func:`opslib.ops.export.check_password`
-    and the one quoting function), so the run stops before anything changes rather than after the swap.
-    """
-    try:
-        cmdline(["certutil", password], names=["certutil", "the PFX password"])
-        check_password("", password)
-    except UsageError as exc:
-        return str(getattr(exc, "reason", "") or exc.message)
-    except PreconditionFailed as exc:
-        return exc.problem.replace(" — nothing was sent", "")
-    return ""
+    """The problem with a PFX password under :data:`opslib.credentials.PFX_PASSWORD_RULE`; "" if none.
+    Never contains the password; the run stops before anything changes rather than at step 3."""
+    return credentials.pfx_password_problem(password)
 
 
 @dataclass(frozen=True)
@@ -250,6 +238,5 @@ def check_inputs(params: Any, *, steps: Sequence[str], prompted: dict[str, str] 
                 "backup.pfx_password",
                 f"the password {ref} gives cannot be used: {problem}",
                 source=params.source,
-                hint="choose a PFX password of 8+ characters without spaces, commas, quotes, % or !, "
-                "not starting with - or /; nothing was changed",
+                hint=f"{credentials.PFX_PASSWORD_RULE}; nothing was changed",
             )

@@ -78,6 +78,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_recovery": "notebooks",
     "test_review_notebook": "notebooks",
     "test_report": "notebooks",
+    "test_faultpoints": "notebooks",
     "test_security": "notebooks",
     "test_faults": "faults",
     "test_lab": "rehearsal",

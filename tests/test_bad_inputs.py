@@ -179,8 +179,10 @@ CASES: dict[str, Case] = {
     "backup-inside-evidence": Case(
         2, r"backup\.directory: .* is inside the evidence root", params="backup-inside-evidence"
     ),
-    "pfx-password-percent": Case(
-        2, r"backup\.pfx_password: .*cannot be used: .*percent sign", params="pfx-password-percent"
+    "pfx-password-control": Case(
+        2,
+        r"backup\.pfx_password: .*cannot be used: .*control character .* every character must be printable",
+        params="pfx-password-control",
     ),
     "pfx-password-short": Case(
         2, r"backup\.pfx_password: .*cannot be used: .*at least 8 characters", params="pfx-password-short"
@@ -244,7 +246,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     values = {
         WINRM_ENV: f"W{random.token_urlsafe(15)}",
         PFX_ENV: f"P{random.token_urlsafe(15)}",
-        "OPSLIB_BAD_PFX_PERCENT": f"P{random.token_urlsafe(9)}%PATH%",
+        "OPSLIB_BAD_PFX_CONTROL": f"P{random.token_urlsafe(9)}\tx",
         "OPSLIB_BAD_PFX_SHORT": "Pw3x",
     }
     saved = {k: os.environ.get(k) for k in values}
@@ -256,7 +258,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     try:
         clock = datetime.fromisoformat(str(reh.host.extra["now_utc"]))
         pki = make_pki(now_utc=clock, hostnames=tuple(reh.host.extra["hostnames"]))
-        yield Shared(reh, state, pki, [values[WINRM_ENV], values[PFX_ENV], values["OPSLIB_BAD_PFX_PERCENT"]])
+        yield Shared(reh, state, pki, [values[WINRM_ENV], values[PFX_ENV], values["OPSLIB_BAD_PFX_CONTROL"]])
     finally:
         reh.stop()
         for k, v in saved.items():

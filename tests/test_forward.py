@@ -166,7 +166,7 @@ def test_a_resume_refuses_a_run_whose_evidence_does_not_verify(
     reh: rehearsal.Rehearsal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params, root = _params(reh, tmp_path), tmp_path / "evidence"
-    reh.set_faults(["before:cscript#10:fail"])  # step 2's server-side swap, refused
+    reh.set_faults(["before:swap:fail"])  # step 2's server-side swap, refused (by its name)
     assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes"]) == 1
     reh.set_faults([])
     (a,) = _runs(root)

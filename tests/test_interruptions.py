@@ -276,7 +276,7 @@ def test_a_connection_dropped_after_the_swap_command_is_read_back_from_the_journ
 ) -> None:
     # The 10th cscript command of a run is step 2's swap verb (the probe, then steps 0–1's site lists and
     # the work-site binding, then step 2's lists) — the same count tests/test_notebooks.py uses.
-    setup.reh.set_faults(["after:cscript#10:drop"])
+    setup.reh.set_faults(["after:swap:drop"])
     proc = _spawn(setup, "--yes", log=tmp_path / "run.log")
     try:
         code = proc.wait(timeout=400)

@@ -57,9 +57,6 @@ OVERSIZE = {
     "rehearsal/server.py": "the WS-Management endpoint",
     "rehearsal/pki.py": "one factory per chain shape",
     "rehearsal/programs/certutil.py": "one program and its verbs",
-    "evidence/report.py": (
-        "the report's page: summary, integrity verdict, the steps' tables and prose in one renderer"
-    ),
 }
 
 # Import circles between the modules of one package that were in the tree when the check was written,

@@ -16,6 +16,7 @@ import os
 import re
 import secrets as random
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,7 +406,7 @@ def test_a_failure_mid_run_stops_and_resume_finishes_in_a_new_chained_folder(
     setup = _start(tmp_path, _env)
     try:
         # The 10th cscript command of a run is step 2's one server-side "swap" (IIS 6 helper): refused before it runs.
-        setup.reh.set_faults(["before:cscript#10:fail"])
+        setup.reh.set_faults(["before:swap:fail"])
         assert _run(setup, "--yes") == 1
         err = capsys.readouterr().err
         (run_dir,) = setup.run_dirs()
@@ -502,6 +503,12 @@ def test_the_demo_renews_and_prints_a_summary_without_passwords(
     assert f"backup: {(tmp_path / 'backups').resolve()}" in out
     (run_dir,) = [p for p in (tmp_path / "evidence").iterdir() if not p.name.startswith(".")]
     assert f"evidence: {run_dir.resolve()}" in out
+    # How a newcomer gets `opslib` on the PATH after `make demo` (the virtual environment it ran from).
+    venv = Path(sys.prefix)
+    assert sys.prefix == sys.base_prefix or re.search(
+        rf"opslib on your PATH: \. \S*{re.escape(venv.name)}/bin/activate  \(or type \S*{re.escape(venv.name)}/bin/opslib",
+        out,
+    ), out
     assert_no_secrets(run_dir, [generated, os.environ[demo.PFX_ENV]])
     assert sorted(p.name for p in (run_dir / "html").iterdir()) == [
         f"{s.name}.html" for s in runbook.RENEW_STEPS

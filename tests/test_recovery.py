@@ -83,7 +83,7 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
         # A: step 2 fails: its one server-side swap (the 10th cscript command of a run) is refused.
-        reh.set_faults(["before:cscript#10:fail"])  # step 2's one server-side swap, refused before it runs
+        reh.set_faults(["before:swap:fail"])  # step 2's one server-side swap, refused before it runs
         assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
         err = capsys.readouterr().err
         (a,) = _runs(root)

@@ -207,6 +207,33 @@ def test_fault_specs_parse_and_count() -> None:
             FaultSpec.parse(bad)
 
 
+def test_named_fault_points_fire_by_name_not_by_count(bare_host: Host) -> None:
+    """``before:export:fail`` fails the export after a completed request, not the pre-flight's export
+    before it, however many certutil commands ran; a name that is no point is refused with the names."""
+    denied = (b"", b"Access is denied.\r\n", 5)
+    with pytest.raises(UsageError, match=r"no fault point 'swap\.bogus'.*swap\.add"):
+        FaultSpec.parse("before:swap.bogus:fail")
+    with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD, faults=["before:export:fail"]) as r:
+        p = _protocol(r)
+        shell = p.open_shell()
+        export = ["certutil", "-p", "x", "-exportPFX", "MY", "AB", "C:\\e.pfx"]
+        assert _run(p, shell, "certutil", "-exportPFX", "-?") != denied, "a probe is no point"
+        assert _run(p, shell, *export) != denied, "the pre-flight's export (no request completed yet)"
+        _run(p, shell, "certreq", "-accept", "-q", "C:\\new.cer")
+        assert _run(p, shell, *export) == denied, "step 3's export, by name"
+        r.set_faults(["before:export.pfx#2:fail"])  # counted from now, among the commands of that name
+        assert _run(p, shell, *export) != denied and _run(p, shell, *export) == denied
+        p.close_shell(shell)
+        names = [(program, name) for program, _, name in r.command_log if name]
+    assert names == [
+        ("certutil", "preflight.export"),
+        ("certreq", "install.accept"),
+        ("certutil", "export.pfx"),
+        ("certutil", "export.pfx"),
+        ("certutil", "export.pfx"),
+    ]
+
+
 def test_fault_nth_command_fails_with_windows_message(bare_host: Host) -> None:
     with rehearsal.start(bare_host, password=REHEARSAL_PASSWORD, faults=["before:mkdir#2:fail"]) as r:
         p = _protocol(r)

@@ -10,6 +10,8 @@ summary fits the 1280×800 viewport, and it holds no code, no traceback, no valu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -35,6 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+CONSOLE: dict[str, str] = {}  # what the failed run printed (stdout and stderr)
 DOCS_PNG = Path(__file__).resolve().parent.parent / "docs" / "report-summary.png"
 
 
@@ -45,9 +48,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory, _env: list[str]) -> Iterator[
     bad = _start(tmp_path_factory.mktemp("report-failed"), _env)
     try:
         assert _run(good, "--yes") == 0
-        # The 12th cscript command of a run is step 2's "set-cert" on the production site (IIS 6 helper).
-        bad.reh.set_faults(["before:cscript#10:fail"])  # step 2's server-side swap
-        assert _run(bad, "--yes") == 1
+        bad.reh.set_faults(["before:swap:fail"])  # step 2's server-side swap (IIS 6 helper), by its name
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            assert _run(bad, "--yes") == 1
+        CONSOLE["failed"] = out.getvalue() + err.getvalue()
         (ok_dir,) = good.run_dirs()
         (failed_dir,) = bad.run_dirs()
         bad.reh.set_faults([])
@@ -95,6 +100,26 @@ def _open(report: Path, *, screenshot: Path | None = None) -> dict[str, Any]:
             seen["box"] = page.locator("#summary").bounding_box()
             seen["scroll_width"] = page.evaluate("document.documentElement.scrollWidth")
             seen["cells"] = page.eval_on_selector_all("td, th", "cells => cells.map(c => c.innerText)")
+            seen["steps"] = page.eval_on_selector_all(
+                "section.step",
+                """sections => sections.map(s => ({
+                    id: s.id,
+                    tables: s.querySelectorAll(':scope > table, :scope > .facts > table').length,
+                    prose: Array.from(s.querySelectorAll('.prose')).map(
+                        d => Array.from(d.querySelectorAll('p, li')).map(p => p.innerText)),
+                }))""",
+            )
+            seen["checks"] = page.eval_on_selector_all(
+                "#summary table.checks > tbody > tr",
+                "rows => rows.map(r => Array.from(r.children).map(c => c.innerText))",
+            )
+            if page.locator("#what-happened").count():
+                seen["what_happened"] = page.eval_on_selector(
+                    "#what-happened",
+                    """d => ({ja: d.querySelector('p[lang=ja]').innerText, en: d.querySelector('p[lang=en]').innerText,
+                             commands: Array.from(d.querySelectorAll('li')).map(li => li.innerText),
+                             text: d.innerText})""",
+                )
             seen["changes"] = page.eval_on_selector_all(
                 "#summary .grid > div:nth-child(2) table > tbody > tr",
                 "rows => rows.map(r => Array.from(r.children).map(c => c.innerText))",
@@ -102,9 +127,64 @@ def _open(report: Path, *, screenshot: Path | None = None) -> dict[str, Any]:
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), clip=seen["box"])
+            # Printed to A4 (Chromium's PDF): the summary alone takes one page, and it comes first.
+            seen["pdf_pages"] = _pages(page.pdf(format="A4", prefer_css_page_size=True))
+            page.evaluate(
+                "() => { const s = document.querySelector('#summary'); while (s.nextSibling) s.nextSibling.remove(); }"
+            )
+            seen["summary_pdf_pages"] = _pages(page.pdf(format="A4", prefer_css_page_size=True))
         finally:
             browser.close()
     return seen
+
+
+def _pages(pdf: bytes) -> int:
+    """The number of pages of a PDF that Chromium wrote (its page objects are not compressed)."""
+    return len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def _assert_complete(seen: dict[str, Any], run_dir: Path) -> None:
+    """Everything the notebooks recorded is in the report: no table left out, none cut, every table of
+    every executed step, Japanese and English prose in every step, labels (not field names) in the
+    summary, and the summary on the first A4 page."""
+    import nbformat
+
+    from opslib import evidence
+
+    text = seen["text"]
+    assert "left out" not in text and "省略" not in text, "no table is left out"
+    cut = re.findall(r".{0,40}(?:…|\S\.\.\.(?:\s|$)).{0,40}", text)
+    assert cut == [], f"a value is cut short: {cut}"
+    m = _manifest(run_dir)
+    sections = {s["id"]: s for s in seen["steps"]}
+    for step in m["steps"]:
+        notebook = run_dir / str(step.get("notebook") or "")
+        if not notebook.is_file():
+            continue
+        nb = nbformat.read(notebook, as_version=4)
+        recorded = sum(
+            1
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if {evidence.TABLE_MIME, evidence.FACTS_MIME} & set(o.get("data") or {})
+        )
+        section = sections[f"step-{step['name']}"]
+        assert recorded > 0 and section["tables"] == recorded, (step["name"], section["tables"], recorded)
+        assert section["prose"], step["name"]
+        for paragraphs in section["prose"]:
+            english = [p for p in paragraphs if not JAPANESE.search(p) and re.search(r"[A-Za-z]{4,}", p)]
+            japanese = [p for p in paragraphs if JAPANESE.search(p)]
+            assert english and japanese, (step["name"], paragraphs)
+    summary = seen["summary_text"]
+    names = set(m["facts"]) | {k for s in m["steps"] for k in (s.get("facts") or {})}
+    leaked = sorted(n for n in names if "_" in n and n in summary)
+    assert leaked == [], f"internal field names in the summary: {leaked}"
+    assert not re.search(r"\b(True|False|None)\b", summary), "booleans are words"
+    assert seen["summary_pdf_pages"] == 1 and seen["pdf_pages"] > 1, "the summary fills the first A4 page"
 
 
 def _assert_readable(seen: dict[str, Any], report: Path) -> None:
@@ -140,6 +220,7 @@ def test_the_report_of_a_renewal_in_a_real_browser(runs: tuple[Setup, Path, Path
     shot = DOCS_PNG if os.environ.get("OPSLIB_WRITE_DOCS") == "1" else None
     seen = _open(report, screenshot=shot)
     _assert_readable(seen, report)
+    _assert_complete(seen, ok_dir)
     m = _manifest(ok_dir)
     facts = m["facts"]
     summary = seen["summary_text"]
@@ -183,12 +264,37 @@ def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_
     assert m["failed_step"] == "02_swap_certificate"
     seen = _open(failed_dir / "report.html")
     _assert_readable(seen, failed_dir / "report.html")
+    _assert_complete(seen, failed_dir)
     assert (
         "失敗 / failed" in seen["summary_text"]
         and "この手順はここで失敗しました / This step failed here" in seen["text"]
     )
     error = next(s["error"] for s in m["steps"] if s["name"] == "02_swap_certificate")
     assert error and error in seen["text"].replace("\n", " ")
+    # It opens with what happened, in plain words in each language: what failed, what production serves
+    # now (the read-only handshake and its time), what changed so far, the next commands the console printed.
+    now = m["production_now"]
+    happened = seen["what_happened"]
+    japanese, english = happened["ja"], happened["en"]
+    assert "手順 02 (サーバIDの入替え) が失敗しました" in japanese
+    assert "Step 02 (Swap the production certificate) failed" in english
+    assert now["thumbprint"] == m["facts"]["production_thumbprint_before"] and not now["unreachable"]
+    handshake_at = re.search(r"at (\S+)T(\S+)Z", now["source"])
+    assert handshake_at and f"{handshake_at[1]} {handshake_at[2]} UTC" in english
+    assert (
+        f"serves the old certificate {now['thumbprint']}" in english
+        and "読み取り専用の TLS ハンドシェイク" in japanese
+    )
+    assert (
+        "Before that, steps 00 and 01 changed the server" in english
+        and "手順 00 と 01 がサーバを変更しました" in japanese
+    )
+    assert m["next_commands"] and happened["commands"] == m["next_commands"]
+    assert any(f"opslib resume {failed_dir}" in c for c in happened["commands"])
+    assert "Traceback" not in happened["text"] and "VerificationFailed" not in seen["summary_text"]
+    # The failed check's detail: the problem, with the exit code and what the server said.
+    failed_row = next(row for row in seen["checks"] if "失敗 / failed" in row[1])
+    assert "what failed" in failed_row[2] and "exited with 5" in failed_row[2], failed_row
     assert "未実行 / not run" in seen["summary_text"], "the steps after the failure"
 
     # The command writes a fresh one, outside the run folder; English only on request.
@@ -197,10 +303,47 @@ def test_a_failed_step_reads_as_its_message(runs: tuple[Setup, Path, Path], tmp_
     english = out.read_text(encoding="utf-8")
     assert 'lang="ja"' not in english and "This step failed here" in english and "概要" not in english
     assert re.search(
-        r"integrity not provable without the HMAC key</span></span></td><td>\d+ files match their SHA-256",
+        r"integrity not provable without the HMAC key</span></span></td><td><span lang=\"en\">\d+ files match "
+        r"their SHA-256",
         english,
     ), "verified now; unsigned, so not called intact"
     assert cli.main(["evidence", "verify", str(failed_dir)]) == 0, "the run folder is untouched"
+
+
+def test_a_failure_is_printed_once_with_the_hint_that_fits(runs: tuple[Setup, Path, Path]) -> None:
+    """The failed swap's console: the error once, one spelling of the next commands, "wrote rollback.yaml"
+    once, and for "access denied" (exit 5) a hint about the account's rights, not the connection."""
+    _, _, failed_dir = runs
+    console = CONSOLE["failed"]
+    assert console.count("opslib: error: ") == 1 and console.count("the IIS helper printed no JSON") == 1, (
+        console
+    )
+    assert console.count(f"wrote {failed_dir / 'rollback.yaml'}") == 1
+    assert "exit 5 is access denied: the WinRM account lacks the rights to change IIS" in console
+    assert "check the connection" not in console
+    assert "opslib resume RUN" not in console and "--params FILE" not in console, (
+        "one spelling: the next lines"
+    )
+    assert console.count(f"opslib resume {failed_dir} --yes") == 1
+    assert "failed: step 02_swap_certificate — the error and what to do next follow" in console
+
+
+def test_the_expected_failure_of_the_sha256_probe_is_no_nonzero_exit(
+    runs: tuple[Setup, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Server 2003's certutil cannot hash with SHA-256: the run's first try is a probe, not a failure."""
+    _, ok_dir, _ = runs
+    rows = [
+        json.loads(line) for line in (ok_dir / "transcript.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    hashing = [r for r in rows if "-hashfile" in str(r.get("command_line")) and r.get("exit_code")]
+    assert hashing and all(r["exit_code"] == -2146893816 for r in hashing), (
+        "NTE_BAD_ALGID: no SHA-256 on 2003"
+    )
+    assert _manifest(ok_dir)["commands"]["nonzero_exits"] == 0
+    assert cli.main(["evidence", "list", "--root", str(ok_dir.parent)]) == 0
+    (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith(ok_dir.name)]
+    assert re.search(r"\s0 \(\+\d+ probes\)$", line), line
 
 
 def test_a_missing_chromium_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,6 +432,7 @@ def test_the_reports_of_a_dry_run_and_a_rollback(runs: tuple[Setup, Path, Path])
 
     dry = _open(dry_dir / "report.html")
     _assert_readable(dry, dry_dir / "report.html")
+    _assert_complete(dry, dry_dir)
     assert "ドライラン / dry run" in dry["summary_text"]
     planned = [row for row in dry["changes"] if len(row) == 5]
     assert planned and not any("unchanged" in row[4] or "already" in row[4] for row in planned), (
@@ -301,6 +445,10 @@ def test_the_reports_of_a_dry_run_and_a_rollback(runs: tuple[Setup, Path, Path])
 
     back = _open(rollback_dir / "report.html")
     _assert_readable(back, rollback_dir / "report.html")
+    _assert_complete(back, rollback_dir)
+    assert "what_happened" not in back and "what_happened" not in dry, (
+        "a run that passed opens with its summary"
+    )
     m = _manifest(rollback_dir)
     assert "ロールバック / rollback" in back["summary_text"] and "合格 / passed" in back["summary_text"]
     assert "戻した証明書 / Certificate put back" in back["summary_text"]

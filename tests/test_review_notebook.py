@@ -74,6 +74,20 @@ def _execute(tmp_path: Path, root: Path, **parameters: str) -> nbformat.Notebook
     return nbformat.read(out, as_version=4)
 
 
+def test_the_default_evidence_root_is_the_demos_and_none_there_says_what_to_set(tmp_path: Path) -> None:
+    """From notebooks/ (make lab, papermill there), ../evidence is where make demo writes; a folder without
+    it gets the notebook's words (its parameters cell), not the command line's ("--root")."""
+    default = pm.inspect_notebook(str(NOTEBOOK))["evidence_root"]["default"].strip("\"'")
+    assert (NOTEBOOK.parent / default).resolve() == NOTEBOOK.parent.parent / "evidence"
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), cwd=str(work), progress_bar=False)
+    message = failed.value.evalue
+    assert f"no evidence folder here (looked in {tmp_path / 'evidence'})" in message
+    assert "set evidence_root in this notebook's parameters cell" in message and "--root" not in message
+
+
 def test_review_two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "evidence"
     key = "review-hmac-key-1"

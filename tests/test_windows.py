@@ -666,13 +666,23 @@ def _pfx_files_of(host: Host) -> list[str]:
     return [f for f in host.files if f.endswith((".pfx", ".b64"))]
 
 
-def test_export_pfx_refuses_weak_or_unsafe_passwords(tmp_path: Path, locale: tuple[str, int]) -> None:
+def test_export_pfx_takes_any_printable_password_of_8_or_more(
+    tmp_path: Path, locale: tuple[str, int]
+) -> None:
+    """The one rule (credentials.PFX_PASSWORD_RULE): 8+ printable characters. Spaces, commas, quotes, %, !
+    and a leading - are fine (the password never reaches the server); the PFX opens with it."""
     with serve(tmp_path, locale) as srv:
         thumb = certs.thumbprint(srv.pki.current_leaf)
         with pytest.raises(PreconditionFailed, match="at least 8 characters"):
             export.export_pfx(srv.server, thumb, password="short")
-        with pytest.raises(PreconditionFailed, match="must not start with"):
-            export.export_pfx(srv.server, thumb, password="-looks-like-an-option")
+        with pytest.raises(PreconditionFailed, match="control character .* — nothing was sent"):
+            export.export_pfx(srv.server, thumb, password="tab\there-x")
+        assert not any("exportpfx" in str(c.get("command", "")).lower() for c in srv.host.history)
+        odd = '-a b,c"%PATH%!x ü'
+        result = export.export_pfx(srv.server, thumb, password=odd)
+        assert result.thumbprint == thumb and result.remote_deleted
+        checked = certs.check_pfx(result.data, odd, source="backup", expected_thumbprint=thumb)
+        assert checked.opens and checked.key_matches
 
 
 def test_export_pfx_of_a_missing_certificate(tmp_path: Path, locale: tuple[str, int]) -> None:

@@ -242,7 +242,8 @@ def _add_rehearse(sub: Any) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="before|after:PROGRAM[#N]:drop|timeout|fault500|fail (PROGRAM: certutil, certreq, reg, cscript, * …)",
+        help="before|after:PROGRAM[#N]:drop|timeout|fault500|fail (PROGRAM: certutil, certreq, reg, cscript, * …, "
+        "or a named point: swap, export, swap.add, … — opslib rehearse faults lists them)",
     )
     srv.add_argument(
         "--state-file", metavar="F", help="JSON picture of the host, rewritten after every command"
@@ -270,6 +271,10 @@ def _add_rehearse(sub: Any) -> None:
         choices=["modern", "tls1.0", "tls1.0-no-aes"],
         default="modern",
         help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
+    )
+    rehsub.add_parser(
+        "faults",
+        help="the named fault points (--fault before:swap:fail …) and their positions in a clean renewal",
     )
     demo = rehsub.add_parser(
         "demo",

@@ -30,4 +30,15 @@ def command(a: argparse.Namespace) -> int:
         )
     from ..rehearsal import demo
 
+    if a.rehearse_command == "faults":
+        print(
+            f"named fault points of a clean renewal on the demo host ({demo.SCENARIO}), with their positions:"
+        )
+        for name, position in demo.fault_points():
+            print(f"  {name:<22} {position}")
+        print(
+            "use: --fault before|after:NAME[#N]:drop|timeout|fail|fault500 — an operation (roots, install, swap, "
+            "export, preflight) names all its commands, NAME#N the N-th of them; PROGRAM#N counts as before"
+        )
+        return 0
     return demo.run_demo(evidence_root=a.evidence_root, backup_dir=a.backup_dir)

@@ -16,6 +16,7 @@ An optional HMAC-SHA256 over the canonical ``run.json`` also protects the newest
 * :mod:`.heads` — the root's head record: :func:`append_head` (called by :func:`finalize_run`).
 * :mod:`.verify` — :func:`verify_run`, :func:`verify_root` → :class:`VerifyReport`; :func:`verdict`
   and :func:`verdict_text` (the one wording); :func:`verify_for_resume` (before ``opslib resume``).
+* :mod:`.tables` — :func:`show`: a step notebook's table, whole and recorded as data for the report.
 * :mod:`.review` — the review notebook's tables and charts (pandas/matplotlib imported on use).
 
 The console text of ``opslib evidence list|show|verify`` is in :mod:`opslib.cli`.
@@ -54,6 +55,7 @@ from .review import (
     style_runs,
     summary_table,
 )
+from .tables import TABLE_MIME, show
 from .verify import (
     UNPROVEN_TEXT,
     Problem,
@@ -73,6 +75,7 @@ __all__ = [
     "RUN_JSON",
     "SCHEMA",
     "STATUSES",
+    "TABLE_MIME",
     "TRANSCRIPT",
     "UNPROVEN_TEXT",
     "UNREADABLE",
@@ -107,6 +110,7 @@ __all__ = [
     "select_runs",
     "sha256_file",
     "short_thumbprint",
+    "show",
     "status_text",
     "style_runs",
     "summary_table",

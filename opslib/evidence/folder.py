@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EvidenceError
 from ..version import __version__
+from .glossary import heading
 from .heads import append_head
 from .index import command_counts, previous_run
 from .manifest import (
@@ -35,6 +36,7 @@ from .manifest import (
     signed_progress,
     write_run_json,
 )
+from .tables import table_html, table_text
 
 if TYPE_CHECKING:
     pass
@@ -176,9 +178,9 @@ def finalize_run(
 
 
 def record(facts: Mapping[str, Any]) -> None:
-    """A notebook's last cell: show ``facts`` as a table and store them as an output of MIME type
-    ``application/vnd.opslib.facts+json`` for :func:`read_facts` (the runner) and reviewers."""
-    import pandas as pd
+    """A notebook's last cell: show ``facts`` as a table (every value whole, the names as labels in
+    Japanese and English) and store them as an output of MIME type ``application/vnd.opslib.facts+json``
+    for :func:`read_facts` (the runner), the report and reviewers."""
     from IPython.display import display
 
     value = plain(facts, "facts")
@@ -187,11 +189,8 @@ def record(facts: Mapping[str, Any]) -> None:
             "facts", f"expected a mapping of fact names to values, got {type(facts).__name__}"
         )
     shown = redacted_doc(value)
-    table = pd.DataFrame(
-        {"fact": list(shown), "value": [cell_text(v) for v in shown.values()]},
-        columns=["fact", "value"],
-    )
-    display(table)
+    table = {"columns": ["fact", "value"], "rows": [[heading(k), v] for k, v in shown.items()]}
+    display({"text/html": table_html(table), "text/plain": table_text(table)}, raw=True)
     display({FACTS_MIME: shown}, raw=True)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import winerror
 from ..credentials import redact
 from ..errors import EvidenceError, UsageError
 from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
@@ -221,9 +222,16 @@ _TRANSCRIPT_COLUMNS = ("what", "command", "exit_code", "duration_s", "probe")
 def is_probe(item: Mapping[str, Any]) -> bool:
     """A transcript record of a command whose non-zero exit is an expected answer: flagged by the
     transport (``probe`` / ``expected_nonzero``), or labelled with a question (``does certutil know
-    -exportPFX?``, ``read … (does the key exist?)``) — the kit labels exactly its probes that way."""
+    -exportPFX?``, ``read … (does the key exist?)``) — the kit labels exactly its probes that way — and the
+    transport's ``certutil -hashfile … SHA256`` answered NTE_BAD_ALGID (Server 2003 has no SHA-256 there)."""
     if item.get("probe") or item.get("expected_nonzero"):
         return True
+    command = str(item.get("command_line") or "")
+    if (
+        command.lower().startswith("certutil -hashfile ")
+        and winerror.hresult(int(item.get("exit_code") or 0)) == winerror.NTE_BAD_ALGID
+    ):
+        return True  # the transport's SHA-256 try on Server 2003 (NTE_BAD_ALGID): then size checks only
     what = str(item.get("what") or item.get("kind") or "")
     return what.rstrip(") ").endswith("?")
 

@@ -19,7 +19,8 @@ from ..winrm.quoting import codec
 from .folder import cell_text
 from .index import RunRecord, load_run, run_summary
 from .manifest import RUN_JSON, TRANSCRIPT, UNREADABLE, parse_utc, require_utc
-from .report import run_mode, value_html
+from .report import run_mode
+from .report_parts import value_html
 from .verify import INTACT, UNPROVEN_TEXT, VerifyReport, verdict_text, verify_root
 
 if TYPE_CHECKING:
@@ -37,6 +38,21 @@ _STATUS_COLOURS = {
 
 
 # --- review notebook helpers --------------------------------------------------------------------
+
+
+def check_root(evidence_root: str | os.PathLike[str]) -> Path:
+    """The review notebook's first check: ``evidence_root`` is a folder; if not, what to set, in the
+    notebook's words (its parameters cell), not the command line's."""
+    root = Path(evidence_root)
+    if not root.is_dir():
+        raise EvidenceError(
+            str(evidence_root),
+            f"no evidence folder here (looked in {root.resolve()})",
+            hint="set evidence_root in this notebook's parameters cell to the folder of run folders: after "
+            "`make demo`, from notebooks/ that is ../evidence (the default); with papermill add "
+            "-p evidence_root DIR; no run yet: `make demo` makes one",
+        )
+    return root
 
 
 def format_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:

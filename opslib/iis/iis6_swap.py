@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .. import winerror
 from ..errors import OpsError, RemoteCommandFailed, TransportError, VerificationFailed
 from ..text import escape_text
 from .base import Site, find_site, reason
@@ -98,8 +99,19 @@ def _refuse_unstarted(helper: IIS6Helper, production: Site, new: str, lost: OpsE
             f"{reason(lost)}; the swap did not start on the server (no journal) "
             f"and {production.label} still serves {production.cert_thumbprint or '(no certificate)'}, "
             f"{production.state_name} — nothing was changed",
-            hint="check the connection, then run this step again (opslib resume RUN)",
+            hint=_retry_hint(lost),
         ) from lost
+
+
+def _retry_hint(lost: OpsError) -> str:
+    """What to do before running the step again: the account's rights after "access denied" (exit 5),
+    else the connection."""
+    if isinstance(lost, RemoteCommandFailed) and lost.remote_exit_code == winerror.ERROR_ACCESS_DENIED:
+        return (
+            "exit 5 is access denied: the WinRM account lacks the rights to change IIS on the server — "
+            "give it administrator rights there (or use an account that has them), then run this step again"
+        )
+    return "check the connection, then run this step again"
 
 
 def read_journal(helper: IIS6Helper, site: Site | str) -> dict[str, Any] | None:

@@ -141,17 +141,10 @@ class ExportResult(bytes):
 
 
 def check_password(host: str, password: str) -> None:
-    if len(password) < 8:
-        raise PreconditionFailed(host, "the PFX password must have at least 8 characters — nothing was sent")
-    if password[0] in "-/" or "," in password or any(ch.isspace() for ch in password):
-        # Kept from when the operator's password went to certutil (a leading - or / reads as an option, a
-        # comma as a password list); it no longer leaves this process, but the runner's pre-flight
-        # (preflight.check_pfx_password) still states these rules, and a password that works with the
-        # server's own tools is easier to use by hand.
-        raise PreconditionFailed(
-            host,
-            "the PFX password must not start with - or / nor contain commas or spaces — nothing was sent",
-        )
+    """Refuse a PFX password outside :data:`opslib.credentials.PFX_PASSWORD_RULE` (the one rule)."""
+    problem = credentials.pfx_password_problem(password)
+    if problem:
+        raise PreconditionFailed(host, f"{problem} — nothing was sent", hint=credentials.PFX_PASSWORD_RULE)
 
 
 def _exportable_entry(conn: Connection, thumbprint: str) -> StoreEntry:

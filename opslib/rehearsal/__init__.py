@@ -95,6 +95,11 @@ class Rehearsal:
     def faults(self) -> list[FaultSpec]:
         return list(self._server.faults)
 
+    @property
+    def command_log(self) -> list[tuple[str, int, str]]:
+        """Every command run so far: (program, its N-th command, named fault point or "")."""
+        return list(self._server.command_log)
+
     def set_faults(self, specs: Sequence[str]) -> None:
         """Replace the active fault specs (``[]`` clears them, e.g. before a ``resume``)."""
         self._server.set_faults(list(specs))

@@ -41,17 +41,33 @@ def _password(variable: str) -> str:
     """The password in ``variable``, or a new random one put there (never printed)."""
     value = os.environ.get(variable, "")
     if not value:
-        # A letter first: certutil would read a leading "-" or "/" as an option (see windows.export_pfx).
+        # Any 8+ printable characters would do (credentials.PFX_PASSWORD_RULE); a letter first reads well.
         value = "D" + random.token_urlsafe(18)
         os.environ[variable] = value
     register(value)
     return value
 
 
+def _activate_hint() -> str:
+    """How to get ``opslib`` on the PATH in this shell: the virtual environment this runs from."""
+    if sys.prefix == sys.base_prefix:
+        return "it is already installed in this Python (pip install -e .)"
+    venv = Path(sys.prefix)
+    try:
+        shown = f"{venv.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(venv)
+    return f". {shown}/bin/activate  (or type {shown}/bin/opslib instead of opslib)"
+
+
 def run_demo(
-    *, evidence_root: str | os.PathLike[str], backup_dir: str | os.PathLike[str] | None = None
+    *,
+    evidence_root: str | os.PathLike[str],
+    backup_dir: str | os.PathLike[str] | None = None,
+    command_log: list[tuple[str, int, str]] | None = None,
 ) -> int:
-    """Run the demo; returns the runbook's exit code (0 when the renewal succeeded)."""
+    """Run the demo; returns the runbook's exit code (0 when the renewal succeeded). ``command_log``:
+    filled with the host's commands (program, its N-th command, named fault point)."""
     from . import shipped_options, start
 
     winrm_password = _password(WINRM_ENV)
@@ -102,6 +118,8 @@ def run_demo(
         except OpsError as exc:
             print(f"opslib demo: {redact(str(exc))}", file=sys.stderr)
             code = exc.exit_code
+        if command_log is not None:
+            command_log.extend(reh.command_log)
         production = reh.host.sites.get(1)
         served = production.ssl_cert_hash if production else "?"
     runs = sorted(p for p in root.iterdir() if p.name not in before and (p / "run.json").is_file())
@@ -110,5 +128,32 @@ def run_demo(
     print(f"  the rehearsal host's production site now serves {served}")
     if runs:
         print(f"  review it: opslib evidence show {runs[-1]}")
+    print(f"  opslib on your PATH: {_activate_hint()}")
     print(f"opslib demo: {'done' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.1f} s")
     return code
+
+
+def fault_points() -> list[tuple[str, str]]:
+    """The named fault points of a clean demo renewal and their positions: (``name#k``, ``PROGRAM#N``),
+    every command of each name in order (``opslib rehearse faults``)."""
+    import contextlib
+    import io
+
+    log: list[tuple[str, int, str]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="opslib-faults-") as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        code = run_demo(
+            evidence_root=Path(tmp) / "evidence", backup_dir=Path(tmp) / "backups", command_log=log
+        )
+    if code != 0:
+        raise OpsError(f"the clean renewal failed (exit {code})", where="opslib rehearse faults")
+    counts: dict[str, int] = {}
+    out = []
+    for program, nth, name in log:
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+            out.append((f"{name}#{counts[name]}", f"{program}#{nth}"))
+    return out

@@ -45,7 +45,7 @@ from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from ..errors import UsageError
-from . import cmd, tlsconfig
+from . import cmd, faultpoints, tlsconfig
 from .host import CommandResult, Host
 from .ntlm import channel_bindings_for, write_user_file
 from .wsauth import AuthHandler
@@ -138,7 +138,8 @@ _FAULT = re.compile(
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """``before|after:PROGRAM[#N]:ACTION`` — PROGRAM is a lower-case command name or ``*``."""
+    """``before|after:PROGRAM[#N]:ACTION`` — PROGRAM is a lower-case command name, ``*``, or a named
+    fault point (:mod:`.faultpoints`: ``swap``, ``export``, ``swap.add``, …)."""
 
     when: str
     program: str
@@ -158,6 +159,11 @@ class FaultSpec:
         nth = int(m.group("nth")) if m.group("nth") else None
         if nth is not None and nth < 1:
             raise UsageError(f"bad fault spec {spec!r}", hint="#N counts from 1")
+        if "." in m.group("program") and not faultpoints.is_point(m.group("program")):
+            raise UsageError(
+                f"bad fault spec {spec!r}: no fault point {m.group('program')!r}",
+                hint="the names: " + ", ".join(faultpoints.NAMES) + " (opslib rehearse faults lists them)",
+            )
         return cls(m.group("when").lower(), m.group("program").lower(), nth, m.group("action").lower())
 
     def __str__(self) -> str:
@@ -345,6 +351,9 @@ class WSManServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.request_count = 0
         self.faults: list[FaultSpec] = []
+        self._point_names: list[str] = []  # the named fault points of the commands run so far
+        self._program_counts: dict[str, int] = {}
+        self.command_log: list[tuple[str, int, str]] = []  # (program, its N-th command, point name)
         self._fault_counts: dict[FaultSpec, int] = {}
         self.set_faults(faults)
         cmd.prepare_host(host)
@@ -397,12 +406,21 @@ class WSManServer(ThreadingHTTPServer):
             password.encode(), self._password.encode()
         )
 
-    def match_fault(self, program: str) -> FaultSpec | None:
-        """The first fault spec that fires for this command (counts every matching command)."""
+    def match_fault(self, program: str, command_line: str = "") -> FaultSpec | None:
+        """The first fault spec that fires for this command (counts every matching command); every
+        command is logged in :attr:`command_log` as (program, its count, point name)."""
         hit: FaultSpec | None = None
         with self.lock:
+            name = faultpoints.name_of(program, command_line, self._point_names)
+            if name:
+                self._point_names.append(name)
+            self._program_counts[program] = self._program_counts.get(program, 0) + 1
+            self.command_log.append((program, self._program_counts[program], name))
             for spec in self.faults:
-                if spec.program not in ("*", program):
+                if faultpoints.is_point(spec.program):
+                    if not faultpoints.matches(spec.program, name):
+                        continue
+                elif spec.program not in ("*", program):
                     continue
                 count = self._fault_counts.get(spec, 0) + 1
                 self._fault_counts[spec] = count
@@ -726,7 +744,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
             program = cmd._program_key(argv[0]) if argv else ""
         else:
             program = cmd.program_name(command_line)
-        fault = self.server.match_fault(program)
+        fault = self.server.match_fault(program, command_line)
         if fault and fault.when == "before" and fault.action == "drop":
             log.info("fault %s: dropping the connection at Command %r", fault, command_line)
             raise _Drop()

@@ -62,6 +62,7 @@ class RunContext:
     record: RunRecorder = field(init=False)
     _steps: list[Step] = field(default_factory=list)  # this run's steps, and the one running now (1-based)
     _index: int = 0
+    _rollback_announced: bool = False  # "wrote rollback.yaml" is said once per run
 
     def __post_init__(self) -> None:
         self.record = RunRecorder(self.run_dir, hmac_key=self.hmac_key)
@@ -275,7 +276,8 @@ class RunContext:
     def write_rollback_file(self, step: Step) -> None:
         """``rollback.yaml`` from ``step``'s declarations and the facts so far (:mod:`.rollback`)."""
         path = write_rollback(self.run_dir, self.params, step, self.facts)
-        if path is not None:
+        if path is not None and not self._rollback_announced:  # rewritten after later steps, said once
+            self._rollback_announced = True
             print(
                 f"opslib: wrote {path} (opslib rollback {self.run_dir} puts the previous certificate back)",
                 file=sys.stderr,
@@ -305,6 +307,7 @@ class RunContext:
             lines, self.serving = failure_.recovery_lines(self.situation(), failed)
             lines = [printable(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()
+            extra["next_commands"] = failure_.next_commands(self.situation(), failed)  # for the report
         self.record.close(
             status=status,
             error=error,

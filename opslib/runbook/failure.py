@@ -43,11 +43,8 @@ def advise(failure: StepFailed, situation: Situation) -> StepFailed:
         hint = "a rollback is not retried automatically: put it right by hand (see the lines below)"
     else:
         cause = failure.cause
-        resume = f"opslib resume {situation.run_dir}"
-        hint = (
-            f"{failure.hint + '; ' if failure.hint else ''}fix the cause, then: {resume}"
-            f" (a wrong parameter: correct it in a copy of the parameters file, then: {resume} --params FILE)"
-        )
+        # The exact next commands are the "next" lines (recovery_lines): printed once, not here again.
+        hint = f"{failure.hint + '; ' if failure.hint else ''}then see the next commands below"
     return StepFailed(failure.step, failure.notebook, cause, cell=failure.cell, hint=hint)
 
 

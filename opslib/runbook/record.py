@@ -264,8 +264,9 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
         lines.append(f"  backup: {facts['backup_file']} (sha256 {facts.get('backup_sha256', '?')})")
     lines += [f"  STILL ON THE SERVER: {advice}" for advice in left_on_server(Path(run_dir), facts)]
     lines += [f"  CHECKED BY SIZE ONLY: {line}" for line in size_only_checks(Path(run_dir))]
-    if m.get("error"):
-        lines.append(f"  error: {m['error']}")
+    if m.get("error"):  # the message itself is printed once, by the command line's error line
+        where = f"step {m['failed_step']}" if m.get("failed_step") else "the run"
+        lines.append(f"  failed: {where} — the error and what to do next follow")
     lines.append(f"  evidence: {Path(run_dir).resolve()}")
     # Certificate, server and file-name text: control characters escaped line by line.
     return "\n".join(printable(part) for line in lines for part in line.split("\n"))

@@ -35,6 +35,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import requests
+import urllib3
 import winrm
 import xmltodict
 from winrm.exceptions import (
@@ -280,10 +281,17 @@ class Connection(_channel.Channels, Transfers, RunFolder):
             ) from None
         except requests.exceptions.ConnectionError as exc:
             reason = type(exc.__context__ or exc).__name__
+            inner = exc.args[0] if exc.args else None
+            never_sent = isinstance(getattr(inner, "reason", inner), urllib3.exceptions.NewConnectionError)
             raise ConnectionFailed(
                 self.url,
                 f"the connection failed or dropped while trying to {doing} ({reason})",
-                hint="check that the host is up and WinRM listens on that port; a change may or may not have been made",
+                hint="check that the host is up and WinRM listens on that port; "
+                + (
+                    "no connection was made, so nothing reached the server"
+                    if never_sent
+                    else "a change may or may not have been made"
+                ),
             ) from None
         except WinRMError as exc:
             raise ConnectionFailed(self.url, f"{_secrets.redact(str(exc))} while trying to {doing}") from None
