@@ -59,6 +59,7 @@ from ..errors import (
 )
 from . import channel as _channel
 from .quoting import cmdline, codec
+from .readcache import ReadCache
 from .runfolder import RunFolder
 from .transcript import (
     REMOVE_TEMP,
@@ -81,7 +82,7 @@ RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pyp
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
 
 
-class Connection(_channel.Channels, Transfers, RunFolder):
+class Connection(_channel.Channels, ReadCache, Transfers, RunFolder):
     """One WinRS shell on one host. Use as a context manager; :meth:`close` removes the temp folder."""
 
     def __init__(
@@ -124,12 +125,7 @@ class Connection(_channel.Channels, Transfers, RunFolder):
         self.size_only_transfers: list[str] = []  # what this connection checked by size only, and why
         self._shell_id: str | None = None
         self._closed = False
-        # Read caching (server.remote.export_key): every command counts; a command run outside
-        # ``reading()`` may have changed the server, so reads made before it are stale.
-        self.commands_run = 0
-        self.last_change = 0
-        self._reading = 0
-        self.read_cache: dict[str, tuple[int, Any]] = {}
+        self.init_read_cache()  # server.remote.export_keys: reads kept until a command may change the server
         _secrets.register(password)
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -333,27 +329,6 @@ class Connection(_channel.Channels, Transfers, RunFolder):
             line, argv=None, timeout_s=timeout_s, check=check, stdin=None, what=what, log_data=log_data
         )
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
-        """Commands in this block only read the server (and clean up after themselves): they do not
-        make earlier reads stale. Everything else does — the safe default for caching reads."""
-        self._reading += 1
-        try:
-            yield
-        finally:
-            self._reading -= 1
-
-    def cached_read(self, key: str) -> tuple[bool, Any]:
-        """(True, value) when ``key`` was read and no command outside :meth:`reading` ran since."""
-        hit = self.read_cache.get(key)
-        if hit is not None and hit[0] >= self.last_change:
-            return True, hit[1]
-        return False, None
-
-    def remember_read(self, key: str, value: Any, *, started_at: int) -> None:
-        """Keep a read made by the commands after ``started_at`` (a :attr:`commands_run` value)."""
-        self.read_cache[key] = (started_at, value)
-
     def _execute(
         self,
         line: str,
@@ -370,9 +345,7 @@ class Connection(_channel.Channels, Transfers, RunFolder):
             raise ConnectionFailed(self.url, "the connection is closed")
         if self._command_cap is not None:
             timeout_s = min(timeout_s, self._command_cap)
-        self.commands_run += 1
-        if not self._reading:
-            self.last_change = self.commands_run  # may change the server: earlier reads are stale
+        self.count_command()  # outside reading(): earlier reads are stale
         shown = _secrets.redact(log_line or line)
         started_utc = datetime.now(UTC)
         t0 = time.monotonic()
