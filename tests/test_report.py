@@ -453,3 +453,15 @@ def test_the_reports_of_a_dry_run_and_a_rollback(runs: tuple[Setup, Path, Path])
     assert "ロールバック / rollback" in back["summary_text"] and "合格 / passed" in back["summary_text"]
     assert "戻した証明書 / Certificate put back" in back["summary_text"]
     assert m["facts"]["restored_thumbprint"] in back["summary_text"]
+
+
+def test_a_server_without_sha256_is_named_beside_the_host(runs: tuple[Setup, Path, Path]) -> None:
+    """Server 2003 has no certutil -hashfile SHA256: every transfer was checked by size, and the report
+    says so once, beside the host (run.json: server_has_sha256 false, size_only_checks names why)."""
+    _, ok_dir, _ = runs
+    m = _manifest(ok_dir)
+    assert m["server_has_sha256"] is False
+    assert any("no certutil -hashfile SHA256" in line for line in m["size_only_checks"])
+    html_text = (ok_dir / "report.html").read_text(encoding="utf-8")
+    assert "no SHA-256, transfers by size" in html_text and "SHA-256 なし、転送はサイズで確認" in html_text
+    assert "SHA-256 failed, checked by size" not in html_text  # no transfer failed on a server that has it

@@ -731,5 +731,6 @@ def test_winerror_describes_known_codes_and_shows_others_as_numbers() -> None:
     assert winerror.describe(0x800B0109).startswith("CERT_E_UNTRUSTEDROOT 0x800B0109")
     assert winerror.describe(0x800B010A).startswith("CERT_E_CHAINING 0x800B010A")
     assert winerror.describe(9009).startswith("9009 (cmd.exe does not know the command")
-    assert winerror.describe(0x80070057) == "0x80070057"
+    assert winerror.describe(0x80070057) == "E_INVALIDARG 0x80070057 (an unknown verb or a bad argument)"
+    assert winerror.describe(0x8007000D) == "0x8007000D"  # a code the table does not name
     assert winerror.describe(42) == "42" and winerror.name(42) == ""

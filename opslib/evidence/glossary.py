@@ -58,7 +58,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "sha256": ("SHA-256", "SHA-256"),
     "no_backup": ("この実行ではバックアップを取得していません", "This run made no backup"),
     "integrity": ("証跡の完全性", "Evidence integrity"),
-    "size_only": ("ファイル転送の検証 (サイズのみ)", "A file transfer checked by size only"),
+    "size_only": ("転送の検証", "File transfers"),
     "steps": ("手順ごとの記録", "The steps"),
     "facts": ("記録された事実", "Recorded facts"),
     "cut": (
@@ -93,7 +93,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "resume": ("再開", "resume"),
     "ok": ("問題なし", "intact"),
     "pending": ("確定前に作成", "written before finalizing"),
-    "size only": ("サイズのみ", "size only"),
+    "size only": ("サイズ", "by size"),
 }
 # What each step checks (its "Check:" cells); the outcome is the step's status plus its facts.
 STEP_CHECKS: dict[str, tuple[str, str]] = {

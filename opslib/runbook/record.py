@@ -28,7 +28,7 @@ from ..errors import EvidenceError, StepFailed, UsageError
 from ..evidence.report import write_report
 from ..text import escape_text
 from ..winrm.transcript import channels, cleartext_acceptances
-from .chores import left_on_server, size_only_checks
+from .chores import connection_state, left_on_server, size_only_checks
 from .steps import Step
 
 
@@ -198,6 +198,7 @@ class RunRecorder:
             cleartext_secrets_accepted=cleartext_acceptances(transcript),
             left_on_server=left_on_server(self.run_dir, facts),  # read back, or named here
             size_only_checks=size_only_checks(self.run_dir),  # no silent downgrade (W-CERTUTIL-HASHFILE)
+            server_has_sha256=connection_state(self.run_dir).get("hashfile_sha256"),  # None: never asked
         )
         write_run_report(self.run_dir)  # before finalizing: run.json's file hashes cover it
         evidence.finalize_run(self.run_dir, now_utc=now_utc(), hmac_key=hmac_key)
