@@ -18,12 +18,14 @@ everything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from secrets import token_urlsafe as random_token
 from typing import Any, NamedTuple
 
 import pytest
@@ -233,6 +235,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if missing in reason:
             report.outcome = "failed"
             report.longrepr = f"{reason} — CI is set, so this is a failure, not a skip; install {remedy}"
+
+
+@contextlib.contextmanager
+def random_secrets(*names: str) -> Iterator[list[str]]:
+    """Random passwords in the environment under ``names`` (as an operator would put them there), one per
+    name, put back as they were afterwards. Each starts with a letter (a leading "-" is refused)."""
+    saved = {k: os.environ.get(k) for k in names}
+    values = [f"{name.rsplit('_', 1)[-1][:1]}{random_token(15)}" for name in names]
+    os.environ.update(zip(names, values, strict=True))
+    try:
+        yield values
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 REHEARSAL_PASSWORD = "Rehearsal-Pa55word!"  # a test-only literal, registered for redaction by start()

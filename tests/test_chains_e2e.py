@@ -10,13 +10,12 @@ independently, so a misreading in one shows up against the other.
 from __future__ import annotations
 
 import json
-import os
-import secrets as random
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 import yaml
 
@@ -31,15 +30,8 @@ STEPS_BEFORE_SWAP = ("00_precheck_root_store", "01_install_certificate")
 @pytest.fixture(scope="module")
 def _env() -> Iterator[list[str]]:
     names = ("OPSLIB_CH_WINRM", "OPSLIB_CH_PFX")
-    saved = {k: os.environ.get(k) for k in names}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ.update(zip(names, values, strict=True))
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets(*names) as values:
+        yield values
 
 
 def _run(base: Path, env: list[str], scenario: str, *extra: str) -> tuple[rehearsal.Rehearsal, Path, int]:

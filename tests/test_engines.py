@@ -15,13 +15,13 @@ import difflib
 import json
 import os
 import re
-import secrets as random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import conftest
 import nbformat
 import pytest
 import yaml
@@ -83,15 +83,8 @@ def _renewal(base: Path, engine: str, secrets_: list[str], clock: datetime) -> R
 
 @pytest.fixture(scope="module")
 def _secrets() -> Iterator[list[str]]:
-    saved = {k: os.environ.get(k) for k in ENV}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ.update(zip(ENV, values, strict=True))
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets(*ENV) as values:
+        yield values
 
 
 @pytest.fixture(scope="module")

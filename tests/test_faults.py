@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import secrets as random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,15 +244,8 @@ class Clean:
 
 @pytest.fixture(scope="module")
 def _env() -> Iterator[list[str]]:
-    saved = {k: os.environ.get(k) for k in ("OPSLIB_FX_WINRM", "OPSLIB_FX_PFX")}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ["OPSLIB_FX_WINRM"], os.environ["OPSLIB_FX_PFX"] = values
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets("OPSLIB_FX_WINRM", "OPSLIB_FX_PFX") as values:
+        yield values
 
 
 def _params(reh: rehearsal.Rehearsal, base: Path, *, fast: bool) -> dict[str, Any]:

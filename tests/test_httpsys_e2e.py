@@ -7,11 +7,10 @@ foreign-AppId variant refuses in the pre-flight, before step 0 changes anything.
 from __future__ import annotations
 
 import json
-import os
-import secrets as random
 from collections.abc import Iterator
 from pathlib import Path
 
+import conftest
 import pytest
 import yaml
 from secretscan import assert_no_secrets
@@ -33,15 +32,8 @@ ENDPOINTS = {
 @pytest.fixture(scope="module")
 def secrets_() -> Iterator[list[str]]:
     names = ("OPSLIB_HTTPSYS_WINRM", "OPSLIB_HTTPSYS_PFX")
-    saved = {k: os.environ.get(k) for k in names}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ.update(zip(names, values, strict=True))
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets(*names) as values:
+        yield values
 
 
 def _start(base: Path, secrets: list[str], scenario: str) -> tuple[rehearsal.Rehearsal, Path]:

@@ -9,14 +9,13 @@ the sites' states, and what its TLS endpoint serves per host name, with SNI and 
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets as random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 import yaml
 from secretscan import assert_no_secrets
@@ -33,15 +32,8 @@ SNI_WWW2 = PARAMETERS + r"\SslSniBindingInfo\www2.example.jp:443"
 @pytest.fixture(scope="module")
 def secrets_() -> Iterator[list[str]]:
     names = ("OPSLIB_IIS7_WINRM", "OPSLIB_IIS7_PFX")
-    saved = {k: os.environ.get(k) for k in names}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}"]
-    os.environ.update(zip(names, values, strict=True))
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets(*names) as values:
+        yield values
 
 
 @dataclass

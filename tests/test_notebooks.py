@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest
 import nbformat
 import papermill
 import pytest
@@ -138,15 +139,8 @@ def _env() -> Iterator[list[str]]:
     # Each module gets its own passwords (random, never literals in files), put in the environment
     # as an operator would. ``_check_password`` refuses a leading "-", so start with a letter.
     names = ("OPSLIB_NB_WINRM", "OPSLIB_NB_PFX", "OPSLIB_NB_HMAC")
-    saved = {k: os.environ.get(k) for k in names}
-    values = [f"W{random.token_urlsafe(15)}", f"P{random.token_urlsafe(15)}", f"H{random.token_urlsafe(15)}"]
-    os.environ.update(zip(names, values, strict=True))
-    yield values
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with conftest.random_secrets(*names) as values:
+        yield values
 
 
 def _start(base: Path, secrets_: list[str], *, scenario: str = "iis6-ja", hmac: bool = False) -> Setup:
