@@ -66,15 +66,7 @@ PENDING_CIRCLES: set[tuple[str, ...]] = set()
 # Imports of another module's private name that were in the tree when the check was written, as
 # "importer: module.name". Being fixed in its package (make the name public, or move it); remove the entry
 # with the fix.
-PENDING_PRIVATE_IMPORTS = {
-    # opslib/rehearsal: the IIS 7 scenarios use the PKI factory's helpers (pki_module._leaf …), the
-    # WS-Management endpoint the interpreter's program table (cmd._program_key …)
-    "opslib.rehearsal.scenarios_iis7: opslib.rehearsal.pki._DAY",
-    "opslib.rehearsal.scenarios_iis7: opslib.rehearsal.pki._leaf",
-    "opslib.rehearsal.scenarios_iis7: opslib.rehearsal.pki._serial",
-    "opslib.rehearsal.server: opslib.rehearsal.cmd._FALLBACK_PROGRAMS",
-    "opslib.rehearsal.server: opslib.rehearsal.cmd._program_key",
-}
+PENDING_PRIVATE_IMPORTS: set[str] = set()
 
 
 # --- the modules and what they import -----------------------------------------------------------------------

@@ -334,10 +334,10 @@ def program_name(command_line: str) -> str:
         if not rest or rest[0] in _BUILTIN_DELIMS:
             return m.group(0).lower()
     argv = split_argv(text)
-    return _program_key(argv[0]) if argv else ""
+    return program_key(argv[0]) if argv else ""
 
 
-def _program_key(name: str) -> str:
+def program_key(name: str) -> str:
     base = re.split(r"[\\/]", name)[-1].lower()
     for ext in (".exe", ".com"):
         if base.endswith(ext):
@@ -635,8 +635,8 @@ def _run_program(ctx: _Ctx, text: str, streams: _Streams, stdin: bytes) -> int:
     argv = split_argv(text)
     if not argv or not argv[0]:
         return 0
-    key = _program_key(argv[0])
-    prog = ctx.host.programs.get(key) or _FALLBACK_PROGRAMS.get(key)
+    key = program_key(argv[0])
+    prog = ctx.host.programs.get(key) or FALLBACK_PROGRAMS.get(key)
     if prog is None:
         streams.err.extend(ctx.encode(ctx.text(MSG_NOT_RECOGNIZED, argv[0]) + "\r\n"))
         return NOT_RECOGNIZED_EXIT
@@ -925,7 +925,7 @@ def _ping(inv: Invocation) -> int:
 
 # hostname.exe, whoami.exe and ping.exe (built in since Server 2003) answer even on a bare Host; a
 # scenario may register its own under the same name.
-_FALLBACK_PROGRAMS = {"hostname": _hostname, "whoami": _whoami, "ping": _ping}
+FALLBACK_PROGRAMS = {"hostname": _hostname, "whoami": _whoami, "ping": _ping}
 
 
 def _cd(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:

@@ -50,7 +50,7 @@ OLD_ROOT_CN = "Class 3 Public Primary Certification Authority (Rehearsal)"
 G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5"
 INTERMEDIATE_CN = "Rehearsal Secure Server CA - G4"
 
-_DAY = timedelta(days=1)
+DAY = timedelta(days=1)
 
 CHAINS = ("g5", "modern", "cross-to-older-root", "expired-cross")
 MODERN_ROOT_CN = "Rehearsal Global Root G2"
@@ -81,7 +81,7 @@ def rsa_key(label: str, key_size: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
 
-def _serial(label: str, now_utc: datetime) -> int:
+def serial_number(label: str, now_utc: datetime) -> int:
     # Deterministic for a given label and clock; positive, 127 bits (RFC 5280: at most 20 octets).
     digest = hashlib.sha256(f"{label}|{now_utc.isoformat()}".encode()).digest()
     return int.from_bytes(digest[:16], "big") >> 1 or 1
@@ -183,7 +183,7 @@ def _leaf_subject(common_name: str) -> x509.Name:
     )
 
 
-def _leaf(
+def make_leaf(
     *,
     common_name: str,
     sans: Sequence[str] | None,
@@ -345,9 +345,9 @@ class Pki:
             .subject_name(subject)
             .issuer_name(subject)
             .public_key(self.new_key.public_key())
-            .serial_number(_serial("request-placeholder", self.now_utc))
-            .not_valid_before(self.now_utc - 3 * _DAY)
-            .not_valid_after(self.now_utc + 362 * _DAY)
+            .serial_number(serial_number("request-placeholder", self.now_utc))
+            .not_valid_before(self.now_utc - 3 * DAY)
+            .not_valid_after(self.now_utc + 362 * DAY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
             .sign(self.new_key, hashes.SHA256())
         )
@@ -427,13 +427,13 @@ class Pki:
             "To: webmaster@example.jp",
             f"Subject: {subject}",
             f"Date: {format_datetime(self.now_utc)}",
-            f"Message-ID: <{_serial('mail', self.now_utc):x}@ca.rehearsal.example>",
+            f"Message-ID: <{serial_number('mail', self.now_utc):x}@ca.rehearsal.example>",
             "MIME-Version: 1.0",
         ]
         if cs == "utf-8":
             import base64
 
-            boundary = f"=_rehearsal_{_serial('boundary', self.now_utc):x}"
+            boundary = f"=_rehearsal_{serial_number('boundary', self.now_utc):x}"
             b64 = base64.encodebytes(body).decode("ascii").replace("\n", "\r\n")
             p7 = base64.encodebytes(self.pkcs7_bundle(encoding="DER")).decode("ascii").replace("\n", "\r\n")
             headers.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
@@ -493,9 +493,9 @@ def _self_signed_root(
         issuer=name,
         key=key,
         issuer_key=key,
-        not_before_utc=now - 365 * years_back * _DAY,
-        not_after_utc=now + 3650 * _DAY,
-        serial=_serial(label, now),
+        not_before_utc=now - 365 * years_back * DAY,
+        not_after_utc=now + 3650 * DAY,
+        serial=serial_number(label, now),
         path_length=None,
     )
 
@@ -505,7 +505,7 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
     now = now_utc.replace(microsecond=0)
 
     def serial(label: str) -> int:
-        return _serial(label, now)
+        return serial_number(label, now)
 
     old_root_key = rsa_key("old_root", key_size)
     g5_key = rsa_key("g5_root", key_size)
@@ -541,8 +541,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         issuer=old_root_name,
         key=old_root_key,
         issuer_key=old_root_key,
-        not_before_utc=now - 7300 * _DAY,
-        not_after_utc=now + 3650 * _DAY,
+        not_before_utc=now - 7300 * DAY,
+        not_after_utc=now + 3650 * DAY,
         serial=serial("old_root"),
         path_length=None,
     )
@@ -551,8 +551,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         issuer=g5_name,
         key=g5_key,
         issuer_key=g5_key,
-        not_before_utc=now - 3650 * _DAY,
-        not_after_utc=now + 3650 * _DAY,
+        not_before_utc=now - 3650 * DAY,
+        not_after_utc=now + 3650 * DAY,
         serial=serial("g5_root"),
         path_length=None,
     )
@@ -561,8 +561,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         issuer=old_root_name,
         key=g5_key,
         issuer_key=old_root_key,
-        not_before_utc=now - 3650 * _DAY,
-        not_after_utc=now + 1825 * _DAY,
+        not_before_utc=now - 3650 * DAY,
+        not_after_utc=now + 1825 * DAY,
         serial=serial("cross"),
         path_length=None,
     )
@@ -571,8 +571,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
         issuer=g5_name,
         key=intermediate_key,
         issuer_key=g5_key,
-        not_before_utc=now - 1825 * _DAY,
-        not_after_utc=now + 1825 * _DAY,
+        not_before_utc=now - 1825 * DAY,
+        not_after_utc=now + 1825 * DAY,
         serial=serial("intermediate"),
         path_length=0,
     )
@@ -596,8 +596,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             issuer=old_root_name,
             key=g5_key,
             issuer_key=old_root_key,
-            not_before_utc=now - 3650 * _DAY,
-            not_after_utc=now - 30 * _DAY,
+            not_before_utc=now - 3650 * DAY,
+            not_after_utc=now - 30 * DAY,
             serial=serial("expired-cross"),
             path_length=None,
         )
@@ -628,8 +628,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
                 issuer=modern_root.subject,
                 key=key,
                 issuer_key=rsa_key("modern_root", key_size),
-                not_before_utc=now - 365 * years_back * _DAY,
-                not_after_utc=now + 3650 * _DAY,
+                not_before_utc=now - 365 * years_back * DAY,
+                not_after_utc=now + 3650 * DAY,
                 serial=serial(label),
                 path_length=0,
             )
@@ -668,8 +668,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             issuer=older_root.subject,
             key=newer_key,
             issuer_key=rsa_key("older_root", key_size),
-            not_before_utc=now - 1825 * _DAY,
-            not_after_utc=now + 1825 * _DAY,
+            not_before_utc=now - 1825 * DAY,
+            not_after_utc=now + 1825 * DAY,
             serial=serial("newer_cross"),
             path_length=None,
         )
@@ -684,8 +684,8 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             issuer=newer_root.subject,
             key=intermediate_key,
             issuer_key=newer_key,
-            not_before_utc=now - 1825 * _DAY,
-            not_after_utc=now + 1825 * _DAY,
+            not_before_utc=now - 1825 * DAY,
+            not_after_utc=now + 1825 * DAY,
             serial=serial("newer_intermediate"),
             path_length=0,
         )
@@ -711,12 +711,12 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             "key": broken_key,
             "issuer": intermediate_name,
             "issuer_key": intermediate_key,
-            "not_before_utc": now - _DAY,
-            "not_after_utc": now + 364 * _DAY,
+            "not_before_utc": now - DAY,
+            "not_after_utc": now + 364 * DAY,
             "serial": serial(label),
         }
         args.update(kw)
-        return _leaf(**args)
+        return make_leaf(**args)
 
     return Pki(
         now_utc=now_utc,
@@ -733,14 +733,14 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             key=current_key,
             issuer=current_issuer[0],
             issuer_key=current_issuer[1],
-            not_before_utc=now - 355 * _DAY,
-            not_after_utc=now + 10 * _DAY,
+            not_before_utc=now - 355 * DAY,
+            not_after_utc=now + 10 * DAY,
         ),
         current_key=current_key,
-        new_leaf=issued("new", key=new_key, not_before_utc=now - _DAY, not_after_utc=now + 365 * _DAY),
+        new_leaf=issued("new", key=new_key, not_before_utc=now - DAY, not_after_utc=now + 365 * DAY),
         new_key=new_key,
-        expired=issued("expired", not_before_utc=now - 400 * _DAY, not_after_utc=now - 35 * _DAY),
-        not_yet_valid=issued("not_yet_valid", not_before_utc=now + 5 * _DAY, not_after_utc=now + 370 * _DAY),
+        expired=issued("expired", not_before_utc=now - 400 * DAY, not_after_utc=now - 35 * DAY),
+        not_yet_valid=issued("not_yet_valid", not_before_utc=now + 5 * DAY, not_after_utc=now + 370 * DAY),
         wrong_host=issued("wrong_host", common_name="other.example.com", sans=["other.example.com"]),
         sha1_signed=issued("sha1_signed", algorithm=hashes.SHA1()),
         weak_key=issued("weak_key", key=weak_private_key),

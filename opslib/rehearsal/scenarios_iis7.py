@@ -31,15 +31,15 @@ def _other_leaf(pki: Pki, hostname: str) -> tuple[x509.Certificate, Any]:
     """A certificate for another host name from the same rehearsal CA (valid for a year)."""
     key = pki_module.rsa_key(f"iis7-{hostname}")
     now = pki.now_utc
-    cert = pki_module._leaf(  # the PKI's own leaf builder: same profile as the seed's certificates
+    cert = pki_module.make_leaf(  # the PKI's own leaf builder: same profile as the seed's certificates
         common_name=hostname,
         sans=[hostname],
         key=key,
         issuer=pki.intermediate.subject,
         issuer_key=pki.intermediate_key,
-        not_before_utc=now - pki_module._DAY,
-        not_after_utc=now + 364 * pki_module._DAY,
-        serial=pki_module._serial(f"iis7-{hostname}", now),
+        not_before_utc=now - pki_module.DAY,
+        not_after_utc=now + 364 * pki_module.DAY,
+        serial=pki_module.serial_number(f"iis7-{hostname}", now),
     )
     return cert, key
 

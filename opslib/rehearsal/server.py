@@ -741,7 +741,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
             command_line, skip = inner, False  # cmd.exe is the program: it runs X with cmd semantics
         if skip:
             argv = cmd.split_argv(command_line)
-            program = cmd._program_key(argv[0]) if argv else ""
+            program = cmd.program_key(argv[0]) if argv else ""
         else:
             program = cmd.program_name(command_line)
         fault = self.server.match_fault(program, command_line)
@@ -755,7 +755,7 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
                 f"The WS-Management service cannot process the request (injected fault {fault}).",
             )
         host = self.server.host
-        if skip and program not in host.programs and program not in cmd._FALLBACK_PROGRAMS:
+        if skip and program not in host.programs and program not in cmd.FALLBACK_PROGRAMS:
             raise SoapFault(
                 ERROR_FILE_NOT_FOUND_HRESULT, "w:InternalError", "The system cannot find the file specified."
             )
