@@ -129,8 +129,12 @@ def test_break_lock_refuses_a_holder_alive_here_and_breaks_a_dead_one(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, r"an unknown run \(the lock holds no readable holder.json\); the lock is of unknown age"),
-        (b"\x00garbage\x1b[2J", r"an unknown run .*of unknown age"),
+        (
+            None,
+            r"an unknown run \(the lock holds no readable holder.json\); the lock is 0\.0 h old by its "
+            r"folder's creation time",
+        ),
+        (b"\x00garbage\x1b[2J", r"an unknown run .*0\.0 h old by its folder's creation time"),
         (
             json.dumps(_holder("Z", started_utc="2026-01-01T00:00:00")).encode(),
             r"run Z .*of unknown age \(the holder file's start time 2026-01-01T00:00:00 has no time zone\)",
@@ -160,6 +164,57 @@ def test_a_malformed_lock_never_crashes_and_break_lock_works_on_it(
         broken = lock.acquire(_holder("N"), break_lock=True)
         assert broken is not None and broken["broken_because"] == "--break-lock"
         assert lock.holder()["run_id"] == "N"
+
+
+def _age_folder(reh: rehearsal.Rehearsal, folder: str, hours: float) -> None:
+    """The lock folder as if mkdir had made it ``hours`` ago (what FSO DateCreated then answers)."""
+    key = reh.host.norm(folder)
+    assert key in reh.host.dir_created
+    reh.host.dir_created[key] -= int(hours * 3600 * 1000)
+
+
+def test_a_holder_less_lock_younger_than_the_stale_age_is_refused_naming_its_age(
+    reh: rehearsal.Rehearsal, tmp_path: Path
+) -> None:
+    with _connect(reh, tmp_path) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, None)  # killed between mkdir and the holder write
+        _age_folder(reh, lock.folder, 2.5)
+        with pytest.raises(RunLocked, match=r"the lock is 2\.5 h old by its folder's creation time"):
+            lock.acquire(_holder("N"))
+        with pytest.raises(RunLocked, match=r"2\.5 h old"):
+            lock.check_free(break_lock=False)
+        assert reh.host.is_dir(lock.folder) and lock.holder() == {}  # nothing was changed
+        history = " ".join(str(h.get("command", h)) for h in reh.host.history)
+        assert "folderage.js" in history  # read through the packaged script, not dir's localized dates
+
+
+@pytest.mark.timeout(600)
+def test_a_holder_less_lock_older_than_the_stale_age_is_broken_and_the_run_proceeds(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    with _connect(reh, tmp_path) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, None)
+        folder = lock.folder
+    _age_folder(reh, folder, renewal_lock.STALE_AFTER_H + 1)
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "broke the server's renewal lock held by an unknown run" in out
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    broken = doc["server_lock"]["broken"]
+    assert broken["broken_because"] == f"older than {renewal_lock.STALE_AFTER_H:g} h"
+    assert broken["age_h"] == pytest.approx(renewal_lock.STALE_AFTER_H + 1, abs=0.1)
+    assert doc["server_lock"]["released"] == "removed (read back)"
+    assert not reh.host.is_dir(folder)
 
 
 def test_a_run_refused_by_the_lock_leaves_no_run_folder_and_names_the_holder(

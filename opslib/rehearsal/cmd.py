@@ -152,7 +152,7 @@ def make_dirs(host: Host, path: str) -> None:
     with host.lock:
         parts = Host.norm(path).split("\\")
         for i in range(2, len(parts) + 1):
-            host.dirs.add("\\".join(parts[:i]))
+            host.add_dir("\\".join(parts[:i]))
 
 
 # --- CommandLineToArgvW --------------------------------------------------------------------------
@@ -783,7 +783,7 @@ def _mkdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
                     _line(ctx, streams, MSG_PATH_NOT_FOUND, err=True)
                     rc = 1
                     break
-                ctx.host.dirs.add(sub)
+                ctx.host.add_dir(sub)
     return rc
 
 
