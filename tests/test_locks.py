@@ -4,6 +4,8 @@
 * ``--break-lock`` refuses a holder alive on this machine (pid and start), breaks a dead one;
 * a lock without a holder file, or with a time without a zone, in the future, or garbage, never crashes
   the kit: a clear message, and ``--break-lock`` works on it;
+* a lock without a holder file ages from its folder's creation time (W-FSO-DATECREATED): younger than the
+  stale age it is refused naming its age, older it is broken by itself (run.json) and the run proceeds;
 * a run whose lock another run broke stops before its next server change, naming who broke it;
 * a run the lock refuses creates no run folder, and its message names the run to resume.
 """

@@ -12,7 +12,9 @@ evidence folder and the start time.
   resumes holds it.
 * A lock older than :data:`STALE_AFTER_H` hours is stale (the kit cannot see another machine's
   evidence to know that run ended): it is broken, and the breaking is recorded in ``run.json``
-  (``server_lock.broken``). ``--break-lock`` breaks a younger one too, also recorded.
+  (``server_lock.broken``). ``--break-lock`` breaks a younger one too, also recorded. A lock without a
+  readable holder file (a kill between ``mkdir`` and the holder write) ages from its folder's own
+  creation time, read by ``opslib/scripts/folderage.js`` (W-FSO-DATECREATED: ms since 1970 UTC, ASCII).
 * At the end of the run, success or failure, the folder is removed and the removal read back
   (``if exist … (exit /b 1)``, W-IF-EXIST). A lock that another run broke and took meanwhile is left alone.
 
