@@ -219,6 +219,42 @@ def test_a_holder_less_lock_older_than_the_stale_age_is_broken_and_the_run_proce
     assert not reh.host.is_dir(folder)
 
 
+@pytest.mark.timeout(600)
+def test_breaking_a_lock_whose_evidence_is_elsewhere_removes_the_kit_temp_folders_and_names_what_stays(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    with _connect(reh, tmp_path) as conn:
+        temp = conn.run(["echo", Raw("%TEMP%")]).stdout_text.strip()
+        gone, stays = temp + "\\opslib-0123456789ab", temp + "\\opslib-ba9876543210"
+        for folder in (gone, stays):
+            conn.run(["mkdir", folder])
+            conn.upload(b"PFX", folder + "\\export.pfx")
+        conn.run(["mkdir", temp + "\\opslib-notakitfolder"])  # not the kit's naming: left alone
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        # Another control machine's run: its evidence is not on this machine.
+        _plant(conn, lock, json.dumps(_holder("FAR", evidence="/elsewhere/FAR")).encode())
+    reh.host.locked_files.add(reh.host.norm(stays) + "\\export.pfx")  # an antivirus holds it open
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes", "--break-lock"]) == 0
+    capsys.readouterr()
+    assert not reh.host.is_dir(gone) and reh.host.read_file(gone + "\\export.pfx") is None
+    assert reh.host.read_file(stays + "\\export.pfx") is not None
+    assert reh.host.is_dir(temp + "\\opslib-notakitfolder")
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert doc["server_lock"]["broken"]["run_id"] == "FAR"
+    assert "opslib-ba9876543210" in json.dumps(doc["left_on_server"]).lower()  # what stays is named
+    assert "opslib-0123456789ab" not in json.dumps(doc["left_on_server"]).lower()
+    transcript = (run / "transcript.jsonl").read_text(encoding="utf-8")
+    assert "list the kit's temp folders" in transcript and "opslib-0123456789ab" in transcript
+
+
 def test_a_run_refused_by_the_lock_leaves_no_run_folder_and_names_the_holder(
     reh: rehearsal.Rehearsal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

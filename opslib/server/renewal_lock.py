@@ -358,8 +358,9 @@ def hold(
 
     ``conn_factory()`` opens a short connection (used for taking and for releasing); ``record(**fields)``
     writes into ``run.json`` (``server_lock``: the folder, who took it, what was broken, how it ended).
-    ``on_broken(previous, url)``: after breaking another run's lock, before ``remove_inherited`` — the
-    runner adds the temp folders the broken run left (its transcript) to what this connection removes.
+    ``on_broken(previous, conn)``: after breaking another run's lock, before ``remove_inherited`` — the
+    runner adds the temp folders the broken run left (its transcript, or, when its evidence is not on
+    this machine, the server's listing of the kit's temp folders) to what this connection removes.
     """
     run_id = run_dir.name
     holder = {
@@ -376,7 +377,7 @@ def hold(
         previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
         folder = lock.folder
         if previous is not None and "broken_because" in previous and on_broken is not None:
-            on_broken(previous, conn.url)
+            on_broken(previous, conn)
         conn.remove_inherited()  # what the resumed or broken run left in %TEMP% (it is over: we hold its lock)
     info: dict[str, Any] = {"folder": folder, "holder": holder}
     if previous is not None:
