@@ -4,6 +4,8 @@
 * ``--break-lock`` refuses a holder alive on this machine (pid and start), breaks a dead one;
 * a lock without a holder file, or with a time without a zone, in the future, or garbage, never crashes
   the kit: a clear message, and ``--break-lock`` works on it;
+* a lock without a holder file ages from its folder's creation time (W-FSO-DATECREATED): younger than the
+  stale age it is refused naming its age, older it is broken by itself (run.json) and the run proceeds;
 * a run whose lock another run broke stops before its next server change, naming who broke it;
 * a run the lock refuses creates no run folder, and its message names the run to resume.
 """
@@ -129,8 +131,12 @@ def test_break_lock_refuses_a_holder_alive_here_and_breaks_a_dead_one(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, r"an unknown run \(the lock holds no readable holder.json\); the lock is of unknown age"),
-        (b"\x00garbage\x1b[2J", r"an unknown run .*of unknown age"),
+        (
+            None,
+            r"an unknown run \(the lock holds no readable holder.json\); the lock is 0\.0 h old by its "
+            r"folder's creation time",
+        ),
+        (b"\x00garbage\x1b[2J", r"an unknown run .*0\.0 h old by its folder's creation time"),
         (
             json.dumps(_holder("Z", started_utc="2026-01-01T00:00:00")).encode(),
             r"run Z .*of unknown age \(the holder file's start time 2026-01-01T00:00:00 has no time zone\)",
@@ -160,6 +166,93 @@ def test_a_malformed_lock_never_crashes_and_break_lock_works_on_it(
         broken = lock.acquire(_holder("N"), break_lock=True)
         assert broken is not None and broken["broken_because"] == "--break-lock"
         assert lock.holder()["run_id"] == "N"
+
+
+def _age_folder(reh: rehearsal.Rehearsal, folder: str, hours: float) -> None:
+    """The lock folder as if mkdir had made it ``hours`` ago (what FSO DateCreated then answers)."""
+    key = reh.host.norm(folder)
+    assert key in reh.host.dir_created
+    reh.host.dir_created[key] -= int(hours * 3600 * 1000)
+
+
+def test_a_holder_less_lock_younger_than_the_stale_age_is_refused_naming_its_age(
+    reh: rehearsal.Rehearsal, tmp_path: Path
+) -> None:
+    with _connect(reh, tmp_path) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, None)  # killed between mkdir and the holder write
+        _age_folder(reh, lock.folder, 2.5)
+        with pytest.raises(RunLocked, match=r"the lock is 2\.5 h old by its folder's creation time"):
+            lock.acquire(_holder("N"))
+        with pytest.raises(RunLocked, match=r"2\.5 h old"):
+            lock.check_free(break_lock=False)
+        assert reh.host.is_dir(lock.folder) and lock.holder() == {}  # nothing was changed
+        history = " ".join(str(h.get("command", h)) for h in reh.host.history)
+        assert "folderage.js" in history  # read through the packaged script, not dir's localized dates
+
+
+@pytest.mark.timeout(600)
+def test_a_holder_less_lock_older_than_the_stale_age_is_broken_and_the_run_proceeds(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    with _connect(reh, tmp_path) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, None)
+        folder = lock.folder
+    _age_folder(reh, folder, renewal_lock.STALE_AFTER_H + 1)
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "broke the server's renewal lock held by an unknown run" in out
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    broken = doc["server_lock"]["broken"]
+    assert broken["broken_because"] == f"older than {renewal_lock.STALE_AFTER_H:g} h"
+    assert broken["age_h"] == pytest.approx(renewal_lock.STALE_AFTER_H + 1, abs=0.1)
+    assert doc["server_lock"]["released"] == "removed (read back)"
+    assert not reh.host.is_dir(folder)
+
+
+@pytest.mark.timeout(600)
+def test_breaking_a_lock_whose_evidence_is_elsewhere_removes_the_kit_temp_folders_and_names_what_stays(
+    reh: rehearsal.Rehearsal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSLIB_STEP_ENGINE", "inprocess")
+    params = tmp_path / "web01.yaml"
+    params.write_text(yaml.safe_dump(_params(reh, tmp_path), sort_keys=False), encoding="utf-8")
+    root = tmp_path / "evidence"
+    with _connect(reh, tmp_path) as conn:
+        temp = conn.run(["echo", Raw("%TEMP%")]).stdout_text.strip()
+        gone, stays = temp + "\\opslib-0123456789ab", temp + "\\opslib-ba9876543210"
+        for folder in (gone, stays):
+            conn.run(["mkdir", folder])
+            conn.upload(b"PFX", folder + "\\export.pfx")
+        conn.run(["mkdir", temp + "\\opslib-notakitfolder"])  # not the kit's naming: left alone
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        # Another control machine's run: its evidence is not on this machine.
+        _plant(conn, lock, json.dumps(_holder("FAR", evidence="/elsewhere/FAR")).encode())
+    reh.host.locked_files.add(reh.host.norm(stays) + "\\export.pfx")  # an antivirus holds it open
+    assert cli.main(["run", str(params), "--evidence-root", str(root), "--yes", "--break-lock"]) == 0
+    capsys.readouterr()
+    assert not reh.host.is_dir(gone) and reh.host.read_file(gone + "\\export.pfx") is None
+    assert reh.host.read_file(stays + "\\export.pfx") is not None
+    assert reh.host.is_dir(temp + "\\opslib-notakitfolder")
+    (run,) = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    doc = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert doc["server_lock"]["broken"]["run_id"] == "FAR"
+    assert "opslib-ba9876543210" in json.dumps(doc["left_on_server"]).lower()  # what stays is named
+    assert "opslib-0123456789ab" not in json.dumps(doc["left_on_server"]).lower()
+    transcript = (run / "transcript.jsonl").read_text(encoding="utf-8")
+    assert "list the kit's temp folders" in transcript and "opslib-0123456789ab" in transcript
 
 
 def test_a_run_refused_by_the_lock_leaves_no_run_folder_and_names_the_holder(

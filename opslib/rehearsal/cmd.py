@@ -152,7 +152,7 @@ def make_dirs(host: Host, path: str) -> None:
     with host.lock:
         parts = Host.norm(path).split("\\")
         for i in range(2, len(parts) + 1):
-            host.dirs.add("\\".join(parts[:i]))
+            host.add_dir("\\".join(parts[:i]))
 
 
 # --- CommandLineToArgvW --------------------------------------------------------------------------
@@ -783,7 +783,7 @@ def _mkdir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
                     _line(ctx, streams, MSG_PATH_NOT_FOUND, err=True)
                     rc = 1
                     break
-                ctx.host.dirs.add(sub)
+                ctx.host.add_dir(sub)
     return rc
 
 
@@ -943,6 +943,33 @@ def _cd(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
 
 def _rem(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
     return None
+
+
+MSG_DIR_NO_MATCH = ("File Not Found", "ファイルが見つかりません")  # ja [U]
+
+
+def _dir(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
+    """``dir /b /ad "FOLDER\\PATTERN"`` only (W-DIR-BARE): the bare names of the matching folders, one a
+    line, in name order; none → "File Not Found" on stderr and exit 1. Any other form: not emulated."""
+    args = _args(rest)
+    switches = sorted(a.lower() for a in args if a.startswith("/"))
+    names = [a for a in args if not a.startswith("/")]
+    if switches != ["/ad", "/b"] or len(names) != 1:
+        _line(ctx, streams, MSG_UNSUPPORTED, "dir " + rest.strip(), err=True)
+        return 1
+    pattern = Host.norm(resolve_path(ctx.host, names[0], cwd=ctx.cwd))
+    parent, _, leaf = pattern.rpartition("\\")
+    found = sorted(
+        d.rpartition("\\")[2]
+        for d in ctx.host.dirs
+        if d.rpartition("\\")[0] == parent and fnmatch.fnmatchcase(d.rpartition("\\")[2], leaf)
+    )
+    if not found:
+        _line(ctx, streams, MSG_DIR_NO_MATCH, err=True)
+        return 1
+    for name in found:  # [emulated] folder names as the host keeps them (lower-cased)
+        streams.out.extend(ctx.encode(name + "\r\n"))
+    return 0
 
 
 def _exit(ctx: _Ctx, rest: str, streams: _Streams, stdin: bytes) -> int | None:
@@ -1162,6 +1189,7 @@ _BUILTINS: dict[str, Builtin] = {
     "cd": _cd,
     "chdir": _cd,
     "rem": _rem,
+    "dir": _dir,
     "exit": _exit,
     "if": _if,
     "for": _for,

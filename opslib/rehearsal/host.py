@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,6 +163,9 @@ class Host:
         self.files: dict[str, bytes] = {}
         self.file_case: dict[str, str] = {}
         self.dirs: set[str] = set()
+        # A folder's creation time (lower-cased path -> ms since 1970 UTC), what FileSystemObject's
+        # Folder.DateCreated answers (opslib/scripts/folderage.js); set by mkdir, tests may age it.
+        self.dir_created: dict[str, int] = {}
         self.sites: dict[int, Site] = {}  # IIS 6 metabase
         self.web_sites: dict[int, WebSite] = {}  # IIS 7+ applicationHost.config (opslib.rehearsal.iis7)
         self.app_pools: dict[str, AppPool] = {}
@@ -242,6 +246,14 @@ class Host:
         """Whether a delete of ``path`` fails because another process holds it open (see ``locked_files``)."""
         k = self.norm(path)
         return any(fnmatch.fnmatchcase(k, pattern.lower()) for pattern in self.locked_files)
+
+    def add_dir(self, path: str) -> None:
+        """Create one folder (its parent must exist): recorded with its creation time (now)."""
+        with self.lock:
+            k = self.norm(path)
+            if k not in self.dirs:
+                self.dirs.add(k)
+                self.dir_created[k] = int(time.time() * 1000)
 
     def is_dir(self, path: str) -> bool:
         return self.norm(path) in self.dirs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..errors import OpsError, RunLocked
 from ..server import renewal_lock as server_lock
 from ..server.session import CAPABILITIES_FILE
 from ..text import escape_text
-from ..winrm import STATE_FILE, Connection, connect_params
+from ..winrm import STATE_FILE, Connection, Raw, connect_params
 from ..winrm.transcript import stale_temp_dirs
 from ..winrm.transfer import leftover_advice
 
@@ -117,19 +118,31 @@ def hold_server_lock(
         break_lock=break_lock,
         resumes=resumes,
         record=lambda **fields: _record_lock(run_dir, hmac_key, fields),
-        on_broken=lambda previous, url: inherit_from_broken(run_dir, previous, url=url),
+        on_broken=lambda previous, conn: inherit_from_broken(run_dir, previous, url=conn.url, conn=conn),
     )
 
 
-def inherit_from_broken(run_dir: Path, previous: dict[str, Any], *, url: str) -> list[str]:
+def inherit_from_broken(
+    run_dir: Path, previous: dict[str, Any], *, url: str, conn: Connection | None = None
+) -> list[str]:
     """A run that broke another run's lock: the temp folders the broken run's transcript shows it left
     (its evidence folder, when this machine can read it) join what this run's lock connection removes and
     reads back (``connection.json`` ``inherited_folders``; the PFX copies a dead step 3 left are in them);
-    what stays is named in this run's summary. Returns the folders found."""
-    evidence_dir = previous.get("evidence")
-    if not isinstance(evidence_dir, str) or not evidence_dir or not url:
+    what stays is named in this run's summary. When that run's evidence is not on this machine (another
+    control machine's run, or a lock without a holder file), ``conn`` lists the server's kit temp folders
+    instead (:func:`kit_temp_folders`). Returns the folders found."""
+    if not url:
         return []
-    folders = stale_temp_dirs(Path(evidence_dir) / "transcript.jsonl")
+    evidence_dir = previous.get("evidence")
+    transcript = (
+        Path(evidence_dir) / "transcript.jsonl" if isinstance(evidence_dir, str) and evidence_dir else None
+    )
+    if transcript is not None and transcript.is_file():
+        folders = stale_temp_dirs(transcript)
+    elif conn is not None:
+        folders = kit_temp_folders(conn)
+    else:
+        return []
     if folders:
         state = connection_state(run_dir)
         if state.get("url") not in (None, url):
@@ -140,6 +153,34 @@ def inherit_from_broken(run_dir: Path, previous: dict[str, Any], *, url: str) ->
             json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8"
         )
     return folders
+
+
+def kit_temp_folders(conn: Connection) -> list[str]:
+    """The kit's temp folders on the server (``dir /b /ad "%TEMP%\\opslib-*"``, W-DIR-BARE: bare folder
+    names, ASCII, no localized text; exit 1 = none), this run's own folder and the lock excepted."""
+    own = {
+        str(conn.run_state().get("work_dir") or "").lower(),
+        str(getattr(conn, "_temp_dir", None) or "").lower(),
+    }
+    base = conn.run(["echo", Raw("%TEMP%")], what="find the remote temp folder", timeout_s=30)
+    temp = base.stdout_text.strip().splitlines()[-1].strip() if base.stdout.strip() else ""
+    if not re.match(r"^[A-Za-z]:\\", temp) or "%" in temp:
+        return []
+    listing = conn.run(
+        ["dir", "/b", "/ad", temp.rstrip("\\") + "\\opslib-*"],
+        check=False,
+        what="list the kit's temp folders a broken run may have left",
+        timeout_s=30,
+    )
+    if listing.exit_code != 0:
+        return []
+    names = listing.stdout.decode("ascii", errors="replace").splitlines()
+    folders = [
+        temp.rstrip("\\") + "\\" + name.strip()
+        for name in names
+        if re.fullmatch(r"opslib-[0-9a-f]{12}", name.strip())
+    ]
+    return [f for f in folders if f.lower() not in own]
 
 
 def _record_lock(run_dir: Path, hmac_key: bytes | None, fields: dict[str, Any]) -> None:

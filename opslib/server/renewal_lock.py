@@ -12,7 +12,9 @@ evidence folder and the start time.
   resumes holds it.
 * A lock older than :data:`STALE_AFTER_H` hours is stale (the kit cannot see another machine's
   evidence to know that run ended): it is broken, and the breaking is recorded in ``run.json``
-  (``server_lock.broken``). ``--break-lock`` breaks a younger one too, also recorded.
+  (``server_lock.broken``). ``--break-lock`` breaks a younger one too, also recorded. A lock without a
+  readable holder file (a kill between ``mkdir`` and the holder write) ages from its folder's own
+  creation time, read by ``opslib/scripts/folderage.js`` (W-FSO-DATECREATED: ms since 1970 UTC, ASCII).
 * At the end of the run, success or failure, the folder is removed and the removal read back
   (``if exist … (exit /b 1)``, W-IF-EXIST). A lock that another run broke and took meanwhile is left alone.
 
@@ -29,6 +31,7 @@ import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,7 @@ __all__ = [
 
 LOCK_NAME = "opslib-renewal.lock"
 HOLDER = "holder.json"
+FOLDERAGE = "folderage.js"  # opslib/scripts: a folder's creation time, language-neutral
 STALE_AFTER_H = 6.0
 
 
@@ -65,7 +69,7 @@ def _iso(moment: datetime) -> str:
 
 def describe(holder: dict[str, Any]) -> str:
     """``run R by OPERATOR on MACHINE since T (evidence E)`` — who holds a lock."""
-    if not holder:
+    if not set(holder) - {"broken_because", "age_h", "taken_over_by"}:  # what the kit added is not a holder
         return "an unknown run (the lock holds no readable holder.json)"
 
     def field(name: str) -> str:  # what another machine wrote: escaped, bounded
@@ -223,13 +227,41 @@ class ServerLock:
         why = f"older than {stale_after_h:g} h" if stale else "--break-lock"
         return {**other, "broken_because": why, "age_h": round(age, 2) if age is not None else None}
 
+    def folder_age_h(self) -> tuple[float | None, str]:
+        """The lock folder's age by its own creation time (a lock without a readable holder file: a kill
+        between mkdir and the holder write), read language-neutrally: ``folderage.js`` (FileSystemObject
+        ``DateCreated`` as ms since 1970 UTC, ASCII digits; W-FSO-DATECREATED), uploaded into the
+        connection's temp folder. (None, why) when it cannot be told."""
+        script = (resources.files("opslib") / "scripts" / FOLDERAGE).read_bytes()
+        try:
+            path = str(self.conn.temp_dir).rstrip("\\") + "\\" + FOLDERAGE
+            self.conn.upload_once(script, path, what=f"upload {FOLDERAGE}")
+            result = self.conn.run(
+                ["cscript", "//nologo", "//E:jscript", path, self.folder],
+                check=False,
+                what="read the renewal lock folder's creation time",
+            )
+        except OpsError as exc:
+            return None, f"its folder's creation time could not be read: {escape_text(str(exc), limit=120)}"
+        digits = result.stdout.decode("ascii", errors="replace").strip()
+        if result.exit_code != 0 or not digits.isdigit():
+            return None, f"its folder's creation time could not be read (cscript exit {result.exit_code})"
+        created = datetime.fromtimestamp(int(digits) / 1000, UTC)
+        if created > _now() + timedelta(minutes=5):
+            return None, "its folder's creation time is in the future"
+        return (_now() - created) / timedelta(hours=1), ""
+
     def refuse(
         self, other: dict[str, Any], *, break_lock: bool, stale_after_h: float = STALE_AFTER_H
     ) -> tuple[bool, float | None]:
         """Whether the lock ``other`` holds may be broken: returns (stale, age in hours) or raises
-        :class:`RunLocked` naming the holder and the run to resume (a refused run changes nothing)."""
-        why_unknown = started_utc(other, _now())[1]
-        age = age_h(other, _now())
+        :class:`RunLocked` naming the holder and the run to resume (a refused run changes nothing).
+        A lock without a readable holder file ages from its folder's creation time (:meth:`folder_age_h`)."""
+        if other:
+            why_unknown = started_utc(other, _now())[1]
+            age = age_h(other, _now())
+        else:
+            age, why_unknown = self.folder_age_h()
         stale = age is not None and age > stale_after_h
         if break_lock and alive_here(other):
             raise _locked(
@@ -238,7 +270,8 @@ class ServerLock:
                 hint="--break-lock does not break the lock of a live run: wait for it, or stop it first",
             )
         if not (stale or break_lock):
-            young = f"{age:.1f} h old" if age is not None else f"of unknown age ({why_unknown})"
+            by = "" if other else " by its folder's creation time"
+            young = f"{age:.1f} h old{by}" if age is not None else f"of unknown age ({why_unknown})"
             refused = RunLocked(f"{self.host}:{self.folder}", f"{describe(other)}; the lock is {young}")
             holder_dir = escape_text(other.get("evidence") or "", limit=300)
             resume = f"resume it (opslib resume {holder_dir}) or " if holder_dir else ""
@@ -325,8 +358,9 @@ def hold(
 
     ``conn_factory()`` opens a short connection (used for taking and for releasing); ``record(**fields)``
     writes into ``run.json`` (``server_lock``: the folder, who took it, what was broken, how it ended).
-    ``on_broken(previous, url)``: after breaking another run's lock, before ``remove_inherited`` — the
-    runner adds the temp folders the broken run left (its transcript) to what this connection removes.
+    ``on_broken(previous, conn)``: after breaking another run's lock, before ``remove_inherited`` — the
+    runner adds the temp folders the broken run left (its transcript, or, when its evidence is not on
+    this machine, the server's listing of the kit's temp folders) to what this connection removes.
     """
     run_id = run_dir.name
     holder = {
@@ -343,7 +377,7 @@ def hold(
         previous = lock.acquire(holder, break_lock=break_lock, resumes=resumes)
         folder = lock.folder
         if previous is not None and "broken_because" in previous and on_broken is not None:
-            on_broken(previous, conn.url)
+            on_broken(previous, conn)
         conn.remove_inherited()  # what the resumed or broken run left in %TEMP% (it is over: we hold its lock)
     info: dict[str, Any] = {"folder": folder, "holder": holder}
     if previous is not None:

@@ -85,6 +85,25 @@ def helper_bytes() -> bytes:
     return (resources.files("opslib") / "scripts" / "iis6.js").read_bytes()
 
 
+def folderage_bytes() -> bytes:
+    """The packaged ``folderage.js`` (a folder's creation time), exactly as the kit uploads it."""
+    return (resources.files("opslib") / "scripts" / "folderage.js").read_bytes()
+
+
+def _folderage(inv: Invocation, args: list[str]) -> int:
+    """``folderage.js FOLDER``: FileSystemObject ``GetFolder(p).DateCreated`` as ms since 1970 UTC,
+    ASCII digits (``host.dir_created``, set by mkdir); exit 1 and no output when the folder is not there."""
+    host = inv.host
+    if len(args) != 1:
+        return 1
+    path = resolve_path(host, args[0])
+    if not host.is_dir(path):
+        return 1
+    created = host.dir_created.get(Host.norm(path), int(time.time() * 1000))
+    inv.write(f"{created}\r\n")
+    return 0
+
+
 # --- the helper's JSON writer, mirrored (quote()/toJson() in iis6.js) -------------------------------
 
 
@@ -507,6 +526,8 @@ def cscript(inv: Invocation) -> int:
             err=True,
         )
         return 1
+    if data == folderage_bytes() and engine in ("", "jscript"):
+        return _folderage(inv, script_args)
     if data != helper_bytes() or engine not in ("", "jscript"):
         inv.write_err(
             f"opslib rehearsal: {script} is not the kit's iis6.js helper (or not run as JScript); "
