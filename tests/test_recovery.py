@@ -193,11 +193,19 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert _root_blobs(reh, roots) != blobs_before
         assert cli.main(["rollback", str(c), "--roots", "--yes"]) == 0
         err = capsys.readouterr().err
+        # The endpoint is checked after the roots changed (06 before 04); the lost cross certificate
+        # is a warning with its meaning, on the console and in run.json; exit 0.
         assert re.search(
-            r"\[3/3\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
+            r"\[2/3\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
         )
+        assert re.search(r"\[3/3\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "IIS no longer sends the cross certificate" in err
+        assert "the certificate put back" in err and "renew it soon" in err  # expiring, on the console
         d = _runs(root)[-1]
         m = _manifest(d)
+        assert m["selected_steps"][-2:] == ["06_restore_roots", "04_verify_endpoint"]
+        assert any("cross certificate" in w for w in m["facts"]["verify_expected_warnings"])
+        assert m["facts"]["chain_ok"] is True
         assert (m["mode"], m["status"]) == ("rollback", "succeeded")
         assert m["rolls_back"]["run_id"] == c.name
         assert {r["file"] for r in m["facts"]["root_backups_used"]} == {

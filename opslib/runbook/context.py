@@ -175,6 +175,9 @@ class RunContext:
                 file=sys.stderr,
                 flush=True,
             )
+        for line in [*(facts.get("verify_expected_warnings") or ()), *(facts.get("verify_expiring") or ())]:
+            # step 4: what is wrong but expected (the cross certificate after --roots), expiring soon
+            print(f"opslib: warning: {escape_text(str(line), limit=400)}", file=sys.stderr, flush=True)
         if error is not None:
             self.record.step_failed(record, error, step=step.name)
             raise error

@@ -321,7 +321,7 @@ def rollback(
     steps: list[Step] = []
     if rollback_file.is_file():
         params = params_.load(rollback_file)
-        steps += [ROLLBACK, VERIFY]
+        steps.append(ROLLBACK)
     else:
         params = run_parameters(target, folder)
     backups: list[Path] = []
@@ -333,6 +333,8 @@ def rollback(
                 hint="leave out --roots",
             )
         steps.append(RESTORE_ROOTS)
+    if steps:
+        steps.append(VERIFY)  # the endpoint is checked after the last server change, whatever the mode
     if not steps:
         disabled = bool(target.get("facts", {}).get("forbidden_roots_disabled"))
         raise UsageError(
