@@ -246,3 +246,41 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     )
     for run_dir in _runs(root):
         assert_no_secrets(run_dir, secrets_)
+
+
+@pytest.mark.timeout(900)
+def test_failure_before_any_change_prints_a_command_that_works(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A precondition refused before any change: the console says to correct the file and run again (not
+    resume); the printed command, run after the correction, succeeds; so does a resume of such a run
+    with a corrected key resume otherwise refuses."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        good = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        bad = {**good, "production_site": "no-such-site.example.jp"}
+        params_file.write_text(yaml.safe_dump(bad, sort_keys=False), encoding="utf-8")
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert "opslib resume" not in err, err[-3000:]
+        line = next(x for x in err.splitlines() if "correct the file and run again: " in x)
+        command = line.split("correct the file and run again: ", 1)[1].split()
+        assert command[:3] == ["opslib", "run", str(params_file)]
+        assert _manifest(a)["changed_nothing"] is True
+
+        # The resume of a run that changed nothing accepts the corrected key (production_site: not correctable otherwise).
+        fixed = tmp_path / "params" / "fixed.yaml"
+        fixed.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main(["resume", str(a), "--params", str(fixed), "--yes"]) == 0, capsys.readouterr().err[
+            -3000:
+        ]
+        capsys.readouterr()
+
+    finally:
+        reh.stop()

@@ -83,7 +83,11 @@ def resume(
         )
     _refuse_resumed_twice(root, earlier)
     old = run_parameters(earlier, folder)
-    params, changes = (old, []) if params_file is None else corrected_parameters(old, params_file)
+    params, changes = (
+        (old, [])
+        if params_file is None
+        else corrected_parameters(old, params_file, any_key=bool(earlier.get("changed_nothing")))
+    )
     done = done_steps(earlier)
     remaining = [s for s in steps_for(params.mode) if s.name not in done]
     wanted = earlier.get("selected_steps")
@@ -167,12 +171,13 @@ def run_parameters(manifest: Mapping[str, Any], folder: Path) -> params_.Paramet
 
 
 def corrected_parameters(
-    old: params_.Parameters, path: str | os.PathLike[str]
+    old: params_.Parameters, path: str | os.PathLike[str], *, any_key: bool = False
 ) -> tuple[params_.Parameters, list[dict[str, Any]]]:
     """``old`` with the values of ``path`` (a whole parameters file or only the keys to correct).
 
     Returns the new parameters and the changes (``key``, ``old``, ``new``). A changed key outside
-    :data:`CORRECTABLE` is refused (:class:`ParameterError`, exit 2) naming every such key.
+    :data:`CORRECTABLE` is refused (:class:`ParameterError`, exit 2) naming every such key, unless
+    ``any_key`` (the run changed nothing on the server, run.json ``changed_nothing``: no step used the old value).
     """
     given = params_.read_yaml(path)
     base = Path(path).resolve().parent
@@ -189,7 +194,7 @@ def corrected_parameters(
         for k in sorted(before.keys() | after.keys())
         if before.get(k) != after.get(k)
     ]
-    refused = [c for c in changes if not correctable(str(c["key"]))]
+    refused = [] if any_key else [c for c in changes if not correctable(str(c["key"]))]
     if refused:
         shown = "; ".join(f"{c['key']}: {c['old']!r} → {c['new']!r}" for c in refused)
         raise ParameterError(
