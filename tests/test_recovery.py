@@ -249,8 +249,9 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("how", ["printed run", "resume with the corrected key"])
 def test_failure_before_any_change_prints_a_command_that_works(
-    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+    how: str, tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A precondition refused before any change: the console says to correct the file and run again (not
     resume); the printed command, run after the correction, succeeds; so does a resume of such a run
@@ -274,6 +275,12 @@ def test_failure_before_any_change_prints_a_command_that_works(
         assert command[:3] == ["opslib", "run", str(params_file)]
         assert _manifest(a)["changed_nothing"] is True
 
+        if how == "printed run":  # the printed command, after correcting the file, succeeds
+            params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+            code = cli.main([*command[1:], "--evidence-root", str(root)])
+            assert code == 0, capsys.readouterr().err[-3000:]
+            assert _manifest(_runs(root)[-1])["status"] == "succeeded"
+            return
         # The resume of a run that changed nothing accepts the corrected key (production_site: not correctable otherwise).
         fixed = tmp_path / "params" / "fixed.yaml"
         fixed.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
