@@ -291,3 +291,36 @@ def test_failure_before_any_change_prints_a_command_that_works(
 
     finally:
         reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_failure_after_step_0_the_printed_resume_succeeds(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure after step 0 changed the roots: the printed "continue" command, typed as printed once the
+    cause is gone, succeeds; nothing printed suggests a fresh run."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        data = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        reh.set_faults(["before:swap:fail"])
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert "correct the file and run again" not in err
+        assert "changed_nothing" not in _manifest(a)
+        line = next(x for x in err.splitlines() if "fix the cause, then continue: " in x)
+        command = line.split("fix the cause, then continue: ", 1)[1].split()
+        assert command == ["opslib", "resume", str(a), "--yes"]
+        reh.set_faults([])  # the cause gone
+        assert cli.main(command[1:]) == 0, capsys.readouterr().err[-3000:]
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("resume", "succeeded")
+        assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
+    finally:
+        reh.stop()
