@@ -287,8 +287,12 @@ def test_failure_before_any_change_prints_a_command_that_works(
         assert cli.main(["resume", str(a), "--params", str(fixed), "--yes"]) == 0, capsys.readouterr().err[
             -3000:
         ]
-        capsys.readouterr()
-
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("resume", "succeeded")
+        assert m["parameter_changes"][0]["key"] == "production_site"
+        # the steps done used the old value: they ran again, with the corrected one
+        assert [s["name"] for s in m["steps"]][0] == "00_precheck_root_store"
+        assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
     finally:
         reh.stop()
 

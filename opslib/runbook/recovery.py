@@ -86,9 +86,16 @@ def resume(
     params, changes = (
         (old, [])
         if params_file is None
-        else corrected_parameters(old, params_file, any_key=bool(earlier.get("changed_nothing")))
+        else corrected_parameters(
+            # nothing on the server used the old values: the run changed nothing (run.json changed_nothing)
+            old,
+            params_file,
+            any_key=bool(earlier.get("changed_nothing")),
+        )
     )
     done = done_steps(earlier)
+    if any(not correctable(str(c["key"])) for c in changes):
+        done = []  # a key the steps done used: they run again with the corrected value (nothing changed)
     remaining = [s for s in steps_for(params.mode) if s.name not in done]
     wanted = earlier.get("selected_steps")
     if wanted:
