@@ -328,3 +328,42 @@ def test_failure_after_step_0_the_printed_resume_succeeds(
         assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
     finally:
         reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_failure_at_step_1_the_printed_roots_rollback_checks_the_endpoint_after(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 1 fails after step 0 disabled the roots (no swap, no rollback.yaml): the printed undo,
+    ``opslib rollback RUN --roots``, re-enables them and then checks the endpoint (06 → 04), the lost
+    cross certificate a warning, exit 0."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        data = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        reh.set_faults(["before:install:fail"])
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert not (a / "rollback.yaml").exists()
+        reh.set_faults([])
+        line = next(x for x in err.splitlines() if "or undo what changed: " in x)
+        command = line.split("or undo what changed: ", 1)[1].split()
+        assert command == ["opslib", "rollback", str(a), "--roots", "--yes"]
+        assert cli.main(command[1:]) == 0, capsys.readouterr().err[-3000:]
+        err = capsys.readouterr().err
+        assert re.search(
+            r"\[1/2\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
+        )
+        assert re.search(r"\[2/2\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "IIS no longer sends the cross certificate" in err
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("rollback", "succeeded")
+        assert m["facts"]["verify_expected_warnings"]
+    finally:
+        reh.stop()
