@@ -290,7 +290,12 @@ class ServedCheck:
 
     def warning_rows(self) -> list[dict[str, Any]]:
         """Every finding for the served leaf (``code``, ``message``, ``certificate``), per handshake."""
-        return [{"handshake": h.label, **f.to_json()} for h in self.handshakes for f in h.findings]
+        rows = [{"handshake": h.label, **f.to_json()} for h in self.handshakes for f in h.findings]
+        return rows + [  # after rollback --roots: the cross certificate no longer sent, expected
+            {"handshake": h.label, "code": "cross_not_sent_expected", "message": w, "certificate": None}
+            for h in self.handshakes
+            for w in h.expected_warnings
+        ]
 
     def problem_rows(self) -> list[dict[str, str]]:
         return [{"problem": p} for p in self.problems] or [{"problem": "none"}]
