@@ -201,6 +201,9 @@ class HandshakeCheck:
     predicted: tuple[str, ...] = ()  # the predicted chain (thumbprints, leaf first, root last); () = none
     predicted_missing: tuple[str, ...] = ()  # its certificates (root excluded) the handshake did not send
     forbidden_anchor: str = ""  # every complete chain of what was sent ends at this forbidden root ("" = no)
+    # True after ``opslib rollback RUN --roots`` re-enabled the roots: IIS then stops sending the cross
+    # certificate (why step 0 disabled G5), so a chain ending at the re-enabled root is a warning.
+    cross_loss_expected: bool = False
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -216,12 +219,23 @@ class HandshakeCheck:
             ("the chain is incomplete", not self.chain_complete),
             (
                 f"the chain sent ends at the forbidden {self.forbidden_anchor}: the cross certificate is not sent",
-                bool(self.forbidden_anchor),
+                bool(self.forbidden_anchor) and not self.cross_loss_expected,
             ),
             ("a forbidden root (G5) is sent", self.forbidden_root_sent),
         ]
         blocking = [f.message for f in self.findings if f.code in BLOCKING_FINDINGS]
         return tuple(f"{self.label}: {text}" for text in [*(t for t, bad in failed if bad), *blocking])
+
+    @property
+    def expected_warnings(self) -> tuple[str, ...]:
+        """What is wrong but expected (not a failure): the cross certificate lost after ``--roots``."""
+        if not (self.forbidden_anchor and self.cross_loss_expected):
+            return ()
+        return (
+            f"{self.label}: the chain sent ends at {self.forbidden_anchor}, re-enabled by rollback --roots: "
+            "IIS no longer sends the cross certificate, so clients that do not trust that root (older "
+            "Windows/Java) fail; expected after re-enabling the roots step 0 disabled",
+        )
 
     def row(self) -> dict[str, Any]:
         return {
@@ -258,6 +272,10 @@ class ServedCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def expected_warnings(self) -> tuple[str, ...]:
+        return tuple(w for h in self.handshakes for w in h.expected_warnings)
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per handshake: each check as a column."""
         return [h.row() for h in self.handshakes]
@@ -272,7 +290,12 @@ class ServedCheck:
 
     def warning_rows(self) -> list[dict[str, Any]]:
         """Every finding for the served leaf (``code``, ``message``, ``certificate``), per handshake."""
-        return [{"handshake": h.label, **f.to_json()} for h in self.handshakes for f in h.findings]
+        rows = [{"handshake": h.label, **f.to_json()} for h in self.handshakes for f in h.findings]
+        return rows + [  # after rollback --roots: the cross certificate no longer sent, expected
+            {"handshake": h.label, "code": "cross_not_sent_expected", "message": w, "certificate": None}
+            for h in self.handshakes
+            for w in h.expected_warnings
+        ]
 
     def problem_rows(self) -> list[dict[str, str]]:
         return [{"problem": p} for p in self.problems] or [{"problem": "none"}]
@@ -296,7 +319,15 @@ class ServedCheck:
             "chain_ok": self.ok,
             "verify_problems": list(self.problems),
             "verify_warnings": sorted({f.code for h in self.handshakes for f in h.findings}),
+            **({"verify_expected_warnings": list(self.expected_warnings)} if self.expected_warnings else {}),
+            **({"verify_expiring": expiring} if (expiring := self._expiring()) else {}),
         }
+
+    def _expiring(self) -> list[str]:
+        """The messages of the served certificates that expire within ``warn_days`` (once each)."""
+        return list(
+            dict.fromkeys(f.message for h in self.handshakes for f in h.findings if f.code == "expires_soon")
+        )
 
 
 def check_handshake(

@@ -193,11 +193,19 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert _root_blobs(reh, roots) != blobs_before
         assert cli.main(["rollback", str(c), "--roots", "--yes"]) == 0
         err = capsys.readouterr().err
+        # The endpoint is checked after the roots changed (06 before 04); the lost cross certificate
+        # is a warning with its meaning, on the console and in run.json; exit 0.
         assert re.search(
-            r"\[3/3\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
+            r"\[2/3\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
         )
+        assert re.search(r"\[3/3\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "IIS no longer sends the cross certificate" in err
+        assert "the certificate put back" in err and "renew it soon" in err  # expiring, on the console
         d = _runs(root)[-1]
         m = _manifest(d)
+        assert m["selected_steps"][-2:] == ["06_restore_roots", "04_verify_endpoint"]
+        assert any("cross certificate" in w for w in m["facts"]["verify_expected_warnings"])
+        assert m["facts"]["chain_ok"] is True
         assert (m["mode"], m["status"]) == ("rollback", "succeeded")
         assert m["rolls_back"]["run_id"] == c.name
         assert {r["file"] for r in m["facts"]["root_backups_used"]} == {
@@ -238,3 +246,124 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     )
     for run_dir in _runs(root):
         assert_no_secrets(run_dir, secrets_)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("how", ["printed run", "resume with the corrected key"])
+def test_failure_before_any_change_prints_a_command_that_works(
+    how: str, tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A precondition refused before any change: the console says to correct the file and run again (not
+    resume); the printed command, run after the correction, succeeds; so does a resume of such a run
+    with a corrected key resume otherwise refuses."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        good = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        bad = {**good, "production_site": "no-such-site.example.jp"}
+        params_file.write_text(yaml.safe_dump(bad, sort_keys=False), encoding="utf-8")
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert "opslib resume" not in err, err[-3000:]
+        line = next(x for x in err.splitlines() if "correct the file and run again: " in x)
+        command = line.split("correct the file and run again: ", 1)[1].split()
+        assert command[:3] == ["opslib", "run", str(params_file)]
+        assert _manifest(a)["changed_nothing"] is True
+
+        if how == "printed run":  # the printed command, after correcting the file, succeeds
+            params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+            code = cli.main([*command[1:], "--evidence-root", str(root)])
+            assert code == 0, capsys.readouterr().err[-3000:]
+            assert _manifest(_runs(root)[-1])["status"] == "succeeded"
+            return
+        # The resume of a run that changed nothing accepts the corrected key (production_site: not correctable otherwise).
+        fixed = tmp_path / "params" / "fixed.yaml"
+        fixed.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main(["resume", str(a), "--params", str(fixed), "--yes"]) == 0, capsys.readouterr().err[
+            -3000:
+        ]
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("resume", "succeeded")
+        assert m["parameter_changes"][0]["key"] == "production_site"
+        # the steps done used the old value: they ran again, with the corrected one
+        assert [s["name"] for s in m["steps"]][0] == "00_precheck_root_store"
+        assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
+    finally:
+        reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_failure_after_step_0_the_printed_resume_succeeds(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure after step 0 changed the roots: the printed "continue" command, typed as printed once the
+    cause is gone, succeeds; nothing printed suggests a fresh run."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        data = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        reh.set_faults(["before:swap:fail"])
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert "correct the file and run again" not in err
+        assert "changed_nothing" not in _manifest(a)
+        line = next(x for x in err.splitlines() if "fix the cause, then continue: " in x)
+        command = line.split("fix the cause, then continue: ", 1)[1].split()
+        assert command == ["opslib", "resume", str(a), "--yes"]
+        reh.set_faults([])  # the cause gone
+        assert cli.main(command[1:]) == 0, capsys.readouterr().err[-3000:]
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("resume", "succeeded")
+        assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
+    finally:
+        reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_failure_at_step_1_the_printed_roots_rollback_checks_the_endpoint_after(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 1 fails after step 0 disabled the roots (no swap, no rollback.yaml): the printed undo,
+    ``opslib rollback RUN --roots``, re-enables them and then checks the endpoint (06 → 04), the lost
+    cross certificate a warning, exit 0."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        data = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        reh.set_faults(["before:install:fail"])
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--yes"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        assert not (a / "rollback.yaml").exists()
+        reh.set_faults([])
+        line = next(x for x in err.splitlines() if "or undo what changed: " in x)
+        command = line.split("or undo what changed: ", 1)[1].split()
+        assert command == ["opslib", "rollback", str(a), "--roots", "--yes"]
+        assert cli.main(command[1:]) == 0, capsys.readouterr().err[-3000:]
+        err = capsys.readouterr().err
+        assert re.search(
+            r"\[1/2\] 06 ルート証明書の復元 / Re-enable the roots step 0 disabled +succeeded", err
+        )
+        assert re.search(r"\[2/2\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)
+        assert "IIS no longer sends the cross certificate" in err
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"]) == ("rollback", "succeeded")
+        assert m["facts"]["verify_expected_warnings"]
+    finally:
+        reh.stop()

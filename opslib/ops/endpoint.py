@@ -70,6 +70,33 @@ def judge(
     ca_file: str = "",
     warn_days: int = 30,
     predicted_chain: Sequence[str] = (),
+    roots_restored: bool = False,
+) -> tls.ServedCheck:
+    """See :func:`_judge`; ``roots_restored`` (the run re-enabled the roots step 0 disabled, before this
+    check) makes a chain ending at the re-enabled root without the cross certificate a warning."""
+    check = _judge(
+        served,
+        expected_thumbprint=expected_thumbprint,
+        expected_hostnames=expected_hostnames,
+        forbidden_roots=forbidden_roots,
+        ca_file=ca_file,
+        warn_days=warn_days,
+        predicted_chain=predicted_chain,
+    )
+    if not roots_restored:
+        return check
+    return replace(check, handshakes=tuple(replace(h, cross_loss_expected=True) for h in check.handshakes))
+
+
+def _judge(
+    served: Served,
+    *,
+    expected_thumbprint: str,
+    expected_hostnames: Sequence[str] = (),
+    forbidden_roots: Sequence[str] = (),
+    ca_file: str = "",
+    warn_days: int = 30,
+    predicted_chain: Sequence[str] = (),
 ) -> tls.ServedCheck:
     """Each handshake: the expected leaf, its intermediate and every certificate of the chain step 1
     predicted (``predicted_chain``, thumbprints; the root need not be sent) — a cross certificate only

@@ -175,6 +175,9 @@ class RunContext:
                 file=sys.stderr,
                 flush=True,
             )
+        for line in [*(facts.get("verify_expected_warnings") or ()), *(facts.get("verify_expiring") or ())]:
+            # step 4: what is wrong but expected (the cross certificate after --roots), expiring soon
+            print(f"opslib: warning: {escape_text(str(line), limit=400)}", file=sys.stderr, flush=True)
         if error is not None:
             self.record.step_failed(record, error, step=step.name)
             raise error
@@ -283,7 +286,7 @@ class RunContext:
                 file=sys.stderr,
             )
 
-    def situation(self) -> failure_.Situation:
+    def situation(self, error: str | None = None) -> failure_.Situation:
         return failure_.Situation(
             run_dir=self.run_dir,
             params=self.params,
@@ -293,6 +296,7 @@ class RunContext:
             dry_run=self.dry_run,
             yes=self.yes,
             root_backups=list(self.root_backups),
+            error=error or "",
         )
 
     def close(self, *, status: str, error: str | None, failed_step: str | None = None) -> list[str]:
@@ -304,10 +308,13 @@ class RunContext:
         lines: list[str] = []
         extra: dict[str, Any] = {}
         if status == "failed":
-            lines, self.serving = failure_.recovery_lines(self.situation(), failed)
+            situation = self.situation(error)
+            lines, self.serving = failure_.recovery_lines(situation, failed)
             lines = [printable(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()
-            extra["next_commands"] = failure_.next_commands(self.situation(), failed)  # for the report
+            extra["next_commands"] = failure_.next_commands(situation, failed)  # for the report
+            if failure_.changed_nothing(situation, failed):
+                extra["changed_nothing"] = True  # resume then accepts any corrected key
         self.record.close(
             status=status,
             error=error,

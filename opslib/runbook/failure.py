@@ -8,6 +8,7 @@ and the :class:`.console.Serving` recorded as ``production_now``, from a read-on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,22 @@ class Situation:
     dry_run: bool
     yes: bool
     root_backups: Sequence[Path] = ()  # rollback --roots: the .reg files it imports
+    error: str = ""  # the failure's text (its error class names a refusal before any change)
+
+
+# A step failing with one of these refused before changing anything (the class name is in the cause).
+_BEFORE_ANY_CHANGE = re.compile(r"\b(PreconditionFailed|SiteNotFound|CertificateError|ParameterError): ")
+
+
+def changed_nothing(situation: Situation, failed_step: str | None) -> bool:
+    """True when the run (with the runs it resumes) changed nothing on the server: no step done
+    changed anything, and the failed step either never changes the server or refused before doing so."""
+    if situation.dry_run or situation.rollback:
+        return False
+    if console.changed_lines(situation.done, dry_run=False) != ["nothing on the server"]:
+        return False
+    failed = {s.name: s for s in (*ALL_STEPS, RESTORE_ROOTS)}.get(failed_step or "")
+    return failed is None or not failed.changes_server or bool(_BEFORE_ANY_CHANGE.search(situation.error))
 
 
 def advise(failure: StepFailed, situation: Situation) -> StepFailed:
@@ -93,6 +110,11 @@ def next_commands(situation: Situation, failed_step: str | None) -> list[str]:
             )
         return [by_hand, f"check what is served: opslib inspect {params.get('verify.endpoint')}"]
     yes = " --yes" if situation.yes else ""
+    if changed_nothing(situation, failed_step):
+        # Nothing to continue from and nothing to undo: the same parameters file, corrected, again.
+        return [
+            f"nothing changed on the server: correct the file and run again: opslib run {params.source}{yes}"
+        ]
     lines = [
         f"fix the cause, then continue: opslib resume {run_dir}{yes}",
         "a wrong parameter (verify.*, backup.*, winrm.*, forbidden_roots, warn_days): "

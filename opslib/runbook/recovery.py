@@ -83,8 +83,19 @@ def resume(
         )
     _refuse_resumed_twice(root, earlier)
     old = run_parameters(earlier, folder)
-    params, changes = (old, []) if params_file is None else corrected_parameters(old, params_file)
+    params, changes = (
+        (old, [])
+        if params_file is None
+        else corrected_parameters(
+            # nothing on the server used the old values: the run changed nothing (run.json changed_nothing)
+            old,
+            params_file,
+            any_key=bool(earlier.get("changed_nothing")),
+        )
+    )
     done = done_steps(earlier)
+    if any(not correctable(str(c["key"])) for c in changes):
+        done = []  # a key the steps done used: they run again with the corrected value (nothing changed)
     remaining = [s for s in steps_for(params.mode) if s.name not in done]
     wanted = earlier.get("selected_steps")
     if wanted:
@@ -167,12 +178,13 @@ def run_parameters(manifest: Mapping[str, Any], folder: Path) -> params_.Paramet
 
 
 def corrected_parameters(
-    old: params_.Parameters, path: str | os.PathLike[str]
+    old: params_.Parameters, path: str | os.PathLike[str], *, any_key: bool = False
 ) -> tuple[params_.Parameters, list[dict[str, Any]]]:
     """``old`` with the values of ``path`` (a whole parameters file or only the keys to correct).
 
     Returns the new parameters and the changes (``key``, ``old``, ``new``). A changed key outside
-    :data:`CORRECTABLE` is refused (:class:`ParameterError`, exit 2) naming every such key.
+    :data:`CORRECTABLE` is refused (:class:`ParameterError`, exit 2) naming every such key, unless
+    ``any_key`` (the run changed nothing on the server, run.json ``changed_nothing``: no step used the old value).
     """
     given = params_.read_yaml(path)
     base = Path(path).resolve().parent
@@ -189,7 +201,7 @@ def corrected_parameters(
         for k in sorted(before.keys() | after.keys())
         if before.get(k) != after.get(k)
     ]
-    refused = [c for c in changes if not correctable(str(c["key"]))]
+    refused = [] if any_key else [c for c in changes if not correctable(str(c["key"]))]
     if refused:
         shown = "; ".join(f"{c['key']}: {c['old']!r} → {c['new']!r}" for c in refused)
         raise ParameterError(
@@ -321,7 +333,7 @@ def rollback(
     steps: list[Step] = []
     if rollback_file.is_file():
         params = params_.load(rollback_file)
-        steps += [ROLLBACK, VERIFY]
+        steps.append(ROLLBACK)
     else:
         params = run_parameters(target, folder)
     backups: list[Path] = []
@@ -333,6 +345,8 @@ def rollback(
                 hint="leave out --roots",
             )
         steps.append(RESTORE_ROOTS)
+    if steps:
+        steps.append(VERIFY)  # the endpoint is checked after the last server change, whatever the mode
     if not steps:
         disabled = bool(target.get("facts", {}).get("forbidden_roots_disabled"))
         raise UsageError(

@@ -141,7 +141,7 @@ VERIFY = Step(
     "04_verify_endpoint",
     "公開状態の確認 / Verify what the site serves",
     consumes=("expected_thumbprint",),
-    consumes_if_recorded=("predicted_chain",),
+    consumes_if_recorded=("predicted_chain", "roots_restored"),
     changes_server=False,
 )
 ROLLBACK = Step(
@@ -153,8 +153,9 @@ ROLLBACK = Step(
     plan="rollback_plan",
 )
 # ``opslib rollback RUN --roots``: re-enable the roots that RUN's step 0 disabled, from its ``.reg``
-# backups, read back. Run by the runner itself (opslib.runbook.recovery), after step 4: with the G5
-# root enabled again IIS stops sending the cross certificate, the very reason step 0 disables it.
+# backups, read back. Run by the runner itself (opslib.runbook.recovery), before step 4 (the endpoint is
+# checked after the last server change): with the G5 root enabled again IIS stops sending the cross
+# certificate, the very reason step 0 disables it, so step 4 reports that as an expected warning.
 RESTORE_ROOTS = Step(
     "06_restore_roots",
     "ルート証明書の復元 / Re-enable the roots step 0 disabled",
