@@ -134,7 +134,7 @@ def test_helper_lists_sites_with_ascii_json(tmp_path: Path) -> None:
 @needs_node
 def test_helper_says_whether_the_certificate_is_the_sites_own_or_inherited(tmp_path: Path) -> None:
     """W-IIS6-SSLCERTHASH-INHERIT: Get() reads /LM/W3SVC's value on a site without its own, and
-    GetPropertyAttribObj("SSLCertHash").IsInherit (ms524855) says so in ``cert_hash_inherited``."""
+    GetPropertyAttribObj("SSLCertHash").IsInherit (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823) says so in ``cert_hash_inherited``."""
     sites = _sites()
     sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
     out = run_node(sites, ["list"], tmp_path, service_cert_hash=HASH_A)
@@ -366,7 +366,8 @@ SWAP_PARITY_CASES = [
 @needs_node
 @pytest.mark.parametrize("argv", SWAP_PARITY_CASES, ids=lambda a: " ".join(a[:2] + a[5:]))
 @pytest.mark.parametrize(
-    "variant", ["plain", "fail_new", "down", "journal_present", "read_only", "inherited", "inherited_fail_new"]
+    "variant",
+    ["plain", "fail_new", "down", "journal_present", "read_only", "inherited", "inherited_fail_new"],
 )
 def test_emulated_swap_answers_as_the_real_helper(tmp_path: Path, argv: list[str], variant: str) -> None:
     sites = _swap_sites()

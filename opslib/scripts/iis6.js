@@ -247,7 +247,7 @@ function certHashHex(site) {
 
 function certHashInherited(site) {
     // SSLCertHash is INHERIT from /LM/W3SVC (ms525719): Get() returns the effective value, and
-    // GetPropertyAttribObj(name).IsInherit says whether it comes from a parent node (ms524855,
+    // GetPropertyAttribObj(name).IsInherit says whether it comes from a parent node (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823,
     // docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). No value at all -> not inherited.
     try {
         return site.GetPropertyAttribObj("SSLCertHash").IsInherit ? true : false;

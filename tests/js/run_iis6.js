@@ -24,7 +24,7 @@ const testCase = JSON.parse(fs.readFileSync(casePath, "utf8"));
 const table = testCase.sites;
 const failThumbs = (testCase.fail_start_thumbprints || []).map(t => String(t).toUpperCase());
 // /LM/W3SVC's SSLCertHash (IIsWebService): a site without its own value reads this one through Get(),
-// and GetPropertyAttribObj("SSLCertHash").IsInherit is true for it (ms525719 INHERIT, ms524855).
+// and GetPropertyAttribObj("SSLCertHash").IsInherit is true for it (ms525719 INHERIT, GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823).
 const serviceHash = String(testCase.service_cert_hash || "").toUpperCase();
 const files = Object.assign({}, testCase.files || {});
 const readOnly = new Set((testCase.read_only || []).map(p => p.toLowerCase()));
@@ -120,7 +120,7 @@ function adsiSite(row) {
     Name: String(row.id),
     Get(name) { calls.push("Get " + row.id + " " + name); return read(cache, name); },
     GetPropertyAttribObj(name) {
-      // IISPropertyAttribute (ms524855): IsInherit says the value comes from a parent node.
+      // IISPropertyAttribute (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823): IsInherit says the value comes from a parent node.
       calls.push("GetPropertyAttribObj " + row.id + " " + name);
       if (name.toLowerCase() !== "sslcerthash") throw comError(0x8000500D, "The directory property cannot be found in the cache.");
       return { IsInherit: !cache.ssl_cert_hash && serviceHash !== "" };

@@ -136,7 +136,7 @@ def service_cert_hash(host: Host | None) -> str:
 
     SSLCertHash and SSLStoreName carry the INHERIT attribute (ms525719, ms525311): a site without its
     own value reads the service-level one through ADSI ``Get()``, and
-    ``GetPropertyAttribObj("SSLCertHash").IsInherit`` is true for it (ms524855;
+    ``GetPropertyAttribObj("SSLCertHash").IsInherit`` is true for it (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823;
     docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). Scenario fact
     ``host.extra["w3svc_ssl_cert_hash"]``; the service-level SSLStoreName is ``MY`` [I]."""
     if host is None:
