@@ -56,6 +56,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_session": "rehearsal",
     "test_round_trips": "rehearsal",
     "test_rehearsal_readback": "rehearsal",
+    "test_rehearsal_inherit": "rehearsal",
     "test_readback_kit": "rehearsal",
     "test_rehearsal_iis7": "rehearsal",
     "test_conformance_httpsys": "rehearsal",

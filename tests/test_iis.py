@@ -124,10 +124,60 @@ def test_helper_lists_sites_with_ascii_json(tmp_path: Path) -> None:
         "bindings": [":80:www1.example.jp"],
         "secure_bindings": [":443:"],
         "cert_hash": HASH_A,
+        "cert_hash_inherited": False,
         "store_name": "MY",
     }
     assert data["sites"][2]["name"] == "intranet ポータル"
     assert "GetObject IIS://localhost/W3SVC" in out["calls"]
+
+
+@needs_node
+def test_helper_says_whether_the_certificate_is_the_sites_own_or_inherited(tmp_path: Path) -> None:
+    """W-IIS6-SSLCERTHASH-INHERIT: Get() reads /LM/W3SVC's value on a site without its own, and
+    GetPropertyAttribObj("SSLCertHash").IsInherit (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823) says so in ``cert_hash_inherited``."""
+    sites = _sites()
+    sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
+    out = run_node(sites, ["list"], tmp_path, service_cert_hash=HASH_A)
+    listed = json.loads(out["stdout"])["sites"]
+    assert [(s["cert_hash"], s["cert_hash_inherited"]) for s in listed] == [(HASH_A, True)] * 3
+    assert "GetPropertyAttribObj 1 SSLCertHash" in out["calls"]
+    # set-cert gives the site its own value and reads it back as own
+    out = run_node(sites, ["set-cert", "1", HASH_B, "MY", ":443:"], tmp_path, service_cert_hash=HASH_A)
+    answer = json.loads(out["stdout"])
+    assert out["exit_code"] == 0
+    assert (answer["before"]["cert_hash_inherited"], answer["site"]["cert_hash_inherited"]) == (True, False)
+    assert (answer["site"]["cert_hash"], out["sites"][0]["ssl_cert_hash"]) == (HASH_B, HASH_B)
+    # clear-cert exposes the inherited value again
+    out = run_node(_sites(), ["clear-cert", "1"], tmp_path, service_cert_hash=HASH_B)
+    answer = json.loads(out["stdout"])
+    assert (answer["site"]["cert_hash"], answer["site"]["cert_hash_inherited"]) == (HASH_B, True)
+    # without a service-level value nothing is inherited
+    out = run_node(_sites(), ["list"], tmp_path)
+    assert [s["cert_hash_inherited"] for s in json.loads(out["stdout"])["sites"]] == [False] * 3
+
+
+@needs_node
+def test_helper_swap_of_an_inheriting_site_sets_its_own_value(tmp_path: Path) -> None:
+    sites = _swap_sites()
+    sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
+    out = run_node(sites, SWAP, tmp_path, service_cert_hash=HASH_A)
+    record = json.loads(out["stdout"])
+    assert out["exit_code"] == 0 and record["ok"]
+    assert (record["before"]["cert_hash"], record["before"]["cert_hash_inherited"]) == (HASH_A, True)
+    assert (record["site"]["cert_hash"], record["site"]["cert_hash_inherited"]) == (HASH_B, False)
+    assert out["sites"][0]["ssl_cert_hash"] == HASH_B
+
+
+@needs_node
+def test_helper_restores_an_inheriting_site_to_inheriting(tmp_path: Path) -> None:
+    """A failed swap clears the site's own value again rather than writing the inherited one as its own."""
+    sites = _swap_sites()
+    sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
+    out = run_node(sites, SWAP, tmp_path, service_cert_hash=HASH_A, fail_start_thumbprints=[HASH_B])
+    record = json.loads(out["stdout"])
+    assert (out["exit_code"], record["restored"]) == (3, True)
+    assert (record["site"]["cert_hash"], record["site"]["cert_hash_inherited"]) == (HASH_A, True)
+    assert out["sites"][0]["ssl_cert_hash"] == ""
 
 
 @needs_node
@@ -213,16 +263,21 @@ PARITY_CASES = [
 
 @needs_node
 @pytest.mark.parametrize("argv", PARITY_CASES, ids=lambda a: " ".join(a))
-@pytest.mark.parametrize("variant", ["plain", "conflict", "fail_start"])
+@pytest.mark.parametrize("variant", ["plain", "conflict", "fail_start", "inherited"])
 def test_emulation_answers_as_the_real_helper(tmp_path: Path, argv: list[str], variant: str) -> None:
     sites = _sites()
+    extra: dict[str, Any] = {}
     if variant == "conflict":
         sites[1].secure_bindings = [":443:"]
         argv = ["start", "2"] if argv == ["start", "1"] else argv
     if variant == "fail_start":
         sites[0].state, sites[0].fail_start = STOPPED, True
-    node = run_node(sites, argv, tmp_path)
+    if variant == "inherited":  # W-IIS6-SSLCERTHASH-INHERIT: site 1 serves /LM/W3SVC's value
+        sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
+        extra["service_cert_hash"] = HASH_A
+    node = run_node(sites, argv, tmp_path, **extra)
     host = emulated_host(sites)
+    host.extra["w3svc_ssl_cert_hash"] = extra.get("service_cert_hash", "")
     code, stdout, _ = run_emulated(host, argv)
     assert (code, stdout.decode("ascii")) == (node["exit_code"], node["stdout"])
     assert [asdict(s) for _, s in sorted(host.sites.items())] == node["sites"]
@@ -310,10 +365,18 @@ SWAP_PARITY_CASES = [
 
 @needs_node
 @pytest.mark.parametrize("argv", SWAP_PARITY_CASES, ids=lambda a: " ".join(a[:2] + a[5:]))
-@pytest.mark.parametrize("variant", ["plain", "fail_new", "down", "journal_present", "read_only"])
+@pytest.mark.parametrize(
+    "variant",
+    ["plain", "fail_new", "down", "journal_present", "read_only", "inherited", "inherited_fail_new"],
+)
 def test_emulated_swap_answers_as_the_real_helper(tmp_path: Path, argv: list[str], variant: str) -> None:
     sites = _swap_sites()
     extra: dict[str, Any] = {}
+    if variant.startswith("inherited"):  # production inherits HASH_A from /LM/W3SVC
+        sites[0].ssl_cert_hash, sites[0].ssl_store_name = "", ""
+        extra["service_cert_hash"] = HASH_A
+    if variant == "inherited_fail_new":
+        extra["fail_start_thumbprints"] = [HASH_B]
     if variant == "fail_new":
         extra["fail_start_thumbprints"] = [HASH_B]
     if variant == "down":
@@ -324,6 +387,7 @@ def test_emulated_swap_answers_as_the_real_helper(tmp_path: Path, argv: list[str
         extra["read_only"] = [JOURNAL]
     node = run_node(sites, argv, tmp_path, **extra)
     host = emulated_host(sites)
+    host.extra["w3svc_ssl_cert_hash"] = extra.get("service_cert_hash", "")
     host.extra["fail_start_thumbprints"] = extra.get("fail_start_thumbprints", [])
     host.extra["read_only_files"] = extra.get("read_only", [])
     for path, text in extra.get("files", {}).items():

@@ -47,6 +47,7 @@ def test_scenarios_are_listed_with_descriptions() -> None:
         "no-g5",
         "no-pending-request",
         "key-not-exportable",
+        "iis6-inherited",
         "iis6-ja",
         "iis7",
         # IIS 7.5-10 (names fixed: operators use them from the README)

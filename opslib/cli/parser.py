@@ -32,6 +32,7 @@ REHEARSAL_SCENARIOS = (
     "iis10-dualstack",
     "iis10-dualstack-foreign",
     "iis10-sni",
+    "iis6-inherited",
     "iis6-ja",
     "iis7",
     "iis75-ja",

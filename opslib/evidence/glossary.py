@@ -266,6 +266,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "old_not_after_utc": ("旧証明書の有効期限", "Old certificate's expiry"),
     "old_secure_bindings": ("旧 SSL バインド", "Old secure bindings"),
     "old_store_name": ("旧証明書のストア", "Old certificate's store"),
+    "old_cert_source": ("旧証明書の設定元 (自サイト/継承)", "Old certificate: own or inherited"),
+    "cert_source_after": ("入替え後の証明書の設定元", "Certificate after the swap: own or inherited"),
     "swap_journal": ("入替えのジャーナル", "Swap journal"),
     "swap_plan": ("入替えの計画", "Swap plan"),
     "path": ("パス", "Path"),

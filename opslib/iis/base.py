@@ -99,6 +99,24 @@ class Site:
     # IIS 7+: the certificate each secure binding serves, in the order of ``secure_bindings`` (the
     # first is ``cert_thumbprint``); empty on IIS 6, where the certificate is one per site.
     binding_thumbprints: tuple[str, ...] = ()
+    # IIS 6: SSLCertHash is INHERIT from /LM/W3SVC (ms525719): True when ``cert_thumbprint`` is the
+    # service-level value the site inherits, not its own (helper field ``cert_hash_inherited``,
+    # docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). Always False on IIS 7+.
+    cert_inherited: bool = False
+
+    @property
+    def cert_source(self) -> str:
+        """Where the site's certificate comes from: "own", "inherited" (from /LM/W3SVC) or "none"."""
+        if not self.cert_thumbprint:
+            return "none"
+        return "inherited" if self.cert_inherited else "own"
+
+    @property
+    def cert_described(self) -> str:
+        """The thumbprint as a read-back shows it: an inherited value says so, none is "(none)"."""
+        if not self.cert_thumbprint:
+            return "(none)"
+        return self.cert_thumbprint + (" (inherited from W3SVC)" if self.cert_inherited else "")
 
     def serves(self, thumbprint: str) -> bool:
         """Whether any of the site's secure bindings serves ``thumbprint``."""
@@ -402,7 +420,8 @@ def check_swap(
     sharing = sharing_sites(sites_after, production, production.secure_bindings)
     rows = [
         _check_row("production site started", production, "started", production.state_name),
-        _check_row("production certificate", production, new, production.cert_thumbprint or "(none)"),
+        # The site's OWN value: an inherited one reads "<thumbprint> (inherited from W3SVC)" and fails.
+        _check_row("production certificate", production, new, production.cert_described),
     ]
     if work_site:
         work = find_site(sites_after, work_site, host=host)

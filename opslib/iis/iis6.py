@@ -56,8 +56,10 @@ __all__ = ["HELPER", "IIS6Backend", "helper_script"]
 
 def _bind_changes(target: Site, thumb: str, binding: str) -> list[Change]:
     changes = []
-    if target.cert_thumbprint != thumb:
-        changes.append(Change(target.label, "SSLCertHash", target.cert_thumbprint, thumb))
+    if target.cert_thumbprint != thumb or target.cert_inherited:
+        # An inherited value (W-IIS6-SSLCERTHASH-INHERIT) is replaced by the site's own, even when equal.
+        shown = target.cert_described if target.cert_thumbprint else ""
+        changes.append(Change(target.label, "SSLCertHash", shown, thumb))
     if target.store_name.upper() != "MY":
         changes.append(Change(target.label, "SSLStoreName", target.store_name, "MY"))
     if target.secure_bindings != (binding,):
@@ -84,7 +86,7 @@ def _swap_plan(found: Sequence[Site], production: Site, new: str, binding: str) 
     changes += _bind_changes(production, new, binding)
     if not production.started:
         changes.append(Change(production.label, "ServerState", production.state_name, "started"))
-    elif production.cert_thumbprint != new:
+    elif production.cert_thumbprint != new or production.cert_inherited:
         changes.append(Change(production.label, "ServerState", "started", "restarted"))
     return changes
 
@@ -317,11 +319,11 @@ class IIS6Backend(ReadBackChecks):
             after = site_from(site) if isinstance(site, dict) else production
             iis6_swap.raise_failed(self.helper, production, old_thumb, new, answer, after)
         after = find_site(self.sites(), production.path, host=host)
-        if not after.started or after.cert_thumbprint != new:
+        if not after.started or after.cert_thumbprint != new or after.cert_inherited:
             raise VerificationFailed(
                 host,
                 f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
-                f"{after.cert_thumbprint or '(none)'} after the swap (expected started, {new})",
+                f"{after.cert_described} after the swap (expected started, its own {new})",
                 hint="look at the site in IIS Manager; rollback.yaml in the run folder puts the old certificate back",
             )
         still = sharing_sites(self.sites(), after, after.secure_bindings)

@@ -88,6 +88,7 @@ def site_from(data: Mapping[str, Any]) -> Site:
         secure_bindings=tuple(str(b) for b in data.get("secure_bindings", ())),
         cert_thumbprint=str(data.get("cert_hash", "")).upper(),
         store_name=str(data.get("store_name", "")),
+        cert_inherited=bool(data.get("cert_hash_inherited", False)),
     )
 
 

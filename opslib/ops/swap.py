@@ -155,6 +155,9 @@ class SwapStep:
                 production.secure_bindings if replaced else found.secure_bindings_before
             ),
             "old_store_name": production.store_name,
+            # own / inherited (from W3SVC, IIS 6) / none, before and after (W-IIS6-SSLCERTHASH-INHERIT)
+            "old_cert_source": production.cert_source,
+            "cert_source_after": self.production_after.cert_source,
             "production_site_path": production.path,
             "swap_plan": self.done.plan.rows(),
             "stopped_sites": [s.path for s in self.done.result.stopped_sites] if self.done.result else [],

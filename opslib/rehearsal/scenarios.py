@@ -66,6 +66,9 @@ class Scenario:
     netsh_missing: tuple[str, ...] = ()  # netsh http verbs this server answers "command not found" for
     dualstack: str = ""  # "iis": production also on [::]:443 with IIS's AppId; "foreign": another AppId
     ssl_port: int = 443  # the work site's port --params-out writes (IIS 7.x: no SNI, so one of its own)
+    # IIS 6: the production site has no SSLCertHash of its own and serves the one set on /LM/W3SVC
+    # (INHERIT, W-IIS6-SSLCERTHASH-INHERIT); the work site then reads it inherited too.
+    inherited_cert: bool = False
 
 
 _ALL = (
@@ -87,6 +90,12 @@ _ALL = (
     ),
     Scenario(
         "iis6-ja", "Japanese 2003/IIS 6 (code page 932), otherwise like default", locale="ja", codepage=932
+    ),
+    Scenario(
+        "iis6-inherited",
+        "like default, but the production site has no SSLCertHash of its own: it inherits the current "
+        "certificate set on /LM/W3SVC (the swap must give it its own)",
+        inherited_cert=True,
     ),
     Scenario(
         "iis7",
@@ -273,16 +282,18 @@ def _populate_stores(host: Host, pki: Pki, scenario: Scenario) -> None:
         )
 
 
-def _populate_sites(host: Host, pki: Pki) -> None:
+def _populate_sites(host: Host, pki: Pki, *, inherited: bool = False) -> None:
     current = certs.thumbprint(pki.current_leaf)
+    if inherited:
+        host.extra["w3svc_ssl_cert_hash"] = current  # /LM/W3SVC SSLCertHash (programs/cscript.py)
     host.sites[1] = Site(
         id=1,
         comment=PRODUCTION_SITE,
         state=STARTED,
         server_bindings=[f":80:{PRODUCTION_SITE}"],
         secure_bindings=[":443:"],
-        ssl_cert_hash=current,
-        ssl_store_name="MY",
+        ssl_cert_hash="" if inherited else current,
+        ssl_store_name="" if inherited else "MY",
     )
     # The work site: the renewal CSR was made on it with the IIS wizard; it holds no certificate
     # yet and is stopped (it would clash with the production site on :443: once it has one).
@@ -346,7 +357,7 @@ def build_host(
     if scenario.iis7_model:
         iis7_sites = scenarios_iis7.populate(host, pki, sni=scenario.sni, dualstack=scenario.dualstack)
     else:
-        _populate_sites(host, pki)
+        _populate_sites(host, pki, inherited=scenario.inherited_cert)
         iis7_sites = {}
     files = _write_workdir(Path(workdir), pki)
     host.extra.update(

@@ -172,8 +172,10 @@ def _desired(host: Host) -> dict[str, Served | None]:
 
 
 def _served(host: Host, site: Site) -> Served:
-    thumb = site.ssl_cert_hash.upper()
-    store = site.ssl_store_name or "MY"
+    from .programs.cscript import effective_cert  # the served certificate may be /LM/W3SVC's
+
+    thumb, store, _ = effective_cert(site, host)
+    store = store or "MY"
     entry = None
     with contextlib.suppress(KeyError):
         entry = stores.find_certificate(host, store, thumb) if thumb else None

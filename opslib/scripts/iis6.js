@@ -245,15 +245,28 @@ function certHashHex(site) {
     return out;
 }
 
+function certHashInherited(site) {
+    // SSLCertHash is INHERIT from /LM/W3SVC (ms525719): Get() returns the effective value, and
+    // GetPropertyAttribObj(name).IsInherit says whether it comes from a parent node (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823,
+    // docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). No value at all -> not inherited.
+    try {
+        return site.GetPropertyAttribObj("SSLCertHash").IsInherit ? true : false;
+    } catch (e) {
+        return false;
+    }
+}
+
 function describe(site) {
     // Field order is part of the contract (opslib/rehearsal/programs/cscript.py writes the same).
+    var hash = certHashHex(site);
     return {
         "id": parseInt(String(site.Name), 10),
         "name": readString(site, "ServerComment"),
         "state": Number(site.Get("ServerState")),
         "bindings": readList(site, "ServerBindings"),
         "secure_bindings": readList(site, "SecureBindings"),
-        "cert_hash": certHashHex(site),
+        "cert_hash": hash,
+        "cert_hash_inherited": hash !== "" && certHashInherited(site),
         "store_name": readString(site, "SSLStoreName")
     };
 }
@@ -327,9 +340,9 @@ function verbSetCert(args) {
     site.Put("SecureBindings", args[3]); // ms524481 (a one-string MULTISZ, as in ms524780)
     site.SetInfo(); // IADs::SetInfo commits the property cache to the metabase
     var after = describe(openSite(id));
-    if (after.cert_hash !== hash) {
-        throw new Failure(EXIT_STATE, E_FAIL, "SSLCertHash reads back as '" + after.cert_hash + "', not " + hash,
-            {"site": after});
+    if (after.cert_hash !== hash || after.cert_hash_inherited) {
+        throw new Failure(EXIT_STATE, E_FAIL, "SSLCertHash reads back as '" + after.cert_hash + "'" +
+            (after.cert_hash_inherited ? " (inherited)" : "") + ", not the site's own " + hash, {"site": after});
     }
     return {"verb": "set-cert", "before": before, "site": after};
 }
@@ -552,8 +565,9 @@ function verbSwap(args) {
         record.stopped = stopped;
         putBinding(site, hash, args[2], [args[3]]);
         after = describe(openSite(id));
-        if (after.cert_hash !== hash) {
-            throw new Failure(EXIT_STATE, E_FAIL, "SSLCertHash reads back as '" + after.cert_hash + "', not " + hash);
+        if (after.cert_hash !== hash || after.cert_hash_inherited) {
+            throw new Failure(EXIT_STATE, E_FAIL, "SSLCertHash reads back as '" + after.cert_hash + "'" +
+                (after.cert_hash_inherited ? " (inherited)" : "") + ", not the site's own " + hash);
         }
         stopSite(site, POLL_ROUNDS);
         startSite(site, rounds);
@@ -571,11 +585,14 @@ function verbSwap(args) {
     restored = false;
     try {
         site = openSite(id);
-        putBinding(site, before.cert_hash, before.store_name, before.secure_bindings);
+        // A site that inherited its certificate gets its own value cleared again, not the
+        // inherited value written as its own (W-IIS6-SSLCERTHASH-INHERIT).
+        putBinding(site, before.cert_hash_inherited ? "" : before.cert_hash, before.store_name,
+            before.secure_bindings);
         stopSite(site, POLL_ROUNDS);
         startSite(site, rounds);
         after = describe(site);
-        restored = after.cert_hash === before.cert_hash;
+        restored = after.cert_hash === before.cert_hash && after.cert_hash_inherited === before.cert_hash_inherited;
     } catch (e2) {
         again = errorBody(e2);
         record.restore_error = again;

@@ -23,6 +23,9 @@ const source = fs.readFileSync(scriptPath, "latin1");
 const testCase = JSON.parse(fs.readFileSync(casePath, "utf8"));
 const table = testCase.sites;
 const failThumbs = (testCase.fail_start_thumbprints || []).map(t => String(t).toUpperCase());
+// /LM/W3SVC's SSLCertHash (IIsWebService): a site without its own value reads this one through Get(),
+// and GetPropertyAttribObj("SSLCertHash").IsInherit is true for it (ms525719 INHERIT, GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823).
+const serviceHash = String(testCase.service_cert_hash || "").toUpperCase();
 const files = Object.assign({}, testCase.files || {});
 const readOnly = new Set((testCase.read_only || []).map(p => p.toLowerCase()));
 const calls = [];
@@ -72,14 +75,17 @@ function read(site, name) {
       if (!site.secure_bindings.length) throw comError(0x8000500D, "The directory property cannot be found in the cache.");
       return new SafeArray(site.secure_bindings);
     case "sslcerthash": {
-      if (!site.ssl_cert_hash) throw comError(0x8000500D, "The directory property cannot be found in the cache.");
+      const hash = site.ssl_cert_hash || serviceHash;
+      if (!hash) throw comError(0x8000500D, "The directory property cannot be found in the cache.");
       const bytes = [];
-      for (let i = 0; i < 40; i += 2) bytes.push(parseInt(site.ssl_cert_hash.substr(i, 2), 16));
+      for (let i = 0; i < 40; i += 2) bytes.push(parseInt(hash.substr(i, 2), 16));
       return new SafeArray(bytes);
     }
-    case "sslstorename":
-      if (!site.ssl_store_name) throw comError(0x8000500D, "The directory property cannot be found in the cache.");
-      return site.ssl_store_name;
+    case "sslstorename": {
+      const store = site.ssl_store_name || (serviceHash && !site.ssl_cert_hash ? "MY" : "");
+      if (!store) throw comError(0x8000500D, "The directory property cannot be found in the cache.");
+      return store;
+    }
     default: throw comError(0x8000500D, "The directory property cannot be found in the cache.");
   }
 }
@@ -113,6 +119,12 @@ function adsiSite(row) {
     Class: "IIsWebServer",
     Name: String(row.id),
     Get(name) { calls.push("Get " + row.id + " " + name); return read(cache, name); },
+    GetPropertyAttribObj(name) {
+      // IISPropertyAttribute (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823): IsInherit says the value comes from a parent node.
+      calls.push("GetPropertyAttribObj " + row.id + " " + name);
+      if (name.toLowerCase() !== "sslcerthash") throw comError(0x8000500D, "The directory property cannot be found in the cache.");
+      return { IsInherit: !cache.ssl_cert_hash && serviceHash !== "" };
+    },
     Put(name, value) { calls.push("Put " + row.id + " " + name); write(cache, name, value); pending.push([name, value]); },
     PutEx(op, name, value) {
       calls.push("PutEx " + row.id + " " + op + " " + name);

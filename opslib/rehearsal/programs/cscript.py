@@ -150,16 +150,41 @@ class _Failure(Exception):
         self.extra = extra or {}
 
 
-def describe(site: Site) -> dict[str, Any]:
+def service_cert_hash(host: Host | None) -> str:
+    """The service-level SSLCertHash (``/LM/W3SVC``, IIsWebService), "" when unset.
+
+    SSLCertHash and SSLStoreName carry the INHERIT attribute (ms525719, ms525311): a site without its
+    own value reads the service-level one through ADSI ``Get()``, and
+    ``GetPropertyAttribObj("SSLCertHash").IsInherit`` is true for it (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823;
+    docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). Scenario fact
+    ``host.extra["w3svc_ssl_cert_hash"]``; the service-level SSLStoreName is ``MY`` [I]."""
+    if host is None:
+        return ""
+    return str(host.extra.get("w3svc_ssl_cert_hash", "") or "").upper()
+
+
+def effective_cert(site: Site, host: Host | None) -> tuple[str, str, bool]:
+    """(SSLCertHash, SSLStoreName, inherited) as the site serves them."""
+    if site.ssl_cert_hash:
+        return site.ssl_cert_hash.upper(), site.ssl_store_name, False
+    inherited = service_cert_hash(host)
+    if inherited:
+        return inherited, site.ssl_store_name or "MY", True
+    return "", site.ssl_store_name, False
+
+
+def describe(site: Site, host: Host | None = None) -> dict[str, Any]:
     """What ``describe(site)`` in iis6.js returns for this site (same field order)."""
+    cert_hash, store_name, inherited = effective_cert(site, host)
     return {
         "id": site.id,
         "name": site.comment,
         "state": site.state,
         "bindings": list(site.server_bindings),
         "secure_bindings": list(site.secure_bindings),
-        "cert_hash": site.ssl_cert_hash.upper(),
-        "store_name": site.ssl_store_name,
+        "cert_hash": cert_hash,
+        "cert_hash_inherited": inherited,
+        "store_name": store_name,
     }
 
 
@@ -212,7 +237,7 @@ class _Helper:
     def list_sites(self, args: list[str]) -> dict[str, Any]:
         if args:
             raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: list")
-        return {"verb": "list", "sites": [describe(s) for _, s in sorted(self.host.sites.items())]}
+        return {"verb": "list", "sites": [describe(s, self.host) for _, s in sorted(self.host.sites.items())]}
 
     def set_cert(self, args: list[str]) -> dict[str, Any]:
         if len(args) != 4:
@@ -226,22 +251,22 @@ class _Helper:
         if not re.fullmatch(r"[0-9.]*:[0-9]{1,5}:", args[3]):
             raise _Failure(EXIT_USAGE, E_INVALIDARG, "SECUREBINDING must look like IP:PORT: (e.g. :443:)")
         site = self._open(site_id)
-        before = describe(site)
+        before = describe(site, self.host)
         with self.host.lock:
             site.ssl_cert_hash = thumb
             site.ssl_store_name = args[2]
             site.secure_bindings = [args[3]]
-        return {"verb": "set-cert", "before": before, "site": describe(site)}
+        return {"verb": "set-cert", "before": before, "site": describe(site, self.host)}
 
     def clear_cert(self, args: list[str]) -> dict[str, Any]:
         if len(args) != 1:
             raise _Failure(EXIT_USAGE, E_INVALIDARG, "usage: clear-cert SITEID")
         site = self._open(self._site_id(args[0]))
-        before = describe(site)
+        before = describe(site, self.host)
         with self.host.lock:
             site.ssl_cert_hash = ""
             site.ssl_store_name = ""
-        return {"verb": "clear-cert", "before": before, "site": describe(site)}
+        return {"verb": "clear-cert", "before": before, "site": describe(site, self.host)}
 
     def control(self, verb: str, args: list[str]) -> dict[str, Any]:
         if len(args) != 1:
@@ -268,7 +293,7 @@ class _Helper:
                     site.state = STARTED
                 # else: W3SVC event 1007, the site is deactivated and stays stopped (module doc).
         state = site.state
-        now = describe(site)
+        now = describe(site, self.host)
         if state != wanted:
             prefix = f"{call_error[1]}; " if call_error else ""
             raise _Failure(
@@ -295,7 +320,7 @@ class _Helper:
         if password == "":
             raise _Failure(EXIT_USAGE, E_INVALIDARG, "PASSWORD must not be empty")
         site = self._open(site_id)
-        thumb = site.ssl_cert_hash.upper()
+        thumb, store_name, _ = effective_cert(site, self.host)  # Get() reads an inherited value too
         if not thumb:
             raise _Failure(
                 EXIT_ADSI,
@@ -304,7 +329,7 @@ class _Helper:
             )
         # IIS.CertObj.Export: the certificate from the site's store, its key, the chain (module doc).
         host = self.host
-        entry = stores.find_certificate(host, site.ssl_store_name or "MY", thumb)
+        entry = stores.find_certificate(host, store_name or "MY", thumb)
         if entry is None:
             raise self._com_error(certutil.CRYPT_E_NOT_FOUND)
         if not host.is_admin:
@@ -395,7 +420,7 @@ class _Helper:
         if not re.fullmatch(r"[0-9]{1,4}", args[5]) or int(args[5]) < 1:
             raise _Failure(EXIT_USAGE, E_INVALIDARG, "TIMEOUT_S must be a number of seconds from 1 to 9999")
         site = self._open(site_id)
-        before = describe(site)
+        before = describe(site, self.host)
         others = [self._open(self._site_id(x)) for x in ([] if args[4] == "-" else args[4].split(","))]
         journal = self._journal_path(site_id)
         record: dict[str, Any] = {
@@ -416,12 +441,12 @@ class _Helper:
         try:
             for other in others:
                 self._stop_site(other)
-                stopped.append(describe(other))
+                stopped.append(describe(other, self.host))
             record["stopped"] = stopped
             self._put_binding(site, thumb, args[2], [args[3]])
             self._stop_site(site)
             self._start_site(site, delay_s=delay_s)
-            record.update(ok=True, phase="done", site=describe(site))
+            record.update(ok=True, phase="done", site=describe(site, self.host))
             self._try_journal(journal, record)
             return EXIT_OK, record
         except _Failure as exc:
@@ -431,14 +456,18 @@ class _Helper:
         restored = False
         after: dict[str, Any] | None
         try:
-            self._put_binding(site, before["cert_hash"], before["store_name"], before["secure_bindings"])
+            old_hash = "" if before["cert_hash_inherited"] else before["cert_hash"]
+            self._put_binding(site, old_hash, before["store_name"], before["secure_bindings"])
             self._stop_site(site)
             self._start_site(site)
-            after = describe(site)
-            restored = after["cert_hash"] == before["cert_hash"]
+            after = describe(site, self.host)
+            restored = (after["cert_hash"], after["cert_hash_inherited"]) == (
+                before["cert_hash"],
+                before["cert_hash_inherited"],
+            )
         except _Failure as again:
             record["restore_error"] = _error_body(again)
-            after = describe(site)
+            after = describe(site, self.host)
         record.update(restored=restored, phase="restored" if restored else "failed", site=after)
         self._try_journal(journal, record)
         return (EXIT_STATE if restored else EXIT_DOWN), record
