@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["escape_json", "escape_text"]
+__all__ = ["escape_json", "escape_lines", "escape_text"]
 
 # C0, DEL, C1; the bidi embeddings/overrides U+202A–U+202E and isolates U+2066–U+2069; the
 # line/paragraph separators U+2028/U+2029 (line breaks for some terminals and editors).
@@ -45,3 +45,9 @@ def escape_json(value: Any, *, indent: int | None = 2) -> str:
     as ``\\uNNNN`` (json.dumps leaves DEL, C1 and the bidi controls raw): safe on a terminal, same data."""
     text = json.dumps(value, indent=indent, ensure_ascii=False)
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def escape_lines(text: str) -> str:
+    """``text`` for a console: each line escaped (:func:`escape_text`) piece by piece between backslashes,
+    so Windows paths and store names keep their single backslashes; the line breaks stay."""
+    return "\n".join("\\".join(escape_text(piece) for piece in line.split("\\")) for line in text.split("\n"))

@@ -147,3 +147,23 @@ def test_a_remote_exit_code_of_256_is_named_and_the_cli_fails(
     monkeypatch.setitem(cli._COMMANDS, "inspect", fail)
     assert cli.main(["inspect", "x"]) == 1
     assert "`echo %SystemRoot%` exited with 256 (0x00000100)" in capsys.readouterr().err
+
+
+def test_the_error_line_escapes_what_came_from_outside(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate subject or a server's answer in an error reaches the terminal escaped; a Windows path
+    keeps its single backslashes."""
+    from opslib import cli
+
+    def fail(args: object) -> int:
+        raise errors.CertificateError(
+            r"C:\certs\mail.eml", "subject CN=\x1b[2J\x1b]0;owned\x07www1 \u202egnp.exe", hint="give the mail"
+        )
+
+    monkeypatch.setitem(cli._COMMANDS, "inspect", fail)
+    assert cli.main(["inspect", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+    assert r"\x1b[2J\x1b]0;owned\x07www1 \u202egnp.exe" in err
+    assert err.startswith("opslib: error: C:\\certs\\mail.eml: subject CN=")

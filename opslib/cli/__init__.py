@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ..credentials import redact
 from ..errors import OpsError
+from ..text import escape_lines
 from .parser import build as _parser
 
 
@@ -92,10 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except OpsError as exc:
-        print(f"opslib: error: {redact(str(exc))}", file=sys.stderr)
+        # Certificate, server and file-name text reaches the terminal escaped (opslib.text.escape_lines).
+        print(f"opslib: error: {escape_lines(redact(str(exc)))}", file=sys.stderr)
         # After a failed run: what production serves now, what changed, the exact next command.
         for line in getattr(exc, "recovery", ()):
-            print(redact(line), file=sys.stderr)
+            print(escape_lines(redact(line)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("opslib: interrupted", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import Any
 from .. import evidence
 from ..errors import EvidenceError, StepFailed, UsageError
 from ..evidence.report import write_report
-from ..text import escape_text
+from ..text import escape_lines, escape_text
 from ..winrm.transcript import channels, cleartext_acceptances
 from .chores import connection_state, left_on_server, size_only_checks
 from .steps import Step
@@ -274,6 +274,5 @@ def summarize(run_dir: str | os.PathLike[str]) -> str:
 
 
 def printable(line: str) -> str:
-    """One console line with every control character escaped (:func:`opslib.text.escape_text`, piece
-    by piece between backslashes: Windows paths and store names keep their single backslashes)."""
-    return "\\".join(escape_text(piece) for piece in line.split("\\"))
+    """One console line with every control character escaped (:func:`opslib.text.escape_lines`)."""
+    return escape_lines(line)
