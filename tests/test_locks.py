@@ -346,3 +346,23 @@ def test_a_run_whose_lock_was_broken_stops_before_its_next_change(
     state = reh.host.state()
     assert all(s["ssl_cert_hash"] != reh.host.extra["new_thumbprint"] for s in state["sites"].values())
     assert not any(reh.host.extra["new_thumbprint"] in k for k in state["registry"]), "nothing installed"
+
+
+def test_a_holder_file_that_cannot_be_read_is_not_taken_for_a_broken_lock(
+    reh: rehearsal.Rehearsal, tmp_path: Path
+) -> None:
+    """Before a change the run reads its lock back; a read that fails (here: a fault on the read's command)
+    stops the run saying the lock could not be read — not that another run broke it."""
+    with _connect(reh, tmp_path) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, json.dumps(_holder("run-a")).encode())
+        lock.check_held("run-a")  # readable and ours: nothing to say
+        reh.set_faults(["before:certutil:fail"])
+        try:
+            with pytest.raises(Exception, match=r"could not read this run's lock .*resume the run") as info:
+                lock.check_held("run-a")
+        finally:
+            reh.set_faults([])
+        assert not isinstance(info.value, RunLocked)
+        assert "broken" not in str(info.value)
+        lock.check_held("run-a")  # the lock itself is unchanged

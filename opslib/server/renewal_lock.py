@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OpsError, RunLocked, VerificationFailed
+from ..errors import OpsError, PreconditionFailed, RunLocked, VerificationFailed
 from ..text import escape_text
 from ..winrm import Raw
 
@@ -319,8 +319,24 @@ class ServerLock:
         return {**other, "taken_over_by": f"resume {holder.get('run_id')}"}
 
     def check_held(self, run_id: str) -> None:
-        """Before a server change: the lock is still this run's (:class:`RunLocked` naming who broke it)."""
-        other = self.holder()
+        """Before a server change: the lock is still this run's (:class:`RunLocked` naming who broke it).
+
+        A holder file that cannot be read (the connection, a failed command) is not taken for a broken
+        lock: the run stops before its next change and says the lock could not be read."""
+        try:
+            raw = self.conn.download(self.folder + "\\" + HOLDER, what="read the renewal lock")
+        except OpsError as exc:
+            raise PreconditionFailed(
+                self.host,
+                f"could not read this run's lock {self.folder}\\{HOLDER} ({escape_text(str(exc), limit=300)})",
+                hint="this run stopped before its next change; check the connection to the server, "
+                "then resume the run (opslib resume RUN)",
+            ) from None
+        try:
+            other = json.loads(raw)
+        except ValueError:
+            other = {}
+        other = other if isinstance(other, dict) else {}
         if other.get("run_id") != run_id:
             raise _locked(
                 f"{self.host}:{self.folder}",
