@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,13 @@ from opslib import rehearsal
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host, HostSnapshot, Invocation
 from opslib.rehearsal.programs import filecodec
+
+# jsonschema (nbformat's, so papermill's) imports rfc3987_syntax when it is installed (jupyter-events'
+# jsonschema[format-nongpl] brings it), and rfc3987_syntax compiles 38 lark grammars as it is imported:
+# 2–3 s of CPU in every xdist worker, only to check the "iri" formats that no notebook schema uses.
+# A None entry makes that optional import fail, as on a machine without the package (jsonschema then
+# has no "iri" check). Tests only: the kit does not change what other code in its process imports.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 # --- tiers ---------------------------------------------------------------------------------------------
 
