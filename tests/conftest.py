@@ -113,6 +113,8 @@ TIER_OF_TEST: dict[str, str] = {
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
     "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",
     "test_transfer_hashfile::test_a_run_that_fell_back_to_size_says_so_in_run_json_the_console_and_the_report": "notebooks",
+    # a full renewal, about IIS 6 inheritance, not kernels: the notebooks tier runs it in-process
+    "test_rehearsal_inherit::test_a_renewal_on_iis6_inherited_leaves_production_with_its_own_new_certificate": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
