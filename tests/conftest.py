@@ -184,13 +184,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- the step engine: real kernels only where the test is about them ---------------------------------------
 #
 # The runbook's in-process step engine (OPSLIB_STEP_ENGINE=inprocess; no effect until it lands) runs the
-# step notebooks' code without a kernel. Notebook-tier tests use it unless marked ``kernel`` (about kernels,
-# interruptions, papermill itself); a renewal per IIS family stays on real kernels (the ``renewal`` of
+# step notebooks' code without a kernel. Notebook- and fault-tier tests use it unless marked ``kernel``
+# (about kernels, interruptions, papermill itself); a renewal per IIS family stays on real kernels (the ``renewal`` of
 # test_notebooks for IIS 6, the iis10 full run of test_iis7_e2e for IIS 10). A module-scoped fixture (a
 # renewal shared by a module) runs in the module's setting: in-process unless the module is marked kernel.
 
 STEP_ENGINE_ENV = "OPSLIB_STEP_ENGINE"
 IN_PROCESS = "inprocess"
+# The tiers whose renewals take the in-process engine unless marked kernel: the fault matrix's runbook-level
+# cases are about the runner's failure handling, not kernels (test_engines proves the engines alike).
+IN_PROCESS_TIERS = ("notebooks", "faults")
 
 
 def _module_is_kernel(module: Any) -> bool:
@@ -201,7 +204,9 @@ def _module_is_kernel(module: Any) -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def _step_engine_of_module(request: pytest.FixtureRequest) -> Iterator[None]:
     module = request.module
-    if TIER_OF_MODULE.get(Path(str(module.__file__)).stem) != "notebooks" or _module_is_kernel(module):
+    if TIER_OF_MODULE.get(Path(str(module.__file__)).stem) not in IN_PROCESS_TIERS or _module_is_kernel(
+        module
+    ):
         yield
         return
     with pytest.MonkeyPatch.context() as mp:
@@ -214,7 +219,7 @@ def _step_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     node = request.node
     if node.get_closest_marker("kernel"):
         monkeypatch.delenv(STEP_ENGINE_ENV, raising=False)
-    elif node.get_closest_marker("notebooks"):
+    elif any(node.get_closest_marker(tier) for tier in IN_PROCESS_TIERS):
         monkeypatch.setenv(STEP_ENGINE_ENV, IN_PROCESS)
 
 
