@@ -42,6 +42,7 @@ from opslib.rehearsal.programs import filecodec
 TIERS = ("unit", "rehearsal", "notebooks", "faults")
 TIER_OF_MODULE: dict[str, str] = {
     "test_backup": "unit",
+    "test_request": "rehearsal",
     "test_certs": "unit",
     "test_paths": "unit",
     "test_conformance_certs": "unit",

@@ -34,7 +34,7 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, UsageError
-from . import chores, forward
+from . import chores, forward, lineage
 from .context import RunContext
 from .engines import engine_name
 from .evidence_lock import locked
@@ -84,6 +84,11 @@ def run(
     fields: dict[str, Any] = {"parameters_file": str(Path(params_path).resolve()), "mode": params.mode}
     if params.mode == params_.ROLLBACK:
         fields["rolls_back"] = link(root, str(params.get("rollback.run_id")))
+    else:  # the request run whose key the CA's certificate carries (opslib request), when there is one
+        key = lineage.key_sha256_of(params.path("certificate_file"))
+        found = lineage.request_run_for(root, key) if key else None
+        if found:
+            fields["request_run"] = found
     return launch(
         Launch(
             params,
