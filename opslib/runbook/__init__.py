@@ -67,6 +67,7 @@ from .run import (
 from .steps import (
     ALL_STEPS,
     RENEW_STEPS,
+    REQUEST_STEPS,
     RESTORE_ROOTS,
     ROLLBACK_STEPS,
     RollbackField,
@@ -87,6 +88,7 @@ __all__ = [
     "ENGINE_ENV",
     "KERNEL",
     "RENEW_STEPS",
+    "REQUEST_STEPS",
     "RESTORE_ROOTS",
     "ROLLBACK_FILE",
     "ROLLBACK_STEPS",
