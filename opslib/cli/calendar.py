@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ..errors import UsageError
 from ..fleet import calendar as cal_
@@ -27,43 +24,6 @@ def _now(text: str | None) -> datetime:
     if value.tzinfo is None:
         raise UsageError(f"--now {text!r}: give a time zone", hint="e.g. 2026-12-01T00:00:00Z") from None
     return value.astimezone(UTC)
-
-
-def is_params_file(path: str) -> bool:
-    """A parameters file is a YAML mapping with a ``winrm`` section; anything else is an inventory."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "winrm" in data
-
-
-def targets(a: argparse.Namespace) -> list[cal_.Target]:
-    """The targets from the arguments: parameters files, an inventory, or the evidence root alone."""
-    inputs: Sequence[str] = a.inputs or []
-    if not inputs:
-        if not a.evidence_root:
-            raise UsageError(
-                "give an inventory, parameters files or --evidence-root DIR",
-                hint="opslib calendar inventory.yml | web01.yaml web02.yaml | --evidence-root evidence",
-            )
-        return cal_.targets_from_evidence(a.evidence_root)
-    for item in inputs:
-        if not Path(item).is_file():
-            raise UsageError(f"{item}: no such file", hint="give an inventory or parameters files")
-    if all(is_params_file(i) for i in inputs):
-        if a.limit or a.vault_password_file:
-            raise UsageError("--limit and --vault-password-file are for an inventory, not parameters files")
-        return cal_.targets_from_params(inputs)
-    if len(inputs) != 1:
-        raise UsageError(
-            f"{len(inputs)} inputs that are not all parameters files: give one inventory, or parameters files"
-        )
-    return cal_.targets_from_inventory(
-        Path(inputs[0]),
-        limit=a.limit,
-        vault_password_file=Path(a.vault_password_file) if a.vault_password_file else None,
-    )
 
 
 def _cell(value: Any) -> str:
@@ -127,7 +87,12 @@ def command(a: argparse.Namespace) -> int:
         now_utc = _now(a.now)
         if a.lead_days < 0 or a.lead_days > 3650:
             raise UsageError(f"--lead-days {a.lead_days}: give 0 to 3650 days")
-        found = targets(a)
+        found = cal_.targets_for(
+            a.inputs or [],
+            evidence_root=a.evidence_root,
+            limit=a.limit,
+            vault_password_file=Path(a.vault_password_file) if a.vault_password_file else None,
+        )
         calendar = cal_.build_calendar(
             found,
             now_utc=now_utc,

@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .. import certs, credentials, tls
 from .. import params as params_
 from ..certs.trust import Trust, chain_trust, thumbprints_trust
@@ -288,6 +290,61 @@ def targets_from_evidence(root: str | os.PathLike[str]) -> list[Target]:
             private_pki_from=f"private_pki: true in run {entry.run_id}" if private else "",
         )
     return list(seen.values())
+
+
+def is_params_file(path: str | os.PathLike[str]) -> bool:
+    """A parameters file is a YAML mapping with a ``winrm`` section; anything else is an inventory."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "winrm" in data
+
+
+def targets_for(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    evidence_root: str | os.PathLike[str] | None = None,
+    limit: str | None = None,
+    vault_password_file: Path | None = None,
+) -> list[Target]:
+    """The targets of ``opslib calendar``: parameters files, one inventory, or the evidence root alone."""
+    if not inputs:
+        if not evidence_root:
+            raise UsageError(
+                "give an inventory, parameters files or --evidence-root DIR",
+                hint="opslib calendar inventory.yml | web01.yaml web02.yaml | --evidence-root evidence",
+            )
+        return targets_from_evidence(evidence_root)
+    for item in inputs:
+        if not Path(item).is_file():
+            raise UsageError(f"{item}: no such file", hint="give an inventory or parameters files")
+    if all(is_params_file(i) for i in inputs):
+        if limit or vault_password_file:
+            raise UsageError("--limit and --vault-password-file are for an inventory, not parameters files")
+        return targets_from_params(inputs)
+    if len(inputs) != 1:
+        raise UsageError(
+            f"{len(inputs)} inputs that are not all parameters files: give one inventory, or parameters files"
+        )
+    return targets_from_inventory(Path(inputs[0]), limit=limit, vault_password_file=vault_password_file)
+
+
+def calendar_json(
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    *,
+    evidence_root: str | os.PathLike[str] | None = None,
+    lead_days: int = DEFAULT_LEAD_DAYS,
+    now_utc: datetime | None = None,
+    check_requests: bool = True,
+) -> dict[str, Any]:
+    """The calendar as the JSON document ``opslib calendar --json`` prints (the notebook's source)."""
+    found = targets_for(inputs, evidence_root=evidence_root)
+    now = now_utc or datetime.now(UTC).replace(microsecond=0)
+    cal = build_calendar(
+        found, now_utc=now, lead_days=lead_days, evidence_root=evidence_root, check_requests=check_requests
+    )
+    return cal.to_json()
 
 
 # --- the latest evidence ----------------------------------------------------------------------------
