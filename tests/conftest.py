@@ -95,6 +95,8 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_forward": "notebooks",
     "test_locks": "rehearsal",
     "test_calendar": "rehearsal",
+    "test_fleet_inventory": "unit",
+    "test_fleet_rehearsal": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

@@ -1,5 +1,6 @@
-"""Beyond one server: the fleet (inventory, plan, rollout, record) and the renewal calendar.
+"""A fleet of servers: the inventory (``inventory``), the read-only plan (``plan``), the rollout and its
+record, and the renewal calendar (``calendar``: when every certificate must be renewed).
 
-Ranks beside :mod:`opslib.runbook`: it may import runbook, evidence, params, certs, tls and server;
-nothing below imports it; :mod:`opslib.cli` does.
+Layering: ``fleet`` ranks beside ``runbook`` (it may import runbook, preflight, server, evidence, params,
+certs, tls); nothing below imports it; ``cli`` does.
 """
