@@ -32,6 +32,7 @@ from opslib.certs.trust import Trust, chain_trust, public_roots
 from opslib.fleet.calendar import Entry, RequestState, Served, Target
 from opslib.fleet.lifetimes import BALLOT_URL, max_lifetime
 from opslib.rehearsal import scenarios
+from opslib.rehearsal.fleet import RehearsalFleet, start_fleet
 from opslib.rehearsal.pki import make_pki
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,3 +322,42 @@ def test_the_renewal_calendar_notebook_runs_under_papermill(fleet: Fleet, tmp_pa
     assert html.index("web-c") < html.index("web-b") < html.index("web-a")
     assert "3 entries" in "".join("".join(o.get("text", "")) for o in outputs)
     assert_no_secrets(tmp_path, fleet.secrets)
+
+
+# --- an Ansible inventory: `opslib rehearse fleet` (its own process tree) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def rehearsal_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RehearsalFleet]:
+    with start_fleet(3, workdir=tmp_path_factory.mktemp("calendar-fleet")) as running:
+        yield running
+
+
+def test_the_calendar_of_an_inventory_orders_its_hosts_and_changes_nothing(
+    rehearsal_fleet: RehearsalFleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in rehearsal_fleet.env.items():  # as the operator exports them
+        monkeypatch.setenv(name, value)
+    members = rehearsal_fleet.hosts
+    before = {m.name: rehearsal_fleet.state(m.name) for m in members}
+    now = datetime.now(UTC).replace(microsecond=0)
+    code, doc = _calendar(
+        capsys, str(rehearsal_fleet.inventory_path), "--now", _iso(now), "--lead-days", "20"
+    )
+    assert code == 0
+    assert {m.name: rehearsal_fleet.state(m.name) for m in members} == before  # read-only
+
+    expiry = {m.name: datetime.fromisoformat(m.current_not_after_utc.replace("Z", "+00:00")) for m in members}
+    assert len(set(expiry.values())) == len(members)  # different expiries
+    entries = doc["entries"]
+    assert [e["host"] for e in entries] == sorted(expiry, key=lambda n: expiry[n])
+    for e in entries:
+        member = rehearsal_fleet.host(e["host"])
+        assert e["served"]["how"] == "handshake" and e["served"]["thumbprint"] == member.current_thumbprint
+        assert e["renew_by_utc"] == _iso(expiry[e["host"]] - timedelta(days=20))
+        assert e["days_left"] == (expiry[e["host"]] - now) // timedelta(days=1)
+        assert e["input"].startswith(str(rehearsal_fleet.inventory_path))
+        # each scenario's work site holds the pending request for www1.example.jp (the renewal CSR)
+        assert e["request"]["state"] == "pending", e["request"]
+        assert e["pki"] == "private" and "opslib_private_pki" in e["pki_reason"]
+    assert not any(v in json.dumps(doc) for v in rehearsal_fleet.env.values())
