@@ -47,20 +47,20 @@ URL_VARIABLES = ("ansible_host", "ansible_port", "ansible_winrm_scheme", "ansibl
 CONNECTIONS = ("winrm", "psrp")  # ansible_connection values that describe a Windows host
 # opslib_* variables that are not parameters: the fleet's own, and the playbook's settings (ansible/).
 FLEET_VARIABLES = ("opslib_base_params", "opslib_host", "opslib_private_pki")
-PLAYBOOK_VARIABLES = (
+PLAYBOOK_VARIABLES = (  # the role's settings (ansible/roles/opslib_renew), never kit parameters
     "opslib_evidence_root",
-    "opslib_command",
-    "opslib_python",
     "opslib_fleet_name",
-    "opslib_forks",
-    "opslib_serial",
+    "opslib_python",
+    "opslib_work_root",
     "opslib_throttle",
-    "opslib_max_fail_percentage",
-    "opslib_dry_run",
     "opslib_verbose",
-    "opslib_params_dir",
-    "opslib_extra_args",
+    "opslib_break_lock",
+    "opslib_role_settings",
+    "opslib_hosts",
+    "opslib_serial",
+    "opslib_max_fail_percentage",
 )
+PLAYBOOK_PREFIX = "opslib_renew_"  # the role's own facts
 # The parameter keys an inventory may set (mode and the rollback section are the runner's own).
 SETTABLE = tuple(k for k in params_module.SCHEMA if k.path != "mode" and not k.path.startswith("rollback."))
 VARIABLE_OF_KEY = {k.path: "opslib_" + k.path.replace(".", "_") for k in SETTABLE}
@@ -118,7 +118,9 @@ class FleetHost:
 
 
 def kit_variable(variable: str) -> bool:
-    """A variable the kit reads: ``opslib_*`` and Ansible's WinRM connection variables."""
+    """A variable the kit reads: ``opslib_*`` (not the playbook's) and Ansible's WinRM connection variables."""
+    if variable in PLAYBOOK_VARIABLES or variable.startswith(PLAYBOOK_PREFIX):
+        return False
     return variable.startswith("opslib_") or variable in (
         *URL_VARIABLES,
         *USER_VARIABLES,
@@ -247,7 +249,10 @@ def host_from_vars(
     ``hostvars``: the host's variables as ``ansible-inventory --list`` shows them; ``base_dir``: the
     inventory's folder (relative paths in variables are relative to it); ``base_params``: the base
     parameters file when the host has no ``opslib_base_params``; ``secret_env``: the decrypted value of
-    each vault-encrypted secret variable of this host, by variable name.
+    each vault-encrypted secret variable of this host, by variable name — ``""`` when the caller holds the
+    value elsewhere (the Ansible role: ``ansible_password: {"__ansible_vault": …}`` with
+    ``secret_env={"ansible_password": ""}`` gives the reference ``env:OPSLIB_FLEET_WINRM_PASSWORD`` and no
+    value in ``env``).
     """
     where = inventory or str(base_dir)
     for variable, value in hostvars.items():
@@ -285,8 +290,9 @@ def host_from_vars(
     env: dict[str, str] = {}
 
     def secret(path: str, variable: str) -> None:
-        env[SECRET_ENV[path]] = secret_env[variable]
-        register(secret_env[variable])
+        if secret_env[variable]:  # "": the value is held elsewhere (the Ansible role hands it to the run)
+            env[SECRET_ENV[path]] = secret_env[variable]
+            register(secret_env[variable])
         _set(data, path, f"env:{SECRET_ENV[path]}")
         origin[path] = variable
 
@@ -332,7 +338,12 @@ def host_from_vars(
             origin[path] = variable
     private_pki: bool | None = None
     for variable, value in hostvars.items():
-        if not variable.startswith("opslib_") or variable in PLAYBOOK_VARIABLES or variable in passwords:
+        if (
+            not variable.startswith("opslib_")
+            or variable in PLAYBOOK_VARIABLES
+            or variable.startswith(PLAYBOOK_PREFIX)
+            or variable in passwords
+        ):
             continue
         if variable == "opslib_private_pki":
             private_pki = _as_bool(value)
