@@ -90,6 +90,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_conformance_winrm": "rehearsal",
     "test_transfer_hashfile": "rehearsal",
     "test_conformance_certutil": "rehearsal",
+    "test_conformance_certreq": "unit",
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",

@@ -181,9 +181,10 @@ def plan(
         statement = "SHA-256 signature and a subjectAltName with every name (Windows Server 2008 and later)"
     else:
         statement = (
-            "Windows Server 2003 cannot sign a request with SHA-256 nor put names in a subjectAltName: the "
-            "request is SHA-1-signed and names the host in its subject only; the CA signs the certificate "
-            "with its own hash and adds the names (some CAs refuse SHA-1-signed requests)"
+            "Windows Server 2003's certreq signs the request with SHA-1 and has no text form for a "
+            "subjectAltName (both are Windows Server 2008 and later): the request is SHA-1-signed and names "
+            "the host in its subject only; the CA signs the certificate with its own hash and adds the names "
+            "(some CAs refuse SHA-1-signed requests)"
         )
     return RequestPlan(
         chosen_subject, chosen_names, key_size, modern, "\r\n".join(lines) + "\r\n", statement, tuple(same)
