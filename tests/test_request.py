@@ -222,6 +222,11 @@ def test_an_existing_request_for_the_same_names_refuses_unless_new_request(
         pending.host.keys
     ) == keys_before
     assert not any("certreq -new" in h["command"] for h in pending.host.history)
+    assert pending.cli("request", "--dry-run", "--new-request") == 0  # the plan only
+    assert [e.thumbprint for e in requests_on(pending.host)] == before and set(
+        pending.host.keys
+    ) == keys_before
+    assert not any("certreq -new" in h["command"] for h in pending.host.history)
     assert pending.cli("request", "--yes", "--new-request") == 0
     after = [e.thumbprint for e in requests_on(pending.host)]
     assert len(after) == 2 and before[0] in after
