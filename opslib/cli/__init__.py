@@ -56,6 +56,12 @@ def _rehearse(a: argparse.Namespace) -> int:
     return command(a)
 
 
+def _fleet(a: argparse.Namespace) -> int:
+    from .fleet import command
+
+    return command(a)
+
+
 def _lab(a: argparse.Namespace) -> int:
     from .lab import command
 
@@ -70,6 +76,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evidence": _evidence,
     "rehearse": _rehearse,
     "lab": _lab,
+    "fleet": _fleet,
 }
 
 
