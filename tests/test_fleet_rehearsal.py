@@ -109,6 +109,9 @@ def test_every_host_answers_over_winrm_and_serves_its_own_certificate(
         served = _served_thumbprint(host.params["verify"]["endpoint"], host.params["verify"]["servername"])
         assert served == member.current_thumbprint
     assert len({m.current_thumbprint for m in fleet.hosts}) == 7
+    assert (
+        len({m.new_thumbprint for m in fleet.hosts}) == 7
+    )  # each host is renewed to a certificate of its own
     counts = fleet.request_counts()
     assert all(counts[m.name] > 0 for m in fleet.hosts)
 
