@@ -101,6 +101,7 @@ def build() -> argparse.ArgumentParser:
     _add_rehearse(sub)
     _add_lab(sub)
     _add_fleet(sub)
+    _add_calendar(sub)
     return p
 
 
@@ -376,4 +377,45 @@ def _add_lab(sub: Any) -> None:
         "compare",
         help="run the same probes on a matching rehearsal host; diff",
         parents=[compare, as_json("machine-readable output")],
+    )
+
+
+def _add_calendar(sub: Any) -> None:
+    cal = sub.add_parser(
+        "calendar",
+        help="when must every certificate be renewed: what each site serves, expiry, renew-by date (read-only)",
+        parents=[
+            evidence_root(
+                default=None,
+                help="the evidence root: the input when no file is given (nothing is contacted), else where "
+                "the latest evidence is read when a handshake fails",
+            ),
+            as_json("machine-readable output"),
+        ],
+    )
+    cal.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INVENTORY|PARAMS",
+        help="an Ansible inventory, or parameters files (YAML)",
+    )
+    cal.add_argument(
+        "--ics", metavar="FILE", help="also write an iCalendar file: one event per renew-by date"
+    )
+    cal.add_argument(
+        "--lead-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="renew-by date = expiry minus N days (CA issuance, change approval; default 30)",
+    )
+    cal.add_argument(
+        "--now", metavar="ISO", help="the date to count from (default: now), e.g. 2026-12-01T00:00:00Z"
+    )
+    cal.add_argument(
+        "--no-requests", action="store_true", help="do not ask the servers for pending requests (no WinRM)"
+    )
+    cal.add_argument("--limit", metavar="PATTERN", help="inventory input: only these hosts (Ansible --limit)")
+    cal.add_argument(
+        "--vault-password-file", metavar="FILE", help="inventory input: the Ansible vault password"
     )
