@@ -180,3 +180,56 @@ def test_an_inventory_error_names_host_and_key_before_any_host_is_contacted(
     err = capsys.readouterr().err
     assert f"{fleet.inventory_path}: host web03: opslib_verify_endpoint (verify.endpoint):" in err
     assert fleet.request_counts() == counts and _states(fleet) == states  # no host was contacted
+
+
+def test_fleet_plan_connects_with_a_vaulted_password_that_only_that_hosts_connection_sees(
+    fleet: RehearsalFleet,
+    hosts: list[FleetHost],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from opslib.fleet.inventory import ansible_program
+    from opslib.rehearsal.fleet import inventory_vars
+
+    vault_pass = tmp_path / "vault-pass"
+    vault_pass.write_text("fleet-vault-key\n", encoding="utf-8")
+    encrypted = subprocess.run(
+        [
+            str(ansible_program("ansible-vault")),
+            "encrypt_string",
+            "--vault-password-file",
+            str(vault_pass),
+            "--name",
+            "ansible_password",
+            fleet.password,
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
+    ).stdout.decode("utf-8")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(encrypted, encoding="utf-8")
+    chosen = {h.name: h for h in hosts if h.name in ("web01", "web03")}  # IIS 6 (Basic), IIS 10 (NTLM)
+    inventory = {"all": {"hosts": {}}}
+    for name, host in chosen.items():
+        params = {k: v for k, v in host.params.items() if k not in ("host", "mode", "evidence")}
+        values = inventory_vars(params, address=fleet.host(name).address, folder=tmp_path)
+        values.pop("opslib_winrm_password")
+        inventory["all"]["hosts"][name] = values
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    monkeypatch.delenv("OPSLIB_REHEARSAL_PASSWORD")  # only the vault holds the password now
+    code = main(
+        ["fleet", "plan", str(tmp_path / "inventory.yml"), "--vault-password-file", str(vault_pass), "--json"]
+    )
+    found = json.loads(capsys.readouterr().out)["hosts"]
+    assert code == 0 and [(h["name"], h["verdict"]) for h in found] == [
+        ("web01", "ready"),
+        ("web03", "ready"),
+    ]
+    assert not [k for k in os.environ if k.startswith("OPSLIB_FLEET_")]  # gone after the plan
+    assert fleet.password not in json.dumps(found)
