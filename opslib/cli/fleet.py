@@ -67,7 +67,7 @@ def plan(a: argparse.Namespace) -> int:
             r.name,
             r.site,
             r.iis or "?",
-            f"{_short(r.serves_thumbprint)} until {_day(r.serves_until_utc)}",
+            f"{_short(r.serves_thumbprint)} until {_day(r.serves_until_utc)}" if r.iis else "?",
             f"{_short(r.new_thumbprint)} until {_day(r.new_until_utc)}",
             r.verdict,
         ]
@@ -82,7 +82,7 @@ def plan(a: argparse.Namespace) -> int:
     ready = sum(r.verdict == fleet_plan.READY for r in results)
     already = sum(r.verdict == fleet_plan.ALREADY for r in results)
     print(
-        f"\n{total} hosts: {ready} ready, {already} already renewed, {len(refused)} would refuse"
+        f"\n{total} host{'' if total == 1 else 's'}: {ready} ready, {already} already renewed, {len(refused)} would refuse"
         + (f" ({', '.join(r.name for r in refused)})" if refused else "")
         + "; nothing was changed"
     )
