@@ -39,7 +39,7 @@ from .context import RunContext
 from .engines import engine_name
 from .evidence_lock import locked
 from .record import link, now_utc, operator
-from .steps import Step, steps_for
+from .steps import BACKUP, Step, steps_for
 
 _NOTEBOOKS_ENV = "OPSLIB_NOTEBOOKS"  # override the notebook folder (an installed kit, a test)
 
@@ -141,7 +141,7 @@ def launch(spec: Launch) -> int:
     params, selected = spec.params, list(spec.steps)
     _refuse_unconfirmable(selected, dry_run=spec.dry_run, yes=spec.yes)
     engine = engine_name(spec.engine)
-    env = resolve_secrets(params)
+    env = resolve_secrets(params, steps=[s.name for s in selected])
     hmac_key = _hmac_key(params, env)
     _check_backup_directory(params, spec.root, selected)
     notebooks = _check_notebooks([s for s in selected if not s.in_process])
@@ -241,14 +241,19 @@ def _refuse_unconfirmable(steps: Sequence[Step], *, dry_run: bool, yes: bool) ->
         )
 
 
-def resolve_secrets(params: params_.Parameters) -> dict[str, str]:
+def resolve_secrets(params: params_.Parameters, *, steps: list[str] | None = None) -> dict[str, str]:
     """Resolve every secret reference once (never printed); ``prompt`` answers go to the environment.
+
+    ``steps``: the steps this run will run; the PFX password is resolved (asked) only when the key-pair
+    backup is among them (a request, a rollback or a resume past step 3 never needs it).
 
     Returns ``{key path: environment variable}`` for prompted secrets: the kernels inherit the
     environment and receive ``env:VAR`` instead of ``prompt`` (a kernel has no terminal).
     """
     env: dict[str, str] = {}
     for key, ref in params.secret_references().items():
+        if key == "backup.pfx_password" and steps is not None and BACKUP.name not in steps:
+            continue
         try:
             value = credentials.resolve(ref, purpose=key)
         except OpsError as exc:
