@@ -94,6 +94,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_wire": "notebooks",
     "test_forward": "notebooks",
     "test_locks": "rehearsal",
+    "test_fleet_run": "notebooks",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

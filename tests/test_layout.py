@@ -39,6 +39,7 @@ RANKS = {
     "cli": 6,
     "rehearsal": 6,  # the emulated host; its demo drives the runbook, nothing below imports it
     "runbook": 5,
+    "fleet": 5,  # beside runbook: many servers, each an `opslib run`; only cli imports it
     "lab": 6,  # the lab check: drives the step modules on a throw-away certificate; compare starts a rehearsal host
     "preflight": 4,
     "ops": 4,

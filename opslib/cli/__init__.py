@@ -62,6 +62,16 @@ def _lab(a: argparse.Namespace) -> int:
     return command(a)
 
 
+def _fleet(a: argparse.Namespace) -> int:
+    if a.fleet_command in ("run", "record"):
+        from .fleet_run import command as fleet_run
+
+        return fleet_run(a)
+    from .fleet import command as fleet
+
+    return fleet(a)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "resume": _resume,
@@ -70,6 +80,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evidence": _evidence,
     "rehearse": _rehearse,
     "lab": _lab,
+    "fleet": _fleet,
 }
 
 

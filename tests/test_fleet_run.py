@@ -1,0 +1,314 @@
+"""``opslib fleet run`` and the fleet record (issue 27 items 3, 4, 7) over one rehearsal fleet per module.
+
+Seven emulated servers (IIS 6 English and Japanese, IIS 7.5 Japanese, IIS 8.5, IIS 10, IIS 10 with SNI,
+and a "bad" IIS 6 host whose swap command fails: the named fault point ``before:swap:fail``), each with
+its own WinRM password that reaches only its own ``opslib run`` subprocess (the host's environment).
+Each host's steps run in-process in its child (``OPSLIB_STEP_ENGINE=inprocess`` is inherited).
+
+The tests build on each other, in order, as an operator's week would: a canary that fails stops the
+rollout with every other host untouched; a rollout interrupted with Ctrl-C lets its running hosts
+finish and starts no other; a later batch over ``--max-fail-percentage`` stops; the same fleet run
+again skips the hosts already serving their new certificate (read from each server), renews the rest
+and links the attempt it continues. What a user sees is asserted: exit codes, console lines, what each
+emulated server serves over TLS afterwards, ``fleet.json``, ``opslib evidence verify/list``, and a
+secret scan of everything the fleet wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import conftest
+import pytest
+import yaml
+from secretscan import assert_no_secrets
+
+from opslib import cli, rehearsal, tls
+from opslib.certs import load_certificates, normalize_thumbprint, thumbprint
+from opslib.fleet import record, rollout
+
+SCENARIOS = {
+    "web01": "default",
+    "web02": "iis6-ja",
+    "web03": "iis75-ja",
+    "web04": "iis85",
+    "web05": "iis10",
+    "web06": "iis10-sni",
+}
+BAD = "bad01"
+PFX_ENV = "OPSLIB_FLEET_TEST_PFX"
+PASSWORD_ENV = "OPSLIB_FLEET_WINRM_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Host:
+    """An inventory host as the rollout takes it (the fields of opslib.fleet.inventory.FleetHost)."""
+
+    name: str
+    params: dict[str, Any]
+    env: dict[str, str] = field(repr=False)
+    groups: tuple[str, ...] = ("web",)
+    private_pki: bool | None = None
+
+
+def write_params(host: Host, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(host.params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Fleet:
+    base: Path
+    root: Path
+    rehearsals: dict[str, rehearsal.Rehearsal]
+    hosts: dict[str, Host]
+    secrets: list[str]
+
+    def select(self, *names: str) -> list[Host]:
+        return [self.hosts[n] for n in names]
+
+    def run(self, *names: str, name: str, **settings: Any) -> tuple[rollout.FleetResult, str]:
+        out = io.StringIO()
+        result = rollout.run_fleet(
+            self.select(*names),
+            evidence_root=self.root,
+            name=name,
+            settings=rollout.Settings(**settings),
+            write_params=write_params,
+            out=out,
+        )
+        return result, out.getvalue()
+
+    def served(self, name: str) -> str:
+        """What the production site serves over TLS now (the emulated server's own endpoint)."""
+        verify = self.hosts[name].params["verify"]
+        address, port = str(verify["endpoint"]).rsplit(":", 1)
+        chain = tls.fetch_chain(address, int(port), servername=verify["servername"] or None, timeout_s=5)
+        return normalize_thumbprint(chain.thumbprints[0])
+
+    def new_certificate(self, name: str) -> str:
+        data = Path(self.hosts[name].params["certificate_file"]).read_bytes()
+        return normalize_thumbprint(thumbprint(load_certificates(data, source=name).require_leaf()))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    base = tmp_path_factory.mktemp("fleet")
+    passwords = {n: f"W{conftest.random_token(15)}" for n in [*SCENARIOS, BAD]}
+    with conftest.random_secrets(PFX_ENV) as pfx:
+        rehearsals: dict[str, rehearsal.Rehearsal] = {}
+        hosts: dict[str, Host] = {}
+        try:
+            for name, scenario in [*SCENARIOS.items(), (BAD, "default")]:
+                reh = rehearsal.start(
+                    scenario=scenario,
+                    password=passwords[name],
+                    workdir=base / "hosts" / name,
+                    faults=["before:swap:fail"] if name == BAD else [],
+                )
+                rehearsals[name] = reh
+                params = reh.params(
+                    password_env=PASSWORD_ENV,
+                    pfx_password_env=PFX_ENV,
+                    backup_dir=str(base / "backups" / name),
+                )
+                params["host"] = name
+                if scenario == "iis75-ja":
+                    params["ssl_port"] = 8443  # IIS 7.5: one certificate per IP:port (tests/test_iis7_e2e.py)
+                hosts[name] = Host(name, params, {PASSWORD_ENV: passwords[name]})
+            yield Fleet(base, base / "evidence", rehearsals, hosts, [*passwords.values(), *pfx])
+        finally:
+            for reh in rehearsals.values():
+                reh.stop()
+
+
+def fleet_doc(result: rollout.FleetResult) -> dict[str, Any]:
+    return json.loads((result.fleet_dir / "fleet.json").read_text(encoding="utf-8"))
+
+
+def statuses(doc: dict[str, Any]) -> dict[str, str]:
+    return {h["name"]: h["status"] for h in doc["hosts"]}
+
+
+# --- batches: Ansible's serial and max_fail_percentage (no server) ---------------------------------------
+
+
+def test_serial_batches_follow_ansible() -> None:
+    names = [f"h{i}" for i in range(25)]
+    sizes = [len(b) for b in rollout.plan_batches(names, rollout.parse_serial("1,10%,100%"))]
+    assert sizes == [1, 2, 22]
+    assert [len(b) for b in rollout.plan_batches(names, rollout.parse_serial("2,5"))] == [2, 5, 5, 5, 5, 3]
+    assert [len(b) for b in rollout.plan_batches(names[:3], rollout.parse_serial("1%"))] == [1, 1, 1]
+    assert rollout.exceeds(1, 3, 30) and not rollout.exceeds(1, 4, 25) and not rollout.exceeds(0, 4, 0)
+    with pytest.raises(Exception, match=r"--serial '1,0%,x': '0%' is not a host count"):
+        rollout.parse_serial("1,0%,x")
+
+
+# --- the rollout over the rehearsal fleet (in order) -----------------------------------------------------
+
+
+def test_a_failing_canary_stops_the_rollout_with_the_others_untouched(fleet: Fleet) -> None:
+    before = {n: fleet.served(n) for n in SCENARIOS}
+    states = {n: fleet.rehearsals[n].host.state() for n in SCENARIOS}
+    result, console = fleet.run(BAD, *SCENARIOS, name="canary", serial=(1, "100%"), forks=3)
+    assert result.exit_code == 1 and result.result == "stopped"
+    doc = fleet_doc(result)
+    assert statuses(doc) == {BAD: "failed", **dict.fromkeys(SCENARIOS, "not started")}
+    assert doc["batches"] == [[BAD], list(SCENARIOS)]
+    assert "batch 1: 1 of 1 hosts failed (100% > --max-fail-percentage 0%)" in doc["stop_reason"]
+    bad = doc["hosts"][0]
+    assert bad["failed_step"] == "02_swap_certificate" and bad["run_id"] and bad["exit_code"] == 1
+    assert "opslib: fleet: canary batch 1/2: bad01" in console
+    assert "opslib: fleet: bad01: FAILED (exit 1) at 02_swap_certificate" in console
+    assert not [n for n in SCENARIOS if f"opslib: fleet: {n}: started" in console]
+    # Nothing was sent to the other servers: their state and what they serve are as before.
+    assert {n: fleet.served(n) for n in SCENARIOS} == before
+    assert all(fleet.rehearsals[n].host.state() == states[n] for n in SCENARIOS)
+    assert fleet.served(BAD) == normalize_thumbprint(bad["old_thumbprint"])  # the failed swap restored itself
+
+
+def test_ctrl_c_lets_running_hosts_finish_and_starts_no_other(fleet: Fleet) -> None:
+    names = list(SCENARIOS)
+    started = threading.Event()
+
+    def interrupt_when_started() -> None:
+        logs = fleet.root / "fleets"
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            if any(p.stat().st_size for p in logs.glob("*_week/logs/*.log")):
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in the terminal sends the fleet process
+                started.set()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    result, console = fleet.run(*names, name="week", serial=(2,), forks=2)
+    assert started.is_set()
+    assert result.exit_code == 130 and result.result == "interrupted"
+    doc = fleet_doc(result)
+    assert statuses(doc) == {**dict.fromkeys(names[:2], "renewed"), **dict.fromkeys(names[2:], "not started")}
+    assert re.search(
+        r"Ctrl-C: starting no further host; waiting for the [12] running to finish their runs", console
+    )
+    assert not [n for n in names[2:] if f"opslib: fleet: {n}: started" in console]
+    for name in names[:2]:  # the running hosts finished their whole run: serving the new certificate
+        assert fleet.served(name) == fleet.new_certificate(name)
+    for name in names[2:]:
+        assert fleet.served(name) != fleet.new_certificate(name)
+
+
+def test_a_later_batch_over_max_fail_percentage_stops_the_rollout(fleet: Fleet) -> None:
+    result, console = fleet.run(
+        "web03", BAD, "web04", "web05", name="mixed", serial=(1, 2), max_fail_percentage=40
+    )
+    assert result.exit_code == 1 and result.result == "stopped"
+    doc = fleet_doc(result)
+    assert doc["batches"] == [["web03"], [BAD, "web04"], ["web05"]]
+    assert statuses(doc) == {"web03": "renewed", BAD: "failed", "web04": "renewed", "web05": "not started"}
+    assert doc["stop_reason"].startswith("batch 2: 1 of 2 hosts failed (50% > --max-fail-percentage 40%)")
+    assert "opslib: fleet: canary batch 1/3: web03" in console
+    assert fleet.served("web05") != fleet.new_certificate("web05")
+
+
+def test_running_the_fleet_again_skips_renewed_hosts_and_renews_the_rest(fleet: Fleet) -> None:
+    names = list(SCENARIOS)
+    earlier = sorted((fleet.root / "fleets").glob("*_week"))[-1]
+    result, console = fleet.run(*names, name="week", serial=(1, "100%"), forks=3)
+    assert result.exit_code == 0 and result.result == "completed", console
+    doc = fleet_doc(result)
+    assert statuses(doc) == {
+        **dict.fromkeys(names[:4], "already renewed"),
+        **dict.fromkeys(names[4:], "renewed"),
+    }
+    assert doc["continues"]["fleet_id"] == earlier.name
+    assert doc["batches"] == [["web05"], ["web06"]]  # the canary is the first host still to renew
+    runs_before = {h["name"]: h["run_id"] for h in fleet_doc_of(earlier)["hosts"] if h["run_id"]}
+    by_name = {h["name"]: h for h in doc["hosts"]}
+    assert by_name["web01"]["renewed_by"] == runs_before["web01"]
+    assert "opslib: fleet: web01: already renewed by run" in console
+    # Every host of the fleet serves the certificate its parameters name, and the record says so.
+    for name in names:
+        assert (
+            fleet.served(name)
+            == fleet.new_certificate(name)
+            == normalize_thumbprint(by_name[name]["new_thumbprint"])
+        )
+        assert (
+            by_name[name]["old_thumbprint"]
+            and by_name[name]["old_thumbprint"] != by_name[name]["new_thumbprint"]
+        )
+    assert (result.fleet_dir / "fleet_report.html").is_file()
+    report = (result.fleet_dir / "fleet_report.html").read_text(encoding="utf-8")
+    assert (
+        "フリート更新の記録 / Fleet renewal record" in report
+        and "更新済み（以前の実行） / already renewed" in report
+    )
+
+
+def fleet_doc_of(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "fleet.json").read_text(encoding="utf-8"))
+
+
+def test_the_fleet_records_verify_and_name_a_host_whose_run_changed(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newest = record.fleet_dirs(fleet.root)[-1]
+    assert cli.main(["evidence", "verify", str(newest)]) == 0
+    assert cli.main(["evidence", "verify", "--root", str(fleet.root)]) == 0
+    out = capsys.readouterr().out
+    assert "fleet records in" in out
+    assert cli.main(["evidence", "list", "--root", str(fleet.root)]) == 0
+    listing = capsys.readouterr().out
+    assert "fleets" in listing and "_week" in listing and "completed" in listing and "interrupted" in listing
+    host = next(h for h in fleet_doc_of(newest)["hosts"] if h["name"] == "web05")
+    run_json = fleet.root / host["run_dir"] / "run.json"
+    original = run_json.read_bytes()
+    run_json.write_bytes(original.replace(b'"succeeded"', b'"succeeded" ', 1))
+    try:
+        assert cli.main(["evidence", "verify", str(newest)]) == 1
+        out = capsys.readouterr().out
+        assert (
+            f"host web05: run {host['run_id']}'s run.json changed after the fleet record was written" in out
+        )
+    finally:
+        run_json.write_bytes(original)
+    fleet_json = newest / "fleet.json"
+    original = fleet_json.read_bytes()
+    fleet_json.write_bytes(original.replace(b'"status": "renewed"', b'"status": "failed"', 1))
+    try:
+        assert cli.main(["evidence", "verify", "--root", str(fleet.root)]) == 1
+        out = capsys.readouterr().out
+        assert "the host list no longer matches hosts_sha256" in out
+    finally:
+        fleet_json.write_bytes(original)
+
+
+def test_fleet_record_from_run_folders_matches_the_rollout(fleet: Fleet) -> None:
+    newest = fleet_doc_of(record.fleet_dirs(fleet.root)[-1])
+    run_dirs = [str(fleet.root / h["run_dir"]) for h in newest["hosts"]]
+    assert (
+        cli.main(["fleet", "record", "--evidence-root", str(fleet.root), "--name", "ansible", *run_dirs]) == 0
+    )
+    made = fleet_doc_of(record.fleet_dirs(fleet.root)[-1])
+    assert made["name"] == "ansible" and made["result"] == "recorded"
+    mine = {h["name"]: (h["run_id"], h["run_json_sha256"], h["new_thumbprint"]) for h in made["hosts"]}
+    theirs = {h["name"]: (h["run_id"], h["run_json_sha256"], h["new_thumbprint"]) for h in newest["hosts"]}
+    assert mine == theirs
+    assert cli.main(["evidence", "verify", "--root", str(fleet.root)]) == 0
+
+
+def test_nothing_the_fleet_wrote_holds_a_secret(fleet: Fleet) -> None:
+    assert record.fleet_dirs(fleet.root)
+    assert_no_secrets(fleet.root, fleet.secrets)
+    params = next((record.fleet_dirs(fleet.root)[0] / "params").glob("*.yaml")).read_text(encoding="utf-8")
+    assert f"env:{PASSWORD_ENV}" in params
