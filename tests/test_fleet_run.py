@@ -16,6 +16,7 @@ secret scan of everything the fleet wrote.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -152,6 +153,49 @@ def test_serial_batches_follow_ansible() -> None:
     assert rollout.exceeds(1, 3, 30) and not rollout.exceeds(1, 4, 25) and not rollout.exceeds(0, 4, 0)
     with pytest.raises(Exception, match=r"--serial '1,0%,x': '0%' is not a host count"):
         rollout.parse_serial("1,0%,x")
+
+
+def test_runs_finalizing_at_the_same_time_keep_one_verifiable_chain(tmp_path: Path) -> None:
+    """Two hosts of a fleet: the first to start says succeeded (status, finish time) and writes its report
+    while the second finalizes; the second must not link the first's run.json as it is at that moment."""
+    from opslib import evidence
+
+    t0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    root = tmp_path / "evidence"
+    first = evidence.new_run(
+        root, host="web01", site="s", parameters={}, operator="o", dry_run=False, now_utc=t0
+    )
+    second = evidence.new_run(
+        root,
+        host="web02",
+        site="s",
+        parameters={},
+        operator="o",
+        dry_run=False,
+        now_utc=t0 + dt.timedelta(seconds=1),
+    )
+    evidence.update_run(
+        first, status="succeeded", finished_utc="2026-12-01T09:05:00Z"
+    )  # its report comes next
+    evidence.update_run(second, status="succeeded")
+    assert evidence.finalize_run(second, now_utc=t0 + dt.timedelta(minutes=5))["previous_run"] is None
+    assert evidence.finalize_run(first, now_utc=t0 + dt.timedelta(minutes=6))["previous_run"] is None
+    assert [r.problems for r in evidence.verify_root(root)] == [(), ()]
+    third = evidence.new_run(
+        root,
+        host="web03",
+        site="s",
+        parameters={},
+        operator="o",
+        dry_run=False,
+        now_utc=t0 + dt.timedelta(minutes=7),
+    )
+    evidence.update_run(third, status="succeeded")
+    assert (
+        evidence.finalize_run(third, now_utc=t0 + dt.timedelta(minutes=8))["previous_run"]["run_id"]
+        == second.name
+    )
+    assert [r.problems for r in evidence.verify_root(root)] == [(), (), ()]
 
 
 # --- the rollout over the rehearsal fleet (in order) -----------------------------------------------------
@@ -312,3 +356,46 @@ def test_nothing_the_fleet_wrote_holds_a_secret(fleet: Fleet) -> None:
     assert_no_secrets(fleet.root, fleet.secrets)
     params = next((record.fleet_dirs(fleet.root)[0] / "params").glob("*.yaml")).read_text(encoding="utf-8")
     assert f"env:{PASSWORD_ENV}" in params
+
+
+def test_the_fleet_record_signed_with_a_key_verifies_only_with_it(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newest = fleet_doc_of(record.fleet_dirs(fleet.root)[-1])
+    run_dirs = [str(fleet.root / h["run_dir"]) for h in newest["hosts"]]
+    with conftest.random_secrets("OPSLIB_FLEET_TEST_HMAC", "OPSLIB_FLEET_TEST_OTHER"):
+        args = ["fleet", "record", "--evidence-root", str(fleet.root), "--name", "signed"]
+        assert cli.main([*args, "--hmac-key", "env:OPSLIB_FLEET_TEST_HMAC", *run_dirs]) == 0
+        signed = record.fleet_dirs(fleet.root)[-1]
+        assert "hmac" in fleet_doc_of(signed)
+        assert cli.main(["evidence", "verify", str(signed), "--hmac-key", "env:OPSLIB_FLEET_TEST_HMAC"]) == 0
+        assert cli.main(["evidence", "verify", str(signed), "--hmac-key", "env:OPSLIB_FLEET_TEST_OTHER"]) == 1
+        assert "HMAC mismatch: fleet.json changed, or the key is wrong" in capsys.readouterr().out
+
+
+def test_the_fleet_review_notebook_reads_the_record(fleet: Fleet, tmp_path: Path) -> None:
+    import nbformat
+    import papermill
+
+    folder = record.fleet_dirs(fleet.root)[-1]
+    out = tmp_path / "fleet_review.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parents[1] / "notebooks" / "fleet_review.ipynb"),
+        str(out),
+        parameters={"evidence_root": str(fleet.root), "fleet_id": folder.name},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(
+        str(o.get("text", "")) + "".join(str(v) for v in o.get("data", {}).values())
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    doc = fleet_doc_of(folder)
+    assert folder.name in text and "integrity not provable without the HMAC key" in text.lower()
+    assert all(h["new_thumbprint"] in text for h in doc["hosts"])
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert_no_secrets(tmp_path, fleet.secrets)
