@@ -35,12 +35,12 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and bool(_REFERENCE.match(value))
 
 
-def resolve(reference: str, *, purpose: str = "", environ: Mapping[str, str] | None = None) -> str:
+def resolve(reference: str, *, purpose: str = "", env: Mapping[str, str] | None = None) -> str:
     """Return the secret that ``reference`` points to, and register it for redaction.
 
     A literal (anything that is not a reference) is refused: secrets are never written into
-    parameter files or notebooks. ``environ``: where ``env:NAME`` is looked up (default ``os.environ``;
-    ``opslib fleet run`` passes one host's environment, which never enters this process's own).
+    parameter files or notebooks. ``env``: an ``env:NAME`` reference is looked up there first (one
+    fleet host's own environment, never the process's), then in ``os.environ``.
     """
     if not is_reference(reference):
         raise SecretUnavailable(
@@ -50,7 +50,7 @@ def resolve(reference: str, *, purpose: str = "", environ: Mapping[str, str] | N
         )
     kind, _, rest = reference.partition(":")
     if kind == "env":
-        value = (os.environ if environ is None else environ).get(rest)
+        value = (env or {}).get(rest) or os.environ.get(rest)
         if not value:
             raise SecretUnavailable(reference, f"environment variable {rest} is not set or empty")
     elif kind == "keyring":

@@ -25,18 +25,18 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import conftest
 import pytest
-import yaml
 from secretscan import assert_no_secrets
 
 from opslib import cli, rehearsal, tls
 from opslib.certs import load_certificates, normalize_thumbprint, thumbprint
 from opslib.fleet import record, rollout
+from opslib.fleet.inventory import FleetHost, write_host_params
 
 SCENARIOS = {
     "web01": "default",
@@ -51,20 +51,8 @@ PFX_ENV = "OPSLIB_FLEET_TEST_PFX"
 PASSWORD_ENV = "OPSLIB_FLEET_WINRM_PASSWORD"
 
 
-@dataclass(frozen=True)
-class Host:
-    """An inventory host as the rollout takes it (the fields of opslib.fleet.inventory.FleetHost)."""
-
-    name: str
-    params: dict[str, Any]
-    env: dict[str, str] = field(repr=False)
-    groups: tuple[str, ...] = ("web",)
-    private_pki: bool | None = None
-
-
-def write_params(host: Host, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(host.params, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+def make_host(name: str, params: dict[str, Any], env: dict[str, str]) -> FleetHost:
+    return FleetHost(name, params, env, ("web",), None)
 
 
 @dataclass
@@ -72,10 +60,10 @@ class Fleet:
     base: Path
     root: Path
     rehearsals: dict[str, rehearsal.Rehearsal]
-    hosts: dict[str, Host]
+    hosts: dict[str, FleetHost]
     secrets: list[str]
 
-    def select(self, *names: str) -> list[Host]:
+    def select(self, *names: str) -> list[FleetHost]:
         return [self.hosts[n] for n in names]
 
     def run(self, *names: str, name: str, **settings: Any) -> tuple[rollout.FleetResult, str]:
@@ -85,7 +73,7 @@ class Fleet:
             evidence_root=self.root,
             name=name,
             settings=rollout.Settings(**settings),
-            write_params=write_params,
+            write_params=write_host_params,
             out=out,
         )
         return result, out.getvalue()
@@ -108,7 +96,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     passwords = {n: f"W{conftest.random_token(15)}" for n in [*SCENARIOS, BAD]}
     with conftest.random_secrets(PFX_ENV) as pfx:
         rehearsals: dict[str, rehearsal.Rehearsal] = {}
-        hosts: dict[str, Host] = {}
+        hosts: dict[str, FleetHost] = {}
         try:
             for name, scenario in [*SCENARIOS.items(), (BAD, "default")]:
                 reh = rehearsal.start(
@@ -126,7 +114,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 params["host"] = name
                 if scenario == "iis75-ja":
                     params["ssl_port"] = 8443  # IIS 7.5: one certificate per IP:port (tests/test_iis7_e2e.py)
-                hosts[name] = Host(name, params, {PASSWORD_ENV: passwords[name]})
+                hosts[name] = make_host(name, params, {PASSWORD_ENV: passwords[name]})
             yield Fleet(base, base / "evidence", rehearsals, hosts, [*passwords.values(), *pfx])
         finally:
             for reh in rehearsals.values():

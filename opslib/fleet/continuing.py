@@ -13,7 +13,6 @@ run that did it; any other answer (or a server that cannot be read) leaves the h
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,9 +81,7 @@ def _check(check: Check, root: Path) -> tuple[str, Renewed | None, str]:
         return check.name, None, ""
     site = str(params.get("production_site") or params.site)
     try:
-        with open_server(
-            winrm_values(params, {}), host=params.host, environ={**os.environ, **check.env}
-        ) as server:
+        with open_server(winrm_values(params, {}), host=params.host, env=check.env) as server:
             served = [normalize_thumbprint(t) for t in served_thumbprints(server, site)]
     except OpsError as exc:
         return check.name, None, f"could not read what it serves ({type(exc).__name__}); it will be renewed"

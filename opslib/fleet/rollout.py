@@ -318,7 +318,7 @@ def _hmac_key(hosts: Sequence[Any]) -> bytes | None:
     for host in hosts:
         ref = str((host.params.get("evidence") or {}).get("hmac_key") or "")
         if ref:
-            return resolve(ref, purpose="HMAC key", environ={**os.environ, **host.env}).encode("utf-8")
+            return resolve(ref, purpose="HMAC key", env=host.env).encode("utf-8")
     return None
 
 
