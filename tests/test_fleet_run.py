@@ -383,7 +383,14 @@ def test_the_fleet_review_notebook_reads_the_record(fleet: Fleet, tmp_path: Path
         for o in c.get("outputs", [])
     )
     doc = fleet_doc_of(folder)
-    assert folder.name in text and "integrity not provable without the HMAC key" in text.lower()
+    plain = "\n".join(
+        str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert folder.name in text, plain
+    assert "integrity not provable without the HMAC key" in text, plain
     assert all(h["new_thumbprint"] in text for h in doc["hosts"])
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert_no_secrets(tmp_path, fleet.secrets)

@@ -289,9 +289,9 @@ def fleet_dirs(evidence_root: str | os.PathLike[str]) -> list[Path]:
     parent = fleets_root(evidence_root)
     if not parent.is_dir():
         return []
-    return sorted(
-        p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".") and is_fleet_dir(p)
-    )
+    found = [p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".") and is_fleet_dir(p)]
+    # The name starts with the UTC second; within one second, the order the records were written.
+    return sorted(found, key=lambda p: (p.name.split("_", 1)[0], (p / FLEET_JSON).stat().st_mtime_ns, p.name))
 
 
 def latest_fleet(evidence_root: str | os.PathLike[str], name: str, *, exclude: str = "") -> Path | None:
