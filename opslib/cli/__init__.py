@@ -4,8 +4,8 @@ Exit codes: 0 success, 1 the operation failed (message says what and where), 2 b
 
 ``parser`` builds the argument parser (without importing the emulator or anything heavy); one module per
 command group holds its handler and console text: ``runs`` (run, resume, rollback), ``inspect``,
-``evidence`` (list, show, verify, report), ``rehearse`` (serve, demo), ``lab`` (capture, compare). A
-handler's module is imported when its command runs.
+``evidence`` (list, show, verify, report), ``rehearse`` (serve, fleet, demo), ``lab`` (capture, compare),
+``fleet`` (plan; run and record in ``fleet_run``). A handler's module is imported when its command runs.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def _evidence(a: argparse.Namespace) -> int:
 
 def _rehearse(a: argparse.Namespace) -> int:
     from .rehearse import command
+
+    return command(a)
+
+
+def _fleet(a: argparse.Namespace) -> int:
+    from .fleet import command
 
     return command(a)
 
