@@ -394,3 +394,51 @@ def test_the_fleet_review_notebook_reads_the_record(fleet: Fleet, tmp_path: Path
     assert all(h["new_thumbprint"] in text for h in doc["hosts"])
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert_no_secrets(tmp_path, fleet.secrets)
+
+
+# --- the command line over an inventory (opslib rehearse fleet's) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inventory_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from opslib.rehearsal.fleet import start_fleet
+
+    with start_fleet(2, ("default", "iis10"), workdir=tmp_path_factory.mktemp("inventory-fleet")) as running:
+        saved = {k: os.environ.get(k) for k in running.env}
+        os.environ.update(running.env)  # as the operator exports them before a run
+        try:
+            yield running
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def test_fleet_run_over_an_inventory_from_the_command_line(
+    inventory_fleet: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory, root = str(inventory_fleet.inventory_path), tmp_path / "evidence"
+    assert cli.main(["fleet", "run", inventory, "--evidence-root", str(root)]) == 2
+    assert "give --yes (or --dry-run" in capsys.readouterr().err and not root.exists()
+    assert (
+        cli.main(["fleet", "run", inventory, "--yes", "--serial", "1,0", "--evidence-root", str(root)]) == 2
+    )
+    assert "--serial '1,0': '0' is not a host count" in capsys.readouterr().err and not root.exists()
+    states = {m.name: inventory_fleet.state(m.name) for m in inventory_fleet.hosts}
+    code = cli.main(
+        ["fleet", "run", inventory, "--dry-run", "--forks", "2", "--evidence-root", str(root), "--verbose"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    folder = record.fleet_dirs(root)[-1]
+    doc = fleet_doc_of(folder)
+    assert doc["name"] == Path(inventory).stem and doc["settings"]["dry_run"] is True
+    assert {h["status"] for h in doc["hosts"]} == {"dry run"} and len(doc["hosts"]) == 2
+    assert all(h["new_thumbprint"] and h["old_thumbprint"] for h in doc["hosts"])
+    assert re.search(r"opslib: fleet: \S+: \[\d+/\d+\] 00 ", err)  # --verbose: each host's step lines
+    # A dry run changes nothing on the servers.
+    assert {m.name: inventory_fleet.state(m.name) for m in inventory_fleet.hosts} == states
+    assert cli.main(["evidence", "verify", str(folder)]) == 0
+    assert_no_secrets(root, [v for v in inventory_fleet.env.values() if len(v) >= 4])

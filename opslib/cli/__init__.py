@@ -68,16 +68,6 @@ def _lab(a: argparse.Namespace) -> int:
     return command(a)
 
 
-def _fleet(a: argparse.Namespace) -> int:
-    if a.fleet_command in ("run", "record"):
-        from .fleet_run import command as fleet_run
-
-        return fleet_run(a)
-    from .fleet import command as fleet
-
-    return fleet(a)
-
-
 def _calendar(a: argparse.Namespace) -> int:
     from .calendar import command
 

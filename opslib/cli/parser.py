@@ -362,6 +362,7 @@ def _add_fleet(sub: Any) -> None:
         parents=[fleet_inventory(), as_json("one JSON document: every host's findings and verdict")],
     )
     plan.add_argument("--forks", type=int, default=8, metavar="N", help="hosts checked at once (8)")
+    add_fleet_run_commands(fleetsub)
 
 
 def _add_lab(sub: Any) -> None:
@@ -390,31 +391,16 @@ def _add_lab(sub: Any) -> None:
     )
 
 
-# --- fleet ------------------------------------------------------------------------------------------------
-
-
-def _add_fleet(sub: Any) -> None:
-    fleet = sub.add_parser("fleet", help="many servers: plan, run in batches (canary first), record")
-    fleetsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
-    add_fleet_run_commands(fleetsub)
+# --- fleet run / fleet record (helper fleetrun) ------------------------------------------------------------
 
 
 def add_fleet_run_commands(fleetsub: Any) -> None:
     """``opslib fleet run`` and ``opslib fleet record`` (helper module: opslib/cli/fleet_run.py)."""
-    inventory = argparse.ArgumentParser(add_help=False)
-    inventory.add_argument(
-        "inventory", metavar="INVENTORY", help="Ansible inventory (INI or YAML, with group_vars/host_vars)"
-    )
-    inventory.add_argument("--limit", metavar="PATTERN", help="only these hosts (Ansible's --limit pattern)")
-    inventory.add_argument(
-        "--base-params", metavar="FILE", help="base parameters file (over opslib_base_params)"
-    )
-    inventory.add_argument("--vault-password-file", metavar="FILE", help="ansible-vault password file")
     fr = fleetsub.add_parser(
         "run",
         help="renew every inventory host: batches (--serial), at most --forks at once, the first batch a canary",
         parents=[
-            inventory,
+            fleet_inventory(),
             yes("do not ask: renew every host (required unless --dry-run)"),
             evidence_root(default="evidence", help="where run folders and fleets/ go (./evidence)"),
             option("--forks", type=int, default=5, metavar="N", help="at most N hosts at once (5)"),
