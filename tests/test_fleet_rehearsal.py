@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from secretscan import assert_no_secrets
 
 from opslib.cli import main
 from opslib.fleet.inventory import FleetHost, load_inventory
@@ -46,7 +47,7 @@ def hosts(fleet: RehearsalFleet) -> list[FleetHost]:
 
 
 def test_the_fleet_runs_in_its_own_process_tree_with_a_mix_of_scenarios_and_expiries(
-    fleet: RehearsalFleet,
+    fleet: RehearsalFleet, tmp_path: Path
 ) -> None:
     assert fleet.pid != os.getpid() and os.getsid(fleet.pid) == fleet.pid
     assert [h.scenario for h in fleet.hosts] == list(SCENARIOS)
@@ -60,8 +61,20 @@ def test_the_fleet_runs_in_its_own_process_tree_with_a_mix_of_scenarios_and_expi
     assert (folder / "group_vars" / "all.yml").is_file() and len(
         list((folder / "host_vars").glob("*.yml"))
     ) == 7
-    for file in folder.rglob("*.y*ml"):
-        assert fleet.password not in file.read_text(encoding="utf-8"), file
+    # What the fleet wrote for operators (not the emulated servers' own state, which holds their keys).
+    import shutil
+
+    written = tmp_path / "written"
+    for file in [
+        *folder.glob("*.y*ml"),
+        *folder.glob("*_vars/*.yml"),
+        folder / "fleet.json",
+        folder / "fleet.log",
+    ]:
+        target = written / file.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, target)
+    assert_no_secrets(written, list(fleet.env.values()))
 
 
 def test_the_inventory_it_writes_is_read_back_host_by_host(
@@ -158,9 +171,9 @@ def test_fleet_plan_names_the_host_that_would_refuse_and_exits_1(
     fleet: RehearsalFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = _states(fleet)
-    assert main(["fleet", "plan", str(fleet.inventory_path)]) == 1
+    assert main(["fleet", "plan", str(fleet.inventory_path), "--limit", "web06:web07"]) == 1
     out = capsys.readouterr().out
-    assert "7 hosts: 6 ready, 0 already renewed, 1 would refuse (web07); nothing was changed" in out
+    assert "2 hosts: 1 ready, 0 already renewed, 1 would refuse (web07); nothing was changed" in out
     refusal = next(line for line in out.splitlines() if line.startswith("web07: refuse — "))
     assert "pending request" in refusal.lower() or "REQUEST" in refusal
     assert _states(fleet) == before
@@ -231,5 +244,48 @@ def test_fleet_plan_connects_with_a_vaulted_password_that_only_that_hosts_connec
         ("web01", "ready"),
         ("web03", "ready"),
     ]
-    assert not [k for k in os.environ if k.startswith("OPSLIB_FLEET_")]  # gone after the plan
+    assert not [k for k in os.environ if k.startswith("OPSLIB_FLEET_")]  # only the host's own env held it
     assert fleet.password not in json.dumps(found)
+
+
+def test_fleet_plan_refuses_a_prompt_and_a_pfx_password_outside_the_rule_before_connecting(
+    fleet: RehearsalFleet, tmp_path: Path
+) -> None:
+    from opslib.fleet.inventory import host_from_vars
+    from opslib.fleet.plan import plan_host
+
+    vaulted = {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\n3132\n"}
+    hostvars = {  # 192.0.2.0/24 is TEST-NET-1: a verdict without a probe proves no connection was needed
+        "ansible_host": "192.0.2.20",
+        "ansible_user": "Administrator",
+        "opslib_winrm_password": "env:OPSLIB_WINRM_PASSWORD",
+        "opslib_production_site": "www1.example.jp",
+        "opslib_work_site": "renew.www1.example.jp",
+        "opslib_certificate_file": str(Path(fleet.host("web01").workdir) / "2026cert.txt"),
+        "opslib_expected_hostnames": "www1.example.jp",
+        "opslib_backup_directory": "backups",
+        "opslib_verify_endpoint": "www1.example.jp:443",
+    }
+    prompting = host_from_vars(
+        "web09",
+        {**hostvars, "opslib_backup_pfx_password": "prompt"},
+        base_dir=tmp_path,
+        base_params=None,
+        secret_env={},
+    )
+    verdict = plan_host(prompting)
+    assert (
+        verdict.verdict == "refuse" and "backup.pfx_password is prompt: a fleet cannot prompt" in verdict.why
+    )
+    short = host_from_vars(
+        "web09",
+        {**hostvars, "opslib_backup_pfx_password": vaulted},
+        base_dir=tmp_path,
+        base_params=None,
+        secret_env={"opslib_backup_pfx_password": "short"},  # decrypted: 5 characters
+    )
+    verdict = plan_host(short)
+    assert verdict.verdict == "refuse" and verdict.iis == "", verdict.why  # never probed
+    assert (
+        "backup.pfx_password: the password env:OPSLIB_FLEET_PFX_PASSWORD gives cannot be used" in verdict.why
+    )

@@ -35,6 +35,9 @@ def _day(iso: str) -> str:
 def plan(a: argparse.Namespace) -> int:
     """Exit 0 when every host is ready (or already renewed), 1 when any host would refuse, 2 for a wrong
     inventory (before any host is contacted)."""
+    if a.forks < 1:
+        print("opslib: error: --forks must be 1 or more", file=sys.stderr)
+        return 2
     with escaped_errors():
         hosts = load_inventory(
             Path(a.inventory),
@@ -42,9 +45,6 @@ def plan(a: argparse.Namespace) -> int:
             base_params=Path(a.base_params) if a.base_params else None,
             vault_password_file=Path(a.vault_password_file) if a.vault_password_file else None,
         )
-    if a.forks < 1:
-        print("opslib: error: --forks must be 1 or more", file=sys.stderr)
-        return 2
     total = len(hosts)
     done: list[int] = [0]
 
@@ -67,7 +67,7 @@ def plan(a: argparse.Namespace) -> int:
             r.name,
             r.site,
             r.iis or "?",
-            f"{_short(r.serves_thumbprint)} until {_day(r.serves_until_utc)}",
+            f"{_short(r.serves_thumbprint)} until {_day(r.serves_until_utc)}" if r.iis else "?",
             f"{_short(r.new_thumbprint)} until {_day(r.new_until_utc)}",
             r.verdict,
         ]
@@ -82,7 +82,7 @@ def plan(a: argparse.Namespace) -> int:
     ready = sum(r.verdict == fleet_plan.READY for r in results)
     already = sum(r.verdict == fleet_plan.ALREADY for r in results)
     print(
-        f"\n{total} hosts: {ready} ready, {already} already renewed, {len(refused)} would refuse"
+        f"\n{total} host{'' if total == 1 else 's'}: {ready} ready, {already} already renewed, {len(refused)} would refuse"
         + (f" ({', '.join(r.name for r in refused)})" if refused else "")
         + "; nothing was changed"
     )

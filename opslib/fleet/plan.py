@@ -10,32 +10,31 @@ installed or bound, no lock is taken.
 
 A host whose production site already serves the new certificate is "already renewed" (not a refusal).
 
-Each host's secrets reach only its own connection: the plan runs in one process, so each host's
-decrypted variables (:attr:`FleetHost.env`) are put in this process's environment under a name of its
-own (``OPSLIB_FLEET_WINRM_PASSWORD_3``) for the plan's duration and the host's references point there;
-nothing is written.
+Each host's secrets reach only its own connection: its decrypted variables (:attr:`FleetHost.env`) are
+handed to ``credentials.resolve`` / ``connect_params`` as that host's environment (``env=``), never put in
+this process's environment, never written. A ``prompt`` reference is refused for a fleet (N hosts in
+parallel cannot each ask).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import certs, preflight
+from .. import certs, credentials, preflight
 from .. import params as params_module
 from ..credentials import redact
-from ..errors import OpsError
+from ..errors import OpsError, ParameterError, UsageError
 from ..runbook.steps import steps_for
-from ..server import open_server
+from ..server import Server
 from ..server.renewal_lock import ServerLock, describe
 from ..server.stores import read_stores
+from ..winrm.from_params import connect_params
 from .hostvars import FleetHost
 
 READY, ALREADY, REFUSE = "ready", "already renewed", "refuse"
@@ -83,43 +82,19 @@ class HostPlan:
         }
 
 
-@contextmanager
-def host_environments(hosts: Sequence[FleetHost]) -> Iterator[list[dict[str, Any]]]:
-    """Each host's parameters with its secret references pointing at variables of its own in this
-    process's environment (set for the block's duration, then removed)."""
-    added: list[str] = []
-    out: list[dict[str, Any]] = []
-    try:
-        for index, host in enumerate(hosts):
-            renamed = {name: f"{name}_{index}" for name in host.env}
-            for name, value in host.env.items():
-                os.environ[renamed[name]] = value
-                added.append(renamed[name])
-            data = {k: dict(v) if isinstance(v, dict) else v for k, v in host.params.items()}
-            for section in ("winrm", "backup", "evidence"):
-                for key, ref in list(data.get(section, {}).items()):
-                    if isinstance(ref, str) and ref.startswith("env:") and ref[4:] in renamed:
-                        data[section][key] = f"env:{renamed[ref[4:]]}"
-            out.append(data)
-        yield out
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
 def _iso(moment: Any) -> str:
     if isinstance(moment, datetime):
         return moment.astimezone(UTC).isoformat()
     return str(moment or "")
 
 
-def plan_host(host: FleetHost, data: dict[str, Any], *, source: str = "") -> HostPlan:
+def plan_host(host: FleetHost, *, source: str = "") -> HostPlan:
     """The pre-flight of one host; never raises for what the host or its inputs are (the verdict says)."""
     started = time.monotonic()
-    plan = HostPlan(name=host.name, host=host.label, url=str(data["winrm"]["url"]))
-    plan.site = str(data.get("production_site", ""))
+    plan = HostPlan(name=host.name, host=host.label, url=str(host.params["winrm"]["url"]))
+    plan.site = str(host.params.get("production_site", ""))
     try:
-        _check(plan, data, source=source or f"host {host.name}")
+        _check(plan, host.params, host.env, source=source or f"host {host.name}")
     except OpsError as exc:
         plan.verdict, plan.why = REFUSE, redact(str(exc))
     except Exception as exc:  # noqa: BLE001 - a host that cannot be reached is that host's verdict, not the plan's end
@@ -128,10 +103,31 @@ def plan_host(host: FleetHost, data: dict[str, Any], *, source: str = "") -> Hos
     return plan
 
 
-def _check(plan: HostPlan, data: dict[str, Any], *, source: str) -> None:
+def _check_pfx_password(checked: params_module.Parameters, env: Mapping[str, str]) -> None:
+    """``preflight.check_pfx_password`` on this host's PFX password (resolved with its own env)."""
+    ref = str(checked.get("backup.pfx_password"))
+    problem = preflight.check_pfx_password(credentials.resolve(ref, purpose="backup.pfx_password", env=env))
+    if problem:
+        raise ParameterError(
+            "backup.pfx_password",
+            f"the password {ref} gives cannot be used: {problem}",
+            source=checked.source,
+            hint=f"{credentials.PFX_PASSWORD_RULE}; nothing was changed",
+        )
+
+
+def _check(plan: HostPlan, data: dict[str, Any], env: Mapping[str, str], *, source: str) -> None:
     checked = params_module.validate(data, source=source, base_dir=Path("/"))
+    for key, ref in checked.secret_references().items():
+        if ref.startswith("prompt"):
+            raise UsageError(
+                f"{key} is {ref}: a fleet cannot prompt for each host",
+                hint="use env:NAME or a vault-encrypted variable (docs/fleet.md)",
+            )
     # Local first, as `opslib run` does before any connection: the CA's file, the PFX password rule.
-    preflight.check_inputs(checked, steps=[s.name for s in steps_for("renew")])
+    steps = [s.name for s in steps_for("renew") if s.name != "03_backup_keypair"]
+    preflight.check_inputs(checked, steps=steps)  # the PFX rule below, with this host's own env
+    _check_pfx_password(checked, env)
     bundle = certs.load_certificates(
         checked.path("certificate_file").read_bytes(), source=str(data["certificate_file"])
     )
@@ -139,7 +135,7 @@ def _check(plan: HostPlan, data: dict[str, Any], *, source: str) -> None:
     if leaf is not None:
         plan.new_thumbprint = certs.thumbprint(leaf)
         plan.new_until_utc = _iso(certs.summarize(leaf).not_after_utc)
-    with open_server(dict(data["winrm"]), host=checked.host) as server:
+    with Server(connect_params(dict(data["winrm"]), host=checked.host, env=env)) as server:
         caps = server.capabilities
         plan.iis, plan.windows = str(caps.row()["iis"]), caps.windows_version
         production = server.iis.find_site(checked.site)
@@ -184,12 +180,12 @@ def plan_fleet(
     on_done: Callable[[HostPlan], None] | None = None,
 ) -> list[HostPlan]:
     """Every host's :func:`plan_host`, at most ``forks`` at once; results in the hosts' order."""
-    with host_environments(hosts) as datas, ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
 
-        def one(pair: tuple[FleetHost, dict[str, Any]]) -> HostPlan:
-            result = plan_host(pair[0], pair[1], source=f"{source}: host {pair[0].name}" if source else "")
-            if on_done is not None:
-                on_done(result)
-            return result
+    def one(host: FleetHost) -> HostPlan:
+        result = plan_host(host, source=f"{source}: host {host.name}" if source else "")
+        if on_done is not None:
+            on_done(result)
+        return result
 
-        return list(pool.map(one, zip(hosts, datas, strict=True)))
+    with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
+        return list(pool.map(one, hosts))
