@@ -281,6 +281,8 @@ def test_running_the_fleet_again_skips_renewed_hosts_and_renews_the_rest(fleet: 
         )
     assert (result.fleet_dir / "fleet_report.html").is_file()
     report = (result.fleet_dir / "fleet_report.html").read_text(encoding="utf-8")
+    for name in names[4:]:  # each renewed host's row links its run's own report
+        assert f'href="../../{by_name[name]["run_id"]}/report.html"' in report
     assert (
         "フリート更新の記録 / Fleet renewal record" in report
         and "更新済み（以前の実行） / already renewed" in report

@@ -222,9 +222,14 @@ def run_fleet(
     fleet_dir = new_fleet_dir(root, name, now_utc=started)
     (fleet_dir / "params").mkdir()
     (fleet_dir / "logs").mkdir()
-    jobs = []
+    jobs, stems = [], set()
     for host in hosts:
-        stem = safe_name(host.name)
+        stem = base = safe_name(host.name)
+        for n in range(2, len(hosts) + 2):  # two names that read alike as a file name: web_01, web-01
+            if stem not in stems:
+                break
+            stem = f"{base}-{n}"
+        stems.add(stem)
         params_file = write_params(host, fleet_dir / "params" / f"{stem}.yaml")
         jobs.append(_Job(host, Path(params_file), f"logs/{stem}.log"))
     say = _Say(out, total=len(jobs))
