@@ -447,3 +447,13 @@ def test_fleet_run_over_an_inventory_from_the_command_line(
     } == states
     assert cli.main(["evidence", "verify", str(folder)]) == 0
     assert_no_secrets(root, [v for v in inventory_fleet.env.values() if len(v) >= 4])
+    # The same record from run folders, with the inventory: its host without a run is "not started".
+    first = doc["hosts"][0]
+    argv = ["fleet", "record", "--evidence-root", str(root), "--name", "ansible", "--inventory", inventory]
+    assert cli.main([*argv, str(root / first["run_dir"])]) == 0
+    made = fleet_doc_of(record.fleet_dirs(root)[-1])
+    assert {h["name"]: h["status"] for h in made["hosts"]} == {
+        first["name"]: "dry run",
+        doc["hosts"][1]["name"]: "not started",
+    }
+    assert cli.main(["evidence", "verify", "--root", str(root)]) == 0

@@ -37,11 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from ..credentials import redact
 from ..errors import UsageError
@@ -49,6 +49,7 @@ from ..evidence.manifest import safe_name
 from ..runbook.record import operator
 from ..text import escape_text
 from . import continuing
+from .inventory import FleetHost
 from .record import (
     ALREADY,
     DRY_RUN,
@@ -71,20 +72,7 @@ DEFAULT_SERIAL = "1,10%,100%"
 DEFAULT_FORKS = 5
 
 
-class FleetHostLike(Protocol):
-    """What the rollout needs of an inventory host (:class:`opslib.fleet.inventory.FleetHost`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def params(self) -> dict[str, Any]: ...
-    @property
-    def env(self) -> Mapping[str, str]: ...
-    @property
-    def groups(self) -> tuple[str, ...]: ...
-
-
-WriteParams = Callable[[Any, Path], Path]
+WriteParams = Callable[[FleetHost, Path], Path]  # inventory.write_host_params
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ def exceeds(failed: int, size: int, percentage: float) -> bool:
 
 @dataclass
 class _Job:
-    host: Any
+    host: FleetHost
     params_file: Path
     log_rel: str
     batch: int = 0
@@ -203,7 +191,7 @@ class _Interrupts:
 
 
 def run_fleet(
-    hosts: Sequence[Any],
+    hosts: Sequence[FleetHost],
     *,
     evidence_root: str | os.PathLike[str],
     name: str,
@@ -218,6 +206,7 @@ def run_fleet(
     started = dt.datetime.now(dt.UTC)
     if not hosts:
         raise UsageError("the inventory selects no host", hint="check the inventory and --limit")
+    key = _hmac_key(hosts)  # before any host: a key that cannot be read stops here, not after the rollout
     previous = latest_fleet(root, name)
     fleet_dir = new_fleet_dir(root, name, now_utc=started)
     (fleet_dir / "params").mkdir()
@@ -286,7 +275,6 @@ def run_fleet(
         if j.outcome is None:
             j.outcome = HostOutcome(j.host.name, NOT_STARTED, groups=tuple(j.host.groups))
     outcomes = [j.outcome for j in jobs if j.outcome is not None]
-    key = _hmac_key(hosts)
     write_fleet_record(
         root,
         name,
@@ -315,7 +303,7 @@ def run_fleet(
     return FleetResult(fleet_dir, outcomes, result, code, lines)
 
 
-def _hmac_key(hosts: Sequence[Any]) -> bytes | None:
+def _hmac_key(hosts: Sequence[FleetHost]) -> bytes | None:
     """The fleet record's HMAC key: the hosts' ``evidence.hmac_key`` reference (the first that names one),
     resolved in that host's environment."""
     from ..credentials import resolve
