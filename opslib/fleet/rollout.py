@@ -404,29 +404,28 @@ def _run_host(
         argv = [sys.executable, "-m", "opslib", "run", str(job.params_file), "--evidence-root", str(root)]
         argv += ["--run-dir-file", str(marker), "--dry-run" if settings.dry_run else "--yes"]
         env = {**os.environ, **job.host.env}
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the fleet only (module docstring)
-        )
+        log_path = fleet_dir / job.log_rel
+        # The child writes its console straight into its log file, never into a pipe of this process:
+        # if the fleet process dies, a running renewal goes on to its end undisturbed.
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the fleet only (module docstring)
+            )
         running[name] = proc
     say.line(f"{name}: started (batch {job.batch})")
     started = time.monotonic()
-    secrets = [v for v in job.host.env.values() if v and len(v) >= 4]
-    assert proc.stdout is not None
-    with (fleet_dir / job.log_rel).open("w", encoding="utf-8", newline="\n") as log:
-        for raw in proc.stdout:
-            text = raw.decode("utf-8", "replace")
-            for value in secrets:
-                text = text.replace(value, "[REDACTED]")
-            text = redact(text)
-            log.write(text)
-            if settings.verbose and _STEP_LINE.match(text):
-                say.line(f"{name}: {text.removeprefix('opslib: ').rstrip()}")
-    code = proc.wait()
+
+    def relay(line: str) -> None:  # --verbose: the host's step lines, named
+        if settings.verbose and _STEP_LINE.match(line):
+            say.line(f"{name}: {line.removeprefix('opslib: ')}")
+
+    code = _follow(proc, log_path, relay)
+    _mask(log_path, [v for v in job.host.env.values() if v and len(v) >= 4])
     with lock:
         running.pop(name, None)
     run_dir = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""
@@ -449,6 +448,37 @@ def _run_host(
     outcome.extra["duration_s"] = round(time.monotonic() - started, 1)
     job.outcome = outcome
     say.host(outcome)
+
+
+def _follow(proc: subprocess.Popen[bytes], log_path: Path, each_line: Callable[[str], None]) -> int:
+    """Read the child's log as it grows (its step lines for --verbose) until it exits; its exit code."""
+    pending = b""
+    with log_path.open("rb") as reader:
+        while True:
+            chunk = reader.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    each_line(raw.decode("utf-8", "replace").rstrip("\r"))
+            elif proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.1)
+    if pending:
+        each_line(pending.decode("utf-8", "replace"))
+    return proc.wait()
+
+
+def _mask(log_path: Path, secrets: Sequence[str]) -> None:
+    """The child redacts what it resolved; this host's own secret values are masked here once more."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    masked = text
+    for value in secrets:
+        masked = masked.replace(value, "[REDACTED]")
+    masked = redact(masked)
+    if masked != text:
+        log_path.write_text(masked, encoding="utf-8")
 
 
 def _last_error(log: Path) -> str:
