@@ -163,7 +163,7 @@ def _add_inspect(sub: Any) -> None:
     ins = sub.add_parser(
         "inspect",
         help="inspect certificates: files, mails, PFX, CSR, or host:port",
-        parents=[as_json("machine-readable output (schema in the README)")],
+        parents=[as_json("machine-readable output (schema in docs/inspect-json.md)")],
     )
     ins.add_argument("sources", nargs="+", metavar="SOURCE")
     ins.add_argument("--password-env", metavar="VAR", help="environment variable holding the PFX password")
@@ -236,7 +236,7 @@ def _add_rehearse(sub: Any) -> None:
         default="default",
         choices=REHEARSAL_SCENARIOS,
         metavar="NAME",
-        help="one of: " + ", ".join(REHEARSAL_SCENARIOS) + " (README: the rehearsal host)",
+        help="one of: " + ", ".join(REHEARSAL_SCENARIOS) + " (docs/rehearsal.md)",
     )
     srv.add_argument(
         "--fault",
