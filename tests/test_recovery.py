@@ -9,6 +9,7 @@ dry run, and the mode column of ``evidence list``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, rehearsal
+from opslib import certs, cli, evidence, rehearsal
 from opslib.rehearsal.host import STARTED
 from opslib.server import stores
 
@@ -232,14 +234,45 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     ]
     assert all(r["nonzero_exits"] is not None for r in rows)
     assert rows[1]["probe_nonzero_exits"] > 0, "a dry run probes the server's tools"
+    # Old → new as a reviewer reads them: the failed run's old certificate is what step 0 recorded; a
+    # rollback's is what production served before → after it; what production serves after each run.
+    old_until = _manifest(a)["facts"]["production_not_after_utc_before"]
+    assert (rows[0]["old_thumbprint"], rows[0]["old_not_after_utc"], rows[0]["new_thumbprint"]) == (
+        old,
+        old_until,
+        new,
+    )
+    assert rows[0]["serving_thumbprint"] == old, "the failed swap left the old certificate in service"
+    # The failed rollback's attempt: new → old (from its rollback parameters). IIS would not start the
+    # site with the old certificate, which it left bound (production stopped): the next rollbacks took
+    # off the old certificate and put it back — each shows what production's binding held before → after.
+    assert (rows[3]["old_thumbprint"], rows[3]["new_thumbprint"]) == (new, old)
+    for rollback in rows[4:]:
+        assert (rollback["old_thumbprint"], rollback["old_not_after_utc"]) == (old, old_until)
+        assert (rollback["new_thumbprint"], rollback["new_not_after_utc"]) == (old, old_until)
+        assert (rollback["serving_thumbprint"], rollback["serving_not_after_utc"]) == (old, old_until)
     assert cli.main(["evidence", "list", "--root", str(root)]) == 0
-    dry_line = capsys.readouterr().out.splitlines()[2]
+    listing = capsys.readouterr().out
+    dry_line = listing.splitlines()[2]
     assert re.search(
         rf"dry run .* {rows[1]['nonzero_exits']} \(\+{rows[1]['probe_nonzero_exits']} probes\)$", dry_line
     )
+    lines = listing.splitlines()
+    assert f"{old[:8]} → {new[:8]}" in lines[1], "the failed run: its recorded old certificate, not –"
+    assert f"{new[:8]} → {old[:8]}" in lines[4] and f"{old[:8]} → {old[:8]}" in lines[6]
+    assert old_until[:10] in lines[6] and "–" not in lines[6]
+    assert cli.main(["evidence", "show", str(a)]) == 0
+    assert f"old cert  {old}  expires {old_until}" in capsys.readouterr().out
     assert cli.main(["evidence", "show", str(d)]) == 0
     out = capsys.readouterr().out
     assert f"mode      rollback    rolls back run {c.name}" in out
+    assert f"taken off {old}  expires {old_until}" in out
+    assert f"put back  {old}  expires {old_until}" in out
+    # The review notebook's expiry view after the rollback: the certificate put back, 10 days left.
+    now_utc = dt.datetime.fromisoformat(_manifest(d)["finished_utc"])
+    (expiry,) = evidence.expiry_table(evidence.load_runs(root), now_utc=now_utc).itertuples()
+    assert (expiry.thumbprint, expiry.source_run, expiry.state) == (old, d.name, "renew now")
+    assert expiry.not_after_utc == pd.Timestamp(old_until) and 8 <= expiry.days_left <= 10
     assert re.search(
         r"commands  \d+ remote commands, \d+ non-zero exits, .*; \d+ more non-zero exits were capability probes",
         out,

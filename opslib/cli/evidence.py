@@ -114,6 +114,17 @@ def evidence_list(
     return 0
 
 
+def _certificate_lines(summary: Mapping[str, Any]) -> list[str]:
+    """``old cert`` / ``new cert`` (a rollback: the certificate it took off / put back), from
+    :func:`opslib.evidence.index.certificates`: a failed run's old certificate is step 0's record."""
+    rollback = summary["mode"] == "rollback"
+    names = ("taken off", "put back") if rollback else ("old cert", "new cert")
+    return [
+        f"{name:<9} {summary[f'{key}_thumbprint'] or '–'}  expires {summary[f'{key}_not_after_utc'] or '–'}"
+        for name, key in zip(names, ("old", "new"), strict=True)
+    ]
+
+
 def _exits_text(failed: Any, probes: Any) -> str:
     """``2 (+18 probes)``: non-zero exits, and those that were capability probes answering no."""
     if failed is None or failed != failed:  # an older run.json (no counts), or NaN
@@ -162,8 +173,7 @@ def evidence_show(run_dir: str, *, as_json: bool, hmac_key: str | None = None) -
         f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
         f"time      {summary['started_utc']} → {summary['finished_utc'] or '(not finished)'}{duration}",
         f"kit       {summary['kit_version']}    TLS validation: {summary['tls_validation']}",
-        f"old cert  {summary['old_thumbprint'] or '–'}  expires {summary['old_not_after_utc'] or '–'}",
-        f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
+        *_certificate_lines(summary),
         f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
         f"{summary['files']} files hashed{'; carries an HMAC (checked only with --hmac-key)' if summary['signed'] else ''}",

@@ -295,6 +295,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "verify_problems": ("確認で見つかった問題", "Problems found"),
     "verify_warnings": ("確認での警告", "Warnings"),
     "restored_thumbprint": ("戻した証明書の拇印", "Restored thumbprint"),
+    "restored_not_after_utc": ("戻した証明書の有効期限", "Restored certificate's expiry"),
     "replaced_thumbprint": ("戻す前の証明書の拇印", "Replaced thumbprint"),
     "rollback_plan": ("ロールバックの計画", "Rollback plan"),
     "roots_restored": ("再び有効化したルート証明書", "Roots enabled again"),

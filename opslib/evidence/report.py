@@ -29,6 +29,7 @@ from typing import Any
 from .. import credentials
 from ..errors import EvidenceError
 from .glossary import LABELS, LANGS, STEP_CHECKS, Lang, unchanged
+from .index import certificates
 from .manifest import RUN_JSON, is_finalized
 from .report_parts import badge, kv, table, times
 from .report_steps import step_html
@@ -229,21 +230,12 @@ def integrity(
 
 
 def _certificate_rows(t: Lang, doc: Mapping[str, Any]) -> list[tuple[str, str]]:
-    f = doc.get("facts") or {}
-    params = doc.get("parameters") or {}
-    if run_mode(doc) == "rollback" or f.get("restored_thumbprint"):
-        pairs = [
-            ("replaced", f.get("replaced_thumbprint"), None),
-            (
-                "restored",
-                f.get("restored_thumbprint") or (params.get("rollback") or {}).get("old_thumbprint"),
-                None,
-            ),
-        ]
-    else:
-        old_thumb = f.get("old_thumbprint") or f.get("production_thumbprint_before")
-        old_after = f.get("old_not_after_utc") or f.get("production_not_after_utc_before")
-        pairs = [("old", old_thumb, old_after), ("new", f.get("new_thumbprint"), f.get("new_not_after_utc"))]
+    c = certificates(doc)
+    rollback = run_mode(doc) == "rollback" or bool((doc.get("facts") or {}).get("restored_thumbprint"))
+    pairs = [
+        ("replaced" if rollback else "old", c["old_thumbprint"], c["old_not_after_utc"]),
+        ("restored" if rollback else "new", c["new_thumbprint"], c["new_not_after_utc"]),
+    ]
     rows = []
     for key, thumb, not_after in pairs:
         value = f'<span class="mono">{html.escape(str(thumb or "–"))}</span>'
