@@ -44,18 +44,36 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evidence_report(run_dir: str, *, lang: str, out: str | None, hmac_key: str | None = None) -> int:
-    """``opslib evidence report``: write the report outside the run folder (its files are hashed)."""
+    """``opslib evidence report``: a fresh report (integrity verified now), by default into the run
+    folder's ``regenerated/`` subfolder — never hashed, so the sealed record stays as it was and
+    ``evidence verify`` lists it apart — or to ``--out FILE`` anywhere but among the sealed files."""
+    import datetime as dt
     from pathlib import Path
 
+    from ..evidence.manifest import RUN_JSON, UNSEALED_DIR
     from ..evidence.report import write_report
 
     folder = Path(run_dir).resolve()
-    target = Path(out) if out else Path(f"{folder.name}.report.html")
-    if target.resolve().parent == folder or folder in target.resolve().parents:
+    if not (folder / RUN_JSON).is_file():
         raise UsageError(
-            f"--out {target}: inside the run folder, whose files are hashed in run.json",
-            hint="write the report elsewhere (the run's own report.html is already there)",
+            f"{run_dir}: not a run folder (no run.json)", hint="give a folder made by `opslib run`"
         )
+    regenerated = folder / UNSEALED_DIR
+    if out:
+        target = Path(out)
+        where = target.resolve()
+        if folder in where.parents and regenerated not in where.parents:
+            raise UsageError(
+                f"--out {target}: among the run folder's sealed files, whose SHA-256 run.json records",
+                hint=f"leave out --out (the report goes to {regenerated}), or write it outside the run folder",
+            )
+    else:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = regenerated / f"report-{stamp}-{lang}.html"
+    if folder in target.resolve().parents:
+        if regenerated.is_symlink() or (regenerated.exists() and not regenerated.is_dir()):
+            raise UsageError(f"{regenerated}: not a folder", hint="remove it, or give --out FILE")
+        regenerated.mkdir(exist_ok=True)
     print(escape_text(write_report(folder, lang=lang, out=target, hmac_key=_key(hmac_key)).resolve()))
     return 0
 
@@ -279,15 +297,24 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
     checks = "file hashes, chain" + (", HMAC" if key else "")
     # The newest head entry: kept elsewhere (a ticket), it shows a later removal of the newest run with it.
     head_line = f"head record: entry {head[0]}, SHA-256 {head[1]}" if head else ""
+    unsealed = [
+        f"{path}: not part of the sealed record (made from the run later, never hashed)"
+        for r in reports
+        for path in r.unsealed
+    ]
     if not problems:
         what = reports[0].run_dir if run_dir else f"{len(reports)} runs in {root}"
         unproven = "" if key else f" — {evidence.UNPROVEN_TEXT['en']}"
         print(escape_text(f"ok: {what} ({checks}){unproven}"))
+        for line in unsealed:
+            print(escape_text(line))
         if head_line:
             print(head_line)
         return 0
     for problem in problems:
         print(escape_text(problem.line()))
+    for line in unsealed:
+        print(escape_text(line))
     if head_line:
         print(head_line)
     bad = sum(1 for r in reports if not r.ok)

@@ -203,7 +203,11 @@ def _add_evidence(sub: Any) -> None:
     evr.add_argument(
         "--lang", default="ja+en", choices=["ja", "en", "ja+en", "en+ja"], help="ja, en or both (ja+en)"
     )
-    evr.add_argument("--out", metavar="FILE", help="where to write it (default: ./<run id>.report.html)")
+    evr.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write it (default: RUN_DIR/regenerated/report-<UTC>-<lang>.html, not part of the sealed record)",
+    )
 
 
 def _add_rehearse(sub: Any) -> None:

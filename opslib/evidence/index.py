@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 from .. import winerror
 from ..credentials import redact
 from ..errors import EvidenceError, UsageError
-from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
+from .manifest import (
+    RUN_JSON,
+    STATUSES,
+    TRANSCRIPT,
+    UNREADABLE,
+    UNSEALED_DIR,
+    is_finalized,
+    parse_utc,
+    read_run_json,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,8 +280,10 @@ class RunRecord:
 
     @property
     def renders(self) -> list[Path]:
-        """The nbconvert HTML renders for reviewers."""
-        return sorted(self.path.rglob("*.html"))
+        """The nbconvert HTML renders for reviewers (not what was regenerated after sealing)."""
+        return sorted(
+            p for p in self.path.rglob("*.html") if p.relative_to(self.path).parts[0] != UNSEALED_DIR
+        )
 
     def transcript_summary(self) -> dict[str, Any]:
         """Commands run, how many exited non-zero — capability probes (whose non-zero exit is an answer,
