@@ -110,6 +110,8 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert f"opslib resume {a} --params FIXED.yaml --yes" in tail
         assert f"or undo what changed: opslib rollback {a} --roots --yes" in tail
         assert _manifest(a)["production_now"]["thumbprint"] == old
+        assert "server_changed" not in _manifest(a)["steps"][-1], "a failed swap is no refusal"
+        assert "changed_nothing" not in _manifest(a)
         a_bytes = (a / "run.json").read_bytes()
         reh.set_faults([])
 
@@ -307,6 +309,8 @@ def test_failure_before_any_change_prints_a_command_that_works(
         command = line.split("correct the file and run again: ", 1)[1].split()
         assert command[:3] == ["opslib", "run", str(params_file)]
         assert _manifest(a)["changed_nothing"] is True
+        # A typed field the failed step recorded (its error's class), which the advice reads.
+        assert _manifest(a)["steps"][-1]["server_changed"] is False
 
         if how == "printed run":  # the printed command, after correcting the file, succeeds
             params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
