@@ -185,7 +185,7 @@ def test_a_rollback_of_an_expired_certificate_stops_and_one_that_expires_soon_wa
     assert m_rb["production_check"]["result"] == "as expected"
     assert _served(reh) == old
     report = (rb / "report.html").read_text(encoding="utf-8")
-    assert "warnings: expires_soon" in report  # step 4's warning in the auditor's report
+    assert "warnings: expires soon" in report and "警告: 有効期限が近い" in report  # step 4's, in words
     assert str(m_rb["parameters"]["rollback"]["old_not_after_utc"])[:10] in report
 
 

@@ -210,6 +210,12 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert m["selected_steps"][-2:] == ["06_restore_roots", "04_verify_endpoint"]
         assert any("cross certificate" in w for w in m["facts"]["verify_expected_warnings"])
         assert m["facts"]["chain_ok"] is True
+        # The auditor's summary says it in both languages (the glossary's words, not the code).
+        page = (d / "report.html").read_text(encoding="utf-8")
+        summary = page[page.index('<section id="summary">') : page.index('<section class="step"')]
+        assert "IIS はクロスルート証明書を送らなくなりました" in summary
+        assert "so IIS no longer sends the cross certificate" in summary
+        assert "cross_not_sent_expected" not in summary and "expires_soon" not in summary
         assert (m["mode"], m["status"]) == ("rollback", "succeeded")
         assert m["rolls_back"]["run_id"] == c.name
         assert {r["file"] for r in m["facts"]["root_backups_used"]} == {

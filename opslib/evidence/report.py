@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import credentials
 from ..errors import EvidenceError
-from .glossary import LABELS, LANGS, STEP_CHECKS, Lang, unchanged
+from .glossary import LABELS, LANGS, STEP_CHECKS, Lang, unchanged, warning_words
 from .index import certificates
 from .manifest import RUN_JSON, is_finalized
 from .report_parts import badge, kv, table, times
@@ -173,10 +173,14 @@ def _check_detail(name: str, f: Mapping[str, Any]) -> Detail:
             leaf = (f"提供された証明書: {text}", f"served: {text}")
         cja, cen = ("合格", "passed") if f.get("chain_ok") else ("不合格", "failed")
         problems = "; ".join(map(str, f.get("verify_problems") or []))
-        warnings = "; ".join(map(str, f.get("verify_warnings") or []))
+        codes = [str(c) for c in f.get("verify_warnings") or []]
+        if f.get("verify_expected_warnings"):  # after rollback --roots: the cross certificate not sent
+            codes.append("cross_not_sent_expected")
+        wja = "、".join(warning_words(c)[0] for c in codes)
+        wen = "; ".join(warning_words(c)[1] for c in codes)
         return (
-            f"{leaf[0]}; チェーン: {cja}; 問題: {problems or 'なし'}; 警告: {warnings or 'なし'}",
-            f"{leaf[1]}; chain: {cen}; problems: {problems or 'none'}; warnings: {warnings or 'none'}",
+            f"{leaf[0]}; チェーン: {cja}; 問題: {problems or 'なし'}; 警告: {wja or 'なし'}",
+            f"{leaf[1]}; chain: {cen}; problems: {problems or 'none'}; warnings: {wen or 'none'}",
         )
     if name == "05_rollback_certificate" and f.get("restored_thumbprint"):
         thumb = f.get("restored_thumbprint")
