@@ -133,6 +133,8 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert cli.main(["resume", str(a), "--params", str(bad), "--yes"]) == 2
         err = capsys.readouterr().err
         assert re.search(r"bad\.yaml: production_site: cannot be changed on resume \(production_site: ", err)
+        # What to do instead names a rollback that has something to undo (A disabled roots, wrote rollback.yaml).
+        assert f"undo the run first (opslib rollback {a} --roots), then start a new run" in err
         assert len(_runs(root)) == 2, "a refused resume creates nothing"
         fixed = tmp_path / "params" / "fixed.yaml"
         fixed.write_text(yaml.safe_dump({"warn_days": 20, "winrm": {"read_timeout_s": 40}}), encoding="utf-8")
@@ -336,6 +338,53 @@ def test_failure_before_any_change_prints_a_command_that_works(
         # the steps done used the old value: they ran again, with the corrected one
         assert [s["name"] for s in m["steps"]][0] == "00_precheck_root_store"
         assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
+    finally:
+        reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_a_failed_dry_run_advises_only_commands_that_work(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run that fails: never `rollback` (it would refuse: a dry run changed nothing); the printed
+    command — the dry run again, after correcting the file — works; a resume of it accepts the corrected
+    key (a refused key's advice after a real change: test_fail_new_run_resume_rollback_keeps_the_evidence_valid)."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        current = reh.host.sites[1].ssl_cert_hash
+        good = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(
+            yaml.safe_dump({**good, "production_site": "no-such-site.example.jp"}, sort_keys=False),
+            encoding="utf-8",
+        )
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--dry-run"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        tail = err[err.index(f"opslib: run {a.name} failed") :]
+        assert "opslib rollback" not in tail and "opslib resume" not in tail, tail
+        line = next(x for x in tail.splitlines() if "correct the file and run again: " in x)
+        command = line.split("correct the file and run again: ", 1)[1].split()
+        assert command == ["opslib", "run", str(params_file), "--dry-run"]
+        assert _manifest(a)["changed_nothing"] is True
+
+        # A resume of the failed dry run with the corrected key is accepted (nothing was changed).
+        fixed = tmp_path / "params" / "fixed.yaml"
+        fixed.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main(["resume", str(a), "--params", str(fixed)]) == 0, capsys.readouterr().err[-3000:]
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"], m["dry_run"]) == ("resume", "succeeded", True)
+        # The printed command, run after correcting the file, succeeds.
+        params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main([*command[1:], "--evidence-root", str(root)]) == 0, capsys.readouterr().err[-3000:]
+        assert _manifest(_runs(root)[-1])["status"] == "succeeded"
+        assert reh.host.sites[1].ssl_cert_hash == current, "dry runs change nothing"
+        capsys.readouterr()
+
     finally:
         reh.stop()
 

@@ -42,8 +42,10 @@ class Situation:
 def changed_nothing(situation: Situation, failed_step: str | None) -> bool:
     """True when the run (with the runs it resumes) changed nothing on the server: no step done
     changed anything, and the failed step either never changes the server or refused before doing so."""
-    if situation.dry_run or situation.rollback:
+    if situation.rollback:
         return False
+    if situation.dry_run:
+        return True  # a dry run never changes the server: correct the file and dry-run it again
     if console.changed_lines(situation.done, dry_run=False) != ["nothing on the server"]:
         return False
     failed = {s.name: s for s in (*ALL_STEPS, RESTORE_ROOTS)}.get(failed_step or "")
@@ -116,9 +118,8 @@ def next_commands(situation: Situation, failed_step: str | None) -> list[str]:
     yes = " --yes" if situation.yes else ""
     if changed_nothing(situation, failed_step):
         # Nothing to continue from and nothing to undo: the same parameters file, corrected, again.
-        return [
-            f"nothing changed on the server: correct the file and run again: opslib run {params.source}{yes}"
-        ]
+        again = f"opslib run {params.source}{' --dry-run' if situation.dry_run else ''}{yes}"
+        return [f"nothing changed on the server: correct the file and run again: {again}"]
     lines = [
         f"fix the cause, then continue: opslib resume {run_dir}{yes}",
         "a wrong parameter (verify.*, backup.*, winrm.*, forbidden_roots, warn_days): "
