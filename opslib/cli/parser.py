@@ -277,9 +277,16 @@ def _add_rehearse(sub: Any) -> None:
         default="modern",
         help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
     )
-    rehsub.add_parser(
+    faults = rehsub.add_parser(
         "faults",
         help="the named fault points (--fault before:swap:fail …) and their positions in a clean renewal",
+    )
+    faults.add_argument(
+        "--scenario",
+        default="iis6-ja",
+        choices=REHEARSAL_SCENARIOS,
+        metavar="NAME",
+        help="the rehearsal host whose clean renewal is listed (default: the demo's iis6-ja)",
     )
     demo = rehsub.add_parser(
         "demo",
