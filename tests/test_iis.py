@@ -847,6 +847,37 @@ def test_rollback_puts_the_old_certificate_back(server: Any, conn: Any, backend:
     ).already_done
 
 
+def test_a_rollback_that_fails_is_undone_by_the_same_transaction(
+    server: Any, conn: Any, backend: Any
+) -> None:
+    """IIS will not start the site with the old certificate: the helper's swap transaction puts back the
+    certificate production served before the rollback and starts it; the message says so plainly."""
+    from opslib.errors import VerificationFailed
+
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    server.host.extra["fail_start_thumbprints"] = [old]
+    with pytest.raises(
+        VerificationFailed,
+        match=rf"the rollback of W3SVC/1 .* to the previous certificate {old} failed \(ADSI 0x80070020: .*\); "
+        rf"the rollback was undone: W3SVC/1 .* serves {thumb} again, started \(read back\)",
+    ):
+        backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"])
+    assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, thumb)
+    journal = backend.swap_journal("W3SVC/1")  # the rollback is the swap transaction, with its journal
+    assert journal is not None and (journal["new_hash"], journal["phase"]) == (old, "restored")
+    # Neither certificate starts: not undone, and the message says what the site reads back.
+    server.host.extra["fail_start_thumbprints"] = [old, thumb]
+    with pytest.raises(
+        VerificationFailed, match=rf"putting back {thumb} .* failed too .* reads back {thumb}, stopped"
+    ):
+        backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"])
+    server.host.extra["fail_start_thumbprints"] = []
+    back = backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"])
+    assert back.production.started and back.production.cert_thumbprint == old
+
+
 def test_start_and_stop_site(server: Any, conn: Any, backend: Any) -> None:
     from opslib.errors import VerificationFailed
 

@@ -297,6 +297,48 @@ def test_a_production_site_that_will_not_start_is_rolled_back(
         )
 
 
+@pytest.mark.parametrize("scenario", ["iis10", "iis10-sni"])
+def test_a_rollback_the_old_certificate_will_not_start_with_is_undone(
+    shared_endpoints: SharedEndpoints, tmp_path: Path, scenario: str
+) -> None:
+    """The renewed certificate is served; IIS will not start the site with the old one: the rollback puts
+    the renewed one back, starts the site, reads both back and says the rollback was undone."""
+    with serve(shared_endpoints, tmp_path, scenario) as env:
+        host, backend = env.host, env.backend
+        sni = scenario == "iis10-sni"
+        prod_key = SNI + r"\www1.example.jp:443" if sni else IPPORT + r"\0.0.0.0:443"
+        backend.bind("renew.www1.example.jp", env.new)
+        swapped = backend.swap(production_site="www1.example.jp", new_thumbprint=env.new)
+        host.extra["fail_start_thumbprints"] = [env.current]
+        host.save_state()
+        try:
+            with pytest.raises(
+                VerificationFailed,
+                match=rf"the rollback of W3SVC/1 .* to the previous certificate {env.current} failed .*; "
+                rf"the rollback was undone: W3SVC/1 .* serves .*{env.new} again, started \(read back\)",
+            ):
+                backend.rollback(
+                    production_site="www1.example.jp",
+                    old_thumbprint=env.current,
+                    secure_bindings=list(swapped.old_secure_bindings),
+                )
+            assert reg_hash(host, prod_key) == env.new and host.web_sites[1].state == "Started"
+            assert served(host, "www1.example.jp" if sni else None) == env.new  # answers TLS with it
+            # Neither certificate starts: the message says the undo failed too and what is read back.
+            host.extra["fail_start_thumbprints"] = [env.current, env.new]
+            host.save_state()
+            with pytest.raises(VerificationFailed, match=r"failed too .* reads back"):
+                backend.rollback(
+                    production_site="www1.example.jp",
+                    old_thumbprint=env.current,
+                    secure_bindings=list(swapped.old_secure_bindings),
+                )
+            assert reg_hash(host, prod_key) == env.new
+        finally:
+            host.extra["fail_start_thumbprints"] = []
+            host.save_state()
+
+
 def test_backend_choice_by_iis_version() -> None:
     from opslib import iis
     from opslib.errors import CapabilityMissing

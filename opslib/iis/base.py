@@ -503,6 +503,20 @@ def check_bound(
     return rows
 
 
+class NoJournal:
+    """A backend whose swap keeps no journal on the server (IIS 7–10: one cmd line with its restore branch)."""
+
+    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
+        """None: there is no journal on the server (nothing is read)."""
+        return None
+
+    def wait_for_journal(
+        self, production: Site, *, new: str, deadline_s: float = 0.0
+    ) -> dict[str, Any] | None:
+        """None at once: there is no journal to wait for (nothing is read)."""
+        return None
+
+
 class ReadBackChecks:
     """The read-back checks both backends share: the sites read again, then :func:`check_swap` /
     :func:`check_bound`. A backend provides ``host``, ``sites()`` and ``find_site()``."""

@@ -83,6 +83,16 @@ class RawSite:
         return [SslBinding.parse(info) for proto, info in self.bindings if proto.lower() == "https"]
 
 
+def store_holding(read_registry: RegistryReader | None, sni: bool, thumb: str) -> str:
+    """MY when it holds ``thumb``, else WebHosting (IIS 8+, ``sni``) when that does, else MY (netsh then
+    fails and the read-back says so). Read from the registry: ``SystemCertificates\\<store>\\Certificates\\<SHA1>``."""
+    if read_registry is not None and sni:  # WebHosting exists from IIS 8
+        for store in ("MY", "WebHosting"):
+            if read_registry(rf"HKLM\SOFTWARE\Microsoft\SystemCertificates\{store}\Certificates\{thumb}"):
+                return store
+    return "MY"
+
+
 def binding_key(kind: str, endpoint: str) -> tuple[str, str]:
     return kind, endpoint.lower()
 

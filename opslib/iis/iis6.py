@@ -355,21 +355,6 @@ class IIS6Backend(ReadBackChecks):
         """Poll the journal until the swap of ``new`` has ended (phase done/restored/failed)."""
         return iis6_swap.wait_for_journal(self.helper, production, new=new, deadline_s=deadline_s)
 
-    def _restore_certificate(self, production: Site, old_thumb: str, bindings: Sequence[str]) -> Site:
-        current = find_site(self.sites(), production.path, host=self.host)
-        if old_thumb:
-            if current.cert_thumbprint != old_thumb or current.secure_bindings != tuple(bindings[:1]):
-                current = self._set_cert(
-                    current, old_thumb, bindings[0], what=f"roll back {current.label} to {old_thumb}"
-                )
-        elif current.cert_thumbprint:
-            current = self._clear_cert(current, what=f"roll back {current.label} to no certificate")
-        if current.cert_thumbprint != old_thumb:
-            raise VerificationFailed(
-                self.host, f"{current.label} reads back SSLCertHash {current.cert_thumbprint or '(none)'}"
-            )
-        return current
-
     def _restart(self, production: Site, bindings: Sequence[str]) -> Site:
         found = self.sites()
         current = find_site(found, production.path, host=self.host)
@@ -403,16 +388,19 @@ class IIS6Backend(ReadBackChecks):
             )
         planned = [Change(s.label, "ServerState", s.state_name, "stopped") for s in sharing]
         planned += _bind_changes(production, old, bindings[0])
-        stopped = tuple(self._control(s, "stop") for s in sharing)
-        if production.started and production.cert_thumbprint != old:
-            self._control(production, "stop")
-        self._restore_certificate(production, old, bindings)
-        after = self._restart(production, bindings)
-        if not after.started or after.cert_thumbprint != old:
+        # The same server-side transaction as the swap (helper verb swap, its journal): when the site
+        # does not start with the old certificate, the helper puts back what production served before
+        # the rollback and starts it again — on the server, whatever happens to this client.
+        stop_ids = ",".join(str(s.id) for s in sharing) or "-"
+        answer = iis6_swap.transaction(self.helper, production, old, bindings[0], stop_ids, rollback=True)
+        if not answer.get("ok"):
+            iis6_swap.raise_rollback_failed(self.helper, production, old, answer)
+        after = find_site(self.sites(), production.path, host=host)
+        if not after.started or after.cert_thumbprint != old or after.cert_inherited:
             raise VerificationFailed(
                 host,
                 f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
-                f"{after.cert_thumbprint or '(none)'} after the rollback (expected started, {old})",
+                f"{after.cert_described} after the rollback (expected started, its own {old})",
             )
         return SwapResult(
             production=after,
@@ -420,7 +408,7 @@ class IIS6Backend(ReadBackChecks):
             old_store_name=production.store_name,
             old_secure_bindings=production.secure_bindings,
             new_thumbprint=old,
-            stopped_sites=stopped,
+            stopped_sites=tuple(site_from(s) for s in answer.get("stopped") or ()),
             already_done=False,
             changes=tuple(planned),
         )

@@ -17,6 +17,7 @@ from typing import Any
 from .. import winerror
 from ..errors import OpsError, RemoteCommandFailed, TransportError, VerificationFailed
 from ..text import escape_text
+from . import undo
 from .base import Site, find_site, reason
 from .iis6_helper import HelperError, IIS6Helper, parse_json
 
@@ -30,10 +31,18 @@ _JOURNAL_POLL_S = 1.0
 
 
 def transaction(
-    helper: IIS6Helper, production: Site, new: str, binding: str, stop_ids: str
+    helper: IIS6Helper, production: Site, new: str, binding: str, stop_ids: str, *, rollback: bool = False
 ) -> dict[str, Any]:
-    """Run the helper's ``swap`` verb; its answer, or the journal's when the connection was lost."""
-    what = f"swap {new} onto {production.label} (one transaction on the server)"
+    """Run the helper's ``swap`` verb; its answer, or the journal's when the connection was lost.
+    ``rollback``: the same transaction puts the previous certificate ``new`` back (step R)."""
+    what = (
+        f"{'roll back' if rollback else 'swap'} {new} onto {production.label} (one transaction on the server)"
+    )
+    undo = (
+        f"`opslib rollback RUN` again once the cause is fixed, or put {new} back in IIS Manager"
+        if rollback
+        else "rollback.yaml in the run folder puts the previous certificate back"
+    )
     try:
         return helper.run(
             "swap",
@@ -65,9 +74,9 @@ def transaction(
             _refuse_unstarted(helper, production, new, lost)
             raise VerificationFailed(
                 helper.host,
-                f"the connection was lost during the swap on {production.label} ({reason(lost)}) and the "
+                f"the connection was lost during the {'rollback' if rollback else 'swap'} on {production.label} ({reason(lost)}) and the "
                 "server's swap journal could not be read back",
-                hint="the swap completes or restores the previous certificate on the server by itself; "
+                hint="the transaction completes or restores what production served before it on the server by itself; "
                 "read what production serves with `opslib resume RUN` (or look in IIS Manager)",
             ) from lost
         return answer
@@ -78,10 +87,9 @@ def transaction(
             _refuse_unstarted(helper, production, new, unclear)
             raise VerificationFailed(
                 helper.host,
-                f"the swap on {production.label} ended without an answer ({reason(unclear)}) and its journal "
-                "does not say it finished",
-                hint=f"look at {production.label} in IIS Manager; rollback.yaml in the run folder puts the "
-                "previous certificate back",
+                f"the {'rollback' if rollback else 'swap'} on {production.label} ended without an answer "
+                f"({reason(unclear)}) and its journal does not say it finished",
+                hint=f"look at {production.label} in IIS Manager; {undo}",
             ) from unclear
         return answer
 
@@ -173,3 +181,21 @@ def raise_failed(
         f"(ADSI {escape_text(again.get('number', '?'))}: {escape_text(again.get('description', '?'))})",
         hint=f"put {old_label} back on {production.label} in IIS Manager and start the site NOW",
     )
+
+
+def raise_rollback_failed(helper: IIS6Helper, production: Site, old: str, answer: Mapping[str, Any]) -> None:
+    """The rollback transaction ended without ``old``: the helper put back what production served before
+    the rollback; read the site back and say plainly what it serves now; raises (:mod:`opslib.iis.undo`)."""
+    why, again = (
+        f"ADSI {escape_text(c.get('number', '?'))}: {escape_text(c.get('description', '?'))}"
+        for c in (answer.get("cause") or {}, answer.get("restore_error") or {})
+    )
+    what = undo.Failed(helper.host, production.label, old, why, "source W3SVC")
+    before = production.cert_described or "(no certificate)"
+    try:
+        now = find_site(helper.sites(), production.path, host=helper.host)
+    except OpsError as unread:
+        raise what.not_undone(before, f"(not read back: {reason(unread)})", again) from None
+    if not answer.get("restored"):
+        raise what.not_undone(before, f"{now.cert_described or '(no certificate)'}, {now.state_name}", again)
+    raise what.read_back(before, now.cert_described or "(no certificate)", now)

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..winrm import Raw
 from ..winrm.quoting import CMD_LINE_MAX
+from . import undo
 from .base import (
     STARTED,
     STARTING,
@@ -42,6 +43,7 @@ from .base import (
     STOPPED,
     STOPPING,
     Change,
+    NoJournal,
     ReadBackChecks,
     RegistryReader,
     Site,
@@ -67,6 +69,7 @@ from .httpsys import (
     raw_sites,
     served_by,
     set_lines,
+    store_holding,
     swap_line,
     users_of,
     verb_probe_line,
@@ -87,7 +90,7 @@ ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_NOT_FOUND = 1168
 
 
-class IIS7Backend(ReadBackChecks):
+class IIS7Backend(NoJournal, ReadBackChecks):
     """IIS 7.0–10 on one connection: appcmd for sites, netsh http for HTTP.sys, reg export to read back."""
 
     name = "IIS 7-10 (appcmd, HTTP.sys bindings via netsh http)"
@@ -490,12 +493,14 @@ class IIS7Backend(ReadBackChecks):
             raise
         return SwapResult(after, old_thumb, old_store, old_bindings, new, stopped, False, tuple(planned))
 
-    def _restore_certificate(self, currents: list[HttpSslBinding], old: str, old_store: str) -> None:
+    def _restore_certificate(self, was: list[HttpSslBinding], old: str = "", store: str = "") -> None:
+        """``old`` (from ``store``) on every endpoint; without ``old``: each endpoint's own from ``was``."""
         now = self.http_bindings()
-        for current in currents:
+        for current in was:
+            thumb, where = (old, store) if old else (current.thumbprint, current.store)
             got = now.get(binding_key(current.kind, current.endpoint))
-            if got is None or got.thumbprint != old:
-                self._set_http(got, current.kind, current.endpoint, old, old_store)
+            if got is None or got.thumbprint != thumb:
+                self._set_http(got, current.kind, current.endpoint, thumb, where)
 
     def _self_rollback(
         self,
@@ -535,16 +540,6 @@ class IIS7Backend(ReadBackChecks):
             hint="look at the System event log (WAS / W3SVC / HttpEvent) for why, fix it, then run this step again",
         ) from cause
 
-    def _store_of(self, thumb: str) -> str:
-        """MY when it holds ``thumb``, else WebHosting (IIS 8+) when that does, else MY (netsh then fails
-        and the read-back says so). Read from the registry: ``SystemCertificates\\<store>\\Certificates\\<SHA1>``."""
-        if self.read_registry is not None and self.sni:  # WebHosting exists from IIS 8
-            for store in ("MY", "WebHosting"):
-                key = rf"HKLM\SOFTWARE\Microsoft\SystemCertificates\{store}\Certificates\{thumb}"
-                if self.read_registry(key):
-                    return store
-        return "MY"
-
     def rollback(
         self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
     ) -> SwapResult:
@@ -575,34 +570,42 @@ class IIS7Backend(ReadBackChecks):
             Change(c.label, "SslCertHash", c.thumbprint, old) for c in currents if c.thumbprint != old
         ]
         stopped = tuple(self._control(s, "stop") for s in sharing)
-        if any(c.thumbprint != old for c in currents):
-            store = self._store_of(old)
-            for c in currents:
-                if c.thumbprint != old:
-                    self._set_http(c, c.kind, c.endpoint, old, store)
-            if production.started:
-                self._control(production, "stop")
-        after = find_site(self.sites(), production.path, host=self.host)
-        if not after.started:
-            after = self._control(after, "start")
-        if after.cert_thumbprint != old:
-            raise VerificationFailed(
-                self.host,
-                f"{after.label} serves {after.cert_thumbprint or '(none)'} after the rollback, not {old}",
-            )
+        try:
+            if any(c.thumbprint != old for c in currents):
+                store = store_holding(self.read_registry, self.sni, old)
+                for c in currents:
+                    if c.thumbprint != old:
+                        self._set_http(c, c.kind, c.endpoint, old, store)
+                if production.started:
+                    self._control(production, "stop")
+            after = self._resolve(production.path)
+            after = after if after.started else self._control(after, "start")
+            if after.cert_thumbprint != old:
+                raise VerificationFailed(
+                    self.host,
+                    f"{after.label} serves {after.cert_thumbprint or '(none)'} after the rollback, not {old}",
+                )
+        except OpsError as exc:
+            self._undo_rollback(production, currents, old, exc)
+            raise
         return SwapResult(
             after, current.thumbprint, current.store, (https[0].text,), old, stopped, False, tuple(planned)
         )
 
-    def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
-        """None: the IIS 7–10 swap keeps no journal on the server (nothing is read)."""
-        return None
-
-    def wait_for_journal(
-        self, production: Site, *, new: str, deadline_s: float = 0.0
-    ) -> dict[str, Any] | None:
-        """None at once: there is no journal to wait for (nothing is read)."""
-        return None
+    def _undo_rollback(self, production: Site, was: list[HttpSslBinding], old: str, cause: OpsError) -> None:
+        """The rollback failed: each endpoint's certificate back as before it, the site started, both read
+        back; always raises, saying what production serves now (:mod:`opslib.iis.undo`)."""
+        what = undo.Failed(self.host, production.label, old, reason(cause), "WAS / W3SVC / HttpEvent")
+        before = undo.endpoints((c.label, c.thumbprint) for c in was)
+        try:
+            self._restore_certificate(was)
+            after = self._resolve(production.path)
+            after, back = after if after.started else self._control(after, "start"), self.http_bindings()
+        except OpsError as again:
+            raise what.not_undone(before, "(not read back)", reason(again)) from cause
+        got = (back.get(binding_key(c.kind, c.endpoint)) for c in was)
+        now = undo.endpoints((c.label, g.thumbprint if g else "") for c, g in zip(was, got, strict=True))
+        raise what.read_back(before, now, after) from cause
 
     # --- export, checks -------------------------------------------------------------------------------
 

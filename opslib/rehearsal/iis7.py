@@ -170,12 +170,33 @@ def _endpoints(site: WebSite) -> set[tuple[str, str]]:
     return {(b.protocol.lower(), b.binding_information.lower()) for b in site.bindings}
 
 
+def fail_thumbprints(host: Host) -> set[str]:
+    """Scenario fault ``host.extra["fail_start_thumbprints"]`` (as on IIS 6): starting a site fails while
+    one of its HTTP.sys bindings holds one of these certificates (a fault injection: W3SVC itself does
+    not check certificates, module doc)."""
+    return {str(t).upper() for t in host.extra.get("fail_start_thumbprints", ())}
+
+
+def served_thumbprints(host: Host, site: WebSite) -> set[str]:
+    """The certificates HTTP.sys holds for the site's https bindings (IP:port and, with a host name, SNI)."""
+    found: set[str] = set()
+    for b in site.bindings:
+        if b.protocol.lower() != "https":
+            continue
+        _, port, hostname = split_binding(b.binding_information)
+        ends = [("ipport", ipport_of(b.binding_information))] + (
+            [("hostnameport", f"{hostname}:{port}")] if hostname else []
+        )
+        found |= {got.thumbprint for kind, end in ends if (got := ssl_binding(host, kind, end)) is not None}
+    return found
+
+
 def start_site(host: Host, site: WebSite) -> int:
     """Start ``site``; 0 or the Win32 error appcmd reports (module doc)."""
     with host.lock:
         if site.state == STARTED:
             return ERROR_SERVICE_ALREADY_RUNNING
-        if site.fail_start:
+        if site.fail_start or served_thumbprints(host, site) & fail_thumbprints(host):
             return ERROR_SHARING_VIOLATION
         mine = _endpoints(site)
         for other in host.web_sites.values():
