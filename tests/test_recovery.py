@@ -173,16 +173,21 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert cli.main(["resume", str(a), "--yes"]) == 2
         assert f"was already resumed by run {c.name} (succeeded)" in capsys.readouterr().err
 
-        # A rollback that fails (IIS will not start the site with the old certificate) does not advise itself.
+        # A rollback that fails (IIS will not start the site with the old certificate) is undone: production
+        # serves the certificate it served before, started; the console says so and does not advise itself.
         extra["fail_start_thumbprints"] = [old]
         assert cli.main(["rollback", str(c), "--yes"]) == 1
         err = capsys.readouterr().err
         tail = err[err.index("opslib: error:") :]
-        assert "production now : www1.example.jp does NOT answer TLS now (" in tail
         assert (
-            f"last on record: certificate {new} (served when the rollback started, as the run it undoes recorded)"
-            in tail
+            "the rollback was undone: W3SVC/1" in tail and f"serves {new} again, started (read back)" in tail
         )
+        assert re.search(
+            rf"production now : www1\.example\.jp serves certificate {new}, .* read-only TLS handshake",
+            tail,
+        ), tail
+        assert "does NOT answer TLS" not in tail
+        assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (new, STARTED)
         assert f"put certificate {old} back by hand: IIS Manager → site www1.example.jp" in tail
         assert "opslib rollback" not in tail and "rollback.yaml" not in tail and "opslib resume" not in tail
         extra["fail_start_thumbprints"] = []
@@ -254,11 +259,13 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     )
     assert rows[0]["serving_thumbprint"] == old, "the failed swap left the old certificate in service"
     # The failed rollback's attempt: new → old (from its rollback parameters). IIS would not start the
-    # site with the old certificate, which it left bound (production stopped): the next rollbacks took
-    # off the old certificate and put it back — each shows what production's binding held before → after.
+    # site with the old certificate, so the rollback was undone (production started with the new one
+    # again): the next rollback took off the new certificate, the last one found the old one in place —
+    # each shows what production's binding held before → after.
     assert (rows[3]["old_thumbprint"], rows[3]["new_thumbprint"]) == (new, old)
+    assert rows[4]["old_thumbprint"] == new
+    assert rows[5]["old_thumbprint"] == old
     for rollback in rows[4:]:
-        assert (rollback["old_thumbprint"], rollback["old_not_after_utc"]) == (old, old_until)
         assert (rollback["new_thumbprint"], rollback["new_not_after_utc"]) == (old, old_until)
         assert (rollback["serving_thumbprint"], rollback["serving_not_after_utc"]) == (old, old_until)
     assert cli.main(["evidence", "list", "--root", str(root)]) == 0
