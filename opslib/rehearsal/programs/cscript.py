@@ -62,7 +62,7 @@ from typing import Any
 from .. import cmd
 from ..cmd import resolve_path
 from ..host import STARTED, STOPPED, Host, Invocation, Site
-from . import certutil, stores
+from . import certutil, labscripts, stores
 
 EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE, EXIT_DOWN = 0, 1, 2, 3, 4
 CTL_E_PERMISSIONDENIED = 0x800A0046  # FSO "Permission denied" (a read-only journal file) [I]
@@ -557,6 +557,8 @@ def cscript(inv: Invocation) -> int:
         return 1
     if data == folderage_bytes() and engine in ("", "jscript"):
         return _folderage(inv, script_args)
+    if data == labscripts.sslinherit_bytes() and engine in ("", "jscript"):
+        return labscripts.sslinherit(inv, script_args)  # the lab check's read-only probe
     if data != helper_bytes() or engine not in ("", "jscript"):
         inv.write_err(
             f"opslib rehearsal: {script} is not the kit's iis6.js helper (or not run as JScript); "
