@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, Protocol
 
 from .. import winerror
+from ..iis.iis6_inherit import inherit_script
 from ..winrm import CommandResult, Connection, Raw, cmdline
 from ..winrm.identify import unknown_command_fault
 from ..winrm.quoting import check_argument
@@ -46,10 +46,6 @@ def _gone(rec: _Rec, label: str, path: str) -> bool:
 # --- IIS 6: SSLCertHash inheritance (read-only) ------------------------------------------------------
 
 
-def SSLINHERIT_JS() -> bytes:  # noqa: N802 - the packaged script, as uploaded
-    return (resources.files("opslib") / "scripts" / "sslinherit.js").read_bytes()
-
-
 def sslcerthash_inherit(rec: _Rec) -> dict[str, Any]:
     """``sslinherit.js`` (opslib/scripts): per site, a value read through ``Get``, ``IsInherit`` and whether
     the site holds its own value (``GetDataPaths``). The kit believes ``IsInherit`` is true exactly for a site
@@ -59,7 +55,7 @@ def sslcerthash_inherit(rec: _Rec) -> dict[str, Any]:
     if int(rec.scratch.get("iis_major") or 0) != 6:
         return {"backend": "none"}
     path = rec.temp(".js")
-    rec.conn.upload(SSLINHERIT_JS(), path, what="lab probe: upload sslinherit.js")
+    rec.conn.upload(inherit_script(), path, what="lab probe: upload sslinherit.js")
     try:
         r = rec.run("sslinherit", ["cscript", "//nologo", "//E:jscript", path])
     finally:

@@ -7,6 +7,8 @@
 // the node holds its OWN value: W3SVC.GetDataPaths("SSLCertHash", 0) lists the nodes where the property is
 // set, never those that only inherit it. Changes nothing. One line of ASCII JSON on stdout, exit 0; exit 1
 // when W3SVC cannot be opened. Decided by the JSON only (docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT).
+// Used by the lab probe iis6.sslcerthash-inherit and by the rollback of a site that inherited its certificate
+// (the service-level value, "hash" of "service", is read before the site's own value is cleared).
 //
 //   SSLCertHash (INHERIT) ...... https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525719(v=vs.90)
 //   GetPropertyAttribObj ....... https://learn.microsoft.com/en-us/previous-versions/iis/6.0-sdk/ms525702(v=vs.90)
@@ -40,17 +42,24 @@ function quote(s) {
     return out + "\"";
 }
 
-function hasValue(node) {
-    var raw;
+function hashHex(node) {
+    // The effective SSLCertHash (own or inherited) as upper-case hex, "" when none (BINARY, read as
+    // new VBArray(...).toArray() like the kit's iis6.js).
+    var raw, bytes, out = "", i, h;
     try {
         raw = node.Get("SSLCertHash");
     } catch (e) {
-        return false;
+        return "";
     }
     if (raw === null || raw === undefined || typeof raw === "string") {
-        return false;
+        return "";
     }
-    return new VBArray(raw).toArray().length > 0;
+    bytes = new VBArray(raw).toArray();
+    for (i = 0; i < bytes.length; i++) {
+        h = (bytes[i] & 255).toString(16).toUpperCase();
+        out += (h.length < 2 ? "0" : "") + h;
+    }
+    return out;
 }
 
 function isInherit(node) {
@@ -62,8 +71,9 @@ function isInherit(node) {
 }
 
 function record(id, node, own) {
-    return "{\"id\":" + id + ",\"value\":" + (hasValue(node) ? "true" : "false") + ",\"is_inherit\":" +
-        isInherit(node) + ",\"own\":" + (own ? "true" : "false") + "}";
+    var hash = hashHex(node);
+    return "{\"id\":" + id + ",\"value\":" + (hash !== "" ? "true" : "false") + ",\"hash\":" + quote(hash) +
+        ",\"is_inherit\":" + isInherit(node) + ",\"own\":" + (own ? "true" : "false") + "}";
 }
 
 var service, paths = [], ownIds = {}, serviceOwn = false, dataPaths = "ok", i, m, e, child, sites = [];
