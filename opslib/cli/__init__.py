@@ -4,8 +4,8 @@ Exit codes: 0 success, 1 the operation failed (message says what and where), 2 b
 
 ``parser`` builds the argument parser (without importing the emulator or anything heavy); one module per
 command group holds its handler and console text: ``runs`` (run, resume, rollback), ``inspect``,
-``evidence`` (list, show, verify, report), ``rehearse`` (serve, demo), ``lab`` (capture, compare). A
-handler's module is imported when its command runs.
+``evidence`` (list, show, verify, report), ``rehearse`` (serve, fleet, demo), ``lab`` (capture, compare),
+``fleet`` (plan; run and record in ``fleet_run``). A handler's module is imported when its command runs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def _run(a: argparse.Namespace) -> int:
     from .runs import run
 
     return run(a)
+
+
+def _request(a: argparse.Namespace) -> int:
+    from .runs import request
+
+    return request(a)
 
 
 def _resume(a: argparse.Namespace) -> int:
@@ -56,6 +62,12 @@ def _rehearse(a: argparse.Namespace) -> int:
     return command(a)
 
 
+def _fleet(a: argparse.Namespace) -> int:
+    from .fleet import command
+
+    return command(a)
+
+
 def _lab(a: argparse.Namespace) -> int:
     from .lab import command
 
@@ -70,12 +82,14 @@ def _calendar(a: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
+    "request": _request,
     "resume": _resume,
     "rollback": _rollback,
     "inspect": _inspect,
     "evidence": _evidence,
     "rehearse": _rehearse,
     "lab": _lab,
+    "fleet": _fleet,
     "calendar": _calendar,
 }
 

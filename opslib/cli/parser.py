@@ -31,11 +31,14 @@ REHEARSAL_SCENARIOS = (
     "iis10",
     "iis10-dualstack",
     "iis10-dualstack-foreign",
+    "iis10-no-request",
     "iis10-sni",
     "iis6-inherited",
     "iis6-ja",
+    "iis6-ja-no-request",
     "iis7",
     "iis75-ja",
+    "iis75-ja-no-request",
     "iis85",
     "key-not-exportable",
     "modern-chain",
@@ -100,6 +103,7 @@ def build() -> argparse.ArgumentParser:
     _add_evidence(sub)
     _add_rehearse(sub)
     _add_lab(sub)
+    _add_fleet(sub)
     _add_calendar(sub)
     return p
 
@@ -120,6 +124,27 @@ def _add_runbook_commands(sub: Any) -> None:
         ],
     )
     run.add_argument("params", help="parameters file (YAML)")
+
+    req = sub.add_parser(
+        "request",
+        help="create the pending request (key and CSR) on the server, before the CA is asked",
+        parents=[
+            evidence_root(default=None, help="where run folders go (default: ./evidence)"),
+            option(
+                "--dry-run", action="store_true", help="read-only: show the INF and the plan, change nothing"
+            ),
+            yes("do not ask (the request changes no site; accepted for symmetry with run)"),
+            option(
+                "--new-request",
+                action="store_true",
+                help="make a new request although one for the same names is pending (recorded)",
+            ),
+            option("--key-size", type=int, choices=[2048, 3072], default=2048, help="RSA key size (2048)"),
+            VERBOSE,
+            BREAK_LOCK,
+        ],
+    )
+    req.add_argument("params", help="the renewal's parameters file (YAML)")
 
     res = sub.add_parser(
         "resume",
@@ -274,6 +299,26 @@ def _add_rehearse(sub: Any) -> None:
         default="modern",
         help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
     )
+    iss = rehsub.add_parser(
+        "issue",
+        help="the rehearsal CA: issue a certificate for a CSR and write the CA's notification mail",
+    )
+    iss.add_argument("csr", metavar="CSR", help="the request (request.csr of an opslib request run)")
+    iss.add_argument("--out", required=True, metavar="MAIL", help="where the CA's mail is written")
+    iss.add_argument(
+        "--chain",
+        choices=["default", "modern-chain", "cross-to-older-root"],
+        default=None,
+        help="the CA's chain shape (default: the rehearsal host's, from --workdir)",
+    )
+    iss.add_argument(
+        "--lang", choices=["ja", "en"], default="ja", help="the mail's language (ja, as the CA sends it)"
+    )
+    iss.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="the rehearsal host's --workdir (its CA signs; without it a fresh CA the host does not trust)",
+    )
     _add_rehearse_fleet(rehsub)
     rehsub.add_parser(
         "faults",
@@ -321,6 +366,36 @@ def _add_rehearse_fleet(rehsub: Any) -> None:
         metavar="VAR",
         help="the variable the inventory names for the PFX password (env:VAR)",
     )
+
+
+def fleet_inventory() -> argparse.ArgumentParser:
+    """INVENTORY, ``--limit``, ``--base-params``, ``--vault-password-file``: the fleet commands' inventory."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("inventory", metavar="INVENTORY", help="an Ansible inventory (YAML, INI or a folder)")
+    parent.add_argument(
+        "--limit", metavar="PATTERN", help="Ansible's host pattern (web01, iis6, 'all:!web03')"
+    )
+    parent.add_argument(
+        "--base-params", metavar="FILE", help="base parameters of hosts without opslib_base_params"
+    )
+    parent.add_argument(
+        "--vault-password-file",
+        metavar="FILE",
+        help="decrypts vault-encrypted variables (else ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+    return parent
+
+
+def _add_fleet(sub: Any) -> None:
+    # `opslib fleet plan` (helper fleethosts); `fleet run` / `fleet record` (helper fleetrun) join here.
+    fleet = sub.add_parser("fleet", help="many servers from an Ansible inventory: plan, run, record")
+    fleetsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    plan = fleetsub.add_parser(
+        "plan",
+        help="read-only pre-flight of every host in parallel (exit 1 when any host would refuse)",
+        parents=[fleet_inventory(), as_json("one JSON document: every host's findings and verdict")],
+    )
+    plan.add_argument("--forks", type=int, default=8, metavar="N", help="hosts checked at once (8)")
 
 
 def _add_lab(sub: Any) -> None:

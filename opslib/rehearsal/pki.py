@@ -365,42 +365,7 @@ class Pki:
 
     def notification_text(self) -> str:
         """The Japanese body of the CA's issuance mail (サーバID発行通知), PEM and PKCS#7 inside."""
-        leaf = self.new_leaf
-        nb = leaf.not_valid_before_utc.strftime("%Y/%m/%d")
-        na = leaf.not_valid_after_utc.strftime("%Y/%m/%d")
-        p7 = self.pkcs7_bundle().decode("ascii").strip()
-        cert = _pem(leaf).decode("ascii").strip()
-        return (
-            "株式会社サンプル\n"
-            "ウェブ運用部 ご担当者様\n"
-            "\n"
-            "この度はサーバIDをお申し込みいただき、誠にありがとうございます。\n"
-            "お申し込みいただいたサーバIDを発行いたしましたので、お知らせいたします。\n"
-            "\n"
-            "────────────────────────────────\n"
-            f"■コモンネーム　　：{self.hostnames[0]}\n"
-            f"■有効期間　　　　：{nb} 〜 {na}\n"
-            f"■シリアル番号　　：{leaf.serial_number:x}\n"
-            "────────────────────────────────\n"
-            "\n"
-            "【サーバID】\n"
-            "以下の (-----BEGIN CERTIFICATE-----) から (-----END CERTIFICATE-----) までを\n"
-            "コピーし、テキストエディタに貼り付けて保存してください。\n"
-            "\n"
-            f"{cert}\n"
-            "\n"
-            "【サーバIDと中間CA証明書 (PKCS#7形式)】\n"
-            "Microsoft IIS をご利用の場合は、以下のPKCS#7形式をインストールすると\n"
-            "中間CA証明書も同時にインストールされます。\n"
-            "\n"
-            f"{p7}\n"
-            "\n"
-            "ご不明な点は、サポートセンターまでお問い合わせください。\n"
-            "\n"
-            "--\n"
-            "リハーサル認証局 サーバID発行センター\n"
-            "support@ca.rehearsal.example\n"
-        )
+        return notification_body(self.new_leaf, self.pkcs7_bundle().decode("ascii"), self.hostnames[0])
 
     def notification_mail(self, *, charset: str = "iso-2022-jp", as_eml: bool = False) -> bytes:
         """The CA's notification mail.
@@ -459,6 +424,45 @@ class Pki:
         return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + body
 
 
+def notification_body(leaf: x509.Certificate, pkcs7_pem: str, common_name: str) -> str:
+    """The Japanese body of a CA's issuance mail (サーバID発行通知) for ``leaf``, PEM and PKCS#7 inside."""
+    nb = leaf.not_valid_before_utc.strftime("%Y/%m/%d")
+    na = leaf.not_valid_after_utc.strftime("%Y/%m/%d")
+    p7 = pkcs7_pem.strip()
+    cert = _pem(leaf).decode("ascii").strip()
+    return (
+        "株式会社サンプル\n"
+        "ウェブ運用部 ご担当者様\n"
+        "\n"
+        "この度はサーバIDをお申し込みいただき、誠にありがとうございます。\n"
+        "お申し込みいただいたサーバIDを発行いたしましたので、お知らせいたします。\n"
+        "\n"
+        "────────────────────────────────\n"
+        f"■コモンネーム　　：{common_name}\n"
+        f"■有効期間　　　　：{nb} 〜 {na}\n"
+        f"■シリアル番号　　：{leaf.serial_number:x}\n"
+        "────────────────────────────────\n"
+        "\n"
+        "【サーバID】\n"
+        "以下の (-----BEGIN CERTIFICATE-----) から (-----END CERTIFICATE-----) までを\n"
+        "コピーし、テキストエディタに貼り付けて保存してください。\n"
+        "\n"
+        f"{cert}\n"
+        "\n"
+        "【サーバIDと中間CA証明書 (PKCS#7形式)】\n"
+        "Microsoft IIS をご利用の場合は、以下のPKCS#7形式をインストールすると\n"
+        "中間CA証明書も同時にインストールされます。\n"
+        "\n"
+        f"{p7}\n"
+        "\n"
+        "ご不明な点は、サポートセンターまでお問い合わせください。\n"
+        "\n"
+        "--\n"
+        "リハーサル認証局 サーバID発行センター\n"
+        "support@ca.rehearsal.example\n"
+    )
+
+
 def make_pki(
     *,
     now_utc: datetime,
@@ -466,18 +470,20 @@ def make_pki(
     key_size: int = 2048,
     chain: str = "g5",
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Pki:
     """Build (or return the cached) rehearsal PKI for this clock, these host names and chain shape.
 
     ``current_days_left``: the certificate served today expires that many days after the clock (a
-    rehearsal fleet gives each host its own expiry)."""
+    rehearsal fleet gives each host its own expiry); ``leaf_tag`` goes into the server certificates' serial
+    numbers, so that each host of a fleet has certificates of its own (same keys, other certificates)."""
     if now_utc.tzinfo is None:
         raise ValueError("now_utc must be timezone-aware (UTC)")
     if not hostnames:
         raise ValueError("at least one host name is needed")
     if chain not in CHAINS:
         raise ValueError(f"unknown chain shape {chain!r}; known: {', '.join(CHAINS)}")
-    return _make_pki(now_utc, tuple(hostnames), key_size, chain, current_days_left)
+    return _make_pki(now_utc, tuple(hostnames), key_size, chain, current_days_left, leaf_tag)
 
 
 def _root_name(cn: str, org: str) -> x509.Name:
@@ -511,6 +517,7 @@ def _make_pki(
     key_size: int,
     chain: str = "g5",
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Pki:
     now = now_utc.replace(microsecond=0)
 
@@ -723,7 +730,7 @@ def _make_pki(
             "issuer_key": intermediate_key,
             "not_before_utc": now - DAY,
             "not_after_utc": now + 364 * DAY,
-            "serial": serial(label),
+            "serial": serial(label + leaf_tag),
         }
         args.update(kw)
         return make_leaf(**args)

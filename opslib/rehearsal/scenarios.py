@@ -34,6 +34,7 @@ from pathlib import Path
 from .. import certs
 from ..errors import UsageError
 from . import cmd, scenarios_iis7
+from .ca import write_ca
 from .host import STARTED, STOPPED, Host, Site
 from .pki import Pki, make_pki
 from .programs import register_all, stores
@@ -83,6 +84,15 @@ _ALL = (
         "like default, but the REQUEST store is empty (the key was lost)",
         pending_request=False,
     ),
+    # The whole lifecycle (issue 28): no pending request yet; `opslib request` makes it, `opslib rehearse
+    # issue` answers as the CA, `opslib run` installs.
+    Scenario(
+        "iis6-ja-no-request",
+        "like iis6-ja (Japanese 2003/IIS 6), but no request has been made yet: the REQUEST store is empty",
+        locale="ja",
+        codepage=932,
+        pending_request=False,
+    ),
     Scenario(
         "key-not-exportable",
         "like default, but the pending request's key is not exportable",
@@ -114,6 +124,18 @@ _ALL = (
         iis_major=7,
         iis7_model=True,
         ssl_port=8443,
+    ),
+    Scenario(
+        "iis75-ja-no-request",
+        "like iis75-ja (Japanese 2008 R2 / IIS 7.5), but no request has been made yet: the REQUEST store is "
+        "empty",
+        locale="ja",
+        codepage=932,
+        windows_version="6.1.7601",
+        iis_major=7,
+        iis7_model=True,
+        ssl_port=8443,
+        pending_request=False,
     ),
     Scenario(
         "iis85",
@@ -151,6 +173,14 @@ _ALL = (
         windows_version="10.0.17763",
         iis_major=10,
         iis7_model=True,
+    ),
+    Scenario(
+        "iis10-no-request",
+        "like iis10 (English 2019 / IIS 10), but no request has been made yet: the REQUEST store is empty",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+        pending_request=False,
     ),
     Scenario(
         "iis10-sni",
@@ -315,6 +345,7 @@ def _write_workdir(workdir: Path, pki: Pki) -> dict[str, str]:
     p7b.write_bytes(pki.pkcs7_bundle(encoding="DER"))
     ca_file = workdir / CA_FILE
     ca_file.write_bytes(pki.pem(*pki.chain.client_roots))
+    write_ca(workdir, pki)  # the rehearsal CA of `opslib rehearse issue --workdir`
     return {"certificate_file": str(mail), "pkcs7_file": str(p7b), "verify_ca_file": str(ca_file)}
 
 
@@ -327,19 +358,25 @@ def build_host(
     workdir: str | os.PathLike[str],
     now_utc: datetime | None = None,
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Host:
     """A populated rehearsal host for scenario ``name`` (see :data:`SCENARIOS`).
 
     Writes the CA's mail (``2026cert.txt``), the PKCS#7 (``2026cert.p7b``) and the rehearsal trust
     anchors (``rehearsal-roots.pem``) into ``workdir``. The certificate the production site serves
-    expires ``current_days_left`` days from now (a rehearsal fleet varies it host by host).
+    expires ``current_days_left`` days from now (a rehearsal fleet varies it host by host); ``leaf_tag`` gives
+    the host server certificates of its own (:func:`opslib.rehearsal.pki.make_pki`).
     """
     scenario = _BY_NAME.get(name)
     if scenario is None:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     pki = make_pki(
-        now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain, current_days_left=current_days_left
+        now_utc=clock,
+        hostnames=HOSTNAMES,
+        chain=scenario.chain,
+        current_days_left=current_days_left,
+        leaf_tag=leaf_tag,
     )
     chosen_locale = locale or scenario.locale
     # A Japanese Windows console's OEM code page is 932 (W-CODEPAGE-DECODE); an explicit one wins.
