@@ -118,6 +118,28 @@ def test_a_rollback_stops_before_any_change_when_w3svc_holds_another_certificate
         host.extra["w3svc_ssl_cert_hash"] = current
 
 
+def test_a_rollback_to_inheritance_that_fails_is_undone(
+    renewal: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IIS will not start the site with the inherited old certificate: the rollback is undone — the site's
+    own new value back, started, read back — and the message says so."""
+    host, current, new = renewal["host"], renewal["current"], renewal["new"]
+    host.extra["fail_start_thumbprints"] = [current]
+    try:
+        code, printed = _rollback(renewal, capsys)
+    finally:
+        host.extra["fail_start_thumbprints"] = []
+    assert code == 1, printed
+    error = next(line for line in printed.splitlines() if line.startswith("opslib: error:"))
+    assert f"to the previous certificate {current} failed" in error
+    assert (
+        f'the rollback was undone: W3SVC/1 "www1.example.jp" serves {new} again, started (read back)' in error
+    )
+    production = host.sites[1]
+    assert (production.ssl_cert_hash, production.state) == (new, 2)  # its own new value, started
+    assert "production now : www1.example.jp serves certificate " + new in printed
+
+
 def test_a_rollback_of_an_inherited_site_restores_inheritance_and_reads_it_back(
     renewal: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

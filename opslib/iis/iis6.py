@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 from .. import winerror
 from ..errors import (
     CapabilityMissing,
+    OpsError,
     ParameterError,
     PreconditionFailed,
     VerificationFailed,
 )
-from . import iis6_swap
+from . import iis6_swap, undo
 from .base import (
     STATE_NAMES,
     Change,
@@ -42,6 +43,7 @@ from .base import (
     SwapResult,
     canonical_thumbprint,
     find_site,
+    reason,
     secure_binding,
     sharing_sites,
     with_expiry,
@@ -465,21 +467,30 @@ class IIS6Backend(ReadBackChecks):
                 Change(production.label, "SecureBindings", " ".join(production.secure_bindings), bindings[0])
             )
         stopped = tuple(self._control(s, "stop") for s in sharing)
-        if production.started and production.cert_thumbprint != old:
-            self._control(production, "stop")
-        current = production
-        if current.secure_bindings != wanted:  # the binding, with the old certificate as its own for a moment
-            current = self._set_cert(current, old, bindings[0], what=f"roll back {current.label}'s binding")
-        current = self._clear_cert(
-            current, what=f"roll back {current.label}: clear its own certificate (inherit {old} from W3SVC)"
-        )
-        after = self._restart(current, bindings)
-        if not after.started or after.cert_thumbprint != old or not after.cert_inherited:
-            raise VerificationFailed(
-                host,
-                f"{after.label} reads back ServerState {after.state_name}, SSLCertHash {after.cert_described} after "
-                f"the rollback (expected started, {old} inherited from W3SVC)",
+        try:
+            if production.started and production.cert_thumbprint != old:
+                self._control(production, "stop")
+            current = production
+            if (
+                current.secure_bindings != wanted
+            ):  # the binding, with the old certificate as its own for a moment
+                current = self._set_cert(
+                    current, old, bindings[0], what=f"roll back {current.label}'s binding"
+                )
+            current = self._clear_cert(
+                current,
+                what=f"roll back {current.label}: clear its own certificate (inherit {old} from W3SVC)",
             )
+            after = self._restart(current, bindings)
+            if not after.started or after.cert_thumbprint != old or not after.cert_inherited:
+                raise VerificationFailed(
+                    host,
+                    f"{after.label} reads back ServerState {after.state_name}, SSLCertHash {after.cert_described} "
+                    f"after the rollback (expected started, {old} inherited from W3SVC)",
+                )
+        except OpsError as exc:
+            self._undo_rollback(production, old, exc)
+            raise
         return SwapResult(
             production=after,
             old_thumbprint=production.cert_thumbprint,
@@ -490,3 +501,23 @@ class IIS6Backend(ReadBackChecks):
             already_done=False,
             changes=tuple(planned),
         )
+
+    def _undo_rollback(self, production: Site, old: str, cause: OpsError) -> None:
+        """The rollback to an inherited certificate failed (separate commands, not the helper's transaction):
+        put back what production served before it (its own certificate and secure binding, or no own value),
+        start the site, read it back; always raises, saying what production serves now (:mod:`.undo`)."""
+        what = undo.Failed(self.host, production.label, old, reason(cause), "source W3SVC")
+        before = production.cert_described or "(no certificate)"
+        try:
+            current = find_site(self.sites(), production.path, host=self.host)
+            if production.cert_thumbprint and not production.cert_inherited:
+                binding = (production.secure_bindings or current.secure_bindings or (":443:",))[0]
+                current = self._set_cert(
+                    current, production.cert_thumbprint, binding, what="undo the rollback"
+                )
+            elif current.cert_thumbprint and not current.cert_inherited:
+                current = self._clear_cert(current, what="undo the rollback")
+            after = current if current.started else self._control(current, "start")
+        except OpsError as again:
+            raise what.not_undone(before, "(not read back)", reason(again)) from cause
+        raise what.read_back(before, after.cert_described or "(no certificate)", after) from cause

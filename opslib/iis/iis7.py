@@ -549,8 +549,8 @@ class IIS7Backend(NoJournal, ReadBackChecks):
         old_cert_source: str = "",
     ) -> SwapResult:
         """The undo of :meth:`swap`: ``old_thumbprint`` back on the production binding (from the store that
-        holds it: MY, else WebHosting), the site started. Idempotent. ``old_cert_source`` is IIS 6's (a
-        binding's certificate is never inherited on IIS 7+)."""
+        holds it: MY, else WebHosting), the site started; a failure is undone (:meth:`_undo_rollback`).
+        Idempotent. ``old_cert_source`` is IIS 6's (never inherited on IIS 7+)."""
         old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
         wanted = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         raws, http, found = self._read()
@@ -566,22 +566,19 @@ class IIS7Backend(NoJournal, ReadBackChecks):
                 f"({' '.join(wanted)}) — nothing was changed",
                 hint="put the old certificate back in IIS Manager (Bindings → https)",
             )
-        currents = [http[k] for k in keys]
-        current = currents[0]
+        current = (currents := [http[k] for k in keys])[0]
         sharing = sharing_sites(found, production, [https[0].text])
         if all(c.thumbprint == old for c in currents) and production.started and not sharing:
             return SwapResult(production, old, current.store, (https[0].text,), old, (), already_done=True)
         planned = [Change(s.label, "state", s.state_name, "stopped") for s in sharing]
-        planned += [
-            Change(c.label, "SslCertHash", c.thumbprint, old) for c in currents if c.thumbprint != old
-        ]
+        changing = [c for c in currents if c.thumbprint != old]
+        planned += [Change(c.label, "SslCertHash", c.thumbprint, old) for c in changing]
         stopped = tuple(self._control(s, "stop") for s in sharing)
         try:
-            if any(c.thumbprint != old for c in currents):
+            if changing:
                 store = store_holding(self.read_registry, self.sni, old)
-                for c in currents:
-                    if c.thumbprint != old:
-                        self._set_http(c, c.kind, c.endpoint, old, store)
+                for c in changing:
+                    self._set_http(c, c.kind, c.endpoint, old, store)
                 if production.started:
                     self._control(production, "stop")
             after = self._resolve(production.path)

@@ -181,8 +181,8 @@ def conflicting_site(host: Host, site: Site) -> Site | None:
 
 
 def _fail_thumbprints(host: Host) -> set[str]:
-    """Scenario fault ``host.extra["fail_start_thumbprints"]``: Start() fails while the site is bound
-    to one of these certificates (a site that will not start with the *new* certificate only)."""
+    """Scenario fault ``host.extra["fail_start_thumbprints"]``: Start() fails while the site serves one of
+    these certificates, its own or inherited (e.g. a site that will not start with the *new* certificate only)."""
     return {str(t).upper() for t in host.extra.get("fail_start_thumbprints", ())}
 
 
@@ -259,7 +259,7 @@ class _Helper:
             with self.host.lock:
                 if verb == "stop":
                     site.state = STOPPED
-                elif site.fail_start or site.ssl_cert_hash.upper() in _fail_thumbprints(self.host):
+                elif site.fail_start or effective_cert(site, self.host)[0] in _fail_thumbprints(self.host):
                     call_error = (
                         E_SHARING_VIOLATION,
                         self.host.text(
@@ -360,7 +360,7 @@ class _Helper:
         if delay_s > 0:
             time.sleep(delay_s)  # a slow Start(): the site is stopped meanwhile (module doc)
         with self.host.lock:
-            if site.fail_start or site.ssl_cert_hash.upper() in _fail_thumbprints(self.host):
+            if site.fail_start or effective_cert(site, self.host)[0] in _fail_thumbprints(self.host):
                 raise _Failure(
                     EXIT_ADSI,
                     E_SHARING_VIOLATION,
