@@ -878,6 +878,47 @@ def test_a_rollback_that_fails_is_undone_by_the_same_transaction(
     assert back.production.started and back.production.cert_thumbprint == old
 
 
+@pytest.mark.parametrize("old_starts", [True, False], ids=["old-starts", "old-fails"])
+def test_a_rollback_whose_connection_drops_ends_on_the_server(
+    server: Any, conn: Any, backend: Any, old_starts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback is the swap transaction: a connection dropped after the command ran still ends on the
+    server — with the old certificate, or undone (the new one again, started) — read back from the journal."""
+    from opslib.errors import VerificationFailed
+    from opslib.iis import iis6_swap
+
+    monkeypatch.setattr(iis6_swap, "_JOURNAL_POLL_S", 0.05)
+    waits: list[str] = []
+    real_wait = iis6_swap.wait_for_journal
+
+    def wait(*args: Any, **kwargs: Any) -> Any:
+        waits.append(kwargs["new"])
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(iis6_swap, "wait_for_journal", wait)
+    thumb = install_new_certificate(server)
+    old = server.host.extra["current_thumbprint"]
+    backend.swap(production_site="www1.example.jp", new_thumbprint=thumb)
+    assert waits == []
+    server.host.extra["fail_start_thumbprints"] = [] if old_starts else [old]
+    server.set_faults(["after:cscript#2:drop"])  # #1 is the rollback's own list, #2 the swap verb
+    if old_starts:
+        back = backend.rollback(
+            production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"]
+        )
+        assert back.production.started and back.production.cert_thumbprint == old
+    else:
+        with pytest.raises(
+            VerificationFailed, match=rf"the rollback was undone: .* serves {thumb} again, started"
+        ):
+            backend.rollback(production_site="www1.example.jp", old_thumbprint=old, secure_bindings=[":443:"])
+    server.set_faults([])
+    server.host.extra["fail_start_thumbprints"] = []
+    assert waits == [old]  # the answer was read back from the server's journal
+    expected = old if old_starts else thumb
+    assert (site_state(server, 1)["state"], site_state(server, 1)["ssl_cert_hash"]) == (2, expected)
+
+
 def test_start_and_stop_site(server: Any, conn: Any, backend: Any) -> None:
     from opslib.errors import VerificationFailed
 
