@@ -62,6 +62,12 @@ def _lab(a: argparse.Namespace) -> int:
     return command(a)
 
 
+def _fleet(a: argparse.Namespace) -> int:
+    from .fleet_ansible import host_params
+
+    return host_params(a)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "resume": _resume,
@@ -70,6 +76,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evidence": _evidence,
     "rehearse": _rehearse,
     "lab": _lab,
+    "fleet": _fleet,
 }
 
 

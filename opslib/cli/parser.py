@@ -100,6 +100,7 @@ def build() -> argparse.ArgumentParser:
     _add_evidence(sub)
     _add_rehearse(sub)
     _add_lab(sub)
+    _add_fleet(sub)
     return p
 
 
@@ -308,4 +309,32 @@ def _add_lab(sub: Any) -> None:
         "compare",
         help="run the same probes on a matching rehearsal host; diff",
         parents=[compare, as_json("machine-readable output")],
+    )
+
+
+def _add_fleet(sub: Any) -> None:
+    fleet = sub.add_parser("fleet", help="many servers from an Ansible inventory")
+    fleetsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    _add_fleet_host_params(fleetsub)
+
+
+def _add_fleet_host_params(fleetsub: Any) -> None:
+    hp = fleetsub.add_parser(
+        "host-params",
+        help="one host's inventory variables (JSON on standard input) → its parameters file (the Ansible role's)",
+    )
+    hp.add_argument("name", help="the host's inventory_hostname")
+    hp.add_argument(
+        "--base-dir", required=True, metavar="DIR", help="the inventory's folder (relative paths)"
+    )
+    hp.add_argument("--out", required=True, metavar="FILE", help="the parameters file to write")
+    hp.add_argument(
+        "--base-params", metavar="FILE", help="base parameters file when the host has no opslib_base_params"
+    )
+    hp.add_argument(
+        "--vaulted",
+        action="append",
+        default=[],
+        metavar="VARIABLE",
+        help="a vault-encrypted variable Ansible hands to the run's environment (not on standard input)",
     )
