@@ -164,13 +164,7 @@ def single_renewal(base: Path, *, latency_ms: int, scenario: str) -> tuple[Usage
     base.mkdir(parents=True)
     with start_fleet(1, (scenario,), workdir=base / "fleet", latency_ms=latency_ms) as fleet:
         env = base_env(fleet)
-        saved = dict(os.environ)
-        os.environ.update(fleet.env)
-        try:
-            (host,) = load_inventory(fleet.inventory_path)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        (host,) = load_inventory(fleet.inventory_path)
         params = write_host_params(host, base / "host.yaml")
         argv = [
             sys.executable,
@@ -213,12 +207,12 @@ def control_argv(way: str, fleet: RehearsalFleet, *, forks: int, serial: str, ba
             sys.executable, "-m", "opslib", "fleet", "run", str(fleet.inventory_path), "--yes",
             "--evidence-root", str(evidence), "--forks", str(forks), "--serial", serial,
         ]  # fmt: skip
-    serial_list = json.dumps([int(s) if s.isdigit() else s for s in serial.split(",")])
+    serial_list = json.dumps({"opslib_serial": [int(s) if s.isdigit() else s for s in serial.split(",")]})
     return [
         str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory_path),
         str(ROOT / "ansible" / "renew.yml"), "--forks", str(forks),
         "-e", f"opslib_evidence_root={evidence}", "-e", f"opslib_work_root={base / 'work'}",
-        "-e", f"opslib_serial={serial_list}",
+        "-e", serial_list,
     ]  # fmt: skip
 
 

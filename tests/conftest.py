@@ -95,6 +95,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_forward": "notebooks",
     "test_locks": "rehearsal",
     "test_fleet_ansible": "rehearsal",
+    "test_fleet_host_params": "unit",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {

@@ -70,7 +70,9 @@ def ansible_env(out: Path, fleet: RehearsalFleet) -> dict[str, str]:
     return env
 
 
-def run_playbook(shared: Shared, name: str, *args: str, inventory: Path | None = None) -> tuple[int, str, Path]:
+def run_playbook(
+    shared: Shared, name: str, *args: str, inventory: Path | None = None
+) -> tuple[int, str, Path]:
     """``ansible-playbook`` as an operator runs it: (exit code, what it printed, its output folder)."""
     out = shared.base / name
     out.mkdir()
@@ -100,7 +102,14 @@ def run_playbook(shared: Shared, name: str, *args: str, inventory: Path | None =
 def encrypt_string(base: Path, vault_file: Path, value: str, *, name: str) -> str:
     """``ansible-vault encrypt_string --name NAME`` of ``value``: a YAML line with a !vault value."""
     done = subprocess.run(
-        [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(vault_file), "--stdin-name", name],
+        [
+            str(BIN / "ansible-vault"),
+            "encrypt_string",
+            "--vault-password-file",
+            str(vault_file),
+            "--stdin-name",
+            name,
+        ],
         input=value,
         capture_output=True,
         text=True,
@@ -126,7 +135,9 @@ def copy_inventory(source: Path, target: Path, *, drop: str = "", add: str = "")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     base = tmp_path_factory.mktemp("ansible")
     scenarios = ("iis6-ja", "iis75-ja", "iis10-sni")
-    with start_fleet(HOSTS, scenarios, workdir=base / "fleet", inventory_out=base / "inventory" / "fleet.yml") as fleet:
+    with start_fleet(
+        HOSTS, scenarios, workdir=base / "fleet", inventory_out=base / "inventory" / "fleet.yml"
+    ) as fleet:
         vault_file = base / "vault-password"
         vault_password = "V" + os.urandom(12).hex()
         vault_file.write_text(vault_password + "\n", encoding="utf-8")
@@ -138,7 +149,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
             drop="opslib_winrm_password",
             add=encrypt_string(base, vault_file, fleet.password, name="ansible_password"),
         )
-        yield Shared(fleet, base, vault_file, inventory, [fleet.password, vault_password, *fleet.env.values()])
+        yield Shared(
+            fleet, base, vault_file, inventory, [fleet.password, vault_password, *fleet.env.values()]
+        )
 
 
 def run_jsons(evidence: Path) -> dict[str, dict[str, Any]]:
@@ -165,7 +178,9 @@ def served_thumbprint(params_file: Path) -> str:
     """What the host's site serves now: a TLS handshake with its verify.endpoint (SNI as configured)."""
     verify = yaml.safe_load(params_file.read_text(encoding="utf-8"))["verify"]
     host, port = tls.parse_endpoint(verify["endpoint"])
-    return tls.fetch_chain(host, port, servername=verify.get("servername") or None, timeout_s=10).thumbprints[0]
+    return tls.fetch_chain(host, port, servername=verify.get("servername") or None, timeout_s=10).thumbprints[
+        0
+    ]
 
 
 def params_files(out: Path) -> dict[str, Path]:
@@ -179,7 +194,8 @@ def test_a_plaintext_password_is_refused_naming_host_and_variable_before_any_hos
     inventory = copy_inventory(shared.vault_inventory, shared.base / "plaintext-inventory")
     host_vars = inventory.parent / "host_vars" / f"{victim}.yml"
     host_vars.write_text(
-        host_vars.read_text(encoding="utf-8") + f"ansible_password: {shared.fleet.password}\n", encoding="utf-8"
+        host_vars.read_text(encoding="utf-8") + f"ansible_password: {shared.fleet.password}\n",
+        encoding="utf-8",
     )
     before = shared.fleet.request_counts()
     code, printed, out = run_playbook(shared, "plaintext", inventory=inventory)
@@ -227,7 +243,9 @@ def test_the_playbook_renews_every_host_and_writes_a_fleet_record_that_verifies(
     verified = opslib("evidence", "verify", "--root", str(out / "evidence"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     for name in runs:  # each host's recap: its renewal changed the server, nothing failed
-        assert re.search(rf"^{re.escape(name)}\s+: ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0", printed, re.M)
+        assert re.search(
+            rf"^{re.escape(name)}\s+: ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0", printed, re.M
+        )
     assert_no_secrets(out, shared.secrets)
 
 
@@ -239,7 +257,9 @@ def test_a_failing_canary_stops_the_rollout_and_the_printed_command_records_it(s
         shared.fleet.inventory_path,
         shared.base / "wrong-password-inventory",
         drop="opslib_winrm_password",
-        add=encrypt_string(shared.base, shared.vault_file, "W" + os.urandom(9).hex(), name="ansible_password"),
+        add=encrypt_string(
+            shared.base, shared.vault_file, "W" + os.urandom(9).hex(), name="ansible_password"
+        ),
     )
     before = shared.fleet.request_counts()
     code, printed, out = run_playbook(shared, "canary", inventory=inventory)
