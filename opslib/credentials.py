@@ -19,6 +19,7 @@ import getpass
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import SecretUnavailable
@@ -34,11 +35,12 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and bool(_REFERENCE.match(value))
 
 
-def resolve(reference: str, *, purpose: str = "") -> str:
+def resolve(reference: str, *, purpose: str = "", env: Mapping[str, str] | None = None) -> str:
     """Return the secret that ``reference`` points to, and register it for redaction.
 
     A literal (anything that is not a reference) is refused: secrets are never written into
-    parameter files or notebooks.
+    parameter files or notebooks. ``env``: an ``env:NAME`` reference is looked up there first (one
+    fleet host's own environment, never the process's), then in ``os.environ``.
     """
     if not is_reference(reference):
         raise SecretUnavailable(
@@ -48,7 +50,7 @@ def resolve(reference: str, *, purpose: str = "") -> str:
         )
     kind, _, rest = reference.partition(":")
     if kind == "env":
-        value = os.environ.get(rest)
+        value = (env or {}).get(rest) or os.environ.get(rest)
         if not value:
             raise SecretUnavailable(reference, f"environment variable {rest} is not set or empty")
     elif kind == "keyring":

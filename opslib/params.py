@@ -273,6 +273,12 @@ SCHEMA: tuple[Key, ...] = (
     ),
     Key("forbidden_roots", _thumbprint_list, [], help="extra forbidden root thumbprints"),
     Key("warn_days", _int_range(0, 3650), 30, help="warn when a certificate expires within N days"),
+    Key(
+        "private_pki",
+        _bool,
+        False,
+        help="true: the site's certificate comes from a private CA (the calendar: SC-081 does not apply)",
+    ),
     Key("backup.directory", _nonempty_str, modes=(RENEW,), help="folder for the PFX backup (0700)"),
     Key("backup.pfx_password", _reference, modes=(RENEW,), help="secret reference of the PFX password"),
     Key("verify.endpoint", _endpoint, help="HOST:PORT checked from outside in step 4"),

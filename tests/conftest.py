@@ -96,9 +96,14 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_locks": "rehearsal",
     "test_fleet_ansible": "rehearsal",
     "test_fleet_host_params": "unit",
+    "test_calendar": "rehearsal",
+    "test_fleet_inventory": "unit",
+    "test_fleet_rehearsal": "rehearsal",
 }
 # Single tests that start a kernel (papermill) in a module of a faster tier: "module::test name".
 TIER_OF_TEST: dict[str, str] = {
+    "test_calendar::test_after_a_renewal_the_evidence_says_what_is_served": "notebooks",
+    "test_calendar::test_the_renewal_calendar_notebook_runs_under_papermill": "notebooks",
     "test_locks::test_breaking_a_dead_runs_lock_removes_what_it_left_on_the_server": "notebooks",
     "test_locks::test_a_run_whose_lock_was_broken_stops_before_its_next_change": "notebooks",
     "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",

@@ -39,6 +39,7 @@ RANKS = {
     "cli": 6,
     "rehearsal": 6,  # the emulated host; its demo drives the runbook, nothing below imports it
     "runbook": 5,
+    "fleet": 5,  # the fleet (issue 27) and the renewal calendar (issue 28): beside runbook; only cli imports it
     "lab": 6,  # the lab check: drives the step modules on a throw-away certificate; compare starts a rehearsal host
     "preflight": 4,
     "ops": 4,
@@ -323,6 +324,7 @@ def test_contributing_lists_the_oversize_modules() -> None:
 HEAVY_FOR_THE_PARSER = (
     "opslib.rehearsal",
     "opslib.runbook",
+    "opslib.fleet",
     "opslib.evidence",
     "pandas",
     "cryptography",

@@ -68,6 +68,12 @@ def _fleet(a: argparse.Namespace) -> int:
     return host_params(a)
 
 
+def _calendar(a: argparse.Namespace) -> int:
+    from .calendar import command
+
+    return command(a)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "resume": _resume,
@@ -77,6 +83,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rehearse": _rehearse,
     "lab": _lab,
     "fleet": _fleet,
+    "calendar": _calendar,
 }
 
 

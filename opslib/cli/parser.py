@@ -101,6 +101,7 @@ def build() -> argparse.ArgumentParser:
     _add_rehearse(sub)
     _add_lab(sub)
     _add_fleet(sub)
+    _add_calendar(sub)
     return p
 
 
@@ -274,6 +275,7 @@ def _add_rehearse(sub: Any) -> None:
         default="modern",
         help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
     )
+    _add_rehearse_fleet(rehsub)
     rehsub.add_parser(
         "faults",
         help="the named fault points (--fault before:swap:fail …) and their positions in a clean renewal",
@@ -284,6 +286,42 @@ def _add_rehearse(sub: Any) -> None:
         parents=[evidence_root(default="evidence")],
     )
     demo.add_argument("--backup-dir", default="backups", help="where the PFX backup goes (0700)")
+
+
+def _add_rehearse_fleet(rehsub: Any) -> None:
+    fl = rehsub.add_parser(
+        "fleet",
+        help="serve N emulated servers, each on its own 127.0.x.y address, and write their Ansible inventory",
+    )
+    fl.add_argument("--hosts", type=int, required=True, metavar="N", help="how many servers (1–1000)")
+    fl.add_argument(
+        "--scenarios",
+        default="",
+        metavar="A,B,…",
+        help="scenarios given out in turn (default: iis6-ja,iis75-ja,iis10,iis10-sni)",
+    )
+    fl.add_argument(
+        "--inventory-out", metavar="FILE", help="the YAML inventory (default: WORKDIR/inventory.yml)"
+    )
+    fl.add_argument(
+        "--workdir", metavar="DIR", help="the hosts' folders, fleet.json (default: a new temp folder)"
+    )
+    fl.add_argument(
+        "--latency-ms", type=int, default=0, metavar="N", help="delay every WS-Management request by N ms (0)"
+    )
+    fl.add_argument("--user", default="Administrator", help="the account on every host (Administrator)")
+    fl.add_argument(
+        "--password-env",
+        default="OPSLIB_REHEARSAL_PASSWORD",
+        metavar="VAR",
+        help="environment variable holding the hosts' password (unset: a random one, written to a 0600 file)",
+    )
+    fl.add_argument(
+        "--pfx-password-env",
+        default="OPSLIB_PFX_PASSWORD",
+        metavar="VAR",
+        help="the variable the inventory names for the PFX password (env:VAR)",
+    )
 
 
 def _add_lab(sub: Any) -> None:
@@ -337,4 +375,45 @@ def _add_fleet_host_params(fleetsub: Any) -> None:
         default=[],
         metavar="VARIABLE",
         help="a vault-encrypted variable Ansible hands to the run's environment (not on standard input)",
+    )
+
+
+def _add_calendar(sub: Any) -> None:
+    cal = sub.add_parser(
+        "calendar",
+        help="when must every certificate be renewed: what each site serves, expiry, renew-by date (read-only)",
+        parents=[
+            evidence_root(
+                default=None,
+                help="the evidence root: the input when no file is given (nothing is contacted), else where "
+                "the latest evidence is read when a handshake fails",
+            ),
+            as_json("machine-readable output"),
+        ],
+    )
+    cal.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INVENTORY|PARAMS",
+        help="an Ansible inventory, or parameters files (YAML)",
+    )
+    cal.add_argument(
+        "--ics", metavar="FILE", help="also write an iCalendar file: one event per renew-by date"
+    )
+    cal.add_argument(
+        "--lead-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="renew-by date = expiry minus N days (CA issuance, change approval; default 30)",
+    )
+    cal.add_argument(
+        "--now", metavar="ISO", help="the date to count from (default: now), e.g. 2026-12-01T00:00:00Z"
+    )
+    cal.add_argument(
+        "--no-requests", action="store_true", help="do not ask the servers for pending requests (no WinRM)"
+    )
+    cal.add_argument("--limit", metavar="PATTERN", help="inventory input: only these hosts (Ansible --limit)")
+    cal.add_argument(
+        "--vault-password-file", metavar="FILE", help="inventory input: the Ansible vault password"
     )

@@ -1,4 +1,4 @@
-"""``opslib rehearse serve|demo``: the rehearsal host (an emulated Windows/IIS server)."""
+"""``opslib rehearse serve|fleet|demo``: the rehearsal host (an emulated Windows/IIS server), a fleet of them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from .. import rehearsal
 
 
 def command(a: argparse.Namespace) -> int:
+    if a.rehearse_command == "fleet":
+        from ..rehearsal import fleet
+
+        return fleet.serve_fleet(
+            hosts=a.hosts,
+            scenarios=[s for s in a.scenarios.split(",") if s] if a.scenarios else fleet.DEFAULT_SCENARIOS,
+            inventory_out=a.inventory_out,
+            workdir=a.workdir,
+            latency_ms=a.latency_ms,
+            user=a.user,
+            password_env=a.password_env,
+            pfx_password_env=a.pfx_password_env,
+        )
     if a.rehearse_command == "serve":
         return rehearsal.serve_forever(
             listen=a.host,

@@ -465,15 +465,19 @@ def make_pki(
     hostnames: Sequence[str] = ("www1.example.jp",),
     key_size: int = 2048,
     chain: str = "g5",
+    current_days_left: int = 10,
 ) -> Pki:
-    """Build (or return the cached) rehearsal PKI for this clock, these host names and chain shape."""
+    """Build (or return the cached) rehearsal PKI for this clock, these host names and chain shape.
+
+    ``current_days_left``: the certificate served today expires that many days after the clock (a
+    rehearsal fleet gives each host its own expiry)."""
     if now_utc.tzinfo is None:
         raise ValueError("now_utc must be timezone-aware (UTC)")
     if not hostnames:
         raise ValueError("at least one host name is needed")
     if chain not in CHAINS:
         raise ValueError(f"unknown chain shape {chain!r}; known: {', '.join(CHAINS)}")
-    return _make_pki(now_utc, tuple(hostnames), key_size, chain)
+    return _make_pki(now_utc, tuple(hostnames), key_size, chain, current_days_left)
 
 
 def _root_name(cn: str, org: str) -> x509.Name:
@@ -501,7 +505,13 @@ def _self_signed_root(
 
 
 @functools.lru_cache(maxsize=64)
-def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chain: str = "g5") -> Pki:
+def _make_pki(
+    now_utc: datetime,
+    hostnames: tuple[str, ...],
+    key_size: int,
+    chain: str = "g5",
+    current_days_left: int = 10,
+) -> Pki:
     now = now_utc.replace(microsecond=0)
 
     def serial(label: str) -> int:
@@ -734,7 +744,7 @@ def _make_pki(now_utc: datetime, hostnames: tuple[str, ...], key_size: int, chai
             issuer=current_issuer[0],
             issuer_key=current_issuer[1],
             not_before_utc=now - 355 * DAY,
-            not_after_utc=now + 10 * DAY,
+            not_after_utc=now + current_days_left * DAY,
         ),
         current_key=current_key,
         new_leaf=issued("new", key=new_key, not_before_utc=now - DAY, not_after_utc=now + 365 * DAY),

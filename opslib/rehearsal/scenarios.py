@@ -326,17 +326,21 @@ def build_host(
     state_file: str | os.PathLike[str] | None = None,
     workdir: str | os.PathLike[str],
     now_utc: datetime | None = None,
+    current_days_left: int = 10,
 ) -> Host:
     """A populated rehearsal host for scenario ``name`` (see :data:`SCENARIOS`).
 
     Writes the CA's mail (``2026cert.txt``), the PKCS#7 (``2026cert.p7b``) and the rehearsal trust
-    anchors (``rehearsal-roots.pem``) into ``workdir``.
+    anchors (``rehearsal-roots.pem``) into ``workdir``. The certificate the production site serves
+    expires ``current_days_left`` days from now (a rehearsal fleet varies it host by host).
     """
     scenario = _BY_NAME.get(name)
     if scenario is None:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    pki = make_pki(now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain)
+    pki = make_pki(
+        now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain, current_days_left=current_days_left
+    )
     chosen_locale = locale or scenario.locale
     # A Japanese Windows console's OEM code page is 932 (W-CODEPAGE-DECODE); an explicit one wins.
     default_codepage = 932 if chosen_locale == "ja" else scenario.codepage

@@ -294,12 +294,13 @@ def _route(plan: Plan, request: bytes) -> str | None:
 
 
 class _Listener:
-    def __init__(self, binding: str, folder: Path) -> None:
+    def __init__(self, binding: str, folder: Path, address: str = "127.0.0.1") -> None:
         self.binding = binding
+        self.address = address
         self.folder = folder
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((address, 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port: int = self.sock.getsockname()[1]
@@ -382,6 +383,8 @@ class TlsEndpoints:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        # A rehearsal fleet gives each host its own loopback address (host.extra["listen_address"]).
+        self.address = str(host.extra.get("listen_address", "127.0.0.1"))
         self.folder = Path(tempfile.mkdtemp(prefix="opslib-tlsserve-"))
         os.chmod(self.folder, 0o700)
         self.listeners: dict[str, _Listener] = {}
@@ -404,7 +407,7 @@ class TlsEndpoints:
                 if listener is None:
                     if served is None:
                         continue
-                    listener = self.listeners[binding] = _Listener(binding, self.folder)
+                    listener = self.listeners[binding] = _Listener(binding, self.folder, self.address)
                 listener.update(served)
             for binding, listener in self.listeners.items():
                 if binding not in desired:
@@ -422,7 +425,7 @@ class TlsEndpoints:
         for binding in site.secure_bindings if site else []:
             key = ":".join(binding.split(":")[:2])
             if key in self.listeners:
-                extra["verify_endpoint"] = f"127.0.0.1:{self.listeners[key].port}"
+                extra["verify_endpoint"] = f"{self.address}:{self.listeners[key].port}"
                 break
 
     def _publish_iis7(self, extra: dict[str, Any]) -> None:
@@ -431,7 +434,7 @@ class TlsEndpoints:
         for binding in site.bindings if site else []:
             endpoint = iis7.ipport_of(binding.binding_information)
             if binding.protocol.lower() == "https" and endpoint in self.listeners:
-                extra["verify_endpoint"] = f"127.0.0.1:{self.listeners[endpoint].port}"
+                extra["verify_endpoint"] = f"{self.address}:{self.listeners[endpoint].port}"
                 break
 
     def stop(self) -> None:

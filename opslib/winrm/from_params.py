@@ -4,6 +4,7 @@ here; with ``run_dir`` the connection appends to the run's transcript and shares
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,17 @@ from .shell import STATE_FILE, Connection, connect
 from .transcript import Transcript
 
 
-def connect_params(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Connection:
-    """Open a connection from the parameters file's ``winrm`` mapping (the password is a reference)."""
+def connect_params(
+    winrm: dict[str, Any], *, host: str, run_dir: str = "", env: Mapping[str, str] | None = None
+) -> Connection:
+    """Open a connection from the parameters file's ``winrm`` mapping (the password is a reference;
+    ``env``: this host's own environment for an ``env:NAME`` reference, see ``credentials.resolve``)."""
     if not isinstance(winrm, dict) or not winrm.get("url"):
         raise ParameterError(
             "winrm.url", "missing", hint="give the WS-Management URL, e.g. https://web01:443/wsman"
         )
     reference = str(winrm.get("password") or "")
-    password = _secrets.resolve(reference, purpose="WinRM password")
+    password = _secrets.resolve(reference, purpose="WinRM password", env=env)
     transcript = Transcript(Path(run_dir) / "transcript.jsonl") if run_dir else None
     state_file = Path(run_dir) / STATE_FILE if run_dir else None
     return connect(
