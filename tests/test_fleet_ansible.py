@@ -62,6 +62,7 @@ def ansible_env(out: Path, fleet: RehearsalFleet) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_CONFIG": str(out / "ansible.cfg"),  # none there: Ansible's defaults, not a stray ansible.cfg
+        "HOME": str(out / "home"),  # where ~/.ansible would be: the test checks that nothing went there
     }
     # The WinRM password is Ansible's to hand over (vaulted): it is not in the play's environment.
     for name in fleet.env:
@@ -91,11 +92,13 @@ def run_playbook(
         f"opslib_work_root={out / 'work'}",
         *args,
     ]
+    (out / "home").mkdir()
     done = subprocess.run(
         argv, cwd=out, env=ansible_env(out, shared.fleet), capture_output=True, text=True, timeout=600
     )
     printed = done.stdout + done.stderr
     (out / "ansible-output.txt").write_text(printed, encoding="utf-8")
+    assert not (out / "home" / ".ansible").exists(), "Ansible wrote into ~/.ansible"
     return done.returncode, printed, out
 
 
@@ -115,7 +118,13 @@ def encrypt_string(base: Path, vault_file: Path, value: str, *, name: str) -> st
         text=True,
         check=True,
         cwd=base,
-        env={**os.environ, "LC_ALL": "C.UTF-8", "ANSIBLE_HOME": str(base / "ansible-home")},
+        env={
+            **os.environ,
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(base),
+            "ANSIBLE_HOME": str(base / "ansible-home"),
+            "ANSIBLE_LOCAL_TEMP": str(base / "ansible-local"),
+        },
     )
     return done.stdout.strip() + "\n"
 
