@@ -281,3 +281,83 @@ def test_without_ansible_core_the_error_says_to_install_the_fleet_extra(
 def test_fleet_host_keeps_the_interface_fields() -> None:
     fields = [f for f in FleetHost.__dataclass_fields__]
     assert fields == ["name", "params", "env", "groups", "private_pki"]
+
+
+HOSTVARS = {
+    "ansible_host": "192.0.2.20",
+    "ansible_user": "Administrator",
+    "opslib_production_site": "www1.example.jp",
+    "opslib_work_site": "renew.www1.example.jp",
+    "opslib_certificate_file": "mail/2026cert.txt",
+    "opslib_expected_hostnames": "www1.example.jp",
+    "opslib_backup_directory": "backups",
+    "opslib_backup_pfx_password": "env:OPSLIB_PFX_PASSWORD",
+    "opslib_verify_endpoint": "www1.example.jp:443",
+}
+
+
+def test_host_from_vars_maps_vaulted_secrets_aliases_and_the_playbooks_own_variables(tmp_path: Path) -> None:
+    from opslib.fleet.inventory import host_from_vars
+
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "2026cert.txt").write_text("(mail)\n", encoding="utf-8")
+    vaulted = {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\n3132\n"}
+    hostvars = {
+        **HOSTVARS,
+        "ansible_winrm_password": vaulted,
+        "opslib_backup_pfx_password": vaulted,
+        "ansible_winrm_port": "5985",
+        "opslib_evidence_root": "/srv/evidence",  # the playbook's setting, not a parameter
+        "opslib_renew_result": {"rc": 0},  # the role's fact
+        "app_url": "https://{{ inventory_hostname }}",  # the operator's own variable: not looked at
+        "db_password": vaulted,
+    }
+    host = host_from_vars(
+        "web09",
+        hostvars,
+        base_dir=tmp_path,
+        base_params=None,
+        secret_env={
+            "ansible_winrm_password": "Winrm-Secret-9x",
+            "opslib_backup_pfx_password": "Pfx-Secret-9xy",
+        },
+    )
+    assert host.params["winrm"]["url"] == "http://192.0.2.20:5985/wsman"
+    assert host.params["winrm"]["password"] == "env:OPSLIB_FLEET_WINRM_PASSWORD"
+    assert host.params["backup"]["pfx_password"] == "env:OPSLIB_FLEET_PFX_PASSWORD"
+    assert dict(host.env) == {
+        "OPSLIB_FLEET_WINRM_PASSWORD": "Winrm-Secret-9x",
+        "OPSLIB_FLEET_PFX_PASSWORD": "Pfx-Secret-9xy",
+    }
+    assert "Secret-9x" not in repr(host)
+    assert host.params["expected_hostnames"] == ["www1.example.jp"]
+    assert host.params["backup"]["directory"] == str(tmp_path.resolve() / "backups")
+    # The Ansible role holds the password itself: "" gives the reference and no value.
+    held = host_from_vars(
+        "web09",
+        {**HOSTVARS, "ansible_password": vaulted},
+        base_dir=tmp_path,
+        base_params=None,
+        secret_env={"ansible_password": ""},
+    )
+    assert held.params["winrm"]["password"] == "env:OPSLIB_FLEET_WINRM_PASSWORD" and dict(held.env) == {}
+    with pytest.raises(
+        FleetInventoryError, match="host web09: ansible_winrm_port: differs from ansible_port"
+    ):
+        host_from_vars(
+            "web09",
+            {**HOSTVARS, "ansible_port": 5986, "ansible_winrm_port": 5985},
+            base_dir=tmp_path,
+            base_params=None,
+            secret_env={},
+        )
+    with pytest.raises(
+        FleetInventoryError, match="host web09: opslib_winrm_codepage: is vault-encrypted but"
+    ):
+        host_from_vars(
+            "web09",
+            {**HOSTVARS, "opslib_winrm_codepage": vaulted},
+            base_dir=tmp_path,
+            base_params=None,
+            secret_env={},
+        )

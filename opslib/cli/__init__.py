@@ -4,8 +4,8 @@ Exit codes: 0 success, 1 the operation failed (message says what and where), 2 b
 
 ``parser`` builds the argument parser (without importing the emulator or anything heavy); one module per
 command group holds its handler and console text: ``runs`` (run, resume, rollback), ``inspect``,
-``evidence`` (list, show, verify, report), ``rehearse`` (serve, demo), ``lab`` (capture, compare). A
-handler's module is imported when its command runs.
+``evidence`` (list, show, verify, report), ``rehearse`` (serve, fleet, demo), ``lab`` (capture, compare),
+``fleet`` (plan; run and record in ``fleet_run``). A handler's module is imported when its command runs.
 """
 
 from __future__ import annotations
@@ -56,16 +56,20 @@ def _rehearse(a: argparse.Namespace) -> int:
     return command(a)
 
 
-def _lab(a: argparse.Namespace) -> int:
-    from .lab import command
+def _fleet(a: argparse.Namespace) -> int:
+    if a.fleet_command == "host-params":  # the Ansible role's
+        from .fleet_ansible import host_params
+
+        return host_params(a)
+    from .fleet import command
 
     return command(a)
 
 
-def _fleet(a: argparse.Namespace) -> int:
-    from .fleet_ansible import host_params
+def _lab(a: argparse.Namespace) -> int:
+    from .lab import command
 
-    return host_params(a)
+    return command(a)
 
 
 def _calendar(a: argparse.Namespace) -> int:

@@ -324,6 +324,37 @@ def _add_rehearse_fleet(rehsub: Any) -> None:
     )
 
 
+def fleet_inventory() -> argparse.ArgumentParser:
+    """INVENTORY, ``--limit``, ``--base-params``, ``--vault-password-file``: the fleet commands' inventory."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("inventory", metavar="INVENTORY", help="an Ansible inventory (YAML, INI or a folder)")
+    parent.add_argument(
+        "--limit", metavar="PATTERN", help="Ansible's host pattern (web01, iis6, 'all:!web03')"
+    )
+    parent.add_argument(
+        "--base-params", metavar="FILE", help="base parameters of hosts without opslib_base_params"
+    )
+    parent.add_argument(
+        "--vault-password-file",
+        metavar="FILE",
+        help="decrypts vault-encrypted variables (else ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+    return parent
+
+
+def _add_fleet(sub: Any) -> None:
+    # `opslib fleet plan` (helper fleethosts); `fleet run` / `fleet record` (helper fleetrun) join here.
+    fleet = sub.add_parser("fleet", help="many servers from an Ansible inventory: plan, run, record")
+    fleetsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    plan = fleetsub.add_parser(
+        "plan",
+        help="read-only pre-flight of every host in parallel (exit 1 when any host would refuse)",
+        parents=[fleet_inventory(), as_json("one JSON document: every host's findings and verdict")],
+    )
+    plan.add_argument("--forks", type=int, default=8, metavar="N", help="hosts checked at once (8)")
+    _add_fleet_host_params(fleetsub)  # the Ansible role's (helper fleetansible)
+
+
 def _add_lab(sub: Any) -> None:
     lab = sub.add_parser("lab", help="lab check: capture how a server answers the kit's commands; compare")
     labsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
@@ -348,12 +379,6 @@ def _add_lab(sub: Any) -> None:
         help="run the same probes on a matching rehearsal host; diff",
         parents=[compare, as_json("machine-readable output")],
     )
-
-
-def _add_fleet(sub: Any) -> None:
-    fleet = sub.add_parser("fleet", help="many servers from an Ansible inventory")
-    fleetsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
-    _add_fleet_host_params(fleetsub)
 
 
 def _add_fleet_host_params(fleetsub: Any) -> None:

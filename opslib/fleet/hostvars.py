@@ -43,7 +43,20 @@ WINRM_VARIABLES = {
     "ansible_winrm_operation_timeout_sec": "winrm.operation_timeout_s",
     "ansible_winrm_read_timeout_sec": "winrm.read_timeout_s",
 }
-URL_VARIABLES = ("ansible_host", "ansible_port", "ansible_winrm_scheme", "ansible_winrm_path")
+URL_VARIABLES = (
+    "ansible_host",
+    "ansible_winrm_host",
+    "ansible_port",
+    "ansible_winrm_port",
+    "ansible_winrm_scheme",
+    "ansible_winrm_path",
+)
+# Two names of one connection option (the winrm connection plugin's ``vars`` lists): both set must agree.
+ALIASES = (
+    ("ansible_host", "ansible_winrm_host"),
+    ("ansible_port", "ansible_winrm_port"),
+    ("ansible_user", "ansible_winrm_user"),
+)
 CONNECTIONS = ("winrm", "psrp")  # ansible_connection values that describe a Windows host
 # opslib_* variables that are not parameters: the fleet's own, and the playbook's settings (ansible/).
 FLEET_VARIABLES = ("opslib_base_params", "opslib_host", "opslib_private_pki")
@@ -214,7 +227,7 @@ def _base(name: str, file: Path, *, inventory: str) -> dict[str, Any]:
 def _url(name: str, hostvars: Mapping[str, Any], *, inventory: str) -> str:
     """``winrm.url`` as Ansible's winrm connection composes it: scheme://host:port/path, where the port
     defaults to 5986 and the scheme to http on port 5985, else https (docs/fleet.md)."""
-    port_value = hostvars.get("ansible_port")
+    port_value = hostvars.get("ansible_port", hostvars.get("ansible_winrm_port"))
     port: int | None = None
     if port_value is not None:
         text = str(port_value).strip()
@@ -227,7 +240,7 @@ def _url(name: str, hostvars: Mapping[str, Any], *, inventory: str) -> str:
     if scheme not in ("http", "https"):
         raise _fail(name, "ansible_winrm_scheme", "expected http or https", inventory=inventory)
     port = port or (5985 if scheme == "http" else 5986)
-    address = str(hostvars.get("ansible_host") or name).strip()
+    address = str(hostvars.get("ansible_host") or hostvars.get("ansible_winrm_host") or name).strip()
     if ":" in address and not address.startswith("["):
         address = f"[{address}]"  # an IPv6 address
     path = str(hostvars.get("ansible_winrm_path") or "/wsman")
@@ -274,6 +287,9 @@ def host_from_vars(
                 inventory=where,
                 hint="write it in plain, or leave it out",
             )
+    for first, second in ALIASES:
+        if first in hostvars and second in hostvars and str(hostvars[first]) != str(hostvars[second]):
+            raise _fail(name, second, f"differs from {first}; keep one", inventory=where)
     connection = hostvars.get("ansible_connection")
     if connection is not None and str(connection) not in CONNECTIONS:
         raise _fail(

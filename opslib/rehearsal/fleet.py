@@ -102,7 +102,13 @@ def _launch(
             folder = workdir / "hosts" / name
             folder.mkdir(parents=True, exist_ok=True)
             state = folder / "state.json"
-            host = build_host(scenario, workdir=folder, state_file=state, current_days_left=days_left_of(i))
+            host = build_host(
+                scenario,
+                workdir=folder,
+                state_file=state,
+                current_days_left=days_left_of(i),
+                leaf_tag=f"|{name}",  # certificates of its own: the new one differs host by host too
+            )
             host.hostname = name.upper()
             host.extra["host_label"] = name
             host.extra["listen_address"] = address  # opslib.rehearsal.tlsserve listens there too

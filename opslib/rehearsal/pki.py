@@ -466,18 +466,20 @@ def make_pki(
     key_size: int = 2048,
     chain: str = "g5",
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Pki:
     """Build (or return the cached) rehearsal PKI for this clock, these host names and chain shape.
 
     ``current_days_left``: the certificate served today expires that many days after the clock (a
-    rehearsal fleet gives each host its own expiry)."""
+    rehearsal fleet gives each host its own expiry); ``leaf_tag`` goes into the server certificates' serial
+    numbers, so that each host of a fleet has certificates of its own (same keys, other certificates)."""
     if now_utc.tzinfo is None:
         raise ValueError("now_utc must be timezone-aware (UTC)")
     if not hostnames:
         raise ValueError("at least one host name is needed")
     if chain not in CHAINS:
         raise ValueError(f"unknown chain shape {chain!r}; known: {', '.join(CHAINS)}")
-    return _make_pki(now_utc, tuple(hostnames), key_size, chain, current_days_left)
+    return _make_pki(now_utc, tuple(hostnames), key_size, chain, current_days_left, leaf_tag)
 
 
 def _root_name(cn: str, org: str) -> x509.Name:
@@ -511,6 +513,7 @@ def _make_pki(
     key_size: int,
     chain: str = "g5",
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Pki:
     now = now_utc.replace(microsecond=0)
 
@@ -723,7 +726,7 @@ def _make_pki(
             "issuer_key": intermediate_key,
             "not_before_utc": now - DAY,
             "not_after_utc": now + 364 * DAY,
-            "serial": serial(label),
+            "serial": serial(label + leaf_tag),
         }
         args.update(kw)
         return make_leaf(**args)

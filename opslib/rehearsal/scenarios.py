@@ -327,19 +327,25 @@ def build_host(
     workdir: str | os.PathLike[str],
     now_utc: datetime | None = None,
     current_days_left: int = 10,
+    leaf_tag: str = "",
 ) -> Host:
     """A populated rehearsal host for scenario ``name`` (see :data:`SCENARIOS`).
 
     Writes the CA's mail (``2026cert.txt``), the PKCS#7 (``2026cert.p7b``) and the rehearsal trust
     anchors (``rehearsal-roots.pem``) into ``workdir``. The certificate the production site serves
-    expires ``current_days_left`` days from now (a rehearsal fleet varies it host by host).
+    expires ``current_days_left`` days from now (a rehearsal fleet varies it host by host); ``leaf_tag`` gives
+    the host server certificates of its own (:func:`opslib.rehearsal.pki.make_pki`).
     """
     scenario = _BY_NAME.get(name)
     if scenario is None:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     clock = (now_utc or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     pki = make_pki(
-        now_utc=clock, hostnames=HOSTNAMES, chain=scenario.chain, current_days_left=current_days_left
+        now_utc=clock,
+        hostnames=HOSTNAMES,
+        chain=scenario.chain,
+        current_days_left=current_days_left,
+        leaf_tag=leaf_tag,
     )
     chosen_locale = locale or scenario.locale
     # A Japanese Windows console's OEM code page is 932 (W-CODEPAGE-DECODE); an explicit one wins.
