@@ -96,6 +96,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_locks": "rehearsal",
     "test_fleet_ansible": "rehearsal",
     "test_fleet_host_params": "unit",
+    "test_fleet_run": "notebooks",
     "test_calendar": "rehearsal",
     "test_fleet_inventory": "unit",
     "test_fleet_rehearsal": "rehearsal",

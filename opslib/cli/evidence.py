@@ -72,15 +72,62 @@ def evidence_list(
     """``opslib evidence list``: one line per run (oldest first), or a JSON list of objects."""
     df = evidence.select_runs(evidence.load_runs(root), host=host, site=site, since=since, status=status)
     records = df.to_dict("records")
+    fleets = _fleet_rows(root)
     if as_json:
-        print(escape_json([_json_row(r) for r in records]))
+        print(escape_json([_json_row(r) for r in records] + [{"fleet": True, **f} for f in fleets]))
         return 0
+    _print_runs(records, root=root, host=host, site=site, since=since, status=status)
+    if fleets:
+        print("\nfleets")
+        print(
+            _indent(
+                table(
+                    ["FLEET", "NAME", "RESULT", "HOSTS", "FINISHED (UTC)", "CONTINUES"],
+                    [
+                        [
+                            str(f["fleet_id"]),
+                            _text_or_blank(f.get("name")),
+                            _text_or_blank(f.get("result")),
+                            _fleet_counts(f),
+                            _text_or_blank(f.get("finished_utc")),
+                            _text_or_blank(f.get("continues")),
+                        ]
+                        for f in fleets
+                    ],
+                )
+            )
+        )
+    return 0
+
+
+def _fleet_rows(root: str) -> list[dict[str, Any]]:
+    from ..fleet.record import fleet_rows
+
+    return fleet_rows(root)
+
+
+def _fleet_counts(row: Mapping[str, Any]) -> str:
+    counts = row.get("counts") if isinstance(row.get("counts"), Mapping) else {}
+    assert isinstance(counts, Mapping)
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return f"{row.get('hosts', 0)}" + (f" ({parts})" if parts else "")
+
+
+def _print_runs(
+    records: list[dict[Any, Any]],
+    *,
+    root: str,
+    host: str | None,
+    site: str | None,
+    since: str | None,
+    status: str | None,
+) -> None:
     if not records:
         filters = ", ".join(
             f"{k}={v}" for k, v in (("host", host), ("site", site), ("since", since), ("status", status)) if v
         )
         print(escape_text(f"no runs in {root}" + (f" matching {filters}" if filters else "")))
-        return 0
+        return
     rows = [
         [
             str(r["run_id"]),
@@ -111,7 +158,6 @@ def evidence_list(
             rows,
         )
     )
-    return 0
 
 
 def _exits_text(failed: Any, probes: Any) -> str:
@@ -251,12 +297,15 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
             "give either RUN_DIR or --root DIR",
             hint="`opslib evidence verify evidence/<run>` checks one run, `--root evidence` every run and the chain",
         )
+    from ..fleet.record import is_fleet_dir, verify_fleet, verify_fleets
+
     key = _key(hmac_key)
-    reports = (
-        [evidence.verify_run(run_dir, hmac_key=key)]
-        if run_dir
-        else evidence.verify_root(str(root), hmac_key=key)
-    )
+    if run_dir and is_fleet_dir(run_dir):  # a fleet folder: its record, and every host's run.json hash
+        reports = [verify_fleet(run_dir, hmac_key=key)]
+    elif run_dir:
+        reports = [evidence.verify_run(run_dir, hmac_key=key)]
+    else:
+        reports = evidence.verify_root(str(root), hmac_key=key) + verify_fleets(str(root), hmac_key=key)
     problems = [p for r in reports for p in r.problems]
     head = evidence.head_digest(str(root)) if root else None
     if as_json:
@@ -270,7 +319,14 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
     # The newest head entry: kept elsewhere (a ticket), it shows a later removal of the newest run with it.
     head_line = f"head record: entry {head[0]}, SHA-256 {head[1]}" if head else ""
     if not problems:
-        what = reports[0].run_dir if run_dir else f"{len(reports)} runs in {root}"
+        fleets = sum(1 for r in reports if "/fleets/" in r.run_dir.replace(os.sep, "/"))
+        what = (
+            reports[0].run_dir
+            if run_dir
+            else f"{len(reports) - fleets} runs"
+            + (f" and {fleets} fleet records" if fleets else "")
+            + f" in {root}"
+        )
         unproven = "" if key else f" — {evidence.UNPROVEN_TEXT['en']}"
         print(escape_text(f"ok: {what} ({checks}){unproven}"))
         if head_line:

@@ -74,7 +74,12 @@ def evidence_root(*, default: str | None, help: str | None = None) -> argparse.A
     return option("--evidence-root", default=default, help=help)
 
 
-VERBOSE = option("--verbose", action="store_true", help="show papermill's cell progress too")
+def verbose(help: str = "show papermill's cell progress too") -> argparse.ArgumentParser:
+    """``--verbose``: more lines while a command runs (``help`` says which)."""
+    return option("--verbose", action="store_true", help=help)
+
+
+VERBOSE = verbose()
 BREAK_LOCK = option(
     "--break-lock", action="store_true", help="break the server's renewal lock another run holds (recorded)"
 )
@@ -118,6 +123,11 @@ def _add_runbook_commands(sub: Any) -> None:
             option("--steps", default=None, help=argparse.SUPPRESS),
             VERBOSE,
             BREAK_LOCK,
+            option(
+                "--run-dir-file",
+                metavar="FILE",
+                help="write the run folder's path to FILE as soon as it exists (for scripts: fleet, Ansible)",
+            ),
         ],
     )
     run.add_argument("params", help="parameters file (YAML)")
@@ -352,6 +362,7 @@ def _add_fleet(sub: Any) -> None:
         parents=[fleet_inventory(), as_json("one JSON document: every host's findings and verdict")],
     )
     plan.add_argument("--forks", type=int, default=8, metavar="N", help="hosts checked at once (8)")
+    add_fleet_run_commands(fleetsub)
     _add_fleet_host_params(fleetsub)  # the Ansible role's (helper fleetansible)
 
 
@@ -400,6 +411,60 @@ def _add_fleet_host_params(fleetsub: Any) -> None:
         default=[],
         metavar="VARIABLE",
         help="a vault-encrypted variable Ansible hands to the run's environment (not on standard input)",
+    )
+
+
+# --- fleet run / fleet record (helper fleetrun) ------------------------------------------------------------
+
+
+def add_fleet_run_commands(fleetsub: Any) -> None:
+    """``opslib fleet run`` and ``opslib fleet record`` (helper module: opslib/cli/fleet_run.py)."""
+    fr = fleetsub.add_parser(
+        "run",
+        help="renew every inventory host: batches (--serial), at most --forks at once, the first batch a canary",
+        parents=[
+            fleet_inventory(),
+            yes("do not ask: renew every host (required unless --dry-run)"),
+            evidence_root(default="evidence", help="where run folders and fleets/ go (./evidence)"),
+            option("--forks", type=int, default=5, metavar="N", help="at most N hosts at once (5)"),
+            option(
+                "--serial",
+                default="1,10%,100%",
+                metavar="LIST",
+                help="batch sizes, counts or percentages; the first batch is the canary, the last value repeats (1,10%%,100%%)",
+            ),
+            option(
+                "--max-fail-percentage",
+                type=float,
+                default=0.0,
+                metavar="P",
+                help="stop after a batch whose failed hosts are more than P%% of it (0: any failure stops)",
+            ),
+            option(
+                "--dry-run",
+                action="store_true",
+                help="every host's read-only checks and plan; change nothing",
+            ),
+            option(
+                "--name",
+                metavar="NAME",
+                help="the fleet's name in its record (default: the inventory's file name)",
+            ),
+            verbose("a line per step of each host too"),
+        ],
+    )
+    del fr
+    rec = fleetsub.add_parser(
+        "record",
+        help="write the fleet record from run folders (what the Ansible playbook calls at its end)",
+        parents=[evidence_root(default="evidence", help="the evidence root of the runs (./evidence)")],
+    )
+    rec.add_argument("--name", required=True, metavar="NAME", help="the fleet's name")
+    rec.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders, one per host")
+    rec.add_argument("--inventory", metavar="INV", help="hosts of this inventory without a run: not started")
+    rec.add_argument("--limit", metavar="PATTERN", help="with --inventory: Ansible's --limit pattern")
+    rec.add_argument(
+        "--hmac-key", metavar="REF", help="secret reference of the HMAC key (default: the runs')"
     )
 
 

@@ -16,6 +16,7 @@ def run(a: argparse.Namespace) -> int:
         steps=a.steps,
         verbose=a.verbose,
         break_lock=a.break_lock,
+        run_dir_file=a.run_dir_file,
     )
 
 

@@ -99,16 +99,21 @@ def append_head(
     *,
     hmac_key: bytes | None = None,
     now_utc: dt.datetime | None = None,
+    manifest: str = RUN_JSON,
+    id_key: str = "run_id",
 ) -> dict[str, Any]:
     """Add the finalized run ``run_dir`` (its run.json as it is now) to ``root``'s head record.
 
     Called by :func:`.folder.finalize_run` right after it writes the final run.json. Safe to call from
-    many processes and threads at once (see the module docstring). Returns the entry written."""
+    many processes and threads at once (see the module docstring). Returns the entry written.
+    ``manifest`` / ``id_key``: the same log for other records (a fleet: ``fleet.json`` and its
+    ``fleet_id``, under ``<root>/fleets``); the entry names it as ``run_id`` and hashes ``manifest``
+    in ``run_json_sha256``."""
     folder = heads_dir(root)
-    run_json = Path(run_dir) / RUN_JSON
+    run_json = Path(run_dir) / manifest
     try:
         raw = run_json.read_bytes()
-        run_id = str(json.loads(raw)["run_id"])
+        run_id = str(json.loads(raw)[id_key])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EvidenceError(
             str(run_json), f"cannot record the run in the head record ({type(exc).__name__})"

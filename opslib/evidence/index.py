@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import winerror
 from ..credentials import redact
 from ..errors import EvidenceError, UsageError
+from .heads import finalized_entries, read_heads
 from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
 
 if TYPE_CHECKING:
@@ -310,12 +311,27 @@ def command_counts(transcript: Path) -> dict[str, int]:
 
 
 def previous_run(run_dir: Path, doc: Mapping[str, Any]) -> dict[str, str] | None:
-    """The chain link: the newest other finalized run of the same root that started before ``doc``."""
+    """The chain link: the newest other finalized run of the same root that started before ``doc``.
+
+    Where the root has a head record, a run counts as finalized only once its head entry is written
+    with the hash of its run.json as it is now: a run that runs at the same time (a fleet) writes its
+    status and finish time a while before it finalizes (its report comes in between), and a link to
+    that unfinished run.json would break as soon as it finalizes."""
     started = parse_utc(doc.get("started_utc"))
+    listed = finalized_entries(read_heads(run_dir.parent))
     candidates: list[tuple[dt.datetime, str, ScanEntry]] = []
     for entry in scan(run_dir.parent):
         if entry.doc is None or entry.run_id == doc["run_id"] or not is_finalized(entry.doc):
             continue
+        if "commands" not in entry.doc and not entry.doc.get("files"):
+            continue  # says succeeded/failed but finalize_run has not written it yet: see above
+        head = listed.get(entry.run_id)
+        if listed and (
+            head is None
+            or head.doc is None
+            or head.doc.get("run_json_sha256") != hashlib.sha256(entry.raw).hexdigest()
+        ):
+            continue  # not finalized yet (or changed since): see above
         other = parse_utc(entry.doc.get("started_utc"))
         if started is not None and other is not None and other < started:
             candidates.append((other, entry.run_id, entry))

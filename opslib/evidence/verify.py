@@ -317,7 +317,22 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
         if doc is not None and is_finalized(doc) and doc.get("previous_run") is None:
             started, finished = parse_utc(doc.get("started_utc")), parse_utc(doc.get("finished_utc"))
             before = bisect.bisect_left(starts, started) if started is not None else 0
-            if before and finished is not None and first_finished[before - 1][0] <= finished:
+            if before and _listed_before(heads, by_id, entry.run_id, started) is not None:
+                earlier = _listed_before(heads, by_id, entry.run_id, started)
+                problems.append(
+                    Problem(
+                        "chain",
+                        os.path.join(entry.path, RUN_JSON),
+                        f"previous_run is empty although run {earlier} started and was finalized before it "
+                        "(the chain was cut here)",
+                    )
+                )
+            elif (
+                before
+                and entry.run_id not in heads.listed
+                and finished is not None
+                and first_finished[before - 1][0] <= finished
+            ):
                 problems.append(
                     Problem(
                         "chain",
@@ -335,6 +350,24 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
     if record:
         reports.append(VerifyReport(HEAD_RECORD, os.path.join(root_s, HEADS_DIR), tuple(record)))
     return reports
+
+
+def _listed_before(
+    heads: HeadView, by_id: Mapping[str, ScanEntry], run_id: str, started: dt.datetime | None
+) -> str | None:
+    """A run that started before ``run_id`` and whose head entry comes before ``run_id``'s (so it was
+    finalized when ``run_id`` chose its previous run); None when there is none or ``run_id`` is not listed
+    (runs that ran at the same time finalize in any order: the head record tells which came first)."""
+    mine = heads.listed.get(run_id)
+    if mine is None or started is None:
+        return None
+    found: tuple[int, str] | None = None
+    for other_id, other in heads.listed.items():
+        other_doc = by_id[other_id].doc if other_id in by_id else None
+        other_start = parse_utc(other_doc.get("started_utc")) if other_doc else None
+        if other.seq < mine.seq and other_start is not None and other_start < started:
+            found = min(found or (other.seq, other_id), (other.seq, other_id))  # the first finalized
+    return found[1] if found else None
 
 
 HEAD_RECORD = "(head record)"  # the run_id of the report about the head record itself

@@ -70,6 +70,7 @@ def run(
     verbose: bool = False,
     break_lock: bool = False,
     engine: str | None = None,
+    run_dir_file: str | os.PathLike[str] | None = None,
 ) -> int:
     """Run a renewal (or, for ``mode: rollback``, a rollback) from a parameters file.
 
@@ -77,6 +78,9 @@ def run(
     anything is contacted, :class:`RunLocked` when another run holds the host and site, and
     :class:`StepFailed` (exit 1) after the evidence of a failed run has been finalized. ``engine``
     runs the notebooks (:mod:`.engines`; default ``$OPSLIB_STEP_ENGINE``, else ``kernel``).
+    ``run_dir_file``: write the new run folder's absolute path (one line, UTF-8) to this file as soon as
+    the folder exists — how ``opslib fleet run`` and the Ansible role find a run without reading its
+    console text (``opslib run --run-dir-file FILE``).
     """
     params = params_.load(params_path)
     selected = select_steps(steps_for(params.mode), steps)
@@ -95,6 +99,7 @@ def run(
             fields=fields,
             break_lock=break_lock,
             engine=engine,
+            run_dir_file=Path(run_dir_file) if run_dir_file else None,
         )
     )
 
@@ -128,6 +133,8 @@ class Launch:
     expected: forward.Expected | None = None
     force_older: bool = False
     force_expired: bool = False
+    # Where to write the new run folder's path as soon as it exists (``opslib run --run-dir-file``).
+    run_dir_file: Path | None = None
 
 
 def launch(spec: Launch) -> int:
@@ -172,6 +179,8 @@ def launch(spec: Launch) -> int:
             hmac_key=hmac_key,  # the unfinished run.json is signed at every write (progress_hmac)
         )
         print(f"opslib: run folder {run_dir}", file=sys.stderr)
+        if spec.run_dir_file is not None:
+            spec.run_dir_file.write_text(f"{Path(run_dir).resolve()}\n", encoding="utf-8")
         if spec.probe_from is not None:
             fields = {**fields, **chores.reuse_probe(spec.probe_from, run_dir)}
         if spec.resumed is not None:

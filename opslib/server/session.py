@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -121,9 +122,11 @@ class Server:
 CAPABILITIES_FILE = "capabilities.json"
 
 
-def open_server(winrm: dict[str, Any], *, host: str, run_dir: str = "") -> Server:
+def open_server(
+    winrm: dict[str, Any], *, host: str, run_dir: str = "", env: Mapping[str, str] | None = None
+) -> Server:
     """Connect from the parameters file's ``winrm`` mapping (the password is a reference) and wrap
     the connection in a :class:`Server`. Nothing is probed until something needs it; with ``run_dir``
     the probe's answer is shared by every step of the run (``capabilities.json``)."""
     cache = Path(run_dir) / CAPABILITIES_FILE if run_dir else None
-    return Server(connect_params(winrm, host=host, run_dir=run_dir), capabilities_file=cache)
+    return Server(connect_params(winrm, host=host, run_dir=run_dir, env=env), capabilities_file=cache)

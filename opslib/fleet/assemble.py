@@ -1,0 +1,95 @@
+"""``opslib fleet record``: the fleet record built from run folders another tool produced (the Ansible
+playbook's last task), the same ``fleet.json`` as ``opslib fleet run`` writes (:mod:`.record`).
+
+Each run folder gives one host (its run.json's ``host``); the newest run of a host given twice counts.
+With ``--inventory`` the hosts of the inventory (``--limit``) that have no run folder are recorded
+"not started", and a run folder whose host is not in the inventory is refused (naming it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..credentials import resolve
+from ..errors import UsageError
+from .record import NOT_STARTED, HostOutcome, latest_fleet, outcome_from_run, write_fleet_record
+
+
+def _run_host(run_dir: Path) -> tuple[str, str, dict[str, object]]:
+    try:
+        doc = json.loads((run_dir / "run.json").read_bytes())
+    except (OSError, ValueError):
+        raise UsageError(
+            f"{run_dir}: not a run folder (no readable run.json)", hint="give folders made by `opslib run`"
+        ) from None
+    if not isinstance(doc, dict) or not doc.get("host"):
+        raise UsageError(f"{run_dir}: run.json names no host", hint="give folders made by `opslib run`")
+    return str(doc["host"]), str(doc.get("started_utc") or ""), doc
+
+
+def record_from_runs(
+    evidence_root: str | os.PathLike[str],
+    name: str,
+    run_dirs: Sequence[Path],
+    *,
+    inventory: Path | None = None,
+    limit: str | None = None,
+    hmac_key_ref: str | None = None,
+) -> Path:
+    root = Path(evidence_root).resolve()
+    if not run_dirs and inventory is None:
+        raise UsageError(
+            "no run folders given", hint="opslib fleet record --evidence-root DIR --name NAME RUN_DIR…"
+        )
+    newest: dict[str, tuple[str, Path, dict[str, object]]] = {}
+    for run_dir in run_dirs:
+        host, started, doc = _run_host(run_dir)
+        if host not in newest or started >= newest[host][0]:
+            newest[host] = (started, run_dir, doc)
+    order = sorted(newest)
+    groups: dict[str, tuple[str, ...]] = {}
+    if inventory is not None:
+        from .inventory import load_inventory
+
+        hosts = load_inventory(inventory, limit=limit)
+        by_label = {str(h.params.get("host") or h.name): h for h in hosts}
+        unknown = sorted(set(newest) - set(by_label))
+        if unknown:
+            raise UsageError(
+                f"run folders of hosts not in {inventory}: {', '.join(unknown)}",
+                hint="give the inventory (and --limit) the runs were made from",
+            )
+        order = list(by_label)
+        groups = {label: tuple(h.groups) for label, h in by_label.items()}
+    outcomes = []
+    for label in order:
+        if label not in newest:
+            outcomes.append(HostOutcome(label, NOT_STARTED, groups=groups.get(label, ())))
+            continue
+        outcomes.append(outcome_from_run(label, newest[label][1], root=root, groups=groups.get(label, ())))
+    ref = hmac_key_ref or _hmac_reference([d for _, _, d in newest.values()])
+    key = resolve(ref, purpose="HMAC key").encode("utf-8") if ref else None
+    return write_fleet_record(
+        root,
+        name,
+        outcomes,
+        previous=latest_fleet(root, name),
+        result="recorded",
+        inventory=str(inventory.resolve()) if inventory else "",
+        settings={"from": "run folders"},
+        hmac_key=key,
+    )
+
+
+def _hmac_reference(docs: Sequence[dict[str, object]]) -> str:
+    """The runs' own ``evidence.hmac_key`` reference (the first that names one)."""
+    for doc in docs:
+        params = doc.get("parameters")
+        section = params.get("evidence") if isinstance(params, dict) else None
+        ref = section.get("hmac_key") if isinstance(section, dict) else None
+        if ref:
+            return str(ref)
+    return ""
