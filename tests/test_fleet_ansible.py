@@ -42,7 +42,10 @@ class Shared:
     fleet: RehearsalFleet
     base: Path
     vault_file: Path
-    vault_inventory: Path  # the fleet's inventory with the WinRM password vault-encrypted in group_vars
+    vault_inventory: (
+        Path  # the fleet's inventory with the WinRM and PFX passwords vault-encrypted in group_vars
+    )
+    vaulted_pfx: str  # the YAML line of the vault-encrypted PFX password
     secrets: list[str]  # every secret of the setting (scanned for in everything the play wrote)
 
 
@@ -64,10 +67,9 @@ def ansible_env(out: Path, fleet: RehearsalFleet) -> dict[str, str]:
         "ANSIBLE_CONFIG": str(out / "ansible.cfg"),  # none there: Ansible's defaults, not a stray ansible.cfg
         "HOME": str(out / "home"),  # where ~/.ansible would be: the test checks that nothing went there
     }
-    # The WinRM password is Ansible's to hand over (vaulted): it is not in the play's environment.
+    # The passwords are Ansible's to hand over (vaulted): none is in the play's environment.
     for name in fleet.env:
-        if "PFX" not in name:
-            env.pop(name)
+        env.pop(name)
     return env
 
 
@@ -151,16 +153,18 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         vault_password = "V" + os.urandom(12).hex()
         vault_file.write_text(vault_password + "\n", encoding="utf-8")
         vault_file.chmod(0o600)
-        # As operators keep it: the WinRM password vault-encrypted in group_vars, no reference to it.
+        # As operators keep them: the WinRM password vault-encrypted in group_vars, no reference to it,
+        # and the PFX password too (over the base parameters file's env: reference).
+        (pfx,) = [v for k, v in fleet.env.items() if "PFX" in k]
+        vaulted_pfx = encrypt_string(base, vault_file, pfx, name="opslib_backup_pfx_password")
         inventory = copy_inventory(
             fleet.inventory_path,
             base / "vaulted",
             drop="opslib_winrm_password",
-            add=encrypt_string(base, vault_file, fleet.password, name="ansible_password"),
+            add=encrypt_string(base, vault_file, fleet.password, name="ansible_password") + vaulted_pfx,
         )
-        yield Shared(
-            fleet, base, vault_file, inventory, [fleet.password, vault_password, *fleet.env.values()]
-        )
+        secrets = [fleet.password, vault_password, *fleet.env.values()]
+        yield Shared(fleet, base, vault_file, inventory, vaulted_pfx, secrets)
 
 
 def run_jsons(evidence: Path) -> dict[str, dict[str, Any]]:
@@ -243,10 +247,10 @@ def test_the_playbook_renews_every_host_and_writes_a_fleet_record_that_verifies(
         new = run["facts"]["new_thumbprint"]
         assert new and new != run["facts"]["old_thumbprint"]
         assert served_thumbprint(params) == new, f"{name} does not serve its new certificate"
-        # The parameters file holds references only: the password came from Ansible, vault-decrypted.
-        assert yaml.safe_load(params.read_text(encoding="utf-8"))["winrm"]["password"] == (
-            "env:OPSLIB_FLEET_WINRM_PASSWORD"
-        )
+        # The parameters file holds references only: the passwords came from Ansible, vault-decrypted.
+        written = yaml.safe_load(params.read_text(encoding="utf-8"))
+        assert written["winrm"]["password"] == "env:OPSLIB_FLEET_WINRM_PASSWORD"
+        assert written["backup"]["pfx_password"] == "env:OPSLIB_FLEET_PFX_PASSWORD"
     (record,) = fleet_records(out / "evidence")
     assert len(record["hosts"]) == HOSTS
     verified = opslib("evidence", "verify", "--root", str(out / "evidence"))
@@ -266,9 +270,8 @@ def test_a_failing_canary_stops_the_rollout_and_the_printed_command_records_it(s
         shared.fleet.inventory_path,
         shared.base / "wrong-password-inventory",
         drop="opslib_winrm_password",
-        add=encrypt_string(
-            shared.base, shared.vault_file, "W" + os.urandom(9).hex(), name="ansible_password"
-        ),
+        add=encrypt_string(shared.base, shared.vault_file, "W" + os.urandom(9).hex(), name="ansible_password")
+        + shared.vaulted_pfx,
     )
     before = shared.fleet.request_counts()
     code, printed, out = run_playbook(shared, "canary", inventory=inventory)

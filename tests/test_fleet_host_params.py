@@ -86,6 +86,23 @@ def test_a_vaulted_password_becomes_a_reference_and_its_environment_variable_is_
     assert written["certificate_file"] == str(folder / "mail" / "2026cert.txt")
 
 
+def test_every_vaulted_secret_gets_its_own_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], folder: Path
+) -> None:
+    vaulted = ("ansible_password", "opslib_backup_pfx_password", "opslib_evidence_hmac_key")
+    args = [a for v in vaulted for a in ("--vaulted", v)]
+    code, out, err = host_params(monkeypatch, capsys, folder, hostvars(), *args)
+    assert code == 0, err
+    assert json.loads(out)["secret_env"] == {
+        "ansible_password": "OPSLIB_FLEET_WINRM_PASSWORD",
+        "opslib_backup_pfx_password": "OPSLIB_FLEET_PFX_PASSWORD",
+        "opslib_evidence_hmac_key": "OPSLIB_FLEET_HMAC_KEY",
+    }
+    written = yaml.safe_load((folder / "web01.yaml").read_text(encoding="utf-8"))
+    assert written["backup"]["pfx_password"] == "env:OPSLIB_FLEET_PFX_PASSWORD"
+    assert written["evidence"]["hmac_key"] == "env:OPSLIB_FLEET_HMAC_KEY"
+
+
 def test_a_secret_on_standard_input_is_refused_naming_host_and_variable_without_echoing_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], folder: Path
 ) -> None:
