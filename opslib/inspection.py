@@ -244,19 +244,29 @@ def inspect_sources(
                 }
             )
         for csr in b.csrs:
-            dns = [str(n) for n in _csr_dns(csr)]
-            key_type, key_size = certs.key_description(csr.public_key())
+            seen = certs.request_facts(csr)  # what the CA will see
             csrs_out.append(
                 {
                     "source": b.source,
-                    "subject": csr.subject.rfc4514_string(),
-                    "dns_names": dns,
-                    "key_type": key_type,
-                    "key_size": key_size,
-                    "signature_valid": csr.is_signature_valid,
+                    "subject": seen.subject,
+                    "dns_names": list(seen.dns_names),
+                    "key_type": seen.key_type,
+                    "key_size": seen.key_size,
+                    "key_sha256": seen.key_sha256,
+                    "signature_hash": seen.signature_hash,
+                    "signature_valid": seen.signature_valid,
                     "matches": [certs.thumbprint(c) for c in pool if certs.key_matches(c, csr)],
                 }
             )
+            if seen.signature_hash in ("sha1", "md5"):
+                findings.append(
+                    certs.Finding(
+                        "csr_sha1_signature",
+                        f"the request from {b.source} is signed with {seen.signature_hash.upper()} (Windows Server "
+                        "2003 signs so); some CAs refuse such requests — the certificate itself is signed with "
+                        "the CA's own hash",
+                    )
+                )
 
     return {
         "schema": SCHEMA,
@@ -294,11 +304,6 @@ def _forbidden_in_sources(cert: certs.Certificate, pool: Sequence[certs.Certific
         "it must not be enabled in the server's Trusted Root store",
         certs.thumbprint(cert),
     )
-
-
-def _csr_dns(csr: certs.CSR) -> list[str]:
-    dns, _ips = certs.subject_alt_names(csr)
-    return list(dns)
 
 
 def _dedupe(findings: list[certs.Finding]) -> list[certs.Finding]:
@@ -376,6 +381,11 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {r['subject']}  ({r['key_type']} {r['key_size']}; from {r['source']}) key matches: {match}"
             )
+            lines.append(f"      {'Names':<10} {', '.join(r['dns_names']) or '(none: subject only)'}")
+            lines.append(
+                f"      {'Signature':<10} {r['signature_hash']}{'' if r['signature_valid'] else ' (INVALID)'}"
+            )
+            lines.append(f"      {'Key SHA-256':<10} {r['key_sha256']}")
     if report.get("keys"):
         lines.append("")
         lines.append("Private keys")

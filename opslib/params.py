@@ -228,6 +228,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "verify": (RENEW, ROLLBACK),
     "rollback": (ROLLBACK,),
     "evidence": (RENEW, ROLLBACK),
+    "request": (RENEW,),
 }
 
 SCHEMA: tuple[Key, ...] = (
@@ -289,6 +290,14 @@ SCHEMA: tuple[Key, ...] = (
         _optional_reference,
         "",
         help="secret reference of a key that signs run.json (HMAC-SHA256); empty: unsigned",
+    ),
+    Key("request.subject", _str, "", modes=(RENEW,), help="opslib request: subject (default: production's)"),
+    Key(
+        "request.dns_names",
+        _str_list,
+        [],
+        modes=(RENEW,),
+        help="opslib request: names (default: production's)",
     ),
     Key("rollback.run_id", _nonempty_str, modes=(ROLLBACK,), help="the run being rolled back"),
     Key("rollback.old_thumbprint", _thumbprint, modes=(ROLLBACK,), help="the certificate to put back"),
@@ -361,7 +370,7 @@ class Parameters:
                 out.update(value)
             elif name == "evidence":
                 continue  # the runner's own (the HMAC key reference): no notebook receives it
-            elif name in ("backup", "verify"):
+            elif name in ("backup", "verify", "request"):
                 out.update({f"{name}_{k}": v for k, v in value.items()})
             else:
                 out[name] = value
@@ -443,13 +452,21 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def load(path: str | os.PathLike[str]) -> Parameters:
-    """Read and validate a parameters file (relative paths are relative to its folder)."""
+def load(path: str | os.PathLike[str], *, absent_ok: tuple[str, ...] = ()) -> Parameters:
+    """Read and validate a parameters file (relative paths are relative to its folder). ``absent_ok``:
+    path keys whose file need not exist yet (``opslib request``: the CA's mail comes later)."""
     data = read_yaml(path)
-    return validate(data, source=str(path), base_dir=Path(path).resolve().parent)
+    return validate(data, source=str(path), base_dir=Path(path).resolve().parent, absent_ok=absent_ok)
 
 
-def validate(data: Mapping[str, Any], *, source: str, base_dir: Path, check_files: bool = True) -> Parameters:
+def validate(
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    base_dir: Path,
+    check_files: bool = True,
+    absent_ok: tuple[str, ...] = (),
+) -> Parameters:
     """Check every key against :data:`SCHEMA`, fill defaults, and return :class:`Parameters`.
 
     Raises :class:`ParameterError` for the first problem: an unknown key, a wrong type, a missing
@@ -511,7 +528,7 @@ def validate(data: Mapping[str, Any], *, source: str, base_dir: Path, check_file
                 value = params.get(path_key)
             except KeyError:
                 continue
-            if not value or path_key == "backup.directory":
+            if not value or path_key == "backup.directory" or path_key in absent_ok:
                 continue
             if not params.path(path_key).is_file():
                 raise fail(

@@ -42,6 +42,7 @@ from opslib.rehearsal.programs import filecodec
 TIERS = ("unit", "rehearsal", "notebooks", "faults")
 TIER_OF_MODULE: dict[str, str] = {
     "test_backup": "unit",
+    "test_request": "rehearsal",
     "test_certs": "unit",
     "test_paths": "unit",
     "test_conformance_certs": "unit",
@@ -89,6 +90,7 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_conformance_winrm": "rehearsal",
     "test_transfer_hashfile": "rehearsal",
     "test_conformance_certutil": "rehearsal",
+    "test_conformance_certreq": "unit",
     "test_interruptions": "notebooks",
     "test_compat": "rehearsal",
     "test_wire": "notebooks",
@@ -109,6 +111,7 @@ TIER_OF_TEST: dict[str, str] = {
     "test_locks::test_a_run_whose_lock_was_broken_stops_before_its_next_change": "notebooks",
     "test_evidence::test_record_and_read_facts_through_a_real_kernel": "notebooks",
     "test_inspect::test_notebook_inspect_certificate_runs_under_papermill": "notebooks",
+    "test_inspect::test_notebook_inspect_shows_what_the_ca_sees_in_a_csr": "notebooks",
     "test_lab::test_the_lab_check_notebook_runs_under_papermill": "notebooks",
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
     "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",

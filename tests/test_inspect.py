@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from opslib import certs
 from opslib.cli import main
@@ -331,3 +332,24 @@ def test_expected_chain_with_the_real_g5_cross_names_which_certificate(pki: Pki)
     assert certs.describe_certificate(known["forbidden_root"]).startswith(
         'root "VeriSign Class 3 Public Primary Certification Authority - G5" (self-signed, 4EB6D578'
     )
+
+
+@pytest.mark.kernel
+def test_notebook_inspect_shows_what_the_ca_sees_in_a_csr(tmp_path: Path, pki: Pki) -> None:
+    import nbformat
+    import papermill
+
+    src = tmp_path / "request.csr"
+    src.write_bytes(pki.csr().public_bytes(serialization.Encoding.PEM))
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "inspect_certificate.ipynb"),
+        str(out),
+        parameters={"source": str(src)},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    seen = certs.request_facts(pki.csr())
+    assert seen.key_sha256 in text and "sha256" in text and "www1.example.jp" in text

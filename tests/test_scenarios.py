@@ -62,6 +62,10 @@ def test_scenarios_are_listed_with_descriptions() -> None:
         "modern-chain",
         "cross-to-older-root",
         "expired-cross",
+        # the whole lifecycle: no request yet (opslib request makes it; issue 28)
+        "iis6-ja-no-request",
+        "iis75-ja-no-request",
+        "iis10-no-request",
         # read-back: what real cmd and certutil do that a naive kit would misread
         "pfx-locked",
         "b64-locked",

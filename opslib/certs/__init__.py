@@ -48,6 +48,7 @@ from .facts import (
     HostnameMatch,
     PrivateKey,
     PublicKey,
+    RequestFacts,
     encode_der,
     encode_pem,
     encode_pkcs7,
@@ -58,6 +59,7 @@ from .facts import (
     key_matches,
     normalize_thumbprint,
     public_key_info,
+    request_facts,
     sha256_hex,
     subject_alt_names,
     thumbprint,
@@ -79,6 +81,7 @@ from .summary import CertSummary, summarize
 
 __all__ = [
     "CSR",
+    "RequestFacts",
     "ChainProblem",
     "ExpectedChain",
     "Source",
@@ -129,6 +132,7 @@ __all__ = [
     "load_pkcs12",
     "normalize_thumbprint",
     "public_key_info",
+    "request_facts",
     "raise_for_blocking",
     "sha256_hex",
     "subject_alt_names",

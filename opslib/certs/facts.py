@@ -7,6 +7,7 @@ function that turns a thumbprint as typed or copied into that form.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import re
 import warnings
@@ -303,3 +304,56 @@ def unique(certs: Iterable[Certificate]) -> list[Certificate]:
             seen.add(der)
             out.append(c)
     return out
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What a CA sees in a PKCS #10 request: subject, names, key, the signature's hash."""
+
+    subject: str
+    common_name: str
+    dns_names: tuple[str, ...]
+    key_type: str
+    key_size: int | None
+    key_sha256: str  # SHA-256 of the DER SubjectPublicKeyInfo, hex: compares keys without the key
+    signature_hash: str  # "sha1", "sha256", … (the request's own signature)
+    signature_valid: bool
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "dns_names": ", ".join(self.dns_names) or "(none)",
+            "key": f"{self.key_type} {self.key_size}",
+            "key_sha256": self.key_sha256,
+            "signature_hash": self.signature_hash,
+            "signature_valid": self.signature_valid,
+        }
+
+
+def request_facts(csr: CSR) -> RequestFacts:
+    """The facts of a request; the signature is checked here (cryptography's own check refuses SHA-1,
+    which is exactly what a Server 2003 request carries)."""
+    algorithm = csr.signature_hash_algorithm
+    valid = False
+    key = csr.public_key()
+    if algorithm is not None and isinstance(key, rsa.RSAPublicKey):
+        try:
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, padding.PKCS1v15(), algorithm)
+            valid = True
+        except InvalidSignature:
+            valid = False
+    else:
+        valid = csr.is_signature_valid
+    key_type, key_size = key_description(key)
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    dns, _ips = subject_alt_names(csr)
+    return RequestFacts(
+        subject=csr.subject.rfc4514_string(),
+        common_name=str(cns[0].value) if cns else "",
+        dns_names=tuple(dns),
+        key_type=key_type,
+        key_size=key_size,
+        key_sha256=hashlib.sha256(public_key_info(csr)).hexdigest(),
+        signature_hash=algorithm.name if algorithm is not None else "",
+        signature_valid=valid,
+    )

@@ -43,6 +43,7 @@ WARNING_CODES = (
     "self_signed_leaf",
     "too_many_paths",
     "certificates_left_out",
+    "csr_sha1_signature",
 )
 
 

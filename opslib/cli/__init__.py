@@ -26,6 +26,12 @@ def _run(a: argparse.Namespace) -> int:
     return run(a)
 
 
+def _request(a: argparse.Namespace) -> int:
+    from .runs import request
+
+    return request(a)
+
+
 def _resume(a: argparse.Namespace) -> int:
     from .runs import resume
 
@@ -80,6 +86,7 @@ def _calendar(a: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
+    "request": _request,
     "resume": _resume,
     "rollback": _rollback,
     "inspect": _inspect,

@@ -31,11 +31,14 @@ REHEARSAL_SCENARIOS = (
     "iis10",
     "iis10-dualstack",
     "iis10-dualstack-foreign",
+    "iis10-no-request",
     "iis10-sni",
     "iis6-inherited",
     "iis6-ja",
+    "iis6-ja-no-request",
     "iis7",
     "iis75-ja",
+    "iis75-ja-no-request",
     "iis85",
     "key-not-exportable",
     "modern-chain",
@@ -131,6 +134,27 @@ def _add_runbook_commands(sub: Any) -> None:
         ],
     )
     run.add_argument("params", help="parameters file (YAML)")
+
+    req = sub.add_parser(
+        "request",
+        help="create the pending request (key and CSR) on the server, before the CA is asked",
+        parents=[
+            evidence_root(default=None, help="where run folders go (default: ./evidence)"),
+            option(
+                "--dry-run", action="store_true", help="read-only: show the INF and the plan, change nothing"
+            ),
+            yes("do not ask (the request changes no site; accepted for symmetry with run)"),
+            option(
+                "--new-request",
+                action="store_true",
+                help="make a new request although one for the same names is pending (recorded)",
+            ),
+            option("--key-size", type=int, choices=[2048, 3072], default=2048, help="RSA key size (2048)"),
+            VERBOSE,
+            BREAK_LOCK,
+        ],
+    )
+    req.add_argument("params", help="the renewal's parameters file (YAML)")
 
     res = sub.add_parser(
         "resume",
@@ -284,6 +308,26 @@ def _add_rehearse(sub: Any) -> None:
         choices=["modern", "tls1.0", "tls1.0-no-aes"],
         default="modern",
         help="HTTPS as Server 2003 serves it: tls1.0 (with KB948963 AES), tls1.0-no-aes (RC4/3DES only)",
+    )
+    iss = rehsub.add_parser(
+        "issue",
+        help="the rehearsal CA: issue a certificate for a CSR and write the CA's notification mail",
+    )
+    iss.add_argument("csr", metavar="CSR", help="the request (request.csr of an opslib request run)")
+    iss.add_argument("--out", required=True, metavar="MAIL", help="where the CA's mail is written")
+    iss.add_argument(
+        "--chain",
+        choices=["default", "modern-chain", "cross-to-older-root"],
+        default=None,
+        help="the CA's chain shape (default: the rehearsal host's, from --workdir)",
+    )
+    iss.add_argument(
+        "--lang", choices=["ja", "en"], default="ja", help="the mail's language (ja, as the CA sends it)"
+    )
+    iss.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="the rehearsal host's --workdir (its CA signs; without it a fresh CA the host does not trust)",
     )
     _add_rehearse_fleet(rehsub)
     rehsub.add_parser(

@@ -41,6 +41,8 @@ def command(a: argparse.Namespace) -> int:
             tls=a.tls,
             latency_ms=a.latency_ms,
         )
+    if a.rehearse_command == "issue":
+        return issue(a)
     from ..rehearsal import demo
 
     if a.rehearse_command == "faults":
@@ -55,3 +57,28 @@ def command(a: argparse.Namespace) -> int:
         )
         return 0
     return demo.run_demo(evidence_root=a.evidence_root, backup_dir=a.backup_dir)
+
+
+def issue(a: argparse.Namespace) -> int:
+    """``opslib rehearse issue CSR --out MAIL``: the rehearsal CA answers a request with its mail."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..rehearsal import ca
+
+    source = Path(a.csr)
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file", hint="give the request.csr of an opslib request run")
+    workdir = Path(a.workdir) if a.workdir else None
+    chain = a.chain or (ca.chain_of(workdir) if workdir else "default")
+    issued = ca.issue(source.read_bytes(), source=str(source), chain=chain, lang=a.lang, workdir=workdir)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(issued.mail)
+    print(f"opslib: the rehearsal CA issued {issued.certificate.subject.rfc4514_string()} and wrote {out}")
+    if not issued.authority.trusted_by_host:
+        print(
+            "opslib: this CA is not the rehearsal host's (another chain, or no --workdir): the host does not "
+            "trust it, as with a CA whose chain changed"
+        )
+    return 0

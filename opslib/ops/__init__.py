@@ -6,6 +6,7 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 * :mod:`.swap` — step 2, the production site serves it;
 * :mod:`.export` — step 3, the PFX backup;
 * :mod:`.endpoint` — step 4, what the site serves (read-only);
+* :mod:`.request` — ``opslib request``, the pending request (key and CSR) before the CA is asked;
 * :mod:`.restore` — step R, the previous certificate back;
 * :mod:`.served_chain` — the expected chain of the new certificate, predicted from the server's stores
   (steps 0, 1 and 2 refuse an unusable one before anything changes; step 4 compares with it).
@@ -15,6 +16,6 @@ each returning a frozen Result whose ``.facts()`` the notebook records.
 
 from __future__ import annotations
 
-from . import endpoint, export, install, restore, roots, served_chain, swap
+from . import endpoint, export, install, request, restore, roots, served_chain, swap
 
-__all__ = ["endpoint", "export", "install", "restore", "roots", "served_chain", "swap"]
+__all__ = ["endpoint", "export", "install", "request", "restore", "roots", "served_chain", "swap"]

@@ -40,6 +40,7 @@ _RULES = (
     _rule("restore.roots", "reg", r"^\S*reg(\.exe)?\s+import\s"),
     _rule("install.ca", "certutil", r"\s-addstore\s"),
     _rule("install.accept", "certreq", r"\s-accept\s"),
+    _rule("request.new", "certreq", r"\s-new\s"),  # opslib request (not part of a renewal)
     _rule("install.bind", "cscript", r"iis6\.js\"?\s+set-cert\s"),
     _rule("swap", "cscript", r"iis6\.js\"?\s+swap\s"),
     _rule("export.certobj", "cscript", r"iis6\.js\"?\s+export-pfx\s"),
@@ -71,7 +72,7 @@ def matches(point: str, name: str) -> bool:
     return bool(name) and (name == point or name.startswith(point + "."))
 
 
-NAMES = tuple(sorted({*OPERATIONS, *(r.name for r in _RULES), "preflight.export", "install.add"}))
+NAMES = tuple(sorted({*OPERATIONS, *(r.name for r in _RULES), "preflight.export", "install.add", "request"}))
 
 
 def is_point(word: str) -> bool:

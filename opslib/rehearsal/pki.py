@@ -365,42 +365,7 @@ class Pki:
 
     def notification_text(self) -> str:
         """The Japanese body of the CA's issuance mail (サーバID発行通知), PEM and PKCS#7 inside."""
-        leaf = self.new_leaf
-        nb = leaf.not_valid_before_utc.strftime("%Y/%m/%d")
-        na = leaf.not_valid_after_utc.strftime("%Y/%m/%d")
-        p7 = self.pkcs7_bundle().decode("ascii").strip()
-        cert = _pem(leaf).decode("ascii").strip()
-        return (
-            "株式会社サンプル\n"
-            "ウェブ運用部 ご担当者様\n"
-            "\n"
-            "この度はサーバIDをお申し込みいただき、誠にありがとうございます。\n"
-            "お申し込みいただいたサーバIDを発行いたしましたので、お知らせいたします。\n"
-            "\n"
-            "────────────────────────────────\n"
-            f"■コモンネーム　　：{self.hostnames[0]}\n"
-            f"■有効期間　　　　：{nb} 〜 {na}\n"
-            f"■シリアル番号　　：{leaf.serial_number:x}\n"
-            "────────────────────────────────\n"
-            "\n"
-            "【サーバID】\n"
-            "以下の (-----BEGIN CERTIFICATE-----) から (-----END CERTIFICATE-----) までを\n"
-            "コピーし、テキストエディタに貼り付けて保存してください。\n"
-            "\n"
-            f"{cert}\n"
-            "\n"
-            "【サーバIDと中間CA証明書 (PKCS#7形式)】\n"
-            "Microsoft IIS をご利用の場合は、以下のPKCS#7形式をインストールすると\n"
-            "中間CA証明書も同時にインストールされます。\n"
-            "\n"
-            f"{p7}\n"
-            "\n"
-            "ご不明な点は、サポートセンターまでお問い合わせください。\n"
-            "\n"
-            "--\n"
-            "リハーサル認証局 サーバID発行センター\n"
-            "support@ca.rehearsal.example\n"
-        )
+        return notification_body(self.new_leaf, self.pkcs7_bundle().decode("ascii"), self.hostnames[0])
 
     def notification_mail(self, *, charset: str = "iso-2022-jp", as_eml: bool = False) -> bytes:
         """The CA's notification mail.
@@ -457,6 +422,45 @@ class Pki:
         cte = "7bit" if cs == "iso-2022-jp" else "8bit"
         headers += [f'Content-Type: text/plain; charset="{label}"', f"Content-Transfer-Encoding: {cte}"]
         return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + body
+
+
+def notification_body(leaf: x509.Certificate, pkcs7_pem: str, common_name: str) -> str:
+    """The Japanese body of a CA's issuance mail (サーバID発行通知) for ``leaf``, PEM and PKCS#7 inside."""
+    nb = leaf.not_valid_before_utc.strftime("%Y/%m/%d")
+    na = leaf.not_valid_after_utc.strftime("%Y/%m/%d")
+    p7 = pkcs7_pem.strip()
+    cert = _pem(leaf).decode("ascii").strip()
+    return (
+        "株式会社サンプル\n"
+        "ウェブ運用部 ご担当者様\n"
+        "\n"
+        "この度はサーバIDをお申し込みいただき、誠にありがとうございます。\n"
+        "お申し込みいただいたサーバIDを発行いたしましたので、お知らせいたします。\n"
+        "\n"
+        "────────────────────────────────\n"
+        f"■コモンネーム　　：{common_name}\n"
+        f"■有効期間　　　　：{nb} 〜 {na}\n"
+        f"■シリアル番号　　：{leaf.serial_number:x}\n"
+        "────────────────────────────────\n"
+        "\n"
+        "【サーバID】\n"
+        "以下の (-----BEGIN CERTIFICATE-----) から (-----END CERTIFICATE-----) までを\n"
+        "コピーし、テキストエディタに貼り付けて保存してください。\n"
+        "\n"
+        f"{cert}\n"
+        "\n"
+        "【サーバIDと中間CA証明書 (PKCS#7形式)】\n"
+        "Microsoft IIS をご利用の場合は、以下のPKCS#7形式をインストールすると\n"
+        "中間CA証明書も同時にインストールされます。\n"
+        "\n"
+        f"{p7}\n"
+        "\n"
+        "ご不明な点は、サポートセンターまでお問い合わせください。\n"
+        "\n"
+        "--\n"
+        "リハーサル認証局 サーバID発行センター\n"
+        "support@ca.rehearsal.example\n"
+    )
 
 
 def make_pki(

@@ -34,6 +34,7 @@ from pathlib import Path
 from .. import certs
 from ..errors import UsageError
 from . import cmd, scenarios_iis7
+from .ca import write_ca
 from .host import STARTED, STOPPED, Host, Site
 from .pki import Pki, make_pki
 from .programs import register_all, stores
@@ -83,6 +84,15 @@ _ALL = (
         "like default, but the REQUEST store is empty (the key was lost)",
         pending_request=False,
     ),
+    # The whole lifecycle (issue 28): no pending request yet; `opslib request` makes it, `opslib rehearse
+    # issue` answers as the CA, `opslib run` installs.
+    Scenario(
+        "iis6-ja-no-request",
+        "like iis6-ja (Japanese 2003/IIS 6), but no request has been made yet: the REQUEST store is empty",
+        locale="ja",
+        codepage=932,
+        pending_request=False,
+    ),
     Scenario(
         "key-not-exportable",
         "like default, but the pending request's key is not exportable",
@@ -114,6 +124,18 @@ _ALL = (
         iis_major=7,
         iis7_model=True,
         ssl_port=8443,
+    ),
+    Scenario(
+        "iis75-ja-no-request",
+        "like iis75-ja (Japanese 2008 R2 / IIS 7.5), but no request has been made yet: the REQUEST store is "
+        "empty",
+        locale="ja",
+        codepage=932,
+        windows_version="6.1.7601",
+        iis_major=7,
+        iis7_model=True,
+        ssl_port=8443,
+        pending_request=False,
     ),
     Scenario(
         "iis85",
@@ -151,6 +173,14 @@ _ALL = (
         windows_version="10.0.17763",
         iis_major=10,
         iis7_model=True,
+    ),
+    Scenario(
+        "iis10-no-request",
+        "like iis10 (English 2019 / IIS 10), but no request has been made yet: the REQUEST store is empty",
+        windows_version="10.0.17763",
+        iis_major=10,
+        iis7_model=True,
+        pending_request=False,
     ),
     Scenario(
         "iis10-sni",
@@ -315,6 +345,7 @@ def _write_workdir(workdir: Path, pki: Pki) -> dict[str, str]:
     p7b.write_bytes(pki.pkcs7_bundle(encoding="DER"))
     ca_file = workdir / CA_FILE
     ca_file.write_bytes(pki.pem(*pki.chain.client_roots))
+    write_ca(workdir, pki)  # the rehearsal CA of `opslib rehearse issue --workdir`
     return {"certificate_file": str(mail), "pkcs7_file": str(p7b), "verify_ca_file": str(ca_file)}
 
 

@@ -52,6 +52,7 @@ from .evidence_lock import lock_path, locked
 from .kernels import KERNEL, Kernels, kernel_manager_options
 from .record import RunFailed, summarize
 from .recovery import CORRECTABLE, corrected_parameters, done_steps, resume, rollback, root_backups
+from .request import request
 from .rollback import ROLLBACK_FILE, rollback_text, rollback_values, write_rollback
 from .run import (
     Launch,
@@ -66,6 +67,7 @@ from .run import (
 from .steps import (
     ALL_STEPS,
     RENEW_STEPS,
+    REQUEST_STEPS,
     RESTORE_ROOTS,
     ROLLBACK_STEPS,
     RollbackField,
@@ -78,6 +80,7 @@ from .steps import (
 )
 
 __all__ = [
+    "request",
     "ALL_STEPS",
     "CELL_TIMEOUT_S",
     "CORRECTABLE",
@@ -85,6 +88,7 @@ __all__ = [
     "ENGINE_ENV",
     "KERNEL",
     "RENEW_STEPS",
+    "REQUEST_STEPS",
     "RESTORE_ROOTS",
     "ROLLBACK_FILE",
     "ROLLBACK_STEPS",

@@ -34,12 +34,12 @@ from typing import Any
 from .. import backup, credentials, evidence, preflight
 from .. import params as params_
 from ..errors import OpsError, ParameterError, UsageError
-from . import chores, forward
+from . import chores, forward, lineage
 from .context import RunContext
 from .engines import engine_name
 from .evidence_lock import locked
 from .record import link, now_utc, operator
-from .steps import Step, steps_for
+from .steps import BACKUP, Step, steps_for
 
 _NOTEBOOKS_ENV = "OPSLIB_NOTEBOOKS"  # override the notebook folder (an installed kit, a test)
 
@@ -88,6 +88,11 @@ def run(
     fields: dict[str, Any] = {"parameters_file": str(Path(params_path).resolve()), "mode": params.mode}
     if params.mode == params_.ROLLBACK:
         fields["rolls_back"] = link(root, str(params.get("rollback.run_id")))
+    else:  # the request run whose key the CA's certificate carries (opslib request), when there is one
+        key = lineage.key_sha256_of(params.path("certificate_file"))
+        found = lineage.request_run_for(root, key) if key else None
+        if found:
+            fields["request_run"] = found
     return launch(
         Launch(
             params,
@@ -143,7 +148,7 @@ def launch(spec: Launch) -> int:
     params, selected = spec.params, list(spec.steps)
     _refuse_unconfirmable(selected, dry_run=spec.dry_run, yes=spec.yes)
     engine = engine_name(spec.engine)
-    env = resolve_secrets(params)
+    env = resolve_secrets(params, steps=[s.name for s in selected])
     hmac_key = _hmac_key(params, env)
     _check_backup_directory(params, spec.root, selected)
     notebooks = _check_notebooks([s for s in selected if not s.in_process])
@@ -245,14 +250,19 @@ def _refuse_unconfirmable(steps: Sequence[Step], *, dry_run: bool, yes: bool) ->
         )
 
 
-def resolve_secrets(params: params_.Parameters) -> dict[str, str]:
+def resolve_secrets(params: params_.Parameters, *, steps: list[str] | None = None) -> dict[str, str]:
     """Resolve every secret reference once (never printed); ``prompt`` answers go to the environment.
+
+    ``steps``: the steps this run will run; the PFX password is resolved (asked) only when the key-pair
+    backup is among them (a request, a rollback or a resume past step 3 never needs it).
 
     Returns ``{key path: environment variable}`` for prompted secrets: the kernels inherit the
     environment and receive ``env:VAR`` instead of ``prompt`` (a kernel has no terminal).
     """
     env: dict[str, str] = {}
     for key, ref in params.secret_references().items():
+        if key == "backup.pfx_password" and steps is not None and BACKUP.name not in steps:
+            continue
         try:
             value = credentials.resolve(ref, purpose=key)
         except OpsError as exc:

@@ -165,9 +165,21 @@ RESTORE_ROOTS = Step(
     in_process=True,
 )
 
+# ``opslib request``: the pending request on the server, before the CA is asked (run.json mode "request").
+# Its options (--key-size, --new-request) reach the notebook as facts the runner records first.
+REQUEST = Step(
+    "request_certificate",
+    "証明書要求の作成 / Create the certificate request",
+    consumes_if_recorded=("request_key_size", "new_request"),
+    records=("request_thumbprint", "request_key_sha256", "request_csr_file"),
+    plan="request_plan",
+)
+REQUEST_MODE = "request"
+
 RENEW_STEPS: tuple[Step, ...] = (PRECHECK, INSTALL, SWAP, BACKUP, VERIFY)
 ROLLBACK_STEPS: tuple[Step, ...] = (ROLLBACK, VERIFY)
-ALL_STEPS: tuple[Step, ...] = (*RENEW_STEPS, ROLLBACK)  # every notebook of the runbook, once
+ALL_STEPS: tuple[Step, ...] = (*RENEW_STEPS, ROLLBACK)  # every notebook of the renewal runbook, once
+REQUEST_STEPS: tuple[Step, ...] = (REQUEST,)
 
 
 def steps_for(mode: str) -> tuple[Step, ...]:

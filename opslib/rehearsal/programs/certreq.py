@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..chainbuild import CERT_E_CHAINING, CERT_E_EXPIRED, CERT_E_UNTRUSTEDROOT, build_path
 from ..host import Host, Invocation
-from . import stores
+from . import certreq_new, stores
 from .certutil import (
     CRYPT_E_NOT_FOUND,
     E_ACCESSDENIED,
@@ -207,7 +207,9 @@ def certreq(inv: Invocation) -> int:
         return 0
     if verb == "accept":
         return _accept(inv, switches, ops)
-    # -submit/-retrieve/-new need a CA or a UI: not emulated.
+    if verb == "new":
+        return certreq_new.new(inv, ops)  # W-CERTREQ-NEW
+    # -submit/-retrieve need a CA: not emulated.
     return _fail(inv, E_INVALIDARG)
 
 

@@ -701,9 +701,42 @@ def _probe_switch(host: Host, key: str, verb: str) -> bool:
     return verb in {str(v).lower().lstrip("-") for v in host.extra.get(key, [])}
 
 
+def _key(inv: Invocation, switches: set[str], values: dict[str, str], ops: list[str]) -> int:
+    """``certutil [-csp Provider] -key [KeyContainerName]``: 0 when the machine's container exists,
+    NTE_BAD_KEYSET when it does not (W-CERTUTIL-KEY: the exit code is [assumed])."""
+    if len(ops) != 1 or "user" in switches:
+        return fail(inv, "key", E_INVALIDARG)
+    if ops[0] not in inv.host.keys:
+        return fail(inv, "key", NTE_BAD_KEYSET)
+    inv.write(f"  {ops[0]}\r\n")
+    return done(inv, "key")
+
+
+def _delkey(inv: Invocation, switches: set[str], values: dict[str, str], ops: list[str]) -> int:
+    """``certutil [-csp Provider] -delkey KeyContainerName``: deletes the machine's key container
+    (W-CERTUTIL-DELKEY)."""
+    host = inv.host
+    if len(ops) != 1 or "user" in switches:
+        return fail(inv, "delkey", E_INVALIDARG)
+    if ops[0] not in host.keys:
+        return fail(inv, "delkey", NTE_BAD_KEYSET)
+    if (rc := _denied(inv, "delkey")) is not None:
+        return rc
+    with host.lock:
+        del host.keys[ops[0]]
+    return done(inv, "delkey")
+
+
+# Key-container verbs (the renewal never uses them; `opslib request` cleans up with them). Kept out of
+# USAGE so that `certutil -?` answers as before.
+_KEY_VERBS = {"key": _key, "delkey": _delkey}
+
+
 def certutil(inv: Invocation) -> int:
     host = inv.host
     verb, switches, values, ops, want_help, unknown = parse_args(inv.argv)
+    if verb in _KEY_VERBS and not want_help and not unknown:
+        return _KEY_VERBS[verb](inv, switches, values, ops)
     if verb is not None and verb in USAGE and not _missing(host, verb):
         # Probe injection (module docstring): the help answer and the real use disagree.
         lying = _probe_switch(host, "certutil_probe_lies", verb) and not want_help
