@@ -146,7 +146,8 @@ def tier_of(module: str, test: str) -> str | None:
 
 # Module-scoped fixtures that cost a renewal (kernels): under ``--dist loadgroup`` the tests that use one
 # run on one xdist worker (an ``xdist_group``), so it runs once, not once per worker.
-SHARED_RUNS = {"renewal", "runs", "shared"}
+# A rehearsal fleet ("fleet": tests/test_fleet_run.py's tests build on each other in order) is one too.
+SHARED_RUNS = {"renewal", "runs", "shared", "fleet"}
 
 
 def _group_for_xdist(config: pytest.Config, item: pytest.Item, group: str) -> None:

@@ -35,6 +35,7 @@ from secretscan import assert_no_secrets
 
 from opslib import cli, rehearsal, tls
 from opslib.certs import load_certificates, normalize_thumbprint, thumbprint
+from opslib.evidence import read_heads
 from opslib.fleet import record, rollout
 from opslib.fleet.inventory import FleetHost, write_host_params
 
@@ -447,3 +448,52 @@ def test_fleet_run_over_an_inventory_from_the_command_line(
     } == states
     assert cli.main(["evidence", "verify", str(folder)]) == 0
     assert_no_secrets(root, [v for v in inventory_fleet.env.values() if len(v) >= 4])
+    # The same record from run folders, with the inventory: its host without a run is "not started".
+    first = doc["hosts"][0]
+    argv = ["fleet", "record", "--evidence-root", str(root), "--name", "ansible", "--inventory", inventory]
+    assert cli.main([*argv, str(root / first["run_dir"])]) == 0
+    made = fleet_doc_of(record.fleet_dirs(root)[-1])
+    assert {h["name"]: h["status"] for h in made["hosts"]} == {
+        first["name"]: "dry run",
+        doc["hosts"][1]["name"]: "not started",
+    }
+    assert cli.main(["evidence", "verify", "--root", str(root)]) == 0
+
+
+def test_a_killed_fleet_process_leaves_its_running_host_to_finish(
+    inventory_fleet: Any, tmp_path: Path
+) -> None:
+    """SIGKILL of `opslib fleet run` (no Ctrl-C, no record): the host's own `opslib run` goes on to its end,
+    its run folder complete; `opslib fleet record` writes the record from it afterwards."""
+    import subprocess
+    import sys
+
+    host, root = inventory_fleet.hosts[0].name, tmp_path / "evidence"
+    argv = [sys.executable, "-m", "opslib", "fleet", "run", str(inventory_fleet.inventory_path), "--yes"]
+    argv += ["--limit", host, "--evidence-root", str(root)]
+    with (tmp_path / "fleet.log").open("wb") as out:
+        fleet_proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 180
+        while not list(root.glob(f"*_{host}_*/run.json")) and time.monotonic() < end:
+            time.sleep(0.05)  # the host's run folder exists: its renewal is under way
+        fleet_proc.kill()
+        assert fleet_proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        fleet_proc.kill()
+    run_json = next(root.glob(f"*_{host}_*/run.json"))
+    end = time.monotonic() + 240
+    while json.loads(run_json.read_bytes()).get("status") == "running" and time.monotonic() < end:
+        time.sleep(0.2)
+    while run_json.parent.name not in {e.run_id for e in read_heads(root)} and time.monotonic() < end:
+        time.sleep(0.2)  # finalized: its head entry is the last thing it writes
+    doc = json.loads(run_json.read_bytes())
+    assert doc["status"] == "succeeded" and doc["finished_utc"] and not doc["dry_run"]
+    assert not list((root / "fleets").glob("*/fleet.json"))  # killed: no record
+    assert (
+        cli.main(["fleet", "record", "--evidence-root", str(root), "--name", "killed", str(run_json.parent)])
+        == 0
+    )
+    made = fleet_doc_of(record.fleet_dirs(root)[-1])
+    assert [(h["name"], h["status"]) for h in made["hosts"]] == [(doc["host"], "renewed")]
+    assert cli.main(["evidence", "verify", "--root", str(root)]) == 0

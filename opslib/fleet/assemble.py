@@ -51,6 +51,7 @@ def record_from_runs(
             newest[host] = (started, run_dir, doc)
     order = sorted(newest)
     groups: dict[str, tuple[str, ...]] = {}
+    names: dict[str, str] = {}  # the evidence's host name → the inventory's (as `fleet run` records it)
     if inventory is not None:
         from .inventory import load_inventory
 
@@ -64,12 +65,17 @@ def record_from_runs(
             )
         order = list(by_label)
         groups = {label: tuple(h.groups) for label, h in by_label.items()}
+        names = {label: h.name for label, h in by_label.items()}
     outcomes = []
     for label in order:
         if label not in newest:
-            outcomes.append(HostOutcome(label, NOT_STARTED, groups=groups.get(label, ())))
+            outcomes.append(HostOutcome(names.get(label, label), NOT_STARTED, groups=groups.get(label, ())))
             continue
-        outcomes.append(outcome_from_run(label, newest[label][1], root=root, groups=groups.get(label, ())))
+        outcomes.append(
+            outcome_from_run(
+                names.get(label, label), newest[label][1], root=root, groups=groups.get(label, ())
+            )
+        )
     ref = hmac_key_ref or _hmac_reference([d for _, _, d in newest.values()])
     key = resolve(ref, purpose="HMAC key").encode("utf-8") if ref else None
     return write_fleet_record(

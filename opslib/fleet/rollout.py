@@ -37,11 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from ..credentials import redact
 from ..errors import UsageError
@@ -49,6 +49,7 @@ from ..evidence.manifest import safe_name
 from ..runbook.record import operator
 from ..text import escape_text
 from . import continuing
+from .inventory import FleetHost
 from .record import (
     ALREADY,
     DRY_RUN,
@@ -71,20 +72,7 @@ DEFAULT_SERIAL = "1,10%,100%"
 DEFAULT_FORKS = 5
 
 
-class FleetHostLike(Protocol):
-    """What the rollout needs of an inventory host (:class:`opslib.fleet.inventory.FleetHost`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def params(self) -> dict[str, Any]: ...
-    @property
-    def env(self) -> Mapping[str, str]: ...
-    @property
-    def groups(self) -> tuple[str, ...]: ...
-
-
-WriteParams = Callable[[Any, Path], Path]
+WriteParams = Callable[[FleetHost, Path], Path]  # inventory.write_host_params
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ def exceeds(failed: int, size: int, percentage: float) -> bool:
 
 @dataclass
 class _Job:
-    host: Any
+    host: FleetHost
     params_file: Path
     log_rel: str
     batch: int = 0
@@ -203,7 +191,7 @@ class _Interrupts:
 
 
 def run_fleet(
-    hosts: Sequence[Any],
+    hosts: Sequence[FleetHost],
     *,
     evidence_root: str | os.PathLike[str],
     name: str,
@@ -218,6 +206,7 @@ def run_fleet(
     started = dt.datetime.now(dt.UTC)
     if not hosts:
         raise UsageError("the inventory selects no host", hint="check the inventory and --limit")
+    key = _hmac_key(hosts)  # before any host: a key that cannot be read stops here, not after the rollout
     previous = latest_fleet(root, name)
     fleet_dir = new_fleet_dir(root, name, now_utc=started)
     (fleet_dir / "params").mkdir()
@@ -286,7 +275,6 @@ def run_fleet(
         if j.outcome is None:
             j.outcome = HostOutcome(j.host.name, NOT_STARTED, groups=tuple(j.host.groups))
     outcomes = [j.outcome for j in jobs if j.outcome is not None]
-    key = _hmac_key(hosts)
     write_fleet_record(
         root,
         name,
@@ -315,7 +303,7 @@ def run_fleet(
     return FleetResult(fleet_dir, outcomes, result, code, lines)
 
 
-def _hmac_key(hosts: Sequence[Any]) -> bytes | None:
+def _hmac_key(hosts: Sequence[FleetHost]) -> bytes | None:
     """The fleet record's HMAC key: the hosts' ``evidence.hmac_key`` reference (the first that names one),
     resolved in that host's environment."""
     from ..credentials import resolve
@@ -416,29 +404,28 @@ def _run_host(
         argv = [sys.executable, "-m", "opslib", "run", str(job.params_file), "--evidence-root", str(root)]
         argv += ["--run-dir-file", str(marker), "--dry-run" if settings.dry_run else "--yes"]
         env = {**os.environ, **job.host.env}
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the fleet only (module docstring)
-        )
+        log_path = fleet_dir / job.log_rel
+        # The child writes its console straight into its log file, never into a pipe of this process:
+        # if the fleet process dies, a running renewal goes on to its end undisturbed.
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the fleet only (module docstring)
+            )
         running[name] = proc
     say.line(f"{name}: started (batch {job.batch})")
     started = time.monotonic()
-    secrets = [v for v in job.host.env.values() if v and len(v) >= 4]
-    assert proc.stdout is not None
-    with (fleet_dir / job.log_rel).open("w", encoding="utf-8", newline="\n") as log:
-        for raw in proc.stdout:
-            text = raw.decode("utf-8", "replace")
-            for value in secrets:
-                text = text.replace(value, "[REDACTED]")
-            text = redact(text)
-            log.write(text)
-            if settings.verbose and _STEP_LINE.match(text):
-                say.line(f"{name}: {text.removeprefix('opslib: ').rstrip()}")
-    code = proc.wait()
+
+    def relay(line: str) -> None:  # --verbose: the host's step lines, named
+        if settings.verbose and _STEP_LINE.match(line):
+            say.line(f"{name}: {line.removeprefix('opslib: ')}")
+
+    code = _follow(proc, log_path, relay)
+    _mask(log_path, [v for v in job.host.env.values() if v and len(v) >= 4])
     with lock:
         running.pop(name, None)
     run_dir = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""
@@ -461,6 +448,37 @@ def _run_host(
     outcome.extra["duration_s"] = round(time.monotonic() - started, 1)
     job.outcome = outcome
     say.host(outcome)
+
+
+def _follow(proc: subprocess.Popen[bytes], log_path: Path, each_line: Callable[[str], None]) -> int:
+    """Read the child's log as it grows (its step lines for --verbose) until it exits; its exit code."""
+    pending = b""
+    with log_path.open("rb") as reader:
+        while True:
+            chunk = reader.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    each_line(raw.decode("utf-8", "replace").rstrip("\r"))
+            elif proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.1)
+    if pending:
+        each_line(pending.decode("utf-8", "replace"))
+    return proc.wait()
+
+
+def _mask(log_path: Path, secrets: Sequence[str]) -> None:
+    """The child redacts what it resolved; this host's own secret values are masked here once more."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    masked = text
+    for value in secrets:
+        masked = masked.replace(value, "[REDACTED]")
+    masked = redact(masked)
+    if masked != text:
+        log_path.write_text(masked, encoding="utf-8")
 
 
 def _last_error(log: Path) -> str:
