@@ -8,7 +8,7 @@ RTT. Channels, as each Windows ships WinRM (``rehearsal.shipped_options``):
 * NTLM with WinRM message encryption over HTTP (Server 2008 R2 and later);
 * NTLM over HTTPS with TLS 1.0 (Server 2003, ``winrm.tls: legacy-tls1.0``).
 
-Targets (README: Benchmarks): ≤ 3 requests per command on a reused shell; upload ≤ 3 requests per chunk.
+Targets (docs/benchmarks.md): ≤ 3 requests per command on a reused shell; upload ≤ 3 requests per chunk.
 
     .venv/bin/python benchmarks/winrm_roundtrips.py [--commands N] [--size BYTES]
 """

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class OpsError(Exception):
     """Base of every error the kit raises on purpose."""
 
     exit_code: int = 1
+    # True: raised only before anything on the server changed (a refusal) — what a failed step records
+    # as ``server_changed: false`` (:func:`raised_before_any_change`), and the advice then reads.
+    before_any_change: ClassVar[bool] = False
     where: str = ""  # the host, file, key or value the problem is about ("" = none)
     problem: str = ""  # what failed, short
     hint: str = ""  # what to do next
@@ -48,6 +52,8 @@ class UsageError(OpsError):
 class ParameterError(UsageError):
     """A parameters file or value is wrong; ``key`` names the key path (e.g. ``winrm.url``)."""
 
+    before_any_change = True
+
     def __init__(self, key: str, problem: str, *, source: str = "", hint: str = "") -> None:
         super().__init__(problem, hint=hint, where=f"{source}: {key}" if source else key)
         self.key = key
@@ -74,6 +80,8 @@ class SecretUnavailable(UsageError):
 
 class CertificateError(OpsError):
     """A certificate source could not be read or fails a check. ``source`` names the file/endpoint."""
+
+    before_any_change = True
 
     def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
         super().__init__(problem, hint=hint, where=source)
@@ -175,6 +183,8 @@ class CapabilityMissing(OpsError):
 class PreconditionFailed(OpsError):
     """The server is not in a state the step can start from. Nothing was changed."""
 
+    before_any_change = True
+
     def __init__(self, host: str, problem: str, *, hint: str = "") -> None:
         super().__init__(problem, hint=hint, where=host)
         self.host = host
@@ -199,7 +209,14 @@ class StepFailed(OpsError):
     """A runbook step's notebook raised. Names the step, the failing cell and the notebook path."""
 
     def __init__(
-        self, step: str, notebook: str, cause: str, *, cell: int | None = None, hint: str = ""
+        self,
+        step: str,
+        notebook: str,
+        cause: str,
+        *,
+        cell: int | None = None,
+        hint: str = "",
+        server_changed: bool | None = None,
     ) -> None:
         at_cell = f", cell {cell}" if cell is not None else ""
         super().__init__(cause, hint=hint, where=f"step {step} failed{at_cell}")
@@ -208,6 +225,20 @@ class StepFailed(OpsError):
         self.cause = cause
         self.cell = cell
         self.problem = f"{cause} (notebook: {notebook})"
+        # False: the step's error was one raised before anything on the server changed; None: unknown.
+        self.server_changed = server_changed
+
+
+def raised_before_any_change(error_class: str) -> bool:
+    """Whether ``error_class`` (an exception's class name, e.g. a Jupyter error output's ``ename``)
+    names one of the kit's errors raised only before anything on the server changed."""
+    pending: list[type[OpsError]] = [OpsError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == error_class:
+            return cls.before_any_change
+        pending.extend(cls.__subclasses__())
+    return False
 
 
 class EvidenceError(OpsError):

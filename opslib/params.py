@@ -360,7 +360,7 @@ class Parameters:
         Top-level keys keep their name; ``winrm`` stays one mapping (``opslib.connect`` takes it);
         ``backup.x`` and ``verify.x`` become ``backup_x`` / ``verify_x``; the ``rollback``
         section's keys keep their own names (they are the facts step 2 recorded); the ``evidence``
-        section is the runner's own and reaches no notebook.
+        section is the runner's own and reaches no notebook, nor does the calendar's ``private_pki``.
         """
         out: dict[str, Any] = {}
         for name, value in self.data.items():
@@ -370,6 +370,8 @@ class Parameters:
                 out.update(value)
             elif name == "evidence":
                 continue  # the runner's own (the HMAC key reference): no notebook receives it
+            elif name == "private_pki":
+                continue  # the calendar's own (whether SC-081 applies): no step decides on it
             elif name in ("backup", "verify", "request"):
                 out.update({f"{name}_{k}": v for k, v in value.items()})
             else:

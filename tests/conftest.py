@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,13 @@ from opslib import rehearsal
 from opslib.rehearsal import scenarios
 from opslib.rehearsal.host import Host, HostSnapshot, Invocation
 from opslib.rehearsal.programs import filecodec
+
+# jsonschema (nbformat's, so papermill's) imports rfc3987_syntax when it is installed (jupyter-events'
+# jsonschema[format-nongpl] brings it), and rfc3987_syntax compiles 38 lark grammars as it is imported:
+# 2–3 s of CPU in every xdist worker, only to check the "iri" formats that no notebook schema uses.
+# A None entry makes that optional import fail, as on a machine without the package (jsonschema then
+# has no "iri" check). Tests only: the kit does not change what other code in its process imports.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 # --- tiers ---------------------------------------------------------------------------------------------
 
@@ -116,6 +124,8 @@ TIER_OF_TEST: dict[str, str] = {
     "test_windows::test_a_full_run_backs_up_through_iis_certobj": "notebooks",
     "test_readback_kit::test_a_full_run_on_a_server_that_holds_the_pfx_reports_it": "notebooks",
     "test_transfer_hashfile::test_a_run_that_fell_back_to_size_says_so_in_run_json_the_console_and_the_report": "notebooks",
+    # a full renewal, about IIS 6 inheritance, not kernels: the notebooks tier runs it in-process
+    "test_rehearsal_inherit::test_a_renewal_on_iis6_inherited_leaves_production_with_its_own_new_certificate": "notebooks",
 }
 SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
@@ -187,13 +197,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- the step engine: real kernels only where the test is about them ---------------------------------------
 #
 # The runbook's in-process step engine (OPSLIB_STEP_ENGINE=inprocess; no effect until it lands) runs the
-# step notebooks' code without a kernel. Notebook-tier tests use it unless marked ``kernel`` (about kernels,
-# interruptions, papermill itself); a renewal per IIS family stays on real kernels (the ``renewal`` of
+# step notebooks' code without a kernel. Notebook- and fault-tier tests use it unless marked ``kernel``
+# (about kernels, interruptions, papermill itself); a renewal per IIS family stays on real kernels (the ``renewal`` of
 # test_notebooks for IIS 6, the iis10 full run of test_iis7_e2e for IIS 10). A module-scoped fixture (a
 # renewal shared by a module) runs in the module's setting: in-process unless the module is marked kernel.
 
 STEP_ENGINE_ENV = "OPSLIB_STEP_ENGINE"
 IN_PROCESS = "inprocess"
+# The tiers whose renewals take the in-process engine unless marked kernel: the fault matrix's runbook-level
+# cases are about the runner's failure handling, not kernels (test_engines proves the engines alike).
+IN_PROCESS_TIERS = ("notebooks", "faults")
 
 
 def _module_is_kernel(module: Any) -> bool:
@@ -204,7 +217,9 @@ def _module_is_kernel(module: Any) -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def _step_engine_of_module(request: pytest.FixtureRequest) -> Iterator[None]:
     module = request.module
-    if TIER_OF_MODULE.get(Path(str(module.__file__)).stem) != "notebooks" or _module_is_kernel(module):
+    if TIER_OF_MODULE.get(Path(str(module.__file__)).stem) not in IN_PROCESS_TIERS or _module_is_kernel(
+        module
+    ):
         yield
         return
     with pytest.MonkeyPatch.context() as mp:
@@ -217,7 +232,7 @@ def _step_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     node = request.node
     if node.get_closest_marker("kernel"):
         monkeypatch.delenv(STEP_ENGINE_ENV, raising=False)
-    elif node.get_closest_marker("notebooks"):
+    elif any(node.get_closest_marker(tier) for tier in IN_PROCESS_TIERS):
         monkeypatch.setenv(STEP_ENGINE_ENV, IN_PROCESS)
 
 

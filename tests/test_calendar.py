@@ -67,6 +67,9 @@ def _write_params(folder: Path, name: str, data: dict[str, Any]) -> Path:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     folder = tmp_path_factory.mktemp("calendar")
+    # The emulated servers' own files (the rehearsal CA's key among them) live apart: the secret scans
+    # cover what the calendar and the kit write, not the servers' state.
+    servers = tmp_path_factory.mktemp("calendar-servers")
     now = datetime.now(UTC).replace(microsecond=0)
     with random_secrets(WINRM_ENV, PFX_ENV) as secrets:
         started: dict[str, rehearsal.Rehearsal] = {}
@@ -75,7 +78,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         try:
             for name, scenario, shift in FLEET:
                 clocks[name] = now + timedelta(days=shift)
-                work = folder / name
+                work = servers / name
                 host = scenarios.build_host(scenario, workdir=work, now_utc=clocks[name])
                 r = rehearsal.start(host, password=secrets[0], workdir=work, auth="negotiate")
                 started[name] = r

@@ -167,3 +167,16 @@ def test_the_error_line_escapes_what_came_from_outside(
     assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
     assert r"\x1b[2J\x1b]0;owned\x07www1 \u202egnp.exe" in err
     assert err.startswith("opslib: error: C:\\certs\\mail.eml: subject CN=")
+
+
+def test_which_errors_are_refusals_before_any_change() -> None:
+    """The typed field a failed step records (``server_changed: false``) comes from the error's class,
+    its name taken from the kernel's error output — never from the message text."""
+    refusals = ["PreconditionFailed", "SiteNotFound", "CertificateError", "EndpointError", "ParameterError"]
+    assert all(errors.raised_before_any_change(name) for name in refusals)
+    others = ["VerificationFailed", "StepFailed", "OpsError", "RemoteCommandFailed", "ValueError", ""]
+    assert not any(errors.raised_before_any_change(name) for name in others)
+    failed = errors.StepFailed(
+        "02_swap_certificate", "x.ipynb", "VerificationFailed: … PreconditionFailed: …"
+    )
+    assert failed.server_changed is None, "a message naming a refusal is not one"

@@ -31,3 +31,21 @@ def test_rehearse_faults_lists_the_names_and_positions_of_a_clean_run(
     assert "--fault before|after:NAME[#N]" in out and "opslib: run folder" not in out, (
         "the run itself is quiet"
     )
+
+
+def test_rehearse_faults_on_iis10_names_the_swap_and_never_a_probe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """IIS 7–10: the swap's netsh command is ``swap.update`` (the names test_iis7_e2e fails by); the
+    read-only verb probes (``netsh http update sslcert /?``, steps 0 and 2) are no fault point."""
+    assert cli.main(["rehearse", "faults", "--scenario", "iis10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("named fault points of a clean renewal on the iis10 host")
+    rows = dict(re.findall(r"^  (\S+#\d+)\s+(\w+#\d+)$", out, flags=re.M))
+    swaps = [name for name in rows if name.startswith("swap")]
+    assert swaps == ["swap.update#1"], rows
+    assert re.fullmatch(r"netsh#\d+", rows["install.add#1"]) and re.fullmatch(
+        r"netsh#\d+", rows["swap.update#1"]
+    )
+    # netsh's earlier commands are the probes (not named) and the work site's binding.
+    assert int(rows["swap.update#1"].split("#")[1]) > int(rows["install.add#1"].split("#")[1]) + 1

@@ -17,8 +17,9 @@
    (``OPSLIB_FAULTS_WRITE=1`` rewrites the file). The waits are short: the swap journal is polled every
    :data:`JOURNAL_POLL_S` for :data:`JOURNAL_WAIT_S` (the rehearsal helper writes it before it answers),
    the WinRM deadlines are the smallest the parameters file accepts (:data:`FAST`).
-3. Runbook level (papermill, five kernels): one case per step and a production site that will not
-   start after the swap — exit 1, run.json, the failed notebook, the secret scan, ``resume``.
+3. Runbook level (papermill; the in-process step engine, as every test of this tier unless marked kernel):
+   one case per step and a production site that will not start after the swap — exit 1, run.json, the
+   failed notebook, the secret scan, ``resume``.
 """
 
 from __future__ import annotations
@@ -506,7 +507,7 @@ def test_the_clean_run_enumerates_commands_of_every_step(clean: Clean) -> None:
     assert any(" swap " in m for m in mutating)  # step 2's server-side transaction
 
 
-# --- runbook level: papermill, five kernels ---------------------------------------------------------
+# --- runbook level: papermill, the in-process step engine ---------------------------------------------------------
 
 
 def test_a_production_site_that_will_not_start_is_rolled_back_and_resume_finishes(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from opslib import cli, rehearsal
+from opslib import cli, evidence, rehearsal
 from opslib.errors import VerificationFailed
 from opslib.runbook import forward
 
@@ -67,6 +67,33 @@ def _served(reh: rehearsal.Rehearsal) -> str:
     return str(site["ssl_cert_hash"])
 
 
+def _assert_reviewers_read_the_rollback(
+    root: Path, a: Path, r: Path, *, old: str, new: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evidence list/show`` and the review notebook's expiry view after A (swapped, then failed at
+    step 3) and R (A's rollback): R took the new certificate off and put the old one back."""
+    old_until = _manifest(a)["facts"]["production_not_after_utc_before"]
+    new_until = _manifest(a)["facts"]["new_not_after_utc"]
+    assert cli.main(["evidence", "list", "--root", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(x["old_thumbprint"], x["new_thumbprint"], x["serving_thumbprint"]) for x in rows] == [
+        (old, new, new),  # A failed after its swap: the new certificate serves (its read-only handshake)
+        (new, old, old),
+    ]
+    assert (rows[1]["old_not_after_utc"], rows[1]["new_not_after_utc"]) == (new_until, old_until)
+    assert cli.main(["evidence", "list", "--root", str(root)]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert "rollback  succeeded" in line and f"{new[:8]} → {old[:8]}" in line and old_until[:10] in line
+    assert cli.main(["evidence", "show", str(r)]) == 0
+    out = capsys.readouterr().out
+    assert f"taken off {new}  expires {new_until}" in out and f"put back  {old}  expires {old_until}" in out
+    # What must be renewed next: the certificate the rollback put back (10 days left), not NaN/unknown.
+    now_utc = datetime.fromisoformat(_manifest(r)["finished_utc"])
+    (row,) = evidence.expiry_table(evidence.load_runs(root), now_utc=now_utc).itertuples()
+    assert (row.thumbprint, row.source_run, row.state, row.days_left) == (old, r.name, "renew now", 9)
+    assert row.not_after_utc.isoformat().replace("+00:00", "Z") == old_until
+
+
 @pytest.mark.timeout(600)
 def test_a_resume_after_a_newer_rollback_stops_unless_forced_by_name(
     reh: rehearsal.Rehearsal,
@@ -91,6 +118,7 @@ def test_a_resume_after_a_newer_rollback_stops_unless_forced_by_name(
     r = _runs(root)[1]
     assert _served(reh) == old
     capsys.readouterr()
+    _assert_reviewers_read_the_rollback(root, a, r, old=old, new=new, capsys=capsys)
 
     # Resuming A now would put the new certificate back over what R did: refused, nothing created.
     assert cli.main(["resume", str(a), "--yes"]) == 1
@@ -157,7 +185,7 @@ def test_a_rollback_of_an_expired_certificate_stops_and_one_that_expires_soon_wa
     assert m_rb["production_check"]["result"] == "as expected"
     assert _served(reh) == old
     report = (rb / "report.html").read_text(encoding="utf-8")
-    assert "warnings: expires_soon" in report  # step 4's warning in the auditor's report
+    assert "warnings: expires soon" in report and "警告: 有効期限が近い" in report  # step 4's, in words
     assert str(m_rb["parameters"]["rollback"]["old_not_after_utc"])[:10] in report
 
 

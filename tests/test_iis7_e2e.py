@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import cli, rehearsal, tls
+from opslib import certs, cli, rehearsal, tls
 from opslib.rehearsal.host import Host
 
 PARAMETERS = r"HKLM\SYSTEM\CurrentControlSet\Services\HTTP\Parameters"
@@ -158,16 +159,31 @@ def http_keys_of(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state["registry"].items() if k.upper().startswith(PARAMETERS.upper())}
 
 
-def test_a_dropped_connection_during_the_swap_resumes_on_iis10(
-    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("scenario", "fault", "binding"),
+    [
+        # IP:port bindings (SslBindingInfo): the one-line swap runs to its end, then the answer is lost.
+        ("iis10", "after:swap:drop", IPPORT_443),
+        # SNI bindings (SslSniBindingInfo): the swap's netsh command fails on the server.
+        ("iis10-sni", "before:swap.update:fail", SNI_WWW1),
+    ],
+)
+def test_a_swap_failed_by_name_keeps_a_valid_certificate_and_resumes_on_iis10(
+    scenario: str,
+    fault: str,
+    binding: str,
+    tmp_path: Path,
+    secrets_: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # netsh #1 is step 0's read-only verb probe (`update sslcert /?`), #2 step 1's work binding, #3 step 2's
-    # verb probe, #4 step 2's one-line swap: it runs to its end on the server, then the connection drops
-    # before the answer arrives.
-    setup = start(tmp_path, secrets_, "iis10", faults=["after:netsh#4:drop"])
+    """One test per HTTP.sys binding family: the swap failed by its named fault point (``opslib rehearse
+    faults --scenario …`` lists it; no counting), production still serves a valid certificate, and the
+    printed resume finishes the renewal."""
+    setup = start(tmp_path, secrets_, scenario, faults=[fault])
     host = setup.host
     old, new = host.extra["current_thumbprint"], host.extra["new_thumbprint"]
     try:
+        no_sni_before = served(host, None)
         assert setup.run("--yes") == 1
         err = capsys.readouterr().err
         run_dir = setup.run_dir()
@@ -176,8 +192,18 @@ def test_a_dropped_connection_during_the_swap_resumes_on_iis10(
         m = setup.manifest()
         assert (m["status"], m["failed_step"]) == ("failed", "02_swap_certificate")
         assert (run_dir / "rollback.yaml").is_file()
-        # Whatever the kit saw, the server is consistent: one of the two certificates, the site started.
-        assert cert_hash(host, IPPORT_443) in (old, new) and host.web_sites[1].state == "Started"
+        # Whatever the kit saw, production is consistent: bound to one of the two certificates, the site
+        # started, and a TLS handshake gets that certificate, within its validity; no other site changed.
+        bound = cert_hash(host, binding)
+        assert bound in (old, new) and host.web_sites[1].state == "Started"
+        chain = tls.fetch_chain(
+            "127.0.0.1", host.extra["tls_ports"]["0.0.0.0:443"], servername="www1.example.jp"
+        )
+        assert chain.thumbprints[0] == bound
+        leaf = certs.summarize(chain.leaf)
+        assert leaf.not_before_utc <= datetime.now(UTC) < leaf.not_after_utc
+        sni_only = scenario == "iis10-sni"  # there the non-SNI site holds 0.0.0.0:443, untouched
+        assert served(host, None) == (no_sni_before if sni_only else bound)
         setup.reh.set_faults([])
         assert cli.main(["resume", str(run_dir), "--yes"]) == 0
         runs = sorted(p for p in setup.evidence_root.iterdir() if (p / "run.json").is_file())
@@ -185,8 +211,8 @@ def test_a_dropped_connection_during_the_swap_resumes_on_iis10(
         m = json.loads((runs[1] / "run.json").read_text(encoding="utf-8"))
         assert (m["status"], m["failed_step"], m["mode"]) == ("succeeded", None, "resume")
         assert m["resumes"]["run_id"] == run_dir.name
-        assert cert_hash(host, IPPORT_443) == served(host, "www1.example.jp") == new
-        assert [host.web_sites[i].state for i in (1, 2)] == ["Started", "Stopped"]
+        assert cert_hash(host, binding) == served(host, "www1.example.jp") == new
+        assert served(host, None) == (no_sni_before if sni_only else new)
         assert_no_secrets(run_dir, secrets_)
         assert_no_secrets(runs[1], secrets_)
     finally:

@@ -38,7 +38,8 @@ from opslib.rehearsal import cmd
 from opslib.rehearsal.host import STARTED
 from opslib.rehearsal.programs import stores
 
-pytestmark = pytest.mark.kernel  # signals, dead kernels, the runner as a subprocess: real kernels
+# Signals to the runner and a killed step kernel: real kernels (marked kernel). The lock cases are about the
+# server's lock, not kernels: the in-process step engine (the tier's default; a spawned runner inherits it).
 
 OPSLIB = Path(sys.executable).parent / "opslib"
 JOURNAL = r"C:\WINDOWS\Temp\opslib-swap-1.json"
@@ -140,6 +141,7 @@ def _count(kind: str) -> None:
 # --- signals to the runner ------------------------------------------------------------------------
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_during_the_swap_waits_for_the_server_then_stops_cleanly(
     setup: Setup, tmp_path: Path, signum: signal.Signals
@@ -188,6 +190,7 @@ def test_a_signal_during_the_swap_waits_for_the_server_then_stops_cleanly(
     assert_no_secrets(run_dir, setup.secrets)
 
 
+@pytest.mark.kernel
 def test_a_signal_while_the_swap_restores_itself(setup: Setup, tmp_path: Path) -> None:
     """The new certificate does not come up: the server puts the old one back, the signal waits for it."""
     setup.host.extra["swap_start_delay_s"] = DELAY_S
@@ -225,6 +228,7 @@ def _step2_kernel(runner: int) -> psutil.Process:
     return min(kernels, key=lambda p: p.create_time())  # the next step's kernel was started later
 
 
+@pytest.mark.kernel
 def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Setup, tmp_path: Path) -> None:
     setup.host.extra["swap_start_delay_s"] = DELAY_S
     proc = _spawn(setup, "--yes", log=tmp_path / "run.log")
@@ -271,6 +275,7 @@ def test_a_killed_step2_kernel_leaves_production_serving_and_says_what(setup: Se
 # --- the connection dropped after the swap command ------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_a_connection_dropped_after_the_swap_command_is_read_back_from_the_journal(
     setup: Setup, tmp_path: Path
 ) -> None:

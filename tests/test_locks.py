@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from opslib import cli, rehearsal
-from opslib.errors import RunLocked
+from opslib.errors import PreconditionFailed, RunLocked
 from opslib.server import renewal_lock
 from opslib.winrm import Connection, Raw, connect_params
 from opslib.winrm.transcript import CREATE_TEMP
@@ -357,7 +357,7 @@ def test_a_holder_file_that_cannot_be_read_is_not_taken_for_a_broken_lock(
         lock = renewal_lock.ServerLock(conn, host="web01")
         _plant(conn, lock, json.dumps(_holder("run-a")).encode())
         lock.check_held("run-a")  # readable and ours: nothing to say
-        reh.set_faults(["before:certutil:fail"])
+        reh.set_faults(["before:type:fail"])
         try:
             with pytest.raises(Exception, match=r"could not read this run's lock .*resume the run") as info:
                 lock.check_held("run-a")
@@ -366,3 +366,32 @@ def test_a_holder_file_that_cannot_be_read_is_not_taken_for_a_broken_lock(
         assert not isinstance(info.value, RunLocked)
         assert "broken" not in str(info.value)
         lock.check_held("run-a")  # the lock itself is unchanged
+
+
+def test_the_windows_folder_is_read_once_per_run_and_a_wrong_one_stops_before_a_change(
+    reh: rehearsal.Rehearsal, tmp_path: Path
+) -> None:
+    """%SystemRoot% is read once per run and kept in connection.json for the run's later connections
+    (W-ECHO-SYSTEMROOT). Were the kept one not the server's, the lock check would find no holder file
+    there: the run stops before its next change saying the lock could not be read, and the lock stays."""
+    winrm, run_dir = _params(reh, tmp_path)["winrm"], tmp_path / "run"
+    run_dir.mkdir()
+    with connect_params(winrm, host="web01", run_dir=str(run_dir)) as conn:
+        lock = renewal_lock.ServerLock(conn, host="web01")
+        _plant(conn, lock, json.dumps(_holder("run-a")).encode())
+        lock.check_held("run-a")
+    with connect_params(winrm, host="web01", run_dir=str(run_dir)) as conn:
+        renewal_lock.ServerLock(conn, host="web01").check_held("run-a")  # a later connection of the run
+    assert [h["command"] for h in reh.host.history].count("echo %SystemRoot%") == 1
+    state_file = run_dir / "connection.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    assert state["system_root"] == "C:\\WINDOWS"
+    state_file.write_text(json.dumps({**state, "system_root": "D:\\WINNT"}), encoding="utf-8")
+    with connect_params(winrm, host="web01", run_dir=str(run_dir)) as conn:
+        with pytest.raises(
+            PreconditionFailed,
+            match=r"could not read this run's lock D:\\WINNT\\Temp\\opslib-renewal\.lock\\holder\.json .*resume",
+        ):
+            renewal_lock.ServerLock(conn, host="web01").check_held("run-a")
+    with _connect(reh, tmp_path) as conn:
+        assert renewal_lock.ServerLock(conn, host="web01").holder()["run_id"] == "run-a"  # the lock stays

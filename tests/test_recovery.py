@@ -9,6 +9,7 @@ dry run, and the mode column of ``evidence list``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from secretscan import assert_no_secrets
 
-from opslib import certs, cli, rehearsal
+from opslib import certs, cli, evidence, rehearsal
 from opslib.rehearsal.host import STARTED
 from opslib.server import stores
 
@@ -108,6 +110,8 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert f"opslib resume {a} --params FIXED.yaml --yes" in tail
         assert f"or undo what changed: opslib rollback {a} --roots --yes" in tail
         assert _manifest(a)["production_now"]["thumbprint"] == old
+        assert "server_changed" not in _manifest(a)["steps"][-1], "a failed swap is no refusal"
+        assert "changed_nothing" not in _manifest(a)
         a_bytes = (a / "run.json").read_bytes()
         reh.set_faults([])
 
@@ -129,6 +133,8 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert cli.main(["resume", str(a), "--params", str(bad), "--yes"]) == 2
         err = capsys.readouterr().err
         assert re.search(r"bad\.yaml: production_site: cannot be changed on resume \(production_site: ", err)
+        # What to do instead names a rollback that has something to undo (A disabled roots, wrote rollback.yaml).
+        assert f"undo the run first (opslib rollback {a} --roots), then start a new run" in err
         assert len(_runs(root)) == 2, "a refused resume creates nothing"
         fixed = tmp_path / "params" / "fixed.yaml"
         fixed.write_text(yaml.safe_dump({"warn_days": 20, "winrm": {"read_timeout_s": 40}}), encoding="utf-8")
@@ -206,6 +212,12 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         assert m["selected_steps"][-2:] == ["06_restore_roots", "04_verify_endpoint"]
         assert any("cross certificate" in w for w in m["facts"]["verify_expected_warnings"])
         assert m["facts"]["chain_ok"] is True
+        # The auditor's summary says it in both languages (the glossary's words, not the code).
+        page = (d / "report.html").read_text(encoding="utf-8")
+        summary = page[page.index('<section id="summary">') : page.index('<section class="step"')]
+        assert "IIS はクロスルート証明書を送らなくなりました" in summary
+        assert "so IIS no longer sends the cross certificate" in summary
+        assert "cross_not_sent_expected" not in summary and "expires_soon" not in summary
         assert (m["mode"], m["status"]) == ("rollback", "succeeded")
         assert m["rolls_back"]["run_id"] == c.name
         assert {r["file"] for r in m["facts"]["root_backups_used"]} == {
@@ -232,14 +244,45 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
     ]
     assert all(r["nonzero_exits"] is not None for r in rows)
     assert rows[1]["probe_nonzero_exits"] > 0, "a dry run probes the server's tools"
+    # Old → new as a reviewer reads them: the failed run's old certificate is what step 0 recorded; a
+    # rollback's is what production served before → after it; what production serves after each run.
+    old_until = _manifest(a)["facts"]["production_not_after_utc_before"]
+    assert (rows[0]["old_thumbprint"], rows[0]["old_not_after_utc"], rows[0]["new_thumbprint"]) == (
+        old,
+        old_until,
+        new,
+    )
+    assert rows[0]["serving_thumbprint"] == old, "the failed swap left the old certificate in service"
+    # The failed rollback's attempt: new → old (from its rollback parameters). IIS would not start the
+    # site with the old certificate, which it left bound (production stopped): the next rollbacks took
+    # off the old certificate and put it back — each shows what production's binding held before → after.
+    assert (rows[3]["old_thumbprint"], rows[3]["new_thumbprint"]) == (new, old)
+    for rollback in rows[4:]:
+        assert (rollback["old_thumbprint"], rollback["old_not_after_utc"]) == (old, old_until)
+        assert (rollback["new_thumbprint"], rollback["new_not_after_utc"]) == (old, old_until)
+        assert (rollback["serving_thumbprint"], rollback["serving_not_after_utc"]) == (old, old_until)
     assert cli.main(["evidence", "list", "--root", str(root)]) == 0
-    dry_line = capsys.readouterr().out.splitlines()[2]
+    listing = capsys.readouterr().out
+    dry_line = listing.splitlines()[2]
     assert re.search(
         rf"dry run .* {rows[1]['nonzero_exits']} \(\+{rows[1]['probe_nonzero_exits']} probes\)$", dry_line
     )
+    lines = listing.splitlines()
+    assert f"{old[:8]} → {new[:8]}" in lines[1], "the failed run: its recorded old certificate, not –"
+    assert f"{new[:8]} → {old[:8]}" in lines[4] and f"{old[:8]} → {old[:8]}" in lines[6]
+    assert old_until[:10] in lines[6] and "–" not in lines[6]
+    assert cli.main(["evidence", "show", str(a)]) == 0
+    assert f"old cert  {old}  expires {old_until}" in capsys.readouterr().out
     assert cli.main(["evidence", "show", str(d)]) == 0
     out = capsys.readouterr().out
     assert f"mode      rollback    rolls back run {c.name}" in out
+    assert f"taken off {old}  expires {old_until}" in out
+    assert f"put back  {old}  expires {old_until}" in out
+    # The review notebook's expiry view after the rollback: the certificate put back, 10 days left.
+    now_utc = dt.datetime.fromisoformat(_manifest(d)["finished_utc"])
+    (expiry,) = evidence.expiry_table(evidence.load_runs(root), now_utc=now_utc).itertuples()
+    assert (expiry.thumbprint, expiry.source_run, expiry.state) == (old, d.name, "renew now")
+    assert expiry.not_after_utc == pd.Timestamp(old_until) and 8 <= expiry.days_left <= 10
     assert re.search(
         r"commands  \d+ remote commands, \d+ non-zero exits, .*; \d+ more non-zero exits were capability probes",
         out,
@@ -274,6 +317,8 @@ def test_failure_before_any_change_prints_a_command_that_works(
         command = line.split("correct the file and run again: ", 1)[1].split()
         assert command[:3] == ["opslib", "run", str(params_file)]
         assert _manifest(a)["changed_nothing"] is True
+        # A typed field the failed step recorded (its error's class), which the advice reads.
+        assert _manifest(a)["steps"][-1]["server_changed"] is False
 
         if how == "printed run":  # the printed command, after correcting the file, succeeds
             params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
@@ -293,6 +338,53 @@ def test_failure_before_any_change_prints_a_command_that_works(
         # the steps done used the old value: they ran again, with the corrected one
         assert [s["name"] for s in m["steps"]][0] == "00_precheck_root_store"
         assert reh.host.sites[1].ssl_cert_hash == reh.host.extra["new_thumbprint"]
+    finally:
+        reh.stop()
+
+
+@pytest.mark.timeout(900)
+def test_a_failed_dry_run_advises_only_commands_that_work(
+    tmp_path: Path, secrets_: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run that fails: never `rollback` (it would refuse: a dry run changed nothing); the printed
+    command — the dry run again, after correcting the file — works; a resume of it accepts the corrected
+    key (a refused key's advice after a real change: test_fail_new_run_resume_rollback_keeps_the_evidence_valid)."""
+    reh = rehearsal.start(scenario="iis6-ja", password=secrets_[0], workdir=tmp_path / "host")
+    root = tmp_path / "evidence"
+    try:
+        current = reh.host.sites[1].ssl_cert_hash
+        good = reh.params(
+            password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(tmp_path / "backups")
+        )
+        params_file = tmp_path / "params" / "web01.yaml"
+        params_file.parent.mkdir()
+        params_file.write_text(
+            yaml.safe_dump({**good, "production_site": "no-such-site.example.jp"}, sort_keys=False),
+            encoding="utf-8",
+        )
+        assert cli.main(["run", str(params_file), "--evidence-root", str(root), "--dry-run"]) == 1
+        err = capsys.readouterr().err
+        (a,) = _runs(root)
+        tail = err[err.index(f"opslib: run {a.name} failed") :]
+        assert "opslib rollback" not in tail and "opslib resume" not in tail, tail
+        line = next(x for x in tail.splitlines() if "correct the file and run again: " in x)
+        command = line.split("correct the file and run again: ", 1)[1].split()
+        assert command == ["opslib", "run", str(params_file), "--dry-run"]
+        assert _manifest(a)["changed_nothing"] is True
+
+        # A resume of the failed dry run with the corrected key is accepted (nothing was changed).
+        fixed = tmp_path / "params" / "fixed.yaml"
+        fixed.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main(["resume", str(a), "--params", str(fixed)]) == 0, capsys.readouterr().err[-3000:]
+        m = _manifest(_runs(root)[-1])
+        assert (m["mode"], m["status"], m["dry_run"]) == ("resume", "succeeded", True)
+        # The printed command, run after correcting the file, succeeds.
+        params_file.write_text(yaml.safe_dump(good, sort_keys=False), encoding="utf-8")
+        assert cli.main([*command[1:], "--evidence-root", str(root)]) == 0, capsys.readouterr().err[-3000:]
+        assert _manifest(_runs(root)[-1])["status"] == "succeeded"
+        assert reh.host.sites[1].ssl_cert_hash == current, "dry runs change nothing"
+        capsys.readouterr()
+
     finally:
         reh.stop()
 

@@ -358,24 +358,47 @@ def test_a_missing_chromium_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> N
         _browser()
 
 
-def test_the_report_is_never_written_into_a_finalized_run(
+def test_a_fresh_report_goes_into_the_run_folder_outside_the_sealed_record(
     runs: tuple[Setup, Path, Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     _, ok_dir, _ = runs
+    sealed = (ok_dir / "run.json").read_bytes()
+    assert json.loads(sealed)["not_sealed"] == "regenerated/", "run.json says what is not sealed"
+    # Among the sealed files: refused, nothing written.
     assert cli.main(["evidence", "report", str(ok_dir), "--out", str(ok_dir / "again.html")]) == 2
-    assert "inside the run folder" in capsys.readouterr().err
+    assert "among the run folder's sealed files" in capsys.readouterr().err
     assert not (ok_dir / "again.html").exists()
-    # By default it goes to the current folder, named after the run.
+    # By default it goes into the run folder's regenerated/ subfolder, wherever the command runs.
     monkeypatch.chdir(tmp_path)
     assert cli.main(["evidence", "report", str(ok_dir), "--lang", "ja"]) == 0
-    written = tmp_path / f"{ok_dir.name}.report.html"
+    (written,) = (ok_dir / "regenerated").iterdir()
     assert capsys.readouterr().out.strip() == str(written)
+    assert re.fullmatch(r"report-\d{8}T\d{6}Z-ja\.html", written.name)
+    assert list(tmp_path.iterdir()) == [], "nothing in the current folder"
     japanese = written.read_text(encoding="utf-8")
     assert 'lang="en"' not in japanese and "概要" in japanese
     assert "HMAC 鍵がないため完全性を証明できません" in japanese and "問題なし" not in japanese
+    # The sealed record is unchanged; verify stays clean and lists the new file apart.
+    assert (ok_dir / "run.json").read_bytes() == sealed
+    for args in ([str(ok_dir)], ["--root", str(ok_dir.parent)]):
+        assert cli.main(["evidence", "verify", *args]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("ok: ")
+        assert f"{written}: not part of the sealed record (made from the run later, never hashed)" in out
+    assert cli.main(["evidence", "verify", str(ok_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["not_sealed"] == [str(written)]
+    # --out outside the run folder writes there; show lists only the sealed renders.
+    assert cli.main(["evidence", "report", str(ok_dir), "--out", str(tmp_path / "copy.html")]) == 0
+    assert (tmp_path / "copy.html").is_file() and capsys.readouterr().out.strip() == str(
+        tmp_path / "copy.html"
+    )
+    assert cli.main(["evidence", "show", str(ok_dir)]) == 0
+    assert "regenerated/" not in capsys.readouterr().out, "show's renders are the sealed ones"
+    written.unlink()
+    (ok_dir / "regenerated").rmdir()
 
 
 def test_the_inspect_notebook_reads_several_sources_with_sni_and_a_ca_file(

@@ -409,9 +409,11 @@ def test_resume_refuses_a_correction_of_a_key_the_done_steps_used(
     assert re.search(
         r"fix\.yaml: work_site: cannot be changed on resume \(work_site: '[^']+' → 'other\.example\.jp'\): "
         r"the steps already done used the old value — a resume may correct only verify\.\*, backup\.\*, "
-        r"winrm\.\*, forbidden_roots and warn_days; for anything else undo the run \(opslib rollback RUN --roots\)",
+        r"winrm\.\*, forbidden_roots and warn_days; for anything else start a new run with the corrected file: "
+        rf"opslib run {re.escape(str(fix))}; nothing was changed",
         err,
     )
+    assert "opslib rollback" not in err, "this run has nothing a rollback could undo: it would refuse"
     assert "verify.servername" not in err.split("cannot be changed")[0], (
         "an allowed key is not named as refused"
     )

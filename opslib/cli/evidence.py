@@ -44,18 +44,36 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evidence_report(run_dir: str, *, lang: str, out: str | None, hmac_key: str | None = None) -> int:
-    """``opslib evidence report``: write the report outside the run folder (its files are hashed)."""
+    """``opslib evidence report``: a fresh report (integrity verified now), by default into the run
+    folder's ``regenerated/`` subfolder — never hashed, so the sealed record stays as it was and
+    ``evidence verify`` lists it apart — or to ``--out FILE`` anywhere but among the sealed files."""
+    import datetime as dt
     from pathlib import Path
 
+    from ..evidence.manifest import RUN_JSON, UNSEALED_DIR
     from ..evidence.report import write_report
 
     folder = Path(run_dir).resolve()
-    target = Path(out) if out else Path(f"{folder.name}.report.html")
-    if target.resolve().parent == folder or folder in target.resolve().parents:
+    if not (folder / RUN_JSON).is_file():
         raise UsageError(
-            f"--out {target}: inside the run folder, whose files are hashed in run.json",
-            hint="write the report elsewhere (the run's own report.html is already there)",
+            f"{run_dir}: not a run folder (no run.json)", hint="give a folder made by `opslib run`"
         )
+    regenerated = folder / UNSEALED_DIR
+    if out:
+        target = Path(out)
+        where = target.resolve()
+        if folder in where.parents and regenerated not in where.parents:
+            raise UsageError(
+                f"--out {target}: among the run folder's sealed files, whose SHA-256 run.json records",
+                hint=f"leave out --out (the report goes to {regenerated}), or write it outside the run folder",
+            )
+    else:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = regenerated / f"report-{stamp}-{lang}.html"
+    if folder in target.resolve().parents:
+        if regenerated.is_symlink() or (regenerated.exists() and not regenerated.is_dir()):
+            raise UsageError(f"{regenerated}: not a folder", hint="remove it, or give --out FILE")
+        regenerated.mkdir(exist_ok=True)
     print(escape_text(write_report(folder, lang=lang, out=target, hmac_key=_key(hmac_key)).resolve()))
     return 0
 
@@ -160,6 +178,17 @@ def _print_runs(
     )
 
 
+def _certificate_lines(summary: Mapping[str, Any]) -> list[str]:
+    """``old cert`` / ``new cert`` (a rollback: the certificate it took off / put back), from
+    :func:`opslib.evidence.index.certificates`: a failed run's old certificate is step 0's record."""
+    rollback = summary["mode"] == "rollback"
+    names = ("taken off", "put back") if rollback else ("old cert", "new cert")
+    return [
+        f"{name:<9} {summary[f'{key}_thumbprint'] or '–'}  expires {summary[f'{key}_not_after_utc'] or '–'}"
+        for name, key in zip(names, ("old", "new"), strict=True)
+    ]
+
+
 def _exits_text(failed: Any, probes: Any) -> str:
     """``2 (+18 probes)``: non-zero exits, and those that were capability probes answering no."""
     if failed is None or failed != failed:  # an older run.json (no counts), or NaN
@@ -208,8 +237,7 @@ def evidence_show(run_dir: str, *, as_json: bool, hmac_key: str | None = None) -
         f"status    {status}{'  (dry run: nothing was changed)' if summary['dry_run'] else ''}",
         f"time      {summary['started_utc']} → {summary['finished_utc'] or '(not finished)'}{duration}",
         f"kit       {summary['kit_version']}    TLS validation: {summary['tls_validation']}",
-        f"old cert  {summary['old_thumbprint'] or '–'}  expires {summary['old_not_after_utc'] or '–'}",
-        f"new cert  {summary['new_thumbprint'] or '–'}  expires {summary['new_not_after_utc'] or '–'}",
+        *_certificate_lines(summary),
         f"backup    {summary['backup_file'] or '–'}  sha256 {summary['backup_sha256'] or '–'}",
         f"chain     previous run {summary['previous_run'] or '(none)'}; "
         f"{summary['files']} files hashed{'; carries an HMAC (checked only with --hmac-key)' if summary['signed'] else ''}",
@@ -318,6 +346,11 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
     checks = "file hashes, chain" + (", HMAC" if key else "")
     # The newest head entry: kept elsewhere (a ticket), it shows a later removal of the newest run with it.
     head_line = f"head record: entry {head[0]}, SHA-256 {head[1]}" if head else ""
+    unsealed = [
+        f"{path}: not part of the sealed record (made from the run later, never hashed)"
+        for r in reports
+        for path in r.unsealed
+    ]
     if not problems:
         fleets = sum(1 for r in reports if "/fleets/" in r.run_dir.replace(os.sep, "/"))
         what = (
@@ -329,11 +362,15 @@ def evidence_verify(run_dir: str | None, *, root: str | None, hmac_key: str | No
         )
         unproven = "" if key else f" — {evidence.UNPROVEN_TEXT['en']}"
         print(escape_text(f"ok: {what} ({checks}){unproven}"))
+        for line in unsealed:
+            print(escape_text(line))
         if head_line:
             print(head_line)
         return 0
     for problem in problems:
         print(escape_text(problem.line()))
+    for line in unsealed:
+        print(escape_text(line))
     if head_line:
         print(head_line)
     bad = sum(1 for r in reports if not r.ok)

@@ -199,7 +199,7 @@ def _add_inspect(sub: Any) -> None:
     ins = sub.add_parser(
         "inspect",
         help="inspect certificates: files, mails, PFX, CSR, or host:port",
-        parents=[as_json("machine-readable output (schema in the README)")],
+        parents=[as_json("machine-readable output (schema in docs/inspect-json.md)")],
     )
     ins.add_argument("sources", nargs="+", metavar="SOURCE")
     ins.add_argument("--password-env", metavar="VAR", help="environment variable holding the PFX password")
@@ -239,7 +239,11 @@ def _add_evidence(sub: Any) -> None:
     evr.add_argument(
         "--lang", default="ja+en", choices=["ja", "en", "ja+en", "en+ja"], help="ja, en or both (ja+en)"
     )
-    evr.add_argument("--out", metavar="FILE", help="where to write it (default: ./<run id>.report.html)")
+    evr.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write it (default: RUN_DIR/regenerated/report-<UTC>-<lang>.html, not part of the sealed record)",
+    )
 
 
 def _add_rehearse(sub: Any) -> None:
@@ -272,7 +276,7 @@ def _add_rehearse(sub: Any) -> None:
         default="default",
         choices=REHEARSAL_SCENARIOS,
         metavar="NAME",
-        help="one of: " + ", ".join(REHEARSAL_SCENARIOS) + " (README: the rehearsal host)",
+        help="one of: " + ", ".join(REHEARSAL_SCENARIOS) + " (docs/rehearsal.md)",
     )
     srv.add_argument(
         "--fault",
@@ -330,9 +334,16 @@ def _add_rehearse(sub: Any) -> None:
         help="the rehearsal host's --workdir (its CA signs; without it a fresh CA the host does not trust)",
     )
     _add_rehearse_fleet(rehsub)
-    rehsub.add_parser(
+    faults = rehsub.add_parser(
         "faults",
         help="the named fault points (--fault before:swap:fail …) and their positions in a clean renewal",
+    )
+    faults.add_argument(
+        "--scenario",
+        default="iis6-ja",
+        choices=REHEARSAL_SCENARIOS,
+        metavar="NAME",
+        help="the rehearsal host whose clean renewal is listed (default: the demo's iis6-ja)",
     )
     demo = rehsub.add_parser(
         "demo",

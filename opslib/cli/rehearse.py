@@ -46,10 +46,8 @@ def command(a: argparse.Namespace) -> int:
     from ..rehearsal import demo
 
     if a.rehearse_command == "faults":
-        print(
-            f"named fault points of a clean renewal on the demo host ({demo.SCENARIO}), with their positions:"
-        )
-        for name, position in demo.fault_points():
+        print(f"named fault points of a clean renewal on the {a.scenario} host, with their positions:")
+        for name, position in demo.fault_points(scenario=a.scenario):
             print(f"  {name:<22} {position}")
         print(
             "use: --fault before|after:NAME[#N]:drop|timeout|fail|fault500 — an operation (roots, install, swap, "

@@ -24,6 +24,7 @@ from .manifest import (
     SCHEMA,
     STATUSES,
     TRANSCRIPT,
+    UNSEALED_DIR,
     hash_files,
     iso_utc,
     mask_literal_secrets,
@@ -166,6 +167,7 @@ def finalize_run(
     doc["finished_utc"] = iso_utc(now_utc)
     doc["commands"] = command_counts(path / TRANSCRIPT)
     doc["files"] = hash_files(path)
+    doc["not_sealed"] = f"{UNSEALED_DIR}/"  # made from the run later: never hashed (verify lists it apart)
     doc["previous_run"] = previous_run(path, doc)
     doc.pop("hmac", None)
     doc.pop(PROGRESS_HMAC, None)

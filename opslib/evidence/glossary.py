@@ -95,6 +95,34 @@ WORDS: dict[str, tuple[str, str]] = {
     "pending": ("確定前に作成", "written before finalizing"),
     "size only": ("サイズ", "by size"),
 }
+# Step 4's warning codes (``verify_warnings``: the stable codes of docs/inspect-json.md) and the one
+# expected warning (``cross_not_sent_expected``: after ``rollback --roots``), in words.
+WARNINGS: dict[str, tuple[str, str]] = {
+    "expired": ("有効期限切れ", "expired"),
+    "not_yet_valid": ("まだ有効期間前", "not yet valid"),
+    "expires_soon": ("有効期限が近い", "expires soon"),
+    "sha1_signature": ("SHA-1 署名", "SHA-1 signature"),
+    "weak_key": ("弱い鍵", "weak key"),
+    "no_san": ("SAN (サブジェクト代替名) なし", "no subject alternative name"),
+    "hostname_mismatch": ("ホスト名が一致しない", "host name mismatch"),
+    "hostname_cn_only": ("ホスト名は CN のみ", "host name in the CN only"),
+    "chain_incomplete": ("チェーンが不完全", "chain incomplete"),
+    "forbidden_root_in_chain": ("チェーンに禁止ルート", "forbidden root in the chain"),
+    "self_signed_leaf": ("自己署名のサーバ証明書", "self-signed server certificate"),
+    "cross_not_sent_expected": (
+        "想定どおり: rollback --roots でルート証明書を再び有効にしたため、IIS はクロスルート証明書を"
+        "送らなくなりました。そのルートを信頼しない古いクライアント (古い Windows や Java) は接続できません",
+        "expected: the roots were enabled again (rollback --roots), so IIS no longer sends the cross "
+        "certificate; clients that do not trust that root (older Windows or Java) fail",
+    ),
+}
+
+
+def warning_words(code: str) -> tuple[str, str]:
+    """(Japanese, English) for a warning code; an unknown code as itself in both."""
+    return WARNINGS.get(code, (code, code))
+
+
 # What each step checks (its "Check:" cells); the outcome is the step's status plus its facts.
 STEP_CHECKS: dict[str, tuple[str, str]] = {
     "00_precheck_root_store": ("有効な禁止ルートが残っていない", "No forbidden root is left enabled"),
@@ -295,6 +323,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "verify_problems": ("確認で見つかった問題", "Problems found"),
     "verify_warnings": ("確認での警告", "Warnings"),
     "restored_thumbprint": ("戻した証明書の拇印", "Restored thumbprint"),
+    "verify_expected_warnings": ("想定どおりの警告", "Expected warnings"),
+    "verify_expiring": ("有効期限が近い証明書", "Certificates expiring soon"),
+    "restored_not_after_utc": ("戻した証明書の有効期限", "Restored certificate's expiry"),
     "replaced_thumbprint": ("戻す前の証明書の拇印", "Replaced thumbprint"),
     "rollback_plan": ("ロールバックの計画", "Rollback plan"),
     "roots_restored": ("再び有効化したルート証明書", "Roots enabled again"),

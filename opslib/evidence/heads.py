@@ -12,7 +12,7 @@ first, and the writer re-reads the newest entry and tries the next number. So ma
 finalizing under one root at once get one linear chain without a lock, and a reader never sees a
 half-written entry. The runs' own ``previous_run`` links stay as they were (a chain by start time).
 
-What it proves (the threat model is in README's evidence section): an entry in the middle that was
+What it proves (the threat model is in docs/evidence.md): an entry in the middle that was
 removed leaves a gap in the numbers or a broken ``previous_entry_sha256``; an entry that was edited
 breaks the next entry's hash and, with a key, its own HMAC; a run named by an entry that is missing,
 or whose run.json no longer has the recorded hash, is reported. Removing the newest run *and* its

@@ -18,7 +18,16 @@ from .. import winerror
 from ..credentials import redact
 from ..errors import EvidenceError, UsageError
 from .heads import finalized_entries, read_heads
-from .manifest import RUN_JSON, STATUSES, TRANSCRIPT, UNREADABLE, is_finalized, parse_utc, read_run_json
+from .manifest import (
+    RUN_JSON,
+    STATUSES,
+    TRANSCRIPT,
+    UNREADABLE,
+    UNSEALED_DIR,
+    is_finalized,
+    parse_utc,
+    read_run_json,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,17 +50,18 @@ RUN_COLUMNS = (
     "old_not_after_utc",
     "new_thumbprint",
     "new_not_after_utc",
+    "serving_thumbprint",
+    "serving_not_after_utc",
     "backup_sha256",
     "kit_version",
     "path",
 )
-_DATETIME_COLUMNS = ("started_utc", "finished_utc", "old_not_after_utc", "new_not_after_utc")
-_FACT_COLUMNS = (
-    "old_thumbprint",
+_DATETIME_COLUMNS = (
+    "started_utc",
+    "finished_utc",
     "old_not_after_utc",
-    "new_thumbprint",
     "new_not_after_utc",
-    "backup_sha256",
+    "serving_not_after_utc",
 )
 
 
@@ -115,7 +125,7 @@ def scan(root: str | os.PathLike[str]) -> list[ScanEntry]:
     return entries
 
 
-def _row(entry: ScanEntry) -> dict[str, Any]:
+def _row(entry: ScanEntry, docs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     doc = entry.doc
     if doc is None:
         row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS)
@@ -138,7 +148,8 @@ def _row(entry: ScanEntry) -> dict[str, Any]:
         "mode": run_mode(doc),
         "nonzero_exits": commands.get("nonzero_exits"),
         "probe_nonzero_exits": commands.get("probe_nonzero_exits"),
-        **{name: facts.get(name) for name in _FACT_COLUMNS},
+        **certificates(doc, undone=docs.get(_link_id(doc.get("rolls_back")) or "")),
+        "backup_sha256": facts.get("backup_sha256"),
         "kit_version": doc.get("kit_version"),
         "path": entry.path,
     }
@@ -164,13 +175,83 @@ def run_mode(doc: Mapping[str, Any]) -> str:
     return "dry run" if doc.get("dry_run") else "renew"
 
 
+def _facts(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    facts = doc.get("facts")
+    return facts if isinstance(facts, Mapping) else {}
+
+
+def _rollback_section(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    parameters = doc.get("parameters")
+    section = parameters.get("rollback") if isinstance(parameters, Mapping) else None
+    return section if isinstance(section, Mapping) else {}
+
+
+_KNOWN_EXPIRIES = (
+    ("new_thumbprint", "new_not_after_utc"),
+    ("old_thumbprint", "old_not_after_utc"),
+    ("production_thumbprint_before", "production_not_after_utc_before"),
+    ("restored_thumbprint", "restored_not_after_utc"),
+)
+
+
+def _expiry_in(facts: Mapping[str, Any], thumbprint: Any) -> Any:
+    """The expiry a run recorded for ``thumbprint`` (None when it recorded none)."""
+    wanted = str(thumbprint or "").upper()
+    for thumb_key, after_key in _KNOWN_EXPIRIES:
+        if wanted and str(facts.get(thumb_key) or "").upper() == wanted and facts.get(after_key):
+            return facts.get(after_key)
+    return None
+
+
+def certificates(doc: Mapping[str, Any], *, undone: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A run's certificates as a reviewer reads them (``evidence list/show``, the review notebook):
+
+    * ``old_*``: what production served before the run — step 2's record, else step 0's (a run that
+      failed before the swap); for a rollback, the certificate it took off (``replaced_*``);
+    * ``new_*``: the certificate the run put in service — the renewal's new certificate (installed by
+      step 1, even when the run stopped before the swap); for a rollback, the one it put back (the
+      expiry of the one it took off comes from ``undone``, the run.json of the run it rolls back);
+    * ``serving_*``: what production serves after the run — the new certificate when the run succeeded
+      for real, else what the run found after its failure (``production_now``: a read-only handshake or
+      the last recorded fact), else the old certificate (a dry run, or an older run.json).
+    """
+    facts = _facts(doc)
+    if run_mode(doc) == "rollback" or facts.get("restored_thumbprint"):
+        section = _rollback_section(doc)
+        old = facts.get("replaced_thumbprint") or section.get("replaced_thumbprint")
+        old_after = _expiry_in(_facts(undone or {}), old)
+        new = facts.get("restored_thumbprint") or section.get("old_thumbprint")
+        new_after = facts.get("restored_not_after_utc") or section.get("old_not_after_utc")
+    else:
+        old = facts.get("old_thumbprint") or facts.get("production_thumbprint_before")
+        old_after = facts.get("old_not_after_utc") or facts.get("production_not_after_utc_before")
+        new, new_after = facts.get("new_thumbprint"), facts.get("new_not_after_utc")
+    now = doc.get("production_now")
+    if doc.get("status") == "succeeded" and not doc.get("dry_run") and new:
+        serving, serving_after = new, new_after
+    elif isinstance(now, Mapping) and now.get("thumbprint"):
+        serving, serving_after = now.get("thumbprint"), now.get("not_after_utc")
+    else:
+        serving, serving_after = old, old_after
+    return {
+        "old_thumbprint": old or None,
+        "old_not_after_utc": old_after or None,
+        "new_thumbprint": new or None,
+        "new_not_after_utc": new_after or None,
+        "serving_thumbprint": serving or None,
+        "serving_not_after_utc": serving_after or None,
+    }
+
+
 def load_runs(root: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per run of ``root`` (columns :data:`RUN_COLUMNS`), oldest first, read from run.json
     files only; datetimes are tz-aware UTC. A run.json that cannot be read gives a row with status
     ``unreadable`` rather than disappearing."""
     import pandas as pd
 
-    df = pd.DataFrame([_row(e) for e in scan(root)], columns=list(RUN_COLUMNS))
+    entries = scan(root)
+    docs = {e.run_id: e.doc for e in entries if e.doc is not None}
+    df = pd.DataFrame([_row(e, docs) for e in entries], columns=list(RUN_COLUMNS))
     for column in _DATETIME_COLUMNS:
         df[column] = pd.to_datetime(df[column], utc=True, format="ISO8601", errors="coerce")
     df["dry_run"] = df["dry_run"].fillna(False).astype(bool)
@@ -200,8 +281,10 @@ class RunRecord:
 
     @property
     def renders(self) -> list[Path]:
-        """The nbconvert HTML renders for reviewers."""
-        return sorted(self.path.rglob("*.html"))
+        """The nbconvert HTML renders for reviewers (not what was regenerated after sealing)."""
+        return sorted(
+            p for p in self.path.rglob("*.html") if p.relative_to(self.path).parts[0] != UNSEALED_DIR
+        )
 
     def transcript_summary(self) -> dict[str, Any]:
         """Commands run, how many exited non-zero — capability probes (whose non-zero exit is an answer,
@@ -380,6 +463,18 @@ def _link_id(link: Any) -> str | None:
     return str(link.get("run_id")) if isinstance(link, Mapping) and link.get("run_id") else None
 
 
+def _undone(record: RunRecord) -> dict[str, Any] | None:
+    """The run.json of the run a rollback rolls back (a folder of the same root), when readable."""
+    run_id = _link_id(record.run.get("rolls_back"))
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        return None
+    try:
+        doc = json.loads((record.path.parent / run_id / RUN_JSON).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
     """The facts a reviewer reads first about one run (used by ``show`` and the review notebook)."""
     run = record.run
@@ -407,10 +502,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "duration_s": round((finished - started).total_seconds(), 3) if started and finished else None,
         "kit_version": run.get("kit_version"),
         "tls_validation": run.get("tls_validation"),
-        "old_thumbprint": facts.get("old_thumbprint"),
-        "old_not_after_utc": facts.get("old_not_after_utc"),
-        "new_thumbprint": facts.get("new_thumbprint"),
-        "new_not_after_utc": facts.get("new_not_after_utc"),
+        **certificates(run, undone=_undone(record)),
         "backup_file": facts.get("backup_file"),
         "backup_sha256": facts.get("backup_sha256"),
         "previous_run": link.get("run_id"),

@@ -134,18 +134,36 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# A run folder's subfolder for what is made from the run after it was sealed (``opslib evidence report``
+# writes a fresh report there): never hashed, never part of the sealed record. ``finalize_run`` says so
+# in run.json (``not_sealed``); ``verify`` lists its files apart, as not part of the sealed record.
+UNSEALED_DIR = "regenerated"
+
+
 def hash_files(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file below ``run_dir`` except its ``run.json`` (relative POSIX paths, sorted)."""
+    """SHA-256 of every file below ``run_dir`` except its ``run.json`` and the :data:`UNSEALED_DIR`
+    subfolder (relative POSIX paths, sorted)."""
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(run_dir):
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(run_dir)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d != UNSEALED_DIR]
         for name in filenames:
             rel = (rel_dir / name).as_posix()
             if rel == RUN_JSON:
                 continue
             out[rel] = sha256_file(os.path.join(dirpath, name))
     return dict(sorted(out.items()))
+
+
+def unsealed_files(run_dir: Path) -> list[str]:
+    """The files below ``run_dir``/:data:`UNSEALED_DIR` (relative POSIX paths, sorted): not part of the
+    sealed record."""
+    base = run_dir / UNSEALED_DIR
+    if base.is_symlink() or not base.is_dir():
+        return []
+    return sorted(p.relative_to(run_dir).as_posix() for p in base.rglob("*") if not p.is_dir())
 
 
 def canonical_json(doc: Mapping[str, Any]) -> bytes:

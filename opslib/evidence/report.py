@@ -28,7 +28,8 @@ from typing import Any
 
 from .. import credentials
 from ..errors import EvidenceError
-from .glossary import LABELS, LANGS, STEP_CHECKS, Lang, unchanged
+from .glossary import LABELS, LANGS, STEP_CHECKS, Lang, unchanged, warning_words
+from .index import certificates
 from .manifest import RUN_JSON, is_finalized
 from .report_parts import badge, kv, table, times
 from .report_steps import step_html
@@ -172,10 +173,14 @@ def _check_detail(name: str, f: Mapping[str, Any]) -> Detail:
             leaf = (f"提供された証明書: {text}", f"served: {text}")
         cja, cen = ("合格", "passed") if f.get("chain_ok") else ("不合格", "failed")
         problems = "; ".join(map(str, f.get("verify_problems") or []))
-        warnings = "; ".join(map(str, f.get("verify_warnings") or []))
+        codes = [str(c) for c in f.get("verify_warnings") or []]
+        if f.get("verify_expected_warnings"):  # after rollback --roots: the cross certificate not sent
+            codes.append("cross_not_sent_expected")
+        wja = "、".join(warning_words(c)[0] for c in codes)
+        wen = "; ".join(warning_words(c)[1] for c in codes)
         return (
-            f"{leaf[0]}; チェーン: {cja}; 問題: {problems or 'なし'}; 警告: {warnings or 'なし'}",
-            f"{leaf[1]}; chain: {cen}; problems: {problems or 'none'}; warnings: {warnings or 'none'}",
+            f"{leaf[0]}; チェーン: {cja}; 問題: {problems or 'なし'}; 警告: {wja or 'なし'}",
+            f"{leaf[1]}; chain: {cen}; problems: {problems or 'none'}; warnings: {wen or 'none'}",
         )
     if name == "05_rollback_certificate" and f.get("restored_thumbprint"):
         thumb = f.get("restored_thumbprint")
@@ -229,21 +234,12 @@ def integrity(
 
 
 def _certificate_rows(t: Lang, doc: Mapping[str, Any]) -> list[tuple[str, str]]:
-    f = doc.get("facts") or {}
-    params = doc.get("parameters") or {}
-    if run_mode(doc) == "rollback" or f.get("restored_thumbprint"):
-        pairs = [
-            ("replaced", f.get("replaced_thumbprint"), None),
-            (
-                "restored",
-                f.get("restored_thumbprint") or (params.get("rollback") or {}).get("old_thumbprint"),
-                None,
-            ),
-        ]
-    else:
-        old_thumb = f.get("old_thumbprint") or f.get("production_thumbprint_before")
-        old_after = f.get("old_not_after_utc") or f.get("production_not_after_utc_before")
-        pairs = [("old", old_thumb, old_after), ("new", f.get("new_thumbprint"), f.get("new_not_after_utc"))]
+    c = certificates(doc)
+    rollback = run_mode(doc) == "rollback" or bool((doc.get("facts") or {}).get("restored_thumbprint"))
+    pairs = [
+        ("replaced" if rollback else "old", c["old_thumbprint"], c["old_not_after_utc"]),
+        ("restored" if rollback else "new", c["new_thumbprint"], c["new_not_after_utc"]),
+    ]
     rows = []
     for key, thumb, not_after in pairs:
         value = f'<span class="mono">{html.escape(str(thumb or "–"))}</span>'

@@ -314,9 +314,10 @@ def summary_table(record: RunRecord) -> pd.DataFrame:
 def expiry_table(df: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 30) -> pd.DataFrame:
     """The certificate in service per host and site, soonest expiry first: what must be renewed next.
 
-    From each host/site's newest run: the new certificate when that run succeeded for real, otherwise
-    the old one it found (a dry run or a failed run leaves the old certificate in service — the safe
-    reading when a run failed after the swap, since the old certificate expires first)."""
+    From each host/site's newest run, whatever its mode (renew, resume, rollback, dry run): what
+    production serves after it (:func:`opslib.evidence.index.certificates`, ``serving_*``) — the
+    certificate a renewal or a rollback put in service when it succeeded, what a failed run found
+    production serving after its failure, the old certificate after a dry run."""
     import pandas as pd
 
     now = pd.Timestamp(require_utc(now_utc, "now_utc"))
@@ -325,11 +326,8 @@ def expiry_table(df: pd.DataFrame, *, now_utc: dt.datetime, warn_days: int = 30)
     rows = []
     for (host, site), group in known.groupby(["host", "site"], sort=True):
         last = group.sort_values("started_utc").iloc[-1]
-        renewed = (
-            last["status"] == "succeeded" and not last["dry_run"] and pd.notna(last["new_not_after_utc"])
-        )
-        thumbprint = last["new_thumbprint"] if renewed else last["old_thumbprint"]
-        not_after = last["new_not_after_utc"] if renewed else last["old_not_after_utc"]
+        thumbprint = last["serving_thumbprint"]
+        not_after = last["serving_not_after_utc"]
         days = None if pd.isna(not_after) else (not_after - now).total_seconds() / 86400
         state = (
             "unknown"

@@ -40,6 +40,7 @@ from .manifest import (
     redacted_doc,
     sign_hmac,
     sign_progress,
+    unsealed_files,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class VerifyReport:
     problems: tuple[Problem, ...]
     files_checked: int = 0
     hmac_checked: bool = False
+    unsealed: tuple[str, ...] = ()  # files of the regenerated/ subfolder: not part of the sealed record
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,7 @@ class VerifyReport:
             "files_checked": self.files_checked,
             "hmac_checked": self.hmac_checked,
             "problems": [p.as_dict() for p in self.problems],
+            "not_sealed": list(self.unsealed),
         }
 
 
@@ -249,6 +252,11 @@ def _check_recovery_links(
     return problems
 
 
+def _unsealed(entry: ScanEntry) -> tuple[str, ...]:
+    """The run's regenerated files, named as the run folder was named (listed apart, never hashed)."""
+    return tuple(os.path.join(entry.path, *rel.split("/")) for rel in unsealed_files(Path(entry.path)))
+
+
 def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None) -> VerifyReport:
     """Recompute one run's hashes: every edited, added or missing file, an HMAC mismatch (with a key),
     and the chain links into and out of this run (its previous run; later runs pointing at it)."""
@@ -282,7 +290,9 @@ def verify_run(run_dir: str | os.PathLike[str], *, hmac_key: bytes | None = None
             problems += _check_link(later, {entry.run_id: entry}, root)
         if later.name != entry.name:
             problems += _check_recovery_links(later, by_id, root, only=entry.run_id)
-    return VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked)
+    return VerifyReport(
+        entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked, _unsealed(entry)
+    )
 
 
 def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) -> list[VerifyReport]:
@@ -341,7 +351,11 @@ def verify_root(root: str | os.PathLike[str], *, hmac_key: bytes | None = None) 
                         "finalized before it (the chain was cut here)",
                     )
                 )
-        reports.append(VerifyReport(entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked))
+        reports.append(
+            VerifyReport(
+                entry.run_id, entry.path, tuple(problems), files_checked, hmac_checked, _unsealed(entry)
+            )
+        )
     # Runs the head record names that are gone, and breaks in the head record itself.
     for run_id in sorted(set(heads.listed) - set(by_id)):
         problems = _head_problems(heads, by_id, root_s, only=run_id)

@@ -65,9 +65,11 @@ def run_demo(
     evidence_root: str | os.PathLike[str],
     backup_dir: str | os.PathLike[str] | None = None,
     command_log: list[tuple[str, int, str]] | None = None,
+    scenario: str = SCENARIO,
 ) -> int:
     """Run the demo; returns the runbook's exit code (0 when the renewal succeeded). ``command_log``:
-    filled with the host's commands (program, its N-th command, named fault point)."""
+    filled with the host's commands (program, its N-th command, named fault point); ``scenario``:
+    another rehearsal host than the demo's (``opslib rehearse faults --scenario``), WinRM as it ships."""
     from . import shipped_options, start
 
     winrm_password = _password(WINRM_ENV)
@@ -82,11 +84,11 @@ def run_demo(
     before = {p.name for p in root.iterdir()} if root.is_dir() else set()
     t0 = time.monotonic()
     with start(
-        scenario=SCENARIO,
+        scenario=scenario,
         password=winrm_password,
         workdir=work / "mail",
         state_file=work / "state.json",
-        **shipped_options(WINDOWS_VERSION),  # type: ignore[arg-type]
+        **(shipped_options(WINDOWS_VERSION) if scenario == SCENARIO else {}),  # type: ignore[arg-type]
     ) as reh:
         data = reh.params(password_env=WINRM_ENV, pfx_password_env=PFX_ENV, backup_dir=str(backups))
         params_file = work / "demo.yaml"
@@ -94,7 +96,7 @@ def run_demo(
             params.dump(
                 data,
                 header=(
-                    f"Demo parameters for a rehearsal host ({SCENARIO}) at {reh.url}.\n"
+                    f"Demo parameters for a rehearsal host ({scenario}) at {reh.url}.\n"
                     "Passwords are references to environment variables set by `opslib rehearse demo`.\n"
                     "リハーサル用の模擬サーバに対するデモ用パラメータです。"
                 ),
@@ -102,7 +104,9 @@ def run_demo(
             encoding="utf-8",
         )
         print(
-            f"opslib demo: rehearsal host {reh.host.hostname} ({SCENARIO}, IIS 6, code page 932) at {reh.url}"
+            f"opslib demo: rehearsal host {reh.host.hostname} ({scenario}"
+            + (", IIS 6, code page 932" if scenario == SCENARIO else "")
+            + f") at {reh.url}"
         )
         winrm = data["winrm"]
         print(
@@ -133,9 +137,10 @@ def run_demo(
     return code
 
 
-def fault_points() -> list[tuple[str, str]]:
-    """The named fault points of a clean demo renewal and their positions: (``name#k``, ``PROGRAM#N``),
-    every command of each name in order (``opslib rehearse faults``)."""
+def fault_points(*, scenario: str = SCENARIO) -> list[tuple[str, str]]:
+    """The named fault points of a clean renewal on ``scenario`` (default: the demo's) and their
+    positions: (``name#k``, ``PROGRAM#N``), every command of each name in order (``opslib rehearse
+    faults [--scenario NAME]``)."""
     import contextlib
     import io
 
@@ -146,7 +151,10 @@ def fault_points() -> list[tuple[str, str]]:
         contextlib.redirect_stderr(io.StringIO()),
     ):
         code = run_demo(
-            evidence_root=Path(tmp) / "evidence", backup_dir=Path(tmp) / "backups", command_log=log
+            evidence_root=Path(tmp) / "evidence",
+            backup_dir=Path(tmp) / "backups",
+            command_log=log,
+            scenario=scenario,
         )
     if code != 0:
         raise OpsError(f"the clean renewal failed (exit {code})", where="opslib rehearse faults")

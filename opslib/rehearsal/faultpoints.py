@@ -53,8 +53,9 @@ _RULES = (
 
 
 def name_of(program: str, command_line: str, seen: Sequence[str]) -> str:
-    """The point name of one command (``""``: none); ``seen``: the names of the host's earlier commands."""
-    if re.search(r"\s-\?(\s|$)", command_line):
+    """The point name of one command (``""``: none — a read-only probe, ``certutil -VERB -?`` or
+    ``netsh http update sslcert /?``); ``seen``: the names of the host's earlier commands."""
+    if re.search(r"\s[-/]\?(\s|$)", command_line):
         return ""
     for rule in _RULES:
         if rule.program == program and rule.pattern.search(command_line):

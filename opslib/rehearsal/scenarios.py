@@ -256,7 +256,7 @@ _BY_NAME = {s.name: s for s in _ALL}
 def shipped_auth(name: str) -> str:
     """The WinRM authentication a scenario's Windows ships with: ``ntlm`` (Negotiate, message encryption;
     Basic and unencrypted HTTP refused) from Server 2008 R2 / WinRM 2.0 on, ``basic`` for the Server 2003
-    scenarios (the historical rehearsal endpoint). README "WinRM as shipped"."""
+    scenarios (the historical rehearsal endpoint). docs/iis7.md, "WinRM as shipped"."""
     scenario = _BY_NAME.get(name)
     if scenario is None:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")

@@ -286,7 +286,7 @@ class RunContext:
                 file=sys.stderr,
             )
 
-    def situation(self, error: str | None = None) -> failure_.Situation:
+    def situation(self) -> failure_.Situation:
         return failure_.Situation(
             run_dir=self.run_dir,
             params=self.params,
@@ -296,7 +296,9 @@ class RunContext:
             dry_run=self.dry_run,
             yes=self.yes,
             root_backups=list(self.root_backups),
-            error=error or "",
+            refused_before_change=any(
+                r.get("status") == "failed" and r.get("server_changed") is False for r in self.record.steps
+            ),
         )
 
     def close(self, *, status: str, error: str | None, failed_step: str | None = None) -> list[str]:
@@ -308,7 +310,7 @@ class RunContext:
         lines: list[str] = []
         extra: dict[str, Any] = {}
         if status == "failed":
-            situation = self.situation(error)
+            situation = self.situation()
             lines, self.serving = failure_.recovery_lines(situation, failed)
             lines = [printable(line) for line in lines]  # server and certificate text, escaped
             extra["production_now"] = self.serving.facts()

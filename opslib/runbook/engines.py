@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .. import credentials, evidence
-from ..errors import OpsError, StepFailed, UsageError
+from ..errors import OpsError, StepFailed, UsageError, raised_before_any_change
 from . import render
 from .inprocess import register as register_inprocess
 from .kernels import KERNEL, Kernels
@@ -122,6 +122,8 @@ def run_notebook(step: Step, ctx: RunContext, passed: dict[str, Any], **engine_k
             cause,
             cell=exc.exec_count,
             hint=f"read the notebook or html/{step.name}.html",
+            # the error's class, from the kernel's error output: a refusal raised before any change
+            server_changed=False if raised_before_any_change(exc.ename) else None,
         )
     except OpsError:
         raise
@@ -204,7 +206,10 @@ class RunnerEngine:
             return StepOutcome(ctx.in_process[step.name](ctx))
         except OpsError as exc:
             cause = f"{type(exc).__name__}: {exc}"
-            return StepOutcome(error=StepFailed(step.name, str(ctx.run_dir / "run.json"), cause))
+            changed = False if exc.before_any_change else None
+            return StepOutcome(
+                error=StepFailed(step.name, str(ctx.run_dir / "run.json"), cause, server_changed=changed)
+            )
 
 
 # --- the registry -----------------------------------------------------------------------------------

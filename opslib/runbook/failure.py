@@ -8,7 +8,6 @@ and the :class:`.console.Serving` recorded as ``production_now``, from a read-on
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,22 +34,22 @@ class Situation:
     dry_run: bool
     yes: bool
     root_backups: Sequence[Path] = ()  # rollback --roots: the .reg files it imports
-    error: str = ""  # the failure's text (its error class names a refusal before any change)
-
-
-# A step failing with one of these refused before changing anything (the class name is in the cause).
-_BEFORE_ANY_CHANGE = re.compile(r"\b(PreconditionFailed|SiteNotFound|CertificateError|ParameterError): ")
+    # The failed step's record says ``server_changed: false``: its error was a refusal raised before
+    # anything on the server changed (:func:`opslib.errors.raised_before_any_change`).
+    refused_before_change: bool = False
 
 
 def changed_nothing(situation: Situation, failed_step: str | None) -> bool:
     """True when the run (with the runs it resumes) changed nothing on the server: no step done
     changed anything, and the failed step either never changes the server or refused before doing so."""
-    if situation.dry_run or situation.rollback:
+    if situation.rollback:
         return False
+    if situation.dry_run:
+        return True  # a dry run never changes the server: correct the file and dry-run it again
     if console.changed_lines(situation.done, dry_run=False) != ["nothing on the server"]:
         return False
     failed = {s.name: s for s in (*ALL_STEPS, RESTORE_ROOTS)}.get(failed_step or "")
-    return failed is None or not failed.changes_server or bool(_BEFORE_ANY_CHANGE.search(situation.error))
+    return failed is None or not failed.changes_server or situation.refused_before_change
 
 
 def advise(failure: StepFailed, situation: Situation) -> StepFailed:
@@ -62,7 +61,14 @@ def advise(failure: StepFailed, situation: Situation) -> StepFailed:
         cause = failure.cause
         # The exact next commands are the "next" lines (recovery_lines): printed once, not here again.
         hint = f"{failure.hint + '; ' if failure.hint else ''}then see the next commands below"
-    return StepFailed(failure.step, failure.notebook, cause, cell=failure.cell, hint=hint)
+    return StepFailed(
+        failure.step,
+        failure.notebook,
+        cause,
+        cell=failure.cell,
+        hint=hint,
+        server_changed=failure.server_changed,
+    )
 
 
 def drop_rollback_advice(cause: str) -> str:
@@ -112,9 +118,8 @@ def next_commands(situation: Situation, failed_step: str | None) -> list[str]:
     yes = " --yes" if situation.yes else ""
     if changed_nothing(situation, failed_step):
         # Nothing to continue from and nothing to undo: the same parameters file, corrected, again.
-        return [
-            f"nothing changed on the server: correct the file and run again: opslib run {params.source}{yes}"
-        ]
+        again = f"opslib run {params.source}{' --dry-run' if situation.dry_run else ''}{yes}"
+        return [f"nothing changed on the server: correct the file and run again: {again}"]
     lines = [
         f"fix the cause, then continue: opslib resume {run_dir}{yes}",
         "a wrong parameter (verify.*, backup.*, winrm.*, forbidden_roots, warn_days): "

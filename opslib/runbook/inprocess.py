@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import gc
 import getpass
 import json
 import platform
@@ -38,7 +37,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ..winrm import Connection
+from ..winrm import Connection, open_connections
 
 PAPERMILL_ENGINE = "opslib-inprocess"
 
@@ -67,19 +66,28 @@ def register() -> str:
     return PAPERMILL_ENGINE
 
 
-def open_connections() -> list[Connection]:
-    """Every :class:`Connection` object alive in this process (an open one is held by its ``atexit``
-    registration even when nothing else refers to it, as in a kernel)."""
-    return [o for o in gc.get_objects() if isinstance(o, Connection)]
-
-
 def close_left_open(before: list[Connection]) -> None:
     """What a failed step's kernel does as it exits: ``atexit`` closes each connection it opened and
-    left open (:meth:`Connection.close` is idempotent: a closed one sends nothing)."""
+    left open (:func:`opslib.winrm.open_connections`: held by that registration, as in a kernel; not a
+    scan of every object in the process, which cost 0.1 s per notebook in a test worker)."""
     known = {id(c) for c in before}
     for conn in open_connections():
         if id(conn) not in known:
             conn.close()
+
+
+def _reset(shell: Any, *, new_session: bool) -> None:
+    """``shell.reset`` without its output-cache flush, which ends in a full ``gc.collect()`` (IPython's own
+    comment: "Is this really needed?"): two per notebook, 0.1–0.3 s of CPU each in a test worker's heap.
+    Nothing is lost: the shell's own display hook never holds a result here (each cell's ``ResultHook``
+    does, and goes with the cell), and ``reset`` itself clears the namespaces and the output history; the
+    notebook's objects are freed by reference counting now, and any cycles by the collector later."""
+    hook = shell.displayhook
+    full, hook.do_full_cache = hook.do_full_cache, False
+    try:
+        shell.reset(new_session=new_session)
+    finally:
+        hook.do_full_cache = full
 
 
 def _timestamp() -> str:
@@ -265,7 +273,7 @@ def _engine_class() -> type:
             if not InteractiveShell.initialized():  # no history file: nothing of a run is kept on disk
                 InteractiveShell.instance(config=Config({"HistoryManager": {"enabled": False}}))
             shell = InteractiveShell.instance()
-            shell.reset(new_session=True)  # as a fresh kernel: an empty namespace, the first cell is [1]
+            _reset(shell, new_session=True)  # as a fresh kernel: an empty namespace, the first cell is [1]
             before = open_connections()
             failed = True  # until every cell has run without an error
             try:
@@ -275,7 +283,7 @@ def _engine_class() -> type:
                 nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
                 if failed:  # also when the runner itself was stopped meanwhile
                     close_left_open(before)  # as the failed step's kernel exits
-                shell.reset(new_session=False)  # drop the notebook's objects now
+                _reset(shell, new_session=False)  # drop the notebook's objects now
                 # The last traceback's frames hold the notebook's objects too.
                 sys.last_type = sys.last_value = sys.last_traceback = None
                 with contextlib.suppress(AttributeError):  # Python 3.12+

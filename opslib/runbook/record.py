@@ -124,6 +124,8 @@ class RunRecorder:
 
     def step_failed(self, record: dict[str, Any], error: StepFailed, *, step: str) -> None:
         record.update(status="failed", error=str(error))
+        if error.server_changed is not None:
+            record["server_changed"] = error.server_changed  # false: refused before any change
         self.write(steps=self.steps, failed_step=step)
 
     def step_succeeded(

@@ -90,7 +90,8 @@ def resume(
             # nothing on the server used the old values: the run changed nothing (run.json changed_nothing)
             old,
             params_file,
-            any_key=bool(earlier.get("changed_nothing")),
+            any_key=bool(earlier.get("changed_nothing")) or bool(earlier.get("dry_run")),
+            instead=_instead_of_resume(folder, earlier, params_file),
         )
     )
     done = done_steps(earlier)
@@ -177,8 +178,23 @@ def run_parameters(manifest: Mapping[str, Any], folder: Path) -> params_.Paramet
     )
 
 
+def _instead_of_resume(folder: Path, earlier: Mapping[str, Any], params_file: str | os.PathLike[str]) -> str:
+    """What to do when a resume refuses a corrected key: a rollback only when it has something to undo
+    (the run wrote rollback.yaml, or its step 0 disabled roots) — never a command that refuses too."""
+    fresh = f"start a new run with the corrected file: opslib run {params_file}"
+    facts = earlier.get("facts")
+    disabled = isinstance(facts, Mapping) and bool(facts.get("forbidden_roots_disabled"))
+    if earlier.get("dry_run") or not ((folder / "rollback.yaml").is_file() or disabled):
+        return fresh
+    return f"undo the run first (opslib rollback {folder}{' --roots' if disabled else ''}), then {fresh}"
+
+
 def corrected_parameters(
-    old: params_.Parameters, path: str | os.PathLike[str], *, any_key: bool = False
+    old: params_.Parameters,
+    path: str | os.PathLike[str],
+    *,
+    any_key: bool = False,
+    instead: str = "",
 ) -> tuple[params_.Parameters, list[dict[str, Any]]]:
     """``old`` with the values of ``path`` (a whole parameters file or only the keys to correct).
 
@@ -209,8 +225,7 @@ def corrected_parameters(
             f"cannot be changed on resume ({shown}): the steps already done used the old value",
             source=str(path),
             hint="a resume may correct only verify.*, backup.*, winrm.*, forbidden_roots and warn_days; "
-            "for anything else undo the run (opslib rollback RUN --roots) and start a new run with the "
-            "corrected file; nothing was changed",
+            f"for anything else {instead or 'start a new run with the corrected file'}; nothing was changed",
         )
     return new, changes
 

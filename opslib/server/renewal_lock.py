@@ -153,18 +153,10 @@ class ServerLock:
 
     @property
     def folder(self) -> str:
-        """``%SystemRoot%\\Temp\\opslib-renewal.lock``, with %SystemRoot% read from the server once."""
+        """``%SystemRoot%\\Temp\\opslib-renewal.lock``, with %SystemRoot% read from the server once per run
+        (:attr:`opslib.winrm.Connection.system_root`)."""
         if self._folder is None:
-            # `echo %SystemRoot%` prints the Windows folder (the kit's own syntax, as for %TEMP%).
-            result = self.conn.run(
-                ["echo", Raw("%SystemRoot%")], what="find the Windows folder", timeout_s=30
-            )
-            root = result.stdout_text.strip()
-            if not root or "%" in root or not root[1:3] == ":\\":
-                raise VerificationFailed(
-                    self.host, f"the remote %SystemRoot% is not a usable folder ({root!r})"
-                )
-            self._folder = root.rstrip("\\") + "\\Temp\\" + LOCK_NAME
+            self._folder = self.conn.system_root + "\\Temp\\" + LOCK_NAME
         return self._folder
 
     def _mkdir(self) -> bool:
@@ -174,10 +166,19 @@ class ServerLock:
         )
         return result.exit_code == 0
 
+    def read_holder(self) -> bytes:
+        """``holder.json``'s bytes in one command: ``type`` prints a file's bytes unchanged (W-TYPE) and the
+        kit writes the holder as ASCII JSON (a download would cost an encode and a read). Raises
+        :class:`OpsError` when it cannot be read (missing: ``type`` exits 1)."""
+        result = self.conn.run(
+            ["type", self.folder + "\\" + HOLDER], what="read the renewal lock", timeout_s=30
+        )
+        return result.stdout
+
     def holder(self) -> dict[str, Any]:
         """What ``holder.json`` says ({} when it is missing or unreadable)."""
         try:
-            data = json.loads(self.conn.download(self.folder + "\\" + HOLDER, what="read the renewal lock"))
+            data = json.loads(self.read_holder())
         except (OpsError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -324,7 +325,7 @@ class ServerLock:
         A holder file that cannot be read (the connection, a failed command) is not taken for a broken
         lock: the run stops before its next change and says the lock could not be read."""
         try:
-            raw = self.conn.download(self.folder + "\\" + HOLDER, what="read the renewal lock")
+            raw = self.read_holder()
         except OpsError as exc:
             raise PreconditionFailed(
                 self.host,

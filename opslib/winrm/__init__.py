@@ -33,6 +33,7 @@ from .shell import (
     TRANSPORTS,
     Connection,
     connect,
+    open_connections,
 )
 from .transcript import (
     CREATE_TEMP,
@@ -94,5 +95,6 @@ __all__ = [
     "connect_params",
     "join_commands",
     "legacy_context",
+    "open_connections",
     "stale_temp_dirs",
 ]

@@ -35,6 +35,7 @@ class RunFolder:
     url: str
     host: str
     _temp_dir: str | None
+    _system_root: str | None = None  # %SystemRoot%, once read (or known from connection.json)
     _state_file: Path | None
     _transcript: Transcript | None
 
@@ -79,6 +80,27 @@ class RunFolder:
             if self._state_file is not None:
                 self._save_state(work_dir=folder, uploaded={})
         return self._temp_dir
+
+    @property
+    def system_root(self) -> str:
+        """The remote Windows folder (``echo %SystemRoot%``, W-ECHO-SYSTEMROOT), read once per run: with a
+        ``state_file`` it is kept in ``connection.json`` (``system_root``) for the run's later connections,
+        as the code page is — a server's Windows folder is where Windows was installed and does not move
+        while a run lasts. Raises :class:`VerificationFailed` when the answer is not a usable folder."""
+        if self._system_root is None:
+            known = self.run_state().get("system_root")
+            if isinstance(known, str) and re.match(r"^[A-Za-z]:\\", known) and "%" not in known:
+                self._system_root = known
+                return known
+            result = self.run(["echo", Raw("%SystemRoot%")], what="find the Windows folder", timeout_s=30)
+            root = result.stdout_text.strip()
+            if not root or "%" in root or not root[1:3] == ":\\":
+                raise VerificationFailed(
+                    self.host, f"the remote %SystemRoot% is not a usable folder ({root!r})"
+                )
+            self._system_root = root.rstrip("\\")
+            self._save_state(system_root=self._system_root)
+        return self._system_root
 
     @property
     def shares_temp_dir(self) -> bool:

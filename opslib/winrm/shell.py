@@ -80,6 +80,14 @@ from .wsman import (
 STATE_FILE = "connection.json"  # in the run folder: what the run's connections share (see the module doc)
 RECEIVE_NETWORK_RETRIES = 2  # a Receive lost on the network is asked again (pypsrp retries 5×)
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate", "plaintext", "ssl")
+# The connections of this process that are open (registered for their atexit close), by id.
+_OPEN: dict[int, Connection] = {}
+
+
+def open_connections() -> list[Connection]:
+    """Every :class:`Connection` of this process that is open: registered for its ``atexit`` close (which
+    holds it alive, as in a kernel), from the end of its set-up to its :meth:`~Connection.close`."""
+    return list(_OPEN.values())
 
 
 class Connection(_channel.Channels, ReadCache, Transfers, RunFolder):
@@ -202,6 +210,7 @@ class Connection(_channel.Channels, ReadCache, Transfers, RunFolder):
         # A step whose cell fails never reaches its conn.close(); the runner then shuts the kernel down
         # gracefully, and this removes the temp folder as the interpreter exits (unregistered on close).
         atexit.register(self.close)
+        _OPEN[id(self)] = self
 
     # --- shell ---
     def _open_shell(self) -> str:
@@ -575,6 +584,7 @@ class Connection(_channel.Channels, ReadCache, Transfers, RunFolder):
             self._closed = True
             self._shell_id = None
             atexit.unregister(self.close)
+            _OPEN.pop(id(self), None)
             try:
                 self._protocol.transport.close_session()
             except Exception:
