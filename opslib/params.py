@@ -304,6 +304,13 @@ SCHEMA: tuple[Key, ...] = (
     Key("rollback.old_not_after_utc", _str, "", modes=(ROLLBACK,), help="its expiry (for the reader)"),
     Key("rollback.old_secure_bindings", _str_list, [], modes=(ROLLBACK,), help="bindings to restore"),
     Key("rollback.replaced_thumbprint", _str, "", modes=(ROLLBACK,), help="the certificate taken off"),
+    Key(
+        "rollback.old_cert_source",
+        _choice("", "own", "inherited", "none"),
+        "",
+        modes=(ROLLBACK,),
+        help="IIS 6: where the old certificate came from (inherited = from W3SVC: inheritance is restored)",
+    ),
 )
 
 # Keys whose value is a path relative to the parameters file's folder.

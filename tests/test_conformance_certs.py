@@ -6,6 +6,7 @@ expected chain and the rehearsal host's own chain engine agree with it."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,3 +105,14 @@ def test_the_runbook_and_the_rehearsal_engine_take_the_path_through_the_real_cro
         now_utc=datetime(2026, 11, 20, tzinfo=UTC),
     )
     assert not today.ok and "expired_cross" in {p.code for p in today.problems}
+
+
+def test_public_files_of_the_real_g5_certificates_are_pinned_and_name_only_its_certificates() -> None:
+    """Where a public file holds the same certificate (checked by SHA-1 over the DER when it was added): a
+    GitHub file at a fixed commit; "" says none was found (the cross certificate)."""
+    entry = ENTRIES["verisign-g5-root-cross-pca"]
+    files = entry.extra["public_files"]
+    assert set(files) == set(entry.extra["sha1"])
+    pinned = re.compile(r"^https://github\.com/[\w.-]+/[\w.-]+/blob/[0-9a-f]{40}/\S+$")
+    assert all(pinned.match(url) for url in files.values() if url)
+    assert files[CROSS] == "" and files[G5] and files[PCA]

@@ -211,6 +211,61 @@ def test_a_live_shell_that_forgot_the_command_is_kept_and_no_second_shell_is_ope
         assert "echoargs forgotten" in ran  # it did run: "outcome unknown" was the honest answer
 
 
+class _Shells(dict):  # type: ignore[type-arg]
+    """The server's shells, remembering the most that existed at once."""
+
+    most = 0
+
+    def __setitem__(self, key: object, value: object) -> None:
+        super().__setitem__(key, value)
+        self.most = max(self.most, len(self))
+
+
+def _count_shells(endpoint: rehearsal.Rehearsal) -> _Shells:
+    shells = _Shells(endpoint._server.shells)
+    endpoint._server.shells = shells
+    return shells
+
+
+def test_a_command_refused_after_it_ran_is_resent_once_never_beside_the_old_shell(
+    endpoint: rehearsal.Rehearsal,
+) -> None:
+    """W-WINRM-SHELL-GONE, the opposite of the belief injected: the server runs the command, then refuses the
+    Command with 2150859174 (its shell still exists). The kit deletes that shell before it opens another and
+    sends the command once more; it ran twice — the row's known consequence, the steps' read-backs are the
+    guard — and the kit never says it did not run."""
+    with _connect(endpoint) as conn:
+        conn.run(["echoargs", "first"])
+        shells = _count_shells(endpoint)
+        endpoint.set_faults(["after:echoargs#1:refuse"])
+        assert conn.run(["echoargs", "twice"]).stdout == b'["twice"]\r\n'
+        assert [h["command"] for h in endpoint.host.history].count("echoargs twice") == 2
+        assert (shells.most, len(shells)) == (1, 1)  # the old shell went before the new one came
+
+
+def test_a_command_refused_twice_may_have_run_and_the_kit_says_so(endpoint: rehearsal.Rehearsal) -> None:
+    with _connect(endpoint) as conn:
+        conn.run(["echoargs", "first"])
+        shells = _count_shells(endpoint)
+        endpoint.set_faults(["after:echoargs:refuse"])
+        with pytest.raises(
+            WSManFault, match=r"2150859174.*refused the command twice.*may or may not have run"
+        ) as info:
+            conn.run(["echoargs", "refused"])
+        message = str(info.value)
+        assert (
+            "never ran" not in message
+            and "did not run" not in message
+            and "not run" not in message.replace("may or may not have run", "")
+        )
+        assert "check the server's state" in message
+        assert [h["command"] for h in endpoint.host.history].count("echoargs refused") == 2  # it did run
+        assert shells.most == 1  # never a second shell beside the first
+        endpoint.set_faults([])
+        assert conn.run(["echoargs", "after"]).exit_code == 0
+        assert shells.most == 1
+
+
 def test_a_shell_gone_during_receive_is_replaced_by_the_next_command_only(
     endpoint: rehearsal.Rehearsal,
 ) -> None:

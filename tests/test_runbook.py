@@ -250,6 +250,7 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
         "old_not_after_utc": "2026-12-01T00:00:00Z",
         "old_secure_bindings": [":443:"],
         "replaced_thumbprint": "CD" * 20,
+        "old_cert_source": None,  # IIS 6 only (W-IIS6-SSLCERTHASH-INHERIT); not in rollback.yaml when unknown
     }
     # A swap that failed before recording: what step 0 saw before anything changed is the undo.
     before = {
@@ -263,6 +264,7 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
         "old_not_after_utc": "2026-11-01T00:00:00Z",
         "old_secure_bindings": [":8443:"],
         "replaced_thumbprint": "CD" * 20,
+        "old_cert_source": None,
     }
     assert runbook.write_rollback(run_dir, p, swap, {"new_thumbprint": "CD" * 20}) is None, (
         "nothing to put back"
@@ -283,6 +285,14 @@ def test_rollback_file_is_a_valid_rollback_parameter_set(params_file: Path, tmp_
     assert runbook.steps_for(rb.mode) == runbook.ROLLBACK_STEPS
     # The rollback's evidence goes next to the run it rolls back.
     assert runbook.choose_evidence_root(None, rb) == tmp_path
+    assert "old_cert_source" not in text and rb.get("rollback.old_cert_source") == ""  # unknown: as before
+    # IIS 6: a production site that inherited its certificate from W3SVC says so to the rollback.
+    inherited = runbook.rollback_text(p, {**values, "old_cert_source": "inherited"}, run_id=run_dir.name)
+    (run_dir / "rollback.yaml").write_text(inherited, encoding="utf-8")
+    assert params.load(run_dir / "rollback.yaml").get("rollback.old_cert_source") == "inherited"
+    (run_dir / "rollback.yaml").write_text(inherited.replace(": inherited", ": parent"), encoding="utf-8")
+    with pytest.raises(ParameterError, match=r"rollback\.old_cert_source.*must be one of"):
+        params.load(run_dir / "rollback.yaml")
 
 
 def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -295,6 +295,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "old_secure_bindings": ("旧 SSL バインド", "Old secure bindings"),
     "old_store_name": ("旧証明書のストア", "Old certificate's store"),
     "old_cert_source": ("旧証明書の設定元 (自サイト/継承)", "Old certificate: own or inherited"),
+    "restored_cert_source": (
+        "戻した証明書の設定元 (自サイト/継承)",
+        "Restored certificate: own or inherited",
+    ),
     "cert_source_after": ("入替え後の証明書の設定元", "Certificate after the swap: own or inherited"),
     "swap_journal": ("入替えのジャーナル", "Swap journal"),
     "swap_plan": ("入替えの計画", "Swap plan"),

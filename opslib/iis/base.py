@@ -239,9 +239,15 @@ class IISBackend(Protocol):
         ...
 
     def rollback(
-        self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
+        self,
+        *,
+        production_site: str,
+        old_thumbprint: str,
+        secure_bindings: Sequence[str] | str,
+        old_cert_source: str = "",
     ) -> SwapResult:
-        """The undo of :meth:`swap`: ``old_thumbprint`` back on ``secure_bindings`` (``IP:port:host``)."""
+        """The undo of :meth:`swap`: ``old_thumbprint`` back on ``secure_bindings`` (``IP:port:host``);
+        ``old_cert_source`` "inherited" (IIS 6): the site inherits it again instead of holding it as its own."""
         ...
 
     def swap_journal(self, site: Site | str) -> dict[str, Any] | None:
@@ -406,9 +412,12 @@ def check_swap(
     run_dir: str = "",
     dry_run: bool = False,
     hint: str = "",
+    inherited: bool = False,
 ) -> list[dict[str, Any]]:
     """Seed step 2.8, read back: the production site is started with ``new_thumbprint``, the work site
-    (when given) is stopped, and no other started site shares the production secure binding.
+    (when given) is stopped, and no other started site shares the production secure binding. With
+    ``inherited`` (the rollback of an IIS 6 site that inherited its certificate) the certificate must be
+    ``new_thumbprint`` inherited from W3SVC, not the site's own.
 
     Returns one row per check (``check``, ``site``, ``expected``, ``actual``, ``ok``) for a table.
     A failed check raises :class:`VerificationFailed` naming every failure and the undo
@@ -421,7 +430,12 @@ def check_swap(
     rows = [
         _check_row("production site started", production, "started", production.state_name),
         # The site's OWN value: an inherited one reads "<thumbprint> (inherited from W3SVC)" and fails.
-        _check_row("production certificate", production, new, production.cert_described),
+        _check_row(
+            "production certificate",
+            production,
+            new + (" (inherited from W3SVC)" if inherited else ""),
+            production.cert_described,
+        ),
     ]
     if work_site:
         work = find_site(sites_after, work_site, host=host)

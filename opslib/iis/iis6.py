@@ -47,6 +47,7 @@ from .base import (
     with_expiry,
 )
 from .iis6_helper import EXIT_ADSI, EXIT_STATE, HELPER, HelperError, IIS6Helper, helper_script, site_from
+from .iis6_inherit import read_inheritance
 
 if TYPE_CHECKING:
     from ..winrm import Connection
@@ -380,12 +381,19 @@ class IIS6Backend(ReadBackChecks):
         return current
 
     def rollback(
-        self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
+        self,
+        *,
+        production_site: str,
+        old_thumbprint: str,
+        secure_bindings: Sequence[str] | str,
+        old_cert_source: str = "",
     ) -> SwapResult:
         """Put the previous certificate back on the production site and start it (the undo of :func:`swap`).
 
         Other started sites sharing the secure binding are stopped first; a started production site is
-        restarted when its certificate changes. Idempotent.
+        restarted when its certificate changes. Idempotent. ``old_cert_source`` "inherited" (step 2's
+        ``old_cert_source``): the site inherited ``old_thumbprint`` from /LM/W3SVC, so inheritance is
+        restored instead (:meth:`_rollback_to_inherited`).
         """
         host = self.host
         old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
@@ -397,6 +405,8 @@ class IIS6Backend(ReadBackChecks):
         found = self.sites()
         production = find_site(found, production_site, host=host)
         sharing = sharing_sites(found, production, bindings)
+        if old_cert_source == "inherited":
+            return self._rollback_to_inherited(production, old, bindings, sharing)
         if production.started and production.cert_thumbprint == old and not sharing:
             return SwapResult(
                 production, old, production.store_name, production.secure_bindings, old, (), already_done=True
@@ -413,6 +423,74 @@ class IIS6Backend(ReadBackChecks):
                 host,
                 f"{after.label} reads back ServerState {after.state_name}, SSLCertHash "
                 f"{after.cert_thumbprint or '(none)'} after the rollback (expected started, {old})",
+            )
+        return SwapResult(
+            production=after,
+            old_thumbprint=production.cert_thumbprint,
+            old_store_name=production.store_name,
+            old_secure_bindings=production.secure_bindings,
+            new_thumbprint=old,
+            stopped_sites=stopped,
+            already_done=False,
+            changes=tuple(planned),
+        )
+
+    def _rollback_to_inherited(
+        self, production: Site, old: str, bindings: Sequence[str], sharing: Sequence[Site]
+    ) -> SwapResult:
+        """The site inherited ``old`` from /LM/W3SVC before the renewal (W-IIS6-SSLCERTHASH-INHERIT): clear
+        its own value so that it inherits again, read back that the effective value is ``old`` and inherited.
+        When W3SVC holds another certificate now, clearing would serve that one: stop before any change,
+        naming both."""
+        host = self.host
+        wanted = (bindings[0],)
+        if (
+            production.started
+            and production.cert_thumbprint == old
+            and production.cert_inherited
+            and production.secure_bindings == wanted
+            and not sharing
+        ):
+            return SwapResult(
+                production, old, production.store_name, production.secure_bindings, old, (), already_done=True
+            )
+        service = read_inheritance(
+            self.conn, host=host, what=f"read the certificate {production.label} inherited from W3SVC"
+        ).service_thumbprint
+        if service != old:
+            raise PreconditionFailed(
+                host,
+                f"{production.label} inherited certificate {old} from /LM/W3SVC before the renewal, but W3SVC "
+                f"now holds {service or '(none)'}: clearing the site's own value would serve that instead",
+                hint=f"nothing was changed; decide by hand in IIS Manager: give {production.label} certificate "
+                f"{old} as its own (Directory Security → Server Certificate), or set the Web Sites folder's "
+                f"certificate back to {old} and run the rollback again",
+            )
+        planned = [Change(s.label, "ServerState", s.state_name, "stopped") for s in sharing]
+        planned.append(
+            Change(
+                production.label, "SSLCertHash", production.cert_described, f"{old} (inherited from W3SVC)"
+            )
+        )
+        if production.secure_bindings != wanted:
+            planned.append(
+                Change(production.label, "SecureBindings", " ".join(production.secure_bindings), bindings[0])
+            )
+        stopped = tuple(self._control(s, "stop") for s in sharing)
+        if production.started and production.cert_thumbprint != old:
+            self._control(production, "stop")
+        current = production
+        if current.secure_bindings != wanted:  # the binding, with the old certificate as its own for a moment
+            current = self._set_cert(current, old, bindings[0], what=f"roll back {current.label}'s binding")
+        current = self._clear_cert(
+            current, what=f"roll back {current.label}: clear its own certificate (inherit {old} from W3SVC)"
+        )
+        after = self._restart(current, bindings)
+        if not after.started or after.cert_thumbprint != old or not after.cert_inherited:
+            raise VerificationFailed(
+                host,
+                f"{after.label} reads back ServerState {after.state_name}, SSLCertHash {after.cert_described} after "
+                f"the rollback (expected started, {old} inherited from W3SVC)",
             )
         return SwapResult(
             production=after,

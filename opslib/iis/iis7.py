@@ -546,10 +546,16 @@ class IIS7Backend(ReadBackChecks):
         return "MY"
 
     def rollback(
-        self, *, production_site: str, old_thumbprint: str, secure_bindings: Sequence[str] | str
+        self,
+        *,
+        production_site: str,
+        old_thumbprint: str,
+        secure_bindings: Sequence[str] | str,
+        old_cert_source: str = "",
     ) -> SwapResult:
         """The undo of :meth:`swap`: ``old_thumbprint`` back on the production binding (from the store that
-        holds it: MY, else WebHosting), the site started. Idempotent."""
+        holds it: MY, else WebHosting), the site started. Idempotent. ``old_cert_source`` is IIS 6's (a
+        binding's certificate is never inherited on IIS 7+)."""
         old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
         wanted = [secure_bindings] if isinstance(secure_bindings, str) else list(secure_bindings)
         raws, http, found = self._read()

@@ -29,9 +29,10 @@ from ..server import regfile, remote, stores
 from ..winrm import CommandResult, Connection, Raw, cmdline, join_commands
 from ..winrm.identify import create_fault, identify, receive_timeout_fault
 from ..winrm.quoting import size_command
+from .belief_probes import BELIEF_IF_DIFFERENT, BELIEF_PROBES
 from .httpsys_probes import HTTPSYS_IF_DIFFERENT, HTTPSYS_PROBES
 
-PROBE_SET_VERSION = "3"  # 2: cmd.chain-markers (the batched registry read); 3: httpsys.*
+PROBE_SET_VERSION = "4"  # 2: cmd.chain-markers (the batched registry read); 3: httpsys.*; 4: issue 24 beliefs
 
 REG_HEADER = "Windows Registry Editor Version 5.00"  # regedit 5 format (W-REG-EXPORT)
 UTF16LE_BOM = b"\xff\xfe"
@@ -561,6 +562,8 @@ READ_ONLY: tuple[Probe, ...] = (
 
 # HTTP.sys (issue 23): what a real IIS 7–10 server can settle (:mod:`.httpsys_probes`).
 READ_ONLY += tuple(Probe(i, "read-only", rows, what, fn) for i, rows, what, fn in HTTPSYS_PROBES)
+# Issue 24's beliefs a real server can settle (:mod:`.belief_probes`); the reversible one is in REVERSIBLE.
+READ_ONLY += tuple(Probe(*spec) for spec in BELIEF_PROBES if spec[1] == "read-only")
 
 
 def probe_error(exc: OpsError) -> dict[str, Any]:
@@ -593,6 +596,7 @@ IF_DIFFERENT: dict[str, str] = {
     "winrm.unknown-uri": "the WinRM fault codes differ: error messages may name a wrong cause",
     "winrm.receive-timeout": "long commands end with another fault: the kit's Receive loop may stop early or never",
     **HTTPSYS_IF_DIFFERENT,
+    **BELIEF_IF_DIFFERENT,
     "store.throwaway": "adding, disabling, restoring, exporting or deleting a certificate does not behave as the kit "
     "expects: do not run steps 0–3 on this host",
 }

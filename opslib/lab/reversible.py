@@ -35,6 +35,7 @@ from ..ops import roots as roots_step
 from ..server import Server, stores
 from ..server.regfile import ENHKEY_USAGE, parse_blob
 from ..winrm import Raw
+from .belief_probes import BELIEF_PROBES
 from .probes import Probe, Recorder
 
 
@@ -228,3 +229,5 @@ REVERSIBLE: tuple[Probe, ...] = (
         _throwaway,
     ),
 )
+# certutil -hashfile on a held and an empty throw-away file (:mod:`.belief_probes`, issue 24).
+REVERSIBLE += tuple(Probe(*spec) for spec in BELIEF_PROBES if spec[1] == "reversible")

@@ -8,7 +8,7 @@ The notebook calls :func:`before`, :func:`plan`, :func:`apply`, :func:`verify` a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..iis import Change, Site, SwapResult, canonical_thumbprint, check_swap, find_site, secure_binding
@@ -40,6 +40,9 @@ class RollbackBefore:
     old_thumbprint: str
     old_not_after_utc: str
     bindings: tuple[str, ...]  # the secure bindings to put back (``IP:port:host``)
+    # step 2's ``old_cert_source``: "inherited" = the site inherited the old certificate from /LM/W3SVC (IIS 6,
+    # W-IIS6-SSLCERTHASH-INHERIT), so the rollback restores inheritance instead of an own value
+    old_cert_source: str = ""
 
     def rows(self) -> list[dict[str, Any]]:
         return [s.row() for s in self.sites]
@@ -54,6 +57,7 @@ def before(
     old_not_after_utc: str = "",
     old_secure_bindings: Sequence[str] = (),
     port: int = 443,
+    old_cert_source: str = "",
 ) -> RollbackBefore:
     """Read every site; the bindings to restore are the recorded ones, else ``:<port>:``."""
     old = canonical_thumbprint(old_thumbprint, key="old_thumbprint")
@@ -65,6 +69,7 @@ def before(
         old_thumbprint=old,
         old_not_after_utc=str(old_not_after_utc or ""),
         bindings=tuple(old_secure_bindings) or (secure_binding(port),),
+        old_cert_source=str(old_cert_source or ""),
     )
 
 
@@ -83,7 +88,18 @@ def plan(server: Server, found: RollbackBefore, *, port: int = 443) -> RollbackP
     changes = server.iis.plan_swap(
         production_site=found.production.path, new_thumbprint=found.old_thumbprint, port=port
     )
+    if _inherited(found):  # the site inherits the old certificate again: its own value is cleared
+        inherit = f"{found.old_thumbprint} (inherited from W3SVC)"
+        changes = [replace(c, after=inherit) if c.field == "SSLCertHash" else c for c in changes]
+        if not any(c.field == "SSLCertHash" for c in changes) and found.production.cert_source != "inherited":
+            changes.append(
+                Change(found.production.label, "SSLCertHash", found.production.cert_described, inherit)
+            )
     return RollbackPlan(found, port, tuple(changes))
+
+
+def _inherited(found: RollbackBefore) -> bool:
+    return found.old_cert_source == "inherited"
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,7 @@ def apply(server: Server, planned: RollbackPlan, *, dry_run: bool = False) -> Ro
         production_site=found.production.path,
         old_thumbprint=found.old_thumbprint,
         secure_bindings=list(found.bindings),
+        old_cert_source=found.old_cert_source,
     )
     return RollbackDone(planned, result)
 
@@ -129,6 +146,8 @@ class RollbackStep:
             "stopped_sites": [s.path for s in self.done.result.stopped_sites] if self.done.result else [],
             "production_state": self.production_after.state_name,
             "expected_thumbprint": self.production_after.cert_thumbprint if dry_run else found.old_thumbprint,
+            # own / inherited (from W3SVC, IIS 6) / none: as step 2 found it, and as read back now
+            "restored_cert_source": self.production_after.cert_source,
         }
 
 
@@ -144,6 +163,7 @@ def verify(server: Server, done: RollbackDone) -> RollbackStep:
         host=server.host,
         dry_run=done.result is None,
         hint=_HINT,
+        inherited=_inherited(found),
     )
     production_after = find_site(sites_after, found.production.path, host=server.host)
     return RollbackStep(done, production_after, tuple(checks))

@@ -598,7 +598,17 @@ def _run_simple(ctx: _Ctx, segment: str, *, streams: _Streams | None = None) -> 
         targets[r.handle] = ("file", path)
 
     local = _Streams(bytearray(), bytearray())
-    rc = _dispatch(ctx, text, local, stdin)
+    # The redirection targets stay open (for writing) while the program runs (W-CERTUTIL-HASHFILE-HELD).
+    held = [Host.norm(where) for kind, where in targets.values() if kind == "file"]
+    for key in held:
+        ctx.host.open_for_write[key] = ctx.host.open_for_write.get(key, 0) + 1
+    try:
+        rc = _dispatch(ctx, text, local, stdin)
+    finally:
+        for key in held:
+            ctx.host.open_for_write[key] -= 1
+            if not ctx.host.open_for_write[key]:
+                del ctx.host.open_for_write[key]
     for handle, produced in ((1, local.out), (2, local.err)):
         if not produced:
             continue

@@ -173,6 +173,11 @@ class Host:
         # agent): fnmatch patterns over the lower-cased path. Reads and writes work, deletes fail —
         # https://learn.microsoft.com/en-us/windows/win32/api/fileapi/nf-fileapi-createfilew (dwShareMode).
         self.locked_files: set[str] = set()
+        # Files a running command line holds open for writing through a redirection (``>F``, ``>>F``,
+        # ``9>>F``): cmd opens the target before the program starts and closes it when the program ends
+        # (https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-xp/bb490982(v=technet.10),
+        # handles 3-9 included). Not state: empty between command lines. Lower-cased path -> open count.
+        self.open_for_write: dict[str, int] = {}
         self.keys: dict[str, KeyPair] = {}
         self.programs: dict[str, Program] = {}
         self.env: dict[str, str] = {}

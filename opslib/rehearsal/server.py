@@ -130,7 +130,10 @@ STREAM_AFTER_S = 0.5  # a command that ran this long streams its output (State R
 # --- fault injection ------------------------------------------------------------------------------
 
 # forget: the command runs, then the shell no longer knows its id (a Receive gets W-WINRM-UNKNOWN-COMMAND).
-FAULT_ACTIONS = ("drop", "timeout", "fault500", "fail", "forget")
+# refuse: the Command is answered with 2150859174 (too many commands; the shell still exists) — "after": once
+# the command ran, the opposite of the kit's belief that a refused Command never ran (W-WINRM-SHELL-GONE).
+FAULT_ACTIONS = ("drop", "timeout", "fault500", "fail", "forget", "refuse")
+ERROR_WSMAN_QUOTA_MAX_COMMANDS = 2150859174  # 0x803381A6 (W-WINRM-SHELL-GONE); subcode w:QuotaLimit [I]
 _FAULT = re.compile(
     r"^(?P<when>before|after):(?P<program>[^:#]+)(?:#(?P<nth>\d+))?:(?P<action>[a-z0-9]+)$", re.I
 )
@@ -755,6 +758,14 @@ class _Handler(AuthHandler, BaseHTTPRequestHandler):
                 f"The WS-Management service cannot process the request (injected fault {fault}).",
             )
         host = self.server.host
+        if fault and fault.action == "refuse":
+            if fault.when == "after":  # it runs, then the Command is refused all the same
+                _execute_in_shell(host, shell, _Command("refused", command_line, program, skip))
+            raise SoapFault(
+                ERROR_WSMAN_QUOTA_MAX_COMMANDS,
+                "w:QuotaLimit",
+                f"The WS-Management service cannot process the request (injected fault {fault}).",
+            )
         if skip and program not in host.programs and program not in cmd.FALLBACK_PROGRAMS:
             raise SoapFault(
                 ERROR_FILE_NOT_FOUND_HRESULT, "w:InternalError", "The system cannot find the file specified."

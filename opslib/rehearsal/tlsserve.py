@@ -172,7 +172,7 @@ def _desired(host: Host) -> dict[str, Served | None]:
 
 
 def _served(host: Host, site: Site) -> Served:
-    from .programs.cscript import effective_cert  # the served certificate may be /LM/W3SVC's
+    from .programs.sslinherit import effective_cert  # the served certificate may be /LM/W3SVC's
 
     thumb, store, _ = effective_cert(site, host)
     store = store or "MY"

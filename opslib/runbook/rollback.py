@@ -36,7 +36,7 @@ def rollback_text(params: params_.Parameters, values: dict[str, Any], *, run_id:
     """``rollback.yaml``: the run's parameters (references only) in ``mode: rollback``.
 
     ``values``: the ``rollback`` section (:func:`rollback_values`): ``old_thumbprint``,
-    ``old_not_after_utc``, ``old_secure_bindings``, ``replaced_thumbprint``.
+    ``old_not_after_utc``, ``old_secure_bindings``, ``replaced_thumbprint``, ``old_cert_source``.
     """
     data: dict[str, Any] = {"mode": params_.ROLLBACK}
     for key, value in params.data.items():
@@ -54,6 +54,8 @@ def rollback_text(params: params_.Parameters, values: dict[str, Any], *, run_id:
         "old_secure_bindings": list(values.get("old_secure_bindings") or []),
         "replaced_thumbprint": str(values.get("replaced_thumbprint") or ""),
     }
+    if values.get("old_cert_source"):  # IIS 6 own / inherited / none (W-IIS6-SSLCERTHASH-INHERIT)
+        data["rollback"]["old_cert_source"] = str(values["old_cert_source"])
     header = (
         f"Rollback parameters written by opslib for run {run_id}.\n"
         f"`opslib run {ROLLBACK_FILE}` puts certificate {values['old_thumbprint']} back on site\n"

@@ -109,7 +109,13 @@ SWAP = Step(
         "production_not_after_utc_before",
         "production_secure_bindings_before",
     ),
-    records=("old_thumbprint", "old_not_after_utc", "old_secure_bindings", "expected_thumbprint"),
+    records=(
+        "old_thumbprint",
+        "old_not_after_utc",
+        "old_secure_bindings",
+        "old_cert_source",
+        "expected_thumbprint",
+    ),
     needs_confirmation=True,
     serves="new_thumbprint",
     writes_rollback_before=True,
@@ -118,6 +124,9 @@ SWAP = Step(
         RollbackField("old_not_after_utc", "old_not_after_utc", "production_not_after_utc_before"),
         RollbackField("old_secure_bindings", "old_secure_bindings", "production_secure_bindings_before"),
         RollbackField("replaced_thumbprint", "new_thumbprint", "new_thumbprint"),
+        # IIS 6: the old certificate was inherited from W3SVC; the rollback restores inheritance
+        # (W-IIS6-SSLCERTHASH-INHERIT). Unknown ("") when step 2 failed before recording it.
+        RollbackField("old_cert_source", "old_cert_source", "old_cert_source"),
     ),
     plan="swap_plan",
 )

@@ -8,6 +8,8 @@
 * :func:`receive_timeout_fault` — the fault a Receive draws when a command prints nothing within a short
   ``w:OperationTimeout`` (MS-WSMV 3.1.4.1.6 OperationTimeout,
   https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/).
+* :func:`unknown_command_fault` — the fault a Receive / Signal for a command id the live shell does not know
+  draws, and whether that shell lives on (docs/windows-behaviour.md W-WINRM-UNKNOWN-COMMAND).
 
 Kept apart from :mod:`.shell` on purpose: these use the connection's pywinrm protocol object
 (:attr:`Connection.protocol`, :meth:`Connection.start_command`) but are no part of the renewal path.
@@ -16,14 +18,16 @@ Kept apart from :mod:`.shell` on purpose: these use the connection's pywinrm pro
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import xmltodict
 
 from ..errors import WSManFault
+from .quoting import cmdline
 from .shell import Connection, WinRMOperationTimeoutError, WSManFaultError
-from .wsman import ACTION_CREATE, ERROR_WSMAN_OPERATION_TIMEDOUT
+from .wsman import ACTION_CREATE, ERROR_WSMAN_OPERATION_TIMEDOUT, is_invalid_selectors
 
 NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -92,4 +96,42 @@ def receive_timeout_fault(conn: Connection, line: str, *, operation_timeout_s: i
         p.operation_timeout_sec = saved
         conn.terminate(shell_id, command_id)
     outcome["waited_s"] = round(time.monotonic() - t0, 3)
+    return outcome
+
+
+def unknown_command_fault(conn: Connection) -> dict[str, Any]:
+    """Receive and Signal naming a made-up command id on the connection's live shell (W-WINRM-UNKNOWN-COMMAND):
+    each one's fault code and subcode (or that it was accepted), then whether the same shell still takes a
+    Command (``ver``, W-VER). Nothing runs but ``ver``; no second shell is opened."""
+    p = conn.protocol
+    with conn.mapped("start ver on the shell"):
+        shell_id, command_id = conn.start_command(cmdline(["ver"]))
+    conn.terminate(shell_id, command_id)
+    made_up = str(uuid.uuid4()).upper()
+    outcome: dict[str, Any] = {}
+    for verb, send in (
+        ("receive", lambda: p.get_command_output_raw(shell_id, made_up)),
+        ("signal", lambda: p.cleanup_command(shell_id, made_up)),
+    ):
+        try:
+            send()
+            outcome[verb] = {"accepted": True}
+        except WinRMOperationTimeoutError:
+            outcome[verb] = {"fault_code": ERROR_WSMAN_OPERATION_TIMEDOUT, "subcode": "TimedOut"}
+        except WSManFaultError as exc:
+            outcome[verb] = {
+                "fault_code": int(exc.wsman_fault_code or 0),
+                "subcode": str(exc.fault_subcode or "").rpartition(":")[2],
+                "invalid_selectors": is_invalid_selectors(exc.wsman_fault_code, exc.fault_subcode),
+            }
+    try:
+        with conn.mapped("start ver on the same shell"):
+            again, second = conn.start_command(cmdline(["ver"]))
+        conn.terminate(again, second)
+        outcome["shell_alive_after"] = True
+        outcome["same_shell_after"] = again == shell_id
+    except WSManFault as exc:
+        outcome["shell_alive_after"] = False
+        outcome["same_shell_after"] = False
+        outcome["command_fault_code"] = exc.code
     return outcome

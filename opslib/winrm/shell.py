@@ -477,13 +477,21 @@ class Connection(_channel.Channels, ReadCache, Transfers, RunFolder):
                 return str(self._protocol.run_command(self._shell_id, line))
             except WSManFaultError as exc:
                 if exc.wsman_fault_code in SHELL_GONE_CODES and attempt == 1:
-                    # The server refused the Command: it never ran; resend once on a new shell. A Command
-                    # names no command id, so InvalidSelectors here means the shell is gone; for the other
-                    # codes the shell may still exist, so it is deleted first: never two shells at once.
-                    if not is_invalid_selectors(exc.wsman_fault_code, exc.fault_subcode):
-                        self._delete_shell(self._shell_id)
+                    # The server refused the Command: we believe it never ran (W-WINRM-SHELL-GONE, assumed)
+                    # and resend it once on a new shell. The old shell is deleted first — for InvalidSelectors
+                    # too (it should be gone; a Delete of a gone shell only faults): never two shells at once.
+                    self._delete_shell(self._shell_id)
                     self._shell_id = None
                     continue
+                if exc.wsman_fault_code in SHELL_GONE_CODES:
+                    # Refused twice: whether either attempt ran is not known — never say it did not run.
+                    raise WSManFault(
+                        self.url,
+                        exc.wsman_fault_code,
+                        "the server refused the command twice (on the old shell and on a new one); it may "
+                        "or may not have run",
+                        hint="check the server's state before running it again",
+                    ) from None
                 with self._mapped("start the command"):
                     raise
             except Exception:

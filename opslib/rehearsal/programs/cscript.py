@@ -62,7 +62,8 @@ from typing import Any
 from .. import cmd
 from ..cmd import resolve_path
 from ..host import STARTED, STOPPED, Host, Invocation, Site
-from . import certutil, stores
+from . import certutil, sslinherit, stores
+from .sslinherit import effective_cert
 
 EXIT_OK, EXIT_ADSI, EXIT_USAGE, EXIT_STATE, EXIT_DOWN = 0, 1, 2, 3, 4
 CTL_E_PERMISSIONDENIED = 0x800A0046  # FSO "Permission denied" (a read-only journal file) [I]
@@ -148,29 +149,6 @@ class _Failure(Exception):
         self.number = number
         self.description = description
         self.extra = extra or {}
-
-
-def service_cert_hash(host: Host | None) -> str:
-    """The service-level SSLCertHash (``/LM/W3SVC``, IIsWebService), "" when unset.
-
-    SSLCertHash and SSLStoreName carry the INHERIT attribute (ms525719, ms525311): a site without its
-    own value reads the service-level one through ADSI ``Get()``, and
-    ``GetPropertyAttribObj("SSLCertHash").IsInherit`` is true for it (GetPropertyAttribObj ms525702, IISPropertyAttribute ms524823;
-    docs/windows-behaviour.md W-IIS6-SSLCERTHASH-INHERIT). Scenario fact
-    ``host.extra["w3svc_ssl_cert_hash"]``; the service-level SSLStoreName is ``MY`` [I]."""
-    if host is None:
-        return ""
-    return str(host.extra.get("w3svc_ssl_cert_hash", "") or "").upper()
-
-
-def effective_cert(site: Site, host: Host | None) -> tuple[str, str, bool]:
-    """(SSLCertHash, SSLStoreName, inherited) as the site serves them."""
-    if site.ssl_cert_hash:
-        return site.ssl_cert_hash.upper(), site.ssl_store_name, False
-    inherited = service_cert_hash(host)
-    if inherited:
-        return inherited, site.ssl_store_name or "MY", True
-    return "", site.ssl_store_name, False
 
 
 def describe(site: Site, host: Host | None = None) -> dict[str, Any]:
@@ -557,6 +535,8 @@ def cscript(inv: Invocation) -> int:
         return 1
     if data == folderage_bytes() and engine in ("", "jscript"):
         return _folderage(inv, script_args)
+    if data == sslinherit.sslinherit_bytes() and engine in ("", "jscript"):
+        return sslinherit.sslinherit(inv, script_args)  # the lab check's read-only probe
     if data != helper_bytes() or engine not in ("", "jscript"):
         inv.write_err(
             f"opslib rehearsal: {script} is not the kit's iis6.js helper (or not run as JScript); "

@@ -204,7 +204,10 @@ def hashfile(inv: Invocation) -> int:
     data = inv.host.read_file(path)
     if data is None:
         return fail(inv, "hashfile", HRESULT_FILE_NOT_FOUND)
-    held = inv.host.extra.setdefault("hashfile_held", {})
+    if inv.host.open_for_write.get(Host.norm(path)):
+        # Another process (the cmd running the line, through a redirection) holds it open for writing.
+        return fail(inv, "hashfile", HRESULT_SHARING_VIOLATION)  # W-CERTUTIL-HASHFILE-HELD
+    held = inv.host.extra.get("hashfile_held", {})
     if held.get(Host.norm(path), 0) > 0:
         held[Host.norm(path)] -= 1
         return fail(inv, "hashfile", HRESULT_SHARING_VIOLATION)
