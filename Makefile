@@ -19,7 +19,7 @@ XDIST := -n $(WORKERS) --dist loadgroup
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,fleet]'
 	touch $(STAMP)
 
 help:

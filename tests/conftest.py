@@ -104,6 +104,8 @@ TIER_OF_MODULE: dict[str, str] = {
     "test_wire": "notebooks",
     "test_forward": "notebooks",
     "test_locks": "rehearsal",
+    "test_fleet_ansible": "rehearsal",
+    "test_fleet_host_params": "unit",
     "test_fleet_run": "notebooks",
     "test_calendar": "rehearsal",
     "test_fleet_inventory": "unit",
@@ -129,7 +131,8 @@ SLOW_TIERS = ("notebooks", "faults")
 # Rehearsal modules too long for the quick loop: test_windows runs every Windows verb in two locales
 # (74 tests, about half of the rehearsal tier's time).
 # test_lab_serve captures and compares every scenario's own `opslib rehearse serve` host.
-SLOW_MODULES = {"test_windows", "test_lab_serve"}
+# test_fleet_ansible runs ansible-playbook four times over a three-host rehearsal fleet (about a minute).
+SLOW_MODULES = {"test_windows", "test_lab_serve", "test_fleet_ansible"}
 # Further "module::test name" entries marked slow: test_lab's fresh captures of a rehearsal host (the
 # whole probe set each, 5–13 s) — the committed bundles' comparisons and the refusals stay in the quick loop.
 SLOW: set[str] = {

@@ -55,6 +55,7 @@ FULL = os.environ.get("OPSLIB_FAULTS_FULL") == "1"
 # costs ~2 s (OperationTimeout 1 s, command cap 2 s). A 1 s cap was the smallest the parameters file
 # accepts, but a loaded 2-core machine let the emulated certutil -exportPFX run past it (a false failure).
 FAST = {"operation_timeout_s": 1, "read_timeout_s": 3, "command_timeout_s": 2}
+RELAXED = {"operation_timeout_s": 5, "read_timeout_s": 30, "command_timeout_s": 60}
 # The swap's journal wait after a lost connection (opslib.iis.iis6_swap): the kit polls every 1 s for the
 # whole swap deadline (180 s); the rehearsal's helper has written its journal before it answers, so a
 # journal that does not say "ended" at the first read never will (``before:cscript#N:drop``).
@@ -418,8 +419,11 @@ def _case(clean: Clean, notebooks: Notebooks, command: Remote, template: str) ->
             broken.append(f"a temp folder the run's transcript does not name: {left}")
     # Resume: the failed step and the rest, no faults.
     start = k if failure is not None else k + 1
+    # The resume with the parameters file's usual deadlines (an operator may raise them on resume): only
+    # the faulted run needs the short ones.
+    relaxed = {**values, "winrm": {**values["winrm"], **RELAXED}}
     try:
-        facts = notebooks.run(values, {**clean.facts[k], **({} if failure else clean.facts[k + 1])}, start)
+        facts = notebooks.run(relaxed, {**clean.facts[k], **({} if failure else clean.facts[k + 1])}, start)
     except StepError as exc:
         return [
             *broken,

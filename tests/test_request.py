@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,21 @@ def test_a_failed_request_leaves_neither_the_request_nor_its_key(
     assert any("-delstore REQUEST" in c for c in commands) and any("-delkey" in c for c in commands)
     doc = Setup.manifest(failing.runs()[-1])
     assert doc["mode"] == "request" and doc["status"] == "failed"
+
+
+def test_a_key_read_back_that_answers_otherwise_names_the_key_as_left(
+    failing: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """W-CERTUTIL-KEY (assumed) injected the other way: `certutil -key` answers something else than
+    NTE_BAD_KEYSET after the cleanup — the kit names the key container as left, never as removed."""
+    failing.reh.set_faults(["after:request.new:fail", "before:request.key:fail"])
+    try:
+        assert failing.cli("request", "--yes") == 1
+    finally:
+        failing.reh.set_faults(["after:request.new:fail"])
+    err = capsys.readouterr().err
+    assert re.search(r"left on the server: key container \S+", err) and "nothing is left" not in err, err
+    assert requests_on(failing.host) == []  # the REQUEST entry's removal was read back from the registry
 
 
 @pytest.fixture(scope="module")

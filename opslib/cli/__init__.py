@@ -63,6 +63,10 @@ def _rehearse(a: argparse.Namespace) -> int:
 
 
 def _fleet(a: argparse.Namespace) -> int:
+    if a.fleet_command == "host-params":  # the Ansible role's
+        from .fleet_ansible import host_params
+
+        return host_params(a)
     from .fleet import command
 
     return command(a)

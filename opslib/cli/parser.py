@@ -418,6 +418,7 @@ def _add_fleet(sub: Any) -> None:
     )
     plan.add_argument("--forks", type=int, default=8, metavar="N", help="hosts checked at once (8)")
     add_fleet_run_commands(fleetsub)
+    _add_fleet_host_params(fleetsub)  # the Ansible role's (helper fleetansible)
 
 
 def _add_lab(sub: Any) -> None:
@@ -443,6 +444,28 @@ def _add_lab(sub: Any) -> None:
         "compare",
         help="run the same probes on a matching rehearsal host; diff",
         parents=[compare, as_json("machine-readable output")],
+    )
+
+
+def _add_fleet_host_params(fleetsub: Any) -> None:
+    hp = fleetsub.add_parser(
+        "host-params",
+        help="one host's inventory variables (JSON on standard input) → its parameters file (the Ansible role's)",
+    )
+    hp.add_argument("name", help="the host's inventory_hostname")
+    hp.add_argument(
+        "--base-dir", required=True, metavar="DIR", help="the inventory's folder (relative paths)"
+    )
+    hp.add_argument("--out", required=True, metavar="FILE", help="the parameters file to write")
+    hp.add_argument(
+        "--base-params", metavar="FILE", help="base parameters file when the host has no opslib_base_params"
+    )
+    hp.add_argument(
+        "--vaulted",
+        action="append",
+        default=[],
+        metavar="VARIABLE",
+        help="a vault-encrypted variable Ansible hands to the run's environment (not on standard input)",
     )
 
 

@@ -41,6 +41,7 @@ _RULES = (
     _rule("install.ca", "certutil", r"\s-addstore\s"),
     _rule("install.accept", "certreq", r"\s-accept\s"),
     _rule("request.new", "certreq", r"\s-new\s"),  # opslib request (not part of a renewal)
+    _rule("request.key", "certutil", r"\s-key\s"),  # its cleanup's read-back of the key container
     _rule("install.bind", "cscript", r"iis6\.js\"?\s+set-cert\s"),
     _rule("swap", "cscript", r"iis6\.js\"?\s+swap\s"),
     _rule("export.certobj", "cscript", r"iis6\.js\"?\s+export-pfx\s"),
