@@ -188,12 +188,16 @@ def test_fail_new_run_resume_rollback_keeps_the_evidence_valid(
         ), tail
         assert "does NOT answer TLS" not in tail
         assert (reh.host.sites[1].ssl_cert_hash, reh.host.sites[1].state) == (new, STARTED)
-        assert f"put certificate {old} back by hand: IIS Manager → site www1.example.jp" in tail
-        assert "opslib rollback" not in tail and "rollback.yaml" not in tail and "opslib resume" not in tail
+        assert f"or put certificate {old} back by hand: IIS Manager → site www1.example.jp" in tail
+        # The printed next command is the one run below, once the cause is fixed.
+        assert (
+            f"fix the cause (the error above), then run the rollback again: opslib rollback {c} --yes" in tail
+        )
+        assert "rollback.yaml" not in tail and "opslib resume" not in tail
         extra["fail_start_thumbprints"] = []
         _verify_root(root, capsys)
 
-        # The rollback without --roots: the old certificate back, the roots left disabled.
+        # The rollback without --roots (the printed command): the old certificate back, the roots left disabled.
         assert cli.main(["rollback", str(c), "--yes"]) == 0
         err = capsys.readouterr().err
         assert re.search(r"\[2/2\] 04 公開状態の確認 / Verify what the site serves +succeeded", err)

@@ -111,9 +111,19 @@ def next_commands(situation: Situation, failed_step: str | None) -> list[str]:
             )
         else:
             by_hand = (
-                f"put certificate {old} back by hand: IIS Manager → site {params.site} → Directory "
+                f"or put certificate {old} back by hand: IIS Manager → site {params.site} → Directory "
                 "Security → Server Certificate, then start the site"
             )
+            # A failed rollback is undone by the kit (production serves what it served before, read
+            # back): fixing the cause and running the same rollback again is safe (it is idempotent).
+            undone = situation.run_dir.parent / str(params.data.get("rollback", {}).get("run_id", "RUN"))
+            roots = " --roots" if situation.root_backups else ""
+            again = f"opslib rollback {undone}{roots}{' --yes' if situation.yes else ''}"
+            return [
+                f"fix the cause (the error above), then run the rollback again: {again}",
+                by_hand,
+                f"check what is served: opslib inspect {params.get('verify.endpoint')}",
+            ]
         return [by_hand, f"check what is served: opslib inspect {params.get('verify.endpoint')}"]
     yes = " --yes" if situation.yes else ""
     if changed_nothing(situation, failed_step):
