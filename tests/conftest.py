@@ -50,7 +50,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 TIERS = ("unit", "rehearsal", "notebooks", "faults")
 TIER_OF_MODULE: dict[str, str] = {
     "test_backup": "unit",
-    "test_request": "rehearsal",
+    "test_request": "notebooks",  # the request notebook and whole lifecycles (request → issue → renewal)
     "test_certs": "unit",
     "test_paths": "unit",
     "test_conformance_certs": "unit",

@@ -225,6 +225,7 @@ def pending(tmp_path_factory: pytest.TempPathFactory, secrets_: list[str]) -> It
     s.reh.stop()
 
 
+@pytest.mark.kernel  # the request notebook on real kernels, as operators run it (the others: in-process)
 def test_an_existing_request_for_the_same_names_refuses_unless_new_request(
     pending: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
