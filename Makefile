@@ -6,12 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Tests run on xdist workers: many tests wait on sockets, kernels and the emulated host's deadlines, so
 # more workers than cores pays (measured on a 2-core machine, whole suite: 6 workers 477 s, 4 workers 512 s).
-# After the speed work: 778 s for 1,547 tests on 6 workers, measured with the machine loaded by other work
-# (load average 20-27 on 2 cores; the suite itself used 740 CPU-s); not re-measured on a quiet machine.
+# After the speed work (2026-12-07, quiet machine): make test 6 min 47 s for 1,607 tests (pytest 403 s, 754 s user CPU).
 # `make test WORKERS=0` runs in one process. loadgroup: the tests sharing a module's renewal run on one
 # worker (tests/conftest.py).
 WORKERS ?= 6
-FAST_WORKERS ?= 4  # the quick tiers: 4 workers 51 s, 6 workers 68 s (worker start-up dominates)
+FAST_WORKERS ?= 4  # the quick tiers: 4 workers 50 s for 1,180 tests (earlier: 6 workers 68 s; worker start-up dominates)
 XDIST := -n $(WORKERS) --dist loadgroup
 
 .PHONY: help test test-fast node browser demo lab lint typecheck bench clean
@@ -23,8 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 help:
-	@echo "make test       lint, typecheck and the whole test suite on $(WORKERS) xdist workers (7 min 58 s measured on 2 cores)"
-	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers without slow tests, on 4 xdist workers (52 s measured)"
+	@echo "make test       lint, typecheck and the whole test suite on $(WORKERS) xdist workers (6 min 47 s measured on 2 cores)"
+	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers without slow tests, on 4 xdist workers (50 s measured)"
 	@echo "make demo       a full renewal against a fresh rehearsal host"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make lint       ruff check and format check"
