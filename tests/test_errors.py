@@ -180,3 +180,23 @@ def test_which_errors_are_refusals_before_any_change() -> None:
         "02_swap_certificate", "x.ipynb", "VerificationFailed: … PreconditionFailed: …"
     )
     assert failed.server_changed is None, "a message naming a refusal is not one"
+
+
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback() -> None:
+    """`opslib inspect FILE | head`: the pipe's reader is gone before the kit writes; no traceback, exit
+    141 (128 + SIGPIPE) as other shell tools."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pem = Path(__file__).parent / "fixtures" / "real_g5_root_and_cross.pem"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opslib", "inspect", str(pem)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has imported anything: its first write finds no reader
+    err = proc.stderr.read().decode("utf-8", "replace")
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err, err

@@ -11,6 +11,7 @@ command group holds its handler and console text: ``runs`` (run, resume, rollbac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -127,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("opslib: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`opslib evidence show RUN | head`): no traceback; what is left of the output
+        # goes nowhere, and the exit status is a SIGPIPE-killed process's, as for other shell tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
 
 
 __all__ = ["main"]
