@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -328,7 +329,9 @@ def test_the_fleet_records_verify_and_name_a_host_whose_run_changed(
         fleet_json.write_bytes(original)
 
 
-def test_fleet_record_from_run_folders_matches_the_rollout(fleet: Fleet) -> None:
+def test_fleet_record_from_run_folders_matches_the_rollout(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     newest = fleet_doc_of(record.fleet_dirs(fleet.root)[-1])
     run_dirs = [str(fleet.root / h["run_dir"]) for h in newest["hosts"]]
     assert (
@@ -340,6 +343,23 @@ def test_fleet_record_from_run_folders_matches_the_rollout(fleet: Fleet) -> None
     theirs = {h["name"]: (h["run_id"], h["run_json_sha256"], h["new_thumbprint"]) for h in newest["hosts"]}
     assert mine == theirs
     assert cli.main(["evidence", "verify", "--root", str(fleet.root)]) == 0
+    # The kit does not seal what it did not write: an edited run.json, or a folder from elsewhere, is refused.
+    run_json = Path(run_dirs[0]) / "run.json"
+    original = run_json.read_bytes()
+    run_json.write_bytes(original + b" ")  # one byte more: its hash no longer matches
+    count = len(record.fleet_dirs(fleet.root))
+    try:
+        args = ["fleet", "record", "--evidence-root", str(fleet.root), "--name", "laundered", *run_dirs]
+        assert cli.main(args) == 2
+        assert "the run's evidence does not verify" in capsys.readouterr().err
+    finally:
+        run_json.write_bytes(original)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(run_dirs[0], elsewhere / Path(run_dirs[0]).name)
+    args = ["fleet", "record", "--evidence-root", str(fleet.root), "--name", "laundered"]
+    assert cli.main([*args, str(elsewhere / Path(run_dirs[0]).name)]) == 2
+    assert "not a run folder of the evidence root" in capsys.readouterr().err
+    assert len(record.fleet_dirs(fleet.root)) == count, "nothing was recorded"
 
 
 def test_nothing_the_fleet_wrote_holds_a_secret(fleet: Fleet) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..credentials import resolve
 from ..errors import UsageError
+from ..evidence.verify import verify_run
 from .record import NOT_STARTED, HostOutcome, latest_fleet, outcome_from_run, write_fleet_record
 
 
@@ -44,9 +45,13 @@ def record_from_runs(
         raise UsageError(
             "no run folders given", hint="opslib fleet record --evidence-root DIR --name NAME RUN_DIR…"
         )
+    docs = [(run_dir, *_run_host(run_dir)) for run_dir in run_dirs]
+    ref = hmac_key_ref or _hmac_reference([d for _, _, _, d in docs])
+    key = resolve(ref, purpose="HMAC key").encode("utf-8") if ref else None
+    for run_dir, _, _, doc in docs:  # a run signed by its own key is checked with it; an unsigned one without
+        _refuse_unless_intact(run_dir, root, key if "hmac" in doc else None)
     newest: dict[str, tuple[str, Path, dict[str, object]]] = {}
-    for run_dir in run_dirs:
-        host, started, doc = _run_host(run_dir)
+    for run_dir, host, started, doc in docs:
         if host not in newest or started >= newest[host][0]:
             newest[host] = (started, run_dir, doc)
     order = sorted(newest)
@@ -76,8 +81,6 @@ def record_from_runs(
                 names.get(label, label), newest[label][1], root=root, groups=groups.get(label, ())
             )
         )
-    ref = hmac_key_ref or _hmac_reference([d for _, _, d in newest.values()])
-    key = resolve(ref, purpose="HMAC key").encode("utf-8") if ref else None
     return write_fleet_record(
         root,
         name,
@@ -88,6 +91,25 @@ def record_from_runs(
         settings={"from": "run folders"},
         hmac_key=key,
     )
+
+
+def _refuse_unless_intact(run_dir: Path, root: Path, key: bytes | None) -> None:
+    """A run folder is recorded only from this evidence root and only as it was sealed: the kit does not
+    put its fleet hash (and HMAC) over a run.json someone edited, or over a folder from elsewhere."""
+    if Path(run_dir).resolve().parent != root:
+        raise UsageError(
+            f"{run_dir}: not a run folder of the evidence root {root}",
+            hint="record the runs where `opslib run --evidence-root` wrote them",
+        )
+    report = verify_run(run_dir, hmac_key=key)
+    own = [p for p in report.problems if Path(run_dir).name in p.path or p.path == report.run_id]
+    if own:
+        raise UsageError(
+            f"{run_dir}: the run's evidence does not verify ({own[0].line()}"
+            + (f"; and {len(own) - 1} more" if len(own) > 1 else "")
+            + ") — nothing was recorded",
+            hint=f"see opslib evidence verify {run_dir}; record only runs that verify",
+        )
 
 
 def _hmac_reference(docs: Sequence[dict[str, object]]) -> str:
