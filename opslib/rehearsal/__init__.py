@@ -30,7 +30,7 @@ from .host import Host, HostSnapshot
 from .server import WINDOWS_DEFAULTS, FaultSpec, WSManServer
 from .tlsconfig import make_tls_files, server_ssl_context
 
-__all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "FaultSpec", "Host"]
+__all__ = ["Rehearsal", "start", "serve_forever", "shipped_options", "stop_on_signals", "FaultSpec", "Host"]
 
 POLL_S = 0.02  # serve_forever's poll: stop() returns within it
 
@@ -294,7 +294,8 @@ def start(
 
 
 @contextmanager
-def _signals_stop(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while inside (a serve loop ends cleanly); the old handlers after."""
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old:
         signal.signal(s, lambda *_: stop.set())
@@ -387,7 +388,7 @@ def serve_forever(
         print("Press Ctrl+C to stop.")
         sys.stdout.flush()
         stop = threading.Event()
-        with _signals_stop(stop):
+        with stop_on_signals(stop):
             while not stop.wait(0.5):
                 pass
     print("rehearsal host stopped")

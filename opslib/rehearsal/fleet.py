@@ -23,8 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from . import stop_on_signals
 
 DEFAULT_SCENARIOS = ("iis6-ja", "iis75-ja", "iis10", "iis10-sni")
 MANIFEST = "fleet.json"  # in the work folder: the hosts, written before the inventory
@@ -287,18 +287,6 @@ def _write_requests(folder: Path, started: Sequence[tuple[FleetMember, Any]]) ->
     tmp.replace(folder / REQUESTS)
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def serve_fleet(
     *,
     hosts: int,
@@ -374,7 +362,7 @@ def serve_fleet(
         print("Press Ctrl+C to stop.")
         sys.stdout.flush()
         stop = threading.Event()
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             while not stop.wait(POLL_S):
                 _write_requests(folder, started)
     finally:
