@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Tests run on xdist workers: many tests wait on sockets, kernels and the emulated host's deadlines, so
 # more workers than cores pays (measured on a 2-core machine, whole suite: 6 workers 477 s, 4 workers 512 s).
-# After the speed work (2026-12-07, quiet machine): make test 6 min 47 s for 1,607 tests (pytest 403 s, 754 s user CPU).
+# After the speed work (2026-12-07, quiet machine): make test 6 min 47 s, 6 min 49 s, 7 min 31 s (1,607-1,608 tests).
 # `make test WORKERS=0` runs in one process. loadgroup: the tests sharing a module's renewal run on one
 # worker (tests/conftest.py).
 WORKERS ?= 6
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 help:
-	@echo "make test       lint, typecheck and the whole test suite on $(WORKERS) xdist workers (6 min 47 s measured on 2 cores)"
+	@echo "make test       lint, typecheck and the whole test suite on $(WORKERS) xdist workers (6 min 47 s to 7 min 31 s measured on 2 cores)"
 	@echo "make test-fast  lint, typecheck, the unit and rehearsal tiers without slow tests, on 4 xdist workers (50 s measured)"
 	@echo "make demo       a full renewal against a fresh rehearsal host"
 	@echo "make lab        JupyterLab on notebooks/"
